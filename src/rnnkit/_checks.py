@@ -1,0 +1,42 @@
+"""Input validation with messages that name the argument, the expected and the received."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_array(name: str, a, shape: tuple, dtype=None, finite: bool = True) -> np.ndarray:
+    """Check that ``a`` is an ndarray of ``shape`` (None = any size) and ``dtype``.
+
+    Raises TypeError for non-arrays or a wrong dtype, ValueError for a wrong
+    rank/size or non-finite values.
+    """
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(a).__name__}")
+    want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+    if a.ndim != len(shape):
+        raise ValueError(f"{name}: expected {len(shape)}-d array of shape {want}, got shape {a.shape}")
+    for k, (s, g) in enumerate(zip(shape, a.shape)):
+        if s is not None and s != g:
+            raise ValueError(f"{name}: expected shape {want}, got shape {a.shape} (dim {k} is {g}, expected {s})")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype).name}, got {a.dtype.name}")
+    if finite and a.dtype.kind == "f" and not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(f"{name}: contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+    return a
+
+
+def check_lengths(lengths, B: int, T: int) -> np.ndarray:
+    """lengths: (B,) integers in 1..T."""
+    if isinstance(lengths, (list, tuple)):
+        lengths = np.asarray(lengths)
+    if not isinstance(lengths, np.ndarray):
+        raise TypeError(f"lengths: expected a numpy array of integers, got {type(lengths).__name__}")
+    if lengths.dtype.kind not in "iu":
+        raise TypeError(f"lengths: expected an integer array, got dtype {lengths.dtype.name}")
+    if lengths.shape != (B,):
+        raise ValueError(f"lengths: expected shape ({B},) (one length per batch row), got shape {lengths.shape}")
+    if B and (lengths.min() < 1 or lengths.max() > T):
+        bad = int(np.flatnonzero((lengths < 1) | (lengths > T))[0])
+        raise ValueError(f"lengths: every length must be in 1..{T} (T), got lengths[{bad}] = {int(lengths[bad])}")
+    return lengths.astype(np.int64)

@@ -1,0 +1,1 @@
+"""Input/output: PyTorch interop, checkpoints, export."""

@@ -1,0 +1,290 @@
+"""Recurrent layers: stacking, directions, variable lengths, state handling.
+
+One class, :class:`Recurrent`, composes any cell into a multi-layer,
+optionally bidirectional layer with PyTorch's contract; ``RNN``, ``LSTM``
+and ``GRU`` only choose the cell.  Parameters use PyTorch's names and
+layouts (``weight_ih_l{k}[_reverse]`` of shape (G*H, I), gate blocks in
+PyTorch order), so weights move to and from ``torch.nn`` without transposes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import check_array, check_lengths
+from .cells import GRUCell, LSTMCell, LSTMState, RNNCell
+from .module import Module
+from .scan import scan_backward, scan_forward
+
+_DTYPES = (np.float32, np.float64)
+
+
+def as_rng(seed) -> np.random.Generator:
+    """``seed`` may be None, an int or a Generator (used as is)."""
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+class Recurrent(Module):
+    """Multi-layer, optionally bidirectional recurrent layer over any cell.
+
+    forward(x, state=None, lengths=None) -> (out, state)
+        x:      (T, B, input_size), or (B, T, input_size) with batch_first
+        out:    (T, B, D*hidden_size), D = 2 if bidirectional; 0 past each length
+        state:  h (num_layers*D, B, H), or LSTMState(h, c) for the LSTM;
+                index l*D + d is layer l, direction d (PyTorch's ordering)
+    backward(d_out, d_state=None) -> (d_x, d_state0)
+        BPTT; adds every parameter gradient into ``grads``.
+
+    Initialisation ``init``:
+        "pytorch"     all weights and biases U(-1/sqrt(H), 1/sqrt(H)) (torch's default)
+        "orthogonal"  W_hh orthogonal per gate block, W_ih Glorot-uniform per
+                      gate block, biases 0 and forget-gate bias 1 (LSTM f; GRU z)
+    ``forget_bias`` (LSTM, GRU) overrides the forget-gate bias after either init:
+    b_ih[f] = forget_bias, b_hh[f] = 0.
+    """
+
+    cell_class: type = None
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dtype=np.float32,
+        seed=None,
+        batch_first: bool = False,
+        bias: bool = True,
+        init: str = "pytorch",
+        forget_bias: float | None = None,
+        **cell_kwargs,
+    ):
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        if np.dtype(dtype) not in [np.dtype(d) for d in _DTYPES]:
+            raise TypeError(f"dtype: expected float32 or float64, got {np.dtype(dtype).name}")
+        if init not in ("pytorch", "orthogonal"):
+            raise ValueError(f"init: expected 'pytorch' or 'orthogonal', got {init!r}")
+        self.cell = self.cell_class(**cell_kwargs)
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.num_layers = int(num_layers)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if bidirectional else 1
+        self.dtype = np.dtype(dtype)
+        self.batch_first = bool(batch_first)
+        self.bias = bool(bias)
+        self.init = init
+        self.forget_bias = forget_bias
+        self._params, self._grads = {}, {}
+        self._init_params(as_rng(seed))
+        self._tape = None
+
+    # ------------------------------------------------------------------ parameters
+    def _suffix(self, layer: int, direction: int) -> str:
+        return f"_l{layer}" + ("_reverse" if direction else "")
+
+    def _weights(self, layer: int, direction: int):
+        s, p = self._suffix(layer, direction), self._params
+        return p["weight_ih" + s], p["weight_hh" + s], p.get("bias_ih" + s), p.get("bias_hh" + s)
+
+    def _init_params(self, rng: np.random.Generator) -> None:
+        H, G, D = self.hidden_size, self.cell.n_gates, self.num_directions
+        forget = {"LSTMCell": 1, "GRUCell": 1}.get(type(self.cell).__name__)  # gate block index
+        if self.forget_bias is not None and forget is None:
+            raise ValueError(f"forget_bias: {type(self).__name__} has no forget gate")
+        for layer in range(self.num_layers):
+            I = self.input_size if layer == 0 else H * D
+            for d in range(D):
+                s = self._suffix(layer, d)
+                if self.init == "pytorch":
+                    k = 1.0 / np.sqrt(H)
+                    W_ih = rng.uniform(-k, k, (G * H, I))
+                    W_hh = rng.uniform(-k, k, (G * H, H))
+                    b_ih = rng.uniform(-k, k, G * H)
+                    b_hh = rng.uniform(-k, k, G * H)
+                else:
+                    lim = np.sqrt(6.0 / (I + H))
+                    W_ih = rng.uniform(-lim, lim, (G * H, I))
+                    W_hh = np.concatenate([_orthogonal(rng, H) for _ in range(G)])
+                    b_ih, b_hh = np.zeros(G * H), np.zeros(G * H)
+                    if forget is not None:
+                        b_ih[forget * H : (forget + 1) * H] = 1.0
+                if self.forget_bias is not None:
+                    b_ih[forget * H : (forget + 1) * H] = self.forget_bias
+                    b_hh[forget * H : (forget + 1) * H] = 0.0
+                named = {"weight_ih": W_ih, "weight_hh": W_hh}
+                if self.bias:
+                    named.update(bias_ih=b_ih, bias_hh=b_hh)
+                for n, v in named.items():
+                    self._params[n + s] = np.ascontiguousarray(v, dtype=self.dtype)
+                    self._grads[n + s] = np.zeros_like(self._params[n + s])
+
+    # ------------------------------------------------------------------ state format
+    @property
+    def state_shape(self) -> tuple:
+        return (self.num_layers * self.num_directions, None, self.hidden_size)
+
+    def _is_lstm(self) -> bool:
+        return self.cell.State is LSTMState
+
+    def _split_state(self, state, B: int, name: str = "state") -> list:
+        """Public state -> list over (layer, direction) of the cell's state tuples."""
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        if state is None:
+            z = np.zeros((LD, B, H), dtype=self.dtype)
+            parts = (z,) * len(self.cell.State._fields)
+        elif self._is_lstm():
+            if not isinstance(state, tuple) or len(state) != 2:
+                raise TypeError(f"{name}: LSTM state must be a tuple (h, c), got {type(state).__name__}")
+            parts = tuple(state)
+        else:
+            parts = (state,)
+        for field, a in zip(self.cell.State._fields, parts):
+            check_array(f"{name}.{field}" if self._is_lstm() else name, a, (LD, B, H), self.dtype)
+        return [self.cell.State(*(a[k] for a in parts)) for k in range(LD)]
+
+    def _join_state(self, states: list):
+        stacked = [np.stack(arrs) for arrs in zip(*states)]
+        return LSTMState(*stacked) if self._is_lstm() else stacked[0]
+
+    # ------------------------------------------------------------------ forward / backward
+    def forward(self, x, state=None, lengths=None):
+        """Run the layer over a batch of sequences; see the class docstring for shapes."""
+        check_array("x", x, (None, None, self.input_size), self.dtype)
+        if self.batch_first:
+            x = x.transpose(1, 0, 2)
+        T, B, _ = x.shape
+        if T < 1 or B < 1:
+            raise ValueError(f"x: needs at least one time step and one batch row, got shape {x.shape}")
+        mask = None
+        if lengths is not None:
+            lengths = check_lengths(lengths, B, T)
+            if lengths.min() < T:
+                mask = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
+        states0 = self._split_state(state, B)
+        D, finals, tapes = self.num_directions, [], []
+        layer_in = np.ascontiguousarray(x)
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(D):
+                W_ih, W_hh, b_ih, b_hh = self._weights(layer, d)
+                xw = layer_in @ W_ih.T  # (T, B, G*H): all steps in one GEMM
+                if b_ih is not None:
+                    xw += b_ih
+                out, final, tape = scan_forward(
+                    self.cell, xw, W_hh, b_hh, states0[layer * D + d], mask, reverse=d == 1
+                )
+                outs.append(out)
+                finals.append(final)
+                tapes.append(tape)
+            layer_out = outs[0] if D == 1 else np.concatenate(outs, axis=-1)
+            tapes.append(layer_in)
+            layer_in = layer_out
+        self._tape = (tapes, T, B)
+        out = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
+        return out, self._join_state(finals)
+
+    __call__ = forward
+
+    def backward(self, d_out, d_state=None):
+        """BPTT for the last forward.  Returns (d_x, d_state0); gradients are added to ``grads``."""
+        if self._tape is None:
+            raise RuntimeError(
+                "backward: no forward pass to differentiate (backward called before forward, "
+                "or a second time for the same forward)"
+            )
+        tapes, T, B = self._tape
+        H, D = self.hidden_size, self.num_directions
+        shape = (B, T, D * H) if self.batch_first else (T, B, D * H)
+        check_array("d_out", d_out, shape, self.dtype)
+        if self.batch_first:
+            d_out = d_out.transpose(1, 0, 2)
+        if d_state is None:
+            d_finals = self._split_state(None, B, "d_state")
+        elif self._is_lstm():
+            if not isinstance(d_state, tuple) or len(d_state) != 2:
+                raise TypeError(f"d_state: LSTM d_state must be a tuple (dh, dc), got {type(d_state).__name__}")
+            zeros = np.zeros((self.num_layers * D, B, H), dtype=self.dtype)
+            d_finals = self._split_state(tuple(zeros if a is None else a for a in d_state), B, "d_state")
+        else:
+            d_finals = self._split_state(d_state, B, "d_state")
+        self._tape = None
+        d_states0 = [None] * (self.num_layers * D)
+        d_layer_out = d_out
+        for layer in range(self.num_layers - 1, -1, -1):
+            layer_in = tapes[layer * (D + 1) + D]
+            d_layer_in = np.zeros_like(layer_in)
+            for d in range(D):
+                s = self._suffix(layer, d)
+                W_ih, W_hh, b_ih, _ = self._weights(layer, d)
+                tape = tapes[layer * (D + 1) + d]
+                d_dir = d_layer_out[..., d * H : (d + 1) * H]
+                d_xw, dW_hh, db_hh, d_state0 = scan_backward(self.cell, tape, d_dir, d_finals[layer * D + d], W_hh)
+                # xw = layer_in @ W_ih.T + b_ih for all steps
+                self._grads["weight_ih" + s] += np.tensordot(d_xw, layer_in, axes=([0, 1], [0, 1]))
+                self._grads["weight_hh" + s] += dW_hh
+                if b_ih is not None:
+                    self._grads["bias_ih" + s] += d_xw.sum(axis=(0, 1))
+                    self._grads["bias_hh" + s] += db_hh
+                d_layer_in += d_xw @ W_ih
+                d_states0[layer * D + d] = d_state0
+            d_layer_out = d_layer_in
+        d_x = d_layer_out.transpose(1, 0, 2) if self.batch_first else d_layer_out
+        return d_x, self._join_state(d_states0)
+
+    def step(self, x_t, state=None):
+        """One time step of inference (streaming).  x_t: (B, input_size) -> (y_t (B, H), state)."""
+        if self.bidirectional:
+            raise ValueError("step: a bidirectional layer needs the whole sequence; use forward")
+        check_array("x_t", x_t, (None, self.input_size), self.dtype)
+        B = x_t.shape[0]
+        states = self._split_state(state, B)
+        h_in, new_states = x_t, []
+        for layer in range(self.num_layers):
+            W_ih, W_hh, b_ih, b_hh = self._weights(layer, 0)
+            prev = states[layer]
+            xw = h_in @ W_ih.T
+            hw = prev.h @ W_hh.T
+            if b_ih is not None:
+                xw += b_ih
+                hw += b_hh
+            new, _ = self.cell.forward(xw, hw, prev)
+            new_states.append(new)
+            h_in = new.h
+        return h_in, self._join_state(new_states)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+            f"bidirectional={self.bidirectional}, dtype={self.dtype.name})"
+        )
+
+
+def _orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))
+
+
+class RNN(Recurrent):
+    """Elman RNN, h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh); ``nonlinearity='relu'`` optional."""
+
+    cell_class = RNNCell
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, dtype=np.float32,
+                 seed=None, nonlinearity: str = "tanh", **kwargs):
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, dtype, seed,
+                         nonlinearity=nonlinearity, **kwargs)
+        self.nonlinearity = nonlinearity
+
+
+class LSTM(Recurrent):
+    """LSTM with forget, input and output gates and cell state (PyTorch gate order i, f, g, o)."""
+
+    cell_class = LSTMCell
+
+
+class GRU(Recurrent):
+    """GRU in PyTorch's formulation (r, z, n; b_hn inside the reset product)."""
+
+    cell_class = GRUCell

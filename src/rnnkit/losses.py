@@ -1,0 +1,85 @@
+"""Losses and softmax.  Each loss returns ``(loss, d_input)`` in one call.
+
+Reductions are means over the counted elements (masked-out positions do not
+count), matching torch's ``reduction='mean'``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .cells import sigmoid
+
+
+def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax along ``axis``."""
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = z - z.max(axis=axis, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+
+
+def _check_same(name, a, b):
+    if a.shape != b.shape:
+        raise ValueError(f"{name}: expected shape {a.shape} (as the predictions), got {b.shape}")
+
+
+def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None):
+    """Mean cross-entropy of softmax(logits) against integer targets.
+
+    logits: (..., V);  targets: (...) ints in 0..V-1;  mask: (...) bool/0-1 or None.
+    Returns (loss, d_logits) with d_logits = (softmax - onehot) * mask / count.
+    """
+    targets = np.asarray(targets)
+    V = logits.shape[-1]
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(f"targets: expected shape {logits.shape[:-1]}, got {targets.shape}")
+    if targets.dtype.kind not in "iu":
+        raise TypeError(f"targets: expected integer class ids, got dtype {targets.dtype.name}")
+    if targets.size and (targets.min() < 0 or targets.max() >= V):
+        raise ValueError(f"targets: class ids must be in 0..{V - 1}, got range {targets.min()}..{targets.max()}")
+    logp = log_softmax(logits)
+    nll = -np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    if mask is None:
+        w = np.ones(targets.shape, dtype=logits.dtype)
+    else:
+        mask = np.asarray(mask)
+        _check_same("mask", targets, mask)
+        w = mask.astype(logits.dtype)
+    count = max(float(w.sum()), 1.0)
+    loss = float((nll * w).sum() / count)
+    d = np.exp(logp)  # softmax
+    np.put_along_axis(d, targets[..., None], np.take_along_axis(d, targets[..., None], -1) - 1.0, axis=-1)
+    d *= (w / count)[..., None]  # d/dz of mean(-log softmax_target) = (p - onehot)/N
+    return loss, d
+
+
+def bce_with_logits(logits: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None):
+    """Mean binary cross-entropy of sigmoid(logits) against targets in [0, 1].
+
+    loss = mean(max(z,0) - z*y + log(1 + exp(-|z|)));  d/dz = (sigma(z) - y) / N.
+    """
+    targets = np.asarray(targets, dtype=logits.dtype)
+    _check_same("targets", logits, targets)
+    w = np.ones_like(logits) if mask is None else np.asarray(mask).astype(logits.dtype)
+    _check_same("mask", logits, w)
+    count = max(float(w.sum()), 1.0)
+    z = logits
+    per = np.maximum(z, 0) - z * targets + np.log1p(np.exp(-np.abs(z)))
+    loss = float((per * w).sum() / count)
+    d = (sigmoid(z) - targets) * w / count
+    return loss, d
+
+
+def mse(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None):
+    """Mean squared error; d/dpred = 2 (pred - y) / N."""
+    targets = np.asarray(targets, dtype=pred.dtype)
+    _check_same("targets", pred, targets)
+    w = np.ones_like(pred) if mask is None else np.asarray(mask).astype(pred.dtype)
+    _check_same("mask", pred, w)
+    count = max(float(w.sum()), 1.0)
+    err = pred - targets
+    loss = float((err * err * w).sum() / count)
+    return loss, 2.0 * err * w / count
