@@ -187,8 +187,14 @@ class Recurrent(Module):
 
     __call__ = forward
 
-    def backward(self, d_out, d_state=None):
-        """BPTT for the last forward.  Returns (d_x, d_state0); gradients are added to ``grads``."""
+    def backward(self, d_out, d_state=None, record_state_grads: bool = False):
+        """BPTT for the last forward.  Returns (d_x, d_state0); gradients are added to ``grads``.
+
+        With ``record_state_grads=True``, ``self.state_grads`` becomes a list over
+        (layer, direction) (index l*D + d) of dicts {"h": (T, B, H), "c": ...}
+        holding dL/dh_t (and dL/dc_t) at every step (0 at padded steps), taken
+        from this BPTT pass; time-major regardless of batch_first.
+        """
         if self._tape is None:
             raise RuntimeError(
                 "backward: no forward pass to differentiate (backward called before forward, "
@@ -211,6 +217,7 @@ class Recurrent(Module):
             d_finals = self._split_state(d_state, B, "d_state")
         self._tape = None
         d_states0 = [None] * (self.num_layers * D)
+        records = [{} if record_state_grads else None for _ in d_states0]
         d_layer_out = d_out
         for layer in range(self.num_layers - 1, -1, -1):
             layer_in = tapes[layer * (D + 1) + D]
@@ -220,7 +227,9 @@ class Recurrent(Module):
                 W_ih, W_hh, b_ih, _ = self._weights(layer, d)
                 tape = tapes[layer * (D + 1) + d]
                 d_dir = d_layer_out[..., d * H : (d + 1) * H]
-                d_xw, dW_hh, db_hh, d_state0 = scan_backward(self.cell, tape, d_dir, d_finals[layer * D + d], W_hh)
+                d_xw, dW_hh, db_hh, d_state0 = scan_backward(
+                    self.cell, tape, d_dir, d_finals[layer * D + d], W_hh, records[layer * D + d]
+                )
                 # xw = layer_in @ W_ih.T + b_ih for all steps
                 self._grads["weight_ih" + s] += np.tensordot(d_xw, layer_in, axes=([0, 1], [0, 1]))
                 self._grads["weight_hh" + s] += dW_hh
@@ -230,8 +239,27 @@ class Recurrent(Module):
                 d_layer_in += d_xw @ W_ih
                 d_states0[layer * D + d] = d_state0
             d_layer_out = d_layer_in
+        if record_state_grads:
+            self.state_grads = records
         d_x = d_layer_out.transpose(1, 0, 2) if self.batch_first else d_layer_out
         return d_x, self._join_state(d_states0)
+
+    def gate_activations(self) -> list:
+        """Activated gates of the last forward (before backward consumes it).
+
+        Returns a list over (layer, direction) of arrays (T, B, G*H), blocks in the
+        cell's ``gate_names`` order (LSTM i, f, g, o; GRU r, z, n; RNN: h).
+        Time-major; rows past a sequence's length hold the values computed there
+        (ignore them with the lengths).
+        """
+        if self._tape is None:
+            raise RuntimeError("gate_activations: no forward pass kept (call forward first, before backward)")
+        tapes, T, B = self._tape
+        D = self.num_directions
+        return [
+            np.stack([c[0] for c in tapes[layer * (D + 1) + d].caches])
+            for layer in range(self.num_layers) for d in range(D)
+        ]
 
     def step(self, x_t, state=None):
         """One time step of inference (streaming).  x_t: (B, input_size) -> (y_t (B, H), state)."""

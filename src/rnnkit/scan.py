@@ -66,11 +66,13 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False):
     return out, state, ScanTape(states_prev, caches, h_prev, mask, reverse)
 
 
-def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh):
+def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None):
     """BPTT through one scan.
 
     d_out:     (T, B, H) gradient of the loss w.r.t. ``out``
     d_state_T: state tuple of arrays (B, H), gradient w.r.t. the final state
+    record:    optional dict; if given, record[field] = (T, B, H) total gradient
+               dL/d(field)_t for each state field (h, c), as BPTT computes it
     Returns d_xw (T, B, G*H), dW_hh (G*H, H), db_hh (G*H,), d_state0.
     """
     T, B, H = d_out.shape
@@ -79,10 +81,15 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh):
     d_xw = np.empty((T, B, G), dtype=d_out.dtype)
     d_hw = d_xw if getattr(cell, "dhw_is_dxw", False) else np.empty_like(d_xw)
     d_state = d_state_T
+    if record is not None:
+        record.update({f: np.zeros((T, B, H), dtype=d_out.dtype) for f in cell.State._fields})
     for t in range(T) if tape.reverse else range(T - 1, -1, -1):
         m = None if mask is None else mask[t]
         dh = d_state.h + (d_out[t] if m is None else d_out[t] * m)  # out_t = h_t (where valid)
         d_state = d_state._replace(h=dh)
+        if record is not None:
+            for f, v in zip(cell.State._fields, d_state):
+                record[f][t] = v if m is None else v * m
         dxw_t, dhw_t, direct = cell.backward(d_state, tape.caches[t], tape.states_prev[t])
         if m is not None:  # padded rows: no gradient into this step's pre-activations
             dxw_t = dxw_t * m
