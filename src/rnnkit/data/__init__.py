@@ -1,0 +1,1 @@
+"""Data: series generators and loaders, long-lag task generators, text corpora."""

@@ -1,0 +1,1 @@
+"""Tasks: models + data + loss following the Task protocol of rnnkit.train."""
