@@ -1,0 +1,123 @@
+"""Gradient flow through time: how large dL/dh_t (and dL/dc_t) are at every step.
+
+The numbers come from the real BPTT pass of :meth:`rnnkit.Recurrent.backward`
+(``record_state_grads=True``), not from a separate autograd.  For a batch the
+norm at step t is the Frobenius norm over batch rows and units,
+
+    ||dL/dh_t|| = sqrt( sum_{b,j} (dL/dh_{t,b,j})^2 )
+
+where dL/dh_t is the *total* derivative (through the output at t and through
+every later step).  For the LSTM the cell-state gradient reported is also the
+total derivative,
+
+    dL/dc_t = dL/dc_t|from t+1 + dL/dh_t * o_t * (1 - tanh(c_t)^2)
+
+(the BPTT hook records the first term, the gradient carried along the cell
+state; the second, through h_t = o_t tanh(c_t), is added here from the gate
+activations of the same forward).
+
+With a loss on the last step only (the adding problem), "distance from the
+loss" is T-1-t; a vanishing gradient shows as a norm that falls exponentially
+with distance, a straight line on a log scale.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..layers import Recurrent
+
+
+@dataclass(frozen=True)
+class GradFlow:
+    """Per-step gradient norms of one forward/backward.
+
+    h: (L*D, T) ||dL/dh_t|| for each (layer, direction) (index l*D + d), time-major
+    c: (L*D, T) ||dL/dc_t|| (LSTM only, else None)
+    loss: the loss value of this batch
+    """
+
+    h: np.ndarray
+    c: np.ndarray | None
+    loss: float
+
+
+def _cell_states(gates: np.ndarray, c0: np.ndarray, mask, reverse: bool) -> np.ndarray:
+    """Rebuild c_t (T, B, H) of one LSTM (layer, direction) from its gates (T, B, 4H).
+
+    c_t = f_t * c_{t-1} + i_t * g_t ; padded steps keep c (mask False).
+    """
+    T, B, G4 = gates.shape
+    H = G4 // 4
+    c = np.empty((T, B, H), dtype=np.float64)
+    prev = c0.astype(np.float64)
+    for t in range(T - 1, -1, -1) if reverse else range(T):
+        i, f, g = gates[t, :, :H], gates[t, :, H : 2 * H], gates[t, :, 2 * H : 3 * H]
+        new = f * prev + i * g
+        if mask is not None:
+            new = np.where(mask[t], new, prev)
+        c[t] = new
+        prev = new
+    return c
+
+
+def gradient_flow(layer: Recurrent, x: np.ndarray, loss_fn, state=None, lengths=None) -> GradFlow:
+    """Forward ``x`` through ``layer``, apply ``loss_fn``, run BPTT, and measure.
+
+    layer:   an rnnkit RNN/LSTM/GRU (any depth, directions, batch_first)
+    x:       input batch as ``layer.forward`` takes it
+    loss_fn: out -> (loss, d_out); the head and loss on top of the recurrent
+             output (it may run its own backward, e.g. a Linear head's)
+    state, lengths: passed to ``layer.forward``
+
+    Gradients are added into ``layer.grads`` as in a training step (so this can
+    be the training step); zero them before if they must not accumulate.
+    Returns a :class:`GradFlow`.
+    """
+    if not isinstance(layer, Recurrent):
+        raise TypeError(f"layer: expected an rnnkit RNN, LSTM or GRU, got {type(layer).__name__}")
+    out, _ = layer.forward(x, state, lengths)
+    is_lstm = "c" in layer.cell.State._fields
+    gates = layer.gate_activations() if is_lstm else None
+    loss, d_out = loss_fn(out)
+    layer.backward(d_out, record_state_grads=True)
+    records = layer.state_grads
+    h = np.stack([np.sqrt((r["h"].astype(np.float64) ** 2).sum(axis=(1, 2))) for r in records])
+    c = None
+    if is_lstm:
+        T, B = records[0]["h"].shape[:2]
+        H, D = layer.hidden_size, layer.num_directions
+        mask = None
+        if lengths is not None and np.min(lengths) < T:
+            mask = (np.arange(T)[:, None] < np.asarray(lengths)[None, :])[:, :, None]
+        c0 = np.zeros((len(records), B, H)) if state is None else np.asarray(state[1])
+        norms = []
+        for k, (r, gk) in enumerate(zip(records, gates)):
+            ct = _cell_states(gk.astype(np.float64), c0[k], mask, reverse=(k % D) == 1)
+            o = gk[..., 3 * H :].astype(np.float64)
+            tanh_c = np.tanh(ct)
+            # dL/dc_t = carried from t+1 + dL/dh_t * dh_t/dc_t, dh_t/dc_t = o_t (1 - tanh(c_t)^2)
+            dc = r["c"].astype(np.float64) + r["h"].astype(np.float64) * o * (1.0 - tanh_c * tanh_c)
+            if mask is not None:
+                dc = dc * mask
+            norms.append(np.sqrt((dc**2).sum(axis=(1, 2))))
+        c = np.stack(norms)
+    return GradFlow(h=h, c=c, loss=float(loss))
+
+
+def last_step_loss(head_forward, head_backward, loss, targets):
+    """Build a ``loss_fn`` for a loss on the last time step only (time-major out).
+
+    head_forward(h_T (B, H)) -> prediction ; head_backward(d_pred) -> d_h_T
+    loss(pred, targets) -> (value, d_pred)
+    """
+
+    def fn(out):
+        pred = head_forward(out[-1])
+        value, d_pred = loss(pred, targets)
+        d_out = np.zeros_like(out)
+        d_out[-1] = head_backward(d_pred)
+        return value, d_out
+
+    return fn
