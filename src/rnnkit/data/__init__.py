@@ -1,1 +1,1 @@
-"""Data: series generators and loaders, long-lag task generators, text corpora."""
+"""Data loading for the training tasks (text corpora, vocabularies, splits)."""

@@ -1,1 +1,1 @@
-"""Tasks: models + data + loss following the Task protocol of rnnkit.train."""
+"""Training tasks: objects following the Task protocol of :mod:`rnnkit.train`."""
