@@ -140,3 +140,61 @@ def test_gradflow_padding_matches_unpadded_rows(rng):
         want_c2[:n] += solo.c[0] ** 2
     assert_close("||dL/dh_t||^2 with padding", flow.h[0] ** 2, want_h2, atol=1e-12, rtol=1e-10)
     assert_close("||dL/dc_t||^2 with padding", flow.c[0] ** 2, want_c2, atol=1e-12, rtol=1e-10)
+
+
+# ----------------------------------------------------------------------------- gate saturation
+from rnnkit.diagnostics.gates import SaturationCounter, gate_saturation, plot_saturation, write_saturation
+
+
+def test_saturation_counts_hand_built_activations():
+    """Hand-built gate values: fractions are exact, padded steps do not count, g is ignored."""
+    T, B, H = 4, 2, 3
+    a = np.full((T, B, 4 * H), 0.5)  # blocks i, f, g, o
+    a[:, :, 0] = 0.05  # i unit 0: always left-saturated
+    a[:2, :, H + 1] = 0.95  # f unit 1: right-saturated at t = 0, 1 for both rows
+    a[:, 1, 3 * H + 2] = 0.0  # o unit 2: left-saturated in row 1 only (steps 0..2 valid)
+    a[:, :, 2 * H : 3 * H] = -0.99  # g: tanh candidate, never counted
+    a[3, 1] = 0.99  # padded step of row 1: everything "saturated" there, must be ignored
+    layer = rnnkit.LSTM(1, H, dtype=np.float64, seed=0)
+    c = SaturationCounter(layer)
+    c.add([a], lengths=np.array([4, 3]))
+    sat = c.result()
+    assert sat.gates == ("i", "f", "o") and sat.steps == 7
+    want_left = np.zeros((1, 3, H))
+    want_right = np.zeros((1, 3, H))
+    want_left[0, 0, 0] = 1.0
+    want_right[0, 1, 1] = 4 / 7
+    want_left[0, 2, 2] = 3 / 7
+    assert_close("left fractions", sat.left, want_left, atol=1e-15)
+    assert_close("right fractions", sat.right, want_right, atol=1e-15)
+
+
+def test_saturation_through_a_real_lstm_forward(tmp_path):
+    """Weights set so that each gate's value is known from the input sign: x = +1 at 3 of 5 valid steps."""
+    H = 2
+    layer = rnnkit.LSTM(1, H, dtype=np.float64, seed=0)
+    for k, v in layer.params.items():
+        v[...] = 0.0
+    p = layer.params
+    p["weight_ih_l0"][0, 0] = 10.0  # i unit 0 = sigma(10 x): > 0.9 when x = +1, < 0.1 when x = -1
+    p["bias_ih_l0"][H + 1] = 5.0  # f unit 1 = sigma(5) > 0.9 always
+    p["bias_ih_l0"][3 * H] = -5.0  # o unit 0 = sigma(-5) < 0.1 always
+    x = np.array([1, -1, 1, 1, -1, 1, 1], dtype=np.float64).reshape(7, 1, 1)
+    sat = gate_saturation(layer, [(x, np.array([5])), (x[:2].copy(), None)])
+    assert sat.steps == 7
+    i_left, i_right = sat.left[0, 0, 0], sat.right[0, 0, 0]
+    assert (i_left, i_right) == (3 / 7, 4 / 7)  # valid x: 1 -1 1 1 -1 | 1 -1
+    assert sat.right[0, 1, 1] == 1.0 and sat.left[0, 1, 1] == 0.0
+    assert sat.left[0, 2, 0] == 1.0
+    assert sat.left[0, 1, 0] == 0.0 and sat.right[0, 1, 0] == 0.0  # sigma(0) = 0.5: unsaturated
+    write_saturation(sat, tmp_path / "sat.csv", tmp_path / "sat.json")
+    rows = (tmp_path / "sat.csv").read_text().splitlines()
+    assert rows[0] == "layer,direction,gate,unit,left,right" and len(rows) == 1 + 3 * H
+    assert rows[1].startswith("0,0,i,0,0.428571")
+    plot_saturation(sat, tmp_path / "sat.png")
+    assert (tmp_path / "sat.png").stat().st_size > 10_000
+
+
+def test_saturation_rejects_rnn():
+    with pytest.raises(ValueError, match="Elman RNN has no gates"):
+        SaturationCounter(rnnkit.RNN(2, 3))
