@@ -82,3 +82,133 @@ def test_copy_layout_and_baseline():
     assert loss == pytest.approx(copy_baseline(T), rel=1e-9)
     oh = one_hot(ids, 10)
     assert oh.shape == (T + 20, B, 10) and np.array_equal(oh.argmax(-1), ids) and np.all(oh.sum(-1) == 1)
+
+
+# ----------------------------------------------------------------------------- task classes
+torch = pytest.importorskip("torch")
+
+from rnnkit.tasks.longlag import AddingConfig, AddingTask, CopyConfig, CopyTask  # noqa: E402
+from rnnkit.tasks.readout import Readout  # noqa: E402
+from rnnkit.train import load_task, save_task  # noqa: E402
+
+
+def _torch_model(model: Readout, cell: str):
+    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    r, h = model.rnn, model.head
+    t_rnn = cls(r.input_size, r.hidden_size, num_layers=r.num_layers)
+    t_head = torch.nn.Linear(h.in_features, h.out_features)
+    with torch.no_grad():
+        for k, p in t_rnn.named_parameters():
+            p.copy_(torch.from_numpy(r.params[k]))
+        t_head.weight.copy_(torch.from_numpy(h.params["weight"]))
+        t_head.bias.copy_(torch.from_numpy(h.params["bias"]))
+    return t_rnn, t_head
+
+
+def _grads(task, t_rnn, t_head):
+    ours = task.model.grads
+    theirs = {f"rnn.{k}": p.grad for k, p in t_rnn.named_parameters()}
+    theirs.update({"head.weight": t_head.weight.grad, "head.bias": t_head.bias.grad})
+    assert sorted(ours) == sorted(theirs)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("cell,layers", [("lstm", 1), ("gru", 2), ("rnn", 1)])
+def test_adding_task_loss_and_gradients_match_torch(cell, layers):
+    task = AddingTask(AddingConfig(T=12, cell=cell, hidden=5, layers=layers, batch=6, seed=3))
+    batch, carry = task.train_batch(np.random.default_rng(0))
+    assert carry is None
+    task.model.zero_grad()
+    loss, carry, count = task.loss_and_backward(batch)
+    assert carry is None and count == 6
+    t_rnn, t_head = _torch_model(task.model, cell)
+    out, _ = t_rnn(torch.from_numpy(batch.x))  # (T, B, H); read each row at its last valid step
+    h_last = out[torch.from_numpy(batch.lengths - 1), torch.arange(6)]
+    o = torch.sigmoid(t_head(h_last))[:, 0]
+    t_loss = ((o - torch.from_numpy(batch.target)) ** 2).mean()
+    t_loss.backward()
+    assert loss == pytest.approx(t_loss.item(), rel=1e-5)
+    ours, theirs = _grads(task, t_rnn, t_head)
+    for k in ours:
+        np.testing.assert_allclose(ours[k], theirs[k].numpy(), rtol=1e-4, atol=1e-6, err_msg=k)
+    # predict gives the same outputs as the training forward
+    np.testing.assert_allclose(task.predict(batch.x, batch.lengths), o.detach().numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_copy_task_loss_and_gradients_match_torch():
+    task = CopyTask(CopyConfig(T=4, hidden=6, batch=3, seed=1))
+    batch, _ = task.train_batch(np.random.default_rng(0))
+    task.model.zero_grad()
+    loss, _, count = task.loss_and_backward(batch)
+    assert count == 3
+    t_rnn, t_head = _torch_model(task.model, "lstm")
+    x = torch.nn.functional.one_hot(torch.from_numpy(batch.ids), 10).float()
+    logits = t_head(t_rnn(x)[0])
+    t_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 10), torch.from_numpy(batch.target).reshape(-1))
+    t_loss.backward()
+    assert loss == pytest.approx(t_loss.item(), rel=1e-5)
+    ours, theirs = _grads(task, t_rnn, t_head)
+    for k in ours:
+        np.testing.assert_allclose(ours[k], theirs[k].numpy(), rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def test_forget_bias_is_applied():
+    H = 4
+    lstm = AddingTask(AddingConfig(hidden=H, forget_bias=3.0)).model.rnn.params
+    assert np.all(lstm["bias_ih_l0"][H : 2 * H] == 3.0) and np.all(lstm["bias_hh_l0"][H : 2 * H] == 0.0)
+    AddingTask(AddingConfig(hidden=H, cell="rnn", forget_bias=3.0))  # no forget gate: ignored, no error
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="cell: expected one of rnn, lstm, gru, got 'tanh'"):
+        AddingConfig(cell="tanh")
+    with pytest.raises(ValueError, match="batch: expected a positive integer, got 0"):
+        AddingConfig(batch=0)
+    with pytest.raises(TypeError, match="config: expected AddingConfig, got CopyConfig"):
+        AddingTask(CopyConfig())
+
+
+def test_evaluation_sets_fixed_and_independent_of_training():
+    task = AddingTask(AddingConfig(T=12, hidden=4, seed=5))
+    a = task.evaluate("test")
+    assert a == AddingTask(AddingConfig(T=12, hidden=4, seed=5)).evaluate("test")
+    assert a["correct"] + a["wrong"] == 2560
+    val, test = task._eval_set("val"), task._eval_set("test")
+    assert not np.array_equal(val.target, test.target)
+    ev = CopyTask(CopyConfig(T=3, hidden=4, eval_size=50)).evaluate("val")
+    assert ev["baseline"] == pytest.approx(10 * math.log(8) / 23) and 0 <= ev["recall_accuracy"] <= 1
+
+
+def test_save_load_round_trip(tmp_path):
+    for task in (AddingTask(AddingConfig(T=12, hidden=4, seed=2)), CopyTask(CopyConfig(T=3, hidden=4, seed=2))):
+        path = tmp_path / f"{task.kind}.safetensors"
+        save_task(path, task)
+        back = load_task(path, type(task))
+        assert back.config == task.config
+        if task.kind == "adding":
+            b = task._eval_set("val")
+            assert np.array_equal(back.predict(b.x, b.lengths), task.predict(b.x, b.lengths))
+        else:
+            b = task._eval_set("val")
+            assert np.array_equal(back.predict(b.ids), task.predict(b.ids))
+    from rnnkit.errors import CheckpointError
+    with pytest.raises(CheckpointError, match="copy"):
+        load_task(tmp_path / "copy.safetensors", AddingTask)
+
+
+def test_fit_learns_and_stops_when_solved(tmp_path):
+    # a real short run: the val MSE falls below the plateau of predicting the mean (1/24)
+    task = AddingTask(AddingConfig(T=11, hidden=8, batch=20, lr=1e-2, max_sequences=1600, eval_every=800))
+    before = task.evaluate("val")["loss"]
+    seen = []
+    res = task.fit(out_dir=tmp_path, progress=False, on_eval=lambda n, m: seen.append((n, m["loss"])))
+    assert [n for n, _ in seen] == [800, 1600] and res.sequences == 1600 and res.stop_reason == "max sequences"
+    assert seen[-1][1] < min(before, 1 / 24) and res.test["correct"] + res.test["wrong"] == 2560
+    assert (tmp_path / "last.safetensors").exists()
+
+    class AlwaysSolved(AddingTask):  # the stop rule: fit ends at the first evaluation that is solved
+        def solved(self, metrics):
+            return True
+
+    res = AlwaysSolved(AddingConfig(T=11, hidden=4, batch=10, max_sequences=10_000, eval_every=100)).fit(progress=False)
+    assert res.stop_reason == "solved" and res.sequences == 100 and res.steps == 10
