@@ -1,0 +1,272 @@
+"""``rnnkit bench longlag``: the adding problem and the copy task for RNN, LSTM and GRU.
+
+For every task, T, cell and seed: train with Adam and gradient-norm clipping
+(settings of :class:`rnnkit.tasks.longlag.AddingConfig` / ``CopyConfig``, which
+flags may override) for at most ``budget`` training sequences, evaluate on the
+fixed test set every ``eval_every`` sequences, and record the number of training
+sequences seen when the success criterion first held:
+
+    adding: at least 2557 of 2560 test sequences with |error| < 0.04
+            (Hochreiter & Schmidhuber 1997, Exp. 4)
+    copy:   test loss < 0.5 x the memoryless baseline 10 ln(8) / (T + 20)
+            ("clearly below" it; Arjovsky, Shah & Bengio 2016)
+
+The resolution of the count is ``eval_every``.  The printed markdown table puts
+the published LSTM figures of H&S 1997, Table 7, beside ours: 74,000 training
+sequences at T = 100 and 209,000 at T = 500 (their LSTM: online updates,
+negative input-gate biases).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import UserError
+from ..optim import Adam, clip_grad_norm
+from ..tasks.longlag import ADDING_MAX_WRONG, ADDING_TEST_SIZE, AddingConfig, AddingTask, CopyConfig, CopyTask
+
+TASKS = {"adding": (AddingTask, AddingConfig), "copy": (CopyTask, CopyConfig)}
+CELL_NAMES = ("rnn", "lstm", "gru")
+#: "clearly below" the memoryless baseline
+COPY_FACTOR = 0.5
+#: Hochreiter & Schmidhuber 1997, Table 7 (adding problem, LSTM): T -> training sequences
+HS1997_ADDING = {100: 74_000, 500: 209_000}
+
+
+@dataclass(frozen=True)
+class LongLagBenchConfig:
+    """Settings of ``rnnkit bench longlag`` (one CLI flag per field).
+
+    Defaults run in a few minutes on a CPU and are far too short to solve
+    anything; the real runs take flags, e.g. ``--tasks adding --T 100
+    --cells lstm,rnn --budget 200000``.
+    """
+
+    tasks: tuple = ("adding", "copy")
+    T: tuple = (50, 100, 200)
+    cells: tuple = CELL_NAMES
+    seeds: int = 2
+    budget: int = 2_000
+    eval_every: int = 1_000
+    hidden: int | None = None  # None: the task's default (adding 32, copy 64)
+    batch: int | None = None  # None: task default (20)
+    lr: float | None = None  # None: task default (adding 3e-3, copy 1e-3)
+    forget_bias: float | None = None  # None: task default (adding +3, copy +1)
+    clip: float | None = None  # None: task default (1.0)
+
+    def __post_init__(self):
+        for t in self.tasks:
+            if t not in TASKS:
+                raise UserError(f"--tasks: expected a comma list of {', '.join(TASKS)}, got {t!r}")
+        for c in self.cells:
+            if c not in CELL_NAMES:
+                raise UserError(f"--cells: expected a comma list of {', '.join(CELL_NAMES)}, got {c!r}")
+        if not self.T or any(t < 11 for t in self.T):
+            raise UserError(f"--T: expected a comma list of integers >= 11, got {self.T!r}")
+        for name in ("seeds", "budget", "eval_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')}: expected an integer >= 1, got {getattr(self, name)}")
+
+    def task_config(self, task: str, T: int, cell: str, seed: int):
+        _, config_class = TASKS[task]
+        over = {k: getattr(self, k) for k in ("hidden", "batch", "lr", "forget_bias", "clip")
+                if getattr(self, k) is not None}
+        try:
+            return config_class(T=T, cell=cell, seed=seed, max_sequences=self.budget,
+                                eval_every=self.eval_every, **over)
+        except ValueError as e:
+            raise UserError(f"bench longlag: {e}") from None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    task: str
+    T: int
+    cell: str
+    seed: int
+    solved_at: int | None  # training sequences when the criterion first held; None: not within budget
+    sequences: int  # training sequences seen in total
+    metric: dict  # the last test evaluation
+    seconds: float
+    diverged: bool = False
+
+
+def success(task: str, metrics: dict) -> bool:
+    """The criterion of the module docstring for one test evaluation."""
+    if task == "adding":
+        return metrics["wrong"] <= ADDING_MAX_WRONG
+    return metrics["loss"] < COPY_FACTOR * metrics["baseline"]
+
+
+def run_one(task_name: str, config, log=None) -> RunResult:
+    """Train one model until the criterion holds or the budget is spent.
+
+    ``config`` is an AddingConfig/CopyConfig; the budget is ``config.max_sequences``,
+    evaluation every ``config.eval_every`` sequences on the fixed test set.
+    ``log(dict)`` receives every evaluation.
+    """
+    task_class, _ = TASKS[task_name]
+    task = task_class(config)
+    model = task.model
+    opt = Adam(model.params, model.grads, lr=config.lr)
+    grads = model.grads
+    rng = np.random.default_rng([config.seed, 3])
+    seen, next_eval, t0 = 0, config.eval_every, time.perf_counter()
+    metric, diverged = task.evaluate("test"), False
+    if log:
+        log(dict(task=task_name, T=config.T, cell=config.cell, seed=config.seed, sequences=0, **metric))
+    while seen < config.max_sequences:
+        batch, _ = task.train_batch(rng, None)
+        model.zero_grad()
+        loss, _, count = task.loss_and_backward(batch, None)
+        norm = clip_grad_norm(grads, config.clip)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            diverged = True
+            break
+        opt.step()
+        seen += count
+        if seen >= next_eval or seen >= config.max_sequences:
+            next_eval += config.eval_every
+            metric = task.evaluate("test")
+            if log:
+                log(dict(task=task_name, T=config.T, cell=config.cell, seed=config.seed, sequences=seen,
+                         train_loss=loss, seconds=round(time.perf_counter() - t0, 1), **metric))
+            if success(task_name, metric):
+                return RunResult(task_name, config.T, config.cell, config.seed, seen, seen, metric,
+                                 time.perf_counter() - t0)
+    return RunResult(task_name, config.T, config.cell, config.seed, None, seen, metric,
+                     time.perf_counter() - t0, diverged)
+
+
+def _metric_text(r: RunResult) -> str:
+    m = r.metric
+    if r.task == "adding":
+        return f"{int(m['wrong'])}/{ADDING_TEST_SIZE} wrong, MSE {m['loss']:.4f}"
+    return f"loss {m['loss']:.4f} ({m['loss'] / m['baseline']:.2f}x baseline), recall {m['recall_accuracy']:.3f}"
+
+
+def _published(task: str, T: int, cell: str) -> str:
+    if task == "adding" and cell == "lstm" and T in HS1997_ADDING:
+        return f"{HS1997_ADDING[T]:,} (H&S 1997, Table 7)"
+    return "—"
+
+
+def table(results: list[RunResult], cfg: LongLagBenchConfig) -> str:
+    """Markdown table, one row per (task, T, cell), one entry per seed."""
+    lines = [
+        f"Budget {cfg.budget:,} training sequences per run, test every {cfg.eval_every:,}; "
+        f"adding solved = at most {ADDING_MAX_WRONG} of {ADDING_TEST_SIZE} test sequences with |err| >= 0.04, "
+        f"copy solved = test loss < {COPY_FACTOR} x baseline 10 ln 8/(T+20).",
+        "",
+        "| task | T | cell | sequences until solved (per seed) | final test metric (per seed) | published LSTM |",
+        "|---|---|---|---|---|---|",
+    ]
+    groups: dict = {}
+    for r in results:
+        groups.setdefault((r.task, r.T, r.cell), []).append(r)
+    for (task, T, cell), rs in groups.items():
+        solved = " / ".join(
+            f"{r.solved_at:,}" if r.solved_at is not None
+            else ("diverged" if r.diverged else f"not solved within {r.sequences:,}") for r in rs)
+        metrics = " / ".join(_metric_text(r) for r in rs)
+        lines.append(f"| {task} | {T} | {cell} | {solved} | {metrics} | {_published(task, T, cell)} |")
+    return "\n".join(lines)
+
+
+def run_bench(cfg: LongLagBenchConfig, log=None) -> list[RunResult]:
+    results = []
+    for task in cfg.tasks:
+        for T in cfg.T:
+            for cell in cfg.cells:
+                for seed in range(cfg.seeds):
+                    results.append(run_one(task, cfg.task_config(task, T, cell, seed), log))
+    return results
+
+
+# ----------------------------------------------------------------------------- command line
+def _ints(s: str) -> tuple:
+    try:
+        return tuple(int(v) for v in s.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"expected a comma list of integers, got {s!r}") from None
+
+
+def _names(s: str) -> tuple:
+    return tuple(v.strip() for v in s.split(",") if v.strip())
+
+
+def add_longlag_args(parser) -> None:
+    """Flags of ``rnnkit bench longlag`` (fields of :class:`LongLagBenchConfig`)."""
+    d = LongLagBenchConfig()
+    parser.add_argument("--tasks", default=",".join(d.tasks), help="comma list of adding, copy (default: both)")
+    parser.add_argument("--T", default=",".join(map(str, d.T)), help="comma list of lags T (default: 50,100,200)")
+    parser.add_argument("--cells", default=",".join(d.cells), help="comma list of rnn, lstm, gru (default: all)")
+    parser.add_argument("--seeds", type=int, default=d.seeds, help=f"seeds per setting (default {d.seeds})")
+    parser.add_argument("--budget", type=int, default=d.budget,
+                        help=f"training sequences per run (default {d.budget:,}: minutes on a CPU; "
+                             "H&S needed 74,000 at T=100)")
+    parser.add_argument("--eval-every", type=int, default=d.eval_every,
+                        help=f"test every this many training sequences (default {d.eval_every:,})")
+    parser.add_argument("--hidden", type=int, default=None, help="hidden units (default: task's, adding 32, copy 64)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: task's, 20)")
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: task's)")
+    parser.add_argument("--forget-bias", type=float, default=None,
+                        help="LSTM forget / GRU update gate bias (default: task's, adding +3, copy +1)")
+    parser.add_argument("--clip", type=float, default=None, help="gradient-norm clip (default: task's, 1)")
+    parser.add_argument("--out", default=None, help="also write the markdown table to this file")
+    parser.add_argument("--log", default=None, help="write every evaluation as JSON lines to this file")
+
+
+def longlag_main(args) -> int:
+    """Handler of ``rnnkit bench longlag``: runs, prints the markdown table, returns 0."""
+    cfg = LongLagBenchConfig(tasks=_names(args.tasks), T=_ints(args.T), cells=_names(args.cells),
+                             seeds=args.seeds, budget=args.budget, eval_every=args.eval_every,
+                             hidden=args.hidden, batch=args.batch, lr=args.lr, forget_bias=args.forget_bias,
+                             clip=args.clip)
+    log_file = open(args.log, "a") if args.log else None
+
+    def log(rec):
+        brief = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in rec.items()}
+        print(json.dumps(brief), file=sys.stderr, flush=True)
+        if log_file:
+            log_file.write(json.dumps(rec) + "\n")
+            log_file.flush()
+
+    try:
+        results = run_bench(cfg, log)
+    finally:
+        if log_file:
+            log_file.close()
+    text = table(results, cfg)
+    command = "rnnkit bench longlag " + " ".join(
+        f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
+        for k, v in dataclasses.asdict(cfg).items() if v is not None)
+    text = f"`{command}`\n\n{text}\n"
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    return 0
+
+
+def main(argv=None) -> int:
+    """``python -m rnnkit.diagnostics.longlag_bench`` (same flags as ``rnnkit bench longlag``)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="rnnkit bench longlag", description=__doc__.split("\n")[0])
+    add_longlag_args(p)
+    try:
+        return longlag_main(p.parse_args(argv))
+    except UserError as e:
+        print(f"rnnkit: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
