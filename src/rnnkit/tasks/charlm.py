@@ -1,0 +1,293 @@
+"""Character-level language model: Embedding -> multi-layer RNN/LSTM/GRU -> Linear -> softmax.
+
+Model, for ids x_1..x_T (one stream)::
+
+    e_t = E[x_t]                         (emb)        E: (V, emb)
+    h_t = RNN(e_t, h_{t-1})              (layers x hidden; LSTM also carries c_t)
+    z_t = W h_t + b                      (logits)     W: (V, hidden)
+    loss = mean_t -log softmax(z_t)[x_{t+1}]          nats/char;  bits/char = loss / ln 2
+
+Training is stateful truncated BPTT: the training split is cut into ``batch``
+parallel streams of length L = (n - 1) // batch (stream b starts at b*L), and
+each step takes the next window of ``bptt`` steps from every stream; the
+final state of a window is detached (copied, no gradient through it) and is
+the initial state of the next.  After the last full window the streams start
+over from a zero state.  Evaluation runs the whole split the same way
+(windows carried, the last window may be short) and averages over every
+predicted character.
+
+``CharLM`` is both the high-level object and a :mod:`rnnkit.train` Task::
+
+    lm = CharLM(CharLMConfig(hidden=128), text=open("input.txt").read())
+    lm.fit(steps=2000, out_dir="runs/lm")
+    print(lm.sample("ROMEO:", length=300, temperature=0.8, seed=0))
+
+``CharLM.load(path)`` reads a checkpoint; ``lm.save(path)`` writes one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.text import (DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_text, split_ids,
+                         stdlib_corpus)
+from ..errors import CheckpointError, UserError
+from ..layers import GRU, LSTM, RNN, LSTMState
+from ..losses import log_softmax, softmax_cross_entropy
+from ..module import Module
+from ..nn import Embedding, Linear
+
+CELLS = {"lstm": LSTM, "rnn": RNN, "gru": GRU}
+
+
+@dataclass(frozen=True)
+class CharLMConfig:
+    """Model and batching of a char-LM (see the module docstring)."""
+
+    cell: str = "lstm"
+    layers: int = 2
+    hidden: int = 128
+    emb: int = 64
+    batch: int = 32
+    bptt: int = 100
+    seed: int = 0  # initialisation of the weights
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {self.cell!r}")
+        for name in ("layers", "hidden", "emb", "batch", "bptt"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+
+
+class CharLMModel(Module):
+    """emb -> rnn -> head.  forward(ids (T, B), state) -> (logits (T, B, V), state)."""
+
+    def __init__(self, vocab_size: int, config: CharLMConfig):
+        rng = np.random.default_rng(config.seed)
+        self.emb = Embedding(vocab_size, config.emb, seed=rng)
+        self.rnn = CELLS[config.cell](config.emb, config.hidden, num_layers=config.layers, seed=rng)
+        self.head = Linear(config.hidden, vocab_size, seed=rng)
+
+    def forward(self, ids: np.ndarray, state=None):
+        h, state = self.rnn(self.emb(ids), state)
+        return self.head(h), state
+
+    __call__ = forward
+
+    def backward(self, d_logits: np.ndarray) -> None:
+        d_h = self.head.backward(d_logits)  # dL/dh = dL/dz W
+        d_e, _ = self.rnn.backward(d_h)  # BPTT within the window; no gradient into the carried state
+        self.emb.backward(d_e)  # dL/dE[k] = sum of dL/de_t where x_t = k
+
+
+def _state_to_carry(state) -> dict:
+    if isinstance(state, LSTMState):
+        return {"h": state.h.copy(), "c": state.c.copy()}  # detached: copies, no tape
+    return {"h": state.copy()}
+
+
+def _carry_to_state(carry: dict):
+    if "h" not in carry:
+        return None
+    return LSTMState(carry["h"], carry["c"]) if "c" in carry else carry["h"]
+
+
+class CharLM:
+    """A character-level language model with its corpus; implements the Task protocol.
+
+    ``text``: the corpus (None = the default standard-library corpus of
+    ``max_chars`` characters).  The vocabulary is every character of the corpus;
+    the split is 90/5/5 (train/val/test), contiguous.
+    """
+
+    kind = "charlm"
+    count_unit = "tokens"
+    loss_unit = "nats/char"
+
+    def __init__(self, config: CharLMConfig = CharLMConfig(), text: str | None = None, *,
+                 max_chars: int = DEFAULT_MAX_CHARS, source: dict | None = None, vocab: Vocab | None = None):
+        if not isinstance(config, CharLMConfig):
+            raise TypeError(f"config: expected a CharLMConfig, got {type(config).__name__}")
+        self.config = config
+        self._splits = None
+        if text is None and vocab is None:
+            text = stdlib_corpus(max_chars)
+            source = {"source": "stdlib", "max_chars": max_chars}
+        if text is not None:
+            if not isinstance(text, str) or len(text) < 2:
+                raise UserError(f"text: expected a string of at least 2 characters, got {len(text or '')}")
+            vocab = vocab or Vocab.from_text(text)
+            self.source = dict(source or {"source": "text"}, sha256=sha256_text(text), chars=len(text))
+            self._set_text(text, vocab)
+        else:
+            self.source = dict(source or {"source": "text"})
+        self.vocab = vocab
+        self.model = CharLMModel(len(vocab), config)
+
+    @classmethod
+    def from_file(cls, path, config: CharLMConfig = CharLMConfig()) -> "CharLM":
+        import os
+        return cls(config, load_text(path), source={"source": "file", "path": os.path.abspath(path)})
+
+    # ------------------------------------------------------------------ data
+    def _set_text(self, text: str, vocab: Vocab) -> None:
+        self._splits = split_ids(vocab.encode(text, "text"))
+        n_train = len(self._splits["train"])
+        B, T = self.config.batch, self.config.bptt
+        if (n_train - 1) // B < T:
+            raise UserError(f"text: the training split has {n_train} characters, too few for batch {B} x "
+                            f"bptt {T} (needs at least {B * T + 1}); use a longer text or smaller --batch/--bptt")
+
+    def attach_text(self, text: str) -> None:
+        """Give a loaded model its corpus again (must be the text it was trained on)."""
+        want = self.source.get("sha256")
+        if want and sha256_text(text) != want:
+            raise UserError(f"text: differs from the corpus this model was trained on "
+                            f"({len(text)} chars vs {self.source.get('chars')}; SHA-256 mismatch)")
+        self._set_text(text, self.vocab)
+
+    @property
+    def splits(self) -> dict:
+        """{"train", "val", "test"} -> int32 ids; reloaded from the recorded source when needed."""
+        if self._splits is None:
+            src = self.source.get("source")
+            if src == "stdlib":
+                self.attach_text(stdlib_corpus(self.source["max_chars"]))
+            elif src == "file":
+                self.attach_text(load_text(self.source["path"]))
+            else:
+                raise UserError("this model was trained on a text given in Python; pass it with attach_text(text)")
+        return self._splits
+
+    # ------------------------------------------------------------------ Task protocol
+    def train_batch(self, rng, carry):
+        """Next window of every stream.  carry: {"window": int array, "h", ["c"]} or None."""
+        ids = self.splits["train"]
+        B, T = self.config.batch, self.config.bptt
+        L = (len(ids) - 1) // B
+        n_windows = L // T
+        k = 0 if carry is None else int(carry["window"].reshape(-1)[0])
+        if k >= n_windows:
+            k = 0
+        state = None if (carry is None or k == 0) else _carry_to_state(carry)
+        starts = np.arange(B) * L + k * T
+        idx = starts[None, :] + np.arange(T)[:, None]  # (T, B)
+        x, y = ids[idx], ids[idx + 1]
+        return (x, y, state), {"window": np.array([k + 1], dtype=np.int64)}
+
+    def loss_and_backward(self, batch, carry):
+        x, y, state = batch
+        logits, final = self.model(x, state)
+        loss, d_logits = softmax_cross_entropy(logits, y)
+        self.model.backward(d_logits)
+        return loss, {"window": carry["window"], **_state_to_carry(final)}, x.size
+
+    def evaluate(self, split: str = "val", ids: np.ndarray | None = None) -> dict:
+        """Mean loss (nats/char) and bits/char over a split (or the given ids) with carried state."""
+        if ids is None:
+            if split not in SPLITS:
+                raise UserError(f"split: expected one of {list(SPLITS)}, got {split!r}")
+            ids = self.splits[split]
+        if len(ids) < 2:
+            raise UserError(f"{split}: needs at least 2 characters to evaluate, has {len(ids)}")
+        B = min(self.config.batch, len(ids) - 1)
+        L = (len(ids) - 1) // B
+        X = ids[: B * L].reshape(B, L).T  # (L, B) time-major streams
+        Y = ids[1 : B * L + 1].reshape(B, L).T
+        total, state = 0.0, None
+        for p in range(0, L, self.config.bptt):
+            logits, state = self.model(X[p : p + self.config.bptt], state)
+            logp = log_softmax(logits.astype(np.float64))
+            total -= float(np.take_along_axis(logp, Y[p : p + self.config.bptt, :, None], -1).sum())
+        loss = total / (B * L)
+        return {"loss": loss, "bpc": loss / math.log(2), "chars": B * L}
+
+    def evaluate_text(self, text: str) -> dict:
+        """Loss and bits/char of this model on another text (characters must be in the vocabulary)."""
+        return self.evaluate("text", self.vocab.encode(text, "text"))
+
+    def state_arrays(self) -> dict:
+        return dict(self.model.params)
+
+    def meta(self) -> dict:
+        return {"config": dataclasses.asdict(self.config), "vocab": self.vocab.chars, "corpus": self.source}
+
+    @classmethod
+    def from_checkpoint(cls, arrays: dict, meta: dict) -> "CharLM":
+        try:
+            config = CharLMConfig(**meta["config"])
+            vocab = Vocab(meta["vocab"])
+            source = dict(meta["corpus"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"charlm checkpoint: bad metadata ({type(e).__name__}: {e})") from None
+        lm = cls(config, None, vocab=vocab, source=source)
+        try:
+            lm.model.load_params(arrays)
+        except ValueError as e:
+            raise CheckpointError(f"charlm checkpoint: parameters do not fit the config ({e})") from None
+        return lm
+
+    # ------------------------------------------------------------------ high level
+    def fit(self, steps: int = 1000, out_dir=None, on_eval=None, **train_kwargs):
+        """Train with :class:`rnnkit.train.Trainer`; keyword arguments are TrainConfig fields.
+        Returns the TrainResult.  ``self.trainer`` keeps the trainer; calling fit again continues
+        from its step (optimizer state, rng, carry) up to the new total ``steps``."""
+        from ..train import TrainConfig, Trainer
+
+        cfg = TrainConfig(steps=steps, **train_kwargs)
+        prev = getattr(self, "trainer", None)
+        self.trainer = Trainer(self, cfg, out_dir)
+        if prev is not None:  # continue: optimizer state, rng, step and carry
+            self.trainer.load_state(*prev.state())
+        return self.trainer.fit(on_eval=on_eval)
+
+    def save(self, path) -> None:
+        """Save the model (with training state if it was trained in this object)."""
+        from ..io.checkpoint import save_checkpoint
+        from ..train import save_task
+
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            save_checkpoint(path, *trainer.state())
+        else:
+            save_task(path, self)
+
+    @classmethod
+    def load(cls, path) -> "CharLM":
+        from ..train import load_task
+
+        return load_task(path, cls)
+
+    def sample(self, prime: str = "", length: int = 200, temperature: float = 1.0, seed=None) -> str:
+        """Generate ``length`` characters after ``prime`` (returned without the prime).
+
+        Streams one character at a time with ``rnn.step``; next char ~ softmax(z / temperature).
+        An empty prime starts from a newline (or the first vocabulary character).
+        """
+        if not isinstance(length, int) or length < 0:
+            raise UserError(f"--length: expected an integer >= 0, got {length!r}")
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+            raise UserError(f"--temperature: expected a number > 0, got {temperature!r}")
+        if not prime:
+            prime = "\n" if "\n" in self.vocab.chars else self.vocab.chars[0]
+        ids = self.vocab.encode(prime, "--prime")
+        rng = np.random.default_rng(seed)
+        E = self.model.emb.params["weight"]
+        W, b = self.model.head.params["weight"], self.model.head.params["bias"]
+        state, out = None, []
+        for i in ids[:-1]:
+            _, state = self.model.rnn.step(E[i : i + 1], state)
+        cur = int(ids[-1])
+        for _ in range(length):
+            h, state = self.model.rnn.step(E[cur : cur + 1], state)
+            z = (h[0] @ W.T + b).astype(np.float64) / temperature
+            p = np.exp(z - z.max())
+            cdf = np.cumsum(p)
+            cur = int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
+            out.append(cur)
+        return self.vocab.decode(out)
