@@ -133,11 +133,13 @@ def test_gradflow_padding_matches_unpadded_rows(rng):
     R = rng.standard_normal((T, B, H))
     lengths = np.array([8, 5, 3])
     flow = gradient_flow(layer, x, lambda out: (float((R * out).sum()), R * (out != 0)), lengths=lengths)
-    want_h2, want_c2 = np.zeros(T), np.zeros(T)
+    want_h2, want_c2, want_dist2 = np.zeros(T), np.zeros(T), np.zeros(T)
     for b, n in enumerate(lengths):  # squared Frobenius norms add over batch rows
         solo = gradient_flow(layer, x[:n, b : b + 1].copy(), _sum_loss(R[:n, b : b + 1].copy()))
         want_h2[:n] += solo.h[0] ** 2
         want_c2[:n] += solo.c[0] ** 2
+        want_dist2[:n] += solo.h[0, ::-1] ** 2  # distance k = n - 1 - t from the row's last step
+    assert_close("by_distance('h')", flow.by_distance("h")[0] ** 2, want_dist2, atol=1e-12, rtol=1e-10)
     assert_close("||dL/dh_t||^2 with padding", flow.h[0] ** 2, want_h2, atol=1e-12, rtol=1e-10)
     assert_close("||dL/dc_t||^2 with padding", flow.c[0] ** 2, want_c2, atol=1e-12, rtol=1e-10)
 

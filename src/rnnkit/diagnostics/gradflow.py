@@ -33,14 +33,43 @@ from ..layers import Recurrent
 class GradFlow:
     """Per-step gradient norms of one forward/backward.
 
-    h: (L*D, T) ||dL/dh_t|| for each (layer, direction) (index l*D + d), time-major
-    c: (L*D, T) ||dL/dc_t|| (LSTM only, else None)
+    h_sq: (L*D, T, B) squared norm over units of dL/dh_t per batch row, for each
+          (layer, direction) (index l*D + d), time-major; 0 at padded steps
+    c_sq: (L*D, T, B) the same for dL/dc_t (LSTM only, else None)
+    lengths: (B,) valid lengths (T for every row when none were given)
     loss: the loss value of this batch
     """
 
-    h: np.ndarray
-    c: np.ndarray | None
+    h_sq: np.ndarray
+    c_sq: np.ndarray | None
+    lengths: np.ndarray
     loss: float
+
+    @property
+    def h(self) -> np.ndarray:
+        """(L*D, T) ||dL/dh_t||, Frobenius norm over batch rows and units."""
+        return np.sqrt(self.h_sq.sum(axis=2))
+
+    @property
+    def c(self) -> np.ndarray | None:
+        """(L*D, T) ||dL/dc_t|| (LSTM), else None."""
+        return None if self.c_sq is None else np.sqrt(self.c_sq.sum(axis=2))
+
+    def by_distance(self, field: str = "h") -> np.ndarray:
+        """(L*D, T) norms indexed by distance k = L_b - 1 - t from each row's last valid step.
+
+        For a loss read at each row's last valid step (the adding problem with
+        variable lengths), k is the distance from the loss.  Entry k sums the
+        rows that have a step at that distance (all rows for k < min length).
+        """
+        sq = {"h": self.h_sq, "c": self.c_sq}[field]
+        if sq is None:
+            raise ValueError(f"field: {field!r} is only recorded for the LSTM")
+        LD, T, B = sq.shape
+        out = np.zeros((LD, T))
+        for b, n in enumerate(self.lengths):
+            out[:, :n] += sq[:, n - 1 :: -1, b]  # steps n-1, n-2, ..., 0
+        return np.sqrt(out)
 
 
 def _cell_states(gates: np.ndarray, c0: np.ndarray, mask, reverse: bool) -> np.ndarray:
@@ -83,10 +112,10 @@ def gradient_flow(layer: Recurrent, x: np.ndarray, loss_fn, state=None, lengths=
     loss, d_out = loss_fn(out)
     layer.backward(d_out, record_state_grads=True)
     records = layer.state_grads
-    h = np.stack([np.sqrt((r["h"].astype(np.float64) ** 2).sum(axis=(1, 2))) for r in records])
+    T, B = records[0]["h"].shape[:2]
+    h = np.stack([(r["h"].astype(np.float64) ** 2).sum(axis=2) for r in records])
     c = None
     if is_lstm:
-        T, B = records[0]["h"].shape[:2]
         H, D = layer.hidden_size, layer.num_directions
         mask = None
         if lengths is not None and np.min(lengths) < T:
@@ -101,9 +130,10 @@ def gradient_flow(layer: Recurrent, x: np.ndarray, loss_fn, state=None, lengths=
             dc = r["c"].astype(np.float64) + r["h"].astype(np.float64) * o * (1.0 - tanh_c * tanh_c)
             if mask is not None:
                 dc = dc * mask
-            norms.append(np.sqrt((dc**2).sum(axis=(1, 2))))
+            norms.append((dc**2).sum(axis=2))
         c = np.stack(norms)
-    return GradFlow(h=h, c=c, loss=float(loss))
+    lengths = np.full(B, T, dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
+    return GradFlow(h_sq=h, c_sq=c, lengths=lengths, loss=float(loss))
 
 
 def last_step_loss(head_forward, head_backward, loss, targets):
