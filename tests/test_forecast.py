@@ -6,7 +6,8 @@ from rnnkit.data.series import make_windows, naive_forecast, rmse_mae
 from rnnkit.errors import CheckpointError, UserError
 from rnnkit.tasks.forecast import ForecastConfig, Forecaster
 
-TINY = dict(window=8, horizon=3, hidden=8, batch=16, steps=60, eval_every=30, series_length=300, lr=1e-2)
+TINY = dict(window=8, horizon=3, hidden=8, batch=16, series_length=300)
+TRAIN = dict(steps=60, eval_every=30, lr=1e-2, progress=False)
 
 
 def test_loss_and_gradients_match_torch():
@@ -49,7 +50,7 @@ def test_batches_are_normalised_train_windows():
 def test_tiny_training_run_reduces_loss_and_evaluate_is_consistent(tmp_path):
     f = Forecaster(ForecastConfig(**TINY))
     before = f.evaluate("val")["loss"]
-    result = f.fit(out_dir=tmp_path, progress=False)
+    result = f.fit(out_dir=tmp_path, **TRAIN)
     assert result.step == 60 and np.mean(result.losses[-10:]) < 0.5 * np.mean(result.losses[:10])
     after = f.evaluate("val")
     assert after["loss"] < 0.5 * before
@@ -63,8 +64,8 @@ def test_tiny_training_run_reduces_loss_and_evaluate_is_consistent(tmp_path):
 
 
 def test_save_load_round_trip_identical_predictions(tmp_path):
-    f = Forecaster(ForecastConfig(**{**TINY, "steps": 5}))
-    f.fit(progress=False)
+    f = Forecaster(ForecastConfig(**TINY))
+    f.fit(**{**TRAIN, "steps": 5})
     path = tmp_path / "m.safetensors"
     f.save(path)
     g = Forecaster.load(path)
@@ -89,7 +90,7 @@ def test_csv_series_and_too_short(tmp_path):
     t = np.arange(200)
     p = tmp_path / "s.csv"
     p.write_text("t,y\n" + "".join(f"{i},{np.sin(i / 5):.6f}\n" for i in t))
-    f = Forecaster(ForecastConfig(**{**TINY, "steps": 2}, csv=str(p), column="y"))
+    f = Forecaster(ForecastConfig(**TINY, csv=str(p), column="y"))
     assert len(f.series) == 200 and f.series[3] == pytest.approx(np.sin(0.6), abs=1e-6)
     with pytest.raises(UserError, match="has 10 values, shorter than window \\+ horizon = 8 \\+ 3 = 11"):
         Forecaster(ForecastConfig(**TINY), series=np.arange(10.0))
@@ -97,41 +98,56 @@ def test_csv_series_and_too_short(tmp_path):
         Forecaster(ForecastConfig(csv=str(p)))
 
 
-def _cli():
-    return pytest.importorskip("rnnkit.cli").main
+def _csv(path, start, stop, header="t,y", with_t=True):
+    rows = "".join((f"{i}," if with_t else "") + f"{np.sin(i / 5):.6f}\n" for i in range(start, stop))
+    path.write_text(header + "\n" + rows)
+    return path
 
 
-def test_cli_train_forecast_and_forecast_new_data(tmp_path, capsys):
-    main = _cli()
-    p = tmp_path / "s.csv"
-    p.write_text("t,y\n" + "".join(f"{i},{np.sin(i / 5):.6f}\n" for i in range(300)))
+def test_cli_train_forecast_resume_eval_and_forecast_new_data(tmp_path, capsys):
+    from rnnkit.cli import main
+
+    p = _csv(tmp_path / "s.csv", 0, 300)
     out = tmp_path / "run"
-    rc = main(["train", "forecast", "--csv", str(p), "--column", "y", "--horizon", "2", "--window", "8",
-               "--hidden", "8", "--steps", "40", "--eval-every", "20", "--out", str(out), "--no-progress"])
+    args = ["train", "forecast", "--csv", str(p), "--column", "y", "--horizon", "2", "--window", "8",
+            "--hidden", "8", "--steps", "40", "--eval-every", "20", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
     text = capsys.readouterr().out
-    assert rc == 0 and "naive last value" in text and "x below the naive baseline" in text
+    assert "naive last value" in text and "x below the naive baseline" in text and "stopped at step 40" in text
     assert (out / "forecast.safetensors").exists()
     assert (out / "forecast.png").exists() or "matplotlib is not installed" in text
-    new = tmp_path / "new.csv"
-    new.write_text("y\n" + "".join(f"{np.sin(i / 5):.6f}\n" for i in range(300, 320)))
-    rc = main(["forecast", str(out / "forecast.safetensors"), "--csv", str(new)])
+    # the same --out again is refused (never overwrite a checkpoint); --resume continues to more steps
+    assert main(args) == 2 and "already holds a checkpoint" in capsys.readouterr().err
+    assert main(["train", "forecast", "--resume", str(out / "last.safetensors"), "--steps", "60",
+                 "--no-progress"]) == 0
+    assert "resuming" in (text := capsys.readouterr().out) and "stopped at step 60" in text
+    assert main(["eval", str(out / "forecast.safetensors"), "--split", "test"]) == 0
+    assert "test split" in capsys.readouterr().out
+    # forecast new data: the printed values are the model's predictions
+    new = _csv(tmp_path / "new.csv", 300, 320, header="y", with_t=False)
+    assert main(["forecast", str(out / "forecast.safetensors"), "--csv", str(new)]) == 0
     text = capsys.readouterr().out
     f = Forecaster.load(out / "forecast.safetensors")
     series = np.array([float(f"{np.sin(i / 5):.6f}") for i in range(300, 320)])
-    want = f.predict(series)
-    assert rc == 0 and "  ".join(f"{v:.6g}" for v in want) in text
-    X, Y = make_windows(series, 8, 2)
+    assert "  ".join(f"{v:.6g}" for v in f.predict(series)) in text
+    X, _ = make_windows(series, 8, 2)
     assert f"backtest on its {len(X)} windows" in text
 
 
 def test_cli_bad_input_one_line_exit_2(tmp_path, capsys):
-    main = _cli()
+    from rnnkit.cli import main
+
     p = tmp_path / "s.csv"
     p.write_text("a,b\n1,2\n")
-    assert main(["train", "forecast", "--csv", str(p), "--column", "zz", "--no-progress"]) == 2
+    out = str(tmp_path / "o")
+    assert main(["train", "forecast", "--csv", str(p), "--column", "zz", "--out", out, "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "no column 'zz'; available columns: 'a', 'b'" in err and "Traceback" not in err
-    assert main(["train", "forecast", "--csv", str(p), "--column", "b", "--no-progress"]) == 2
+    assert err.startswith("rnnkit: error: ") and "no column 'zz'; available columns: 'a', 'b'" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["train", "forecast", "--csv", str(p), "--column", "b", "--out", out, "--no-progress"]) == 2
     assert "shorter than window + horizon" in capsys.readouterr().err
+    assert main(["train", "forecast", "--column", "b", "--out", out, "--no-progress"]) == 2
+    assert "--column needs --csv" in capsys.readouterr().err
     assert main(["forecast", str(tmp_path / "missing.safetensors"), "--csv", str(p)]) == 2
     assert "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

@@ -15,14 +15,13 @@ last-value forecast (x_{t+k} = x_t).  Data: :mod:`rnnkit.data.series`
 Three lines::
 
     f = Forecaster(ForecastConfig(horizon=5))        # Mackey-Glass; or Forecaster(config, series)
-    f.fit(); print(f.evaluate("test"))
+    f.fit(steps=3000); print(f.evaluate("test"))
     f.save("mg.safetensors"); Forecaster.load("mg.safetensors").predict(recent_values)
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,10 +44,11 @@ def _pos_int(name, v):
 
 @dataclass(frozen=True)
 class ForecastConfig:
-    """Model, data and training settings of a Forecaster.
+    """Model and data settings of a Forecaster (training settings: :data:`FORECAST_TRAIN`).
 
     ``csv``/``column`` name the data source (None: Mackey-Glass with
     ``series_length`` samples); they are recorded, the series itself is passed in.
+    ``seed`` fixes the initial weights (and, through fit, the batch order).
     """
 
     window: int = 32
@@ -57,22 +57,19 @@ class ForecastConfig:
     hidden: int = 32
     layers: int = 1
     batch: int = 32
-    lr: float = 3e-3
-    clip: float = 1.0
-    steps: int = 3000
-    eval_every: int = 250
     seed: int = 0
     series_length: int = 3000
     csv: str | None = None
     column: str | None = None
 
     def __post_init__(self):
-        for name in ("window", "horizon", "hidden", "layers", "batch", "steps", "eval_every", "series_length"):
+        for name in ("window", "horizon", "hidden", "layers", "batch", "series_length"):
             _pos_int(name, getattr(self, name))
         check_cell(self.cell)
-        for name in ("lr", "clip"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
+
+
+#: default training of ``rnnkit train forecast`` / ``Forecaster.fit``: Adam 3e-3 with cosine decay, clip 1
+FORECAST_TRAIN = TrainConfig(steps=3000, lr=3e-3, clip=1.0, schedule="cosine", eval_every=250, log_every=50)
 
 
 def default_series(config: ForecastConfig) -> np.ndarray:
@@ -208,18 +205,23 @@ class Forecaster:
         return f
 
     # ------------------------------------------------------------------ high level
-    def train_config(self, progress: bool = True) -> TrainConfig:
-        c = self.config
-        return TrainConfig(steps=c.steps, lr=c.lr, optimizer="adam", clip=c.clip, eval_every=c.eval_every,
-                           seed=c.seed, progress=progress, log_every=min(50, c.eval_every))
+    def fit(self, steps: int = FORECAST_TRAIN.steps, out_dir=None, on_eval=None, trainer: Trainer | None = None,
+            **train_kwargs):
+        """Train; keep the parameters with the best val loss.  Returns the Trainer's TrainResult.
 
-    def fit(self, out_dir=None, progress: bool = True, on_eval=None, trainer: Trainer | None = None):
-        """Train for ``config.steps`` Adam steps; keep the parameters with the best val loss.
-
-        ``on_eval(step, metrics)`` after every evaluation.  Returns the Trainer's TrainResult.
+        Training settings: :data:`FORECAST_TRAIN` with ``steps``, ``seed=config.seed``
+        and any other TrainConfig field given as keyword (``lr=``, ``progress=False``...).
+        ``on_eval(step, metrics)`` after every evaluation.  ``trainer`` (from
+        ``Trainer.resume``) continues a saved run instead.
         """
         self._require_data()
-        trainer = Trainer(self, self.train_config(progress), out_dir) if trainer is None else trainer
+        if trainer is None:
+            try:
+                cfg = dataclasses.replace(FORECAST_TRAIN, **{"steps": steps, "seed": self.config.seed, **train_kwargs})
+            except ValueError as e:
+                raise UserError(str(e)) from None
+            trainer = Trainer(self, cfg, out_dir)
+        self.trainer = trainer
         best = {"loss": trainer.best_val, "params": None}
 
         def hook(tr, rec):
@@ -258,21 +260,26 @@ def plot_forecast(f: Forecaster, png_path, split: str = "test", max_points: int 
     X, Y = X[:max_points], Y[:max_points]
     P = f.predict_windows(X)
     K = f.config.horizon
-    t = np.arange(len(Y))
-    fig = Figure(figsize=(9, 4.5), dpi=110)
+    t = np.arange(len(Y))  # time of the first target of each window
+    fig = Figure(figsize=(9, 6), dpi=110)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.plot(t, Y[:, 0], color="black", lw=1.5, label="truth")
-    ax.plot(t, P[:, 0], color="tab:blue", lw=1, label="model, 1 step ahead")
-    if K > 1:
-        ax.plot(t + K - 1, P[:, -1], color="tab:green", lw=1, label=f"model, {K} steps ahead")
-    ax.plot(t, X[:, -1], color="tab:gray", lw=1, ls="--", label="naive (last value)")
-    ax.set_xlabel(f"{split} split time step")
-    ax.set_ylabel(f.config.column or "value")
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    top.plot(t, Y[:, 0], color="black", lw=1.5, label="truth")
+    top.plot(t + K - 1, P[:, -1], color="tab:blue", lw=1, label=f"model, {K} step{'s' * (K > 1)} ahead")
+    top.plot(t + K - 1, X[:, -1], color="tab:gray", lw=1, ls="--", label=f"naive (last value), {K} ahead")
+    top.set_ylabel(f.config.column or "value")
     src = os.path.basename(f.config.csv) if f.config.csv else "Mackey-Glass (tau=17)"
-    ax.set_title(f"{src}: {f.config.cell.upper()} forecast vs truth")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
+    top.set_title(f"{src}: {f.config.cell.upper()} forecast vs truth ({split} split)")
+    top.legend(loc="upper right", fontsize=8)
+    for k, color in ((0, "tab:blue"), (K - 1, "tab:green"))[: 1 + (K > 1)]:
+        bottom.plot(t + k, P[:, k] - Y[:, k], color=color, lw=1, label=f"model error, {k + 1} ahead")
+    bottom.plot(t, X[:, -1] - Y[:, 0], color="tab:gray", lw=1, ls="--", label="naive error, 1 ahead")
+    bottom.axhline(0, color="black", lw=0.5)
+    bottom.set_xlabel("time step")
+    bottom.set_ylabel("forecast - truth")
+    bottom.legend(loc="upper right", fontsize=8)
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     tmp = os.fspath(png_path) + ".tmp.png"
     fig.savefig(tmp)
@@ -281,75 +288,105 @@ def plot_forecast(f: Forecaster, png_path, split: str = "test", max_points: int 
 
 
 # ----------------------------------------------------------------------------- command line
-_TRAIN_FIELDS = (  # (flag, config field, type, help)
-    ("--csv", "csv", str, "CSV file with a header row (default: the Mackey-Glass series)"),
-    ("--column", "column", str, "numeric column of --csv to forecast"),
-    ("--horizon", "horizon", int, "K: number of future steps forecast at once"),
-    ("--window", "window", int, "W: past values the model reads"),
-    ("--cell", "cell", str, "recurrent cell: lstm, gru or rnn"),
-    ("--hidden", "hidden", int, "hidden units"),
-    ("--layers", "layers", int, "stacked recurrent layers"),
-    ("--batch", "batch", int, "windows per optimizer step"),
-    ("--lr", "lr", float, "Adam learning rate"),
-    ("--clip", "clip", float, "gradient-norm clipping threshold"),
-    ("--steps", "steps", int, "optimizer steps"),
-    ("--eval-every", "eval_every", int, "evaluate on the val split every N steps"),
-    ("--seed", "seed", int, "seed of weights and batch order"),
-    ("--series-length", "series_length", int, "Mackey-Glass samples when no --csv"),
+EVAL_KINDS = ("forecast",)
+
+_MODEL_FLAGS = (  # (flag, ForecastConfig field, help); types come from rnnkit.cli
+    ("--csv", "csv", "CSV file with a header row (default: the Mackey-Glass series, generated)"),
+    ("--column", "column", "numeric column of --csv to forecast"),
+    ("--horizon", "horizon", "K: number of future steps forecast at once"),
+    ("--window", "window", "W: past values the model reads"),
+    ("--cell", "cell", "recurrent cell"),
+    ("--hidden", "hidden", "hidden units"),
+    ("--layers", "layers", "stacked recurrent layers"),
+    ("--batch", "batch", "windows per optimizer step"),
+    ("--series-length", "series_length", "Mackey-Glass samples when no --csv"),
 )
 
 
 def _report(ev: dict, K: int) -> list[str]:
     ratio = ev["naive_rmse_h1"] / ev["rmse_h1"] if ev["rmse_h1"] > 0 else float("inf")
-    lines = [f"{'':>18}{'RMSE':>11}{'MAE':>11}{'RMSE h=1':>11}{f'RMSE h={K}':>11}"]
+    cols = [("RMSE", "rmse"), ("MAE", "mae")] + ([("RMSE h=1", "rmse_h1"), (f"RMSE h={K}", "rmse_hK")] if K > 1 else [])
+    lines = [f"{'':>18}" + "".join(f"{c:>11}" for c, _ in cols)]
     for label, p in (("model", ""), ("naive last value", "naive_")):
-        lines.append(f"{label:>18}{ev[p + 'rmse']:>11.5f}{ev[p + 'mae']:>11.5f}{ev[p + 'rmse_h1']:>11.5f}"
-                     f"{ev[p + 'rmse_hK']:>11.5f}")
+        lines.append(f"{label:>18}" + "".join(f"{ev[p + k]:>11.5f}" for _, k in cols))
     lines.append(f"horizon 1: model RMSE {ratio:.1f}x below the naive baseline")
     return lines
 
 
+def _source(c: ForecastConfig) -> str:
+    return f"{c.csv} column {c.column!r}" if c.csv else f"Mackey-Glass tau=17 ({c.series_length} samples)"
+
+
 def _train_handler(args) -> int:
+    from ..cli import train_config_from_args
+    from ..train import plot_metrics
+
     if args.resume:
-        trainer = Trainer.resume(args.resume, Forecaster, out_dir=args.out)
+        out = args.out or os.path.dirname(os.path.abspath(args.resume))
+        trainer = Trainer.resume(args.resume, Forecaster, out_dir=out)
         f = trainer.task
-        trainer.config = dataclasses.replace(trainer.config, progress=not args.no_progress)
-        f.attach(default_series(f.config), name=f.config.csv or "Mackey-Glass series")
-        print(f"resuming forecast from {args.resume} at step {trainer.step}")
+        for _, name, _ in _MODEL_FLAGS:
+            v = getattr(args, name)
+            if v is not None and v != getattr(f.config, name):
+                raise UserError(f"--{name.replace('_', '-')} {v}: differs from the checkpoint's "
+                                f"{getattr(f.config, name)}; model settings come from the checkpoint when resuming")
+        trainer.config = train_config_from_args(args, trainer.config)
+        trainer.schedule = trainer.config.make_schedule()
+        f.attach(default_series(f.config), name=_source(f.config))
+        print(f"resuming {args.resume} at step {trainer.step} of {trainer.config.steps}")
     else:
-        fields = {name: getattr(args, name) for _, name, _, _ in _TRAIN_FIELDS}
-        if fields["column"] is not None and fields["csv"] is None:
+        given = {name: getattr(args, name) for _, name, _ in _MODEL_FLAGS if getattr(args, name) is not None}
+        if args.seed is not None:
+            given["seed"] = args.seed
+        if "column" in given and "csv" not in given:
             raise UserError("--column needs --csv (the file to read the column from)")
         try:
-            config = ForecastConfig(**fields)
+            config = ForecastConfig(**given)
         except ValueError as e:
             raise UserError(str(e)) from None
-        f, trainer = Forecaster(config, default_series(config)), None
-    c, s = f.config, f.splits
-    src = f"{c.csv} column {c.column!r}" if c.csv else f"Mackey-Glass tau=17 ({c.series_length} samples)"
-    print(f"forecast {src}: {len(f.series)} values; windows train/val/test "
+        out = args.out or os.path.join("runs", "forecast")
+        if os.path.exists(os.path.join(out, "last.safetensors")):
+            raise UserError(f"--out {out}: already holds a checkpoint; continue it with --resume "
+                            f"{os.path.join(out, 'last.safetensors')} or choose another --out")
+        f = Forecaster(config, default_series(config))
+        base = dataclasses.replace(FORECAST_TRAIN, seed=config.seed)
+        trainer = Trainer(f, train_config_from_args(args, base), out)
+    c, s, tc = f.config, f.splits, trainer.config
+    print(f"series: {_source(c)}: {len(f.series)} values; windows train/val/test "
           f"{len(s['train'].X)}/{len(s['val'].X)}/{len(s['test'].X)} (W={c.window}, K={c.horizon})")
-    print(f"model: {c.cell.upper()} hidden {c.hidden} x{c.layers} -> Linear({c.hidden}, {c.horizon}); "
-          f"{f.model.num_params():,} parameters; Adam lr {c.lr}, batch {c.batch}, {c.steps} steps")
-    t0 = time.perf_counter()
-    result = f.fit(out_dir=args.out, progress=not args.no_progress, trainer=trainer,
-                   on_eval=lambda step, m: print(f"step {step:>6}  val loss {m['loss']:.6f}  RMSE {m['rmse']:.5f} "
-                                                 f"(naive {m['naive_rmse']:.5f})", flush=True))
-    print(f"trained {result.step} steps in {time.perf_counter() - t0:.0f} s ({result.stop_reason}); "
-          f"best val loss {result.best_val:.6f}")
+    print(f"model: {c.cell.upper()} {c.layers}x{c.hidden} -> Linear({c.hidden}, {c.horizon}), "
+          f"{f.model.num_params():,} parameters; {tc.optimizer} lr {tc.lr} ({tc.schedule}), clip {tc.clip}, "
+          f"batch {c.batch}, {tc.steps} steps")
+
+    def report(step, m):
+        from tqdm import tqdm
+
+        tqdm.write(f"step {step:>6}  val loss {m['loss']:.6f}  RMSE {m['rmse']:.5f} (naive {m['naive_rmse']:.5f})")
+
+    result = f.fit(trainer=trainer, on_eval=report)
+    print(f"stopped at step {result.step} ({result.stop_reason}) after {result.seconds:.0f} s; "
+          f"best val loss {result.best_val:.6f} (normalised MSE)")
+    if result.stop_reason == "interrupted":
+        print(f"interrupted: resume with  rnnkit train forecast --resume {result.checkpoint}")
     ev = f.evaluate("test")
-    print(f"test split ({int(ev['windows'])} windows), original units:")
+    print(f"test split ({int(ev['windows'])} windows), original units, model with the best val loss:")
     print("\n".join(_report(ev, c.horizon)))
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "forecast.safetensors")
+    path = os.path.join(trainer.out_dir, "forecast.safetensors")
     f.save(path)
-    print(f"model (best val): {path}")
-    png = plot_forecast(f, os.path.join(args.out, "forecast.png"))
-    print(f"plot: {png}" if png else "plot: matplotlib is not installed, no PNG written (pip install matplotlib)")
+    print(f"model: {path}  (training checkpoint: {result.checkpoint})")
+    png = plot_forecast(f, os.path.join(trainer.out_dir, "forecast.png"))
+    print(f"forecast plot: {png}" if png else "forecast plot: not written (matplotlib is not installed; "
+          "pip install matplotlib)")
+    got = plot_metrics(trainer.log_path, os.path.join(trainer.out_dir, "loss.png"), title="forecast training",
+                       ylabel="MSE (normalised units)")
+    if got:
+        print(f"loss curve: {got}")
     return 0
 
 
 def _forecast_handler(args) -> int:
+    from ..data.series import make_windows
+
     f = Forecaster.load(args.checkpoint)
     column = args.column or f.config.column
     if column is None:
@@ -362,7 +399,6 @@ def _forecast_handler(args) -> int:
     nxt = f.predict(series)
     print(f"next {c.horizon} value(s) after the last of {len(series)} in {args.csv} column {column!r}:")
     print("  " + "  ".join(f"{v:.6g}" for v in nxt))
-    from ..data.series import make_windows
     X, Y = make_windows(series, c.window, c.horizon)
     if len(X):
         r, m = rmse_mae(f.predict_windows(X), Y)
@@ -372,26 +408,40 @@ def _forecast_handler(args) -> int:
     return 0
 
 
+def eval_checkpoint(path, meta, args) -> int:
+    """``rnnkit eval CKPT [--split S]`` for a forecast checkpoint: its own series, re-read or regenerated."""
+    if args.text:
+        raise UserError("eval --text is for char-LMs; forecast new data with: rnnkit forecast CKPT --csv FILE")
+    f = load_task(path, Forecaster)
+    f.attach(default_series(f.config), name=_source(f.config))
+    ev = f.evaluate(args.split)
+    print(f"{_source(f.config)}, {args.split} split ({int(ev['windows'])} windows), original units:")
+    print("\n".join(_report(ev, f.config.horizon)))
+    return 0
+
+
 def register_cli(root_subparsers, train_subparsers) -> None:
     """``rnnkit train forecast`` and ``rnnkit forecast CKPT --csv FILE``."""
+    from ..cli import add_train_args, positive_int
+
     d = ForecastConfig()
-    p = train_subparsers.add_parser("forecast", help="multi-step forecasting of a univariate series",
-                                    description="Train a recurrent forecaster; reports test RMSE/MAE next to "
-                                                "the naive last-value forecast and writes a PNG.")
-    for flag, name, typ, h in _TRAIN_FIELDS:
+    p = train_subparsers.add_parser(
+        "forecast", help="multi-step forecasting of a univariate series",
+        description="Train a recurrent forecaster (chronological 70/15/15 split, statistics from train). "
+                    "Reports test RMSE/MAE next to the naive last-value forecast; writes forecast.png.")
+    for flag, name, h in _MODEL_FLAGS:
         kw = {"choices": ("lstm", "gru", "rnn")} if name == "cell" else {}
+        typ = str if name in ("csv", "column", "cell") else positive_int
         default = getattr(d, name)
-        p.add_argument(flag, dest=name, type=typ, default=default,
+        p.add_argument(flag, dest=name, type=typ, default=None,
                        help=h + ("" if default is None else f" (default {default})"), **kw)
-    p.add_argument("--out", default=os.path.join("runs", "forecast"), help="output directory (default %(default)s)")
-    p.add_argument("--resume", metavar="CKPT", help="continue a run from its last.safetensors")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_train_args(p, FORECAST_TRAIN)
     p.set_defaults(func=_train_handler)
 
     q = root_subparsers.add_parser("forecast", help="forecast the next values of a CSV column with a trained model",
                                    description="Forecast the next K values after the end of a CSV column "
                                                "and backtest the model on all its windows.")
-    q.add_argument("checkpoint", metavar="CKPT", help="a forecast.safetensors written by 'rnnkit train forecast'")
+    q.add_argument("checkpoint", metavar="CKPT", help="forecast.safetensors (or last.safetensors) of a forecast run")
     q.add_argument("--csv", required=True, help="CSV file with a header row")
     q.add_argument("--column", help="column to forecast (default: the one the model was trained on)")
     q.set_defaults(func=_forecast_handler)
