@@ -200,3 +200,43 @@ def test_saturation_through_a_real_lstm_forward(tmp_path):
 def test_saturation_rejects_rnn():
     with pytest.raises(ValueError, match="Elman RNN has no gates"):
         SaturationCounter(rnnkit.RNN(2, 3))
+
+
+# ----------------------------------------------------------------------------- gradflow command
+def test_adding_flow_same_loss_and_grads_as_the_task(rng):
+    """The gradflow measurement runs the task's own loss: same value, same parameter gradients."""
+    from rnnkit.data.longlag import adding_batch
+    from rnnkit.diagnostics.cli import adding_flow
+    from rnnkit.tasks.longlag import AddingConfig, AddingTask
+
+    task = AddingTask(AddingConfig(T=12, cell="lstm", hidden=5))
+    batch = adding_batch(rng, 12, 6)
+    task.model.zero_grad()
+    loss, _, _ = task.loss_and_backward(batch, None)
+    want = {k: v.copy() for k, v in task.model.grads.items()}
+    task.model.zero_grad()
+    flow = adding_flow(task, batch)
+    assert abs(flow.loss - loss) < 1e-6
+    for k, g in task.model.grads.items():
+        assert_close(k, g, want[k], atol=1e-6, rtol=1e-4)
+    assert flow.by_distance("h")[0, 0] > 0 and np.all(flow.by_distance("c")[0, : int(batch.lengths.min())] > 0)
+
+
+def test_gradflow_command_writes_csv_and_png(tmp_path):
+    from rnnkit.diagnostics.cli import GradFlowConfig, run_gradflow, plot_gradflow, write_gradflow_csv
+    import csv
+
+    cfg = GradFlowConfig(cells=("rnn", "lstm"), T=12, steps=2, batch=4, measure_batch=5, hidden=4,
+                         out_dir=str(tmp_path))
+    rows = run_gradflow(cfg, progress=lambda s: None)
+    write_gradflow_csv(rows, tmp_path / "g.csv")
+    plot_gradflow(rows, tmp_path / "g.png", cfg.T)
+    back = list(csv.DictReader(open(tmp_path / "g.csv")))
+    assert len(back) == len(rows) == (2 + 2 * 2) * 12  # rnn h, lstm h+c; init+trained; 12 distances
+    assert {r["state"] for r in back if r["cell"] == "rnn"} == {"h"}
+    init = [float(r["norm"]) for r in back if r["cell"] == "lstm" and r["stage"] == "init" and r["state"] == "h"]
+    trained = [float(r["norm"]) for r in back if r["cell"] == "lstm" and r["stage"] == "trained" and r["state"] == "h"]
+    assert init != trained and all(v > 0 for v in init)
+    assert (tmp_path / "g.png").stat().st_size > 20_000
+    with pytest.raises(rnnkit.errors.UserError, match="--cell: expected a comma list"):
+        GradFlowConfig(cells=("lstm", "tcn"))

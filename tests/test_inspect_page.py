@@ -125,3 +125,63 @@ def test_page_renders_in_headless_chromium(rng, tmp_path, unit):
         want = np.round(acts[k, want_unit], DECIMALS)
         assert abs(float(v) - want) < 1e-9, (k, v, want)
         assert f"background-color: {colour(want)}" in style, (k, style, colour(want))
+
+
+# ----------------------------------------------------------------------------- rnnkit inspect
+def _tiny_lm(tmp_path, cell="lstm"):
+    from rnnkit.tasks.charlm import CharLM, CharLMConfig
+
+    corpus = 'He said "hi" (twice).\nShe said "no".\n' * 4
+    lm = CharLM(CharLMConfig(cell=cell, layers=2, hidden=6, emb=4, batch=2, bptt=8), text=corpus)
+    path = tmp_path / "lm.safetensors"
+    lm.save(path)
+    text = tmp_path / "t.txt"
+    text.write_text(corpus[:40])
+    return lm, path, text
+
+
+def _args(**kw):
+    import argparse
+
+    base = dict(cell=0, layer=1, what="c", max_chars=5000, gates=None)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_inspect_command_values_equal_the_model(tmp_path):
+    """Page values: top layer h equals the layer's forward output; tanh(c) at the end equals the final state."""
+    from rnnkit.diagnostics.cli import inspect_main
+
+    lm, ckpt, text_path = _tiny_lm(tmp_path)
+    text = text_path.read_text()
+    emb = lm.model.emb.params["weight"][lm.vocab.encode(text)][:, None, :]
+    out, (h_T, c_T) = lm.model.rnn.forward(emb)
+    page_h, page_c = tmp_path / "h.html", tmp_path / "c.html"
+    assert inspect_main(_args(checkpoint=str(ckpt), text=str(text_path), layer=2, what="h", cell=3,
+                              out=str(page_h))) == 0
+    assert inspect_main(_args(checkpoint=str(ckpt), text=str(text_path), layer=1, what="c", out=str(page_c),
+                              gates=str(tmp_path / "g"))) == 0
+    dh, dc = _payload(page_h.read_text()), _payload(page_c.read_text())
+    assert dh["initial"] == 3 and dh["text"] == text and dh["names"][0] == "layer 2 h[0]"
+    assert np.abs(np.array(dh["values"]).T - out[:, 0]).max() <= 0.5e-3 + 1e-6
+    assert np.abs(np.array(dc["values"])[:, -1] - np.tanh(c_T[0, 0])).max() <= 0.5e-3 + 1e-6
+    assert (tmp_path / "g.png").exists() and (tmp_path / "g.csv").read_text().count("\n") == 1 + 2 * 3 * 6
+
+
+def test_inspect_command_clear_errors(tmp_path):
+    from rnnkit.diagnostics.cli import inspect_main
+    from rnnkit.errors import UserError
+
+    _, ckpt, text_path = _tiny_lm(tmp_path, cell="gru")
+    with pytest.raises(UserError, match="--what c: the checkpoint's cell is gru"):
+        inspect_main(_args(checkpoint=str(ckpt), text=str(text_path), out=str(tmp_path / "p.html")))
+    with pytest.raises(UserError, match=r"--cell: expected a unit in 0\.\.5, got 9"):
+        inspect_main(_args(checkpoint=str(ckpt), text=str(text_path), what="h", cell=9, out=str(tmp_path / "p.html")))
+    with pytest.raises(UserError, match=r"--layer: expected 1\.\.2"):
+        inspect_main(_args(checkpoint=str(ckpt), text=str(text_path), what="h", layer=3, out=str(tmp_path / "p.html")))
+    bad = tmp_path / "bad.txt"
+    bad.write_text("zzz~")
+    with pytest.raises(UserError, match="not in the model's vocabulary"):
+        inspect_main(_args(checkpoint=str(ckpt), text=str(bad), what="h", out=str(tmp_path / "p.html")))
+    with pytest.raises(UserError, match="--text: cannot read"):
+        inspect_main(_args(checkpoint=str(ckpt), text=str(tmp_path / "missing.txt"), out=str(tmp_path / "p.html")))

@@ -56,7 +56,11 @@ class GradFlowConfig:
 
 
 def adding_flow(task, batch):
-    """Gradient flow of an AddingTask's model on one AddingBatch (loss read at each row's last step)."""
+    """Gradient flow of an AddingTask's model on one AddingBatch (loss read at each row's last step).
+
+    The same loss and gradients as ``task.loss_and_backward(batch)`` (added into
+    ``task.model.grads``; zero them afterwards if this was only a measurement).
+    """
     from ..cells import sigmoid
     from ..losses import mse
     from .gradflow import gradient_flow
@@ -73,9 +77,7 @@ def adding_flow(task, batch):
         d_out[last, rows] = model.head.backward((do * o * (1.0 - o))[:, None])  # sigma' = o(1-o)
         return loss, d_out
 
-    flow = gradient_flow(model.rnn, batch.x, loss_fn, lengths=batch.lengths)
-    model.zero_grad()
-    return flow
+    return gradient_flow(model.rnn, batch.x, loss_fn, lengths=batch.lengths)
 
 
 def run_gradflow(cfg: GradFlowConfig, progress=print) -> list[dict]:
@@ -100,6 +102,7 @@ def run_gradflow(cfg: GradFlowConfig, progress=print) -> list[dict]:
                     clip_grad_norm(task.model.grads, task.config.clip)
                     opt.step()
             flow = adding_flow(task, probe)
+            task.model.zero_grad()
             fields = ("h", "c") if flow.c_sq is not None else ("h",)
             for field in fields:
                 norms = flow.by_distance(field)
