@@ -212,3 +212,31 @@ def test_fit_learns_and_stops_when_solved(tmp_path):
 
     res = AlwaysSolved(AddingConfig(T=11, hidden=4, batch=10, max_sequences=10_000, eval_every=100)).fit(progress=False)
     assert res.stop_reason == "solved" and res.sequences == 100 and res.steps == 10
+
+
+def test_cli_train_adding_copy_resume_eval(tmp_path, capsys):
+    from rnnkit.cli import main
+
+    out = tmp_path / "add"
+    args = ["train", "adding", "--T", "11", "--hidden", "4", "--batch", "10", "--max-sequences", "200",
+            "--eval-every", "100", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "       100 sequences  val mse" in text and "/2560" in text
+    assert "not solved (max sequences) after 200 training sequences (20 steps" in text and "test: mse" in text
+    assert main(args) == 2 and "already holds a checkpoint" in capsys.readouterr().err
+    # resume with a larger budget continues from 200 sequences
+    import json
+    from rnnkit.io.checkpoint import load_checkpoint
+    _, meta = load_checkpoint(out / "last.safetensors")
+    assert meta["train"]["step"] == 20 and meta["task"]["config"]["T"] == 11
+    assert main(["train", "adding", "--resume", str(out / "last.safetensors"), "--no-progress"]) == 0
+    assert "resuming adding from" in capsys.readouterr().out
+    assert main(["eval", str(out / "last.safetensors"), "--split", "test"]) == 0
+    assert "adding T=11, test set: mse" in capsys.readouterr().out
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["event"] == "start"
+    assert main(["train", "copy", "--T", "3", "--hidden", "4", "--batch", "5", "--max-sequences", "10",
+                 "--eval-every", "10", "--out", str(tmp_path / "copy"), "--no-progress"]) == 0
+    assert "memoryless baseline 0.9041" in capsys.readouterr().out  # 10 ln 8 / 23
+    assert main(["train", "adding", "--T", "5", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    assert "T: expected an integer >= 11 for the adding problem, got 5" in capsys.readouterr().err

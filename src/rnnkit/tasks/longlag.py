@@ -82,6 +82,11 @@ class LongLagConfig:
 class AddingConfig(LongLagConfig):
     T: int = 100
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.T < 11:  # the first marker is among the first 10 pairs and must not be the last pair
+            raise ValueError(f"T: expected an integer >= 11 for the adding problem, got {self.T}")
+
 
 @dataclass(frozen=True)
 class CopyConfig(LongLagConfig):
@@ -318,8 +323,7 @@ def _add_parser(train_subparsers, task_cls, help_text):
         kw = {"choices": ("lstm", "gru", "rnn")} if name == "cell" else {}
         p.add_argument(flag, dest=name, type=typ, default=getattr(defaults, name),
                        help=f"{h} (default {getattr(defaults, name)})", **kw)
-    p.add_argument("--out", default=os.path.join("runs", task_cls.kind),
-                   help="directory for checkpoints and metrics.jsonl (default %(default)s)")
+    p.add_argument("--out", help=f"directory for checkpoints, metrics.jsonl and loss.png (default runs/{task_cls.kind})")
     p.add_argument("--resume", metavar="CKPT", help="continue a run from its last.safetensors")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=lambda args: _train_handler(task_cls, args))
@@ -335,10 +339,14 @@ def _describe(task, metrics: dict) -> str:
 
 
 def _train_handler(task_cls, args) -> int:
+    from tqdm import tqdm
+
     from ..errors import UserError
+    from ..train import plot_metrics
 
     if args.resume:
-        trainer = Trainer.resume(args.resume, task_cls, out_dir=args.out)
+        out = args.out or os.path.dirname(os.path.abspath(args.resume))
+        trainer = Trainer.resume(args.resume, task_cls, out_dir=out)
         task = trainer.task
         trainer.config = dataclasses.replace(trainer.config, progress=not args.no_progress)
         print(f"resuming {task.kind} from {args.resume} at {trainer.step * task.config.batch:,} sequences")
@@ -348,20 +356,46 @@ def _train_handler(task_cls, args) -> int:
             config = task_cls.config_class(**fields)
         except ValueError as e:
             raise UserError(str(e)) from None
-        task, trainer = task_cls(config), None
+        out = args.out or os.path.join("runs", task_cls.kind)
+        if os.path.exists(os.path.join(out, "last.safetensors")):
+            raise UserError(f"--out {out}: already holds a checkpoint; continue it with --resume "
+                            f"{os.path.join(out, 'last.safetensors')} or choose another --out")
+        task = task_cls(config)
+        trainer = Trainer(task, task.train_config(progress=not args.no_progress), out)
     c = task.config
-    print(f"{task.kind} T={c.T}: {c.cell.upper()} hidden {c.hidden} x{c.layers}, batch {c.batch}, Adam lr {c.lr}, "
-          f"clip {c.clip}, forget bias {c.forget_bias}, seed {c.seed}; {task.model.num_params():,} parameters")
+    print(f"{task.kind} T={c.T}: {c.cell.upper()} {c.layers}x{c.hidden}, batch {c.batch}, Adam lr {c.lr}, "
+          f"clip {c.clip}, forget bias {c.forget_bias}, seed {c.seed}; {task.model.num_params():,} parameters; "
+          f"at most {c.max_sequences:,} sequences")
 
     def on_eval(seqs, metrics):
-        print(f"{seqs:>10,} sequences  val {_describe(task, metrics)}", flush=True)
+        tqdm.write(f"{seqs:>10,} sequences  val {_describe(task, metrics)}")
 
-    res = task.fit(out_dir=args.out, progress=not args.no_progress, on_eval=on_eval, trainer=trainer)
+    res = task.fit(on_eval=on_eval, trainer=trainer)
     state = "solved" if res.stop_reason == "solved" else f"not solved ({res.stop_reason})"
     print(f"{state} after {res.sequences:,} training sequences ({res.steps:,} steps, {res.seconds:.0f} s)")
     print(f"test: {_describe(task, res.test)}")
-    if res.checkpoint:
-        print(f"checkpoint: {res.checkpoint}")
+    print(f"checkpoint: {res.checkpoint}")
+    if res.stop_reason == "interrupted":
+        print(f"interrupted: resume with  rnnkit train {task.kind} --resume {res.checkpoint}")
+    got = plot_metrics(trainer.log_path, os.path.join(trainer.out_dir, "loss.png"), title=f"{task.kind} T={c.T}",
+                       ylabel="MSE" if task.kind == "adding" else "cross-entropy (nats per output)")
+    print(f"loss curve: {got}" if got else "loss curve: not plotted (matplotlib is not installed)")
+    return 0
+
+
+EVAL_KINDS = ("adding", "copy")
+
+
+def eval_checkpoint(path, meta, args) -> int:
+    """``rnnkit eval CKPT [--split val|test]``: the fixed evaluation sets regenerate from the seed."""
+    from ..errors import UserError
+    from ..train import load_task
+
+    if args.text or args.split == "train":
+        raise UserError(f"eval: a {meta.get('kind')} checkpoint is evaluated on its fixed 'val' or 'test' set "
+                        f"(--split val|test), not on {'a file' if args.text else 'a train split'}")
+    task = load_task(path, {"adding": AddingTask, "copy": CopyTask}[meta["kind"]])
+    print(f"{task.kind} T={task.config.T}, {args.split} set: {_describe(task, task.evaluate(args.split))}")
     return 0
 
 
