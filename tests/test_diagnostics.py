@@ -5,6 +5,7 @@ import pytest
 import rnnkit
 from conftest import assert_close
 from rnnkit.diagnostics.gradflow import gradient_flow, last_step_loss
+from rnnkit.errors import UserError
 
 torch = pytest.importorskip("torch")
 
@@ -238,5 +239,34 @@ def test_gradflow_command_writes_csv_and_png(tmp_path):
     trained = [float(r["norm"]) for r in back if r["cell"] == "lstm" and r["stage"] == "trained" and r["state"] == "h"]
     assert init != trained and all(v > 0 for v in init)
     assert (tmp_path / "g.png").stat().st_size > 20_000
-    with pytest.raises(rnnkit.errors.UserError, match="--cell: expected a comma list"):
+    with pytest.raises(UserError, match="--cell: expected a comma list"):
         GradFlowConfig(cells=("lstm", "tcn"))
+
+
+# ----------------------------------------------------------------------------- long-lag benchmark
+def test_longlag_success_criteria_boundaries():
+    from rnnkit.diagnostics.longlag_bench import success
+
+    assert success("adding", {"wrong": 3.0}) and not success("adding", {"wrong": 4.0})  # >= 2557 of 2560
+    base = 10 * np.log(8) / (100 + 20)
+    assert success("copy", {"loss": 0.49 * base, "baseline": base})
+    assert not success("copy", {"loss": 0.5 * base, "baseline": base})
+
+
+def test_longlag_run_counts_sequences_and_table(tmp_path):
+    from rnnkit.diagnostics import longlag_bench as lb
+
+    cfg = lb.LongLagBenchConfig(tasks=("adding",), T=(12,), cells=("lstm",), seeds=1, budget=50, eval_every=20,
+                                batch=10)
+    seen = []
+    results = lb.run_bench(cfg, log=seen.append)
+    r = results[0]
+    assert [e["sequences"] for e in seen] == [0, 20, 40, 50]  # an evaluation every 20 and at the end
+    assert r.sequences == 50 and r.solved_at is None and r.metric["wrong"] == seen[-1]["wrong"]
+    fake = [lb.RunResult("adding", 100, "lstm", 0, 64_000, 64_000, {"wrong": 2.0, "loss": 1e-4}, 1.0),
+            lb.RunResult("adding", 100, "lstm", 1, None, 200_000, {"wrong": 2100.0, "loss": 0.04}, 1.0)]
+    text = lb.table(fake, cfg)
+    assert "| adding | 100 | lstm | 64,000 / not solved within 200,000 | 2/2560 wrong, MSE 0.0001 / " \
+           "2100/2560 wrong, MSE 0.0400 | 74,000 (H&S 1997, Table 7) |" in text
+    with pytest.raises(UserError, match="--cells: expected a comma list"):
+        lb.LongLagBenchConfig(cells=("lstm", "tcn"))
