@@ -1,17 +1,28 @@
 """Recurrent cells: one time step forward and its hand-written backward.
 
 A cell knows nothing about time, layers, directions or padding; the generic
-loop in :mod:`rnnkit.scan` owns all of that.  Every cell receives the two
+loop in :mod:`rnnkit.scan` owns all of that.  Every cell works on the two
 pre-activations that the loop computes with BLAS:
 
     xw = x_t     @ W_ih.T + b_ih      (B, G*H)   input projection, all steps in one GEMM
     hw = h_{t-1} @ W_hh.T + b_hh      (B, G*H)   recurrent projection, one GEMM per step
 
-and returns the new state and a small named cache.  ``backward`` maps the
-gradient of the new state back to ``d_xw``, ``d_hw`` and the part of
-``d_state_prev`` that does not flow through ``W_hh`` (the loop adds
-``d_hw @ W_hh`` itself).  Caches hold *outputs* of the nonlinearities, so
-derivatives are formed from them: sigma' = s(1-s), tanh' = 1-tanh^2.
+The cell protocol (all arrays (B, .), preallocated by the loop, written in place):
+
+* ``forward(hw, state_prev, state, cache)``: ``cache.gates`` holds xw on entry and
+  the activated gates on return; the cell writes the new ``state`` (h, and c for
+  the LSTM) and the rest of its ``cache``.
+* ``backward(d_state, cache, state_prev, d_xw, d_hw, d_state_prev)``: from
+  d_state = dL/d(state_t) (all paths) the cell writes ``d_xw`` = dL/d(xw_t),
+  ``d_hw`` = dL/d(hw_t) (the same array when ``dhw_is_dxw``), and the parts of
+  dL/d(state_{t-1}) that do not flow through W_hh: LSTM ``d_state_prev.c``;
+  GRU ``d_state_prev.h`` (its direct path z * h_prev, ``direct_h = True``).
+  The loop adds ``d_hw @ W_hh`` to ``d_state_prev.h`` itself.
+
+Caches hold *outputs* of the nonlinearities, so derivatives are formed from them:
+sigma' = s(1-s), tanh' = 1-tanh^2.  The fused elementwise loops live in
+:mod:`rnnkit.kernels`; transcendentals run as NumPy ufuncs over whole blocks, with
+sigma(a) = (1 + tanh(a/2)) / 2.
 
 Gate order is PyTorch's: RNN (a), LSTM (i, f, g, o), GRU (r, z, n).
 See docs/bptt.md for the derivation in these names.
@@ -21,6 +32,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+
+from . import kernels
 
 
 class HState(NamedTuple):
@@ -47,7 +60,7 @@ def sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- Elman RNN
 class RNNCache(NamedTuple):
-    h: np.ndarray  # (B, H) new hidden state = nonlinearity(a)
+    gates: np.ndarray  # (B, H) h = nonlinearity(a), the cell's only "gate"
 
 
 class RNNCell:
@@ -59,29 +72,26 @@ class RNNCell:
     n_gates = 1
     gate_names = ("a",)
     State = HState
+    Cache = RNNCache
     dhw_is_dxw = True  # a = xw + hw, so d_hw == d_xw
+    direct_h = False
 
     def __init__(self, nonlinearity: str = "tanh"):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
 
-    def forward(self, xw, hw, state: HState):
-        a = np.add(xw, hw)
+    def forward(self, hw, state_prev: HState, state: HState, cache: RNNCache) -> None:
+        a = np.add(cache.gates, hw, out=cache.gates)
         if self.nonlinearity == "tanh":
-            h = np.tanh(a, out=a)
+            np.tanh(a, out=a)
         else:
-            h = np.maximum(a, 0.0, out=a)
-        return HState(h), RNNCache(h)
+            np.maximum(a, 0.0, out=a)
+        np.copyto(state.h, a)
 
-    def backward(self, d_state: HState, cache: RNNCache, state_prev: HState):
-        h = cache.h
-        if self.nonlinearity == "tanh":
-            da = d_state.h * (1.0 - h * h)  # dh/da = 1 - tanh(a)^2
-        else:
-            da = d_state.h * (h > 0)  # dh/da = [a > 0]
-        # a = xw + hw: both receive da; nothing bypasses W_hh
-        return da, da, HState(None)
+    def backward(self, d_state: HState, cache: RNNCache, state_prev: HState, d_xw, d_hw, d_state_prev) -> None:
+        # da = dh * tanh'(a) = dh (1 - h^2)  (relu: dh [a > 0]); a = xw + hw: both receive da
+        kernels.rnn_backward(d_state.h, cache.gates, d_xw, self.nonlinearity == "relu")
 
 
 # ----------------------------------------------------------------------------- LSTM
@@ -102,44 +112,31 @@ class LSTMCell:
     n_gates = 4
     gate_names = ("i", "f", "g", "o")
     State = LSTMState
+    Cache = LSTMCache
     dhw_is_dxw = True  # a = xw + hw, so d_hw == d_xw
+    direct_h = False
 
-    def forward(self, xw, hw, state: LSTMState):
+    def forward(self, hw, state_prev: LSTMState, state: LSTMState, cache: LSTMCache) -> None:
+        gates = cache.gates
         H = state.h.shape[-1]
-        gates = np.add(xw, hw)
-        sigmoid(gates[:, : 2 * H], out=gates[:, : 2 * H])  # i, f
-        np.tanh(gates[:, 2 * H : 3 * H], out=gates[:, 2 * H : 3 * H])  # g
-        sigmoid(gates[:, 3 * H :], out=gates[:, 3 * H :])  # o
-        i, f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
-        c = f * state.c
-        c += i * g
-        tanh_c = np.tanh(c)
-        h = o * tanh_c
-        return LSTMState(h, c), LSTMCache(gates, tanh_c)
+        kernels.lstm_preact(gates, hw)  # a = xw + hw; a/2 on the sigmoid blocks i, f, o
+        np.tanh(gates, out=gates)
+        kernels.lstm_cell_state(gates, state_prev.c, state.c)  # i, f, o = sigma; c = f*c_prev + i*g
+        np.tanh(state.c, out=cache.tanh_c)
+        np.multiply(gates[:, 3 * H :], cache.tanh_c, out=state.h)  # h = o * tanh(c)
 
-    def backward(self, d_state: LSTMState, cache: LSTMCache, state_prev: LSTMState):
-        H = cache.tanh_c.shape[-1]
-        gates, tanh_c = cache.gates, cache.tanh_c
-        i, f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
-        dh = d_state.h
-        da = np.empty_like(gates)
-        # dc_t: from the next step plus through h = o * tanh(c)
-        dc = dh * o
-        dc *= 1.0 - tanh_c * tanh_c  # dh/dc = o * (1 - tanh(c)^2)
-        dc += d_state.c  # + dL/dc_t arriving from step t+1
-        np.multiply(dc * g, i * (1.0 - i), out=da[:, :H])  # di = dc*g ; sigma' = i(1-i)
-        np.multiply(dc * state_prev.c, f * (1.0 - f), out=da[:, H : 2 * H])  # df = dc*c_prev
-        np.multiply(dc * i, 1.0 - g * g, out=da[:, 2 * H : 3 * H])  # dg = dc*i ; tanh' = 1-g^2
-        np.multiply(dh * tanh_c, o * (1.0 - o), out=da[:, 3 * H :])  # do = dh*tanh(c)
-        dc_prev = dc * f  # dc/dc_prev = f
-        return da, da, LSTMState(None, dc_prev)
+    def backward(self, d_state: LSTMState, cache: LSTMCache, state_prev: LSTMState, d_xw, d_hw,
+                 d_state_prev) -> None:
+        # dc = dh o (1 - tanh(c)^2) + dc_next ; di = dc g i(1-i) ; df = dc c_prev f(1-f) ;
+        # dg = dc i (1-g^2) ; do = dh tanh(c) o(1-o) ; dc_prev = dc f   (see kernels.lstm_backward)
+        kernels.lstm_backward(d_state.h, d_state.c, cache.gates, cache.tanh_c, state_prev.c, d_xw,
+                              d_state_prev.c)
 
 
 # ----------------------------------------------------------------------------- GRU
 class GRUCache(NamedTuple):
     gates: np.ndarray  # (B, 3H) activated r, z, n
     hn: np.ndarray  # (B, H) W_hn h_prev + b_hn (the part r multiplies)
-    h: np.ndarray  # (B, H) new hidden state
 
 
 class GRUCell:
@@ -153,35 +150,23 @@ class GRUCell:
     n_gates = 3
     gate_names = ("r", "z", "n")
     State = HState
+    Cache = GRUCache
+    dhw_is_dxw = False  # n = tanh(xn + r * hn): d_hn != d_xn
+    direct_h = True  # h = ... + z * h_prev bypasses W_hh
 
-    def forward(self, xw, hw, state: HState):
-        H = state.h.shape[-1]
-        gates = np.add(xw[:, : 2 * H], hw[:, : 2 * H])
-        gates = np.concatenate([gates, xw[:, 2 * H :]], axis=1)
-        sigmoid(gates[:, : 2 * H], out=gates[:, : 2 * H])  # r, z
-        r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
-        hn = hw[:, 2 * H :].copy()
-        n += r * hn
-        np.tanh(n, out=n)
-        h = n + z * (state.h - n)  # (1-z)*n + z*h_prev
-        return HState(h), GRUCache(gates, hn, h)
-
-    def backward(self, d_state: HState, cache: GRUCache, state_prev: HState):
-        H = cache.hn.shape[-1]
+    def forward(self, hw, state_prev: HState, state: HState, cache: GRUCache) -> None:
         gates = cache.gates
-        r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
-        dh = d_state.h
-        d_xw = np.empty_like(gates)
-        d_hw = np.empty_like(gates)
-        dan = dh * (1.0 - z)  # dh/dn = 1 - z
-        dan *= 1.0 - n * n  # tanh' = 1 - n^2
-        d_xw[:, 2 * H :] = dan
-        np.multiply(dan, r, out=d_hw[:, 2 * H :])  # d(hn) = dan * r
-        np.multiply(dan * cache.hn, r * (1.0 - r), out=d_xw[:, :H])  # dr = dan*hn ; sigma'
-        np.multiply(dh * (state_prev.h - n), z * (1.0 - z), out=d_xw[:, H : 2 * H])  # dz
-        d_hw[:, : 2 * H] = d_xw[:, : 2 * H]
-        dh_prev = dh * z  # dh/dh_prev (direct path) = z
-        return d_xw, d_hw, HState(dh_prev)
+        H = state.h.shape[-1]
+        kernels.gru_preact(gates, hw)  # (xr + hr)/2, (xz + hz)/2
+        np.tanh(gates[:, : 2 * H], out=gates[:, : 2 * H])
+        kernels.gru_candidate(gates, hw, cache.hn)  # r, z = sigma; n-block = xn + r * hn
+        np.tanh(gates[:, 2 * H :], out=gates[:, 2 * H :])  # n
+        kernels.gru_hidden(gates, state_prev.h, state.h)  # h = (1-z)*n + z*h_prev
+
+    def backward(self, d_state: HState, cache: GRUCache, state_prev: HState, d_xw, d_hw, d_state_prev) -> None:
+        # dan = dh (1-z)(1-n^2) ; d_hn = dan r ; dr = dan hn r(1-r) ; dz = dh (h_prev - n) z(1-z) ;
+        # direct dh_prev = dh z   (see kernels.gru_backward)
+        kernels.gru_backward(d_state.h, cache.gates, cache.hn, state_prev.h, d_xw, d_hw, d_state_prev.h)
 
 
 CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}

@@ -169,9 +169,7 @@ class Recurrent(Module):
             outs = []
             for d in range(D):
                 W_ih, W_hh, b_ih, b_hh = self._weights(layer, d)
-                xw = layer_in @ W_ih.T  # (T, B, G*H): all steps in one GEMM
-                if b_ih is not None:
-                    xw += b_ih
+                xw = self._project(layer_in, W_ih, b_ih)  # (T, B, G*H): all steps in one GEMM
                 out, final, tape = scan_forward(
                     self.cell, xw, W_hh, b_hh, states0[layer * D + d], mask, reverse=d == 1
                 )
@@ -182,8 +180,19 @@ class Recurrent(Module):
             tapes.append(layer_in)
             layer_in = layer_out
         self._tape = (tapes, T, B)
+        if D == 1 and mask is None:  # out is the tape's state buffer: hand the caller a copy
+            layer_in = layer_in.copy()
         out = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
         return out, self._join_state(finals)
+
+    @staticmethod
+    def _project(layer_in, W_ih, b_ih):
+        """xw = layer_in @ W_ih.T + b_ih for all (t, b) rows in one GEMM: (T, B, I) -> (T, B, G*H)."""
+        T, B, I = layer_in.shape
+        xw = np.dot(layer_in.reshape(T * B, I), W_ih.T).reshape(T, B, -1)
+        if b_ih is not None:
+            xw += b_ih
+        return xw
 
     __call__ = forward
 
@@ -221,22 +230,25 @@ class Recurrent(Module):
         d_layer_out = d_out
         for layer in range(self.num_layers - 1, -1, -1):
             layer_in = tapes[layer * (D + 1) + D]
-            d_layer_in = np.zeros_like(layer_in)
+            x2 = layer_in.reshape(T * B, -1)
+            d_layer_in = None
             for d in range(D):
                 s = self._suffix(layer, d)
                 W_ih, W_hh, b_ih, _ = self._weights(layer, d)
                 tape = tapes[layer * (D + 1) + d]
-                d_dir = d_layer_out[..., d * H : (d + 1) * H]
+                d_dir = d_layer_out if D == 1 else d_layer_out[..., d * H : (d + 1) * H]
                 d_xw, dW_hh, db_hh, d_state0 = scan_backward(
                     self.cell, tape, d_dir, d_finals[layer * D + d], W_hh, records[layer * D + d]
                 )
-                # xw = layer_in @ W_ih.T + b_ih for all steps
-                self._grads["weight_ih" + s] += np.tensordot(d_xw, layer_in, axes=([0, 1], [0, 1]))
+                # xw = layer_in @ W_ih.T + b_ih for all steps: one GEMM each for dW_ih and d_layer_in
+                d_xw2 = d_xw.reshape(T * B, -1)
+                self._grads["weight_ih" + s] += d_xw2.T @ x2
                 self._grads["weight_hh" + s] += dW_hh
                 if b_ih is not None:
-                    self._grads["bias_ih" + s] += d_xw.sum(axis=(0, 1))
+                    self._grads["bias_ih" + s] += db_hh if self.cell.dhw_is_dxw else d_xw2.sum(axis=0)
                     self._grads["bias_hh" + s] += db_hh
-                d_layer_in += d_xw @ W_ih
+                d_in = np.dot(d_xw2, W_ih).reshape(layer_in.shape)
+                d_layer_in = d_in if d_layer_in is None else d_layer_in + d_in
                 d_states0[layer * D + d] = d_state0
             d_layer_out = d_layer_in
         if record_state_grads:
@@ -257,7 +269,7 @@ class Recurrent(Module):
         tapes, T, B = self._tape
         D = self.num_directions
         return [
-            np.stack([c[0] for c in tapes[layer * (D + 1) + d].caches])
+            tapes[layer * (D + 1) + d].cache.gates.copy()
             for layer in range(self.num_layers) for d in range(D)
         ]
 
@@ -268,19 +280,13 @@ class Recurrent(Module):
         check_array("x_t", x_t, (None, self.input_size), self.dtype)
         B = x_t.shape[0]
         states = self._split_state(state, B)
-        h_in, new_states = x_t, []
+        h_in, new_states = x_t[None], []
         for layer in range(self.num_layers):
             W_ih, W_hh, b_ih, b_hh = self._weights(layer, 0)
-            prev = states[layer]
-            xw = h_in @ W_ih.T
-            hw = prev.h @ W_hh.T
-            if b_ih is not None:
-                xw += b_ih
-                hw += b_hh
-            new, _ = self.cell.forward(xw, hw, prev)
+            xw = self._project(h_in, W_ih, b_ih)  # (1, B, G*H)
+            h_in, new, _ = scan_forward(self.cell, xw, W_hh, b_hh, states[layer])  # one step of the loop
             new_states.append(new)
-            h_in = new.h
-        return h_in, self._join_state(new_states)
+        return h_in[0].copy(), self._join_state(new_states)
 
     def __repr__(self) -> str:
         return (

@@ -3,7 +3,10 @@
 This is the only place that knows about time.  It is written once for every
 cell (see :mod:`rnnkit.cells` for the cell protocol) and owns
 
-* the recurrent GEMM ``hw = h_{t-1} @ W_hh.T + b_hh`` (one BLAS call per step),
+* the recurrent GEMM ``hw = h_{t-1} @ W_hh.T + b_hh`` (one BLAS call per step;
+  for cells with a = xw + hw, b_hh is added to xw once for all steps instead),
+* the buffers: states of all steps, the cell's caches, the gradient buffers;
+  the cell reads and writes per-step (B, .) views of them,
 * direction (``reverse=True`` walks t = T-1 .. 0),
 * padding: with a mask, rows whose step is past their length keep their state
   (so the final state is the state at the last valid step, and the reverse
@@ -12,7 +15,7 @@ cell (see :mod:`rnnkit.cells` for the cell protocol) and owns
 * BPTT: the sum over all steps of the per-step gradients; weight gradients of
   ``W_hh``/``b_hh`` are formed with one GEMM after the loop.
 
-Shapes: T steps, B batch, H hidden, G gates of the cell.
+Shapes: T steps, B batch, H hidden, G = n_gates * H.
 """
 from __future__ import annotations
 
@@ -22,48 +25,71 @@ import numpy as np
 
 
 class ScanTape(NamedTuple):
-    """What the forward scan keeps for its backward (one layer, one direction)."""
+    """What the forward scan keeps for its backward (one layer, one direction).
 
-    states_prev: list  # states_prev[t]: cell state entering step t
-    caches: list  # caches[t]: the cell's cache of step t
-    h_prev: np.ndarray  # (T, B, H) h entering each step, for dW_hh
+    states[f] is (T+1, B, H) for each state field f (h, and c for the LSTM): the state
+    entering step t is ``states[f][t + reverse]``, the one leaving it ``states[f][t + 1 - reverse]``.
+    cache[k] is (T, B, .) for each field of the cell's cache; ``cache.gates`` is the xw
+    buffer, overwritten by the activated gates.
+    """
+
+    states: tuple
+    cache: tuple
     mask: np.ndarray | None  # (T, B, 1) bool, True where t < length
     reverse: bool
+
+    def h_prev(self) -> np.ndarray:
+        """(T, B, H): h entering each step t."""
+        return self.states.h[1:] if self.reverse else self.states.h[:-1]
+
+    def h_new(self) -> np.ndarray:
+        """(T, B, H): h leaving each step t (before masking)."""
+        return self.states.h[:-1] if self.reverse else self.states.h[1:]
+
+
+def _steps(T: int, reverse: bool):
+    return range(T - 1, -1, -1) if reverse else range(T)
 
 
 def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False):
     """Run ``cell`` over time.
 
-    xw:     (T, B, G*H) input projections x_t @ W_ih.T + b_ih for all steps
-    W_hh:   (G*H, H);  b_hh: (G*H,) or None
+    xw:     (T, B, G) input projections x_t @ W_ih.T + b_ih for all steps; the scan
+            takes it over (it becomes the tape's gate buffer)
+    W_hh:   (G, H);  b_hh: (G,) or None
     state0: the cell's state tuple, each (B, H)
     mask:   (T, B, 1) bool or None
 
     Returns out (T, B, H) hidden states (0 where padded), the final state,
     and a :class:`ScanTape` for :func:`scan_backward`.
     """
-    T, B, _ = xw.shape
+    T, B, G = xw.shape
     H = W_hh.shape[1]
-    out = np.empty((T, B, H), dtype=xw.dtype)
-    h_prev = np.empty((T, B, H), dtype=xw.dtype)
-    states_prev, caches = [None] * T, [None] * T
+    State, Cache = cell.State, cell.Cache
+    if b_hh is not None and cell.dhw_is_dxw:
+        xw += b_hh  # a = xw + hw: add b_hh once for all steps
+        b_hh = None
+    states = State._make(np.empty((T + 1, B, H), dtype=xw.dtype) for _ in State._fields)
+    for buf, s0 in zip(states, state0):
+        buf[T if reverse else 0] = s0
+    cache = Cache(xw, *(np.empty((T, B, H), dtype=xw.dtype) for _ in Cache._fields[1:]))
+    hw = np.empty((B, G), dtype=xw.dtype)
     W_hhT = W_hh.T
-    state = state0
-    for t in range(T - 1, -1, -1) if reverse else range(T):
-        hw = state.h @ W_hhT
+    keep = None if mask is None else ~mask
+    for t in _steps(T, reverse):
+        prev = State._make([s[t + reverse] for s in states])
+        new = State._make([s[t + 1 - reverse] for s in states])
+        np.dot(prev.h, W_hhT, out=hw)  # hw = h_prev @ W_hh.T
         if b_hh is not None:
             hw += b_hh
-        new, caches[t] = cell.forward(xw[t], hw, state)
-        states_prev[t] = state
-        h_prev[t] = state.h
-        if mask is None:
-            out[t] = new.h
-        else:
-            m = mask[t]
-            new = cell.State(*(np.where(m, n, s) for n, s in zip(new, state)))
-            np.multiply(new.h, m, out=out[t])
-        state = new
-    return out, state, ScanTape(states_prev, caches, h_prev, mask, reverse)
+        cell.forward(hw, prev, new, Cache._make([c[t] for c in cache]))
+        if keep is not None:  # padded rows keep their state
+            for n, p in zip(new, prev):
+                np.copyto(n, p, where=keep[t])
+    tape = ScanTape(states, cache, mask, reverse)
+    out = tape.h_new() if mask is None else tape.h_new() * mask
+    final = State._make(s[0 if reverse else T] for s in states)
+    return out, final, tape
 
 
 def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None):
@@ -73,38 +99,42 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None):
     d_state_T: state tuple of arrays (B, H), gradient w.r.t. the final state
     record:    optional dict; if given, record[field] = (T, B, H) total gradient
                dL/d(field)_t for each state field (h, c), as BPTT computes it
-    Returns d_xw (T, B, G*H), dW_hh (G*H, H), db_hh (G*H,), d_state0.
+    Returns d_xw (T, B, G), dW_hh (G, H), db_hh (G,), d_state0.
     """
     T, B, H = d_out.shape
     G = W_hh.shape[0]
-    mask = tape.mask
+    State, Cache = cell.State, cell.Cache
+    states, cache, mask, reverse = tape
     d_xw = np.empty((T, B, G), dtype=d_out.dtype)
-    d_hw = d_xw if getattr(cell, "dhw_is_dxw", False) else np.empty_like(d_xw)
-    d_state = d_state_T
+    d_hw = d_xw if cell.dhw_is_dxw else np.empty_like(d_xw)
+    # d_state = dL/d(state leaving step t), d_prev = dL/d(state entering it); swapped each step
+    d_state = State._make(np.array(a, dtype=d_out.dtype) for a in d_state_T)
+    d_prev = State._make(np.empty((B, H), dtype=d_out.dtype) for _ in State._fields)
+    dh_hh = np.empty((B, H), dtype=d_out.dtype) if cell.direct_h else None
     if record is not None:
-        record.update({f: np.zeros((T, B, H), dtype=d_out.dtype) for f in cell.State._fields})
-    for t in range(T) if tape.reverse else range(T - 1, -1, -1):
+        record.update({f: np.zeros((T, B, H), dtype=d_out.dtype) for f in State._fields})
+    for t in _steps(T, not reverse):
         m = None if mask is None else mask[t]
-        dh = d_state.h + (d_out[t] if m is None else d_out[t] * m)  # out_t = h_t (where valid)
-        d_state = d_state._replace(h=dh)
+        np.add(d_state.h, d_out[t] if m is None else d_out[t] * m, out=d_state.h)  # out_t = h_t (where valid)
         if record is not None:
-            for f, v in zip(cell.State._fields, d_state):
+            for f, v in zip(State._fields, d_state):
                 record[f][t] = v if m is None else v * m
-        dxw_t, dhw_t, direct = cell.backward(d_state, tape.caches[t], tape.states_prev[t])
+        prev = State._make([s[t + reverse] for s in states])
+        cell.backward(d_state, Cache._make([c[t] for c in cache]), prev, d_xw[t], d_hw[t], d_prev)
         if m is not None:  # padded rows: no gradient into this step's pre-activations
-            dxw_t = dxw_t * m
-            dhw_t = dxw_t if d_hw is d_xw else dhw_t * m
-        d_xw[t] = dxw_t
-        if d_hw is not d_xw:
-            d_hw[t] = dhw_t
-        dh_prev = dhw_t @ W_hh  # hw = h_prev @ W_hh.T
-        if direct.h is not None:
-            dh_prev += direct.h
-        d_prev = (dh_prev,) + tuple(direct[1:])
+            d_xw[t] *= m
+            if d_hw is not d_xw:
+                d_hw[t] *= m
+        if dh_hh is None:
+            np.dot(d_hw[t], W_hh, out=d_prev.h)  # hw = h_prev @ W_hh.T
+        else:  # the cell wrote its direct part of dh_prev; add the part through W_hh
+            np.dot(d_hw[t], W_hh, out=dh_hh)
+            np.add(d_prev.h, dh_hh, out=d_prev.h)
         if m is not None:  # padded rows: the state was copied, so is its gradient
-            d_prev = tuple(np.where(m, p, s) for p, s in zip(d_prev, d_state))
-        d_state = cell.State(*d_prev)
+            for p, s in zip(d_prev, d_state):
+                np.copyto(p, s, where=~m)
+        d_state, d_prev = d_prev, d_state
     # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps
-    dW_hh = np.tensordot(d_hw, tape.h_prev, axes=([0, 1], [0, 1]))
+    dW_hh = d_hw.reshape(T * B, G).T @ tape.h_prev().reshape(T * B, H)
     db_hh = d_hw.sum(axis=(0, 1))
     return d_xw, dW_hh, db_hh, d_state
