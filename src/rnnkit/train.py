@@ -177,6 +177,7 @@ class Trainer:
         self.carry = None
         self.best_val = math.inf
         self.bad_evals = 0
+        self.last_loss = math.nan  # training loss of the latest step
 
     # ------------------------------------------------------------------ paths
     def _path(self, name: str) -> str | None:
@@ -342,6 +343,7 @@ class Trainer:
                 self.carry = carry
                 self.step += 1
                 result.losses.append(float(loss))
+                self.last_loss = float(loss)
                 win_loss += loss
                 win_steps += 1
                 win_count += count

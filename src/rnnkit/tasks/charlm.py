@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -184,6 +185,9 @@ class CharLM:
         x, y, state = batch
         logits, final = self.model(x, state)
         loss, d_logits = softmax_cross_entropy(logits, y)
+        if not math.isfinite(loss):  # the trainer stops on it; no backward through NaN
+            self.model.rnn._tape = None
+            return loss, carry, x.size
         self.model.backward(d_logits)
         return loss, {"window": carry["window"], **_state_to_carry(final)}, x.size
 
@@ -291,3 +295,213 @@ class CharLM:
             cur = int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
             out.append(cur)
         return self.vocab.decode(out)
+
+
+# ---------------------------------------------------------------------------- command line
+EVAL_KINDS = ("charlm",)
+
+
+def _model_config(args, base: CharLMConfig) -> CharLMConfig:
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(CharLMConfig)
+             if f.name != "seed" and getattr(args, f.name, None) is not None}
+    if getattr(args, "seed", None) is not None:
+        given["seed"] = args.seed
+    return dataclasses.replace(base, **given)
+
+
+def _train(args) -> int:
+    import os
+
+    from ..cli import train_config_from_args
+    from ..train import Trainer, TrainConfig
+
+    if args.resume:
+        trainer = Trainer.resume(args.resume, CharLM, out_dir=args.out or os.path.dirname(os.path.abspath(args.resume)))
+        lm = trainer.task
+        for f in dataclasses.fields(CharLMConfig):
+            v = getattr(args, f.name, None)
+            if f.name != "seed" and v is not None and v != getattr(lm.config, f.name):
+                raise UserError(f"--{f.name} {v}: differs from the checkpoint's {getattr(lm.config, f.name)}; "
+                                f"model settings come from the checkpoint when resuming")
+        trainer.config = train_config_from_args(args, trainer.config)
+        trainer.schedule = trainer.config.make_schedule()
+        if args.text:
+            lm.attach_text(load_text(args.text))
+        print(f"resuming {args.resume} at step {trainer.step} of {trainer.config.steps}")
+    else:
+        cfg = _model_config(args, CharLMConfig())
+        out = args.out or os.path.join("runs", "charlm")
+        if os.path.exists(os.path.join(out, "last.safetensors")):
+            raise UserError(f"--out {out}: already holds a checkpoint; continue it with --resume "
+                            f"{os.path.join(out, 'last.safetensors')} or choose another --out")
+        try:
+            lm = CharLM.from_file(args.text, cfg) if args.text else CharLM(cfg, max_chars=args.max_chars)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        trainer = Trainer(lm, train_config_from_args(args, TrainConfig(steps=2000, eval_every=200)), out)
+    _describe(lm)
+    return _run(trainer, lm)
+
+
+def _describe(lm: "CharLM") -> None:
+    src = lm.source
+    what = (f"{src['path']}" if src.get("source") == "file" else
+            f"Python standard library .py files (first {src.get('max_chars')} chars)")
+    sizes = {k: len(v) for k, v in lm.splits.items()}
+    c = lm.config
+    print(f"corpus: {what}: {src.get('chars')} chars, vocabulary {len(lm.vocab)}, "
+          f"train/val/test {sizes['train']}/{sizes['val']}/{sizes['test']}")
+    print(f"model: {c.cell.upper()} {c.layers}x{c.hidden}, embedding {c.emb}, {lm.model.num_params():,} parameters; "
+          f"batch {c.batch} x bptt {c.bptt}")
+
+
+def _run(trainer, lm: "CharLM", on_eval=None) -> int:
+    import os
+
+    from tqdm import tqdm
+
+    from ..train import plot_metrics
+
+    def report(tr, rec):
+        tqdm.write(f"step {rec['step']:6d}  train {tr.last_loss:.4f}  val {rec['val_loss']:.4f} nats/char "
+                   f"= {rec['val_bpc']:.3f} bits/char")
+        if on_eval:
+            on_eval(tr, rec)
+
+    res = trainer.fit(on_eval=report)
+    last = res.evals[-1] if res.evals else None
+    rate = (sum(1 for _ in res.losses) * lm.config.batch * lm.config.bptt) / max(res.seconds, 1e-9)
+    print(f"stopped at step {res.step} ({res.stop_reason}) after {res.seconds:.0f} s, {rate:,.0f} tokens/s")
+    if last:
+        print(f"val loss {last['val_loss']:.4f} nats/char = {last['val_bpc']:.3f} bits/char (best {res.best_val:.4f})")
+    print(f"checkpoint: {res.checkpoint}")
+    if res.stop_reason == "interrupted":
+        print(f"interrupted: resume with  rnnkit train charlm --resume {res.checkpoint}")
+    png = os.path.join(trainer.out_dir, "loss.png")
+    got = plot_metrics(trainer.log_path, png, title=f"char-LM ({lm.config.cell.upper()} {lm.config.layers}x"
+                       f"{lm.config.hidden})", ylabel="cross-entropy (nats/char)")
+    print(f"loss curve: {got}" if got else "loss curve: not plotted (matplotlib is not installed; "
+          "pip install 'rnnkit[plot]')")
+    return 0
+
+
+def _sample(args) -> int:
+    lm = CharLM.load(args.checkpoint)
+    text = lm.sample(args.prime, args.length, args.temperature, args.seed)
+    sys_out = args.prime + text
+    print(sys_out)
+    return 0
+
+
+def eval_checkpoint(path, meta, args) -> int:
+    lm = CharLM.load(path)
+    if args.text:
+        ev = lm.evaluate_text(load_text(args.text))
+        where = args.text
+    else:
+        ev = lm.evaluate(args.split)
+        where = f"{args.split} split"
+    print(f"{where}: {ev['chars']} chars, loss {ev['loss']:.4f} nats/char = {ev['bpc']:.3f} bits/char")
+    return 0
+
+
+def _demo(args) -> int:
+    import os
+    import shutil
+    import time
+
+    from ..train import Trainer, TrainConfig
+
+    out = args.out
+    if os.path.isdir(out) and os.path.exists(os.path.join(out, "metrics.jsonl")):
+        shutil.rmtree(out)  # the demo always starts fresh in its own directory
+    print(f"rnnkit demo: a character-level LSTM learns to write Python, {args.time_limit:.0f} s on this CPU.")
+    lm = CharLM(CharLMConfig(cell="lstm", layers=1, hidden=args.hidden, emb=32, batch=32, bptt=64, seed=args.seed),
+                max_chars=args.max_chars)
+    _describe(lm)
+    prime = "def "
+
+    def show(step, ev, elapsed):
+        s = lm.sample(prime, 160, temperature=0.7, seed=args.seed)
+        print(f"\n--- step {step}, {elapsed:.0f} s: val {ev['loss']:.3f} nats/char = {ev['bpc']:.2f} bits/char; "
+              f"sample (temperature 0.7):")
+        print(prime + s)
+
+    t0 = time.perf_counter()
+    show(0, lm.evaluate("val"), 0.0)
+    cfg = TrainConfig(steps=20, lr=args.lr, clip=5.0, eval_every=0, seed=args.seed, progress=not args.quiet)
+    trainer = Trainer(lm, cfg, out)
+    stages, res = 6, None
+    for k in range(stages):
+        left = args.time_limit - (time.perf_counter() - t0)
+        if k > 0 and left <= 1:
+            break
+        if k > 0:  # steps per stage from the measured speed (eval + sample time included)
+            per_step = (time.perf_counter() - t0) / max(trainer.step, 1)
+            n = max(1, int(left / per_step / (stages - k)))
+            trainer.config = dataclasses.replace(cfg, steps=trainer.step + n, time_limit=left)
+        res = trainer.fit()
+        ev = res.evals[-1] if res.evals else dict(zip(("val_loss", "val_bpc"), _lb(lm.evaluate("val"))))
+        show(trainer.step, {"loss": ev["val_loss"], "bpc": ev["val_bpc"]}, time.perf_counter() - t0)
+        if res.stop_reason == "interrupted":
+            break
+    from ..train import plot_metrics
+
+    png = plot_metrics(trainer.log_path, os.path.join(out, "loss.png"), title="rnnkit demo: char-LM on Python code",
+                       ylabel="cross-entropy (nats/char)")
+    ev = lm.evaluate("val")
+    print(f"\nval loss after {trainer.step} steps ({time.perf_counter() - t0:.0f} s): {ev['loss']:.3f} nats/char = "
+          f"{ev['bpc']:.2f} bits/char (uniform guessing: {math.log2(len(lm.vocab)):.2f} bits/char)")
+    print(f"checkpoint: {trainer.last_path}")
+    print(f"loss curve: {png}" if png else "loss curve: not plotted (matplotlib is not installed; "
+          "pip install 'rnnkit[plot]')")
+    print(f"next: rnnkit sample {trainer.last_path} --prime 'class ' --length 400")
+    return 0
+
+
+def _lb(ev):
+    return ev["loss"], ev["bpc"]
+
+
+def register_cli(root, train_sub) -> None:
+    """Add ``train charlm``, ``sample`` and ``demo`` (see rnnkit.cli)."""
+    from ..cli import add_train_args, nonneg_float, positive_int
+    from ..train import TrainConfig
+
+    d = CharLMConfig()
+    p = train_sub.add_parser("charlm", help="character-level language model",
+                             description="Train a character-level language model (truncated BPTT, 90/5/5 split). "
+                                         "Without --text the corpus is the Python standard library's .py files.")
+    p.add_argument("--text", metavar="FILE", help="UTF-8 text file (default: the Python standard library's .py files)")
+    p.add_argument("--max-chars", dest="max_chars", type=positive_int, default=DEFAULT_MAX_CHARS,
+                   help=f"size of the default corpus in characters (default {DEFAULT_MAX_CHARS})")
+    p.add_argument("--cell", choices=sorted(CELLS), help=f"(default {d.cell})")
+    p.add_argument("--layers", type=positive_int, help=f"(default {d.layers})")
+    p.add_argument("--hidden", type=positive_int, help=f"hidden size (default {d.hidden})")
+    p.add_argument("--emb", type=positive_int, help=f"embedding size (default {d.emb})")
+    p.add_argument("--batch", type=positive_int, help=f"parallel streams (default {d.batch})")
+    p.add_argument("--bptt", type=positive_int, help=f"window length of truncated BPTT (default {d.bptt})")
+    add_train_args(p, TrainConfig(steps=2000, eval_every=200))
+    p.set_defaults(func=_train)
+
+    s = root.add_parser("sample", help="generate text from a char-LM checkpoint",
+                        description="Generate text from a char-LM checkpoint.")
+    s.add_argument("checkpoint", metavar="CKPT")
+    s.add_argument("--prime", default="", help="text to start from (default: a newline)")
+    s.add_argument("--temperature", type=float, default=1.0, help="softmax temperature > 0 (default 1.0)")
+    s.add_argument("--length", type=int, default=500, help="characters to generate (default 500)")
+    s.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
+    s.set_defaults(func=_sample)
+
+    m = root.add_parser("demo", help="train a small char-LM on Python's own source for ~2 minutes",
+                        description="Train a small LSTM char-LM on the standard library's .py files, printing "
+                                    "samples as it learns, then the val bits/char, checkpoint and loss curve.")
+    m.add_argument("--time-limit", dest="time_limit", type=nonneg_float, default=120.0, help="seconds (default 120)")
+    m.add_argument("--out", default=os.path.join("runs", "demo"), help="output directory (default runs/demo)")
+    m.add_argument("--hidden", type=positive_int, default=128, help="LSTM hidden size (default 128)")
+    m.add_argument("--lr", type=nonneg_float, default=4e-3, help="Adam learning rate (default 4e-3)")
+    m.add_argument("--max-chars", dest="max_chars", type=positive_int, default=1_000_000,
+                   help="corpus size in characters (default 1000000)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(func=_demo)

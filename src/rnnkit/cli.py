@@ -1,0 +1,174 @@
+"""Command line: ``rnnkit COMMAND ...`` (also ``python -m rnnkit``).
+
+Commands are registered by extension modules: each module named in
+``_EXTENSIONS`` defines ``register_cli(root_subparsers, train_subparsers)`` and
+adds its parsers with ``set_defaults(func=handler)``, ``handler(args) -> int``.
+A module may also define ``EVAL_KINDS`` (checkpoint kinds) and
+``eval_checkpoint(path, meta, args) -> int`` to serve ``rnnkit eval CKPT``.
+
+User mistakes raise :class:`rnnkit.errors.UserError` (or ``CheckpointError``);
+``main`` prints them as one line ``rnnkit: error: ...`` on stderr and returns 2.
+
+Shared helpers for training subcommands: :func:`add_train_args` adds the
+:class:`rnnkit.train.TrainConfig` flags (dest = field name, default None) and
+:func:`train_config_from_args` maps them onto a TrainConfig, keeping the base
+config's value for every flag not given (so ``--resume`` keeps the saved
+settings unless overridden).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import os
+import sys
+
+from .errors import CheckpointError, UserError
+
+_EXTENSIONS = ("rnnkit.tasks.charlm", "rnnkit.tasks.forecast", "rnnkit.tasks.longlag", "rnnkit.benchmark",
+               "rnnkit.diagnostics.cli")
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _nonneg_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}")
+    return v
+
+
+def _nonneg_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}") from None
+    if not (v >= 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s!r}")
+    return v
+
+
+positive_int, nonneg_int, nonneg_float = _positive_int, _nonneg_int, _nonneg_float
+
+
+def add_train_args(p: argparse.ArgumentParser, defaults=None) -> None:
+    """Add the TrainConfig flags to a ``train TASK`` parser (help shows ``defaults``)."""
+    from .train import TrainConfig
+
+    d = defaults or TrainConfig()
+    g = p.add_argument_group("training")
+    g.add_argument("--steps", type=_nonneg_int, help=f"total optimizer steps (default {d.steps})")
+    g.add_argument("--lr", type=_nonneg_float, help=f"learning rate (default {d.lr})")
+    g.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], help=f"(default {d.optimizer})")
+    g.add_argument("--momentum", type=_nonneg_float, help="SGD momentum (default 0)")
+    g.add_argument("--nesterov", action="store_const", const=True, help="SGD Nesterov momentum")
+    g.add_argument("--weight-decay", dest="weight_decay", type=_nonneg_float, help="(default 0)")
+    g.add_argument("--clip", type=_nonneg_float, help=f"global gradient-norm clip, 0 = off (default {d.clip})")
+    g.add_argument("--schedule", choices=["constant", "step", "cosine"], help=f"lr schedule (default {d.schedule})")
+    g.add_argument("--warmup", type=_nonneg_int, help="linear warm-up steps (default 0)")
+    g.add_argument("--eval-every", dest="eval_every", type=_nonneg_int,
+                   help=f"evaluate on the val split every N steps, 0 = only at the end (default {d.eval_every})")
+    g.add_argument("--checkpoint-every", dest="checkpoint_every", type=_nonneg_int,
+                   help="also checkpoint every N steps (default: at every evaluation)")
+    g.add_argument("--patience", type=_nonneg_int, help="early stopping after N evaluations without a new best")
+    g.add_argument("--seed", type=int, help=f"seed for initialisation and batches (default {d.seed})")
+    g.add_argument("--time-limit", dest="time_limit", type=_nonneg_float,
+                   help="stop (and checkpoint) after this many seconds of training")
+    g.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
+    g.add_argument("--out", help="output directory for checkpoints, metrics.jsonl and loss.png")
+    g.add_argument("--resume", metavar="CKPT", help="continue training from a checkpoint (last.safetensors)")
+
+
+def train_config_from_args(args, base=None):
+    """TrainConfig from parsed flags: every TrainConfig field whose flag was given overrides ``base``."""
+    from .train import TrainConfig
+
+    base = base or TrainConfig()
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if getattr(args, f.name, None) is not None}
+    try:
+        return dataclasses.replace(base, **given)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def load_extensions() -> list:
+    mods = []
+    for name in _EXTENSIONS:
+        try:
+            mods.append(importlib.import_module(name))
+        except ModuleNotFoundError as e:
+            if e.name == name or name.startswith(f"{e.name}."):  # not written yet: skip exactly this module
+                continue
+            raise
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="rnnkit", description="Recurrent networks (RNN, LSTM, GRU) on NumPy: train, sample, evaluate.",
+        epilog="Start with: rnnkit demo")
+    parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
+    root = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    train = root.add_parser("train", help="train a model (rnnkit train TASK --help)",
+                            description="Train a model.  Ctrl-C saves a checkpoint; --resume continues.")
+    train_sub = train.add_subparsers(dest="task", metavar="TASK", required=True)
+    mods = load_extensions()
+    ev = root.add_parser("eval", help="evaluate a checkpoint on a split or a file",
+                         description="Evaluate a checkpoint: loss on a split of its corpus or on a file.")
+    ev.add_argument("checkpoint", metavar="CKPT")
+    ev.add_argument("--split", choices=["val", "test", "train"], default="val", help="(default val)")
+    ev.add_argument("--text", metavar="FILE", help="evaluate on this whole file instead of a split")
+    ev.set_defaults(func=lambda a: _eval(a, mods))
+    for mod in mods:
+        mod.register_cli(root, train_sub)
+    return parser
+
+
+def _eval(args, mods) -> int:
+    from .io.checkpoint import load_checkpoint
+
+    _, meta = load_checkpoint(args.checkpoint)
+    kind = meta.get("kind")
+    for mod in mods:
+        if kind in getattr(mod, "EVAL_KINDS", ()):
+            return mod.eval_checkpoint(args.checkpoint, meta, args)
+    raise UserError(f"eval: no evaluator for checkpoint kind {kind!r} ({args.checkpoint})")
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``rnnkit`` console script; returns the exit code."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, argparse usage errors (exit 2)
+        return int(e.code or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, CheckpointError) as e:
+        print(f"rnnkit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rnnkit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. rnnkit sample ... | head
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The command line, run in-process with main([...]): train, resume, sample, eval, demo, bad input."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rnnkit.cli import main
+from rnnkit.io.checkpoint import load_checkpoint, save_checkpoint
+
+SMALL = ["--hidden", "12", "--emb", "6", "--batch", "4", "--bptt", "12", "--layers", "1", "--no-progress"]
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran\n"]
+    p = tmp_path / "t.txt"
+    p.write_text("".join(words[i] for i in rng.integers(0, len(words), 800)))
+    return p
+
+
+def _one_line_error(capsys, rc, pattern):
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rnnkit: error: "), err
+    assert "Traceback" not in err
+    import re
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+@pytest.fixture
+def trained(tmp_path, text_file, capsys):
+    out = tmp_path / "run"
+    rc = main(["train", "charlm", "--text", str(text_file), *SMALL, "--steps", "30", "--eval-every", "10",
+               "--out", str(out), "--seed", "3"])
+    assert rc == 0
+    return out, capsys.readouterr().out
+
+
+def test_train_outputs(trained):
+    out, stdout = trained
+    assert {"last.safetensors", "best.safetensors", "metrics.jsonl", "loss.png"} <= set(os.listdir(out))
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "step     30" in stdout and "bits/char" in stdout and f"checkpoint: {out}" in stdout
+    _, meta = load_checkpoint(out / "last.safetensors", kind="charlm")
+    assert meta["train"]["step"] == 30 and meta["task"]["config"]["hidden"] == 12
+
+
+def test_resume_sample_eval(trained, text_file, capsys):
+    out, _ = trained
+    ck = str(out / "last.safetensors")
+    assert main(["train", "charlm", "--resume", ck, "--steps", "40", "--no-progress"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert load_checkpoint(ck)[1]["train"]["step"] == 40
+    assert main(["sample", ck, "--prime", "the ", "--length", "40", "--seed", "1"]) == 0
+    s1 = capsys.readouterr().out
+    assert main(["sample", ck, "--prime", "the ", "--length", "40", "--seed", "1"]) == 0
+    assert capsys.readouterr().out == s1 and s1.startswith("the ") and len(s1) == 45
+    assert main(["eval", ck, "--split", "test"]) == 0
+    assert "test split" in capsys.readouterr().out
+    assert main(["eval", ck, "--text", str(text_file)]) == 0
+    assert "bits/char" in capsys.readouterr().out
+
+
+def test_bad_input(tmp_path, trained, text_file, capsys):
+    out, _ = trained
+    ck = out / "last.safetensors"
+    good = ck.read_bytes()
+    rc = main(["train", "charlm", "--text", str(tmp_path / "missing.txt"), *SMALL, "--out", str(tmp_path / "x")])
+    _one_line_error(capsys, rc, "file not found")
+    (tmp_path / "bin.txt").write_bytes(b"\x00\x01\x02" * 100)
+    _one_line_error(capsys, main(["train", "charlm", "--text", str(tmp_path / "bin.txt"), *SMALL,
+                                  "--out", str(tmp_path / "y")]), "looks binary")
+    _one_line_error(capsys, main(["sample", str(ck), "--prime", "Q"]), "not in the model's vocabulary.*'Q'")
+    _one_line_error(capsys, main(["train", "charlm", "--text", str(text_file), *SMALL, "--out", str(out)]),
+                    "already holds a checkpoint")
+    _one_line_error(capsys, main(["train", "charlm", "--resume", str(ck), "--hidden", "99"]),
+                    "--hidden 99: differs from the checkpoint's 12")
+    other = tmp_path / "f.safetensors"
+    save_checkpoint(other, {"w": np.zeros(2)}, {"kind": "forecast"})
+    _one_line_error(capsys, main(["sample", str(other)]), "holds a 'forecast' model, expected a 'charlm'")
+    trunc = tmp_path / "trunc.safetensors"
+    trunc.write_bytes(good[: len(good) // 2])
+    _one_line_error(capsys, main(["eval", str(trunc)]), "truncated")
+    assert ck.read_bytes() == good  # nothing above touched the good checkpoint
+    # a run whose loss turns NaN stops with a clear error and keeps the last good checkpoint
+    from rnnkit.tasks.charlm import CharLM
+    from rnnkit.train import Trainer
+    tr = Trainer.resume(ck, CharLM)
+    tr.task.model.params["head.bias"][0] = np.nan  # a saved state that produces a NaN loss on the next step
+    run = tmp_path / "div"
+    tr.out_dir = str(run)
+    os.makedirs(run)
+    tr.save(run / "last.safetensors")
+    before = (run / "last.safetensors").read_bytes()
+    rc = main(["train", "charlm", "--resume", str(run / "last.safetensors"), "--text", str(text_file),
+               "--steps", "50"])
+    _one_line_error(capsys, rc, r"non-finite loss \(nan\) at step 31; training stopped \(last good checkpoint kept")
+    assert (run / "last.safetensors").read_bytes() == before
+    assert main(["train", "charlm", "--steps", "x"]) == 2  # argparse usage error
+
+
+def test_demo_small(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "demo"
+    rc = main(["demo", "--time-limit", "4", "--max-chars", "30000", "--hidden", "16", "--out", str(out), "--quiet"])
+    stdout = capsys.readouterr().out
+    assert rc == 0
+    assert stdout.count("--- step") >= 2 and "bits/char" in stdout
+    assert f"checkpoint: {out / 'last.safetensors'}" in stdout and f"loss curve: {out / 'loss.png'}" in stdout
+    # without matplotlib: one clear line instead of the plot
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import fail
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    rc = main(["demo", "--time-limit", "1", "--max-chars", "30000", "--hidden", "8", "--out", str(out), "--quiet"])
+    assert rc == 0
+    assert "loss curve: not plotted (matplotlib is not installed" in capsys.readouterr().out
+
+
+def test_python_m_rnnkit_help():
+    r = subprocess.run([sys.executable, "-m", "rnnkit", "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "train" in r.stdout and "demo" in r.stdout
