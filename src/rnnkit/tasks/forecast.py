@@ -264,7 +264,8 @@ def plot_forecast(f: Forecaster, png_path, split: str = "test", max_points: int 
     fig = Figure(figsize=(9, 6), dpi=110)
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    top.plot(t, Y[:, 0], color="black", lw=1.5, label="truth")
+    truth = np.concatenate([Y[:, 0], Y[-1, 1:]])  # values at times 0 .. len(Y) + K - 2
+    top.plot(np.arange(len(truth)), truth, color="black", lw=1.5, label="truth")
     top.plot(t + K - 1, P[:, -1], color="tab:blue", lw=1, label=f"model, {K} step{'s' * (K > 1)} ahead")
     top.plot(t + K - 1, X[:, -1], color="tab:gray", lw=1, ls="--", label=f"naive (last value), {K} ahead")
     top.set_ylabel(f.config.column or "value")
