@@ -108,7 +108,7 @@ class LongLagResult:
     sequences: int
     steps: int
     seconds: float
-    stop_reason: str  # "solved", "max sequences", "interrupted"
+    stop_reason: str  # "solved", "max sequences", "interrupted" (Ctrl-C), "time limit"
     val: dict
     test: dict
     checkpoint: str | None = None
@@ -170,7 +170,8 @@ class _LongLagTask:
 
         t0 = time.perf_counter()
         try:
-            reason = {"steps": "max sequences"}.get(trainer.fit(hook).stop_reason, "interrupted")
+            reason = trainer.fit(hook).stop_reason
+            reason = "max sequences" if reason == "steps" else reason  # or "interrupted", "time limit"
         except _Solved:
             reason = "solved"  # the hook runs after the evaluation's checkpoint was written
         val = self.evaluate("val")
@@ -198,9 +199,8 @@ class _LongLagTask:
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"checkpoint config is not a valid {cls.config_class.__name__}: {e}") from None
         task = cls(config)
-        params = {k: v for k, v in arrays.items() if k in task.model.params}
         try:
-            task.model.load_params(params)
+            task.model.load_params(arrays)
         except ValueError as e:
             raise CheckpointError(f"checkpoint parameters do not fit the model: {e}") from None
         return task
