@@ -270,3 +270,31 @@ def test_longlag_run_counts_sequences_and_table(tmp_path):
            "2100/2560 wrong, MSE 0.0400 | 74,000 (H&S 1997, Table 7) |" in text
     with pytest.raises(UserError, match="--cells: expected a comma list"):
         lb.LongLagBenchConfig(cells=("lstm", "tcn"))
+
+
+# ----------------------------------------------------------------------------- clipping experiment
+def test_clipping_experiment_steps_are_bounded_by_lr_times_max_norm():
+    """Clipped SGD moves the weights by at most lr * max_norm per step; the log keeps the norm before clipping."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "clipping.py"
+    spec = importlib.util.spec_from_file_location("clipping_experiment", path)
+    mod = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    cfg = mod.ClippingConfig(hidden=8, T=12, lag=2, batch=4, steps=6, scale=3.0, max_norm=0.5, lr=0.1)
+    log_free, log_clip = mod.train(cfg, clip=False), mod.train(cfg, clip=True)
+    assert log_free[0]["grad_norm"] == log_clip[0]["grad_norm"] > cfg.max_norm  # same init, same batch
+    model = mod.DelayModel(cfg)
+    before = {k: v.copy() for k, v in model.params.items()}
+    opt = mod.SGD(model.params, model.grads, lr=cfg.lr)
+    x, y = mod.delay_batch(np.random.default_rng(0), cfg)
+    model.zero_grad()
+    model.loss_and_backward(x, y)
+    norm = mod.clip_grad_norm(model.grads, cfg.max_norm)
+    opt.step()
+    moved = np.sqrt(sum(((model.params[k] - before[k]).astype(np.float64) ** 2).sum() for k in before))
+    assert norm > cfg.max_norm and abs(moved - cfg.lr * cfg.max_norm) < 1e-4
