@@ -118,3 +118,14 @@ def test_csv_errors(tmp_path):
     p = _write(tmp_path, b"a,b\n1,\xff\xfe\n", "bin.csv", "wb")
     with pytest.raises(UserError, match="not a UTF-8 text file"):
         load_csv_column(p, "b")
+
+
+def test_csv_with_bom_and_quotes(tmp_path):
+    p = tmp_path / "bom.csv"
+    p.write_bytes("\ufeffdate,value\n2020,\"1.25\"\n2021,2\n".encode("utf-8"))
+    assert load_csv_column(p, "date").tolist() == [2020.0, 2021.0]
+    assert load_csv_column(p, "value").tolist() == [1.25, 2.0]
+    p = tmp_path / "nul.csv"
+    p.write_bytes(b"a,b\n1,\x002\n")
+    with pytest.raises(UserError, match="nul.csv: (malformed CSV|line 2: non-numeric)"):
+        load_csv_column(p, "b")

@@ -78,7 +78,7 @@ def load_csv_column(path, column: str) -> np.ndarray:
     if os.path.isdir(path):
         raise UserError(f"CSV path is a directory, expected a file: {path}")
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: tolerate a BOM
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None or not any(h.strip() for h in header):
