@@ -19,7 +19,7 @@ lr * max_norm and training continues.
     .venv/bin/python experiments/clipping.py                  # defaults, ~30 s on a CPU
     .venv/bin/python experiments/clipping.py --scale 1.0      # a well-scaled W_hh: both runs train
 
-Writes ``--out-dir``/clipping.png (loss and gradient norm vs step, both runs),
+Writes ``--out-dir`` (default runs/clipping)/clipping.png (loss and gradient norm vs step, both runs),
 clipping.csv (step, run, loss, grad_norm) and prints a summary.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ class ClippingConfig:
     max_norm: float = 5.0
     steps: int = 400
     seed: int = 0
-    out_dir: str = "experiments/out/clipping"
+    out_dir: str = "runs/clipping"
 
     def __post_init__(self):
         if not 0 < self.lag < self.T:
