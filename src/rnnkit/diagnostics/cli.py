@@ -38,7 +38,7 @@ class GradFlowConfig:
     lr: float = 3e-3
     forget_bias: float | None = 3.0
     seed: int = 0
-    out_dir: str = "gradflow"
+    out_dir: str = "runs/gradflow"
 
     def __post_init__(self):
         for c in self.cells:
