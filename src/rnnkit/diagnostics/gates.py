@@ -168,7 +168,7 @@ def plot_saturation(sat: GateSaturation, path, title: str = "Gate saturation") -
         ax.set_xlabel(f"fraction of steps left-saturated (gate < {LOW})")
         ax.set_ylabel(f"fraction of steps right-saturated (gate > {HIGH})")
         ax.legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"{title} ({sat.steps} steps)")
+    fig.suptitle(f"{title} (counted over {sat.steps:,} time steps)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
