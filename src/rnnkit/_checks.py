@@ -12,12 +12,14 @@ def check_array(name: str, a, shape: tuple, dtype=None, finite: bool = True) -> 
     """
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a numpy array, got {type(a).__name__}")
-    want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+    def want():
+        return "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+
     if a.ndim != len(shape):
-        raise ValueError(f"{name}: expected {len(shape)}-d array of shape {want}, got shape {a.shape}")
+        raise ValueError(f"{name}: expected {len(shape)}-d array of shape {want()}, got shape {a.shape}")
     for k, (s, g) in enumerate(zip(shape, a.shape)):
         if s is not None and s != g:
-            raise ValueError(f"{name}: expected shape {want}, got shape {a.shape} (dim {k} is {g}, expected {s})")
+            raise ValueError(f"{name}: expected shape {want()}, got shape {a.shape} (dim {k} is {g}, expected {s})")
     if dtype is not None and a.dtype != dtype:
         raise TypeError(f"{name}: expected dtype {np.dtype(dtype).name}, got {a.dtype.name}")
     if finite and a.dtype.kind == "f" and not np.isfinite(a).all():

@@ -13,7 +13,7 @@ import numpy as np
 from ._checks import check_array, check_lengths
 from .cells import GRUCell, LSTMCell, LSTMState, RNNCell
 from .module import Module
-from .scan import scan_backward, scan_forward
+from .scan import scan_backward, scan_forward, scan_step
 
 _DTYPES = (np.float32, np.float64)
 
@@ -145,7 +145,12 @@ class Recurrent(Module):
         return [self.cell.State(*(a[k] for a in parts)) for k in range(LD)]
 
     def _join_state(self, states: list):
-        stacked = [np.stack(arrs) for arrs in zip(*states)]
+        stacked = []  # (L*D, B, H) per state field; np.stack's overhead matters for step()
+        for f in range(len(states[0])):
+            a = np.empty((len(states),) + states[0][f].shape, dtype=states[0][f].dtype)
+            for k, s in enumerate(states):
+                a[k] = s[f]
+            stacked.append(a)
         return LSTMState(*stacked) if self._is_lstm() else stacked[0]
 
     # ------------------------------------------------------------------ forward / backward
@@ -168,8 +173,7 @@ class Recurrent(Module):
         for layer in range(self.num_layers):
             outs = []
             for d in range(D):
-                W_ih, W_hh, b_ih, b_hh = self._weights(layer, d)
-                xw = self._project(layer_in, W_ih, b_ih)  # (T, B, G*H): all steps in one GEMM
+                xw, W_hh, b_hh = self._project(layer_in, layer, d)  # (T, B, G*H): all steps in one GEMM
                 out, final, tape = scan_forward(
                     self.cell, xw, W_hh, b_hh, states0[layer * D + d], mask, reverse=d == 1
                 )
@@ -185,14 +189,21 @@ class Recurrent(Module):
         out = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
         return out, self._join_state(finals)
 
-    @staticmethod
-    def _project(layer_in, W_ih, b_ih):
-        """xw = layer_in @ W_ih.T + b_ih for all (t, b) rows in one GEMM: (T, B, I) -> (T, B, G*H)."""
+    def _project(self, layer_in, layer: int, d: int):
+        """xw = layer_in @ W_ih.T + b_ih for all (t, b) rows in one GEMM: (T, B, I) -> (T, B, G*H).
+
+        For cells with a = xw + hw (``dhw_is_dxw``) b_hh is added here too, once for all
+        steps, and the b_hh returned for the loop is None.  Returns (xw, W_hh, b_hh).
+        """
+        W_ih, W_hh, b_ih, b_hh = self._weights(layer, d)
         T, B, I = layer_in.shape
         xw = np.dot(layer_in.reshape(T * B, I), W_ih.T).reshape(T, B, -1)
         if b_ih is not None:
             xw += b_ih
-        return xw
+            if self.cell.dhw_is_dxw:
+                xw += b_hh
+                b_hh = None
+        return xw, W_hh, b_hh
 
     __call__ = forward
 
@@ -280,13 +291,17 @@ class Recurrent(Module):
         check_array("x_t", x_t, (None, self.input_size), self.dtype)
         B = x_t.shape[0]
         states = self._split_state(state, B)
-        h_in, new_states = x_t[None], []
+        State, Cache = self.cell.State, self.cell.Cache
+        h_in, new_states = x_t, []
         for layer in range(self.num_layers):
-            W_ih, W_hh, b_ih, b_hh = self._weights(layer, 0)
-            xw = self._project(h_in, W_ih, b_ih)  # (1, B, G*H)
-            h_in, new, _ = scan_forward(self.cell, xw, W_hh, b_hh, states[layer])  # one step of the loop
+            xw, W_hh, b_hh = self._project(h_in[None], layer, 0)
+            prev = State._make(np.ascontiguousarray(a) for a in states[layer])
+            new = State._make(np.empty_like(prev.h) for _ in State._fields)
+            cache = Cache(xw[0], *(np.empty_like(prev.h) for _ in Cache._fields[1:]))
+            scan_step(self.cell, np.empty_like(xw[0]), W_hh.T, b_hh, prev, new, cache)  # one step of the loop
             new_states.append(new)
-        return h_in[0].copy(), self._join_state(new_states)
+            h_in = new.h
+        return h_in, self._join_state(new_states)
 
     def __repr__(self) -> str:
         return (

@@ -4,7 +4,7 @@ This is the only place that knows about time.  It is written once for every
 cell (see :mod:`rnnkit.cells` for the cell protocol) and owns
 
 * the recurrent GEMM ``hw = h_{t-1} @ W_hh.T + b_hh`` (one BLAS call per step;
-  for cells with a = xw + hw, b_hh is added to xw once for all steps instead),
+  for cells with a = xw + hw the layer adds b_hh to xw once for all steps instead),
 * the buffers: states of all steps, the cell's caches, the gradient buffers;
   the cell reads and writes per-step (B, .) views of them,
 * direction (``reverse=True`` walks t = T-1 .. 0),
@@ -51,12 +51,24 @@ def _steps(T: int, reverse: bool):
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
+def scan_step(cell, hw, W_hhT, b_hh, state_prev, state, cache) -> None:
+    """One step of the loop: hw = h_prev @ W_hh.T (+ b_hh) into ``hw``, then the cell.
+
+    Writes ``state`` and ``cache`` (``cache.gates`` holds xw_t on entry); all (B, .).
+    """
+    np.dot(state_prev.h, W_hhT, out=hw)
+    if b_hh is not None:
+        hw += b_hh
+    cell.forward(hw, state_prev, state, cache)
+
+
 def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False):
     """Run ``cell`` over time.
 
     xw:     (T, B, G) input projections x_t @ W_ih.T + b_ih for all steps; the scan
             takes it over (it becomes the tape's gate buffer)
-    W_hh:   (G, H);  b_hh: (G,) or None
+    W_hh:   (G, H);  b_hh: (G,) or None (None also when the caller added it to xw,
+            which cells with a = xw + hw allow: ``cell.dhw_is_dxw``)
     state0: the cell's state tuple, each (B, H)
     mask:   (T, B, 1) bool or None
 
@@ -66,9 +78,6 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False):
     T, B, G = xw.shape
     H = W_hh.shape[1]
     State, Cache = cell.State, cell.Cache
-    if b_hh is not None and cell.dhw_is_dxw:
-        xw += b_hh  # a = xw + hw: add b_hh once for all steps
-        b_hh = None
     states = State._make(np.empty((T + 1, B, H), dtype=xw.dtype) for _ in State._fields)
     for buf, s0 in zip(states, state0):
         buf[T if reverse else 0] = s0
@@ -79,10 +88,7 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False):
     for t in _steps(T, reverse):
         prev = State._make([s[t + reverse] for s in states])
         new = State._make([s[t + 1 - reverse] for s in states])
-        np.dot(prev.h, W_hhT, out=hw)  # hw = h_prev @ W_hh.T
-        if b_hh is not None:
-            hw += b_hh
-        cell.forward(hw, prev, new, Cache._make([c[t] for c in cache]))
+        scan_step(cell, hw, W_hhT, b_hh, prev, new, Cache._make([c[t] for c in cache]))
         if keep is not None:  # padded rows keep their state
             for n, p in zip(new, prev):
                 np.copyto(n, p, where=keep[t])
