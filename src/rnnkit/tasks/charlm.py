@@ -370,10 +370,14 @@ def _run(trainer, lm: "CharLM", on_eval=None) -> int:
 
     res = trainer.fit(on_eval=report)
     last = res.evals[-1] if res.evals else None
+    if res.losses and (last is None or last["step"] != res.step):  # stopped between evaluations
+        ev = lm.evaluate("val")
+        last = {"step": res.step, "val_loss": ev["loss"], "val_bpc": ev["bpc"]}
     rate = (sum(1 for _ in res.losses) * lm.config.batch * lm.config.bptt) / max(res.seconds, 1e-9)
     print(f"stopped at step {res.step} ({res.stop_reason}) after {res.seconds:.0f} s, {rate:,.0f} tokens/s")
     if last:
-        print(f"val loss {last['val_loss']:.4f} nats/char = {last['val_bpc']:.3f} bits/char (best {res.best_val:.4f})")
+        best = f" (best {res.best_val:.4f} at an evaluation)" if math.isfinite(res.best_val) else ""
+        print(f"val loss {last['val_loss']:.4f} nats/char = {last['val_bpc']:.3f} bits/char at step {last['step']}{best}")
     print(f"checkpoint: {res.checkpoint}")
     if res.stop_reason == "interrupted":
         print(f"interrupted: resume with  rnnkit train charlm --resume {res.checkpoint}")
