@@ -79,6 +79,8 @@ def test_bad_input(tmp_path, trained, text_file, capsys):
                     "already holds a checkpoint")
     _one_line_error(capsys, main(["train", "charlm", "--resume", str(ck), "--hidden", "99"]),
                     "--hidden 99: differs from the checkpoint's 12")
+    _one_line_error(capsys, main(["train", "charlm", "--resume", str(ck), "--optimizer", "sgd", "--steps", "50"]),
+                    "optimizer state: expected SGD, got 'Adam'")
     other = tmp_path / "f.safetensors"
     save_checkpoint(other, {"w": np.zeros(2)}, {"kind": "forecast"})
     _one_line_error(capsys, main(["sample", str(other)]), "holds a 'forecast' model, expected a 'charlm'")

@@ -120,8 +120,10 @@ class CharLM:
             text = stdlib_corpus(max_chars)
             source = {"source": "stdlib", "max_chars": max_chars}
         if text is not None:
-            if not isinstance(text, str) or len(text) < 2:
-                raise UserError(f"text: expected a string of at least 2 characters, got {len(text or '')}")
+            if not isinstance(text, str):
+                raise TypeError(f"text: expected a str, got {type(text).__name__}")
+            if len(text) < 2:
+                raise UserError(f"text: expected at least 2 characters, got {len(text)}")
             vocab = vocab or Vocab.from_text(text)
             self.source = dict(source or {"source": "text"}, sha256=sha256_text(text), chars=len(text))
             self._set_text(text, vocab)
@@ -316,15 +318,21 @@ def _train(args) -> int:
     from ..train import Trainer, TrainConfig
 
     if args.resume:
-        trainer = Trainer.resume(args.resume, CharLM, out_dir=args.out or os.path.dirname(os.path.abspath(args.resume)))
+        from ..io.checkpoint import load_checkpoint
+
+        _, meta = load_checkpoint(args.resume, kind="charlm")
+        try:
+            saved = TrainConfig(**meta["train"]["config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {args.resume!r}: no usable training state ({e})") from None
+        trainer = Trainer.resume(args.resume, CharLM, config=train_config_from_args(args, saved),
+                                 out_dir=args.out or os.path.dirname(os.path.abspath(args.resume)))
         lm = trainer.task
         for f in dataclasses.fields(CharLMConfig):
             v = getattr(args, f.name, None)
             if f.name != "seed" and v is not None and v != getattr(lm.config, f.name):
                 raise UserError(f"--{f.name} {v}: differs from the checkpoint's {getattr(lm.config, f.name)}; "
                                 f"model settings come from the checkpoint when resuming")
-        trainer.config = train_config_from_args(args, trainer.config)
-        trainer.schedule = trainer.config.make_schedule()
         if args.text:
             lm.attach_text(load_text(args.text))
         print(f"resuming {args.resume} at step {trainer.step} of {trainer.config.steps}")
@@ -373,7 +381,7 @@ def _run(trainer, lm: "CharLM", on_eval=None) -> int:
     if res.losses and (last is None or last["step"] != res.step):  # stopped between evaluations
         ev = lm.evaluate("val")
         last = {"step": res.step, "val_loss": ev["loss"], "val_bpc": ev["bpc"]}
-    rate = (sum(1 for _ in res.losses) * lm.config.batch * lm.config.bptt) / max(res.seconds, 1e-9)
+    rate = (len(res.losses) * lm.config.batch * lm.config.bptt) / max(res.seconds, 1e-9)
     print(f"stopped at step {res.step} ({res.stop_reason}) after {res.seconds:.0f} s, {rate:,.0f} tokens/s")
     if last:
         best = f" (best {res.best_val:.4f} at an evaluation)" if math.isfinite(res.best_val) else ""
@@ -391,9 +399,7 @@ def _run(trainer, lm: "CharLM", on_eval=None) -> int:
 
 def _sample(args) -> int:
     lm = CharLM.load(args.checkpoint)
-    text = lm.sample(args.prime, args.length, args.temperature, args.seed)
-    sys_out = args.prime + text
-    print(sys_out)
+    print(args.prime + lm.sample(args.prime, args.length, args.temperature, args.seed))
     return 0
 
 
@@ -445,8 +451,9 @@ def _demo(args) -> int:
             n = max(1, int(left / per_step / (stages - k)))
             trainer.config = dataclasses.replace(cfg, steps=trainer.step + n, time_limit=left)
         res = trainer.fit()
-        ev = res.evals[-1] if res.evals else dict(zip(("val_loss", "val_bpc"), _lb(lm.evaluate("val"))))
-        show(trainer.step, {"loss": ev["val_loss"], "bpc": ev["val_bpc"]}, time.perf_counter() - t0)
+        ev = ({"loss": res.evals[-1]["val_loss"], "bpc": res.evals[-1]["val_bpc"]} if res.evals
+              else lm.evaluate("val"))
+        show(trainer.step, ev, time.perf_counter() - t0)
         if res.stop_reason == "interrupted":
             break
     from ..train import plot_metrics
@@ -461,10 +468,6 @@ def _demo(args) -> int:
           "pip install 'rnnkit[plot]')")
     print(f"next: rnnkit sample {trainer.last_path} --prime 'class ' --length 400")
     return 0
-
-
-def _lb(ev):
-    return ev["loss"], ev["bpc"]
 
 
 def register_cli(root, train_sub) -> None:
