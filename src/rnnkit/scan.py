@@ -19,9 +19,30 @@ Shapes: T steps, B batch, H hidden, G = n_gates * H.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 from typing import NamedTuple
 
 import numpy as np
+
+SMALL_STEP_GEMM = 1 << 22
+"""Multiply-adds of the per-step GEMM (B x H times H x G) up to which the time loops run
+BLAS single-threaded: handing such a small GEMM to two threads costs more than it saves at
+every step, and far more when the cores are shared (docs/performance.md)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # scanning the loaded BLAS libraries is slow: do it once
+
+
+def _loop_blas_threads(B: int, G: int, H: int):
+    """Context manager for a time loop: one BLAS thread when the per-step GEMM is small."""
+    if B * G * H <= SMALL_STEP_GEMM:
+        return _blas_controller().limit(limits=1, user_api="blas")
+    return contextlib.nullcontext()
 
 
 class ScanTape(NamedTuple):
@@ -85,13 +106,14 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False):
     hw = np.empty((B, G), dtype=xw.dtype)
     W_hhT = W_hh.T
     keep = None if mask is None else ~mask
-    for t in _steps(T, reverse):
-        prev = State._make([s[t + reverse] for s in states])
-        new = State._make([s[t + 1 - reverse] for s in states])
-        scan_step(cell, hw, W_hhT, b_hh, prev, new, Cache._make([c[t] for c in cache]))
-        if keep is not None:  # padded rows keep their state
-            for n, p in zip(new, prev):
-                np.copyto(n, p, where=keep[t])
+    with _loop_blas_threads(B, G, H):
+        for t in _steps(T, reverse):
+            prev = State._make([s[t + reverse] for s in states])
+            new = State._make([s[t + 1 - reverse] for s in states])
+            scan_step(cell, hw, W_hhT, b_hh, prev, new, Cache._make([c[t] for c in cache]))
+            if keep is not None:  # padded rows keep their state
+                for n, p in zip(new, prev):
+                    np.copyto(n, p, where=keep[t])
     tape = ScanTape(states, cache, mask, reverse)
     out = tape.h_new() if mask is None else tape.h_new() * mask
     final = State._make(s[0 if reverse else T] for s in states)
@@ -119,27 +141,28 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None):
     dh_hh = np.empty((B, H), dtype=d_out.dtype) if cell.direct_h else None
     if record is not None:
         record.update({f: np.zeros((T, B, H), dtype=d_out.dtype) for f in State._fields})
-    for t in _steps(T, not reverse):
-        m = None if mask is None else mask[t]
-        np.add(d_state.h, d_out[t] if m is None else d_out[t] * m, out=d_state.h)  # out_t = h_t (where valid)
-        if record is not None:
-            for f, v in zip(State._fields, d_state):
-                record[f][t] = v if m is None else v * m
-        prev = State._make([s[t + reverse] for s in states])
-        cell.backward(d_state, Cache._make([c[t] for c in cache]), prev, d_xw[t], d_hw[t], d_prev)
-        if m is not None:  # padded rows: no gradient into this step's pre-activations
-            d_xw[t] *= m
-            if d_hw is not d_xw:
-                d_hw[t] *= m
-        if dh_hh is None:
-            np.dot(d_hw[t], W_hh, out=d_prev.h)  # hw = h_prev @ W_hh.T
-        else:  # the cell wrote its direct part of dh_prev; add the part through W_hh
-            np.dot(d_hw[t], W_hh, out=dh_hh)
-            np.add(d_prev.h, dh_hh, out=d_prev.h)
-        if m is not None:  # padded rows: the state was copied, so is its gradient
-            for p, s in zip(d_prev, d_state):
-                np.copyto(p, s, where=~m)
-        d_state, d_prev = d_prev, d_state
+    with _loop_blas_threads(B, G, H):
+        for t in _steps(T, not reverse):
+            m = None if mask is None else mask[t]
+            np.add(d_state.h, d_out[t] if m is None else d_out[t] * m, out=d_state.h)  # out_t = h_t (where valid)
+            if record is not None:
+                for f, v in zip(State._fields, d_state):
+                    record[f][t] = v if m is None else v * m
+            prev = State._make([s[t + reverse] for s in states])
+            cell.backward(d_state, Cache._make([c[t] for c in cache]), prev, d_xw[t], d_hw[t], d_prev)
+            if m is not None:  # padded rows: no gradient into this step's pre-activations
+                d_xw[t] *= m
+                if d_hw is not d_xw:
+                    d_hw[t] *= m
+            if dh_hh is None:
+                np.dot(d_hw[t], W_hh, out=d_prev.h)  # hw = h_prev @ W_hh.T
+            else:  # the cell wrote its direct part of dh_prev; add the part through W_hh
+                np.dot(d_hw[t], W_hh, out=dh_hh)
+                np.add(d_prev.h, dh_hh, out=d_prev.h)
+            if m is not None:  # padded rows: the state was copied, so is its gradient
+                for p, s in zip(d_prev, d_state):
+                    np.copyto(p, s, where=~m)
+            d_state, d_prev = d_prev, d_state
     # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps
     dW_hh = d_hw.reshape(T * B, G).T @ tape.h_prev().reshape(T * B, H)
     db_hh = d_hw.sum(axis=(0, 1))
