@@ -52,6 +52,7 @@ class BenchConfig:
     cells: tuple = CELLS
     repeats: int = 9  # timed A/B pairs per measurement (medians reported)
     torch_threads: int = 2
+    blas_threads: int | None = None  # None: numpy's BLAS default; else limited for the whole run
     out_dir: str = "bench/results"
     markdown: str | None = None  # also write the markdown tables here
     seed: int = 0
@@ -345,8 +346,12 @@ def machine_info(torch) -> dict:
         pass
     return dict(cpu=model, cpu_count=os.cpu_count(), python=platform.python_version(),
                 numpy=np.__version__, torch=torch.__version__, torch_threads=torch.get_num_threads(),
-                numpy_blas=blas, OPENBLAS_CORETYPE=os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+                numpy_blas=blas, loadavg_start=list(os.getloadavg()), OPENBLAS_CORETYPE=os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
                 command=" ".join(["rnnkit bench"] + sys.argv[2:]) if "bench" in sys.argv[1:2] else " ".join(sys.argv))
+
+
+def _load(v):
+    return "/".join(f"{x:.1f}" for x in v) if v else "?"
 
 
 def _r(x):
@@ -359,6 +364,8 @@ def to_markdown(res: dict) -> str:
                      for b in m["numpy_blas"]) or "unknown"
     lines = [f"Machine: {m['cpu']}, {m['cpu_count']} CPUs; numpy {m['numpy']} BLAS: {blas}; "
              f"torch {m['torch']} ({m['torch_threads']} threads); OPENBLAS_CORETYPE={m['OPENBLAS_CORETYPE']}.",
+             f"Load average (1/5/15 min) at start {_load(m.get('loadavg_start'))}, at end {_load(m.get('loadavg_end'))} "
+             f"(other jobs share the {m['cpu_count']} CPUs).",
              f"Command: `{m['command']}`.  Ratios are rnnkit/PyTorch times (< 1 means rnnkit is faster), "
              "medians of alternating runs.", ""]
     if res.get("grid"):
@@ -413,6 +420,7 @@ def run_speed(cfg: BenchConfig, log=print) -> dict:
         res["charlm"] = bench_charlm(torch, 5 if cfg.quick else max(cfg.repeats, 7), seed=cfg.seed)
         log(f"charlm: tokens/s ratio {res['charlm']['tokens_per_s_ratio']:.2f}")
     res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    res["machine"]["loadavg_end"] = list(os.getloadavg())
     return res
 
 
@@ -453,9 +461,22 @@ def _handler(args) -> int:
         from .errors import UserError
 
         raise UserError(f"bench: --sections expects a comma list of {', '.join(BenchConfig.sections)}, got {bad[0]!r}")
+    for flag, v in (("--torch-threads", args.torch_threads), ("--blas-threads", args.blas_threads)):
+        if v is not None and v < 1:
+            from .errors import UserError
+
+            raise UserError(f"bench: {flag} must be >= 1, got {v}")
     cfg = BenchConfig(quick=args.quick, cells=cells, repeats=args.repeats, torch_threads=args.torch_threads,
+                      blas_threads=args.blas_threads,
                       out_dir=args.out_dir, markdown=args.markdown, seed=args.seed, sections=sections)
-    res = run_speed(cfg, log=lambda s: print(s, file=sys.stderr, flush=True))
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    if cfg.blas_threads is None:
+        res = run_speed(cfg, log=log)
+    else:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=cfg.blas_threads, user_api="blas"):
+            res = run_speed(cfg, log=log)
     path, md = write_results(res, cfg)
     print(md)
     print(f"results: {path}", file=sys.stderr)
@@ -469,7 +490,10 @@ def add_arguments(p) -> None:
     p.add_argument("--cells", default=None, help="comma list of lstm,gru,rnn (default: all)")
     p.add_argument("--sections", default=None, help="comma list of grid,stream,charlm (default: all)")
     p.add_argument("--repeats", type=int, default=BenchConfig.repeats, help="timed A/B pairs per number")
-    p.add_argument("--torch-threads", type=int, default=BenchConfig.torch_threads)
+    p.add_argument("--torch-threads", type=int, default=BenchConfig.torch_threads,
+                   help="torch.set_num_threads (default 2)")
+    p.add_argument("--blas-threads", type=int, default=None,
+                   help="limit numpy's BLAS threads for the whole run (default: BLAS default)")
     p.add_argument("--out-dir", default=BenchConfig.out_dir, help="where the JSON results go")
     p.add_argument("--markdown", default=None, help="also write the markdown tables to this file")
     p.add_argument("--seed", type=int, default=BenchConfig.seed)
