@@ -1,0 +1,118 @@
+"""Where rnnkit's LSTM fwd+bwd time goes: BLAS vs elementwise kernels vs Python overhead.
+
+    .venv/bin/python bench/profile_rnn.py [--threads N] [T B I H ...]
+
+Times, in one process, (1) the full ``forward`` + ``backward``, (2) the same GEMMs alone
+(per-step recurrent GEMMs forward and backward, under the time loops' BLAS thread policy,
+plus the all-steps GEMMs: input projection, dW_ih, d_x, dW_hh), (3) the same elementwise
+work alone (the cell's numba kernels and NumPy tanh/multiply per step, forward and
+backward); the rest is Python and NumPy call overhead of the loops and layers.
+Medians of alternating repeats.  Used for docs/performance.md.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import rnnkit
+from rnnkit import kernels
+from rnnkit.scan import _loop_blas_threads
+
+
+def _median_time(fns, repeats=7):
+    """Median seconds of each function, measured round-robin."""
+    for f in fns:
+        f()
+    acc = [[] for _ in fns]
+    for _ in range(repeats):
+        for f, a in zip(fns, acc):
+            t0 = time.perf_counter()
+            f()
+            a.append(time.perf_counter() - t0)
+    return [statistics.median(a) for a in acc]
+
+
+def profile_lstm(T, B, I, H, repeats=7):
+    rng = np.random.default_rng(0)
+    dt = np.float32
+    layer = rnnkit.LSTM(I, H, seed=0)
+    x = rng.standard_normal((T, B, I)).astype(dt)
+    ones = np.ones((T, B, H), dt)
+    G = 4 * H
+    W_ih, W_hh = layer.params["weight_ih_l0"], layer.params["weight_hh_l0"]
+    h, hw, dh = np.zeros((B, H), dt), np.empty((B, G), dt), np.empty((B, H), dt)
+    xw = rng.standard_normal((T, B, G)).astype(dt) * 0.1
+    d_xw = np.empty((T, B, G), dt)
+    c, c2, tc, dc = (np.zeros((B, H), dt) for _ in range(4))
+    gates = np.tanh(xw[0])
+
+    def full():
+        out, _ = layer.forward(x)
+        layer.backward(ones)
+
+    def gemm_steps():
+        with _loop_blas_threads(B, G, H):
+            for _ in range(T):
+                np.dot(h, W_hh.T, out=hw)
+            for t in range(T):
+                np.dot(d_xw[t], W_hh, out=dh)
+
+    def gemm_all_steps():
+        x2, d2 = x.reshape(T * B, I), d_xw.reshape(T * B, G)
+        np.dot(x2, W_ih.T)  # xw
+        d2.T @ x2  # dW_ih
+        np.dot(d2, W_ih)  # d_x
+        d2.T @ ones.reshape(T * B, H)  # dW_hh (same shapes as with h_prev)
+
+    def elementwise():
+        for t in range(T):
+            g = xw[t].copy()
+            kernels.lstm_preact(g, hw)
+            np.tanh(g, out=g)
+            kernels.lstm_cell_state(g, c, c2)
+            np.tanh(c2, out=tc)
+            np.multiply(g[:, 3 * H:], tc, out=h)
+        for t in range(T):
+            np.add(dh, ones[t], out=dh)
+            kernels.lstm_backward(dh, dc, gates, tc, c, d_xw[t], c2)
+
+    t_full, t_gs, t_ga, t_el = _median_time([full, gemm_steps, gemm_all_steps, elementwise], repeats)
+    return dict(T=T, B=B, I=I, H=H, total_ms=t_full * 1e3, gemm_per_step_ms=t_gs * 1e3,
+                gemm_all_steps_ms=t_ga * 1e3, elementwise_ms=t_el * 1e3,
+                overhead_ms=(t_full - t_gs - t_ga - t_el) * 1e3)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("shape", nargs="*", type=int, help="T B I H [T B I H ...] (default: the bench grid)")
+    p.add_argument("--threads", type=int, default=None, help="limit BLAS threads for the whole run")
+    p.add_argument("--repeats", type=int, default=7)
+    a = p.parse_args(argv)
+    if len(a.shape) % 4:
+        p.error(f"shape: expected groups of four integers T B I H, got {len(a.shape)} numbers")
+    from rnnkit.benchmark import GRID
+
+    shapes = [tuple(a.shape[k:k + 4]) for k in range(0, len(a.shape), 4)] or list(GRID)
+    print("| T | B | I | H | total ms | per-step GEMMs | all-steps GEMMs | elementwise | Python/NumPy overhead |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    import contextlib
+
+    ctx = contextlib.nullcontext()
+    if a.threads:
+        from threadpoolctl import threadpool_limits
+
+        ctx = threadpool_limits(limits=a.threads, user_api="blas")
+    with ctx:
+        for s in shapes:
+            r = profile_lstm(*s, repeats=a.repeats)
+            tot = r["total_ms"]
+            cells = [f"{r[k]:.1f} ({100 * r[k] / tot:.0f}%)" for k in
+                     ("gemm_per_step_ms", "gemm_all_steps_ms", "elementwise_ms", "overhead_ms")]
+            print(f"| {r['T']} | {r['B']} | {r['I']} | {r['H']} | {tot:.1f} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
