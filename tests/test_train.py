@@ -38,10 +38,9 @@ def test_resume_is_bit_identical(tmp_path, cell, opt):
     assert r.step == 2 * N and len(r.losses) == 2 * N
 
     first = CharLM(cfg, text)
-    ra = Trainer(first, TrainConfig(steps=2 * N, **dict(base, time_limit=0)), out_dir=tmp_path)
-    ra.config = dataclasses.replace(ra.config, steps=N)  # stop halfway; the schedule stays that of 2N steps
-    res_a = ra.fit()
-    assert res_a.step == N
+    ra = Trainer(first, TrainConfig(steps=2 * N, **base), out_dir=tmp_path)
+    res_a = ra.fit(until=N)  # stop halfway; the schedule stays that of 2N steps
+    assert res_a.step == N and res_a.stop_reason == "until"
     del first, ra
     resumed = Trainer.resume(tmp_path / "last.safetensors", CharLM,
                              config=TrainConfig(steps=2 * N, **base))

@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import CheckpointError, TrainingDiverged
+from .errors import CheckpointError, TrainingDiverged, UserError
 from .io.checkpoint import load_checkpoint, save_checkpoint
 from .optim import OPTIMIZERS, Schedule, clip_grad_norm, grad_norm
 
@@ -128,7 +128,7 @@ class TrainResult:
     """What ``Trainer.fit`` did: steps reached, why it stopped, per-step losses of this call, evaluations."""
 
     step: int
-    stop_reason: str  # "steps", "time limit", "early stopping", "interrupted"
+    stop_reason: str  # "steps", "until", "time limit", "early stopping", "interrupted"
     losses: list = field(default_factory=list)
     evals: list = field(default_factory=list)
     best_val: float = math.inf
@@ -282,10 +282,14 @@ class Trainer:
         return ev
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, on_eval=None) -> TrainResult:
+    def fit(self, on_eval=None, until: int | None = None) -> TrainResult:
         """Train until ``config.steps`` (or time limit / early stopping / Ctrl-C).
 
-        ``on_eval(trainer, record)`` is called after every evaluation (the demo
+        ``self.config`` may be replaced between calls (e.g. more steps, another lr or
+        schedule after ``resume``); the schedule and optimizer hyper-parameters follow it.
+
+        ``until`` stops earlier, at that step (stop_reason "until"), with the schedule
+        still that of ``config.steps``.  ``on_eval(trainer, record)`` is called after every evaluation (the demo
         prints samples there).  Ctrl-C finishes the current step, saves
         ``last.safetensors`` and returns with stop_reason "interrupted"; a second
         Ctrl-C aborts at once.  A non-finite loss or gradient raises
@@ -294,6 +298,7 @@ class Trainer:
         from tqdm import tqdm
 
         cfg, task = self.config, self.task
+        self._sync_config()
         unit = getattr(task, "count_unit", "tokens")
         if self.out_dir:
             os.makedirs(self.out_dir, exist_ok=True)
@@ -318,7 +323,8 @@ class Trainer:
         win_loss, win_steps, win_count, win_t = 0.0, 0, 0, t_start
         saved_at = None
         try:
-            while self.step < cfg.steps:
+            stop_at = cfg.steps if until is None else min(int(until), cfg.steps)
+            while self.step < stop_at:
                 if interrupted:
                     result.stop_reason = "interrupted"
                     break
@@ -371,6 +377,8 @@ class Trainer:
             bar.close()
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
+        if self.step == stop_at < cfg.steps and result.stop_reason == "steps":
+            result.stop_reason = "until"
         if self.out_dir and saved_at != self.step:
             self.save(self.last_path)
         result.step, result.best_val = self.step, self.best_val
@@ -379,6 +387,17 @@ class Trainer:
         result.best_checkpoint = self.best_path if self.best_path and os.path.exists(self.best_path) else None
         self._log({"event": "stop", "step": self.step, "reason": result.stop_reason, "seconds": result.seconds})
         return result
+
+    def _sync_config(self) -> None:
+        """Apply ``self.config`` (it may have been replaced, e.g. after ``resume``) to schedule and optimizer."""
+        cfg = self.config
+        self.schedule = cfg.make_schedule()
+        if type(self.optimizer) is not OPTIMIZERS[cfg.optimizer]:
+            raise UserError(f"optimizer: this run's state is {type(self.optimizer).__name__}, the config asks for "
+                            f"{cfg.optimizer!r}; the optimizer cannot change when continuing a run")
+        self.optimizer.weight_decay = float(cfg.weight_decay)
+        if cfg.optimizer == "sgd":
+            self.optimizer.momentum, self.optimizer.nesterov = float(cfg.momentum), bool(cfg.nesterov)
 
     def _eval_and_checkpoint(self, result: TrainResult, on_eval, bar) -> bool:
         ev = self.evaluate("val")
