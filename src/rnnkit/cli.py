@@ -85,6 +85,8 @@ def add_train_args(p: argparse.ArgumentParser, defaults=None) -> None:
     g.add_argument("--seed", type=int, help=f"seed for initialisation and batches (default {d.seed})")
     g.add_argument("--time-limit", dest="time_limit", type=_nonneg_float,
                    help="stop (and checkpoint) after this many seconds of training")
+    g.add_argument("--blas-threads", dest="blas_threads", type=_nonneg_int,
+                   help=f"BLAS threads while training, 0 = numpy's default (default {d.blas_threads})")
     g.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
     g.add_argument("--out", help="output directory for checkpoints, metrics.jsonl and loss.png")
     g.add_argument("--resume", metavar="CKPT", help="continue training from a checkpoint (last.safetensors)")
