@@ -134,7 +134,6 @@ class CharLM:
 
     @classmethod
     def from_file(cls, path, config: CharLMConfig = CharLMConfig()) -> "CharLM":
-        import os
         return cls(config, load_text(path), source={"source": "file", "path": os.path.abspath(path)})
 
     # ------------------------------------------------------------------ data
@@ -159,12 +158,16 @@ class CharLM:
         """{"train", "val", "test"} -> int32 ids; reloaded from the recorded source when needed."""
         if self._splits is None:
             src = self.source.get("source")
-            if src == "stdlib":
-                self.attach_text(stdlib_corpus(self.source["max_chars"]))
-            elif src == "file":
-                self.attach_text(load_text(self.source["path"]))
-            else:
-                raise UserError("this model was trained on a text given in Python; pass it with attach_text(text)")
+            try:
+                if src == "stdlib":
+                    self.attach_text(stdlib_corpus(self.source["max_chars"]))
+                elif src == "file":
+                    self.attach_text(load_text(self.source["path"]))
+                else:
+                    raise UserError("the model was trained on a text given in Python; pass it with attach_text(text)")
+            except UserError as e:
+                raise UserError(f"the corpus recorded in this model ({src}) cannot be used: {e} "
+                                f"(pass the training text again, --text FILE)") from None
         return self._splits
 
     # ------------------------------------------------------------------ Task protocol
