@@ -103,6 +103,7 @@ def test_bad_input(tmp_path, trained, text_file, capsys):
     _one_line_error(capsys, rc, r"non-finite loss \(nan\) at step 31; training stopped \(last good checkpoint kept")
     assert (run / "last.safetensors").read_bytes() == before
     assert main(["train", "charlm", "--steps", "x"]) == 2  # argparse usage error
+    capsys.readouterr()
     text_file.rename(tmp_path / "moved.txt")  # the corpus recorded in the checkpoint is gone
     _one_line_error(capsys, main(["eval", str(ck)]), r"corpus recorded in this model \(file\) cannot be used: "
                     r"--text: file not found.*pass the training text again")
