@@ -377,7 +377,9 @@ class Trainer:
                     win_loss, win_steps, win_count, win_t = 0.0, 0, 0, now
                 do_eval = (cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == cfg.steps
                 if do_eval:
+                    t_eval = time.perf_counter()
                     stop = self._eval_and_checkpoint(result, on_eval, bar)
+                    win_t += time.perf_counter() - t_eval  # throughput counts training time only
                     saved_at = self.step if self.out_dir else None
                     if stop:
                         result.stop_reason = "early stopping"
