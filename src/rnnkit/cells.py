@@ -9,9 +9,11 @@ pre-activations that the loop computes with BLAS:
 
 The cell protocol (all arrays (B, .), preallocated by the loop, written in place):
 
-* ``forward(hw, state_prev, state, cache)``: ``cache.gates`` holds xw on entry and
-  the activated gates on return; the cell writes the new ``state`` (h, and c for
-  the LSTM) and the rest of its ``cache``.
+* ``forward(xw, hw, state_prev, state, cache)``: the cell writes the new ``state``
+  (h, and c for the LSTM) and its ``cache``.  The loop allots the cache: a field
+  ``gates`` is xw itself (the cell turns xw into its activated gates in place), a
+  field named like a state field is that field of the new state, any other field
+  is a (B, H) buffer of its own.
 * ``backward(d_state, cache, state_prev, d_xw, d_hw, d_state_prev)``: from
   d_state = dL/d(state_t) (all paths) the cell writes ``d_xw`` = dL/d(xw_t),
   ``d_hw`` = dL/d(hw_t) (the same array when ``dhw_is_dxw``), and the parts of
@@ -60,7 +62,7 @@ def sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- Elman RNN
 class RNNCache(NamedTuple):
-    gates: np.ndarray  # (B, H) h = nonlinearity(a), the cell's only "gate"
+    h: np.ndarray  # (B, H) the new hidden state h = nonlinearity(a) (the state itself, not a copy)
 
 
 class RNNCell:
@@ -81,17 +83,16 @@ class RNNCell:
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
 
-    def forward(self, hw, state_prev: HState, state: HState, cache: RNNCache) -> None:
-        a = np.add(cache.gates, hw, out=cache.gates)
+    def forward(self, xw, hw, state_prev: HState, state: HState, cache: RNNCache) -> None:
+        a = np.add(xw, hw, out=state.h)
         if self.nonlinearity == "tanh":
             np.tanh(a, out=a)
         else:
             np.maximum(a, 0.0, out=a)
-        np.copyto(state.h, a)
 
     def backward(self, d_state: HState, cache: RNNCache, state_prev: HState, d_xw, d_hw, d_state_prev) -> None:
         # da = dh * tanh'(a) = dh (1 - h^2)  (relu: dh [a > 0]); a = xw + hw: both receive da
-        kernels.rnn_backward(d_state.h, cache.gates, d_xw, self.nonlinearity == "relu")
+        kernels.rnn_backward(d_state.h, cache.h, d_xw, self.nonlinearity == "relu")
 
 
 # ----------------------------------------------------------------------------- LSTM
@@ -116,8 +117,8 @@ class LSTMCell:
     dhw_is_dxw = True  # a = xw + hw, so d_hw == d_xw
     direct_h = False
 
-    def forward(self, hw, state_prev: LSTMState, state: LSTMState, cache: LSTMCache) -> None:
-        gates = cache.gates
+    def forward(self, xw, hw, state_prev: LSTMState, state: LSTMState, cache: LSTMCache) -> None:
+        gates = cache.gates  # is xw: the gates are formed in place
         H = state.h.shape[-1]
         kernels.lstm_preact(gates, hw)  # a = xw + hw; a/2 on the sigmoid blocks i, f, o
         np.tanh(gates, out=gates)
@@ -154,8 +155,8 @@ class GRUCell:
     dhw_is_dxw = False  # n = tanh(xn + r * hn): d_hn != d_xn
     direct_h = True  # h = ... + z * h_prev bypasses W_hh
 
-    def forward(self, hw, state_prev: HState, state: HState, cache: GRUCache) -> None:
-        gates = cache.gates
+    def forward(self, xw, hw, state_prev: HState, state: HState, cache: GRUCache) -> None:
+        gates = cache.gates  # is xw: the gates are formed in place
         H = state.h.shape[-1]
         kernels.gru_preact(gates, hw)  # (xr + hr)/2, (xz + hz)/2
         np.tanh(gates[:, : 2 * H], out=gates[:, : 2 * H])

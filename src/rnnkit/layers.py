@@ -280,7 +280,7 @@ class Recurrent(Module):
         tapes, T, B = self._tape
         D = self.num_directions
         return [
-            tapes[layer * (D + 1) + d].cache.gates.copy()
+            tapes[layer * (D + 1) + d].gates(self.cell).copy()
             for layer in range(self.num_layers) for d in range(D)
         ]
 
@@ -297,8 +297,9 @@ class Recurrent(Module):
             xw, W_hh, b_hh = self._project(h_in[None], layer, 0)
             prev = State._make(np.ascontiguousarray(a) for a in states[layer])
             new = State._make(np.empty_like(prev.h) for _ in State._fields)
-            cache = Cache(xw[0], *(np.empty_like(prev.h) for _ in Cache._fields[1:]))
-            scan_step(self.cell, np.empty_like(xw[0]), W_hh.T, b_hh, prev, new, cache)  # one step of the loop
+            cache = Cache._make(xw[0] if f == "gates" else getattr(new, f) if f in State._fields
+                                else np.empty_like(prev.h) for f in Cache._fields)  # as cache_buffers
+            scan_step(self.cell, xw[0], np.empty_like(xw[0]), W_hh.T, b_hh, prev, new, cache)  # one step of the loop
             new_states.append(new)
             h_in = new.h
         return h_in, self._join_state(new_states)

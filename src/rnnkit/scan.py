@@ -50,12 +50,13 @@ class ScanTape(NamedTuple):
 
     states[f] is (T+1, B, H) for each state field f (h, and c for the LSTM): the state
     entering step t is ``states[f][t + reverse]``, the one leaving it ``states[f][t + 1 - reverse]``.
-    cache[k] is (T, B, .) for each field of the cell's cache; ``cache.gates`` is the xw
-    buffer, overwritten by the activated gates.
+    cache is a list of (buffer, offset) per field of the cell's cache: step t's view is
+    ``buffer[t + offset]`` (``gates``: the xw buffer, overwritten by the activated gates;
+    a field named like a state field: that state buffer; others: a (T, B, H) buffer).
     """
 
     states: tuple
-    cache: tuple
+    cache: list
     mask: np.ndarray | None  # (T, B, 1) bool, True where t < length
     reverse: bool
 
@@ -67,20 +68,41 @@ class ScanTape(NamedTuple):
         """(T, B, H): h leaving each step t (before masking)."""
         return self.states.h[:-1] if self.reverse else self.states.h[1:]
 
+    def gates(self, cell) -> np.ndarray:
+        """(T, B, G): activated gates of every step (the Elman RNN's only "gate" is h)."""
+        if "gates" in cell.Cache._fields:
+            return self.cache[cell.Cache._fields.index("gates")][0]
+        return self.h_new()
+
+
+def cache_buffers(cell, xw, states, reverse: bool) -> list:
+    """Allot the cell's cache over all steps: (buffer, offset) per field, see :class:`ScanTape`."""
+    T, B, _ = xw.shape
+    H = states.h.shape[-1]
+    bufs = []
+    for f in cell.Cache._fields:
+        if f == "gates":
+            bufs.append((xw, 0))
+        elif f in cell.State._fields:
+            bufs.append((getattr(states, f), 1 - reverse))
+        else:
+            bufs.append((np.empty((T, B, H), dtype=xw.dtype), 0))
+    return bufs
+
 
 def _steps(T: int, reverse: bool):
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
-def scan_step(cell, hw, W_hhT, b_hh, state_prev, state, cache) -> None:
+def scan_step(cell, xw, hw, W_hhT, b_hh, state_prev, state, cache) -> None:
     """One step of the loop: hw = h_prev @ W_hh.T (+ b_hh) into ``hw``, then the cell.
 
-    Writes ``state`` and ``cache`` (``cache.gates`` holds xw_t on entry); all (B, .).
+    Writes ``state`` and ``cache``; all (B, .).
     """
     np.dot(state_prev.h, W_hhT, out=hw)
     if b_hh is not None:
         hw += b_hh
-    cell.forward(hw, state_prev, state, cache)
+    cell.forward(xw, hw, state_prev, state, cache)
 
 
 def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False):
@@ -102,7 +124,7 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False):
     states = State._make(np.empty((T + 1, B, H), dtype=xw.dtype) for _ in State._fields)
     for buf, s0 in zip(states, state0):
         buf[T if reverse else 0] = s0
-    cache = Cache(xw, *(np.empty((T, B, H), dtype=xw.dtype) for _ in Cache._fields[1:]))
+    cache = cache_buffers(cell, xw, states, reverse)
     hw = np.empty((B, G), dtype=xw.dtype)
     W_hhT = W_hh.T
     keep = None if mask is None else ~mask
@@ -110,7 +132,7 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False):
         for t in _steps(T, reverse):
             prev = State._make([s[t + reverse] for s in states])
             new = State._make([s[t + 1 - reverse] for s in states])
-            scan_step(cell, hw, W_hhT, b_hh, prev, new, Cache._make([c[t] for c in cache]))
+            scan_step(cell, xw[t], hw, W_hhT, b_hh, prev, new, Cache._make([b[t + o] for b, o in cache]))
             if keep is not None:  # padded rows keep their state
                 for n, p in zip(new, prev):
                     np.copyto(n, p, where=keep[t])
@@ -149,7 +171,7 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None):
                 for f, v in zip(State._fields, d_state):
                     record[f][t] = v if m is None else v * m
             prev = State._make([s[t + reverse] for s in states])
-            cell.backward(d_state, Cache._make([c[t] for c in cache]), prev, d_xw[t], d_hw[t], d_prev)
+            cell.backward(d_state, Cache._make([b[t + o] for b, o in cache]), prev, d_xw[t], d_hw[t], d_prev)
             if m is not None:  # padded rows: no gradient into this step's pre-activations
                 d_xw[t] *= m
                 if d_hw is not d_xw:
