@@ -1,0 +1,56 @@
+"""The benchmark harness measures what it says (no timing assertions here)."""
+import json
+
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit.benchmark import BenchConfig, bench_grid_point, tape_bytes, to_markdown, torch_saved_bytes
+
+torch = pytest.importorskip("torch")
+
+
+def _tape_bytes(layer, x):
+    layer.forward(x)
+    return tape_bytes(layer._tape, exclude=list(layer.params.values()) + [x])
+
+
+def test_tape_bytes_is_the_documented_cache():
+    T, B, I, H = 5, 2, 3, 4
+    x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
+    # LSTM: h and c of every step (T+1, B, H), gates (T, B, 4H) formed over xw, tanh(c) (T, B, H)
+    assert _tape_bytes(rnnkit.LSTM(I, H, seed=0), x) == 4 * (2 * (T + 1) * B * H + 4 * T * B * H + T * B * H)
+    # GRU: h (T+1, B, H), gates (T, B, 3H), hn (T, B, H)
+    assert _tape_bytes(rnnkit.GRU(I, H, seed=0), x) == 4 * ((T + 1) * B * H + 3 * T * B * H + T * B * H)
+    # Elman RNN: h only
+    assert _tape_bytes(rnnkit.RNN(I, H, seed=0), x) == 4 * (T + 1) * B * H
+
+
+def test_torch_saved_bytes_sees_autograd_saves():
+    a = torch.randn(3, 4, requires_grad=True)
+    b = torch.randn(4, 5, requires_grad=True)
+    # a @ b saves both operands; excluding b leaves a's 48 bytes
+    assert torch_saved_bytes(torch, lambda: (a @ b).sum(), exclude=[b]) == 3 * 4 * 4
+    assert torch_saved_bytes(torch, lambda: (a @ b).sum()) == (3 * 4 + 4 * 5) * 4
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_grid_point_compares_equal_computations(kind):
+    r = bench_grid_point(torch, kind, 4, 2, 3, 5, repeats=1)
+    assert r["max_abs_diff"] < 1e-5
+    for k in ("fwd_bwd_ratio", "infer_ratio", "cache_ratio"):
+        assert np.isfinite(r[k]) and r[k] > 0
+    res = {"machine": {"cpu": "x", "cpu_count": 2, "numpy": "n", "numpy_blas": [], "torch": "t", "torch_threads": 1,
+                       "OPENBLAS_CORETYPE": "(unset)", "command": "c"}, "grid": [r]}
+    md = to_markdown(res)
+    assert f"| {kind} | 4 | 2 | 3 | 5 |" in md
+    json.dumps(res)
+
+
+def test_bench_cli_rejects_bad_flags(capsys):
+    from rnnkit.cli import main
+
+    assert main(["bench", "--cells", "lstm,foo"]) == 2
+    assert "--cells" in capsys.readouterr().err
+    assert main(["bench", "--repeats", "0"]) == 2
+    assert BenchConfig().torch_threads == 2
