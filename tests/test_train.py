@@ -106,7 +106,8 @@ def test_iid_task_learns_and_logs(tmp_path):
     recs = read_metrics(tmp_path / "metrics.jsonl")
     steps = [x for x in recs if "loss" in x and "event" not in x]
     assert [x["step"] for x in steps] == [10, 20, 30, 40, 50, 60]
-    assert set(steps[0]) == {"step", "loss", "lr", "grad_norm", "seqs_per_s"}
+    assert set(steps[0]) == {"step", "loss", "lr", "grad_norm", "seqs_per_s", "elapsed_s"}
+    assert all(a["elapsed_s"] <= b["elapsed_s"] for a, b in zip(steps, steps[1:]))
     assert [x["step"] for x in recs if "val_loss" in x] == [20, 40, 60]
     assert steps[0]["loss"] == pytest.approx(np.mean(r.losses[:10]))
     _, meta = load_checkpoint(tmp_path / "last.safetensors", kind="toy")

@@ -370,7 +370,7 @@ class Trainer:
                     now = time.perf_counter()
                     rate = win_count / max(now - win_t, 1e-9)
                     rec = {"step": self.step, "loss": win_loss / win_steps, "lr": lr, "grad_norm": gn,
-                           f"{unit}_per_s": rate}
+                           f"{unit}_per_s": rate, "elapsed_s": now - t_start}
                     self._log(rec)
                     bar.set_postfix({"loss": f"{win_loss / win_steps:.3f}", f"{unit}/s": f"{rate:.0f}"},
                                     refresh=False)
@@ -378,7 +378,7 @@ class Trainer:
                 do_eval = (cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == cfg.steps
                 if do_eval:
                     t_eval = time.perf_counter()
-                    stop = self._eval_and_checkpoint(result, on_eval, bar)
+                    stop = self._eval_and_checkpoint(result, on_eval, t_eval - t_start)
                     win_t += time.perf_counter() - t_eval  # throughput counts training time only
                     saved_at = self.step if self.out_dir else None
                     if stop:
@@ -414,9 +414,9 @@ class Trainer:
         if cfg.optimizer == "sgd":
             self.optimizer.momentum, self.optimizer.nesterov = float(cfg.momentum), bool(cfg.nesterov)
 
-    def _eval_and_checkpoint(self, result: TrainResult, on_eval, bar) -> bool:
+    def _eval_and_checkpoint(self, result: TrainResult, on_eval, elapsed: float) -> bool:
         ev = self.evaluate("val")
-        rec = {"step": self.step, **{f"val_{k}": float(v) for k, v in ev.items()}}
+        rec = {"step": self.step, **{f"val_{k}": float(v) for k, v in ev.items()}, "elapsed_s": elapsed}
         result.evals.append(rec)
         improved = ev["loss"] < self.best_val
         if improved:
