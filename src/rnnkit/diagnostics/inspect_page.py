@@ -221,7 +221,8 @@ def build_page(text: str, acts: np.ndarray, names=None, title: str = "rnnkit cel
         for r in ranking
     )
     features = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in _FEATURE_DOC.items())
-    legend = "".join(f'<span style="background:{colour(v)}">{v:+g}</span>' for v in (-1, -0.5, 0, 0.5, 1))
+    legend = "".join(f'<span style="background:{colour(v)}">{v:+g}</span>'.replace(">+0<", ">0<")
+                     for v in (-1, -0.5, 0, 0.5, 1))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title>
