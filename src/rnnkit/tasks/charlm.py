@@ -444,15 +444,16 @@ def _demo(args) -> int:
     show(0, lm.evaluate("val"), 0.0)
     cfg = TrainConfig(steps=20, lr=args.lr, clip=5.0, eval_every=0, seed=args.seed, progress=not args.quiet)
     trainer = Trainer(lm, cfg, out)
-    stages, res = 6, None
-    for k in range(stages):
-        left = args.time_limit - (time.perf_counter() - t0)
-        if k > 0 and left <= 1:
-            break
-        if k > 0:  # steps per stage from the measured speed (eval + sample time included)
-            per_step = (time.perf_counter() - t0) / max(trainer.step, 1)
-            n = max(1, int(left / per_step / (stages - k)))
-            trainer.config = dataclasses.replace(cfg, steps=trainer.step + n, time_limit=left)
+    # samples after 20 steps, then at 1/32, 1/16, ..., 1/2 and the whole of the time limit
+    targets = [args.time_limit / 2 ** j for j in range(5, -1, -1)]
+    for target in [None] + targets:
+        if target is not None:
+            elapsed = time.perf_counter() - t0
+            if elapsed >= target - 0.5:
+                continue
+            per_step = res.seconds / max(len(res.losses), 1)  # measured in the previous stage
+            n = max(1, int(1.5 * (target - elapsed) / per_step))  # the time limit ends the stage
+            trainer.config = dataclasses.replace(cfg, steps=trainer.step + n, time_limit=target - elapsed)
         res = trainer.fit()
         ev = ({"loss": res.evals[-1]["val_loss"], "bpc": res.evals[-1]["val_bpc"]} if res.evals
               else lm.evaluate("val"))
