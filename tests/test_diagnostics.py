@@ -1,4 +1,6 @@
 """Diagnostics: gradient-flow norms equal torch autograd's, gate saturation on hand-built cases."""
+import json
+
 import numpy as np
 import pytest
 
@@ -298,3 +300,22 @@ def test_clipping_experiment_steps_are_bounded_by_lr_times_max_norm():
     opt.step()
     moved = np.sqrt(sum(((model.params[k] - before[k]).astype(np.float64) ** 2).sum() for k in before))
     assert norm > cfg.max_norm and abs(moved - cfg.lr * cfg.max_norm) < 1e-4
+
+
+def test_longlag_main_flags_and_output_file(tmp_path, capsys):
+    import argparse
+
+    from rnnkit.diagnostics.longlag_bench import add_longlag_args, longlag_main
+
+    p = argparse.ArgumentParser()
+    add_longlag_args(p)
+    out, log = tmp_path / "table.md", tmp_path / "log.jsonl"
+    args = p.parse_args(["--tasks", "copy", "--T", "12", "--cells", "gru", "--seeds", "1", "--budget", "20",
+                         "--eval-every", "10", "--batch", "10", "--hidden", "4", "--out", str(out), "--log", str(log)])
+    assert longlag_main(args) == 0
+    text = out.read_text()
+    assert text.startswith("`rnnkit bench longlag --tasks copy --T 12 --cells gru --seeds 1 --budget 20")
+    assert "| copy | 12 | gru | not solved within 20 |" in text and text in capsys.readouterr().out
+    assert [json.loads(line)["sequences"] for line in log.read_text().splitlines()] == [0, 10, 20]
+    with pytest.raises(UserError, match="--T: expected a comma list of integers"):
+        longlag_main(p.parse_args(["--T", "5"]))
