@@ -253,7 +253,7 @@ class Recurrent(Module):
                 )
                 # xw = layer_in @ W_ih.T + b_ih for all steps: one GEMM each for dW_ih and d_layer_in
                 d_xw2 = d_xw.reshape(T * B, -1)
-                self._grads["weight_ih" + s] += d_xw2.T @ x2
+                self._grads["weight_ih" + s] += (x2.T @ d_xw2).T  # dW_ih = d_xw^T x, oriented as dW_hh
                 self._grads["weight_hh" + s] += dW_hh
                 if b_ih is not None:
                     self._grads["bias_ih" + s] += db_hh if self.cell.dhw_is_dxw else d_xw2.sum(axis=0)

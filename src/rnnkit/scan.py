@@ -186,6 +186,7 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None):
                     np.copyto(p, s, where=~m)
             d_state, d_prev = d_prev, d_state
     # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps
-    dW_hh = d_hw.reshape(T * B, G).T @ tape.h_prev().reshape(T * B, H)
+    # (written as (h_prev^T d_hw)^T: OpenBLAS runs this orientation up to 2x faster)
+    dW_hh = (tape.h_prev().reshape(T * B, H).T @ d_hw.reshape(T * B, G)).T
     db_hh = d_hw.sum(axis=(0, 1))
     return d_xw, dW_hh, db_hh, d_state
