@@ -131,6 +131,13 @@ def test_early_stopping():
     assert r.stop_reason == "early stopping" and r.step == 25 and r.best_val == 0.5
 
 
+def test_on_eval_can_stop():
+    seen = []
+    r = Trainer(Regression(), TrainConfig(steps=100, eval_every=5, progress=False)).fit(
+        on_eval=lambda tr, rec: seen.append(rec["step"]) or rec["step"] >= 15)
+    assert r.stop_reason == "on_eval" and r.step == 15 and seen == [5, 10, 15]
+
+
 def test_ctrl_c_saves_and_resumes(tmp_path):
     task = Regression(sigint_at=7)
     tr = Trainer(task, TrainConfig(steps=30, eval_every=0, progress=False), out_dir=tmp_path)

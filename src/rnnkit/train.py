@@ -133,7 +133,7 @@ class TrainResult:
     """What ``Trainer.fit`` did: steps reached, why it stopped, per-step losses of this call, evaluations."""
 
     step: int
-    stop_reason: str  # "steps", "until", "time limit", "early stopping", "interrupted"
+    stop_reason: str  # "steps", "until", "time limit", "early stopping", "on_eval", "interrupted"
     losses: list = field(default_factory=list)
     evals: list = field(default_factory=list)
     best_val: float = math.inf
@@ -294,8 +294,9 @@ class Trainer:
         schedule after ``resume``); the schedule and optimizer hyper-parameters follow it.
 
         ``until`` stops earlier, at that step (stop_reason "until"), with the schedule
-        still that of ``config.steps``.  ``on_eval(trainer, record)`` is called after every evaluation (the demo
-        prints samples there).  Ctrl-C finishes the current step, saves
+        still that of ``config.steps``.  ``on_eval(trainer, record)`` is called after every evaluation
+        (the demo prints samples there); if it returns True, training stops (stop_reason
+        "on_eval", e.g. a task that is solved) after the checkpoint of that evaluation.  Ctrl-C finishes the current step, saves
         ``last.safetensors`` and returns with stop_reason "interrupted"; a second
         Ctrl-C aborts at once.  A non-finite loss or gradient raises
         :class:`TrainingDiverged` without touching the saved checkpoints.
@@ -382,7 +383,7 @@ class Trainer:
                     win_t += time.perf_counter() - t_eval  # throughput counts training time only
                     saved_at = self.step if self.out_dir else None
                     if stop:
-                        result.stop_reason = "early stopping"
+                        result.stop_reason = stop
                         break
                 elif cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.out_dir:
                     self.save(self.last_path)
@@ -414,7 +415,7 @@ class Trainer:
         if cfg.optimizer == "sgd":
             self.optimizer.momentum, self.optimizer.nesterov = float(cfg.momentum), bool(cfg.nesterov)
 
-    def _eval_and_checkpoint(self, result: TrainResult, on_eval, elapsed: float) -> bool:
+    def _eval_and_checkpoint(self, result: TrainResult, on_eval, elapsed: float) -> str | None:
         ev = self.evaluate("val")
         rec = {"step": self.step, **{f"val_{k}": float(v) for k, v in ev.items()}, "elapsed_s": elapsed}
         result.evals.append(rec)
@@ -428,9 +429,11 @@ class Trainer:
             self.save(self.last_path)
             if improved:
                 self.save(self.best_path)
-        if on_eval is not None:
-            on_eval(self, rec)
-        return bool(self.config.patience and self.bad_evals >= self.config.patience)
+        if on_eval is not None and on_eval(self, rec):
+            return "on_eval"
+        if self.config.patience and self.bad_evals >= self.config.patience:
+            return "early stopping"
+        return None
 
 
 def read_metrics(log_path) -> list[dict]:
