@@ -12,6 +12,7 @@ Usage (from the repository root)::
 
     python bench/torch_charlm.py --steps 1500 --eval-every 250
     python bench/torch_charlm.py --impl rnnkit --steps 1500 --eval-every 250   # same recipe in rnnkit
+    python bench/torch_charlm.py --impl rnnkit --init-from-torch ...   # ... from torch's initial weights
 
 Prints ``step N  val_loss X nats/char  (T s)`` at every evaluation.
 """
@@ -38,12 +39,12 @@ def load_splits(path):
     return vocab, split_ids(vocab.encode(text)), text
 
 
-def run_torch(args, vocab, splits):
+def torch_model(args, V):
+    """The reference model, initialised by torch.manual_seed(args.seed)."""
     import torch
     from torch import nn
 
     torch.manual_seed(args.seed)
-    V, B, T = len(vocab), args.batch, args.bptt
 
     class Model(nn.Module):
         def __init__(self):
@@ -56,7 +57,15 @@ def run_torch(args, vocab, splits):
             h, state = self.rnn(self.emb(x), state)
             return self.head(h), state
 
-    model = Model()
+    return Model()
+
+
+def run_torch(args, vocab, splits):
+    import torch
+    from torch import nn
+
+    V, B, T = len(vocab), args.batch, args.bptt
+    model = torch_model(args, V)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     train = torch.from_numpy(splits["train"].astype(np.int64))
     L = (len(train) - 1) // B
@@ -104,6 +113,9 @@ def run_rnnkit(args, vocab, splits, text):
     cfg = CharLMConfig(cell="lstm", layers=args.layers, hidden=args.hidden, emb=args.emb, batch=args.batch,
                        bptt=args.bptt, seed=args.seed)
     lm = CharLM(cfg, text)
+    if args.init_from_torch:  # start from exactly the reference's initial weights
+        tm = torch_model(args, len(vocab))
+        lm.model.load_params({k: v.detach().numpy().copy() for k, v in tm.state_dict().items()})
     t0 = time.perf_counter()
 
     def on_eval(trainer, rec):
@@ -130,6 +142,8 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--clip", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init-from-torch", action="store_true",
+                    help="rnnkit: copy the initial weights of the torch reference (same --seed)")
     args = ap.parse_args()
     vocab, splits, text = load_splits(args.text)
     print(f"{args.impl}: {os.path.normpath(args.text)}: {sum(len(s) for s in splits.values())} chars, vocab "
