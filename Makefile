@@ -5,14 +5,19 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-$(BIN)/.rnnkit-installed: pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+# demo needs rnnkit + matplotlib; tests add pytest, hypothesis and the torch==2.13.0 CPU oracle
+$(BIN)/.demo-installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[plot]'
+	touch $@
+
+$(BIN)/.test-installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev,plot]'
 	touch $@
 
 .PHONY: demo test browser bench
-demo: $(BIN)/.rnnkit-installed
+demo: $(BIN)/.demo-installed
 	$(BIN)/rnnkit demo
 
 # Headless Chromium for the HTML-page test (Debian packages; needs root, skipped tests otherwise).
@@ -21,8 +26,8 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "note: chromium not installed; the page-rendering test will be skipped"
 
-test: $(BIN)/.rnnkit-installed browser
+test: $(BIN)/.test-installed browser
 	$(BIN)/python -m pytest -q
 
-bench: $(BIN)/.rnnkit-installed
+bench: $(BIN)/.test-installed
 	$(BIN)/rnnkit bench
