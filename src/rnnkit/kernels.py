@@ -59,7 +59,7 @@ def lstm_cell_state(gates, c_prev, c):
 
 @jit
 def lstm_backward(dh, dc, gates, tanh_c, c_prev, da, dc_prev):
-    """dh, dc: dL/dh_t, dL/dc_t (all paths) -> da = dL/d(a_i, a_f, a_g, a_o), dc_prev = dL/dc_{t-1} via c."""
+    """dh: dL/dh_t (all paths), dc: dL/dc_t from step t+1 -> da = dL/d(a_i, a_f, a_g, a_o), dc_prev = dL/dc_{t-1} via c."""
     B, H = dh.shape
     one = dh.dtype.type(1.0)
     for b in range(B):

@@ -212,8 +212,10 @@ class Recurrent(Module):
 
         With ``record_state_grads=True``, ``self.state_grads`` becomes a list over
         (layer, direction) (index l*D + d) of dicts {"h": (T, B, H), "c": ...}
-        holding dL/dh_t (and dL/dc_t) at every step (0 at padded steps), taken
-        from this BPTT pass; time-major regardless of batch_first.
+        holding, at every step (0 at padded steps), the total dL/dh_t and, for
+        the LSTM, the part of dL/dc_t carried in from step t+1 (add
+        dL/dh_t * o_t * (1 - tanh(c_t)^2) for the total; rnnkit.diagnostics.gradflow
+        does), taken from this BPTT pass; time-major regardless of batch_first.
         """
         if self._tape is None:
             raise RuntimeError(

@@ -147,8 +147,10 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None):
 
     d_out:     (T, B, H) gradient of the loss w.r.t. ``out``
     d_state_T: state tuple of arrays (B, H), gradient w.r.t. the final state
-    record:    optional dict; if given, record[field] = (T, B, H) total gradient
-               dL/d(field)_t for each state field (h, c), as BPTT computes it
+    record:    optional dict; if given, record["h"][t] = (T, B, H) total dL/dh_t
+               (output path + recurrent path) and, for the LSTM, record["c"][t] =
+               the part of dL/dc_t arriving from step t+1 (via f_{t+1}); the part
+               through h_t = o_t tanh(c_t) is added inside the cell's backward
     Returns d_xw (T, B, G), dW_hh (G, H), db_hh (G,), d_state0.
     """
     T, B, H = d_out.shape
