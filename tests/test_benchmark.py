@@ -54,3 +54,14 @@ def test_bench_cli_rejects_bad_flags(capsys):
     assert "--cells" in capsys.readouterr().err
     assert main(["bench", "--repeats", "0"]) == 2
     assert BenchConfig().torch_threads == 2
+
+
+def test_bench_longlag_suite_runs_from_the_cli(capsys):
+    from rnnkit.cli import main
+
+    assert main(["bench", "longlag", "--tasks", "adding", "--T", "12", "--cells", "lstm", "--seeds", "1",
+                 "--budget", "40", "--eval-every", "20"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("`rnnkit bench longlag --tasks adding --T 12 --cells lstm --seeds 1 --budget 40")
+    row = [line for line in out.splitlines() if line.startswith("| adding | 12 | lstm |")]
+    assert len(row) == 1 and "not solved within 40" in row[0]

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SUITES = ("speed",)
+SUITES = ("speed", "longlag")  # longlag: rnnkit.diagnostics.longlag_bench
 GRID = ((100, 32, 64, 128), (50, 64, 128, 256), (200, 16, 32, 64), (35, 20, 650, 650),
         (100, 1, 16, 32), (64, 128, 256, 512))
 QUICK_GRID = ((100, 32, 64, 128), (35, 20, 650, 650))
@@ -441,10 +441,10 @@ def write_results(res: dict, cfg: BenchConfig) -> tuple[str, str]:
 
 # ----------------------------------------------------------------------------- CLI
 def _handler(args) -> int:
-    if args.suite != "speed":  # pragma: no cover - other suites are registered by their modules
-        from .errors import UserError
+    if args.suite == "longlag":
+        from .diagnostics.longlag_bench import longlag_main
 
-        raise UserError(f"bench: unknown suite {args.suite!r}")
+        return longlag_main(args)
     if args.repeats < 1:
         from .errors import UserError
 
@@ -485,7 +485,7 @@ def _handler(args) -> int:
 
 def add_arguments(p) -> None:
     p.add_argument("suite", nargs="?", default="speed", choices=SUITES,
-                   help="which benchmark suite to run (default: speed, rnnkit vs PyTorch)")
+                   help="speed (default): rnnkit vs PyTorch; longlag: adding/copy tasks vs H&S 1997")
     p.add_argument("--quick", action="store_true", help="LSTM on two grid points, 3 repeats")
     p.add_argument("--cells", default=None, help="comma list of lstm,gru,rnn (default: all)")
     p.add_argument("--sections", default=None, help="comma list of grid,stream,charlm (default: all)")
@@ -501,9 +501,13 @@ def add_arguments(p) -> None:
 
 def register_cli(root_subparsers, train_subparsers=None) -> None:
     """Add ``rnnkit bench [suite]`` to the CLI."""
-    p = root_subparsers.add_parser("bench", help="benchmark rnnkit against PyTorch (needs torch)",
+    from .diagnostics.longlag_bench import add_longlag_args
+
+    p = root_subparsers.add_parser("bench", help="benchmarks: speed vs PyTorch (needs torch), long-lag tasks",
                                    description=__doc__.split("\n\n")[0])
     add_arguments(p)
+    add_longlag_args(p.add_argument_group("longlag suite (rnnkit bench longlag; --cells as above)"),
+                     cells_flag=False)
     p.set_defaults(func=_handler)
 
 

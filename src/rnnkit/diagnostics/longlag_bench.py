@@ -201,12 +201,17 @@ def _names(s: str) -> tuple:
     return tuple(v.strip() for v in s.split(",") if v.strip())
 
 
-def add_longlag_args(parser) -> None:
-    """Flags of ``rnnkit bench longlag`` (fields of :class:`LongLagBenchConfig`)."""
+def add_longlag_args(parser, cells_flag: bool = True) -> None:
+    """Flags of ``rnnkit bench longlag`` (fields of :class:`LongLagBenchConfig`).
+
+    ``cells_flag=False`` leaves out ``--cells`` for a parser that already has it
+    (``rnnkit bench`` shares it with the speed suite); None then means the default.
+    """
     d = LongLagBenchConfig()
     parser.add_argument("--tasks", default=",".join(d.tasks), help="comma list of adding, copy (default: both)")
     parser.add_argument("--T", default=",".join(map(str, d.T)), help="comma list of lags T (default: 50,100,200)")
-    parser.add_argument("--cells", default=",".join(d.cells), help="comma list of rnn, lstm, gru (default: all)")
+    if cells_flag:
+        parser.add_argument("--cells", default=None, help="comma list of rnn, lstm, gru (default: all)")
     parser.add_argument("--seeds", type=int, default=d.seeds, help=f"seeds per setting (default {d.seeds})")
     parser.add_argument("--budget", type=int, default=d.budget,
                         help=f"training sequences per run (default {d.budget:,}: minutes on a CPU; "
@@ -225,7 +230,8 @@ def add_longlag_args(parser) -> None:
 
 def longlag_main(args) -> int:
     """Handler of ``rnnkit bench longlag``: runs, prints the markdown table, returns 0."""
-    cfg = LongLagBenchConfig(tasks=_names(args.tasks), T=_ints(args.T), cells=_names(args.cells),
+    cells = _names(args.cells) if args.cells else LongLagBenchConfig.cells
+    cfg = LongLagBenchConfig(tasks=_names(args.tasks), T=_ints(args.T), cells=cells,
                              seeds=args.seeds, budget=args.budget, eval_every=args.eval_every,
                              hidden=args.hidden, batch=args.batch, lr=args.lr, forget_bias=args.forget_bias,
                              clip=args.clip)
