@@ -105,6 +105,14 @@ def train_config_from_args(args, base=None):
         raise UserError(str(e)) from None
 
 
+def refuse_existing_checkpoint(out: str) -> None:
+    """A new training run never overwrites the checkpoint of an earlier one in ``out``."""
+    last = os.path.join(out, "last.safetensors")
+    if os.path.exists(last):
+        raise UserError(f"--out {out}: already holds a checkpoint; continue it with --resume {last} "
+                        "or choose another --out")
+
+
 def load_extensions() -> list:
     """Import every module that adds subcommands (all are part of rnnkit; none is optional)."""
     return [importlib.import_module(name) for name in _EXTENSIONS]

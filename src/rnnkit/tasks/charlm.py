@@ -317,7 +317,7 @@ def _model_config(args, base: CharLMConfig) -> CharLMConfig:
 def _train(args) -> int:
     import os
 
-    from ..cli import train_config_from_args
+    from ..cli import refuse_existing_checkpoint, train_config_from_args
     from ..train import Trainer, TrainConfig
 
     if args.resume:
@@ -342,9 +342,7 @@ def _train(args) -> int:
     else:
         cfg = _model_config(args, CharLMConfig())
         out = args.out or os.path.join("runs", "charlm")
-        if os.path.exists(os.path.join(out, "last.safetensors")):
-            raise UserError(f"--out {out}: already holds a checkpoint; continue it with --resume "
-                            f"{os.path.join(out, 'last.safetensors')} or choose another --out")
+        refuse_existing_checkpoint(out)
         try:
             lm = CharLM.from_file(args.text, cfg) if args.text else CharLM(cfg, max_chars=args.max_chars)
         except ValueError as e:

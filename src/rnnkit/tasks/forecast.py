@@ -319,7 +319,7 @@ def _source(c: ForecastConfig) -> str:
 
 
 def _train_handler(args) -> int:
-    from ..cli import train_config_from_args
+    from ..cli import refuse_existing_checkpoint, train_config_from_args
     from ..train import plot_metrics
 
     if args.resume:
@@ -346,9 +346,7 @@ def _train_handler(args) -> int:
         except ValueError as e:
             raise UserError(str(e)) from None
         out = args.out or os.path.join("runs", "forecast")
-        if os.path.exists(os.path.join(out, "last.safetensors")):
-            raise UserError(f"--out {out}: already holds a checkpoint; continue it with --resume "
-                            f"{os.path.join(out, 'last.safetensors')} or choose another --out")
+        refuse_existing_checkpoint(out)
         f = Forecaster(config, default_series(config))
         base = dataclasses.replace(FORECAST_TRAIN, seed=config.seed)
         trainer = Trainer(f, train_config_from_args(args, base), out)

@@ -341,6 +341,7 @@ def _describe(task, metrics: dict) -> str:
 def _train_handler(task_cls, args) -> int:
     from tqdm import tqdm
 
+    from ..cli import refuse_existing_checkpoint
     from ..errors import UserError
     from ..train import plot_metrics
 
@@ -357,9 +358,7 @@ def _train_handler(task_cls, args) -> int:
         except ValueError as e:
             raise UserError(str(e)) from None
         out = args.out or os.path.join("runs", task_cls.kind)
-        if os.path.exists(os.path.join(out, "last.safetensors")):
-            raise UserError(f"--out {out}: already holds a checkpoint; continue it with --resume "
-                            f"{os.path.join(out, 'last.safetensors')} or choose another --out")
+        refuse_existing_checkpoint(out)
         task = task_cls(config)
         trainer = Trainer(task, task.train_config(progress=not args.no_progress), out)
     c = task.config
