@@ -3,6 +3,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernels import all_finite
+
+SMALL_FINITE_CHECK = 4096
+"""Arrays up to this many elements are checked for NaN/inf by one compiled loop
+(~0.15 µs; ``np.isfinite(a).all()`` costs ~1 µs of call overhead, which matters for
+``step()``); larger ones by NumPy's SIMD ``isfinite``, which is faster per element."""
+
+
+_COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _finite(a: np.ndarray) -> bool:
+    if a.size <= SMALL_FINITE_CHECK and a.dtype in _COMPILED_DTYPES:
+        return all_finite(a)
+    return bool(np.isfinite(a).all())
+
 
 def check_array(name: str, a, shape: tuple, dtype=None, finite: bool = True) -> np.ndarray:
     """Check that ``a`` is an ndarray of ``shape`` (None = any size) and ``dtype``.
@@ -15,14 +31,15 @@ def check_array(name: str, a, shape: tuple, dtype=None, finite: bool = True) -> 
     def want():
         return "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
 
-    if a.ndim != len(shape):
-        raise ValueError(f"{name}: expected {len(shape)}-d array of shape {want()}, got shape {a.shape}")
-    for k, (s, g) in enumerate(zip(shape, a.shape)):
-        if s is not None and s != g:
-            raise ValueError(f"{name}: expected shape {want()}, got shape {a.shape} (dim {k} is {g}, expected {s})")
+    got = a.shape
+    if len(got) != len(shape):
+        raise ValueError(f"{name}: expected {len(shape)}-d array of shape {want()}, got shape {got}")
+    for k, s in enumerate(shape):
+        if s is not None and s != got[k]:
+            raise ValueError(f"{name}: expected shape {want()}, got shape {got} (dim {k} is {got[k]}, expected {s})")
     if dtype is not None and a.dtype != dtype:
         raise TypeError(f"{name}: expected dtype {np.dtype(dtype).name}, got {a.dtype.name}")
-    if finite and a.dtype.kind == "f" and not np.isfinite(a).all():
+    if finite and a.dtype.kind == "f" and not _finite(a):
         bad = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(f"{name}: contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
     return a

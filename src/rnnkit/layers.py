@@ -12,6 +12,7 @@ import numpy as np
 
 from ._checks import check_array, check_lengths
 from .cells import GRUCell, LSTMCell, LSTMState, RNNCell
+from . import kernels
 from .module import Module
 from .scan import scan_backward, scan_forward, scan_step
 
@@ -128,21 +129,23 @@ class Recurrent(Module):
     def _is_lstm(self) -> bool:
         return self.cell.State is LSTMState
 
-    def _split_state(self, state, B: int, name: str = "state") -> list:
-        """Public state -> list over (layer, direction) of the cell's state tuples."""
+    def _state_fields(self, state, B: int, name: str = "state") -> tuple:
+        """Public state -> validated (num_layers*D, B, H) array per state field (zeros for None)."""
         LD, H = self.num_layers * self.num_directions, self.hidden_size
         if state is None:
-            z = np.zeros((LD, B, H), dtype=self.dtype)
-            parts = (z,) * len(self.cell.State._fields)
-        elif self._is_lstm():
+            return (np.zeros((LD, B, H), dtype=self.dtype),) * len(self.cell.State._fields)
+        if self._is_lstm():
             if not isinstance(state, tuple) or len(state) != 2:
                 raise TypeError(f"{name}: LSTM state must be a tuple (h, c), got {type(state).__name__}")
-            parts = tuple(state)
-        else:
-            parts = (state,)
-        for field, a in zip(self.cell.State._fields, parts):
-            check_array(f"{name}.{field}" if self._is_lstm() else name, a, (LD, B, H), self.dtype)
-        return [self.cell.State(*(a[k] for a in parts)) for k in range(LD)]
+            check_array(f"{name}.h", state[0], (LD, B, H), self.dtype)
+            check_array(f"{name}.c", state[1], (LD, B, H), self.dtype)
+            return tuple(state)
+        return (check_array(name, state, (LD, B, H), self.dtype),)
+
+    def _split_state(self, state, B: int, name: str = "state") -> list:
+        """Public state -> list over (layer, direction) of the cell's state tuples."""
+        parts = self._state_fields(state, B, name)
+        return [self.cell.State(*(a[k] for a in parts)) for k in range(len(parts[0]))]
 
     def _join_state(self, states: list):
         stacked = []  # (L*D, B, H) per state field; np.stack's overhead matters for step()
@@ -197,13 +200,13 @@ class Recurrent(Module):
         """
         W_ih, W_hh, b_ih, b_hh = self._weights(layer, d)
         T, B, I = layer_in.shape
-        xw = np.dot(layer_in.reshape(T * B, I), W_ih.T).reshape(T, B, -1)
+        xw = np.dot(layer_in.reshape(T * B, I), W_ih.T)
         if b_ih is not None:
-            xw += b_ih
+            kernels.add_bias(xw, b_ih)
             if self.cell.dhw_is_dxw:
-                xw += b_hh
+                kernels.add_bias(xw, b_hh)
                 b_hh = None
-        return xw, W_hh, b_hh
+        return xw.reshape(T, B, -1), W_hh, b_hh
 
     __call__ = forward
 
@@ -287,24 +290,31 @@ class Recurrent(Module):
         ]
 
     def step(self, x_t, state=None):
-        """One time step of inference (streaming).  x_t: (B, input_size) -> (y_t (B, H), state)."""
+        """One time step of inference (streaming).  x_t: (B, input_size) -> (y_t (B, H), state).
+
+        Runs the loop's own :func:`scan_step` once per layer (so streaming and ``forward``
+        compute the same numbers), writing each layer's new state straight into the
+        returned (num_layers, B, H) arrays: per call only the GEMMs, the cell's kernels
+        and the checks of x_t and state.
+        """
         if self.bidirectional:
             raise ValueError("step: a bidirectional layer needs the whole sequence; use forward")
         check_array("x_t", x_t, (None, self.input_size), self.dtype)
         B = x_t.shape[0]
-        states = self._split_state(state, B)
-        State, Cache = self.cell.State, self.cell.Cache
-        h_in, new_states = x_t, []
+        prev = [np.ascontiguousarray(a) for a in self._state_fields(state, B)]
+        new = [np.empty_like(a) for a in prev]  # (L, B, H) per field: the returned state
+        State, Cache, cell = self.cell.State, self.cell.Cache, self.cell
+        h_in = x_t
         for layer in range(self.num_layers):
             xw, W_hh, b_hh = self._project(h_in[None], layer, 0)
-            prev = State._make(np.ascontiguousarray(a) for a in states[layer])
-            new = State._make(np.empty_like(prev.h) for _ in State._fields)
-            cache = Cache._make(xw[0] if f == "gates" else getattr(new, f) if f in State._fields
-                                else np.empty_like(prev.h) for f in Cache._fields)  # as cache_buffers
-            scan_step(self.cell, xw[0], np.empty_like(xw[0]), W_hh.T, b_hh, prev, new, cache)  # one step of the loop
-            new_states.append(new)
-            h_in = new.h
-        return h_in, self._join_state(new_states)
+            xw = xw[0]
+            s_prev = State(*[a[layer] for a in prev])
+            s_new = State(*[a[layer] for a in new])
+            cache = Cache(*[xw if f == "gates" else getattr(s_new, f) if f in State._fields
+                            else np.empty_like(s_new.h) for f in Cache._fields])  # as cache_buffers
+            scan_step(cell, xw, np.empty_like(xw), W_hh.T, b_hh, s_prev, s_new, cache)  # one step of the loop
+            h_in = s_new.h
+        return h_in.copy(), (LSTMState(*new) if self._is_lstm() else new[0])  # y: not a view of the state
 
     def __repr__(self) -> str:
         return (

@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import kernels
+
 SMALL_STEP_GEMM = 1 << 22
 """Multiply-adds of the per-step GEMM (B x H times H x G) up to which the time loops run
 BLAS single-threaded: handing such a small GEMM to two threads costs more than it saves at
@@ -101,7 +103,7 @@ def scan_step(cell, xw, hw, W_hhT, b_hh, state_prev, state, cache) -> None:
     """
     np.dot(state_prev.h, W_hhT, out=hw)
     if b_hh is not None:
-        hw += b_hh
+        kernels.add_bias(hw, b_hh)
     cell.forward(xw, hw, state_prev, state, cache)
 
 
