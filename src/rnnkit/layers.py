@@ -79,6 +79,10 @@ class Recurrent(Module):
         self.forget_bias = forget_bias
         self._params, self._grads = {}, {}
         self._init_params(as_rng(seed))
+        self._weight_names = [  # per (layer, direction), index l*D + d: the keys, formatted once
+            tuple(n + self._suffix(layer, d) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            for layer in range(self.num_layers) for d in range(self.num_directions)
+        ]
         self._tape = None
 
     # ------------------------------------------------------------------ parameters
@@ -86,8 +90,10 @@ class Recurrent(Module):
         return f"_l{layer}" + ("_reverse" if direction else "")
 
     def _weights(self, layer: int, direction: int):
-        s, p = self._suffix(layer, direction), self._params
-        return p["weight_ih" + s], p["weight_hh" + s], p.get("bias_ih" + s), p.get("bias_hh" + s)
+        """(W_ih, W_hh, b_ih, b_hh) of one layer and direction (biases None without ``bias``)."""
+        w_ih, w_hh, b_ih, b_hh = self._weight_names[layer * self.num_directions + direction]
+        p = self._params
+        return p[w_ih], p[w_hh], p.get(b_ih), p.get(b_hh)
 
     def _init_params(self, rng: np.random.Generator) -> None:
         H, G, D = self.hidden_size, self.cell.n_gates, self.num_directions
@@ -198,15 +204,20 @@ class Recurrent(Module):
         For cells with a = xw + hw (``dhw_is_dxw``) b_hh is added here too, once for all
         steps, and the b_hh returned for the loop is None.  Returns (xw, W_hh, b_hh).
         """
-        W_ih, W_hh, b_ih, b_hh = self._weights(layer, d)
         T, B, I = layer_in.shape
-        xw = np.dot(layer_in.reshape(T * B, I), W_ih.T)
+        xw, W_hh, b_hh = self._project_rows(layer_in.reshape(T * B, I), self._weights(layer, d))
+        return xw.reshape(T, B, -1), W_hh, b_hh
+
+    def _project_rows(self, rows, weights):
+        """:meth:`_project` on (R, I) rows (R = T*B, or B for one step) -> (R, G*H)."""
+        W_ih, W_hh, b_ih, b_hh = weights
+        xw = np.dot(rows, W_ih.T)
         if b_ih is not None:
             kernels.add_bias(xw, b_ih)
             if self.cell.dhw_is_dxw:
                 kernels.add_bias(xw, b_hh)
                 b_hh = None
-        return xw.reshape(T, B, -1), W_hh, b_hh
+        return xw, W_hh, b_hh
 
     __call__ = forward
 
@@ -306,8 +317,7 @@ class Recurrent(Module):
         State, Cache, cell = self.cell.State, self.cell.Cache, self.cell
         h_in = x_t
         for layer in range(self.num_layers):
-            xw, W_hh, b_hh = self._project(h_in[None], layer, 0)
-            xw = xw[0]
+            xw, W_hh, b_hh = self._project_rows(h_in, self._weights(layer, 0))
             s_prev = State(*[a[layer] for a in prev])
             s_new = State(*[a[layer] for a in new])
             cache = Cache(*[xw if f == "gates" else getattr(s_new, f) if f in State._fields
