@@ -92,6 +92,18 @@ def cache_buffers(cell, xw, states, reverse: bool) -> list:
     return bufs
 
 
+def step_views(cell, states, cache, T: int) -> tuple[list, list]:
+    """Per-step (B, .) views, made once per scan instead of once per step and use.
+
+    Returns ``state_at`` (T+1 ``cell.State`` tuples, ``state_at[k]`` = field buffers at
+    index k, see :class:`ScanTape`) and ``cache_at`` (T ``cell.Cache`` tuples, step t's
+    cache at ``cache_at[t]``).
+    """
+    state_at = [cell.State._make(v) for v in zip(*states)]
+    cache_at = [cell.Cache._make(v) for v in zip(*(b[o : o + T] for b, o in cache))]
+    return state_at, cache_at
+
+
 def _steps(T: int, reverse: bool):
     return range(T - 1, -1, -1) if reverse else range(T)
 
@@ -122,7 +134,7 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False):
     """
     T, B, G = xw.shape
     H = W_hh.shape[1]
-    State, Cache = cell.State, cell.Cache
+    State = cell.State
     states = State._make(np.empty((T + 1, B, H), dtype=xw.dtype) for _ in State._fields)
     for buf, s0 in zip(states, state0):
         buf[T if reverse else 0] = s0
@@ -130,11 +142,11 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False):
     hw = np.empty((B, G), dtype=xw.dtype)
     W_hhT = W_hh.T
     keep = None if mask is None else ~mask
+    state_at, cache_at = step_views(cell, states, cache, T)
     with _loop_blas_threads(B, G, H):
         for t in _steps(T, reverse):
-            prev = State._make([s[t + reverse] for s in states])
-            new = State._make([s[t + 1 - reverse] for s in states])
-            scan_step(cell, xw[t], hw, W_hhT, b_hh, prev, new, Cache._make([b[t + o] for b, o in cache]))
+            prev, new = state_at[t + reverse], state_at[t + 1 - reverse]
+            scan_step(cell, xw[t], hw, W_hhT, b_hh, prev, new, cache_at[t])
             if keep is not None:  # padded rows keep their state
                 for n, p in zip(new, prev):
                     np.copyto(n, p, where=keep[t])
@@ -157,7 +169,7 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None):
     """
     T, B, H = d_out.shape
     G = W_hh.shape[0]
-    State, Cache = cell.State, cell.Cache
+    State = cell.State
     states, cache, mask, reverse = tape
     d_xw = np.empty((T, B, G), dtype=d_out.dtype)
     d_hw = d_xw if cell.dhw_is_dxw else np.empty_like(d_xw)
@@ -167,6 +179,7 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None):
     dh_hh = np.empty((B, H), dtype=d_out.dtype) if cell.direct_h else None
     if record is not None:
         record.update({f: np.zeros((T, B, H), dtype=d_out.dtype) for f in State._fields})
+    state_at, cache_at = step_views(cell, states, cache, T)
     with _loop_blas_threads(B, G, H):
         for t in _steps(T, not reverse):
             m = None if mask is None else mask[t]
@@ -174,8 +187,7 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None):
             if record is not None:
                 for f, v in zip(State._fields, d_state):
                     record[f][t] = v if m is None else v * m
-            prev = State._make([s[t + reverse] for s in states])
-            cell.backward(d_state, Cache._make([b[t + o] for b, o in cache]), prev, d_xw[t], d_hw[t], d_prev)
+            cell.backward(d_state, cache_at[t], state_at[t + reverse], d_xw[t], d_hw[t], d_prev)
             if m is not None:  # padded rows: no gradient into this step's pre-activations
                 d_xw[t] *= m
                 if d_hw is not d_xw:
