@@ -84,6 +84,7 @@ class Recurrent(Module):
             for layer in range(self.num_layers) for d in range(self.num_directions)
         ]
         self._tape = None
+        self._workspace = [{} for _ in self._weight_names]  # per (layer, direction): scan buffers kept between calls
 
     # ------------------------------------------------------------------ parameters
     def _suffix(self, layer: int, direction: int) -> str:
@@ -265,7 +266,8 @@ class Recurrent(Module):
                 tape = tapes[layer * (D + 1) + d]
                 d_dir = d_layer_out if D == 1 else d_layer_out[..., d * H : (d + 1) * H]
                 d_xw, dW_hh, db_hh, d_state0 = scan_backward(
-                    self.cell, tape, d_dir, d_finals[layer * D + d], W_hh, records[layer * D + d]
+                    self.cell, tape, d_dir, d_finals[layer * D + d], W_hh, records[layer * D + d],
+                    self._workspace[layer * D + d],
                 )
                 # xw = layer_in @ W_ih.T + b_ih for all steps: one GEMM each for dW_ih and d_layer_in
                 d_xw2 = d_xw.reshape(T * B, -1)
