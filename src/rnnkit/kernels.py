@@ -103,15 +103,20 @@ def gru_preact(a, hw):
 @jit
 def gru_candidate(gates, hw, hn):
     """gates: tanh(a/2) for r, z on entry -> r, z; n-block <- xn + r * hn (pre-activation); hn kept."""
-    B, H = hn.shape
-    half = gates.dtype.type(0.5)
-    for b in range(B):
-        for j in range(H):
-            r = half + half * gates[b, j]
-            gates[b, j] = r
-            gates[b, H + j] = half + half * gates[b, H + j]  # z
-            hn[b, j] = hw[b, 2 * H + j]
-            gates[b, 2 * H + j] = gates[b, 2 * H + j] + r * hn[b, j]
+    H = hn.shape[1]
+    for b in range(hn.shape[0]):  # per row on 1-D gate views: lets LLVM vectorise the loop
+        g = gates[b]
+        _gru_candidate_row(g[:H], g[H : 2 * H], g[2 * H :], hw[b, 2 * H :], hn[b])
+
+
+@rowjit
+def _gru_candidate_row(r, z, n, hw_n, hn):
+    half = r.dtype.type(0.5)
+    for j in range(r.shape[0]):
+        r[j] = half + half * r[j]  # sigma(a) = (1 + tanh(a/2)) / 2
+        z[j] = half + half * z[j]
+        hn[j] = hw_n[j]
+        n[j] = n[j] + r[j] * hn[j]
 
 
 @jit
@@ -128,23 +133,27 @@ def gru_hidden(gates, h_prev, h):
 @jit
 def gru_backward(dh, gates, hn, h_prev, d_xw, d_hw, dh_prev):
     """dh = dL/dh_t -> d_xw, d_hw (dL/d of the two projections), dh_prev = direct part z * dh."""
-    B, H = dh.shape
+    H = dh.shape[1]
+    for b in range(dh.shape[0]):  # per row on 1-D gate views: lets LLVM vectorise the loop
+        g, dx, dw = gates[b], d_xw[b], d_hw[b]
+        _gru_backward_row(dh[b], g[:H], g[H : 2 * H], g[2 * H :], hn[b], h_prev[b],
+                          dx[:H], dx[H : 2 * H], dx[2 * H :], dw[:H], dw[H : 2 * H], dw[2 * H :], dh_prev[b])
+
+
+@rowjit
+def _gru_backward_row(dh, r, z, n, hn, h_prev, dx_r, dx_z, dx_n, dw_r, dw_z, dw_n, dh_prev):
     one = dh.dtype.type(1.0)
-    for b in range(B):
-        for j in range(H):
-            r = gates[b, j]
-            z = gates[b, H + j]
-            n = gates[b, 2 * H + j]
-            dan = dh[b, j] * (one - z) * (one - n * n)  # dh/dn = 1 - z ; tanh' = 1 - n^2
-            d_xw[b, 2 * H + j] = dan
-            d_hw[b, 2 * H + j] = dan * r  # d(hn) = dan r
-            dr = dan * hn[b, j] * (r * (one - r))  # dr = dan hn ; sigma'
-            d_xw[b, j] = dr
-            d_hw[b, j] = dr
-            dz = dh[b, j] * (h_prev[b, j] - n) * (z * (one - z))  # dh/dz = h_prev - n ; sigma'
-            d_xw[b, H + j] = dz
-            d_hw[b, H + j] = dz
-            dh_prev[b, j] = dh[b, j] * z  # dh/dh_prev (direct path) = z
+    for j in range(dh.shape[0]):
+        dan = dh[j] * (one - z[j]) * (one - n[j] * n[j])  # dh/dn = 1 - z ; tanh' = 1 - n^2
+        dx_n[j] = dan
+        dw_n[j] = dan * r[j]  # d(hn) = dan r
+        dr = dan * hn[j] * (r[j] * (one - r[j]))  # dr = dan hn ; sigma'
+        dx_r[j] = dr
+        dw_r[j] = dr
+        dz = dh[j] * (h_prev[j] - n[j]) * (z[j] * (one - z[j]))  # dh/dz = h_prev - n ; sigma'
+        dx_z[j] = dz
+        dw_z[j] = dz
+        dh_prev[j] = dh[j] * z[j]  # dh/dh_prev (direct path) = z
 
 
 # ----------------------------------------------------------------------------- Elman RNN
