@@ -14,7 +14,7 @@ from ._checks import check_array, check_lengths
 from .cells import GRUCell, LSTMCell, LSTMState, RNNCell
 from . import kernels
 from .module import Module
-from .scan import scan_backward, scan_forward, scan_step
+from .scan import reuse_empty, scan_backward, scan_forward, scan_step
 
 _DTYPES = (np.float32, np.float64)
 
@@ -183,9 +183,10 @@ class Recurrent(Module):
         for layer in range(self.num_layers):
             outs = []
             for d in range(D):
-                xw, W_hh, b_hh = self._project(layer_in, layer, d)  # (T, B, G*H): all steps in one GEMM
+                work = self._workspace[layer * D + d]  # this layer's last tape is dropped: reuse its buffers
+                xw, W_hh, b_hh = self._project(layer_in, layer, d, work)  # (T, B, G*H): all steps in one GEMM
                 out, final, tape = scan_forward(
-                    self.cell, xw, W_hh, b_hh, states0[layer * D + d], mask, reverse=d == 1
+                    self.cell, xw, W_hh, b_hh, states0[layer * D + d], mask, reverse=d == 1, workspace=work
                 )
                 outs.append(out)
                 finals.append(final)
@@ -199,20 +200,23 @@ class Recurrent(Module):
         out = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
         return out, self._join_state(finals)
 
-    def _project(self, layer_in, layer: int, d: int):
+    def _project(self, layer_in, layer: int, d: int, workspace=None):
         """xw = layer_in @ W_ih.T + b_ih for all (t, b) rows in one GEMM: (T, B, I) -> (T, B, G*H).
 
         For cells with a = xw + hw (``dhw_is_dxw``) b_hh is added here too, once for all
         steps, and the b_hh returned for the loop is None.  Returns (xw, W_hh, b_hh).
+        With a ``workspace`` (see :func:`scan.reuse_empty`) xw is written into a buffer kept there.
         """
         T, B, I = layer_in.shape
-        xw, W_hh, b_hh = self._project_rows(layer_in.reshape(T * B, I), self._weights(layer, d))
+        weights = self._weights(layer, d)
+        out = reuse_empty(workspace, "xw", (T * B, weights[0].shape[0]), self.dtype)
+        xw, W_hh, b_hh = self._project_rows(layer_in.reshape(T * B, I), weights, out)
         return xw.reshape(T, B, -1), W_hh, b_hh
 
-    def _project_rows(self, rows, weights):
-        """:meth:`_project` on (R, I) rows (R = T*B, or B for one step) -> (R, G*H)."""
+    def _project_rows(self, rows, weights, out=None):
+        """:meth:`_project` on (R, I) rows (R = T*B, or B for one step) -> (R, G*H) (into ``out``)."""
         W_ih, W_hh, b_ih, b_hh = weights
-        xw = np.dot(rows, W_ih.T)
+        xw = np.dot(rows, W_ih.T, out=out)
         if b_ih is not None:
             kernels.add_bias(xw, b_ih)
             if self.cell.dhw_is_dxw:

@@ -77,7 +77,7 @@ class ScanTape(NamedTuple):
         return self.h_new()
 
 
-def cache_buffers(cell, xw, states, reverse: bool) -> list:
+def cache_buffers(cell, xw, states, reverse: bool, workspace=None) -> list:
     """Allot the cell's cache over all steps: (buffer, offset) per field, see :class:`ScanTape`."""
     T, B, _ = xw.shape
     H = states.h.shape[-1]
@@ -88,7 +88,7 @@ def cache_buffers(cell, xw, states, reverse: bool) -> list:
         elif f in cell.State._fields:
             bufs.append((getattr(states, f), 1 - reverse))
         else:
-            bufs.append((np.empty((T, B, H), dtype=xw.dtype), 0))
+            bufs.append((reuse_empty(workspace, "cache." + f, (T, B, H), xw.dtype), 0))
     return bufs
 
 
@@ -135,7 +135,7 @@ def scan_step(cell, xw, hw, W_hhT, b_hh, state_prev, state, cache) -> None:
     cell.forward(xw, hw, state_prev, state, cache)
 
 
-def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False):
+def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False, workspace=None):
     """Run ``cell`` over time.
 
     xw:     (T, B, G) input projections x_t @ W_ih.T + b_ih for all steps; the scan
@@ -144,6 +144,9 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False):
             which cells with a = xw + hw allow: ``cell.dhw_is_dxw``)
     state0: the cell's state tuple, each (B, H)
     mask:   (T, B, 1) bool or None
+    workspace: optional dict the caller keeps between calls; the tape's state and cache
+            buffers are kept there (:func:`reuse_empty`) and overwritten by the next call,
+            so the tape, ``out`` (without a mask) and the final state are valid until then
 
     Returns out (T, B, H) hidden states (0 where padded), the final state,
     and a :class:`ScanTape` for :func:`scan_backward`.
@@ -151,10 +154,10 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False):
     T, B, G = xw.shape
     H = W_hh.shape[1]
     State = cell.State
-    states = State._make(np.empty((T + 1, B, H), dtype=xw.dtype) for _ in State._fields)
+    states = State._make(reuse_empty(workspace, "state." + f, (T + 1, B, H), xw.dtype) for f in State._fields)
     for buf, s0 in zip(states, state0):
         buf[T if reverse else 0] = s0
-    cache = cache_buffers(cell, xw, states, reverse)
+    cache = cache_buffers(cell, xw, states, reverse, workspace)
     hw = np.empty((B, G), dtype=xw.dtype)
     W_hhT = W_hh.T
     keep = None if mask is None else ~mask
