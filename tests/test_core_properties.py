@@ -188,3 +188,27 @@ def test_record_state_grads_are_bptt_state_gradients(rng):
     layer.forward(x[2:], s3)
     _, d_s = layer.backward(R[2:])
     assert_close("dL/dh_1 (total)", rec["h"][1], d_s.h[0] + R[1], 1e-12)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bidir", [False, True])
+def test_returned_arrays_survive_later_calls(kind, bidir, rng):
+    """Buffers reused between calls never alias what a call returned (outputs, states, d_x, d_state0)."""
+    layer = LAYERS[kind](3, 4, num_layers=2, bidirectional=bidir, dtype=np.float64, seed=8)
+    fresh = LAYERS[kind](3, 4, num_layers=2, bidirectional=bidir, dtype=np.float64, seed=8)
+    x1, x2 = rng.standard_normal((2, 6, 2, 3))
+    lengths = np.array([6, 3])
+    o1, s1 = layer.forward(x1, lengths=lengths)
+    fields = lambda s: list(s) if isinstance(s, tuple) else [s]  # noqa: E731  (h, c) or h
+    keep_o1, keep_s1 = o1.copy(), [a.copy() for a in fields(s1)]
+    d1, ds1 = layer.backward(np.ones_like(o1))
+    keep_d1 = d1.copy()
+    o2, s2 = layer.forward(x2, s1)  # second call, fed the first call's state
+    assert_close("first out after a second forward", o1, keep_o1, 0)
+    for k, a in enumerate(fields(s1)):
+        assert_close(f"first state[{k}] after a second forward", a, keep_s1[k], 0)
+    layer.backward(np.ones_like(o2))
+    assert_close("first d_x after a second backward", d1, keep_d1, 0)
+    # and the second call computed what a fresh layer computes from the same inputs
+    fo2, _ = fresh.forward(x2, s1)
+    assert_close("second out == fresh layer", o2, fo2, 0)
