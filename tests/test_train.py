@@ -155,8 +155,15 @@ def test_ctrl_c_saves_and_resumes(tmp_path):
 
 
 def test_time_limit_and_model_only_checkpoint(tmp_path):
-    r = Trainer(Regression(), TrainConfig(steps=10**9, time_limit=0.3, progress=False, eval_every=0)).fit()
+    task = Regression()
+    r = Trainer(task, TrainConfig(steps=10**9, time_limit=0.3, progress=False, eval_every=0),
+                tmp_path / "run").fit()
     assert r.stop_reason == "time limit" and 0 < r.step < 10**9
+    # stopped between evaluations: evaluated (and logged) where it stopped
+    assert [e["step"] for e in r.evals] == [r.step]
+    assert r.evals[0]["val_loss"] == task.evaluate("val")["loss"]
+    logged = [m for m in read_metrics(tmp_path / "run" / "metrics.jsonl") if "val_loss" in m]
+    assert [m["step"] for m in logged] == [r.step]
     save_task(tmp_path / "m.safetensors", Regression())
     with pytest.raises(CheckpointError, match="model only"):
         Trainer.resume(tmp_path / "m.safetensors", Regression)

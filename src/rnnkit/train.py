@@ -388,6 +388,11 @@ class Trainer:
                 elif cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.out_dir:
                     self.save(self.last_path)
                     saved_at = self.step
+            if (result.stop_reason == "time limit" and result.losses
+                    and (not result.evals or result.evals[-1]["step"] != self.step)):
+                # a time limit ends the run between evaluations: evaluate where it stopped
+                self._eval_and_checkpoint(result, on_eval, time.perf_counter() - t_start)
+                saved_at = self.step if self.out_dir else None
         finally:
             blas.close()
             bar.close()
