@@ -29,34 +29,27 @@ _EXTENSIONS = ("rnnkit.tasks.charlm", "rnnkit.tasks.forecast", "rnnkit.tasks.lon
                "rnnkit.diagnostics.cli")
 
 
-def _positive_int(s: str) -> int:
+def _number(s: str, convert, ok, what: str, bad_value: str):
+    """argparse type: ``convert(s)`` that satisfies ``ok``, else a message naming what was expected."""
     try:
-        v = int(s)
+        v = convert(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"expected {bad_value}, got {s!r}")
     return v
+
+
+def _positive_int(s: str) -> int:
+    return _number(s, int, lambda v: v >= 1, "a positive integer", "a positive integer")
 
 
 def _nonneg_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}")
-    return v
+    return _number(s, int, lambda v: v >= 0, "an integer >= 0", "an integer >= 0")
 
 
 def _nonneg_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}") from None
-    if not (v >= 0 and v != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s!r}")
-    return v
+    return _number(s, float, lambda v: 0 <= v < float("inf"), "a number >= 0", "a finite number >= 0")
 
 
 positive_int, nonneg_int, nonneg_float = _positive_int, _nonneg_int, _nonneg_float
