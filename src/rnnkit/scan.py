@@ -202,10 +202,13 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None, wor
     if record is not None:
         record.update({f: np.zeros((T, B, H), dtype=d_out.dtype) for f in State._fields})
     state_at, cache_at = step_views(cell, states, cache, T)
+    keep = None
+    if mask is not None:  # once for all steps: padded outputs were 0, so they pass no gradient
+        d_out, keep = d_out * mask, ~mask
     with _loop_blas_threads(B, G, H):
         for t in _steps(T, not reverse):
             m = None if mask is None else mask[t]
-            np.add(d_state.h, d_out[t] if m is None else d_out[t] * m, out=d_state.h)  # out_t = h_t (where valid)
+            np.add(d_state.h, d_out[t], out=d_state.h)  # out_t = h_t (where valid)
             if record is not None:
                 for f, v in zip(State._fields, d_state):
                     record[f][t] = v if m is None else v * m
@@ -219,9 +222,9 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None, wor
             else:  # the cell wrote its direct part of dh_prev; add the part through W_hh
                 np.dot(d_hw[t], W_hh, out=dh_hh)
                 np.add(d_prev.h, dh_hh, out=d_prev.h)
-            if m is not None:  # padded rows: the state was copied, so is its gradient
+            if keep is not None:  # padded rows: the state was copied, so is its gradient
                 for p, s in zip(d_prev, d_state):
-                    np.copyto(p, s, where=~m)
+                    np.copyto(p, s, where=keep[t])
             d_state, d_prev = d_prev, d_state
     # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps
     # (written as (h_prev^T d_hw)^T: OpenBLAS runs this orientation up to 2x faster)
