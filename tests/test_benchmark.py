@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import rnnkit
-from rnnkit.benchmark import BenchConfig, bench_grid_point, tape_bytes, to_markdown, torch_saved_bytes
+from rnnkit.benchmark import (BenchConfig, bench_charlm, bench_grid_point, bench_stream, make_sides, tape_bytes,
+                              to_markdown, torch_saved_bytes)
 
 torch = pytest.importorskip("torch")
 
@@ -47,12 +48,35 @@ def test_grid_point_compares_equal_computations(kind):
     json.dumps(res)
 
 
+def test_worker_processes_time_the_same_computations():
+    """The default harness: each library in its own process, fed the same weights and data."""
+    sides = make_sides(True, torch_threads=1, blas_threads=1)
+    try:
+        assert [s.lib for s in sides] == ["torch", "rnnkit"]
+        r = bench_grid_point(torch, "lstm", 3, 2, 3, 4, repeats=1, sides=sides)
+        assert r["max_abs_diff"] < 1e-5 and r["fwd_bwd_ratio"] > 0 and r["infer_ratio"] > 0
+        s = bench_stream(torch, "gru", 4, repeats=1, steps=3, sides=sides)
+        assert s["step_ratio"] > 0
+        # the first training step runs in each worker; the harness compares the two losses
+        c = bench_charlm(torch, 1, V=7, E=3, H=4, layers=2, B=2, T=5, sides=sides)
+        assert abs(c["first_loss_torch"] - c["first_loss_rnnkit"]) < 1e-5
+        assert abs(c["first_loss_torch"] - np.log(7)) < 0.5  # near-uniform predictions at init
+        with pytest.raises(RuntimeError, match="rnnkit worker failed: KeyError"):
+            sides[1].run("no such callable", 1)
+    finally:
+        for s in sides:
+            s.close()
+    assert not any(s.proc.is_alive() for s in sides)
+
+
 def test_bench_cli_rejects_bad_flags(capsys):
     from rnnkit.cli import main
 
     assert main(["bench", "--cells", "lstm,foo"]) == 2
     assert "--cells" in capsys.readouterr().err
     assert main(["bench", "--repeats", "0"]) == 2
+    assert main(["bench", "--gap", "-1"]) == 2
+    assert "--gap" in capsys.readouterr().err
     assert BenchConfig().torch_threads == 2
 
 

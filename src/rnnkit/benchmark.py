@@ -17,6 +17,9 @@ Suite ``speed`` (the default) measures, for each cell and grid point (T, B, I, H
 
 Every comparison alternates A B A B after warm-up and reports medians, so drift on a shared
 machine hits both sides alike; the ratio rnnkit/PyTorch (of times) is the number to read.
+Each library runs in its own worker process (:class:`Worker`), so neither pays for the
+other's idle spinning threads; ``--same-process`` times both in one process (the old way;
+there each library's idle threads slow the other down, see docs/performance.md).
 Before timing, each grid point checks that both libraries compute the same outputs and
 gradients (float32 tolerances), so the timings compare the same computation.
 
@@ -57,31 +60,8 @@ class BenchConfig:
     markdown: str | None = None  # also write the markdown tables here
     seed: int = 0
     sections: tuple = ("grid", "stream", "charlm")
-
-
-# ----------------------------------------------------------------------------- timing
-def _calibrate(fn, min_time: float) -> int:
-    """How many calls make one measurement last at least ``min_time`` seconds."""
-    t0 = time.perf_counter()
-    fn()
-    dt = time.perf_counter() - t0
-    return max(1, math.ceil(min_time / max(dt, 1e-7)))
-
-
-def alternate(fa, fb, repeats: int, warmup: int = 2, min_time: float = 0.02) -> tuple[float, float]:
-    """Median seconds per call of ``fa`` and ``fb``, measured A B A B after warm-up."""
-    for _ in range(warmup):
-        fa()
-        fb()
-    na, nb = _calibrate(fa, min_time), _calibrate(fb, min_time)
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, n, acc in ((fa, na, ta), (fb, nb, tb)):
-            t0 = time.perf_counter()
-            for _ in range(n):
-                fn()
-            acc.append((time.perf_counter() - t0) / n)
-    return statistics.median(ta), statistics.median(tb)
+    isolate: bool = True  # each library times in its own worker process (see Worker)
+    gap: float = 0.15  # seconds of rest before each timed block (see alternate_sides)
 
 
 # ----------------------------------------------------------------------------- memory
@@ -138,19 +118,6 @@ def _import_torch():
     return torch
 
 
-def _make_pair(torch, kind: str, I: int, H: int, num_layers: int = 1, seed: int = 0):
-    from .io.torch_interop import from_torch
-
-    torch.manual_seed(seed)
-    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind]
-    tm = cls(I, H, num_layers=num_layers)
-    return tm, from_torch(tm, dtype=np.float32)
-
-
-def _state_tuple(kind, s):
-    return tuple(s) if kind == "lstm" else (s,)
-
-
 def check_same(torch, kind, tm, layer, x_np) -> float:
     """Max abs difference between the two libraries' outputs and gradients (float32)."""
     x = torch.from_numpy(x_np.copy()).requires_grad_(True)
@@ -170,34 +137,288 @@ def check_same(torch, kind, tm, layer, x_np) -> float:
     return err
 
 
-# ----------------------------------------------------------------------------- sections
-def bench_grid_point(torch, kind, T, B, I, H, repeats, seed=0) -> dict:
-    rng = np.random.default_rng(seed)
-    tm, layer = _make_pair(torch, kind, I, H, seed=seed)
-    x_np = rng.standard_normal((T, B, I)).astype(np.float32)
-    err = check_same(torch, kind, tm, layer, x_np)
-    x = torch.from_numpy(x_np.copy()).requires_grad_(True)
-    ones = np.ones((T, B, H), dtype=np.float32)
-    params = list(tm.parameters())
+# ----------------------------------------------------------------------------- the two sides
+# Each comparison is timed through two "sides" that expose named callables: ``run(name, n)``
+# returns seconds per call of ``n`` calls after one untimed call (which wakes the side's
+# threads after it sat idle while the other side ran).  The builders below make the callables
+# of one library from plain numpy weights and data, so both sides get the same numbers.
 
-    def torch_train():
-        out, _ = tm(x)
-        out.sum().backward()
+
+def _torch_module(torch, kind, I, H, layers, weights):
+    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind]
+    tm = cls(I, H, num_layers=layers)
+    tm.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+    return tm
+
+
+def _kit_layer(kind, I, H, layers, weights):
+    from . import layers as L
+
+    layer = {"lstm": L.LSTM, "gru": L.GRU, "rnn": L.RNN}[kind](I, H, layers, seed=0)
+    layer.load_params(weights)
+    return layer
+
+
+def _grid_fns(lib, kind, I, H, weights, x_np):
+    """{"train": fwd+bwd with loss = sum of outputs, "infer": forward only} for one library."""
+    T, B, _ = x_np.shape
+    if lib == "torch":
+        import torch
+
+        tm = _torch_module(torch, kind, I, H, 1, weights)
+        x = torch.from_numpy(x_np.copy()).requires_grad_(True)
+
+        def train():
+            out, _ = tm(x)
+            out.sum().backward()
+
+        def infer():
+            with torch.inference_mode():
+                tm(x)
+
+        return {"train": train, "infer": infer}
+    layer = _kit_layer(kind, I, H, 1, weights)
+    ones = np.ones((T, B, H), dtype=np.float32)
 
     def kit_train():
-        out, _ = layer.forward(x_np)
+        layer.forward(x_np)
         layer.backward(ones)
 
-    def torch_infer():
-        with torch.inference_mode():
-            tm(x)
+    return {"train": kit_train, "infer": lambda: layer.forward(x_np)}
 
-    def kit_infer():
-        layer.forward(x_np)
 
-    t_tr, k_tr = alternate(torch_train, kit_train, repeats)
-    t_in, k_in = alternate(torch_infer, kit_infer, repeats)
-    t_mem = torch_saved_bytes(torch, lambda: tm(x)[0].sum(), exclude=params + [x])
+def _stream_fns(lib, kind, I, H, weights, xs):
+    """{"stream": len(xs) single steps at B = 1, state carried} for one library."""
+    if lib == "torch":
+        import torch
+
+        tm = _torch_module(torch, kind, I, H, 1, weights)
+        xs_t = torch.from_numpy(xs.copy())[:, None]  # (steps, 1, 1, I)
+
+        def torch_stream():
+            st = None
+            with torch.inference_mode():
+                for x in xs_t:
+                    y, st = tm(x, st)
+
+        return {"stream": torch_stream}
+    layer = _kit_layer(kind, I, H, 1, weights)
+
+    def kit_stream():
+        st = None
+        for x in xs:
+            y, st = layer.step(x, st)
+
+    return {"stream": kit_stream}
+
+
+def _charlm_fns(lib, spec, weights, ids, tgt):
+    """{"step": one training step of the char-LM (forward, loss, backward, Adam)} for one library."""
+    V, E, H, layers, lr = spec["V"], spec["E"], spec["H"], spec["layers"], spec["lr"]
+    if lib == "torch":
+        import torch
+
+        nn = torch.nn
+
+        class TorchLM(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb, self.lstm, self.head = nn.Embedding(V, E), nn.LSTM(E, H, layers), nn.Linear(H, V)
+
+            def forward(self, ids, st):
+                h, st = self.lstm(self.emb(ids), st)
+                return self.head(h), st
+
+        tlm = TorchLM()
+        tlm.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+        ids_t, tgt_t = torch.from_numpy(ids), torch.from_numpy(tgt).reshape(-1)
+        topt = torch.optim.Adam(tlm.parameters(), lr=lr)
+        carry = [None]
+
+        def torch_step():
+            topt.zero_grad()
+            logits, st = tlm(ids_t, carry[0])
+            loss = nn.functional.cross_entropy(logits.reshape(-1, V), tgt_t)
+            loss.backward()
+            topt.step()
+            carry[0] = tuple(s.detach() for s in st)
+            return loss.item()
+
+        return {"step": torch_step}
+    from .layers import LSTM
+    from .losses import softmax_cross_entropy
+    from .module import Module
+    from .nn import Embedding, Linear
+    from .optim import Adam
+
+    class KitLM(Module):
+        def __init__(self):
+            self.emb, self.lstm, self.head = Embedding(V, E, seed=0), LSTM(E, H, layers, seed=0), Linear(H, V, seed=0)
+
+    klm = KitLM()
+    klm.load_params(weights)
+    kopt = Adam(klm.params, klm.grads, lr=lr)
+    carry = [None]
+
+    def kit_step():
+        klm.zero_grad()
+        h, st = klm.lstm(klm.emb(ids), carry[0])
+        loss, d_logits = softmax_cross_entropy(klm.head(h), tgt)
+        d_x, _ = klm.lstm.backward(klm.head.backward(d_logits))
+        klm.emb.backward(d_x)
+        kopt.step()
+        carry[0] = st
+        return loss
+
+    return {"step": kit_step}
+
+
+_BUILDERS = {"grid": _grid_fns, "stream": _stream_fns, "charlm": _charlm_fns}
+
+
+def _run_timed(fn, n: int, warm: int = 1) -> float:
+    for _ in range(warm):
+        fn()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
+
+
+class InProcess:
+    """A side run in this process (both libraries share it: their idle threads interfere)."""
+
+    def __init__(self, lib: str):
+        self.lib, self.fns = lib, {}
+
+    def setup(self, builder: str, *args) -> None:
+        self.fns = _BUILDERS[builder](self.lib, *args)
+
+    def call(self, name: str):
+        return self.fns[name]()
+
+    def run(self, name: str, n: int, warm: int = 1) -> float:
+        return _run_timed(self.fns[name], n, warm)
+
+    def close(self) -> None:
+        self.fns = {}
+
+
+def _worker_main(conn, lib: str, torch_threads: int, blas_threads: int | None) -> None:
+    """Loop of a side's process: build callables on request, time them, report back."""
+    if lib == "torch":
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    if blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=blas_threads, user_api="blas")
+    side = InProcess(lib)
+    while True:
+        op, *args = conn.recv()
+        if op == "stop":
+            break
+        try:
+            conn.send(("ok", getattr(side, op)(*args)))
+        except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+
+
+class Worker:
+    """A side run in its own process (``multiprocessing`` spawn), so only its own library's
+    threads are alive in it.  Why: PyTorch's OpenMP threads and OpenBLAS's threads spin for a
+    while after each call; in one process the side that runs second pays for the other's
+    spinning threads on these 2-core machines (measured: PyTorch's LSTM inference at T=100,
+    B=32, H=128 ran 1.7 ms alone and 6 ms right after an rnnkit call in the same process).
+    While one worker runs, the other waits in ``recv`` and its threads go back to sleep."""
+
+    def __init__(self, lib: str, torch_threads: int, blas_threads: int | None):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.lib = lib
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, lib, torch_threads, blas_threads), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def _ask(self, *msg):
+        self.conn.send(msg)
+        status, value = self.conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"bench: the {self.lib} worker failed: {value}")
+        return value
+
+    def setup(self, builder: str, *args) -> None:
+        self._ask("setup", builder, *args)
+
+    def call(self, name: str):
+        return self._ask("call", name)
+
+    def run(self, name: str, n: int, warm: int = 1) -> float:
+        return self._ask("run", name, n, warm)
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            self.conn.send(("stop",))
+            self.proc.join(timeout=10)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+def make_sides(isolate: bool, torch_threads: int, blas_threads: int | None):
+    """(torch side, rnnkit side): worker processes if ``isolate`` else this process."""
+    if isolate:
+        return Worker("torch", torch_threads, blas_threads), Worker("rnnkit", torch_threads, blas_threads)
+    return InProcess("torch"), InProcess("rnnkit")
+
+
+def alternate_sides(sa, sb, name: str, repeats: int, warmup: int = 2, min_time: float = 0.02,
+                    gap: float = 0.0) -> tuple[float, float]:
+    """Median seconds per call of ``name`` on sides ``sa`` and ``sb``, timed A B A B after warm-up.
+
+    Each timed block repeats the call enough times to last ``min_time`` and is preceded by
+    ``gap`` seconds of rest and one untimed call.  The rest lets the other side's threads go
+    to sleep: OpenBLAS's worker threads keep spinning ~50-100 ms after a call, and a block
+    started earlier shares the 2 cores with them (measured: PyTorch's LSTM inference at
+    T=100, B=32, H=128 took 5.0 ms with no rest, 2.6 ms with 0.1 s or more, the same as
+    alone; rnnkit's times did not depend on it).  The untimed call wakes the side's own
+    threads, as they would be in a training loop."""
+    sa.run(name, warmup, 0)
+    sb.run(name, warmup, 0)
+    ns = [max(1, math.ceil(min_time / max(s.run(name, 1), 1e-7))) for s in (sa, sb)]
+    ta, tb = [], []
+    for _ in range(repeats):
+        time.sleep(gap)
+        ta.append(sa.run(name, ns[0]))
+        time.sleep(gap)
+        tb.append(sb.run(name, ns[1]))
+    return statistics.median(ta), statistics.median(tb)
+
+
+# ----------------------------------------------------------------------------- sections
+def _torch_weights(torch, kind, I, H, layers=1, seed=0) -> dict:
+    torch.manual_seed(seed)
+    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind]
+    return {k: v.detach().numpy().copy() for k, v in cls(I, H, num_layers=layers).state_dict().items()}
+
+
+def bench_grid_point(torch, kind, T, B, I, H, repeats, seed=0, sides=None, gap=0.0) -> dict:
+    """fwd+bwd, inference and cache memory at one grid point.  ``sides``: from
+    :func:`make_sides` (default: both libraries in this process)."""
+    rng = np.random.default_rng(seed)
+    weights = _torch_weights(torch, kind, I, H, seed=seed)
+    x_np = rng.standard_normal((T, B, I)).astype(np.float32)
+    tm, layer = _torch_module(torch, kind, I, H, 1, weights), _kit_layer(kind, I, H, 1, weights)
+    err = check_same(torch, kind, tm, layer, x_np)
+    ts, ks = sides or (InProcess("torch"), InProcess("rnnkit"))
+    for s in (ts, ks):
+        s.setup("grid", kind, I, H, weights, x_np)
+    t_tr, k_tr = alternate_sides(ts, ks, "train", repeats, gap=gap)
+    t_in, k_in = alternate_sides(ts, ks, "infer", repeats, gap=gap)
+    x = torch.from_numpy(x_np.copy()).requires_grad_(True)
+    t_mem = torch_saved_bytes(torch, lambda: tm(x)[0].sum(), exclude=list(tm.parameters()) + [x])
     layer.forward(x_np)
     k_mem = tape_bytes(layer._tape, exclude=list(layer.params.values()) + [x_np])
     layer._tape = None
@@ -208,122 +429,49 @@ def bench_grid_point(torch, kind, T, B, I, H, repeats, seed=0) -> dict:
                 cache_ratio=k_mem / t_mem if t_mem else float("nan"))
 
 
-def bench_stream(torch, kind, H, repeats, steps=200, seed=0) -> dict:
+def bench_stream(torch, kind, H, repeats, steps=200, seed=0, sides=None, gap=0.0) -> dict:
     I = H
     rng = np.random.default_rng(seed)
-    tm, layer = _make_pair(torch, kind, I, H, seed=seed)
+    weights = _torch_weights(torch, kind, I, H, seed=seed)
+    tm, layer = _torch_module(torch, kind, I, H, 1, weights), _kit_layer(kind, I, H, 1, weights)
     xs = rng.standard_normal((steps, 1, I)).astype(np.float32)
-    xs_t = torch.from_numpy(xs.copy())[:, None]  # (steps, 1, 1, I)
-
-    def torch_stream():
-        st = None
-        with torch.inference_mode():
-            for k in range(steps):
-                y, st = tm(xs_t[k], st)
-
-    def kit_stream():
-        st = None
-        for k in range(steps):
-            y, st = layer.step(xs[k], st)
-
-    # same numbers first
-    with torch.inference_mode():
+    with torch.inference_mode():  # same numbers first
         ref, _ = tm(torch.from_numpy(xs.copy()))
     st, ys = None, []
-    for k in range(steps):
-        y, st = layer.step(xs[k], st)
+    for x in xs:
+        y, st = layer.step(x, st)
         ys.append(y)
     err = float(np.abs(ref.numpy()[:, 0] - np.concatenate(ys)).max())
     if not err < 1e-3:
         raise RuntimeError(f"bench: rnnkit step and torch disagree on {kind} (max difference {err:.3g})")
-    t, k = alternate(torch_stream, kit_stream, repeats)
+    ts, ks = sides or (InProcess("torch"), InProcess("rnnkit"))
+    for s in (ts, ks):
+        s.setup("stream", kind, I, H, weights, xs)
+    t, k = alternate_sides(ts, ks, "stream", repeats, gap=gap)
     return dict(cell=kind, H=H, I=I, B=1, max_abs_diff=err, torch_step_us=t / steps * 1e6,
                 rnnkit_step_us=k / steps * 1e6, step_ratio=k / t)
 
 
-def _kit_adam(model, lr):
-    try:
-        from .optim import Adam
-
-        return Adam(model.params, model.grads, lr=lr)
-    except ImportError:  # rnnkit.optim not present: a minimal Adam with torch's defaults
-        return _MiniAdam(model.params, model.grads, lr)
-
-
-class _MiniAdam:
-    def __init__(self, params, grads, lr, b1=0.9, b2=0.999, eps=1e-8):
-        self.p, self.g, self.lr, self.b1, self.b2, self.eps, self.t = params, grads, lr, b1, b2, eps, 0
-        self.m = {k: np.zeros_like(v) for k, v in params.items()}
-        self.v = {k: np.zeros_like(v) for k, v in params.items()}
-
-    def step(self):
-        self.t += 1
-        c1, c2 = 1 - self.b1**self.t, 1 - self.b2**self.t
-        for k, p in self.p.items():
-            g, m, v = self.g[k], self.m[k], self.v[k]
-            m *= self.b1
-            m += (1 - self.b1) * g
-            v *= self.b2
-            v += (1 - self.b2) * g * g
-            p -= self.lr / c1 * m / (np.sqrt(v / c2) + self.eps)
-
-
-def bench_charlm(torch, repeats, V=100, E=64, H=128, layers=2, B=32, T=100, lr=2e-3, seed=0) -> dict:
-    from .layers import LSTM
-    from .losses import softmax_cross_entropy
-    from .module import Module
-    from .nn import Embedding, Linear
-
-    nn = torch.nn
+def bench_charlm(torch, repeats, V=100, E=64, H=128, layers=2, B=32, T=100, lr=2e-3, seed=0, sides=None,
+                 gap=0.0) -> dict:
+    spec = dict(V=V, E=E, H=H, layers=layers, lr=lr)
     torch.manual_seed(seed)
-
-    class TorchLM(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb, self.lstm, self.head = nn.Embedding(V, E), nn.LSTM(E, H, layers), nn.Linear(H, V)
-
-        def forward(self, ids, st):
-            h, st = self.lstm(self.emb(ids), st)
-            return self.head(h), st
-
-    class KitLM(Module):
-        def __init__(self):
-            self.emb, self.lstm, self.head = Embedding(V, E, seed=seed), LSTM(E, H, layers, seed=seed), Linear(H, V, seed=seed)
-
-    tlm, klm = TorchLM(), KitLM()
-    klm.load_params({k: v.detach().numpy() for k, v in tlm.state_dict().items()})
+    nn = torch.nn
+    init = {f"emb.{k}": v for k, v in nn.Embedding(V, E).state_dict().items()}
+    init.update({f"lstm.{k}": v for k, v in nn.LSTM(E, H, layers).state_dict().items()})
+    init.update({f"head.{k}": v for k, v in nn.Linear(H, V).state_dict().items()})
+    weights = {k: v.detach().numpy().copy() for k, v in init.items()}
     rng = np.random.default_rng(seed)
     data = rng.integers(0, V, size=(T + 1, B))  # speed does not depend on the text
     ids, tgt = data[:-1], data[1:]
-    ids_t, tgt_t = torch.from_numpy(ids), torch.from_numpy(tgt).reshape(-1)
-    topt = torch.optim.Adam(tlm.parameters(), lr=lr)
-    kopt = _kit_adam(klm, lr)
-    carry = {"t": None, "k": None}
-
-    def torch_step():
-        topt.zero_grad()
-        logits, st = tlm(ids_t, carry["t"])
-        loss = nn.functional.cross_entropy(logits.reshape(-1, V), tgt_t)
-        loss.backward()
-        topt.step()
-        carry["t"] = tuple(s.detach() for s in st)
-        return loss.item()
-
-    def kit_step():
-        klm.zero_grad()
-        h, st = klm.lstm(klm.emb(ids), carry["k"])
-        loss, d_logits = softmax_cross_entropy(klm.head(h), tgt)
-        d_x, _ = klm.lstm.backward(klm.head.backward(d_logits))
-        klm.emb.backward(d_x)
-        kopt.step()
-        carry["k"] = st
-        return loss
-
-    l_t, l_k = torch_step(), kit_step()
+    ts, ks = sides or (InProcess("torch"), InProcess("rnnkit"))
+    for s in (ts, ks):
+        s.setup("charlm", spec, weights, ids, tgt)
+    l_t, l_k = float(ts.call("step")), float(ks.call("step"))  # the first step: same loss
     if not abs(l_t - l_k) < 1e-3:
         raise RuntimeError(f"bench: charlm first-step losses differ (torch {l_t:.6f}, rnnkit {l_k:.6f})")
-    t, k = alternate(torch_step, kit_step, repeats, warmup=2, min_time=0.0)
-    return dict(V=V, E=E, H=H, layers=layers, B=B, T=T, optimizer=type(kopt).__name__,
+    t, k = alternate_sides(ts, ks, "step", repeats, warmup=2, min_time=0.0, gap=gap)
+    return dict(V=V, E=E, H=H, layers=layers, B=B, T=T, optimizer="Adam",
                 first_loss_torch=l_t, first_loss_rnnkit=l_k,
                 torch_tokens_per_s=B * T / t, rnnkit_tokens_per_s=B * T / k, tokens_per_s_ratio=t / k)
 
@@ -367,7 +515,9 @@ def to_markdown(res: dict) -> str:
              f"Load average (1/5/15 min) at start {_load(m.get('loadavg_start'))}, at end {_load(m.get('loadavg_end'))} "
              f"(other jobs share the {m['cpu_count']} CPUs).",
              f"Command: `{m['command']}`.  Ratios are rnnkit/PyTorch times (< 1 means rnnkit is faster), "
-             "medians of alternating runs.", ""]
+             "medians of alternating runs; "
+             + ("each library timed in its own worker process." if res.get("config", {}).get("isolate", True)
+                else "both libraries timed in one process (--same-process)."), ""]
     if res.get("grid"):
         lines += ["| cell | T | B | I | H | fwd+bwd torch ms | rnnkit ms | ratio | infer torch ms | rnnkit ms | ratio "
                   "| cache torch MB | rnnkit MB | ratio |", "|" + "---|" * 14]
@@ -401,24 +551,31 @@ def run_speed(cfg: BenchConfig, log=print) -> dict:
     cells = ("lstm",) if cfg.quick else cfg.cells
     res = {"suite": "speed", "config": dataclasses.asdict(cfg), "machine": machine_info(torch),
            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if "grid" in cfg.sections:
-        res["grid"] = []
-        for kind in cells:
-            for T, B, I, H in grid:
-                r = bench_grid_point(torch, kind, T, B, I, H, repeats, cfg.seed)
-                log(f"{kind} T={T} B={B} I={I} H={H}: fwd+bwd {r['fwd_bwd_ratio']:.2f}x, "
-                    f"infer {r['infer_ratio']:.2f}x, cache {r['cache_ratio']:.2f}x")
-                res["grid"].append(r)
-    if "stream" in cfg.sections:
-        res["stream"] = []
-        for kind in cells:
-            for H in STREAM_H:
-                r = bench_stream(torch, kind, H, repeats, steps=100 if cfg.quick else 200, seed=cfg.seed)
-                log(f"{kind} stream H={H}: {r['step_ratio']:.2f}x")
-                res["stream"].append(r)
-    if "charlm" in cfg.sections:
-        res["charlm"] = bench_charlm(torch, 5 if cfg.quick else max(cfg.repeats, 7), seed=cfg.seed)
-        log(f"charlm: tokens/s ratio {res['charlm']['tokens_per_s_ratio']:.2f}")
+    sides = make_sides(cfg.isolate, cfg.torch_threads, cfg.blas_threads)
+    try:
+        if "grid" in cfg.sections:
+            res["grid"] = []
+            for kind in cells:
+                for T, B, I, H in grid:
+                    r = bench_grid_point(torch, kind, T, B, I, H, repeats, cfg.seed, sides=sides, gap=cfg.gap)
+                    log(f"{kind} T={T} B={B} I={I} H={H}: fwd+bwd {r['fwd_bwd_ratio']:.2f}x, "
+                        f"infer {r['infer_ratio']:.2f}x, cache {r['cache_ratio']:.2f}x")
+                    res["grid"].append(r)
+        if "stream" in cfg.sections:
+            res["stream"] = []
+            for kind in cells:
+                for H in STREAM_H:
+                    r = bench_stream(torch, kind, H, repeats, steps=100 if cfg.quick else 200, seed=cfg.seed,
+                                     sides=sides, gap=cfg.gap)
+                    log(f"{kind} stream H={H}: {r['step_ratio']:.2f}x")
+                    res["stream"].append(r)
+        if "charlm" in cfg.sections:
+            res["charlm"] = bench_charlm(torch, 5 if cfg.quick else max(cfg.repeats, 7), seed=cfg.seed, sides=sides,
+                                         gap=cfg.gap)
+            log(f"charlm: tokens/s ratio {res['charlm']['tokens_per_s_ratio']:.2f}")
+    finally:
+        for s in sides:
+            s.close()
     res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     res["machine"]["loadavg_end"] = list(os.getloadavg())
     return res
@@ -466,8 +623,12 @@ def _handler(args) -> int:
             from .errors import UserError
 
             raise UserError(f"bench: {flag} must be >= 1, got {v}")
+    if not (0 <= args.gap <= 10):
+        from .errors import UserError
+
+        raise UserError(f"bench: --gap must be between 0 and 10 seconds, got {args.gap}")
     cfg = BenchConfig(quick=args.quick, cells=cells, repeats=args.repeats, torch_threads=args.torch_threads,
-                      blas_threads=args.blas_threads,
+                      blas_threads=args.blas_threads, isolate=not args.same_process, gap=args.gap,
                       out_dir=args.out_dir, markdown=args.markdown, seed=args.seed, sections=sections)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     if cfg.blas_threads is None:
@@ -494,6 +655,11 @@ def add_arguments(p) -> None:
                    help="torch.set_num_threads (default 2)")
     p.add_argument("--blas-threads", type=int, default=None,
                    help="limit numpy's BLAS threads for the whole run (default: BLAS default)")
+    p.add_argument("--same-process", action="store_true",
+                   help="time both libraries in this process (default: one worker process each; in one "
+                        "process each library's idle threads slow the other down)")
+    p.add_argument("--gap", type=float, default=BenchConfig.gap,
+                   help="seconds of rest before each timed block (default 0.15; lets the other side's threads sleep)")
     p.add_argument("--out-dir", default=BenchConfig.out_dir, help="where the JSON results go")
     p.add_argument("--markdown", default=None, help="also write the markdown tables to this file")
     p.add_argument("--seed", type=int, default=BenchConfig.seed)
