@@ -185,6 +185,15 @@ def add_bias(a, b):
             a[r, k] += b[k]
 
 
+@jit
+def add_biases(a, b1, b2):
+    """a[r, k] = (a[r, k] + b1[k]) + b2[k]: two biases in one call, rounded as two separate adds."""
+    R, G = a.shape
+    for r in range(R):
+        for k in range(G):
+            a[r, k] = (a[r, k] + b1[k]) + b2[k]
+
+
 # ----------------------------------------------------------------------------- input checks
 @jit
 def all_finite(a):

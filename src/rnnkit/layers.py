@@ -14,7 +14,7 @@ from ._checks import check_array, check_lengths
 from .cells import GRUCell, LSTMCell, LSTMState, RNNCell
 from . import kernels
 from .module import Module
-from .scan import reuse_empty, scan_backward, scan_forward, scan_step
+from .scan import step_cache, reuse_empty, scan_backward, scan_forward, scan_step
 
 _DTYPES = (np.float32, np.float64)
 
@@ -218,10 +218,11 @@ class Recurrent(Module):
         W_ih, W_hh, b_ih, b_hh = weights
         xw = np.dot(rows, W_ih.T, out=out)
         if b_ih is not None:
-            kernels.add_bias(xw, b_ih)
-            if self.cell.dhw_is_dxw:
-                kernels.add_bias(xw, b_hh)
+            if self.cell.dhw_is_dxw:  # a = xw + hw: b_hh joins xw here, once for all steps
+                kernels.add_biases(xw, b_ih, b_hh)
                 b_hh = None
+            else:
+                kernels.add_bias(xw, b_ih)
         return xw, W_hh, b_hh
 
     __call__ = forward
@@ -320,15 +321,13 @@ class Recurrent(Module):
         B = x_t.shape[0]
         prev = [np.ascontiguousarray(a) for a in self._state_fields(state, B)]
         new = [np.empty_like(a) for a in prev]  # (L, B, H) per field: the returned state
-        State, Cache, cell = self.cell.State, self.cell.Cache, self.cell
+        State, cell = self.cell.State, self.cell
         h_in = x_t
         for layer in range(self.num_layers):
             xw, W_hh, b_hh = self._project_rows(h_in, self._weights(layer, 0))
-            s_prev = State(*[a[layer] for a in prev])
-            s_new = State(*[a[layer] for a in new])
-            cache = Cache(*[xw if f == "gates" else getattr(s_new, f) if f in State._fields
-                            else np.empty_like(s_new.h) for f in Cache._fields])  # as cache_buffers
-            scan_step(cell, xw, np.empty_like(xw), W_hh.T, b_hh, s_prev, s_new, cache)  # one step of the loop
+            s_prev = State._make([a[layer] for a in prev])
+            s_new = State._make([a[layer] for a in new])
+            scan_step(cell, xw, np.empty_like(xw), W_hh.T, b_hh, s_prev, s_new, step_cache(cell, xw, s_new))
             h_in = s_new.h
         return h_in.copy(), (LSTMState(*new) if self._is_lstm() else new[0])  # y: not a view of the state
 

@@ -27,10 +27,13 @@ import numpy as np
 
 from . import kernels
 
-SMALL_STEP_GEMM = 1 << 22
+SMALL_STEP_GEMM = 1 << 20
 """Multiply-adds of the per-step GEMM (B x H times H x G) up to which the time loops run
 BLAS single-threaded: handing such a small GEMM to two threads costs more than it saves at
-every step, and far more when the cores are shared (docs/performance.md)."""
+every step, and far more when the cores are shared.  Measured on the idle 2-core machine
+(docs/performance.md, round 3): RNN B=32 H=128 (0.5M) fwd+bwd 4.8 ms with 1 thread, 4.9 ms
+with 2; LSTM B=32 H=128 (2.1M) inference 6.9 ms with 1, 6.0 ms with 2; RNN B=64 H=256
+(4.2M) fwd+bwd 14.3 ms with 1, 12.0 ms with 2."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -90,6 +93,12 @@ def cache_buffers(cell, xw, states, reverse: bool, workspace=None) -> list:
         else:
             bufs.append((reuse_empty(workspace, "cache." + f, (T, B, H), xw.dtype), 0))
     return bufs
+
+
+def step_cache(cell, xw, state):
+    """The cache of one step run alone (``Recurrent.step``), allotted as :func:`cache_buffers` does."""
+    return cell.Cache._make([xw if f == "gates" else getattr(state, f) if f in cell.State._fields
+                             else np.empty_like(state.h) for f in cell.Cache._fields])
 
 
 def step_views(cell, states, cache, T: int) -> tuple[list, list]:
