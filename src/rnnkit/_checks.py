@@ -26,9 +26,9 @@ def check_array(name: str, a, shape: tuple, dtype=None, finite: bool = True) -> 
     Raises TypeError for non-arrays or a wrong dtype, ValueError for a wrong
     rank/size or non-finite values.
     """
-    if (type(a) is np.ndarray and a.dtype == dtype and len(a.shape) == len(shape)
-            and (shape[0] is None or a.shape[0] == shape[0]) and a.shape[1:] == shape[1:]
-            and (not finite or a.dtype.kind != "f" or _finite(a))):
+    if (type(a) is np.ndarray and a.dtype == dtype and a.shape[1:] == shape[1:] and a.ndim == len(shape)
+            and (shape[0] is None or a.shape[0] == shape[0])
+            and (not finite or (a.size <= SMALL_FINITE_CHECK and dtype in _COMPILED_DTYPES and all_finite(a)))):
         return a  # the common valid call, in few operations (``step()`` pays this per call)
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a numpy array, got {type(a).__name__}")

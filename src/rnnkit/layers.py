@@ -83,6 +83,10 @@ class Recurrent(Module):
             tuple(n + self._suffix(layer, d) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             for layer in range(self.num_layers) for d in range(self.num_directions)
         ]
+        self._step_weights = [  # per layer, forward direction: (W_ih.T, W_hh.T, b_ih, b_hh) views for step()
+            (W_ih.T, W_hh.T, b_ih, b_hh) for W_ih, W_hh, b_ih, b_hh in
+            (self._weights(layer, 0) for layer in range(self.num_layers))
+        ]  # views of the parameter arrays, which are only ever updated in place
         self._tape = None
         self._workspace = [{} for _ in self._weight_names]  # per (layer, direction): scan buffers kept between calls
 
@@ -217,13 +221,17 @@ class Recurrent(Module):
         """:meth:`_project` on (R, I) rows (R = T*B, or B for one step) -> (R, G*H) (into ``out``)."""
         W_ih, W_hh, b_ih, b_hh = weights
         xw = np.dot(rows, W_ih.T, out=out)
-        if b_ih is not None:
-            if self.cell.dhw_is_dxw:  # a = xw + hw: b_hh joins xw here, once for all steps
-                kernels.add_biases(xw, b_ih, b_hh)
-                b_hh = None
-            else:
-                kernels.add_bias(xw, b_ih)
-        return xw, W_hh, b_hh
+        return xw, W_hh, self._add_input_biases(xw, b_ih, b_hh)
+
+    def _add_input_biases(self, xw, b_ih, b_hh):
+        """xw += b_ih, and += b_hh too for cells with a = xw + hw; returns the b_hh left for the loop."""
+        if b_ih is None:
+            return None
+        if self.cell.dhw_is_dxw:  # a = xw + hw: b_hh joins xw here, once for all steps
+            kernels.add_biases(xw, b_ih, b_hh)
+            return None
+        kernels.add_bias(xw, b_ih)
+        return b_hh
 
     __call__ = forward
 
@@ -318,16 +326,16 @@ class Recurrent(Module):
         if self.bidirectional:
             raise ValueError("step: a bidirectional layer needs the whole sequence; use forward")
         check_array("x_t", x_t, (None, self.input_size), self.dtype)
-        B = x_t.shape[0]
-        prev = [np.ascontiguousarray(a) for a in self._state_fields(state, B)]
+        prev = [np.ascontiguousarray(a) for a in self._state_fields(state, x_t.shape[0])]
         new = [np.empty_like(a) for a in prev]  # (L, B, H) per field: the returned state
-        State, cell = self.cell.State, self.cell
+        cell, make_state = self.cell, self.cell.State._make
         h_in = x_t
-        for layer in range(self.num_layers):
-            xw, W_hh, b_hh = self._project_rows(h_in, self._weights(layer, 0))
-            s_prev = State._make([a[layer] for a in prev])
-            s_new = State._make([a[layer] for a in new])
-            scan_step(cell, xw, np.empty_like(xw), W_hh.T, b_hh, s_prev, s_new, step_cache(cell, xw, s_new))
+        for layer, (W_ihT, W_hhT, b_ih, b_hh) in enumerate(self._step_weights):
+            xw = np.dot(h_in, W_ihT)
+            b_hh = self._add_input_biases(xw, b_ih, b_hh)
+            s_new = make_state([a[layer] for a in new])
+            scan_step(cell, xw, np.empty_like(xw), W_hhT, b_hh, make_state([a[layer] for a in prev]), s_new,
+                      step_cache(cell, xw, s_new))  # one step of the loop
             h_in = s_new.h
         return h_in.copy(), (LSTMState(*new) if self._is_lstm() else new[0])  # y: not a view of the state
 
