@@ -213,3 +213,24 @@ def test_returned_arrays_survive_later_calls(kind, bidir, padded, rng):
     # and the second call computed what a fresh layer computes from the same inputs
     fo2, _ = fresh.forward(x2, s1)
     assert_close("second out == fresh layer", o2, fo2, 0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_release_frees_tape_and_buffers(kind, rng):
+    """release(): backward needs a new forward, the kept bytes drop to 0, results are unchanged."""
+    from rnnkit.benchmark import tape_bytes
+
+    layer = LAYERS[kind](3, 4, num_layers=2, dtype=np.float64, seed=3)
+    x = rng.standard_normal((5, 2, 3))
+    out, _ = layer.forward(x)
+    out = out.copy()
+    kept = tape_bytes([layer._tape, layer._workspace], exclude=[x])
+    assert kept > 0
+    layer.release()
+    assert tape_bytes([layer._tape, layer._workspace]) == 0
+    with pytest.raises(RuntimeError, match="no forward pass"):
+        layer.backward(np.ones_like(out))
+    out2, _ = layer.forward(x)
+    assert_close("out after release", out2, out, 0)
+    d_x, _ = layer.backward(np.ones_like(out2))
+    assert np.isfinite(d_x).all()

@@ -421,7 +421,7 @@ def bench_grid_point(torch, kind, T, B, I, H, repeats, seed=0, sides=None, gap=0
     t_mem = torch_saved_bytes(torch, lambda: tm(x)[0].sum(), exclude=list(tm.parameters()) + [x])
     layer.forward(x_np)
     k_mem = tape_bytes(layer._tape, exclude=list(layer.params.values()) + [x_np])
-    layer._tape = None
+    layer.release()
     return dict(cell=kind, T=T, B=B, I=I, H=H, max_abs_diff=err,
                 torch_fwd_bwd_ms=t_tr * 1e3, rnnkit_fwd_bwd_ms=k_tr * 1e3, fwd_bwd_ratio=k_tr / t_tr,
                 torch_infer_ms=t_in * 1e3, rnnkit_infer_ms=k_in * 1e3, infer_ratio=k_in / t_in,

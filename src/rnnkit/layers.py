@@ -315,6 +315,17 @@ class Recurrent(Module):
             for layer in range(self.num_layers) for d in range(D)
         ]
 
+    def release(self) -> None:
+        """Free what the layer keeps between calls: the last forward's tape (so ``backward``
+        needs a new ``forward``) and the per-layer buffers reused by the time loops.
+
+        For inference-only use, after a forward whose outputs you have copied or no longer
+        need: the tape and buffers are O(T * B * G * H) per layer.  The next call allocates
+        them again.
+        """
+        self._tape = None
+        self._workspace = [{} for _ in self._weight_names]
+
     def step(self, x_t, state=None):
         """One time step of inference (streaming).  x_t: (B, input_size) -> (y_t (B, H), state).
 

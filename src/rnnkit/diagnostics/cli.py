@@ -215,7 +215,7 @@ def charlm_gate_saturation(lm, text: str):
     counter = SaturationCounter(rnn)
     rnn.forward(lm.model.emb.params["weight"][ids][:, None, :])
     counter.add(rnn.gate_activations())
-    rnn._tape = None  # inference only: drop the tape
+    rnn.release()  # inference only: free the tape and buffers
     return counter.result()
 
 

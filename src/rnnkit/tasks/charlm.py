@@ -191,7 +191,7 @@ class CharLM:
         logits, final = self.model(x, state)
         loss, d_logits = softmax_cross_entropy(logits, y)
         if not math.isfinite(loss):  # the trainer stops on it; no backward through NaN
-            self.model.rnn._tape = None
+            self.model.rnn.release()
             return loss, carry, x.size
         self.model.backward(d_logits)
         return loss, {"window": carry["window"], **_state_to_carry(final)}, x.size

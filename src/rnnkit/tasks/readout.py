@@ -66,7 +66,8 @@ class Readout(Module):
 
     def release(self) -> None:
         """Drop the tapes of the last forward (after inference, to free memory)."""
-        self._last = self.rnn._tape = self.head._x = None
+        self._last = self.head._x = None
+        self.rnn.release()
 
     def every(self, x: np.ndarray) -> np.ndarray:
         """x (T, B, I) -> y (T, B, K), read at every step."""
