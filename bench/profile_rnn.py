@@ -1,6 +1,6 @@
 """Where rnnkit's LSTM fwd+bwd time goes: BLAS vs elementwise kernels vs Python overhead.
 
-    .venv/bin/python bench/profile_rnn.py [--threads N] [T B I H ...]
+    .venv/bin/python bench/profile_rnn.py [--threads N] [--vs-torch] [T B I H ...]
 
 Times, in one process, (1) the full ``forward`` + ``backward``, (2) the same GEMMs alone
 (per-step recurrent GEMMs forward and backward, under the time loops' BLAS thread policy,
@@ -8,6 +8,12 @@ plus the all-steps GEMMs: input projection, dW_ih, d_x, dW_hh), (3) the same ele
 work alone (the cell's numba kernels and NumPy tanh/multiply per step, forward and
 backward); the rest is Python and NumPy call overhead of the loops and layers.
 Medians of alternating repeats.  Used for docs/performance.md.
+
+``--vs-torch`` first times PyTorch's ``nn.LSTM`` fwd+bwd on the same shapes in a worker process
+(the benchmark's :class:`rnnkit.benchmark.Worker`, before rnnkit runs, so the two never share
+the cores) and adds: the GEMM FLOPs of one fwd+bwd, the rate rnnkit's GEMMs reach, PyTorch's
+whole-LSTM rate, and the "GEMM floor" ratio = (rnnkit's GEMMs alone) / (PyTorch's whole
+fwd+bwd).  A floor above 1 means no work outside the GEMMs can make rnnkit as fast.
 """
 from __future__ import annotations
 
@@ -45,7 +51,7 @@ def profile_lstm(T, B, I, H, repeats=7):
     W_ih, W_hh = layer.params["weight_ih_l0"], layer.params["weight_hh_l0"]
     h, hw, dh = np.zeros((B, H), dt), np.empty((B, G), dt), np.empty((B, H), dt)
     xw = rng.standard_normal((T, B, G)).astype(dt) * 0.1
-    d_xw = np.empty((T, B, G), dt)
+    d_xw = (rng.standard_normal((T, B, G)) * 0.01).astype(dt)  # finite values: garbage could hold NaN/denormals
     c, c2, tc, dc = (np.zeros((B, H), dt) for _ in range(4))
     gates = np.tanh(xw[0])
 
@@ -85,19 +91,48 @@ def profile_lstm(T, B, I, H, repeats=7):
                 overhead_ms=(t_full - t_gs - t_ga - t_el) * 1e3)
 
 
+def lstm_gflop(T, B, I, H) -> float:
+    """GEMM FLOPs of one LSTM fwd+bwd: per-step h W_hh^T and d_a W_hh, dW_hh (each 2 T B G H),
+    and x W_ih^T, dW_ih, d_x (each 2 T B G I), with G = 4H."""
+    return 6 * T * B * 4 * H * (H + I) / 1e9
+
+
+def torch_fwd_bwd_ms(shapes, torch_threads=2, repeats=7) -> list[float]:
+    """PyTorch's nn.LSTM fwd+bwd (float32, loss = sum of outputs) per shape, in its own process."""
+    import torch
+
+    from rnnkit.benchmark import Worker, _torch_weights
+
+    w = Worker("torch", torch_threads, None)
+    try:
+        out = []
+        for T, B, I, H in shapes:
+            x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
+            w.setup("grid", "lstm", I, H, _torch_weights(torch, "lstm", I, H), x)
+            w.run("train", 2, 0)
+            out.append(1e3 * statistics.median(w.run("train", 1) for _ in range(repeats)))
+        return out
+    finally:
+        w.close()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("shape", nargs="*", type=int, help="T B I H [T B I H ...] (default: the bench grid)")
     p.add_argument("--threads", type=int, default=None, help="limit BLAS threads for the whole run")
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--vs-torch", action="store_true", help="add PyTorch's fwd+bwd and the GEMM floor ratio")
     a = p.parse_args(argv)
     if len(a.shape) % 4:
         p.error(f"shape: expected groups of four integers T B I H, got {len(a.shape)} numbers")
     from rnnkit.benchmark import GRID
 
     shapes = [tuple(a.shape[k:k + 4]) for k in range(0, len(a.shape), 4)] or list(GRID)
-    print("| T | B | I | H | total ms | per-step GEMMs | all-steps GEMMs | elementwise | Python/NumPy overhead |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    torch_ms = torch_fwd_bwd_ms(shapes, repeats=a.repeats) if a.vs_torch else None
+    extra = (" GEMM GFLOP | rnnkit GEMMs GFLOP/s | torch fwd+bwd ms | torch GFLOP/s | GEMM floor / torch |"
+             if torch_ms else "")
+    print("| T | B | I | H | total ms | per-step GEMMs | all-steps GEMMs | elementwise | Python/NumPy overhead |" + extra)
+    print("|---|---|---|---|---|---|---|---|---|" + "---|" * extra.count("|"))
     import contextlib
 
     ctx = contextlib.nullcontext()
@@ -106,11 +141,15 @@ def main(argv=None):
 
         ctx = threadpool_limits(limits=a.threads, user_api="blas")
     with ctx:
-        for s in shapes:
+        for k, s in enumerate(shapes):
             r = profile_lstm(*s, repeats=a.repeats)
             tot = r["total_ms"]
             cells = [f"{r[k]:.1f} ({100 * r[k] / tot:.0f}%)" for k in
                      ("gemm_per_step_ms", "gemm_all_steps_ms", "elementwise_ms", "overhead_ms")]
+            if torch_ms:
+                gf, gemm_ms = lstm_gflop(*s), r["gemm_per_step_ms"] + r["gemm_all_steps_ms"]
+                cells += [f"{gf:.2f}", f"{gf / gemm_ms * 1e3:.0f}", f"{torch_ms[k]:.2f}",
+                          f"{gf / torch_ms[k] * 1e3:.0f}", f"**{gemm_ms / torch_ms[k]:.2f}**"]
             print(f"| {r['T']} | {r['B']} | {r['I']} | {r['H']} | {tot:.1f} | " + " | ".join(cells) + " |")
 
 
