@@ -18,8 +18,8 @@ Suite ``speed`` (the default) measures, for each cell and grid point (T, B, I, H
 Every comparison alternates A B A B after warm-up and reports medians, so drift on a shared
 machine hits both sides alike; the ratio rnnkit/PyTorch (of times) is the number to read.
 Each library runs in its own worker process (:class:`Worker`), so neither pays for the
-other's idle spinning threads; ``--same-process`` times both in one process (the old way;
-there each library's idle threads slow the other down, see docs/performance.md).
+other's idle spinning threads; ``--same-process --gap 0`` times both in one process as rounds 1-2 did
+(there each library's idle threads slow the other down, see docs/performance.md).
 Before timing, each grid point checks that both libraries compute the same outputs and
 gradients (float32 tolerances), so the timings compare the same computation.
 
@@ -657,7 +657,7 @@ def add_arguments(p) -> None:
                    help="limit numpy's BLAS threads for the whole run (default: BLAS default)")
     p.add_argument("--same-process", action="store_true",
                    help="time both libraries in this process (default: one worker process each; in one "
-                        "process each library's idle threads slow the other down)")
+                        "process each library's idle threads slow the other down; with --gap 0 as rounds 1-2)")
     p.add_argument("--gap", type=float, default=BenchConfig.gap,
                    help="seconds of rest before each timed block (default 0.15; lets the other side's threads sleep)")
     p.add_argument("--out-dir", default=BenchConfig.out_dir, help="where the JSON results go")
