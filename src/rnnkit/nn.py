@@ -41,6 +41,10 @@ class Linear(Module):
 
     __call__ = forward
 
+    def release(self) -> None:
+        """Drop the input kept for backward (inference only; backward then needs a new forward)."""
+        self._x = None
+
     def backward(self, dy):
         if self._x is None:
             raise RuntimeError("Linear.backward: called before forward or twice for one forward")

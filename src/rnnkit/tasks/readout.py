@@ -66,8 +66,9 @@ class Readout(Module):
 
     def release(self) -> None:
         """Drop the tapes of the last forward (after inference, to free memory)."""
-        self._last = self.head._x = None
+        self._last = None
         self.rnn.release()
+        self.head.release()
 
     def every(self, x: np.ndarray) -> np.ndarray:
         """x (T, B, I) -> y (T, B, K), read at every step."""
