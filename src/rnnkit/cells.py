@@ -72,7 +72,9 @@ class RNNCell:
     """
 
     n_gates = 1
-    gate_names = ("a",)
+    gate_names = ("a",)  # gate_activations() gives h = nonlinearity(a) for this block
+    sigmoid_gates = ()
+    forget_gate = None  # block index of the forget gate (none here)
     State = HState
     Cache = RNNCache
     dhw_is_dxw = True  # a = xw + hw, so d_hw == d_xw
@@ -82,17 +84,18 @@ class RNNCell:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
+        self.relu = nonlinearity == "relu"
 
     def forward(self, xw, hw, state_prev: HState, state: HState, cache: RNNCache) -> None:
         a = np.add(xw, hw, out=state.h)
-        if self.nonlinearity == "tanh":
-            np.tanh(a, out=a)
-        else:
+        if self.relu:
             np.maximum(a, 0.0, out=a)
+        else:
+            np.tanh(a, out=a)
 
     def backward(self, d_state: HState, cache: RNNCache, state_prev: HState, d_xw, d_hw, d_state_prev) -> None:
         # da = dh * tanh'(a) = dh (1 - h^2)  (relu: dh [a > 0]); a = xw + hw: both receive da
-        kernels.rnn_backward(d_state.h, cache.h, d_xw, self.nonlinearity == "relu")
+        kernels.rnn_backward(d_state.h, cache.h, d_xw, self.relu)
 
 
 # ----------------------------------------------------------------------------- LSTM
@@ -112,6 +115,8 @@ class LSTMCell:
 
     n_gates = 4
     gate_names = ("i", "f", "g", "o")
+    sigmoid_gates = ("i", "f", "o")
+    forget_gate = 1  # block index of f (init sets its bias)
     State = LSTMState
     Cache = LSTMCache
     dhw_is_dxw = True  # a = xw + hw, so d_hw == d_xw
@@ -150,6 +155,8 @@ class GRUCell:
 
     n_gates = 3
     gate_names = ("r", "z", "n")
+    sigmoid_gates = ("r", "z")
+    forget_gate = 1  # z keeps h_prev, the GRU's forget-like gate (init sets its bias)
     State = HState
     Cache = GRUCache
     dhw_is_dxw = False  # n = tanh(xn + r * hn): d_hn != d_xn
@@ -169,5 +176,3 @@ class GRUCell:
         # direct dh_prev = dh z   (see kernels.gru_backward)
         kernels.gru_backward(d_state.h, cache.gates, cache.hn, state_prev.h, d_xw, d_hw, d_state_prev.h)
 
-
-CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}

@@ -102,7 +102,7 @@ class Recurrent(Module):
 
     def _init_params(self, rng: np.random.Generator) -> None:
         H, G, D = self.hidden_size, self.cell.n_gates, self.num_directions
-        forget = {"LSTMCell": 1, "GRUCell": 1}.get(type(self.cell).__name__)  # gate block index
+        forget = self.cell.forget_gate  # gate block index, or None
         if self.forget_bias is not None and forget is None:
             raise ValueError(f"forget_bias: {type(self).__name__} has no forget gate")
         for layer in range(self.num_layers):
@@ -133,10 +133,6 @@ class Recurrent(Module):
                     self._grads[n + s] = np.zeros_like(self._params[n + s])
 
     # ------------------------------------------------------------------ state format
-    @property
-    def state_shape(self) -> tuple:
-        return (self.num_layers * self.num_directions, None, self.hidden_size)
-
     def _is_lstm(self) -> bool:
         return self.cell.State is LSTMState
 
@@ -165,7 +161,11 @@ class Recurrent(Module):
             for k, s in enumerate(states):
                 a[k] = s[f]
             stacked.append(a)
-        return LSTMState(*stacked) if self._is_lstm() else stacked[0]
+        return self._public_state(stacked)
+
+    def _public_state(self, fields):
+        """(L*D, B, H) array per state field -> the public state: h, or LSTMState(h, c)."""
+        return LSTMState(*fields) if self._is_lstm() else fields[0]
 
     # ------------------------------------------------------------------ forward / backward
     def forward(self, x, state=None, lengths=None):
@@ -188,7 +188,8 @@ class Recurrent(Module):
             outs = []
             for d in range(D):
                 work = self._workspace[layer * D + d]  # this layer's last tape is dropped: reuse its buffers
-                xw, W_hh, b_hh = self._project(layer_in, layer, d, work)  # (T, B, G*H): all steps in one GEMM
+                W_ih, W_hh, b_ih, b_hh = self._weights(layer, d)
+                xw, b_hh = self._project(layer_in, W_ih, b_ih, b_hh, work)  # (T, B, G*H): all steps in one GEMM
                 out, final, tape = scan_forward(
                     self.cell, xw, W_hh, b_hh, states0[layer * D + d], mask, reverse=d == 1, workspace=work
                 )
@@ -204,27 +205,20 @@ class Recurrent(Module):
         out = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
         return out, self._join_state(finals)
 
-    def _project(self, layer_in, layer: int, d: int, workspace=None):
+    def _project(self, layer_in, W_ih, b_ih, b_hh, workspace=None):
         """xw = layer_in @ W_ih.T + b_ih for all (t, b) rows in one GEMM: (T, B, I) -> (T, B, G*H).
 
-        For cells with a = xw + hw (``dhw_is_dxw``) b_hh is added here too, once for all
-        steps, and the b_hh returned for the loop is None.  Returns (xw, W_hh, b_hh).
-        With a ``workspace`` (see :func:`scan.reuse_empty`) xw is written into a buffer kept there.
+        Returns (xw, the b_hh left for the loop: see :meth:`_add_input_biases`).  With a
+        ``workspace`` (see :func:`scan.reuse_empty`) xw is written into a buffer kept there.
         """
         T, B, I = layer_in.shape
-        weights = self._weights(layer, d)
-        out = reuse_empty(workspace, "xw", (T * B, weights[0].shape[0]), self.dtype)
-        xw, W_hh, b_hh = self._project_rows(layer_in.reshape(T * B, I), weights, out)
-        return xw.reshape(T, B, -1), W_hh, b_hh
-
-    def _project_rows(self, rows, weights, out=None):
-        """:meth:`_project` on (R, I) rows (R = T*B, or B for one step) -> (R, G*H) (into ``out``)."""
-        W_ih, W_hh, b_ih, b_hh = weights
-        xw = np.dot(rows, W_ih.T, out=out)
-        return xw, W_hh, self._add_input_biases(xw, b_ih, b_hh)
+        out = reuse_empty(workspace, "xw", (T * B, W_ih.shape[0]), self.dtype)
+        xw = np.dot(layer_in.reshape(T * B, I), W_ih.T, out=out)
+        return xw.reshape(T, B, -1), self._add_input_biases(xw, b_ih, b_hh)
 
     def _add_input_biases(self, xw, b_ih, b_hh):
-        """xw += b_ih, and += b_hh too for cells with a = xw + hw; returns the b_hh left for the loop."""
+        """xw += b_ih, and += b_hh too for cells with a = xw + hw (``dhw_is_dxw``: once for all
+        steps instead of at every step); returns the b_hh left for the loop (None then)."""
         if b_ih is None:
             return None
         if self.cell.dhw_is_dxw:  # a = xw + hw: b_hh joins xw here, once for all steps
@@ -274,7 +268,7 @@ class Recurrent(Module):
             x2 = layer_in.reshape(T * B, -1)
             d_layer_in = None
             for d in range(D):
-                s = self._suffix(layer, d)
+                n_ih, n_hh, n_bih, n_bhh = self._weight_names[layer * D + d]
                 W_ih, W_hh, b_ih, _ = self._weights(layer, d)
                 tape = tapes[layer * (D + 1) + d]
                 d_dir = d_layer_out if D == 1 else d_layer_out[..., d * H : (d + 1) * H]
@@ -284,11 +278,11 @@ class Recurrent(Module):
                 )
                 # xw = layer_in @ W_ih.T + b_ih for all steps: one GEMM each for dW_ih and d_layer_in
                 d_xw2 = d_xw.reshape(T * B, -1)
-                self._grads["weight_ih" + s] += (x2.T @ d_xw2).T  # dW_ih = d_xw^T x, oriented as dW_hh
-                self._grads["weight_hh" + s] += dW_hh
+                self._grads[n_ih] += (x2.T @ d_xw2).T  # dW_ih = d_xw^T x, oriented as dW_hh
+                self._grads[n_hh] += dW_hh
                 if b_ih is not None:
-                    self._grads["bias_ih" + s] += db_hh if self.cell.dhw_is_dxw else d_xw2.sum(axis=0)
-                    self._grads["bias_hh" + s] += db_hh
+                    self._grads[n_bih] += db_hh if self.cell.dhw_is_dxw else d_xw2.sum(axis=0)
+                    self._grads[n_bhh] += db_hh
                 d_in = np.dot(d_xw2, W_ih).reshape(layer_in.shape)
                 d_layer_in = d_in if d_layer_in is None else d_layer_in + d_in
                 d_states0[layer * D + d] = d_state0
@@ -348,7 +342,7 @@ class Recurrent(Module):
             scan_step(cell, xw, np.empty_like(xw), W_hhT, b_hh, make_state([a[layer] for a in prev]), s_new,
                       step_cache(cell, xw, s_new))  # one step of the loop
             h_in = s_new.h
-        return h_in.copy(), (LSTMState(*new) if self._is_lstm() else new[0])  # y: not a view of the state
+        return h_in.copy(), self._public_state(new)  # y: not a view of the state
 
     def __repr__(self) -> str:
         return (
@@ -371,7 +365,11 @@ class RNN(Recurrent):
                  seed=None, nonlinearity: str = "tanh", **kwargs):
         super().__init__(input_size, hidden_size, num_layers, bidirectional, dtype, seed,
                          nonlinearity=nonlinearity, **kwargs)
-        self.nonlinearity = nonlinearity
+
+    @property
+    def nonlinearity(self) -> str:
+        """"tanh" or "relu" (the cell's)."""
+        return self.cell.nonlinearity
 
 
 class LSTM(Recurrent):

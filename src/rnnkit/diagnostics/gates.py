@@ -27,8 +27,6 @@ from ..layers import Recurrent
 
 LOW, HIGH = 0.1, 0.9
 
-#: sigmoid gates per cell: name -> block index in the cell's gate_names order
-SIGMOID_GATES = {"LSTMCell": {"i": 0, "f": 1, "o": 3}, "GRUCell": {"r": 0, "z": 1}}
 
 
 @dataclass(frozen=True)
@@ -83,11 +81,11 @@ class SaturationCounter:
     """
 
     def __init__(self, layer: Recurrent):
-        cell = type(layer.cell).__name__
-        if cell not in SIGMOID_GATES:
+        cell = layer.cell
+        if not cell.sigmoid_gates:
             raise ValueError(f"layer: gate statistics need an LSTM or GRU, got {type(layer).__name__} "
                              f"(an Elman RNN has no gates)")
-        self.blocks = SIGMOID_GATES[cell]
+        self.blocks = {g: cell.gate_names.index(g) for g in cell.sigmoid_gates}  # name -> block index
         self.H = layer.hidden_size
         self.D = layer.num_directions
         LD, G = layer.num_layers * self.D, len(self.blocks)
