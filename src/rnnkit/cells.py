@@ -7,6 +7,9 @@ pre-activations that the loop computes with BLAS:
     xw = x_t     @ W_ih.T + b_ih      (B, G*H)   input projection, all steps in one GEMM
     hw = h_{t-1} @ W_hh.T + b_hh      (B, G*H)   recurrent projection, one GEMM per step
 
+(for the RNN and LSTM, where a = xw + hw, the layer adds b_hh to xw once for all steps
+and hw has no bias; the GRU keeps b_hh in hw, since r multiplies its n block).
+
 The cell protocol (all arrays (B, .), preallocated by the loop, written in place):
 
 * ``forward(xw, hw, state_prev, state, cache)``: the cell writes the new ``state``

@@ -8,7 +8,7 @@ numba's scalar tanh/exp is not), using sigma(a) = (1 + tanh(a/2)) / 2: the ``*_p
 kernels halve the sigmoid pre-activations, ``np.tanh`` runs over the block, and the next
 kernel finishes sigma = half + half * tanh(a/2).  Halving is exact in binary floating point.
 
-All arrays are 2-D (B, ·), C-contiguous, float32 or float64 (one compiled version per
+The step kernels' arrays are 2-D (B, ·) (the ``_row`` helpers get 1-D rows of them), C-contiguous, float32 or float64 (one compiled version per
 dtype, cached on disk by ``cache=True``).  Gate blocks are PyTorch's: LSTM (i, f, g, o),
 GRU (r, z, n), each H columns wide.  Backward kernels form every derivative from cached
 *outputs*: sigma' = s(1 - s), tanh' = 1 - t^2.  No fastmath: results are IEEE-exact in the

@@ -64,6 +64,9 @@ class ScanTape(NamedTuple):
     cache: list
     mask: np.ndarray | None  # (T, B, 1) bool, True where t < length
     reverse: bool
+    state_at: list  # per-step views, from step_views (made once by the forward, reused by the backward)
+    cache_at: list
+    keep: np.ndarray | None  # ~mask: rows whose state is carried through step t unchanged
 
     def h_prev(self) -> np.ndarray:
         """(T, B, H): h entering each step t."""
@@ -176,9 +179,10 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False, workspa
             prev, new = state_at[t + reverse], state_at[t + 1 - reverse]
             scan_step(cell, xw[t], hw, W_hhT, b_hh, prev, new, cache_at[t])
             if keep is not None:  # padded rows keep their state
+                k_t = keep[t]
                 for n, p in zip(new, prev):
-                    np.copyto(n, p, where=keep[t])
-    tape = ScanTape(states, cache, mask, reverse)
+                    np.copyto(n, p, where=k_t)
+    tape = ScanTape(states, cache, mask, reverse, state_at, cache_at, keep)
     out = tape.h_new() if mask is None else tape.h_new() * mask
     final = State._make(s[0 if reverse else T] for s in states)
     return out, final, tape
@@ -189,10 +193,11 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None, wor
 
     d_out:     (T, B, H) gradient of the loss w.r.t. ``out``
     d_state_T: state tuple of arrays (B, H), gradient w.r.t. the final state
-    record:    optional dict; if given, record["h"][t] = (T, B, H) total dL/dh_t
-               (output path + recurrent path) and, for the LSTM, record["c"][t] =
+    record:    optional dict; if given, record["h"] (T, B, H) holds at [t] the total
+               dL/dh_t (output path + recurrent path) and, for the LSTM, record["c"][t]
                the part of dL/dc_t arriving from step t+1 (via f_{t+1}); the part
-               through h_t = o_t tanh(c_t) is added inside the cell's backward
+               through h_t = o_t tanh(c_t) is added inside the cell's backward; 0 in
+               padded rows
     workspace: optional dict the caller keeps between calls; d_xw (and the GRU's d_hw) are
                written into buffers kept there (:func:`reuse_empty`), so the returned d_xw
                is only valid until the next call with the same workspace
@@ -201,7 +206,7 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None, wor
     T, B, H = d_out.shape
     G = W_hh.shape[0]
     State = cell.State
-    states, cache, mask, reverse = tape
+    mask, reverse, state_at, cache_at, keep = tape.mask, tape.reverse, tape.state_at, tape.cache_at, tape.keep
     d_xw = reuse_empty(workspace, "d_xw", (T, B, G), d_out.dtype)
     d_hw = d_xw if cell.dhw_is_dxw else reuse_empty(workspace, "d_hw", (T, B, G), d_out.dtype)
     # d_state = dL/d(state leaving step t), d_prev = dL/d(state entering it); swapped each step
@@ -210,30 +215,31 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None, wor
     dh_hh = np.empty((B, H), dtype=d_out.dtype) if cell.direct_h else None
     if record is not None:
         record.update({f: np.zeros((T, B, H), dtype=d_out.dtype) for f in State._fields})
-    state_at, cache_at = step_views(cell, states, cache, T)
-    keep = None
     if mask is not None:  # once for all steps: padded outputs were 0, so they pass no gradient
-        d_out, keep = d_out * mask, ~mask
+        d_out = d_out * mask
     with _loop_blas_threads(B, G, H):
         for t in _steps(T, not reverse):
             m = None if mask is None else mask[t]
+            dxw_t = d_xw[t]
+            dhw_t = dxw_t if d_hw is d_xw else d_hw[t]
             np.add(d_state.h, d_out[t], out=d_state.h)  # out_t = h_t (where valid)
             if record is not None:
                 for f, v in zip(State._fields, d_state):
                     record[f][t] = v if m is None else v * m
-            cell.backward(d_state, cache_at[t], state_at[t + reverse], d_xw[t], d_hw[t], d_prev)
+            cell.backward(d_state, cache_at[t], state_at[t + reverse], dxw_t, dhw_t, d_prev)
             if m is not None:  # padded rows: no gradient into this step's pre-activations
-                d_xw[t] *= m
-                if d_hw is not d_xw:
-                    d_hw[t] *= m
+                dxw_t *= m
+                if dhw_t is not dxw_t:
+                    dhw_t *= m
             if dh_hh is None:
-                np.dot(d_hw[t], W_hh, out=d_prev.h)  # hw = h_prev @ W_hh.T
+                np.dot(dhw_t, W_hh, out=d_prev.h)  # hw = h_prev @ W_hh.T
             else:  # the cell wrote its direct part of dh_prev; add the part through W_hh
-                np.dot(d_hw[t], W_hh, out=dh_hh)
+                np.dot(dhw_t, W_hh, out=dh_hh)
                 np.add(d_prev.h, dh_hh, out=d_prev.h)
             if keep is not None:  # padded rows: the state was copied, so is its gradient
+                k_t = keep[t]
                 for p, s in zip(d_prev, d_state):
-                    np.copyto(p, s, where=keep[t])
+                    np.copyto(p, s, where=k_t)
             d_state, d_prev = d_prev, d_state
     # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps
     # (written as (h_prev^T d_hw)^T: OpenBLAS runs this orientation up to 2x faster)

@@ -18,14 +18,18 @@ def _torch():
     return torch
 
 
+def _torch_classes(torch) -> dict:
+    """rnnkit layer class -> the torch.nn class with the same equations and parameter layout."""
+    return {LSTM: torch.nn.LSTM, GRU: torch.nn.GRU, RNN: torch.nn.RNN}
+
+
 def from_torch(module, dtype=None) -> Recurrent:
     """Build an rnnkit layer equal to a ``torch.nn.RNN``, ``LSTM`` or ``GRU``.
 
     ``dtype`` defaults to the module's floating dtype (float32 or float64).
     """
     torch = _torch()
-    kinds = {torch.nn.LSTM: LSTM, torch.nn.GRU: GRU, torch.nn.RNN: RNN}
-    cls = kinds.get(type(module))
+    cls = {t: k for k, t in _torch_classes(torch).items()}.get(type(module))
     if cls is None:
         raise TypeError(f"from_torch: expected torch.nn.RNN, LSTM or GRU, got {type(module).__name__}")
     if getattr(module, "proj_size", 0):
@@ -48,7 +52,7 @@ def from_torch(module, dtype=None) -> Recurrent:
 def to_torch(layer: Recurrent):
     """Build a ``torch.nn`` module with the same weights as an rnnkit layer."""
     torch = _torch()
-    cls = {LSTM: torch.nn.LSTM, GRU: torch.nn.GRU, RNN: torch.nn.RNN}.get(type(layer))
+    cls = _torch_classes(torch).get(type(layer))
     if cls is None:
         raise TypeError(f"to_torch: expected rnnkit.RNN, LSTM or GRU, got {type(layer).__name__}")
     kwargs = dict(
@@ -59,7 +63,8 @@ def to_torch(layer: Recurrent):
     if cls is torch.nn.RNN:
         kwargs["nonlinearity"] = layer.nonlinearity
     module = cls(layer.input_size, layer.hidden_size, **kwargs)
+    params = layer.params  # a fresh dict per access: take it once
     with torch.no_grad():
         for name, p in module.named_parameters():
-            p.copy_(torch.from_numpy(np.ascontiguousarray(layer.params[name])))
+            p.copy_(torch.from_numpy(np.ascontiguousarray(params[name])))
     return module
