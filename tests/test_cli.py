@@ -128,3 +128,32 @@ def test_demo_small(tmp_path, capsys, monkeypatch):
 def test_python_m_rnnkit_help():
     r = subprocess.run([sys.executable, "-m", "rnnkit", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "train" in r.stdout and "demo" in r.stdout
+
+
+def test_demo_never_removes_files_it_did_not_write(tmp_path, capsys, monkeypatch):
+    # a run directory with metrics.jsonl and a user's file: refused, everything still there
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"event": "start", "step": 0}\n')
+    (run / "notes.txt").write_text("mine")
+    args = ["demo", "--time-limit", "1", "--max-chars", "30000", "--hidden", "8", "--quiet"]
+    _one_line_error(capsys, main([*args, "--out", str(run)]), r"demo --out .*run: not an earlier demo's directory "
+                    r"\(holds 'notes.txt'\)")
+    assert sorted(os.listdir(run)) == ["metrics.jsonl", "notes.txt"] and (run / "notes.txt").read_text() == "mine"
+    # the current directory, or a training run's directory (same file names, no demo marker): refused too
+    (run / "notes.txt").unlink()
+    (run / "last.safetensors").write_bytes(b"x")
+    _one_line_error(capsys, main([*args, "--out", str(run)]), "not an earlier demo's directory")
+    assert sorted(os.listdir(run)) == ["last.safetensors", "metrics.jsonl"]
+    monkeypatch.chdir(run)
+    _one_line_error(capsys, main([*args, "--out", "."]), r"demo --out \.: not an earlier demo's directory")
+    assert sorted(os.listdir(run)) == ["last.safetensors", "metrics.jsonl"]
+    # a demo's own directory is reused: its files are replaced, a file added later blocks the reuse
+    demo = tmp_path / "demo"
+    assert main([*args, "--out", str(demo)]) == 0
+    assert {"last.safetensors", "metrics.jsonl", ".rnnkit-demo"} <= set(os.listdir(demo))
+    assert main([*args, "--out", str(demo)]) == 0
+    capsys.readouterr()
+    (demo / "keep.txt").write_text("mine")
+    _one_line_error(capsys, main([*args, "--out", str(demo)]), r"holds 'keep.txt'")
+    assert (demo / "keep.txt").read_text() == "mine" and (demo / "last.safetensors").exists()

@@ -416,16 +416,49 @@ def eval_checkpoint(path, meta, args) -> int:
     return 0
 
 
+#: marks a directory written by ``rnnkit demo`` (the next demo may replace its files)
+DEMO_MARKER = ".rnnkit-demo"
+#: every file ``rnnkit demo`` writes into --out
+DEMO_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "loss.png", DEMO_MARKER)
+
+
+def _is_demo_file(out: str, name: str) -> bool:
+    """One of the demo's files, or a temporary file left by an interrupted write of one."""
+    own = name in DEMO_FILES or name == "loss.png.tmp.png" or (
+        name.endswith(".tmp") and any(name.startswith(f + ".") for f in DEMO_FILES))
+    path = os.path.join(out, name)
+    return own and (os.path.isfile(path) or os.path.islink(path))
+
+
+def _prepare_demo_dir(out: str) -> None:
+    """Make ``out`` ready for a fresh demo: a new or empty directory, or one an earlier demo wrote,
+    whose files (:data:`DEMO_FILES`) are removed.  Never removes a directory or a file the demo does
+    not write: a directory holding anything else, or files not marked as the demo's, is refused."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"demo --out {out}: exists and is not a directory")
+    names = sorted(os.listdir(out)) if os.path.isdir(out) else []
+    if names:
+        other = [n for n in names if not _is_demo_file(out, n)]
+        if other or DEMO_MARKER not in names:
+            shown = ", ".join(repr(n) for n in (other or names)[:3]) + (", ..." if len(other or names) > 3 else "")
+            raise UserError(f"demo --out {out}: not an earlier demo's directory (holds {shown}); the demo replaces "
+                            f"its own files on every run and touches nothing else, so choose a new or empty --out")
+        for n in names:
+            os.remove(os.path.join(out, n))
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, DEMO_MARKER), "w", encoding="utf-8") as f:
+        f.write("written by rnnkit demo; the next rnnkit demo with this --out replaces the files listed here:\n"
+                + "\n".join(DEMO_FILES) + "\n")
+
+
 def _demo(args) -> int:
     import os
-    import shutil
     import time
 
     from ..train import Trainer, TrainConfig
 
     out = args.out
-    if os.path.isdir(out) and os.path.exists(os.path.join(out, "metrics.jsonl")):
-        shutil.rmtree(out)  # the demo always starts fresh in its own directory
+    _prepare_demo_dir(out)  # the demo starts fresh: its own earlier files go, nothing else is touched
     print(f"rnnkit demo: a character-level LSTM learns to write Python, {args.time_limit:.0f} s on this CPU.")
     lm = CharLM(CharLMConfig(cell="lstm", layers=1, hidden=args.hidden, emb=32, batch=32, bptt=64, seed=args.seed),
                 max_chars=args.max_chars)
