@@ -176,3 +176,17 @@ def test_train_config_validation():
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="steps: expected an integer >= 0, got -1"):
         TrainConfig(steps=-1)
+
+
+def test_nesterov_without_momentum_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"--nesterov .*needs --momentum > 0"):
+        TrainConfig(optimizer="sgd", nesterov=True)
+    TrainConfig(optimizer="sgd", nesterov=True, momentum=0.9)
+    from rnnkit.cli import main
+
+    for task in (["charlm", "--max-chars", "20000"], ["forecast"]):
+        rc = main(["train", *task, "--optimizer", "sgd", "--nesterov", "--steps", "1", "--no-progress",
+                   "--out", str(tmp_path / task[0])])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("rnnkit: error: nesterov: --nesterov") and "--momentum" in err, err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / task[0]).exists()

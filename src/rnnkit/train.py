@@ -114,6 +114,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name}: expected a finite number >= 0, got {v!r}")
+        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov: --nesterov (Nesterov momentum) needs --momentum > 0, got momentum 0")
         self.make_schedule()  # validates the schedule fields
 
     def make_schedule(self) -> Schedule:
