@@ -157,3 +157,23 @@ def test_demo_never_removes_files_it_did_not_write(tmp_path, capsys, monkeypatch
     (demo / "keep.txt").write_text("mine")
     _one_line_error(capsys, main([*args, "--out", str(demo)]), r"holds 'keep.txt'")
     assert (demo / "keep.txt").read_text() == "mine" and (demo / "last.safetensors").exists()
+
+
+@pytest.mark.parametrize("task", [["charlm", "--max-chars", "20000"], ["forecast"], ["adding"], ["copy"]])
+def test_negative_seed_is_a_clear_error(task, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["train", *task, "--seed", "-1", "--no-progress", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and "argument --seed: expected an integer >= 0, got '-1'" in err, err
+    assert not out.exists()
+
+
+def test_negative_seed_rejected_by_the_configs():
+    from rnnkit.tasks.charlm import CharLMConfig
+    from rnnkit.tasks.forecast import ForecastConfig
+    from rnnkit.tasks.longlag import AddingConfig, CopyConfig
+    from rnnkit.train import TrainConfig
+
+    for cls in (CharLMConfig, ForecastConfig, AddingConfig, CopyConfig, TrainConfig):
+        with pytest.raises(ValueError, match=r"seed: expected an integer >= 0, got -1"):
+            cls(seed=-1)

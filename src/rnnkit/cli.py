@@ -75,7 +75,7 @@ def add_train_args(p: argparse.ArgumentParser, defaults=None) -> None:
     g.add_argument("--checkpoint-every", dest="checkpoint_every", type=_nonneg_int,
                    help="also checkpoint every N steps (default: at every evaluation)")
     g.add_argument("--patience", type=_nonneg_int, help="early stopping after N evaluations without a new best")
-    g.add_argument("--seed", type=int, help=f"seed for initialisation and batches (default {d.seed})")
+    g.add_argument("--seed", type=_nonneg_int, help=f"seed for initialisation and batches (default {d.seed})")
     g.add_argument("--time-limit", dest="time_limit", type=_nonneg_float,
                    help="stop (and checkpoint) after this many seconds of training")
     g.add_argument("--blas-threads", dest="blas_threads", type=_nonneg_int,

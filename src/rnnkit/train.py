@@ -104,7 +104,8 @@ class TrainConfig:
     blas_threads: int = 1
 
     def __post_init__(self):
-        for name in ("steps", "eval_every", "checkpoint_every", "patience", "log_every", "warmup", "blas_threads"):
+        for name in ("steps", "eval_every", "checkpoint_every", "patience", "log_every", "warmup", "blas_threads",
+                     "seed"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"{name}: expected an integer >= 0, got {v!r}")

@@ -63,6 +63,8 @@ class CharLMConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed: expected an integer >= 0, got {self.seed!r}")
 
 
 class CharLMModel(Module):
@@ -507,7 +509,7 @@ def _demo(args) -> int:
 
 def register_cli(root, train_sub) -> None:
     """Add ``train charlm``, ``sample`` and ``demo`` (see rnnkit.cli)."""
-    from ..cli import add_train_args, nonneg_float, positive_int
+    from ..cli import add_train_args, nonneg_float, nonneg_int, positive_int
     from ..train import TrainConfig
 
     d = CharLMConfig()
@@ -532,7 +534,7 @@ def register_cli(root, train_sub) -> None:
     s.add_argument("--prime", default="", help="text to start from (default: a newline)")
     s.add_argument("--temperature", type=float, default=1.0, help="softmax temperature > 0 (default 1.0)")
     s.add_argument("--length", type=int, default=500, help="characters to generate (default 500)")
-    s.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
+    s.add_argument("--seed", type=nonneg_int, default=None, help="sampling seed (default: random)")
     s.set_defaults(func=_sample)
 
     m = root.add_parser("demo", help="train a small char-LM on Python's own source for ~2 minutes",
@@ -544,6 +546,6 @@ def register_cli(root, train_sub) -> None:
     m.add_argument("--lr", type=nonneg_float, default=4e-3, help="Adam learning rate (default 4e-3)")
     m.add_argument("--max-chars", dest="max_chars", type=positive_int, default=1_000_000,
                    help="corpus size in characters (default 1000000)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=nonneg_int, default=0, help="seed of weights, batches and samples (default 0)")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=_demo)

@@ -65,6 +65,8 @@ class ForecastConfig:
     def __post_init__(self):
         for name in ("window", "horizon", "hidden", "layers", "batch", "series_length"):
             _pos_int(name, getattr(self, name))
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed: expected an integer >= 0, got {self.seed!r}")
         check_cell(self.cell)
 
 

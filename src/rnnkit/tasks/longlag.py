@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..cells import sigmoid
+from ..cli import nonneg_int
 from ..errors import CheckpointError
 from ..losses import mse, softmax_cross_entropy
 from ..data.longlag import (
@@ -66,6 +67,8 @@ class LongLagConfig:
     def __post_init__(self):
         for name in ("T", "hidden", "layers", "batch", "max_sequences", "eval_every"):
             _check_positive_int(name, getattr(self, name))
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed: expected an integer >= 0, got {self.seed!r}")
         check_cell(self.cell)
         if not self.lr > 0:
             raise ValueError(f"lr: expected a positive number, got {self.lr!r}")
@@ -312,7 +315,7 @@ _CLI_FIELDS = (  # (flag, config field, type, help)
     ("--clip", "clip", float, "gradient-norm clipping threshold"),
     ("--max-sequences", "max_sequences", int, "stop after this many training sequences if not solved"),
     ("--eval-every", "eval_every", int, "evaluate on the val set every N training sequences"),
-    ("--seed", "seed", int, "seed of weights, data and evaluation sets"),
+    ("--seed", "seed", nonneg_int, "seed of weights, data and evaluation sets"),
 )
 
 
