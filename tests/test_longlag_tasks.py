@@ -1,5 +1,6 @@
 """Long-lag generators (adding problem, copy task) and their task classes."""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -240,3 +241,21 @@ def test_cli_train_adding_copy_resume_eval(tmp_path, capsys):
     assert "memoryless baseline 0.9041" in capsys.readouterr().out  # 10 ln 8 / 23
     assert main(["train", "adding", "--T", "5", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
     assert "T: expected an integer >= 11 for the adding problem, got 5" in capsys.readouterr().err
+
+
+def test_non_finite_lr_and_clip_are_clear_errors(tmp_path, capsys):
+    for name in ("lr", "clip"):
+        for bad in (math.inf, math.nan, 0.0, -1.0):
+            with pytest.raises(ValueError, match=rf"{name}: expected a finite number > 0, got {bad!r}"):
+                AddingConfig(**{name: bad})
+            with pytest.raises(ValueError, match=rf"{name}: expected a finite number > 0"):
+                CopyConfig(**{name: bad})
+    from rnnkit.cli import main
+
+    for task in ("adding", "copy"):
+        for flag, bad in (("--lr", "inf"), ("--clip", "inf"), ("--lr", "nan"), ("--clip", "0")):
+            rc = main(["train", task, flag, bad, "--no-progress", "--out", str(tmp_path / task)])
+            err = capsys.readouterr().err
+            assert rc == 2 and "Traceback" not in err, err
+            assert f"argument {flag}: expected a finite number > 0, got '{bad}'" in err, err
+    assert not os.listdir(tmp_path)

@@ -52,7 +52,11 @@ def _nonneg_float(s: str) -> float:
     return _number(s, float, lambda v: 0 <= v < float("inf"), "a number >= 0", "a finite number >= 0")
 
 
-positive_int, nonneg_int, nonneg_float = _positive_int, _nonneg_int, _nonneg_float
+def _positive_float(s: str) -> float:
+    return _number(s, float, lambda v: 0 < v < float("inf"), "a number > 0", "a finite number > 0")
+
+
+positive_int, nonneg_int, nonneg_float, positive_float = _positive_int, _nonneg_int, _nonneg_float, _positive_float
 
 
 def add_train_args(p: argparse.ArgumentParser, defaults=None) -> None:

@@ -23,6 +23,7 @@ MSE plateau 1/24 at T=100), Adam, gradient-norm clipping at 1.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..cells import sigmoid
-from ..cli import nonneg_int
+from ..cli import nonneg_int, positive_float, positive_int
 from ..errors import CheckpointError
 from ..losses import mse, softmax_cross_entropy
 from ..data.longlag import (
@@ -70,10 +71,10 @@ class LongLagConfig:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"seed: expected an integer >= 0, got {self.seed!r}")
         check_cell(self.cell)
-        if not self.lr > 0:
-            raise ValueError(f"lr: expected a positive number, got {self.lr!r}")
-        if not self.clip > 0:
-            raise ValueError(f"clip: expected a positive number, got {self.clip!r}")
+        for name in ("lr", "clip"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name}: expected a finite number > 0, got {v!r}")
 
     @property
     def steps(self) -> int:
@@ -305,16 +306,16 @@ def _forget_bias(text: str):
 
 
 _CLI_FIELDS = (  # (flag, config field, type, help)
-    ("--T", "T", int, "minimal sequence length (adding: T..T+T/10) / delay (copy)"),
+    ("--T", "T", positive_int, "minimal sequence length (adding: T..T+T/10) / delay (copy)"),
     ("--cell", "cell", str, "recurrent cell: lstm, gru or rnn"),
-    ("--hidden", "hidden", int, "hidden units"),
-    ("--layers", "layers", int, "stacked recurrent layers"),
-    ("--batch", "batch", int, "sequences per optimizer step"),
-    ("--lr", "lr", float, "Adam learning rate"),
+    ("--hidden", "hidden", positive_int, "hidden units"),
+    ("--layers", "layers", positive_int, "stacked recurrent layers"),
+    ("--batch", "batch", positive_int, "sequences per optimizer step"),
+    ("--lr", "lr", positive_float, "Adam learning rate"),
     ("--forget-bias", "forget_bias", _forget_bias, "LSTM forget-gate / GRU update-gate bias ('none': init default)"),
-    ("--clip", "clip", float, "gradient-norm clipping threshold"),
-    ("--max-sequences", "max_sequences", int, "stop after this many training sequences if not solved"),
-    ("--eval-every", "eval_every", int, "evaluate on the val set every N training sequences"),
+    ("--clip", "clip", positive_float, "gradient-norm clipping threshold"),
+    ("--max-sequences", "max_sequences", positive_int, "stop after this many training sequences if not solved"),
+    ("--eval-every", "eval_every", positive_int, "evaluate on the val set every N training sequences"),
     ("--seed", "seed", nonneg_int, "seed of weights, data and evaluation sets"),
 )
 
