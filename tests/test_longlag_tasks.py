@@ -259,3 +259,20 @@ def test_non_finite_lr_and_clip_are_clear_errors(tmp_path, capsys):
             assert rc == 2 and "Traceback" not in err, err
             assert f"argument {flag}: expected a finite number > 0, got '{bad}'" in err, err
     assert not os.listdir(tmp_path)
+
+
+def test_non_finite_forget_bias_is_a_clear_error(tmp_path, capsys):
+    for bad in (math.nan, math.inf, -math.inf):
+        for cls in (AddingConfig, CopyConfig):
+            with pytest.raises(ValueError, match=rf"forget_bias: expected a finite number or None, got {bad!r}"):
+                cls(forget_bias=bad)
+    assert AddingConfig(forget_bias=None).forget_bias is None and CopyConfig(forget_bias=-2).forget_bias == -2
+    from rnnkit.cli import main
+
+    for task in ("adding", "copy"):
+        for bad in ("nan", "inf", "x"):
+            rc = main(["train", task, "--forget-bias", bad, "--no-progress", "--out", str(tmp_path / task)])
+            err = capsys.readouterr().err
+            assert rc == 2 and "Traceback" not in err, err
+            assert f"argument --forget-bias: expected a finite number or 'none', got '{bad}'" in err, err
+    assert not os.listdir(tmp_path)

@@ -75,6 +75,9 @@ class LongLagConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name}: expected a finite number > 0, got {v!r}")
+        fb = self.forget_bias
+        if fb is not None and (not isinstance(fb, (int, float)) or isinstance(fb, bool) or not math.isfinite(fb)):
+            raise ValueError(f"forget_bias: expected a finite number or None, got {fb!r}")
 
     @property
     def steps(self) -> int:
@@ -296,13 +299,17 @@ class CopyTask(_LongLagTask):
 
 # ----------------------------------------------------------------------------- command line
 def _forget_bias(text: str):
+    import argparse
+
     if text.lower() == "none":
         return None
     try:
-        return float(text)
+        v = float(text)
     except ValueError:
-        import argparse
-        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+        v = math.nan
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number or 'none', got {text!r}")
+    return v
 
 
 _CLI_FIELDS = (  # (flag, config field, type, help)
