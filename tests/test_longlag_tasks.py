@@ -276,3 +276,25 @@ def test_non_finite_forget_bias_is_a_clear_error(tmp_path, capsys):
             assert rc == 2 and "Traceback" not in err, err
             assert f"argument --forget-bias: expected a finite number or 'none', got '{bad}'" in err, err
     assert not os.listdir(tmp_path)
+
+
+def test_solved_run_ends_like_any_run(tmp_path):
+    # a solved run stops through Trainer.fit's on_eval rule: its closing code runs (stop event, last checkpoint)
+    import json
+
+    from rnnkit.io.checkpoint import load_checkpoint
+    import rnnkit.tasks.longlag as longlag
+
+    class AlwaysSolved(AddingTask):
+        def solved(self, metrics):
+            return True
+
+    res = AlwaysSolved(AddingConfig(T=11, hidden=4, batch=10, max_sequences=10_000, eval_every=100)).fit(
+        out_dir=tmp_path, progress=False)
+    assert res.stop_reason == "solved" and res.solved and res.sequences == 100 and res.steps == 10
+    recs = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert recs[-1]["event"] == "stop" and recs[-1]["step"] == 10 and recs[-1]["reason"] == "on_eval"
+    assert recs[-2]["step"] == 10 and "val_loss" in recs[-2]
+    assert load_checkpoint(tmp_path / "last.safetensors")[1]["train"]["step"] == 10
+    assert res.checkpoint == str(tmp_path / "last.safetensors")
+    assert not hasattr(longlag, "_Solved")

@@ -121,10 +121,6 @@ class LongLagResult:
     checkpoint: str | None = None
 
 
-class _Solved(Exception):
-    """Raised from the evaluation hook to end Trainer.fit once the task is solved."""
-
-
 class _LongLagTask:
     count_unit = "seqs"
     kind: str
@@ -172,15 +168,12 @@ class _LongLagTask:
             metrics = {k[len("val_"):]: v for k, v in rec.items() if k.startswith("val_")}
             if on_eval is not None:
                 on_eval(tr.step * batch, metrics)
-            if self.solved(metrics):
-                raise _Solved
+            return self.solved(metrics)  # True ends Trainer.fit (after this evaluation's checkpoint)
 
         t0 = time.perf_counter()
-        try:
-            reason = trainer.fit(hook).stop_reason
-            reason = "max sequences" if reason == "steps" else reason  # or "interrupted", "time limit"
-        except _Solved:
-            reason = "solved"  # the hook runs after the evaluation's checkpoint was written
+        reason = trainer.fit(hook).stop_reason
+        # "on_eval": the hook found the task solved; "steps": max_sequences; or "interrupted", "time limit"
+        reason = {"on_eval": "solved", "steps": "max sequences"}.get(reason, reason)
         val = self.evaluate("val")
         return LongLagResult(solved=self.solved(val), sequences=trainer.step * batch, steps=trainer.step,
                              seconds=time.perf_counter() - t0, stop_reason=reason, val=val,
