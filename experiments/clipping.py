@@ -20,7 +20,8 @@ lr * max_norm and training continues.
     .venv/bin/python experiments/clipping.py --scale 1.0      # a well-scaled W_hh: both runs train
 
 Writes ``--out-dir`` (default runs/clipping)/clipping.png (loss and gradient norm vs step, both runs),
-clipping.csv (step, run, loss, grad_norm) and prints a summary.
+clipping.csv (run, step, loss, grad_norm), clipping.json (the config and each run's summary)
+and prints the summary.
 """
 from __future__ import annotations
 

@@ -39,6 +39,10 @@ def test_torch_saved_bytes_sees_autograd_saves():
 def test_grid_point_compares_equal_computations(kind):
     r = bench_grid_point(torch, kind, 4, 2, 3, 5, repeats=1)
     assert r["max_abs_diff"] < 1e-5
+    T, B, H = 4, 2, 5  # the cache counted is the documented tape (parameters and x excluded)
+    tape = {"lstm": 2 * (T + 1) * B * H + 4 * T * B * H + T * B * H,
+            "gru": (T + 1) * B * H + 3 * T * B * H + T * B * H, "rnn": (T + 1) * B * H}[kind]
+    assert r["rnnkit_cache_mb"] * 2**20 == 4 * tape
     for k in ("fwd_bwd_ratio", "infer_ratio", "cache_ratio"):
         assert np.isfinite(r[k]) and r[k] > 0
     res = {"machine": {"cpu": "x", "cpu_count": 2, "numpy": "n", "numpy_blas": [], "torch": "t", "torch_threads": 1,
@@ -56,7 +60,7 @@ def test_worker_processes_time_the_same_computations():
         r = bench_grid_point(torch, "lstm", 3, 2, 3, 4, repeats=1, sides=sides)
         assert r["max_abs_diff"] < 1e-5 and r["fwd_bwd_ratio"] > 0 and r["infer_ratio"] > 0
         s = bench_stream(torch, "gru", 4, repeats=1, steps=3, sides=sides)
-        assert s["step_ratio"] > 0
+        assert s["step_ratio"] > 0 and s["max_abs_diff"] < 1e-5
         # the first training step runs in each worker; the harness compares the two losses
         c = bench_charlm(torch, 1, V=7, E=3, H=4, layers=2, B=2, T=5, sides=sides)
         assert abs(c["first_loss_torch"] - c["first_loss_rnnkit"]) < 1e-5
@@ -75,6 +79,7 @@ def test_bench_cli_rejects_bad_flags(capsys):
     assert main(["bench", "--cells", "lstm,foo"]) == 2
     assert "--cells" in capsys.readouterr().err
     assert main(["bench", "--repeats", "0"]) == 2
+    assert "--repeats" in capsys.readouterr().err
     assert main(["bench", "--gap", "-1"]) == 2
     assert "--gap" in capsys.readouterr().err
     assert BenchConfig().torch_threads == 2

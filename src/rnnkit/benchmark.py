@@ -131,9 +131,13 @@ def check_same(torch, kind, tm, layer, x_np) -> float:
         diffs.append(np.abs(p.grad.numpy() - layer.grads[name]).max() / max(1.0, np.abs(p.grad.numpy()).max()))
         p.grad = None
     layer.zero_grad()
-    err = float(max(diffs))
-    if not err < 1e-3:
-        raise RuntimeError(f"bench: rnnkit and torch disagree on {kind} (max difference {err:.3g})")
+    return _require_close(f"rnnkit and torch on {kind}", float(max(diffs)))
+
+
+def _require_close(what: str, err: float, tol: float = 1e-3) -> float:
+    """``err`` if below ``tol`` (float32 agreement); else stop the benchmark: it would time different work."""
+    if not err < tol:
+        raise RuntimeError(f"bench: {what} disagree (max difference {err:.3g})")
     return err
 
 
@@ -144,17 +148,24 @@ def check_same(torch, kind, tm, layer, x_np) -> float:
 # of one library from plain numpy weights and data, so both sides get the same numbers.
 
 
+def _torch_cls(torch, kind):
+    """torch.nn.LSTM/GRU/RNN for a cell name."""
+    from .io.torch_interop import torch_classes
+    from .tasks.readout import CELLS
+
+    return torch_classes(torch)[CELLS[kind]]
+
+
 def _torch_module(torch, kind, I, H, layers, weights):
-    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind]
-    tm = cls(I, H, num_layers=layers)
+    tm = _torch_cls(torch, kind)(I, H, num_layers=layers)
     tm.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
     return tm
 
 
 def _kit_layer(kind, I, H, layers, weights):
-    from . import layers as L
+    from .tasks.readout import CELLS
 
-    layer = {"lstm": L.LSTM, "gru": L.GRU, "rnn": L.RNN}[kind](I, H, layers, seed=0)
+    layer = CELLS[kind](I, H, layers, seed=0)
     layer.load_params(weights)
     return layer
 
@@ -223,10 +234,10 @@ def _charlm_fns(lib, spec, weights, ids, tgt):
         class TorchLM(nn.Module):
             def __init__(self):
                 super().__init__()
-                self.emb, self.lstm, self.head = nn.Embedding(V, E), nn.LSTM(E, H, layers), nn.Linear(H, V)
+                self.emb, self.rnn, self.head = nn.Embedding(V, E), nn.LSTM(E, H, layers), nn.Linear(H, V)
 
             def forward(self, ids, st):
-                h, st = self.lstm(self.emb(ids), st)
+                h, st = self.rnn(self.emb(ids), st)
                 return self.head(h), st
 
         tlm = TorchLM()
@@ -245,27 +256,20 @@ def _charlm_fns(lib, spec, weights, ids, tgt):
             return loss.item()
 
         return {"step": torch_step}
-    from .layers import LSTM
     from .losses import softmax_cross_entropy
-    from .module import Module
-    from .nn import Embedding, Linear
     from .optim import Adam
+    from .tasks.charlm import CharLMConfig, CharLMModel
 
-    class KitLM(Module):
-        def __init__(self):
-            self.emb, self.lstm, self.head = Embedding(V, E, seed=0), LSTM(E, H, layers, seed=0), Linear(H, V, seed=0)
-
-    klm = KitLM()
+    klm = CharLMModel(V, CharLMConfig(cell="lstm", layers=layers, hidden=H, emb=E))  # the char-LM task's model
     klm.load_params(weights)
     kopt = Adam(klm.params, klm.grads, lr=lr)
     carry = [None]
 
     def kit_step():
         klm.zero_grad()
-        h, st = klm.lstm(klm.emb(ids), carry[0])
-        loss, d_logits = softmax_cross_entropy(klm.head(h), tgt)
-        d_x, _ = klm.lstm.backward(klm.head.backward(d_logits))
-        klm.emb.backward(d_x)
+        logits, st = klm(ids, carry[0])
+        loss, d_logits = softmax_cross_entropy(logits, tgt)
+        klm.backward(d_logits)
         kopt.step()
         carry[0] = st
         return loss
@@ -382,12 +386,12 @@ def alternate_sides(sa, sb, name: str, repeats: int, warmup: int = 2, min_time: 
     ``gap`` seconds of rest and one untimed call.  The rest lets the other side's threads go
     to sleep: OpenBLAS's worker threads keep spinning ~50-100 ms after a call, and a block
     started earlier shares the 2 cores with them (measured: PyTorch's LSTM inference at
-    T=100, B=32, H=128 took 5.0 ms with no rest, 2.6 ms with 0.1 s or more, the same as
-    alone; rnnkit's times did not depend on it).  The untimed call wakes the side's own
+    T=100, B=32, H=128 took 5.0 ms with no rest, 2.6 ms with 0.1 s or more; rnnkit's times
+    did not depend on it; docs/performance.md).  The untimed call wakes the side's own
     threads, as they would be in a training loop."""
     sa.run(name, warmup, 0)
     sb.run(name, warmup, 0)
-    ns = [max(1, math.ceil(min_time / max(s.run(name, 1), 1e-7))) for s in (sa, sb)]
+    ns = [max(1, math.ceil(min_time / max(s.run(name, 1), 1e-7))) if min_time > 0 else 1 for s in (sa, sb)]
     ta, tb = [], []
     for _ in range(repeats):
         time.sleep(gap)
@@ -400,8 +404,8 @@ def alternate_sides(sa, sb, name: str, repeats: int, warmup: int = 2, min_time: 
 # ----------------------------------------------------------------------------- sections
 def _torch_weights(torch, kind, I, H, layers=1, seed=0) -> dict:
     torch.manual_seed(seed)
-    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind]
-    return {k: v.detach().numpy().copy() for k, v in cls(I, H, num_layers=layers).state_dict().items()}
+    tm = _torch_cls(torch, kind)(I, H, num_layers=layers)
+    return {k: v.detach().numpy().copy() for k, v in tm.state_dict().items()}
 
 
 def bench_grid_point(torch, kind, T, B, I, H, repeats, seed=0, sides=None, gap=0.0) -> dict:
@@ -441,9 +445,7 @@ def bench_stream(torch, kind, H, repeats, steps=200, seed=0, sides=None, gap=0.0
     for x in xs:
         y, st = layer.step(x, st)
         ys.append(y)
-    err = float(np.abs(ref.numpy()[:, 0] - np.concatenate(ys)).max())
-    if not err < 1e-3:
-        raise RuntimeError(f"bench: rnnkit step and torch disagree on {kind} (max difference {err:.3g})")
+    err = _require_close(f"rnnkit step and torch on {kind}", float(np.abs(ref.numpy()[:, 0] - np.concatenate(ys)).max()))
     ts, ks = sides or (InProcess("torch"), InProcess("rnnkit"))
     for s in (ts, ks):
         s.setup("stream", kind, I, H, weights, xs)
@@ -458,7 +460,7 @@ def bench_charlm(torch, repeats, V=100, E=64, H=128, layers=2, B=32, T=100, lr=2
     torch.manual_seed(seed)
     nn = torch.nn
     init = {f"emb.{k}": v for k, v in nn.Embedding(V, E).state_dict().items()}
-    init.update({f"lstm.{k}": v for k, v in nn.LSTM(E, H, layers).state_dict().items()})
+    init.update({f"rnn.{k}": v for k, v in nn.LSTM(E, H, layers).state_dict().items()})
     init.update({f"head.{k}": v for k, v in nn.Linear(H, V).state_dict().items()})
     weights = {k: v.detach().numpy().copy() for k, v in init.items()}
     rng = np.random.default_rng(seed)
@@ -513,10 +515,10 @@ def to_markdown(res: dict) -> str:
     lines = [f"Machine: {m['cpu']}, {m['cpu_count']} CPUs; numpy {m['numpy']} BLAS: {blas}; "
              f"torch {m['torch']} ({m['torch_threads']} threads); OPENBLAS_CORETYPE={m['OPENBLAS_CORETYPE']}.",
              f"Load average (1/5/15 min) at start {_load(m.get('loadavg_start'))}, at end {_load(m.get('loadavg_end'))} "
-             f"(other jobs share the {m['cpu_count']} CPUs).",
+             f"(other jobs may share the {m['cpu_count']} CPUs).",
              f"Command: `{m['command']}`.  Ratios are rnnkit/PyTorch times (< 1 means rnnkit is faster), "
              "medians of alternating runs; "
-             + ("each library timed in its own worker process." if res.get("config", {}).get("isolate", True)
+             + ("each library timed in its own worker process." if res.get("config", {}).get("isolate", False)
                 else "both libraries timed in one process (--same-process)."), ""]
     if res.get("grid"):
         lines += ["| cell | T | B | I | H | fwd+bwd torch ms | rnnkit ms | ratio | infer torch ms | rnnkit ms | ratio "
@@ -538,7 +540,7 @@ def to_markdown(res: dict) -> str:
         lines += ["| char-LM training step | torch tokens/s | rnnkit tokens/s | rnnkit/torch tokens/s |",
                   "|---|---|---|---|",
                   f"| emb {r['E']}, {r['layers']}x LSTM {r['H']}, V {r['V']}, batch {r['B']}, bptt {r['T']}, "
-                  f"Adam ({r['optimizer']}) | {r['torch_tokens_per_s']:.0f} | {r['rnnkit_tokens_per_s']:.0f} | "
+                  f"{r['optimizer']} | {r['torch_tokens_per_s']:.0f} | {r['rnnkit_tokens_per_s']:.0f} | "
                   f"**{_r(r['tokens_per_s_ratio'])}** |", ""]
     return "\n".join(lines)
 
@@ -551,6 +553,11 @@ def run_speed(cfg: BenchConfig, log=print) -> dict:
     cells = ("lstm",) if cfg.quick else cfg.cells
     res = {"suite": "speed", "config": dataclasses.asdict(cfg), "machine": machine_info(torch),
            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    limit = None
+    if cfg.blas_threads is not None:  # this process too (same-process timing); workers apply it themselves
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(limits=cfg.blas_threads, user_api="blas")
     sides = make_sides(cfg.isolate, cfg.torch_threads, cfg.blas_threads)
     try:
         if "grid" in cfg.sections:
@@ -576,6 +583,8 @@ def run_speed(cfg: BenchConfig, log=print) -> dict:
     finally:
         for s in sides:
             s.close()
+        if limit is not None:
+            limit.restore_original_limits()
     res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     res["machine"]["loadavg_end"] = list(os.getloadavg())
     return res
@@ -602,63 +611,52 @@ def _handler(args) -> int:
         from .diagnostics.longlag_bench import longlag_main
 
         return longlag_main(args)
-    if args.repeats < 1:
-        from .errors import UserError
+    from .errors import UserError
 
-        raise UserError(f"bench: --repeats must be >= 1, got {args.repeats}")
-    cells = tuple(args.cells.split(",")) if args.cells else CELLS
-    bad = [c for c in cells if c not in CELLS]
-    if bad:
-        from .errors import UserError
-
-        raise UserError(f"bench: --cells expects a comma list of {', '.join(CELLS)}, got {bad[0]!r}")
-    sections = tuple(args.sections.split(",")) if args.sections else BenchConfig.sections
-    bad = [s for s in sections if s not in BenchConfig.sections]
-    if bad:
-        from .errors import UserError
-
-        raise UserError(f"bench: --sections expects a comma list of {', '.join(BenchConfig.sections)}, got {bad[0]!r}")
-    for flag, v in (("--torch-threads", args.torch_threads), ("--blas-threads", args.blas_threads)):
-        if v is not None and v < 1:
-            from .errors import UserError
-
-            raise UserError(f"bench: {flag} must be >= 1, got {v}")
-    if not (0 <= args.gap <= 10):
-        from .errors import UserError
-
+    cells = _comma_list(args.cells, CELLS, "--cells")
+    sections = _comma_list(args.sections, BenchConfig.sections, "--sections")
+    if args.gap > 10:
         raise UserError(f"bench: --gap must be between 0 and 10 seconds, got {args.gap}")
     cfg = BenchConfig(quick=args.quick, cells=cells, repeats=args.repeats, torch_threads=args.torch_threads,
                       blas_threads=args.blas_threads, isolate=not args.same_process, gap=args.gap,
                       out_dir=args.out_dir, markdown=args.markdown, seed=args.seed, sections=sections)
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    if cfg.blas_threads is None:
-        res = run_speed(cfg, log=log)
-    else:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=cfg.blas_threads, user_api="blas"):
-            res = run_speed(cfg, log=log)
+    res = run_speed(cfg, log=lambda s: print(s, file=sys.stderr, flush=True))
     path, md = write_results(res, cfg)
     print(md)
     print(f"results: {path}", file=sys.stderr)
     return 0
 
 
+def _comma_list(value, allowed: tuple, flag: str) -> tuple:
+    """``--flag a,b`` -> ("a", "b"), each one of ``allowed`` (None: all of them)."""
+    if value is None:
+        return allowed
+    items = tuple(value.split(","))
+    bad = [v for v in items if v not in allowed]
+    if bad:
+        from .errors import UserError
+
+        raise UserError(f"bench: {flag} expects a comma list of {', '.join(allowed)}, got {bad[0]!r}")
+    return items
+
+
 def add_arguments(p) -> None:
+    from .cli import nonneg_float, positive_int
+
     p.add_argument("suite", nargs="?", default="speed", choices=SUITES,
                    help="speed (default): rnnkit vs PyTorch; longlag: adding/copy tasks vs H&S 1997")
     p.add_argument("--quick", action="store_true", help="LSTM on two grid points, 3 repeats")
     p.add_argument("--cells", default=None, help="comma list of lstm,gru,rnn (default: all)")
     p.add_argument("--sections", default=None, help="comma list of grid,stream,charlm (default: all)")
-    p.add_argument("--repeats", type=int, default=BenchConfig.repeats, help="timed A/B pairs per number")
-    p.add_argument("--torch-threads", type=int, default=BenchConfig.torch_threads,
+    p.add_argument("--repeats", type=positive_int, default=BenchConfig.repeats, help="timed A/B pairs per number")
+    p.add_argument("--torch-threads", type=positive_int, default=BenchConfig.torch_threads,
                    help="torch.set_num_threads (default 2)")
-    p.add_argument("--blas-threads", type=int, default=None,
+    p.add_argument("--blas-threads", type=positive_int, default=None,
                    help="limit numpy's BLAS threads for the whole run (default: BLAS default)")
     p.add_argument("--same-process", action="store_true",
                    help="time both libraries in this process (default: one worker process each; in one "
                         "process each library's idle threads slow the other down; with --gap 0 as rounds 1-2)")
-    p.add_argument("--gap", type=float, default=BenchConfig.gap,
+    p.add_argument("--gap", type=nonneg_float, default=BenchConfig.gap,
                    help="seconds of rest before each timed block (default 0.15; lets the other side's threads sleep)")
     p.add_argument("--out-dir", default=BenchConfig.out_dir, help="where the JSON results go")
     p.add_argument("--markdown", default=None, help="also write the markdown tables to this file")
@@ -681,6 +679,12 @@ def main(argv=None) -> int:
     """Entry point of bench/bench_rnn.py (same flags as ``rnnkit bench``)."""
     import argparse
 
+    from .errors import UserError
+
     p = argparse.ArgumentParser(prog="bench_rnn.py", description=__doc__.split("\n\n")[0])
     add_arguments(p)
-    return _handler(p.parse_args(argv))
+    try:
+        return _handler(p.parse_args(argv))
+    except UserError as e:
+        print(f"bench_rnn.py: error: {e}", file=sys.stderr)
+        return 2

@@ -208,15 +208,13 @@ def charlm_activations(lm, text: str, layer: int, what: str) -> np.ndarray:
 
 def charlm_gate_saturation(lm, text: str):
     """Gate saturation of a char-LM over ``text`` (one sequence)."""
-    from .gates import SaturationCounter
+    from .gates import gate_saturation
 
     ids = lm.vocab.encode(text, "--text")
     rnn = lm.model.rnn
-    counter = SaturationCounter(rnn)
-    rnn.forward(lm.model.emb.params["weight"][ids][:, None, :])
-    counter.add(rnn.gate_activations())
+    sat = gate_saturation(rnn, [(lm.model.emb.params["weight"][ids][:, None, :], None)])
     rnn.release()  # inference only: free the tape and buffers
-    return counter.result()
+    return sat
 
 
 def inspect_main(args) -> int:

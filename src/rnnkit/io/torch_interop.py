@@ -18,7 +18,7 @@ def _torch():
     return torch
 
 
-def _torch_classes(torch) -> dict:
+def torch_classes(torch) -> dict:
     """rnnkit layer class -> the torch.nn class with the same equations and parameter layout."""
     return {LSTM: torch.nn.LSTM, GRU: torch.nn.GRU, RNN: torch.nn.RNN}
 
@@ -29,7 +29,7 @@ def from_torch(module, dtype=None) -> Recurrent:
     ``dtype`` defaults to the module's floating dtype (float32 or float64).
     """
     torch = _torch()
-    cls = {t: k for k, t in _torch_classes(torch).items()}.get(type(module))
+    cls = {t: k for k, t in torch_classes(torch).items()}.get(type(module))
     if cls is None:
         raise TypeError(f"from_torch: expected torch.nn.RNN, LSTM or GRU, got {type(module).__name__}")
     if getattr(module, "proj_size", 0):
@@ -52,7 +52,7 @@ def from_torch(module, dtype=None) -> Recurrent:
 def to_torch(layer: Recurrent):
     """Build a ``torch.nn`` module with the same weights as an rnnkit layer."""
     torch = _torch()
-    cls = _torch_classes(torch).get(type(layer))
+    cls = torch_classes(torch).get(type(layer))
     if cls is None:
         raise TypeError(f"to_torch: expected rnnkit.RNN, LSTM or GRU, got {type(layer).__name__}")
     kwargs = dict(
