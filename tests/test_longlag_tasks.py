@@ -298,3 +298,49 @@ def test_solved_run_ends_like_any_run(tmp_path):
     assert load_checkpoint(tmp_path / "last.safetensors")[1]["train"]["step"] == 10
     assert res.checkpoint == str(tmp_path / "last.safetensors")
     assert not hasattr(longlag, "_Solved")
+
+
+def test_cli_resume_applies_training_flags_and_refuses_model_changes(tmp_path, capsys):
+    from rnnkit.cli import main
+    from rnnkit.io.checkpoint import load_checkpoint
+
+    out = tmp_path / "add"
+    assert main(["train", "adding", "--T", "11", "--hidden", "4", "--batch", "10", "--max-sequences", "100",
+                 "--eval-every", "50", "--out", str(out), "--no-progress"]) == 0
+    ck = str(out / "last.safetensors")
+    capsys.readouterr()
+    for flags, msg in ((["--T", "12"], "--T 12: differs from the checkpoint's 11"),
+                       (["--hidden", "5"], "--hidden 5: differs from the checkpoint's 4"),
+                       (["--batch", "20", "--max-sequences", "300"], "--batch 20: differs from the checkpoint's 10"),
+                       (["--cell", "gru"], "--cell gru: differs from the checkpoint's lstm"),
+                       (["--forget-bias", "none"], "--forget-bias None: differs from the checkpoint's 3.0"),
+                       (["--seed", "1"], "--seed 1: differs from the checkpoint's 0")):
+        rc = main(["train", "adding", "--resume", ck, *flags, "--no-progress"])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.strip() == f"rnnkit: error: {msg}; model settings come from the checkpoint when resuming"
+    assert load_checkpoint(ck)[1]["train"]["step"] == 10
+    # flags equal to the checkpoint's are fine; training flags are applied and recorded
+    assert main(["train", "adding", "--resume", ck, "--T", "11", "--max-sequences", "300", "--lr", "0.005",
+                 "--clip", "2", "--eval-every", "100", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "resuming adding from" in text and "after 300 training sequences (30 steps" in text
+    assert "       200 sequences  val" in text and "       300 sequences  val" in text and " 150 sequences" not in text
+    _, meta = load_checkpoint(ck)
+    assert meta["train"]["step"] == 30
+    assert {k: meta["task"]["config"][k] for k in ("max_sequences", "lr", "clip", "eval_every", "T")} == \
+        {"max_sequences": 300, "lr": 0.005, "clip": 2.0, "eval_every": 100, "T": 11}
+    assert {k: meta["train"]["config"][k] for k in ("steps", "lr", "clip", "eval_every")} == \
+        {"steps": 30, "lr": 0.005, "clip": 2.0, "eval_every": 10}
+    # a resume without flags keeps the (new) settings: nothing left to do
+    assert main(["train", "adding", "--resume", ck, "--no-progress"]) == 0
+    assert "after 300 training sequences (30 steps" in capsys.readouterr().out
+    # copy too
+    cp = tmp_path / "copy"
+    assert main(["train", "copy", "--T", "3", "--hidden", "4", "--batch", "5", "--max-sequences", "10",
+                 "--eval-every", "10", "--out", str(cp), "--no-progress"]) == 0
+    assert main(["train", "copy", "--resume", str(cp / "last.safetensors"), "--max-sequences", "20",
+                 "--no-progress"]) == 0
+    assert load_checkpoint(cp / "last.safetensors")[1]["train"]["step"] == 4
+    capsys.readouterr()
+    rc = main(["train", "copy", "--resume", str(cp / "last.safetensors"), "--T", "4", "--no-progress"])
+    assert rc == 2 and "--T 4: differs from the checkpoint's 3" in capsys.readouterr().err

@@ -13,7 +13,8 @@ Shared helpers for training subcommands: :func:`add_train_args` adds the
 :class:`rnnkit.train.TrainConfig` flags (dest = field name, default None) and
 :func:`train_config_from_args` maps them onto a TrainConfig, keeping the base
 config's value for every flag not given (so ``--resume`` keeps the saved
-settings unless overridden).
+settings unless overridden); :func:`refuse_model_changes` refuses, on ``--resume``,
+a model/data flag whose value differs from the checkpoint's.
 """
 from __future__ import annotations
 
@@ -100,6 +101,17 @@ def train_config_from_args(args, base=None):
         return dataclasses.replace(base, **given)
     except ValueError as e:
         raise UserError(str(e)) from None
+
+
+def refuse_model_changes(config, given: dict) -> None:
+    """On ``--resume`` the model and data settings come from the checkpoint: ``given`` maps the
+    ``config`` fields whose flags were given on the command line to their values; one that differs
+    from the checkpoint's ``config`` is a UserError naming the flag (``--field-name``)."""
+    for name, v in given.items():
+        old = getattr(config, name)
+        if v != old:
+            raise UserError(f"--{name.replace('_', '-')} {v}: differs from the checkpoint's {old}; "
+                            "model settings come from the checkpoint when resuming")
 
 
 def refuse_existing_checkpoint(out: str) -> None:

@@ -319,7 +319,7 @@ def _model_config(args, base: CharLMConfig) -> CharLMConfig:
 def _train(args) -> int:
     import os
 
-    from ..cli import refuse_existing_checkpoint, train_config_from_args
+    from ..cli import refuse_existing_checkpoint, refuse_model_changes, train_config_from_args
     from ..train import Trainer, TrainConfig
 
     if args.resume:
@@ -333,11 +333,8 @@ def _train(args) -> int:
         trainer = Trainer.resume(args.resume, CharLM, config=train_config_from_args(args, saved),
                                  out_dir=args.out or os.path.dirname(os.path.abspath(args.resume)))
         lm = trainer.task
-        for f in dataclasses.fields(CharLMConfig):
-            v = getattr(args, f.name, None)
-            if f.name != "seed" and v is not None and v != getattr(lm.config, f.name):
-                raise UserError(f"--{f.name} {v}: differs from the checkpoint's {getattr(lm.config, f.name)}; "
-                                f"model settings come from the checkpoint when resuming")
+        refuse_model_changes(lm.config, {f.name: getattr(args, f.name) for f in dataclasses.fields(CharLMConfig)
+                                         if f.name != "seed" and getattr(args, f.name, None) is not None})
         if args.text:
             lm.attach_text(load_text(args.text))
         print(f"resuming {args.resume} at step {trainer.step} of {trainer.config.steps}")

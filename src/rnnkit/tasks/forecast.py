@@ -321,18 +321,15 @@ def _source(c: ForecastConfig) -> str:
 
 
 def _train_handler(args) -> int:
-    from ..cli import refuse_existing_checkpoint, train_config_from_args
+    from ..cli import refuse_existing_checkpoint, refuse_model_changes, train_config_from_args
     from ..train import plot_metrics
 
     if args.resume:
         out = args.out or os.path.dirname(os.path.abspath(args.resume))
         trainer = Trainer.resume(args.resume, Forecaster, out_dir=out)
         f = trainer.task
-        for _, name, _ in _MODEL_FLAGS:
-            v = getattr(args, name)
-            if v is not None and v != getattr(f.config, name):
-                raise UserError(f"--{name.replace('_', '-')} {v}: differs from the checkpoint's "
-                                f"{getattr(f.config, name)}; model settings come from the checkpoint when resuming")
+        refuse_model_changes(f.config, {name: getattr(args, name) for _, name, _ in _MODEL_FLAGS
+                                        if getattr(args, name) is not None})
         trainer.config = train_config_from_args(args, trainer.config)
         trainer.schedule = trainer.config.make_schedule()
         f.attach(default_series(f.config), name=_source(f.config))

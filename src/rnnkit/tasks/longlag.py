@@ -147,12 +147,15 @@ class _LongLagTask:
         return self._eval_sets[split]
 
     # --- training
-    def train_config(self, progress: bool = True) -> TrainConfig:
-        """The Trainer settings implied by the task config: Adam, clip, evaluation every eval_every sequences."""
+    def train_fields(self) -> dict:
+        """The TrainConfig fields implied by the task config: Adam, clip, evaluation every eval_every sequences."""
         c = self.config
-        return TrainConfig(steps=c.steps, lr=c.lr, optimizer="adam", clip=c.clip,
-                           eval_every=max(1, c.eval_every // c.batch), seed=c.seed, progress=progress,
-                           log_every=max(1, min(50, c.eval_every // c.batch)))
+        return dict(steps=c.steps, lr=c.lr, optimizer="adam", clip=c.clip, eval_every=max(1, c.eval_every // c.batch),
+                    seed=c.seed, log_every=max(1, min(50, c.eval_every // c.batch)))
+
+    def train_config(self, progress: bool = True) -> TrainConfig:
+        """The Trainer settings implied by the task config (:meth:`train_fields`)."""
+        return TrainConfig(progress=progress, **self.train_fields())
 
     def fit(self, out_dir=None, progress: bool = True, on_eval=None, trainer: Trainer | None = None) -> LongLagResult:
         """Train until solved (checked on the val set at every evaluation) or max_sequences.
@@ -305,7 +308,7 @@ def _forget_bias(text: str):
     return v
 
 
-_CLI_FIELDS = (  # (flag, config field, type, help)
+_CLI_FIELDS = (  # (flag, config field, type, help); model/data fields, then the training ones (_TRAIN_FIELDS)
     ("--T", "T", positive_int, "minimal sequence length (adding: T..T+T/10) / delay (copy)"),
     ("--cell", "cell", str, "recurrent cell: lstm, gru or rnn"),
     ("--hidden", "hidden", positive_int, "hidden units"),
@@ -318,14 +321,19 @@ _CLI_FIELDS = (  # (flag, config field, type, help)
     ("--eval-every", "eval_every", positive_int, "evaluate on the val set every N training sequences"),
     ("--seed", "seed", nonneg_int, "seed of weights, data and evaluation sets"),
 )
+#: fields that only steer training: ``--resume`` applies them; the others must match the checkpoint
+_TRAIN_FIELDS = ("lr", "clip", "max_sequences", "eval_every")
 
 
 def _add_parser(train_subparsers, task_cls, help_text):
+    import argparse
+
     defaults = task_cls.config_class()
     p = train_subparsers.add_parser(task_cls.kind, help=help_text, description=help_text)
     for flag, name, typ, h in _CLI_FIELDS:
         kw = {"choices": ("lstm", "gru", "rnn")} if name == "cell" else {}
-        p.add_argument(flag, dest=name, type=typ, default=getattr(defaults, name),
+        # not given: no attribute (a new run takes the config's default, --resume the checkpoint's value)
+        p.add_argument(flag, dest=name, type=typ, default=argparse.SUPPRESS,
                        help=f"{h} (default {getattr(defaults, name)})", **kw)
     p.add_argument("--out", help=f"directory for checkpoints, metrics.jsonl and loss.png (default runs/{task_cls.kind})")
     p.add_argument("--resume", metavar="CKPT", help="continue a run from its last.safetensors")
@@ -345,18 +353,24 @@ def _describe(task, metrics: dict) -> str:
 def _train_handler(task_cls, args) -> int:
     from tqdm import tqdm
 
-    from ..cli import refuse_existing_checkpoint
+    from ..cli import refuse_existing_checkpoint, refuse_model_changes
     from ..errors import UserError
     from ..train import plot_metrics
 
+    given = {name: getattr(args, name) for _, name, _, _ in _CLI_FIELDS if hasattr(args, name)}
     if args.resume:
         out = args.out or os.path.dirname(os.path.abspath(args.resume))
         trainer = Trainer.resume(args.resume, task_cls, out_dir=out)
         task = trainer.task
-        trainer.config = dataclasses.replace(trainer.config, progress=not args.no_progress)
+        refuse_model_changes(task.config, {k: v for k, v in given.items() if k not in _TRAIN_FIELDS})
+        try:  # the training flags given override the checkpoint's (recorded in the next checkpoint)
+            task.config = dataclasses.replace(task.config, **{k: v for k, v in given.items() if k in _TRAIN_FIELDS})
+            trainer.config = dataclasses.replace(trainer.config, **task.train_fields(), progress=not args.no_progress)
+        except ValueError as e:
+            raise UserError(str(e)) from None
         print(f"resuming {task.kind} from {args.resume} at {trainer.step * task.config.batch:,} sequences")
     else:
-        fields = {name: getattr(args, name) for _, name, _, _ in _CLI_FIELDS}
+        fields = given
         try:
             config = task_cls.config_class(**fields)
         except ValueError as e:
