@@ -151,3 +151,34 @@ def test_cli_bad_input_one_line_exit_2(tmp_path, capsys):
     assert main(["forecast", str(tmp_path / "missing.safetensors"), "--csv", str(p)]) == 2
     assert "Traceback" not in capsys.readouterr().err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_resume_without_a_new_best_keeps_the_best_parameters(tmp_path, capsys, monkeypatch):
+    # after --resume, evaluations that do not beat the checkpoint's best val loss leave the model
+    # (forecast.safetensors) at the best parameters, read back from best.safetensors, not the final ones
+    from rnnkit.cli import main
+    from rnnkit.io.checkpoint import load_checkpoint
+
+    p = _csv(tmp_path / "s.csv", 0, 300)
+    out = tmp_path / "run"
+    assert main(["train", "forecast", "--csv", str(p), "--column", "y", "--horizon", "2", "--window", "8",
+                 "--hidden", "8", "--steps", "40", "--eval-every", "20", "--out", str(out), "--no-progress"]) == 0
+    evaluate = Forecaster.evaluate
+
+    def worse(self, split="val"):  # every later evaluation is worse than the best so far
+        ev = evaluate(self, split)
+        return {**ev, "loss": ev["loss"] + 10.0}
+
+    monkeypatch.setattr(Forecaster, "evaluate", worse)
+    for resume_out in (out, tmp_path / "elsewhere"):  # --out elsewhere: best.safetensors next to the checkpoint
+        capsys.readouterr()
+        assert main(["train", "forecast", "--resume", str(out / "last.safetensors"), "--steps", "60",
+                     "--out", str(resume_out), "--no-progress"]) == 0
+        assert "stopped at step 60" in capsys.readouterr().out
+        best = {k[5:]: v for k, v in load_checkpoint(out / "best.safetensors")[0].items() if k.startswith("task/")}
+        last = {k[5:]: v for k, v in load_checkpoint(resume_out / "last.safetensors")[0].items()
+                if k.startswith("task/")}
+        model = {k[5:]: v for k, v in load_checkpoint(resume_out / "forecast.safetensors")[0].items()}
+        assert load_checkpoint(resume_out / "last.safetensors")[1]["train"]["step"] == 60
+        assert set(model) == set(best) and all(np.array_equal(model[k], best[k]) for k in best)
+        assert not all(np.array_equal(model[k], last[k]) for k in last)

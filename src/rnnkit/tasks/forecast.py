@@ -21,6 +21,7 @@ Three lines::
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 
@@ -208,13 +209,16 @@ class Forecaster:
 
     # ------------------------------------------------------------------ high level
     def fit(self, steps: int = FORECAST_TRAIN.steps, out_dir=None, on_eval=None, trainer: Trainer | None = None,
-            **train_kwargs):
+            best_checkpoint=None, **train_kwargs):
         """Train; keep the parameters with the best val loss.  Returns the Trainer's TrainResult.
 
         Training settings: :data:`FORECAST_TRAIN` with ``steps``, ``seed=config.seed``
         and any other TrainConfig field given as keyword (``lr=``, ``progress=False``...).
         ``on_eval(step, metrics)`` after every evaluation.  ``trainer`` (from
-        ``Trainer.resume``) continues a saved run instead.
+        ``Trainer.resume``) continues a saved run instead; when no evaluation of this call
+        beats the run's best val loss so far, the best parameters are read back from the
+        trainer's ``best.safetensors`` (or ``best_checkpoint``, e.g. the one next to the
+        resumed checkpoint), provided it records that best val loss.
         """
         self._require_data()
         if trainer is None:
@@ -228,7 +232,7 @@ class Forecaster:
 
         def hook(tr, rec):
             metrics = {k[len("val_"):]: v for k, v in rec.items() if k.startswith("val_")}
-            if metrics["loss"] <= best["loss"]:
+            if metrics["loss"] < best["loss"]:  # the Trainer's rule for a new best (and best.safetensors)
                 best.update(loss=metrics["loss"], params=self.state_arrays())
             if on_eval is not None:
                 on_eval(tr.step, metrics)
@@ -236,7 +240,25 @@ class Forecaster:
         result = trainer.fit(hook)
         if best["params"] is not None:
             self.model.load_params(best["params"])
+        elif math.isfinite(trainer.best_val):  # the best is from before this call (e.g. --resume)
+            self._load_best(trainer.best_val, trainer.best_path, best_checkpoint)
         return result
+
+    def _load_best(self, best_val: float, *paths) -> bool:
+        """Load the parameters of the first checkpoint in ``paths`` whose training state records
+        ``best_val`` as its best val loss (a best.safetensors written at that evaluation)."""
+        from ..io.checkpoint import load_checkpoint
+        from ..train import _unprefix
+
+        for p in paths:
+            if p is None or not os.path.exists(p):
+                continue
+            arrays, meta = load_checkpoint(p, kind=self.kind)
+            saved = meta.get("train", {}).get("best_val") if isinstance(meta.get("train"), dict) else None
+            if saved is not None and float(saved) == best_val:
+                self.model.load_params(_unprefix(arrays, "task"))
+                return True
+        return False
 
     def save(self, path) -> None:
         """Model + config + normalisation statistics (safetensors + JSON, atomic)."""
@@ -361,7 +383,8 @@ def _train_handler(args) -> int:
 
         tqdm.write(f"step {step:>6}  val loss {m['loss']:.6f}  RMSE {m['rmse']:.5f} (naive {m['naive_rmse']:.5f})")
 
-    result = f.fit(trainer=trainer, on_eval=report)
+    resumed_best = os.path.join(os.path.dirname(os.path.abspath(args.resume)), "best.safetensors") if args.resume else None
+    result = f.fit(trainer=trainer, on_eval=report, best_checkpoint=resumed_best)
     print(f"stopped at step {result.step} ({result.stop_reason}) after {result.seconds:.0f} s; "
           f"best val loss {result.best_val:.6f} (normalised MSE)")
     if result.stop_reason == "interrupted":
