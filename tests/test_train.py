@@ -190,3 +190,37 @@ def test_nesterov_without_momentum_is_a_clear_error(tmp_path, capsys):
         err = capsys.readouterr().err
         assert rc == 2 and err.startswith("rnnkit: error: nesterov: --nesterov") and "--momentum" in err, err
         assert len(err.strip().splitlines()) == 1 and not (tmp_path / task[0]).exists()
+
+
+def test_resume_trims_the_log_atomically(tmp_path, monkeypatch):
+    # resuming from an older checkpoint drops the log lines after it; metrics.jsonl is replaced
+    # (temporary file + os.replace), never rewritten in place, so a failed trim keeps the old log
+    import shutil
+
+    import rnnkit.train as train
+
+    tr = Trainer(Regression(), TrainConfig(steps=20, eval_every=5, log_every=5, progress=False), out_dir=tmp_path)
+    tr.fit(until=10)
+    shutil.copy(tmp_path / "last.safetensors", tmp_path / "step10.safetensors")
+    tr.fit()
+    log = tmp_path / "metrics.jsonl"
+    before, ino = log.read_text(), os.stat(log).st_ino
+    assert max(r["step"] for r in read_metrics(log)) == 20
+
+    def fail(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(train.os, "replace", fail)
+    again = Trainer.resume(tmp_path / "step10.safetensors", Regression, out_dir=tmp_path)
+    with pytest.raises(OSError, match="disk full"):
+        again.fit()
+    assert log.read_text() == before and sorted(os.listdir(tmp_path)) == [
+        "best.safetensors", "last.safetensors", "metrics.jsonl", "step10.safetensors"]
+    monkeypatch.undo()
+    again = Trainer.resume(tmp_path / "step10.safetensors", Regression, out_dir=tmp_path)
+    again._trim_log()
+    assert os.stat(log).st_ino != ino and max(r["step"] for r in read_metrics(log)) == 10
+    assert log.read_text() == "".join(ln for ln in before.splitlines(keepends=True)
+                                      if json.loads(ln).get("step", 0) <= 10)
+    assert sorted(os.listdir(tmp_path)) == ["best.safetensors", "last.safetensors", "metrics.jsonl",
+                                            "step10.safetensors"]

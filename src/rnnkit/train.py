@@ -57,6 +57,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -278,9 +279,15 @@ class Trainer:
                     keep.append(ln)
             except json.JSONDecodeError:
                 pass
-        if len(keep) != len(lines):
-            with open(p, "w", encoding="utf-8") as f:
-                f.writelines(keep)
+        if len(keep) != len(lines):  # atomic: a crash leaves the old log, never a truncated one
+            fd, tmp = tempfile.mkstemp(prefix=os.path.basename(p) + ".", suffix=".tmp", dir=os.path.dirname(p))
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.writelines(keep)
+                os.replace(tmp, p)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, split: str = "val") -> dict:
