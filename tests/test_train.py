@@ -224,3 +224,33 @@ def test_resume_trims_the_log_atomically(tmp_path, monkeypatch):
                                       if json.loads(ln).get("step", 0) <= 10)
     assert sorted(os.listdir(tmp_path)) == ["best.safetensors", "last.safetensors", "metrics.jsonl",
                                             "step10.safetensors"]
+
+
+def test_evaluation_checkpoints_compute_the_state_once(tmp_path, monkeypatch):
+    # an improving evaluation writes last and best from one state() call: identical files
+    calls = []
+    state = Trainer.state
+    monkeypatch.setattr(Trainer, "state", lambda self: calls.append(self.step) or state(self))
+    tr = Trainer(Regression(val_losses=[3.0, 2.0, 2.5]), TrainConfig(steps=15, eval_every=5, progress=False),
+                 out_dir=tmp_path)
+    tr.fit()
+    assert calls == [5, 10, 15]  # improved at 5 and 10 (last + best), not at 15 (last only)
+    assert load_checkpoint(tmp_path / "best.safetensors")[1]["train"]["step"] == 10
+    tr.save(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+    assert calls[-1] == 15 and len(calls) == 4
+    assert _same_checkpoint(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+    assert _same_checkpoint(tmp_path / "a.safetensors", tmp_path / "last.safetensors")
+
+
+def _same_checkpoint(p, q):
+    (a, am), (b, bm) = load_checkpoint(p), load_checkpoint(q)
+    return am == bm and set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_charlm_save_with_trainer_is_the_training_checkpoint(tmp_path):
+    lm = CharLM(TINY, tiny_text())
+    lm.fit(steps=4, eval_every=0, progress=False)
+    lm.save(tmp_path / "lm.safetensors")
+    lm.trainer.save(tmp_path / "tr.safetensors")
+    assert _same_checkpoint(tmp_path / "lm.safetensors", tmp_path / "tr.safetensors")
+    assert load_checkpoint(tmp_path / "lm.safetensors")[1]["train"]["step"] == 4

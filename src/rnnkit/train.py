@@ -220,8 +220,11 @@ class Trainer:
         }
         return arrays, {"kind": self.task.kind, "task": self.task.meta(), "train": train}
 
-    def save(self, path) -> None:
-        save_checkpoint(path, *self.state())
+    def save(self, *paths) -> None:
+        """Write the training checkpoint (:meth:`state`, computed once) to every path given."""
+        state = self.state()
+        for path in paths:
+            save_checkpoint(path, *state)
 
     @classmethod
     def resume(cls, path, task_cls, config: TrainConfig | None = None, out_dir=None) -> "Trainer":
@@ -441,9 +444,7 @@ class Trainer:
             self.bad_evals += 1
         self._log(rec)
         if self.out_dir:
-            self.save(self.last_path)
-            if improved:
-                self.save(self.best_path)
+            self.save(self.last_path, *([self.best_path] if improved else []))
         if on_eval is not None and on_eval(self, rec):
             return "on_eval"
         if self.config.patience and self.bad_evals >= self.config.patience:

@@ -259,12 +259,11 @@ class CharLM:
 
     def save(self, path) -> None:
         """Save the model (with training state if it was trained in this object)."""
-        from ..io.checkpoint import save_checkpoint
         from ..train import save_task
 
         trainer = getattr(self, "trainer", None)
         if trainer is not None:
-            save_checkpoint(path, *trainer.state())
+            trainer.save(path)
         else:
             save_task(path, self)
 

@@ -352,8 +352,7 @@ def _train_handler(args) -> int:
         f = trainer.task
         refuse_model_changes(f.config, {name: getattr(args, name) for _, name, _ in _MODEL_FLAGS
                                         if getattr(args, name) is not None})
-        trainer.config = train_config_from_args(args, trainer.config)
-        trainer.schedule = trainer.config.make_schedule()
+        trainer.config = train_config_from_args(args, trainer.config)  # fit() rebuilds schedule and optimizer from it
         f.attach(default_series(f.config), name=_source(f.config))
         print(f"resuming {args.resume} at step {trainer.step} of {trainer.config.steps}")
     else:
