@@ -32,7 +32,7 @@ def mackey_glass(n: int, tau: float = 17.0, beta: float = 0.2, gamma: float = 0.
     half step is the mean of its two neighbouring grid values.  History
     x(t) = x0 for t <= 0.  The first ``discard`` samples (the transient) are
     dropped.  Deterministic: no randomness.  With tau = 17 the series is chaotic,
-    with values in about [0.2, 1.4].
+    with values in about [0.42, 1.32] (0.418 to 1.318 for the default 3000 samples).
 
     Returns (n,) float64.
     """
