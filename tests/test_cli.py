@@ -177,3 +177,30 @@ def test_negative_seed_rejected_by_the_configs():
     for cls in (CharLMConfig, ForecastConfig, AddingConfig, CopyConfig, TrainConfig):
         with pytest.raises(ValueError, match=r"seed: expected an integer >= 0, got -1"):
             cls(seed=-1)
+
+
+def test_every_train_config_field_has_a_validated_flag(tmp_path, capsys):
+    import dataclasses
+
+    from rnnkit.cli import build_parser, train_config_from_args
+    from rnnkit.train import TrainConfig
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "forecast", "--schedule", "step", "--step-size", "7", "--gamma", "0.5",
+                              "--min-lr", "1e-4", "--log-every", "3", "--no-progress"])
+    cfg = train_config_from_args(args)
+    assert (cfg.step_size, cfg.gamma, cfg.min_lr, cfg.log_every, cfg.progress) == (7, 0.5, 1e-4, 3, False)
+    for task in ("charlm", "forecast"):
+        parsed = vars(parser.parse_args(["train", task]))
+        assert {f.name for f in dataclasses.fields(TrainConfig)} <= set(parsed), task
+    for flag, bad, msg in (("--step-size", "0", "a positive integer"), ("--gamma", "nan", "a finite number > 0"),
+                           ("--gamma", "0", "a finite number > 0"), ("--min-lr", "-1", "a finite number >= 0"),
+                           ("--min-lr", "inf", "a finite number >= 0"), ("--log-every", "-1", "an integer >= 0")):
+        rc = main(["train", "forecast", flag, bad, "--no-progress", "--out", str(tmp_path / "x")])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"argument {flag}: expected {msg}, got '{bad}'" in err and "Traceback" not in err, err
+    for field, bad in (("gamma", float("nan")), ("gamma", 0.0), ("min_lr", -1.0), ("min_lr", float("inf")),
+                       ("step_size", 0)):
+        with pytest.raises(ValueError, match=rf"{field}: expected"):
+            TrainConfig(**{field: bad})
+    assert not (tmp_path / "x").exists()

@@ -61,7 +61,7 @@ positive_int, nonneg_int, nonneg_float, positive_float = _positive_int, _nonneg_
 
 
 def add_train_args(p: argparse.ArgumentParser, defaults=None) -> None:
-    """Add the TrainConfig flags to a ``train TASK`` parser (help shows ``defaults``)."""
+    """Add a flag for every TrainConfig field to a ``train TASK`` parser (help shows ``defaults``)."""
     from .train import TrainConfig
 
     d = defaults or TrainConfig()
@@ -75,10 +75,17 @@ def add_train_args(p: argparse.ArgumentParser, defaults=None) -> None:
     g.add_argument("--clip", type=_nonneg_float, help=f"global gradient-norm clip, 0 = off (default {d.clip})")
     g.add_argument("--schedule", choices=["constant", "step", "cosine"], help=f"lr schedule (default {d.schedule})")
     g.add_argument("--warmup", type=_nonneg_int, help="linear warm-up steps (default 0)")
+    g.add_argument("--step-size", dest="step_size", type=_positive_int,
+                   help=f"--schedule step: multiply the lr by --gamma every N steps (default {d.step_size})")
+    g.add_argument("--gamma", type=_positive_float, help=f"--schedule step: lr decay factor (default {d.gamma})")
+    g.add_argument("--min-lr", dest="min_lr", type=_nonneg_float,
+                   help=f"--schedule cosine: final learning rate (default {d.min_lr})")
     g.add_argument("--eval-every", dest="eval_every", type=_nonneg_int,
                    help=f"evaluate on the val split every N steps, 0 = only at the end (default {d.eval_every})")
     g.add_argument("--checkpoint-every", dest="checkpoint_every", type=_nonneg_int,
                    help="also checkpoint every N steps (default: at every evaluation)")
+    g.add_argument("--log-every", dest="log_every", type=_nonneg_int,
+                   help=f"log the mean training loss every N steps, 0 = never (default {d.log_every})")
     g.add_argument("--patience", type=_nonneg_int, help="early stopping after N evaluations without a new best")
     g.add_argument("--seed", type=_nonneg_int, help=f"seed for initialisation and batches (default {d.seed})")
     g.add_argument("--time-limit", dest="time_limit", type=_nonneg_float,

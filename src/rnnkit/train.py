@@ -112,10 +112,14 @@ class TrainConfig:
                 raise ValueError(f"{name}: expected an integer >= 0, got {v!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
-        for name in ("lr", "clip", "time_limit", "weight_decay", "momentum"):
+        for name in ("lr", "clip", "time_limit", "weight_decay", "momentum", "min_lr"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name}: expected a finite number >= 0, got {v!r}")
+        if not isinstance(self.gamma, (int, float)) or not (math.isfinite(self.gamma) and self.gamma > 0):
+            raise ValueError(f"gamma: expected a finite number > 0, got {self.gamma!r}")
+        if not isinstance(self.step_size, int) or isinstance(self.step_size, bool) or self.step_size < 1:
+            raise ValueError(f"step_size: expected an integer >= 1, got {self.step_size!r}")
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise ValueError("nesterov: --nesterov (Nesterov momentum) needs --momentum > 0, got momentum 0")
         self.make_schedule()  # validates the schedule fields
