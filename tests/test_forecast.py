@@ -170,9 +170,11 @@ def test_resume_without_a_new_best_keeps_the_best_parameters(tmp_path, capsys, m
         return {**ev, "loss": ev["loss"] + 10.0}
 
     monkeypatch.setattr(Forecaster, "evaluate", worse)
+    import shutil
+    shutil.copy(out / "last.safetensors", out / "step40.safetensors")
     for resume_out in (out, tmp_path / "elsewhere"):  # --out elsewhere: best.safetensors next to the checkpoint
         capsys.readouterr()
-        assert main(["train", "forecast", "--resume", str(out / "last.safetensors"), "--steps", "60",
+        assert main(["train", "forecast", "--resume", str(out / "step40.safetensors"), "--steps", "60",
                      "--out", str(resume_out), "--no-progress"]) == 0
         assert "stopped at step 60" in capsys.readouterr().out
         best = {k[5:]: v for k, v in load_checkpoint(out / "best.safetensors")[0].items() if k.startswith("task/")}
