@@ -234,3 +234,9 @@ def test_release_frees_tape_and_buffers(kind, rng):
     assert_close("out after release", out2, out, 0)
     d_x, _ = layer.backward(np.ones_like(out2))
     assert np.isfinite(d_x).all()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_forget_bias_is_refused(value):
+    with pytest.raises(ValueError, match="forget_bias: expected a finite number"):
+        rnnkit.LSTM(3, 4, forget_bias=value)

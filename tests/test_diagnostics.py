@@ -319,3 +319,13 @@ def test_longlag_main_flags_and_output_file(tmp_path, capsys):
     assert [json.loads(line)["sequences"] for line in log.read_text().splitlines()] == [0, 10, 20]
     with pytest.raises(UserError, match="--T: expected a comma list of integers"):
         longlag_main(p.parse_args(["--T", "5"]))
+
+
+@pytest.mark.parametrize("flag,value", [("--forget-bias", "nan"), ("--lr", "inf"), ("--seed", "-1")])
+def test_gradflow_bad_numbers_are_one_line_errors(flag, value, capsys, tmp_path):
+    from rnnkit.cli import main
+
+    assert main(["gradflow", flag, value, "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())  # nothing ran

@@ -66,6 +66,8 @@ class Recurrent(Module):
             raise TypeError(f"dtype: expected float32 or float64, got {np.dtype(dtype).name}")
         if init not in ("pytorch", "orthogonal"):
             raise ValueError(f"init: expected 'pytorch' or 'orthogonal', got {init!r}")
+        if forget_bias is not None and not np.isfinite(forget_bias):
+            raise ValueError(f"forget_bias: expected a finite number or None, got {forget_bias!r}")
         self.cell = self.cell_class(**cell_kwargs)
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)

@@ -264,6 +264,9 @@ def inspect_main(args) -> int:
 
 def register_cli(root_subparsers, train_subparsers=None) -> None:
     """Add ``gradflow`` and ``inspect`` to the root command."""
+    from ..cli import nonneg_int, positive_float
+    from ..tasks.longlag import forget_bias_arg
+
     d = GradFlowConfig()
     p = root_subparsers.add_parser("gradflow", help="gradient norm vs distance from the loss (adding problem)",
                                    description="Per-step ||dL/dh_t|| (and ||dL/dc_t||) from the BPTT pass, "
@@ -275,10 +278,10 @@ def register_cli(root_subparsers, train_subparsers=None) -> None:
     p.add_argument("--measure-batch", type=int, default=d.measure_batch,
                    help=f"sequences in the fixed measurement batch (default {d.measure_batch})")
     p.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden units (default {d.hidden})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
-    p.add_argument("--forget-bias", type=float, default=d.forget_bias,
+    p.add_argument("--lr", type=positive_float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
+    p.add_argument("--forget-bias", type=forget_bias_arg, default=d.forget_bias,
                    help=f"LSTM forget / GRU update gate bias (default {d.forget_bias})")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of weights and data (default 0)")
+    p.add_argument("--seed", type=nonneg_int, default=d.seed, help="seed of weights and data (default 0)")
     p.add_argument("--out-dir", default=d.out_dir, help=f"output folder (default {d.out_dir}/)")
     p.set_defaults(func=gradflow_main)
 

@@ -294,7 +294,7 @@ class CopyTask(_LongLagTask):
 
 
 # ----------------------------------------------------------------------------- command line
-def _forget_bias(text: str):
+def forget_bias_arg(text: str):
     import argparse
 
     if text.lower() == "none":
@@ -315,7 +315,7 @@ _CLI_FIELDS = (  # (flag, config field, type, help); model/data fields, then the
     ("--layers", "layers", positive_int, "stacked recurrent layers"),
     ("--batch", "batch", positive_int, "sequences per optimizer step"),
     ("--lr", "lr", positive_float, "Adam learning rate"),
-    ("--forget-bias", "forget_bias", _forget_bias, "LSTM forget-gate / GRU update-gate bias ('none': init default)"),
+    ("--forget-bias", "forget_bias", forget_bias_arg, "LSTM forget-gate / GRU update-gate bias ('none': init default)"),
     ("--clip", "clip", positive_float, "gradient-norm clipping threshold"),
     ("--max-sequences", "max_sequences", positive_int, "stop after this many training sequences if not solved"),
     ("--eval-every", "eval_every", positive_int, "evaluate on the val set every N training sequences"),
