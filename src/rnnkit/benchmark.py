@@ -334,7 +334,8 @@ class Worker:
     threads are alive in it.  Why: PyTorch's OpenMP threads and OpenBLAS's threads spin for a
     while after each call; in one process the side that runs second pays for the other's
     spinning threads on these 2-core machines (measured: PyTorch's LSTM inference at T=100,
-    B=32, H=128 ran 1.7 ms alone and 6 ms right after an rnnkit call in the same process).
+    B=32, H=128 took 3.77 ms timed in one process with rnnkit, 1.81 ms in its own worker with
+    the default rest; bench/results/quick-*.md, docs/performance.md).
     While one worker runs, the other waits in ``recv`` and its threads go back to sleep."""
 
     def __init__(self, lib: str, torch_threads: int, blas_threads: int | None):
@@ -384,10 +385,10 @@ def alternate_sides(sa, sb, name: str, repeats: int, warmup: int = 2, min_time: 
 
     Each timed block repeats the call enough times to last ``min_time`` and is preceded by
     ``gap`` seconds of rest and one untimed call.  The rest lets the other side's threads go
-    to sleep: OpenBLAS's worker threads keep spinning ~50-100 ms after a call, and a block
+    to sleep: OpenBLAS's worker threads keep spinning for a while after a call, and a block
     started earlier shares the 2 cores with them (measured: PyTorch's LSTM inference at
-    T=100, B=32, H=128 took 5.0 ms with no rest, 2.6 ms with 0.1 s or more; rnnkit's times
-    did not depend on it; docs/performance.md).  The untimed call wakes the side's own
+    T=100, B=32, H=128 took 3.65 ms with no rest, 1.81 / 1.79 ms with 0.15 / 0.4 s; rnnkit's
+    times did not depend on it; bench/results/quick-isolated-gap*.md).  The untimed call wakes the side's own
     threads, as they would be in a training loop."""
     sa.run(name, warmup, 0)
     sb.run(name, warmup, 0)

@@ -31,9 +31,9 @@ SMALL_STEP_GEMM = 1 << 20
 """Multiply-adds of the per-step GEMM (B x H times H x G) up to which the time loops run
 BLAS single-threaded: handing such a small GEMM to two threads costs more than it saves at
 every step, and far more when the cores are shared.  Measured on the idle 2-core machine
-(docs/performance.md, round 3): RNN B=32 H=128 (0.5M) fwd+bwd 4.8 ms with 1 thread, 4.9 ms
-with 2; LSTM B=32 H=128 (2.1M) inference 6.9 ms with 1, 6.0 ms with 2; RNN B=64 H=256
-(4.2M) fwd+bwd 14.3 ms with 1, 12.0 ms with 2."""
+with ``bench/rnnkit_alone.py --small-step-gemm N`` (docs/performance.md, round 3): from 1M
+up, two threads win (LSTM B=32 H=128, 2.1M: inference 6.5-7.0 -> 4.7-6.4 ms; RNN B=64
+H=256, 4.2M: fwd+bwd 13.5-14.9 -> 10.1-12.9 ms)."""
 
 
 @functools.lru_cache(maxsize=1)
