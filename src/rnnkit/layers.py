@@ -384,3 +384,7 @@ class GRU(Recurrent):
     """GRU in PyTorch's formulation (r, z, n; b_hn inside the reset product)."""
 
     cell_class = GRUCell
+
+
+LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+"""Layer class by cell name (the names the CLI and task configs take)."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
+from ..layers import LAYERS
 
 # ----------------------------------------------------------------------------- gradflow
 
@@ -29,7 +30,7 @@ from ..errors import UserError
 class GradFlowConfig:
     """Settings of ``rnnkit gradflow`` (one flag per field)."""
 
-    cells: tuple = ("rnn", "lstm", "gru")
+    cells: tuple = tuple(LAYERS)
     T: int = 200
     steps: int = 200
     batch: int = 20
@@ -42,7 +43,7 @@ class GradFlowConfig:
 
     def __post_init__(self):
         for c in self.cells:
-            if c not in ("rnn", "lstm", "gru"):
+            if c not in LAYERS:
                 raise UserError(f"--cell: expected a comma list of rnn, lstm, gru, got {c!r}")
         if not self.cells:
             raise UserError("--cell: expected at least one of rnn, lstm, gru")

@@ -28,11 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
+from ..layers import LAYERS
 from ..optim import Adam, clip_grad_norm
 from ..tasks.longlag import ADDING_MAX_WRONG, ADDING_TEST_SIZE, AddingConfig, AddingTask, CopyConfig, CopyTask
 
 TASKS = {"adding": (AddingTask, AddingConfig), "copy": (CopyTask, CopyConfig)}
-CELL_NAMES = ("rnn", "lstm", "gru")
+CELL_NAMES = tuple(LAYERS)
 #: "clearly below" the memoryless baseline
 COPY_FACTOR = 0.5
 #: Hochreiter & Schmidhuber 1997, Table 7 (adding problem, LSTM): T -> training sequences

@@ -36,12 +36,12 @@ import numpy as np
 from ..data.text import (DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_text, split_ids,
                          stdlib_corpus)
 from ..errors import CheckpointError, UserError
-from ..layers import GRU, LSTM, RNN, LSTMState
+from ..layers import LAYERS as CELLS
+from ..layers import LSTMState
 from ..losses import log_softmax, softmax_cross_entropy
 from ..module import Module
 from ..nn import Embedding, Linear
 
-CELLS = {"lstm": LSTM, "rnn": RNN, "gru": GRU}
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from ..data.series import (
     Normalizer, load_csv_column, mackey_glass, naive_forecast, rmse_mae, split_bounds, split_windows,
 )
 from ..errors import CheckpointError, UserError
+from ..layers import LAYERS
 from ..losses import mse
 from ..train import Trainer, TrainConfig, load_task, save_task
 from .readout import Readout, check_cell
@@ -450,7 +451,7 @@ def register_cli(root_subparsers, train_subparsers) -> None:
         description="Train a recurrent forecaster (chronological 70/15/15 split, statistics from train). "
                     "Reports test RMSE/MAE next to the naive last-value forecast; writes forecast.png.")
     for flag, name, h in _MODEL_FLAGS:
-        kw = {"choices": ("lstm", "gru", "rnn")} if name == "cell" else {}
+        kw = {"choices": tuple(LAYERS)} if name == "cell" else {}
         typ = str if name in ("csv", "column", "cell") else positive_int
         default = getattr(d, name)
         p.add_argument(flag, dest=name, type=typ, default=None,

@@ -33,6 +33,7 @@ import numpy as np
 from ..cells import sigmoid
 from ..cli import nonneg_int, positive_float, positive_int
 from ..errors import CheckpointError
+from ..layers import LAYERS
 from ..losses import mse, softmax_cross_entropy
 from ..data.longlag import (
     COPY_CLASSES, COPY_LENGTH, AddingBatch, adding_batch, adding_correct, copy_baseline, copy_batch, one_hot,
@@ -331,7 +332,7 @@ def _add_parser(train_subparsers, task_cls, help_text):
     defaults = task_cls.config_class()
     p = train_subparsers.add_parser(task_cls.kind, help=help_text, description=help_text)
     for flag, name, typ, h in _CLI_FIELDS:
-        kw = {"choices": ("lstm", "gru", "rnn")} if name == "cell" else {}
+        kw = {"choices": tuple(LAYERS)} if name == "cell" else {}
         # not given: no attribute (a new run takes the config's default, --resume the checkpoint's value)
         p.add_argument(flag, dest=name, type=typ, default=argparse.SUPPRESS,
                        help=f"{h} (default {getattr(defaults, name)})", **kw)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..cells import LSTMState
-from ..layers import GRU, LSTM, RNN, as_rng
+from ..layers import LAYERS, as_rng
 from ..module import Module
 from ..nn import Linear
 
-CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+CELLS = LAYERS
 
 
 def check_cell(cell: str) -> str:
