@@ -42,18 +42,24 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, mask: np.ndar
         raise ValueError(f"targets: class ids must be in 0..{V - 1}, got range {targets.min()}..{targets.max()}")
     logp = log_softmax(logits)
     nll = -np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-    if mask is None:
-        w = np.ones(targets.shape, dtype=logits.dtype)
-    else:
-        mask = np.asarray(mask)
-        _check_same("mask", targets, mask)
-        w = mask.astype(logits.dtype)
-    count = max(float(w.sum()), 1.0)
+    w, count = _mask_weights(mask, targets, logits.dtype)
     loss = float((nll * w).sum() / count)
     d = np.exp(logp)  # softmax
     np.put_along_axis(d, targets[..., None], np.take_along_axis(d, targets[..., None], -1) - 1.0, axis=-1)
     d *= (w / count)[..., None]  # d/dz of mean(-log softmax_target) = (p - onehot)/N
     return loss, d
+
+
+def _mask_weights(mask, like: np.ndarray, dtype):
+    """(w, N): per-element weights (1, or the mask checked against ``like``'s shape) and the
+    number of elements the mean is over (at least 1)."""
+    if mask is None:
+        w = np.ones(like.shape, dtype=dtype)
+    else:
+        mask = np.asarray(mask)
+        _check_same("mask", like, mask)
+        w = mask.astype(dtype)
+    return w, max(float(w.sum()), 1.0)
 
 
 def bce_with_logits(logits: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None):
@@ -63,9 +69,7 @@ def bce_with_logits(logits: np.ndarray, targets: np.ndarray, mask: np.ndarray | 
     """
     targets = np.asarray(targets, dtype=logits.dtype)
     _check_same("targets", logits, targets)
-    w = np.ones_like(logits) if mask is None else np.asarray(mask).astype(logits.dtype)
-    _check_same("mask", logits, w)
-    count = max(float(w.sum()), 1.0)
+    w, count = _mask_weights(mask, logits, logits.dtype)
     z = logits
     per = np.maximum(z, 0) - z * targets + np.log1p(np.exp(-np.abs(z)))
     loss = float((per * w).sum() / count)
@@ -77,9 +81,7 @@ def mse(pred: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None):
     """Mean squared error; d/dpred = 2 (pred - y) / N."""
     targets = np.asarray(targets, dtype=pred.dtype)
     _check_same("targets", pred, targets)
-    w = np.ones_like(pred) if mask is None else np.asarray(mask).astype(pred.dtype)
-    _check_same("mask", pred, w)
-    count = max(float(w.sum()), 1.0)
+    w, count = _mask_weights(mask, pred, pred.dtype)
     err = pred - targets
     loss = float((err * err * w).sum() / count)
     return loss, 2.0 * err * w / count
