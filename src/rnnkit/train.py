@@ -32,7 +32,7 @@ Any object with these members can be trained (duck-typed; see
 ``TaskClass.from_checkpoint(arrays, meta) -> task``
     classmethod; receives exactly what ``state_arrays()`` / ``meta()`` returned.
 Optional: ``task.count_unit`` (``"tokens"`` default, or ``"seqs"``) names the
-throughput column; ``task.loss_unit`` (e.g. ``"nats/char"``) labels plots.
+throughput column.
 
 Checkpoint layout (one safetensors file, see :mod:`rnnkit.io.checkpoint`)::
 

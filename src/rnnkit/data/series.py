@@ -159,9 +159,6 @@ class SplitWindows(NamedTuple):
     Y: np.ndarray
 
 
-SPLITS = ("train", "val", "test")
-
-
 def split_bounds(n: int, fractions=(0.7, 0.15, 0.15)) -> dict[str, tuple[int, int]]:
     """Chronological [start, stop) of each segment; fractions sum to 1."""
     if len(fractions) != 3 or any(f <= 0 for f in fractions) or not math.isclose(sum(fractions), 1.0):

@@ -125,8 +125,3 @@ def split_ids(ids: np.ndarray, fractions=(0.9, 0.05, 0.05)) -> dict[str, np.ndar
     n_val = int(n * fractions[1])
     out = {"train": ids[:n_train], "val": ids[n_train:n_train + n_val], "test": ids[n_train + n_val:]}
     return out
-
-
-def stream_batches(n: int, batch: int) -> int:
-    """Length of each of ``batch`` parallel streams cut from n tokens (inputs+1 target overlap)."""
-    return (n - 1) // batch

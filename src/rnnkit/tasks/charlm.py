@@ -110,7 +110,6 @@ class CharLM:
 
     kind = "charlm"
     count_unit = "tokens"
-    loss_unit = "nats/char"
 
     def __init__(self, config: CharLMConfig = CharLMConfig(), text: str | None = None, *,
                  max_chars: int = DEFAULT_MAX_CHARS, source: dict | None = None, vocab: Vocab | None = None):

@@ -95,7 +95,6 @@ class Forecaster:
 
     kind = "forecast"
     count_unit = "seqs"
-    loss_unit = "MSE (normalised)"
 
     def __init__(self, config: ForecastConfig | None = None, series: np.ndarray | None = None,
                  normalizer: Normalizer | None = None):
