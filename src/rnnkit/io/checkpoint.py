@@ -9,9 +9,10 @@ File layout (plain safetensors, readable by any safetensors reader)::
                    "sha256": <digest of meta JSON + every tensor's name, dtype, shape, bytes>}
     rest      tensor bytes
 
-No pickle anywhere.  ``save_checkpoint`` writes to a temporary file in the
-same directory, fsyncs it and ``os.replace``-s it over the target, so a crash
-mid-write leaves the previous checkpoint intact.  ``load_checkpoint`` checks
+No pickle anywhere.  ``save_checkpoint`` writes with
+:func:`rnnkit.io.atomic.atomic_write` (temporary file in the same directory,
+fsync, ``os.replace``), so a crash or a full disk mid-write leaves the previous
+checkpoint intact.  ``load_checkpoint`` checks
 the structure and the digest and raises :class:`CheckpointError` naming the
 problem for a missing, truncated, corrupt or hand-edited file, or (with
 ``kind=``) a checkpoint of another model kind.
@@ -22,11 +23,11 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 
 import numpy as np
 
 from ..errors import CheckpointError
+from .atomic import atomic_write
 
 FORMAT = "rnnkit-checkpoint/1"
 _MAX_HEADER = 100 * 1024 * 1024
@@ -59,27 +60,8 @@ def save_checkpoint(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
         raise TypeError(f"meta: must be JSON-serialisable with finite numbers ({e})") from None
     header_meta = {"format": FORMAT, "meta": meta_json, "sha256": _digest(meta_json, clean)}
     data = save(clean, metadata=header_meta)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename durable
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, data)
 
 
 def load_checkpoint(path, kind: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
