@@ -16,7 +16,7 @@ from rnnkit.errors import Interrupted, OutDirLocked, OutputError
 from rnnkit.io import atomic
 from rnnkit.io.atomic import atomic_open, atomic_write, remove_stray_temps
 from rnnkit.io.checkpoint import load_checkpoint, save_checkpoint
-from rnnkit.io.lock import LOCK_NAME, OutDirLock, prepare_out_dir
+from rnnkit.io.lock import LOCK_NAME, OutDirLock, claim_out_dir, prepare_out_dir
 from rnnkit.io.signals import EXIT_CODES, StopSignals
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(rnnkit.__file__)))
@@ -322,3 +322,22 @@ def test_sigterm_exit_code_seen_by_the_shell(tmp_path):
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "saved")], env={**os.environ, "PYTHONPATH": SRC},
                        timeout=60)
     assert r.returncode == 143 and (tmp_path / "saved").read_text() == str(int(signal.SIGTERM))
+
+
+def test_claim_out_dir_prepares_locks_and_cleans(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.safetensors.abcd1234.tmp").write_bytes(b"half a checkpoint")
+    (out / "last.safetensors").write_bytes(b"kept")
+    with claim_out_dir(out) as lock:
+        assert lock.held and lock.directory == str(out)
+        assert lock.removed == [str(out / "last.safetensors.abcd1234.tmp")]
+        assert sorted(os.listdir(out)) == [LOCK_NAME, "last.safetensors"]
+        with pytest.raises(OutDirLocked):
+            with claim_out_dir(out):
+                pass
+    assert os.listdir(out) == ["last.safetensors"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="is a file"):
+        with claim_out_dir(tmp_path / "file"):
+            pass

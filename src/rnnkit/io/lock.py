@@ -11,11 +11,14 @@ lock file while still holding the lock; an acquirer that locked a file that was
 meanwhile deleted or replaced notices (inode differs) and retries.
 
 The lock is advisory: it keeps rnnkit runs apart, not other programs.  flock
-works on local file systems; on NFS, Linux emulates it with POSIX locks.
+works on local file systems; on NFS, Linux emulates it with POSIX locks, which
+keep processes apart but not two locks taken in one process.
 
 ``prepare_out_dir(path)`` creates the directory and turns the usual mistakes
 -- a path that is a file, a path under /proc or /sys, a read-only or
-unwritable location -- into one-line :class:`~rnnkit.errors.OutputError`\\ s.
+unwritable location -- into one-line :class:`~rnnkit.errors.OutputError` exceptions.
+``with claim_out_dir(path) as lock:`` does both and removes stray temporary
+files of killed writers: what a run should do before writing into ``--out``.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import os
 import tempfile
 
 from ..errors import OutDirLocked, OutputError
-from .atomic import output_error
+from .atomic import output_error, remove_stray_temps
 
 LOCK_NAME = ".rnnkit.lock"
 _VIRTUAL = ("/proc", "/sys", "/dev")
@@ -52,6 +55,7 @@ class OutDirLock:
         self.path = os.path.join(self.directory, LOCK_NAME)
         self.what = what
         self._fd: int | None = None
+        self.removed: list[str] = []  # stray temp files removed by claim_out_dir
 
     @property
     def held(self) -> bool:
@@ -147,3 +151,14 @@ def prepare_out_dir(path, what: str = "--out") -> str:
                   _errno.EDQUOT: "is over its disk quota"}.get(e.errno, f"cannot be written ({e.strerror})")
         raise OutputError(f"{what} {path!r}: {reason}; choose a writable directory", e.errno) from None
     return path
+
+
+@contextlib.contextmanager
+def claim_out_dir(path, what: str = "--out", targets=None):
+    """Everything a run does before writing into its output directory, for the whole ``with`` block:
+    :func:`prepare_out_dir`, then :class:`OutDirLock`, then
+    :func:`~rnnkit.io.atomic.remove_stray_temps` (safe now: no other writer can be live).
+    Yields the lock; ``lock.directory`` is the absolute path, ``lock.removed`` the temp files removed."""
+    with OutDirLock(prepare_out_dir(path, what), what) as lock:
+        lock.removed = remove_stray_temps(lock.directory, targets)
+        yield lock
