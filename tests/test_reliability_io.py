@@ -341,3 +341,29 @@ def test_claim_out_dir_prepares_locks_and_cleans(tmp_path):
     with pytest.raises(OutputError, match="is a file"):
         with claim_out_dir(tmp_path / "file"):
             pass
+
+
+def test_cli_full_disk_during_a_save_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    """Through the CLI: ENOSPC while saving names the file and the space; the earlier checkpoint stays."""
+    from rnnkit.cli import main
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat. " * 40)
+    out = tmp_path / "run"
+    small = ["--hidden", "8", "--emb", "4", "--batch", "2", "--bptt", "8", "--layers", "1", "--no-progress"]
+    assert main(["train", "charlm", "--text", str(text), *small, "--steps", "2", "--out", str(out)]) == 0
+    ck = out / "last.safetensors"
+    before = ck.read_bytes()
+    capsys.readouterr()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    rc = main(["train", "charlm", "--resume", str(ck), "--steps", "4", "--no-progress"])
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"rnnkit: error: cannot write {str(ck)!r}: disk full (ENOSPC); needs "), lines[0]
+    assert " free on " in lines[0]
+    assert ck.read_bytes() == before and load_checkpoint(ck)[1]["train"]["step"] == 2
+    assert not [n for n in os.listdir(out) if atomic.is_writer_temp(n)]
