@@ -73,7 +73,7 @@ class OnnxGraph:
     def const(self, base: str, array: np.ndarray) -> str:
         """Add an initializer (a copy of ``array``); returns its name."""
         name = self.name(base)
-        self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.array(array, order="C"), name))
         return name
 
     def node(self, op: str, inputs, n_out: int = 1, base: str | None = None, **attrs) -> list[str]:

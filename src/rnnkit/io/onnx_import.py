@@ -29,8 +29,7 @@ from ..errors import UserError
 from ..layers import RNN
 from .onnx_export import ONNX_OPS, onnx_module, permute_gates
 
-SHAPE_OPS = {"Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice", "Gather",
-             "Constant"}
+SHAPE_OPS = {"Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice", "Constant"}
 """Operators allowed besides the recurrent nodes (they only move data around)."""
 
 DEFAULT_ACTIVATIONS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh"), "RNN": ("Tanh",)}
@@ -158,13 +157,17 @@ def _trace_x(g: _Graph, name: str, rec_index: dict) -> tuple:
             raise OnnxImportError(f"{_where(node)}: a final state feeds the next layer's X, expected its Y")
         k, layout = rec_index[i]
         return k, ("B", "T", "D", "H") if layout else ("T", "D", "B", "H")
-    origin, labels = _trace_x(g, node.input[0], rec_index)
     where = f"{_where(node)} on the path into a recurrent node's X"
+    if node.op_type not in ("Identity", "Transpose", "Squeeze", "Reshape"):
+        raise OnnxImportError(f"{where}: operator {node.op_type} is not supported there")
+    origin, labels = _trace_x(g, node.input[0], rec_index)
     a = g.attrs(node)
     if node.op_type == "Identity":
         return origin, labels
     if node.op_type == "Transpose":
         perm = list(a.get("perm", range(len(labels))[::-1]))
+        if sorted(perm) != list(range(len(labels))):
+            raise OnnxImportError(f"{where}: perm={perm} does not match the tensor's {len(labels)} axes")
         return origin, tuple(labels[p] for p in perm)
     if node.op_type == "Squeeze":
         axes = g.const(node, 1, "axes") if len(node.input) > 1 else a.get("axes")
@@ -173,17 +176,15 @@ def _trace_x(g: _Graph, name: str, rec_index: dict) -> tuple:
             raise OnnxImportError(f"{where}: axes={axes} is not supported (only the direction axis of a "
                                   f"unidirectional Y)")
         return origin, tuple(lab for x, lab in enumerate(labels) if x not in axes)
-    if node.op_type == "Reshape":
-        shape = [int(s) for s in g.const(node, 1, "shape")]
-        if len(labels) == 4 and labels[2:] == ("D", "H") and shape[:2] == [0, 0] and len(shape) == 3 \
-                and shape[2] < 0 and not a.get("allowzero", 0):
-            return origin, labels[:2] + ("DH",)
-        raise OnnxImportError(f"{where}: shape={shape} is not supported (expected [0, 0, -1] merging "
-                              f"(directions, hidden) of a Y whose last axes are those)")
-    raise OnnxImportError(f"{where}: operator {node.op_type} is not supported there")
+    shape = [int(s) for s in g.const(node, 1, "shape")]  # Reshape
+    if len(labels) == 4 and labels[2:] == ("D", "H") and shape[:2] == [0, 0] and len(shape) == 3 \
+            and shape[2] < 0 and not a.get("allowzero", 0):
+        return origin, labels[:2] + ("DH",)
+    raise OnnxImportError(f"{where}: shape={shape} is not supported (expected [0, 0, -1] merging "
+                          f"(directions, hidden) of a Y whose last axes are those)")
 
 
-def _layer_dims(g: _Graph, node, attrs: dict, k: int) -> dict:
+def _layer_dims(g: _Graph, node, attrs: dict) -> dict:
     """W, R, B of a node as arrays, checked against each other and hidden_size."""
     where = _where(node)
     W, R, B = g.const(node, 1, "W"), g.const(node, 2, "R"), g.const(node, 3, "B")
@@ -238,7 +239,7 @@ def from_onnx(model_or_path):
     attrs = [_check_attrs(g, node) for node in rec]
     rec_at = [i for i, node in enumerate(g.nodes) if node.op_type in LAYER_BY_OP]
     rec_index = {i: (k, a["layout"]) for k, (i, a) in enumerate(zip(rec_at, attrs))}
-    dims = [_layer_dims(g, node, a, k) for k, (node, a) in enumerate(zip(rec, attrs))]
+    dims = [_layer_dims(g, node, a) for node, a in zip(rec, attrs)]
     first = dict(D=attrs[0]["D"], nonlinearity=attrs[0]["nonlinearity"], H=dims[0]["H"],
                  bias=dims[0]["B"] is not None, dtype=dims[0]["W"].dtype)
     seq_lens = {node.input[4] if len(node.input) > 4 else "" for node in rec}
