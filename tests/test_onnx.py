@@ -292,3 +292,16 @@ def test_rnnkit_imports_without_onnx():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "pip install 'rnnkit[onnx]'" in r.stdout
+
+
+def test_docs_example_runs(ort, tmp_path):
+    """The ONNX example in docs/interop.md runs as written."""
+    doc = os.path.join(os.path.dirname(__file__), "..", "docs", "interop.md")
+    blocks = re.findall(r"```python\n(.*?)```", open(doc, encoding="utf-8").read(), re.S)
+    example = next(b for b in blocks if "onnxruntime" in b)
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "src"))
+    r = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, env=env, cwd=tmp_path,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    err_y, err_h = (float(v) for v in r.stdout.split())
+    assert err_y < 1e-5 and err_h < 1e-5, r.stdout
