@@ -49,7 +49,7 @@ def state_arrays(state):
 @pytest.mark.parametrize("L", [1, 2, 3])
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_onnxruntime_equals_forward(ort, kind, L, bidir, with_state):
-    """output, h_n [, c_n] of the exported graph in onnxruntime = layer.forward (float32, atol 1e-5), variable lengths."""
+    """output, h_n [, c_n] in onnxruntime = layer.forward (float32, atol 1e-5), with variable lengths."""
     rng = np.random.default_rng(L * 10 + bidir)
     batch_first = L == 2  # every (kind, direction, state) also runs batch-major once
     layer = make_layer(kind, num_layers=L, bidirectional=bidir, batch_first=batch_first)
@@ -184,7 +184,8 @@ def test_compose_embedding_lstm_linear(ort):
     """ids -> Embedding -> 2-layer LSTM -> Linear at every step: logits and final states equal rnnkit's."""
     rng = np.random.default_rng(3)
     V, E, H, T, B = 11, 5, 6, 7, 3
-    emb, lstm, head = rnnkit.Embedding(V, E, seed=1), rnnkit.LSTM(E, H, num_layers=2, seed=2), rnnkit.Linear(H, V, seed=3)
+    emb, head = rnnkit.Embedding(V, E, seed=1), rnnkit.Linear(H, V, seed=3)
+    lstm = rnnkit.LSTM(E, H, num_layers=2, seed=2)
     ids = rng.integers(0, V, (T, B))
     h0, c0 = (rng.standard_normal((2, B, H)).astype(np.float32) for _ in range(2))
     lengths = np.array([7, 3, 5])
