@@ -31,7 +31,8 @@ def test_check_all_finite_names_first_offender():
     big = np.zeros(10000, np.float32)  # past the compiled check's size: NumPy's path
     big[9999] = np.nan
     with pytest.raises(NonFiniteError) as e:
-        check_all_finite({"loss": 0.3, "grads.a": np.zeros(2), "params.w": w, "params.b": big}, "step 12: after the update")
+        check_all_finite({"loss": 0.3, "grads.a": np.zeros(2), "params.w": w, "params.b": big},
+                         "step 12: after the update")
     msg = _one_line(e)
     assert msg == "step 12: after the update: 'params.w' is not finite (inf at index (2, 1))", msg
     assert e.value.tensor == "params.w" and e.value.index == (2, 1) and isinstance(e.value, TrainingDiverged)
@@ -125,7 +126,8 @@ def _expected(meta):
 
 def _validate(tensors, meta, path="ck", **kw):
     c = meta["task"]["config"]
-    return validate_checkpoint(tensors, meta, lambda: _expected(meta), np.float32, path=str(path), optimizer_slots=("m", "v"),
+    return validate_checkpoint(tensors, meta, lambda: _expected(meta), np.float32, path=str(path),
+                               optimizer_slots=("m", "v"),
                                sizes={k: c[k] for k in ("hidden", "layers", "emb")}, **kw)
 
 

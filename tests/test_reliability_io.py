@@ -14,7 +14,7 @@ import pytest
 import rnnkit
 from rnnkit.errors import Interrupted, OutDirLocked, OutputError
 from rnnkit.io import atomic
-from rnnkit.io.atomic import atomic_open, atomic_write, remove_stray_temps
+from rnnkit.io.atomic import atomic_open, remove_stray_temps, write_bytes_atomic
 from rnnkit.io.checkpoint import load_checkpoint, save_checkpoint
 from rnnkit.io.lock import LOCK_NAME, OutDirLock, claim_out_dir, prepare_out_dir
 from rnnkit.io.signals import EXIT_CODES, StopSignals
@@ -29,10 +29,10 @@ def _one_line(e) -> str:
 
 
 # ---------------------------------------------------------------- atomic writes
-def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
+def test_write_bytes_atomic_replaces_and_leaves_no_temp(tmp_path):
     p = tmp_path / "a.txt"
-    atomic_write(p, "one")
-    atomic_write(p, b"two")
+    write_bytes_atomic(p, b"one")
+    write_bytes_atomic(p, b"two")
     with atomic_open(p, "w") as f:
         f.write("three\n")
     assert p.read_text() == "three\n"
@@ -41,7 +41,7 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
 
 def test_atomic_open_exception_keeps_old(tmp_path):
     p = tmp_path / "a.txt"
-    atomic_write(p, "old")
+    write_bytes_atomic(p, b"old")
     with pytest.raises(RuntimeError):
         with atomic_open(p, "w") as f:
             f.write("new")
@@ -53,7 +53,7 @@ def test_atomic_open_exception_keeps_old(tmp_path):
 def test_files_follow_umask(tmp_path, mask):
     old = os.umask(mask)
     try:
-        atomic_write(tmp_path / "a.txt", "x")
+        write_bytes_atomic(tmp_path / "a.txt", b"x")
         save_checkpoint(tmp_path / "c.safetensors", {"w": np.zeros(2, np.float32)}, {"kind": "t"})
         assert atomic.current_umask() == mask
     finally:
@@ -114,13 +114,13 @@ def test_enospc_one_line_old_file_intact(tmp_path, monkeypatch, where):
                                         (errno.EDQUOT, "quota exceeded")])
 def test_other_write_errors_one_line(tmp_path, monkeypatch, code, words):
     p = tmp_path / "m.json"
-    atomic_write(p, "{}")
+    write_bytes_atomic(p, b"{}")
 
     def fail(*a, **k):
         raise OSError(code, os.strerror(code))
     monkeypatch.setattr(atomic.tempfile, "mkstemp", fail)
     with pytest.raises(OutputError) as e:
-        atomic_write(p, "{1}")
+        write_bytes_atomic(p, b"{1}")
     monkeypatch.undo()
     msg = _one_line(e)
     assert words in msg and repr(str(p)) in msg and e.value.errno == code
@@ -132,7 +132,7 @@ def test_unrelated_oserror_passes_through(tmp_path, monkeypatch):
         raise OSError(errno.EIO, "I/O error")
     monkeypatch.setattr(atomic.tempfile, "mkstemp", fail)
     with pytest.raises(OSError) as e:
-        atomic_write(tmp_path / "x", "y")
+        write_bytes_atomic(tmp_path / "x", b"y")
     assert not isinstance(e.value, OutputError) and e.value.errno == errno.EIO
 
 
@@ -149,7 +149,8 @@ def test_remove_stray_temps_only_the_writers_own(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(keep + ["dir.abcdefgh.tmp", "link.abcdefgh.tmp"])
     (tmp_path / "best.safetensors.aaaaaaaa.tmp").write_text("x")
     (tmp_path / "other.bin.aaaaaaaa.tmp").write_text("x")
-    assert remove_stray_temps(tmp_path, targets={"best.safetensors"}) == [str(tmp_path / "best.safetensors.aaaaaaaa.tmp")]
+    assert remove_stray_temps(tmp_path, targets={"best.safetensors"}) == \
+        [str(tmp_path / "best.safetensors.aaaaaaaa.tmp")]
     assert (tmp_path / "other.bin.aaaaaaaa.tmp").exists()
     assert remove_stray_temps(tmp_path / "missing") == []
 
@@ -158,7 +159,7 @@ def test_stray_temp_from_a_killed_writer_is_removed(tmp_path):
     """A writer killed (SIGKILL) after creating its temp file: the next start removes it."""
     code = ("import sys, os, signal; from rnnkit.io import atomic; "
             "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL); "
-            "atomic.atomic_write(sys.argv[1], b'x' * 1000)")
+            "atomic.write_bytes_atomic(sys.argv[1], b'x' * 1000)")
     target = tmp_path / "last.safetensors"
     target.write_bytes(b"old")
     r = subprocess.run([sys.executable, "-c", code, str(target)], env={**os.environ, "PYTHONPATH": SRC}, timeout=60)
@@ -312,12 +313,14 @@ def test_stop_signal_no_escalation_and_not_in_threads():
 
 def test_sigterm_exit_code_seen_by_the_shell(tmp_path):
     """A process that saves and exits with stop.exit_code reports 143 for SIGTERM, as a shell would."""
-    code = ("import os, signal, sys; from rnnkit.io.signals import StopSignals; from rnnkit.io.atomic import atomic_write\n"
+    code = ("import os, signal, sys\n"
+            "from rnnkit.io.signals import StopSignals\n"
+            "from rnnkit.io.atomic import write_bytes_atomic\n"
             "with StopSignals() as stop:\n"
             "    os.kill(os.getpid(), signal.SIGTERM)\n"
             "    step = 0\n"
             "    while not stop: step += 1\n"
-            "atomic_write(sys.argv[1], str(stop.signum))\n"
+            "write_bytes_atomic(sys.argv[1], str(stop.signum).encode())\n"
             "sys.exit(stop.exit_code)\n")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "saved")], env={**os.environ, "PYTHONPATH": SRC},
                        timeout=60)

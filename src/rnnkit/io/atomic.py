@@ -1,6 +1,6 @@
 """Atomic file writes: a crash, a kill -9 or a full disk never leaves a half-written file.
 
-``atomic_write(path, data)`` writes ``data`` to a temporary file in the same
+``write_bytes_atomic(path, data)`` writes ``data`` to a temporary file in the same
 directory (``<name>.XXXXXXXX.tmp``, mkstemp's 8 random characters), fsyncs it,
 ``os.replace``-s it over ``path`` and fsyncs the directory, so ``path`` holds
 either the old or the new content, never a mixture.  The new file's mode
@@ -13,7 +13,7 @@ ENOSPC also the bytes needed and the bytes free).
 
 ``atomic_open(path, "w")`` is the same for code that writes through a file
 object (JSON lines, ``savefig``): the content is collected in memory and
-written by ``atomic_write`` when the block ends without an exception.
+written by ``write_bytes_atomic`` when the block ends without an exception.
 
 A writer killed between creating and renaming its temporary file leaves it
 behind; :func:`remove_stray_temps` deletes such files (only names of this
@@ -103,19 +103,19 @@ def _fsync_dir(directory: str) -> None:
         pass
 
 
-def atomic_write(path, data, encoding: str = "utf-8") -> None:
-    """Replace ``path`` with ``data`` (bytes, or str encoded with ``encoding``) atomically.
+def write_bytes_atomic(path, data) -> None:
+    """Replace ``path`` with ``data`` (bytes-like) atomically: a temp file in the same directory
+    (created if missing), fsync, ``os.replace``, fsync the directory.
 
     Raises OutputError (disk full, quota, read-only, permission; temp file removed,
     old file intact) or the OSError itself for anything else.
     """
     path = os.fspath(path)
-    if isinstance(data, str):
-        data = data.encode(encoding)
     data = memoryview(data).cast("B")
     directory = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
+        os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=TEMP_SUFFIX, dir=directory)
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~current_umask())
@@ -139,24 +139,25 @@ def atomic_write(path, data, encoding: str = "utf-8") -> None:
 @contextlib.contextmanager
 def atomic_open(path, mode: str = "w", encoding: str = "utf-8"):
     """``with atomic_open(p, "w") as f: f.write(...)`` -- ``p`` is replaced when the block
-    ends normally (by :func:`atomic_write`); on an exception it is left untouched.
+    ends normally (by :func:`write_bytes_atomic`); on an exception it is left untouched.
     ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes)."""
     if mode not in ("w", "wb"):
         raise ValueError(f"mode: expected 'w' or 'wb', got {mode!r}")
     buf = io.StringIO() if mode == "w" else io.BytesIO()
     yield buf
-    atomic_write(path, buf.getvalue(), encoding=encoding)
+    data = buf.getvalue()
+    write_bytes_atomic(path, data.encode(encoding) if mode == "w" else data)
 
 
 def is_writer_temp(name: str, targets=None) -> bool:
-    """Whether the file name ``name`` is one of :func:`atomic_write`'s temporary files
+    """Whether the file name ``name`` is one of :func:`write_bytes_atomic`'s temporary files
     (of a file in ``targets``, a collection of base names, if given)."""
     m = _TEMP_RE.match(name)
     return bool(m) and (targets is None or m.group("target") in targets)
 
 
 def remove_stray_temps(directory, targets=None) -> list[str]:
-    """Delete the temporary files a killed :func:`atomic_write` left in ``directory``.
+    """Delete the temporary files a killed :func:`write_bytes_atomic` left in ``directory``.
 
     Only regular files (not links, not directories) whose names match the writer's
     pattern ``<target>.XXXXXXXX.tmp`` (and, with ``targets``, whose target is one of those

@@ -147,9 +147,11 @@ def _optimizer_problem(tensors, train, expected, dtype, step, slots, optim_prefi
     for name, a in have.items():
         slot, _, param = name.partition("/")
         if slot not in slots or param not in expected:
-            return f"unexpected optimizer tensor {optim_prefix + name!r} (slots {list(slots)} over the model's parameters)"
+            return (f"unexpected optimizer tensor {optim_prefix + name!r} "
+                    f"(slots {list(slots)} over the model's parameters)")
         if tuple(a.shape) != tuple(expected[param]):
-            return f"optimizer tensor {optim_prefix + name!r} has shape {tuple(a.shape)}, the parameter has {tuple(expected[param])}"
+            return (f"optimizer tensor {optim_prefix + name!r} has shape {tuple(a.shape)}, "
+                    f"the parameter has {tuple(expected[param])}")
         if np.dtype(a.dtype) != dtype:
             return f"optimizer tensor {optim_prefix + name!r} is {np.dtype(a.dtype).name}, the model is {dtype.name}"
     if step or t:  # after its first step the optimizer holds every slot of every parameter
