@@ -102,6 +102,8 @@ def parse(text: str, fmt: str) -> dt.date:
     """Read ``text`` written in template ``fmt`` back with ``datetime.strptime`` (case-insensitive names).
 
     Ordinal suffixes are removed first; two-digit years are mapped into YEAR_MIN..YEAR_MAX.
+    Names are matched in the process's LC_TIME locale: English unless the program called
+    ``locale.setlocale`` (Python starts in the C locale).
     """
     pattern = re.sub(r"\{(\w+)\}", lambda m: _STRPTIME[m.group(1)], fmt.replace("%", "%%"))
     if "{do}" in fmt:
