@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import UserError
 from .lines import read_lines, where
-from .parallel import EMPTY_POLICIES
+from .parallel import check_empty_policy
 from .text import stdlib_sources
 
 STDLIB_PACKAGES = ("asyncio", "email", "http", "importlib", "json", "logging", "multiprocessing", "unittest",
@@ -69,14 +69,9 @@ class LabelledText:
         return np.array([index[lab] for lab in self.labels], dtype=np.int64)
 
 
-def _check_empty(empty):
-    if empty not in EMPTY_POLICIES:
-        raise ValueError(f"empty: expected one of {EMPTY_POLICIES}, got {empty!r}")
-
-
 def read_labelled_tsv(path, empty: str = "error") -> LabelledText:
     """A ``label<TAB>text`` file -> LabelledText (see the module docstring)."""
-    _check_empty(empty)
+    check_empty_policy(empty)
     texts, labels, source = [], [], []
     for k, row in enumerate(read_lines(path, "data file"), start=1):
         if not row.strip():
@@ -100,7 +95,7 @@ def read_labelled_tsv(path, empty: str = "error") -> LabelledText:
 
 def read_class_dir(path, empty: str = "error") -> LabelledText:
     """A directory of one file per class (stem = label, one example per line) -> LabelledText."""
-    _check_empty(empty)
+    check_empty_policy(empty)
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise UserError(f"data directory not found: {path!r}")

@@ -51,7 +51,7 @@ class ParallelText:
                              f"{len(self.line)}")
 
 
-def _check_empty_policy(empty: str):
+def check_empty_policy(empty: str):
     if empty not in EMPTY_POLICIES:
         raise ValueError(f"empty: expected one of {EMPTY_POLICIES}, got {empty!r}")
 
@@ -82,13 +82,13 @@ def read_parallel(src_path, tgt_path, empty: str = "error") -> ParallelText:
     Raises UserError for a missing/empty/non-UTF-8 file, unequal line counts
     (naming the first line that has no partner) or an empty line.
     """
-    _check_empty_policy(empty)
+    check_empty_policy(empty)
     src_lines = read_lines(src_path, "source file")
     tgt_lines = read_lines(tgt_path, "target file")
     ns, nt = len(src_lines), len(tgt_lines)
     if ns != nt:
         short, n = (src_path, ns) if ns < nt else (tgt_path, nt)
-        longer = tgt_path if short is src_path else src_path
+        longer = tgt_path if ns < nt else src_path
         raise UserError(f"{where(longer, n + 1)}: no partner line in {os.fspath(short)!r}: source has {ns} lines, "
                         f"target has {nt} (the two files must be line-aligned)")
     origin = f"{os.fspath(src_path)} + {os.fspath(tgt_path)}"
@@ -102,7 +102,7 @@ def read_tsv_pairs(path, empty: str = "error") -> ParallelText:
     Raises UserError for a missing/empty/non-UTF-8 file, a row without a tab or
     an empty source or target column.
     """
-    _check_empty_policy(empty)
+    check_empty_policy(empty)
     rows = []
     for k, row in enumerate(read_lines(path, "pairs file"), start=1):
         cols = row.split("\t")
