@@ -209,6 +209,11 @@ def test_stale_lock_of_a_killed_process_does_not_block(tmp_path):
     assert not (tmp_path / LOCK_NAME).exists()
 
 
+def test_lock_of_a_missing_directory_is_one_line(tmp_path):
+    with pytest.raises(OutputError, match=r"cannot create the lock file \.rnnkit\.lock \(No such file or directory\)"):
+        OutDirLock(tmp_path / "missing").acquire()
+
+
 def test_lock_twice_in_one_process_and_release(tmp_path):
     with OutDirLock(tmp_path, what="--out"):
         with pytest.raises(OutDirLocked, match=f"process {os.getpid()}"):

@@ -29,7 +29,7 @@ import os
 import tempfile
 
 from ..errors import OutDirLocked, OutputError
-from .atomic import output_error, remove_stray_temps
+from .atomic import remove_stray_temps
 
 LOCK_NAME = ".rnnkit.lock"
 _VIRTUAL = ("/proc", "/sys", "/dev")
@@ -68,9 +68,8 @@ class OutDirLock:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
             except OSError as e:
-                err = output_error(self.path, e)
-                raise (OutputError(f"{self.what} {self.directory!r}: cannot create the lock file ({err})", e.errno)
-                       if err is not e else e) from None
+                raise OutputError(f"{self.what} {self.directory!r}: cannot create the lock file {LOCK_NAME} "
+                                  f"({e.strerror})", e.errno) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
