@@ -19,7 +19,10 @@ The cell protocol.  A cell class declares
   ``dhw_is_dxw``, ``direct_h`` (see below);
 * ``own_params(input_size, hidden_size)`` -> {name: shape} of parameters the cell owns beyond
   weight_ih/weight_hh/bias_ih/bias_hh, and ``init_own(name, shape, rng, hidden_size)``
-  (none for the three cells here; a peephole or layer-normalised LSTM adds its own);
+  (none for the three cells here; the peephole, layer-normalised and projected LSTMs
+  (cells_*.py) add their own);
+* ``field_sizes(hidden_size)`` -> {field: width} of every state and cache field (default:
+  all H; a cell with a wider cache or a projected h says so);
 * two compiled functions (:func:`kernels.cell_jit`), all arrays (B, .) C-contiguous views
   the loop hands out, tuples in the declared field order:
 
@@ -92,6 +95,10 @@ class Cell:
 
     def init_own(self, name: str, shape: tuple, rng: np.random.Generator, hidden_size: int) -> np.ndarray:
         raise NotImplementedError(name)
+
+    def field_sizes(self, hidden_size: int) -> dict:
+        """{field: width} of the state and cache fields (per batch row); h's width is the output size."""
+        return {f: hidden_size for f in self.State._fields + tuple(self.cache_fields)}
 
 
 # ----------------------------------------------------------------------------- Elman RNN

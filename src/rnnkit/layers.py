@@ -15,6 +15,10 @@ import numpy as np
 
 from ._checks import check_array, check_lengths
 from .cells import GRUCell, LSTMCell, LSTMState, RNNCell
+from .cells_layernorm import LayerNormLSTMCell
+from .cells_peephole import PeepholeLSTMCell
+from .cells_proj import ProjLSTMCell
+from . import dropout as drop
 from . import kernels
 from .module import Module
 from .scan import ScanTape, absent, reuse_empty, scan_backward, scan_forward, step_once
@@ -30,8 +34,9 @@ class LayerBusyError(RuntimeError):
 class LayerTape(NamedTuple):
     """What one layer of a forward keeps for the backward: its input and one tape per direction."""
 
-    input: np.ndarray  # (T, B, I_k), time-major
+    input: np.ndarray  # (T, B, I_k), time-major (after input dropout: what met W_ih)
     directions: tuple  # ScanTape per direction (forward, then reverse)
+    weights_hh: tuple = ()  # per direction the W_hh the scan used (weight dropout), else ()
 
 
 class Tape(NamedTuple):
@@ -41,6 +46,7 @@ class Tape(NamedTuple):
     keep: np.ndarray | None  # (T, B) bool: True at padded steps (t >= length); None without lengths
     T: int
     B: int
+    masks: drop.Masks | None = None  # the dropout masks of this forward (training only)
 
     def directions(self) -> list:
         """ScanTape per (layer, direction), index l*D + d (PyTorch's ordering)."""
@@ -68,11 +74,14 @@ def as_rng(seed) -> np.random.Generator:
 class Recurrent(Module):
     """Multi-layer, optionally bidirectional recurrent layer over any cell.
 
-    forward(x, state=None, lengths=None) -> (out, state)
+    forward(x, state=None, lengths=None, rng=None) -> (out, state)
         x:      (T, B, input_size), or (B, T, input_size) with batch_first
-        out:    (T, B, D*hidden_size), D = 2 if bidirectional; 0 past each length
-        state:  h (num_layers*D, B, H), or LSTMState(h, c) for the LSTM;
+        out:    (T, B, D*Hh), D = 2 if bidirectional, Hh = ``h_size`` (hidden_size, or
+                proj_size); 0 past each length
+        state:  h (num_layers*D, B, Hh), or LSTMState(h, c) for the LSTMs (c: (L*D, B, H));
                 index l*D + d is layer l, direction d (PyTorch's ordering)
+        rng:    np.random.Generator the dropout masks are drawn from (training mode with a
+                rate > 0 only; see :mod:`rnnkit.dropout`)
     backward(d_out, d_state=None) -> (d_x, d_state0)
         BPTT; adds every parameter gradient into ``grads``.
 
@@ -82,6 +91,10 @@ class Recurrent(Module):
                       gate block, biases 0 and forget-gate bias 1 (LSTM f; GRU z)
     ``forget_bias`` (LSTM, GRU) overrides the forget-gate bias after either init:
     b_ih[f] = forget_bias, b_hh[f] = 0.
+
+    Regularisation (:mod:`rnnkit.dropout`), in training mode only (``train()``/``eval()``):
+    ``dropout`` between layers (torch's), ``input_dropout`` and ``recurrent_dropout``
+    (variational: one mask per sequence), ``weight_dropout`` (DropConnect on W_hh).
     """
 
     cell_class: type = None
@@ -98,6 +111,10 @@ class Recurrent(Module):
         bias: bool = True,
         init: str = "pytorch",
         forget_bias: float | None = None,
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
         **cell_kwargs,
     ):
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
@@ -109,9 +126,12 @@ class Recurrent(Module):
             raise ValueError(f"init: expected 'pytorch' or 'orthogonal', got {init!r}")
         if forget_bias is not None and not np.isfinite(forget_bias):
             raise ValueError(f"forget_bias: expected a finite number or None, got {forget_bias!r}")
-        self.cell = self.cell_class(**cell_kwargs)
+        self.rates = drop.DropoutRates(dropout, input_dropout, recurrent_dropout, weight_dropout)
+        self.cell = self._make_cell(int(hidden_size), **cell_kwargs)
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
+        self.h_size = self.cell.field_sizes(self.hidden_size)["h"]
+        """Width of h and of each direction's output (hidden_size, or an LSTM's proj_size)."""
         self.num_layers = int(num_layers)
         self.bidirectional = bool(bidirectional)
         self.num_directions = 2 if bidirectional else 1
@@ -137,6 +157,15 @@ class Recurrent(Module):
         self.cores = available_cores()
         """Cores the loops may use (the thread policy, :mod:`rnnkit.threads`); 1 runs everything on
         the calling thread."""
+
+    def _make_cell(self, hidden_size: int, **cell_kwargs):
+        """The cell of every layer and direction (``cell_class(**cell_kwargs)``; LSTM chooses a variant)."""
+        return self.cell_class(**cell_kwargs)
+
+    @property
+    def dropout(self) -> float:
+        """Dropout rate between layers (torch.nn.LSTM's ``dropout``)."""
+        return self.rates.dropout
 
     # ------------------------------------------------------------------ parameters
     def _suffix(self, layer: int, direction: int) -> str:
@@ -164,24 +193,24 @@ class Recurrent(Module):
         return W_ih, b_ih, none, b_hh, W_hh
 
     def _init_params(self, rng: np.random.Generator) -> None:
-        H, G, D = self.hidden_size, self.cell.n_gates, self.num_directions
+        H, G, D, Hh = self.hidden_size, self.cell.n_gates, self.num_directions, self.h_size
         forget = self.cell.forget_gate  # gate block index, or None
         if self.forget_bias is not None and forget is None:
             raise ValueError(f"forget_bias: {type(self).__name__} has no forget gate")
         for layer in range(self.num_layers):
-            I = self.input_size if layer == 0 else H * D
+            I = self.input_size if layer == 0 else Hh * D
             for d in range(D):
                 s = self._suffix(layer, d)
                 if self.init == "pytorch":
                     k = 1.0 / np.sqrt(H)
                     W_ih = rng.uniform(-k, k, (G * H, I))
-                    W_hh = rng.uniform(-k, k, (G * H, H))
+                    W_hh = rng.uniform(-k, k, (G * H, Hh))
                     b_ih = rng.uniform(-k, k, G * H)
                     b_hh = rng.uniform(-k, k, G * H)
                 else:
                     lim = np.sqrt(6.0 / (I + H))
                     W_ih = rng.uniform(-lim, lim, (G * H, I))
-                    W_hh = np.concatenate([_orthogonal(rng, H) for _ in range(G)])
+                    W_hh = np.concatenate([_orthogonal(rng, H, Hh) for _ in range(G)])
                     b_ih, b_hh = np.zeros(G * H), np.zeros(G * H)
                     if forget is not None:
                         b_ih[forget * H : (forget + 1) * H] = 1.0
@@ -202,17 +231,18 @@ class Recurrent(Module):
         return self.cell.State is LSTMState
 
     def _state_fields(self, state, B: int, name: str = "state") -> tuple:
-        """Public state -> validated (num_layers*D, B, H) array per state field (zeros for None)."""
-        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        """Public state -> validated (num_layers*D, B, width) array per state field (zeros for None)."""
+        LD, fields = self.num_layers * self.num_directions, self.cell.State._fields
+        width = self.cell.field_sizes(self.hidden_size)
         if state is None:
-            return (np.zeros((LD, B, H), dtype=self.dtype),) * len(self.cell.State._fields)
+            return tuple(np.zeros((LD, B, width[f]), dtype=self.dtype) for f in fields)
         if self._is_lstm():
             if not isinstance(state, tuple) or len(state) != 2:
                 raise TypeError(f"{name}: LSTM state must be a tuple (h, c), got {type(state).__name__}")
-            check_array(f"{name}.h", state[0], (LD, B, H), self.dtype)
-            check_array(f"{name}.c", state[1], (LD, B, H), self.dtype)
+            for f, a in zip(fields, state):
+                check_array(f"{name}.{f}", a, (LD, B, width[f]), self.dtype)
             return tuple(state)
-        return (check_array(name, state, (LD, B, H), self.dtype),)
+        return (check_array(name, state, (LD, B, width["h"]), self.dtype),)
 
     def _split_state(self, state, B: int, name: str = "state") -> list:
         """Public state -> list over (layer, direction) of the cell's state tuples."""
@@ -243,12 +273,20 @@ class Recurrent(Module):
         H = self.hidden_size
         return plan(B, H, self.cell.n_gates * H, self.num_directions, self.dtype.itemsize, self.cores)
 
-    def forward(self, x, state=None, lengths=None):
+    def forward(self, x, state=None, lengths=None, rng=None):
         """Run the layer over a batch of sequences; see the class docstring for shapes."""
         with self._locked("forward"):
-            return self._forward(x, state, lengths)
+            return self._forward(x, state, lengths, rng)
 
-    def _forward(self, x, state, lengths):
+    def _draw_masks(self, rng, T: int, B: int):
+        """This forward's dropout masks (:mod:`rnnkit.dropout`), or None (eval mode, or no rate > 0)."""
+        if not (self.training and self.rates.active):
+            return None
+        sizes = [self.input_size] + [self.num_directions * self.h_size] * (self.num_layers - 1)
+        return drop.draw_masks(self.rates, rng, T, B, sizes, self.h_size, self.cell.n_gates * self.hidden_size,
+                               self.num_directions, self.dtype)
+
+    def _forward(self, x, state, lengths, rng):
         check_array("x", x, (None, None, self.input_size), self.dtype)
         if self.batch_first:
             x = x.transpose(1, 0, 2)
@@ -262,26 +300,35 @@ class Recurrent(Module):
                 mask = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
                 keep = np.ascontiguousarray(~mask[:, :, 0])
         states0 = self._split_state(state, B)
+        masks = self._draw_masks(rng, T, B)
         D, finals, layers = self.num_directions, [], []
         threads = self._plan(B)
         layer_in = np.ascontiguousarray(x)
         for layer in range(self.num_layers):
-            tapes, jobs = [], []
+            tapes, jobs, used_hh = [], [], []
+            if masks is not None:
+                layer_in = drop.apply(layer_in, masks.input[layer])
             for d in range(D):
                 k = layer * D + d
                 work = self._workspace[k]  # this layer's last tape is dropped: reuse its buffers
                 W_ih, W_hh, b_ih, b_hh = self._weights(layer, d)
+                if masks is not None:
+                    W_hh = drop.apply(W_hh, masks.weight[k])
+                    used_hh.append(W_hh)
                 xw, b_hh = self._project(layer_in, W_ih, b_ih, b_hh, work)  # (T, B, G*H): all steps in one GEMM
                 tape, js = scan_forward(self.cell, xw, W_hh, b_hh, states0[k], keep, reverse=d == 1,
-                                        p=self._own(k), shards=threads.shards, workspace=work)
+                                        p=self._own(k), shards=threads.shards, workspace=work,
+                                        h_mask=None if masks is None else masks.recurrent[k])
                 tapes.append(tape)
                 jobs += js
             run_jobs(jobs, threads.blas_threads, threads.parallel)  # the compiled loops, side by side
             outs = [t.h_new() if mask is None else t.h_new() * mask for t in tapes]
             finals += [self.cell.State._make(s[0 if t.reverse else T] for s in t.states) for t in tapes]
-            layers.append(LayerTape(layer_in, tuple(tapes)))
+            layers.append(LayerTape(layer_in, tuple(tapes), tuple(used_hh)))
             layer_in = outs[0] if D == 1 else np.concatenate(outs, axis=-1)
-        self._tape = Tape(tuple(layers), keep, T, B)
+            if masks is not None and masks.output[layer] is not None:  # dropout between layers
+                layer_in = layer_in * masks.output[layer]
+        self._tape = Tape(tuple(layers), keep, T, B, masks)
         if D == 1 and mask is None:  # out is the tape's state buffer: hand the caller a copy
             layer_in = layer_in.copy()
         out = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
@@ -340,7 +387,7 @@ class Recurrent(Module):
             )
         tape = self._tape
         T, B = tape.T, tape.B
-        H, D = self.hidden_size, self.num_directions
+        H, D = self.h_size, self.num_directions
         shape = (B, T, D * H) if self.batch_first else (T, B, D * H)
         check_array("d_out", d_out, shape, self.dtype)
         if self.batch_first:
@@ -350,8 +397,8 @@ class Recurrent(Module):
         elif self._is_lstm():
             if not isinstance(d_state, tuple) or len(d_state) != 2:
                 raise TypeError(f"d_state: LSTM d_state must be a tuple (dh, dc), got {type(d_state).__name__}")
-            zeros = np.zeros((self.num_layers * D, B, H), dtype=self.dtype)
-            d_finals = self._split_state(tuple(zeros if a is None else a for a in d_state), B, "d_state")
+            zeros = self._state_fields(None, B)
+            d_finals = self._split_state(tuple(z if a is None else a for z, a in zip(zeros, d_state)), B, "d_state")
         else:
             d_finals = self._split_state(d_state, B, "d_state")
         self._tape = None
@@ -359,15 +406,20 @@ class Recurrent(Module):
         records = [{} if record_state_grads else None for _ in d_states0]
         threads = self._plan(B)
         d_layer_out = d_out
+        masks = tape.masks
         for layer in range(self.num_layers - 1, -1, -1):
+            if masks is not None and masks.output[layer] is not None:  # dropout between layers
+                d_layer_out = d_layer_out * masks.output[layer]
             layer_in = tape.layers[layer].input
+            used_hh = tape.layers[layer].weights_hh  # W_hh after weight dropout (or ())
             x2 = layer_in.reshape(T * B, -1)
             jobs, finishes = [], []
             for d in range(D):
                 k = layer * D + d
                 d_dir = d_layer_out if D == 1 else d_layer_out[..., d * H : (d + 1) * H]
                 js, finish = scan_backward(
-                    self.cell, tape.layers[layer].directions[d], d_dir, d_finals[k], self._weights(layer, d)[1],
+                    self.cell, tape.layers[layer].directions[d], d_dir, d_finals[k],
+                    used_hh[d] if used_hh else self._weights(layer, d)[1],
                     tape.keep, self._own(k), self._own(k, grads=True), records[k], threads.shards,
                     self._workspace[k],
                 )
@@ -383,13 +435,13 @@ class Recurrent(Module):
                 # xw = layer_in @ W_ih.T + b_ih for all steps: one GEMM each for dW_ih and d_layer_in
                 d_xw2 = d_xw.reshape(T * B, -1)
                 self._grads[n_ih] += (x2.T @ d_xw2).T  # dW_ih = d_xw^T x, oriented as dW_hh
-                self._grads[n_hh] += dW_hh
+                self._grads[n_hh] += dW_hh if not used_hh else drop.apply(dW_hh, masks.weight[k])
                 if b_ih is not None:
                     self._grads[n_bih] += db_hh if self.cell.dhw_is_dxw else d_xw2.sum(axis=0)
                     self._grads[n_bhh] += db_hh
                 d_in = np.dot(d_xw2, W_ih).reshape(layer_in.shape)
                 d_layer_in = d_in if d_layer_in is None else d_layer_in + d_in
-            d_layer_out = d_layer_in
+            d_layer_out = d_layer_in if masks is None else drop.apply(d_layer_in, masks.input[layer])
         if record_state_grads:
             self.state_grads = records
         d_x = d_layer_out.transpose(1, 0, 2) if self.batch_first else d_layer_out
@@ -453,8 +505,9 @@ class Recurrent(Module):
         new = [np.empty_like(a) for a in prev]  # (L, B, H) per field: the returned state
         work = self._workspace[0]
         G = self.cell.n_gates * self.hidden_size
+        width = self.cell.field_sizes(self.hidden_size)
         xw, hw = reuse_empty(work, "step.xw", (B, G), self.dtype), reuse_empty(work, "step.hw", (B, G), self.dtype)
-        cache = tuple(reuse_empty(work, "step." + f, (B, self.hidden_size), self.dtype) for f in self.cell.cache_fields)
+        cache = tuple(reuse_empty(work, "step." + f, (B, width[f]), self.dtype) for f in self.cell.cache_fields)
         h_in = np.ascontiguousarray(x_t)
         for layer, (W_ih, b_x1, b_x2, b_h, W_hh) in enumerate(self._step_args):
             s_new = tuple(a[layer] for a in new)
@@ -470,9 +523,12 @@ class Recurrent(Module):
         )
 
 
-def _orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((n, n)))
-    return q * np.sign(np.diag(r))
+def _orthogonal(rng: np.random.Generator, n: int, m: int | None = None) -> np.ndarray:
+    """(n, m) with orthonormal columns (m <= n) or rows (m > n); square by default."""
+    m = n if m is None else m
+    q, r = np.linalg.qr(rng.standard_normal((max(n, m), min(n, m))))
+    q = q * np.sign(np.diag(r))
+    return q if n >= m else q.T
 
 
 class RNN(Recurrent):
@@ -492,9 +548,51 @@ class RNN(Recurrent):
 
 
 class LSTM(Recurrent):
-    """LSTM with forget, input and output gates and cell state (PyTorch gate order i, f, g, o)."""
+    """LSTM with forget, input and output gates and cell state (PyTorch gate order i, f, g, o).
+
+    ``peephole=True``: diagonal peepholes (:mod:`rnnkit.cells_peephole`, own ``weight_p_l{k}``
+    (3H,) laid out as ONNX's P); ``proj_size=P`` (0 < P < H): h = (o * tanh(c)) @ W_hr.T as
+    ``torch.nn.LSTM(proj_size=P)`` (:mod:`rnnkit.cells_proj`, own ``weight_hr_l{k}`` (P, H)).
+    """
 
     cell_class = LSTMCell
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, dtype=np.float32,
+                 seed=None, peephole: bool = False, proj_size: int = 0, **kwargs):
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, dtype, seed,
+                         peephole=peephole, proj_size=proj_size, **kwargs)
+
+    def _make_cell(self, hidden_size: int, peephole: bool = False, proj_size: int = 0):
+        if not isinstance(proj_size, (int, np.integer)) or isinstance(proj_size, bool) or not 0 <= proj_size:
+            raise ValueError(f"proj_size: expected an integer >= 0, got {proj_size!r}")
+        if proj_size and peephole:
+            raise ValueError("peephole: peepholes with proj_size > 0 are not supported")
+        if proj_size and proj_size >= hidden_size:
+            raise ValueError(f"proj_size: must be smaller than hidden_size ({hidden_size}), got {proj_size}")
+        if proj_size:
+            return ProjLSTMCell(proj_size)
+        return PeepholeLSTMCell() if peephole else LSTMCell()
+
+    @property
+    def peephole(self) -> bool:
+        return isinstance(self.cell, PeepholeLSTMCell)
+
+    @property
+    def proj_size(self) -> int:
+        """0, or the width of h (torch's ``proj_size``)."""
+        return getattr(self.cell, "proj_size", 0)
+
+
+class LayerNormLSTM(Recurrent):
+    """Layer-normalised LSTM (:mod:`rnnkit.cells_layernorm`: LayerNorm on both projections and on c),
+    with the layer contract of :class:`LSTM`; ``bias=False`` by default (the LayerNorm betas are
+    the biases, as in PyTorch's custom_lstms.py LayerNormLSTMCell)."""
+
+    cell_class = LayerNormLSTMCell
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, dtype=np.float32,
+                 seed=None, bias: bool = False, **kwargs):
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, dtype, seed, bias=bias, **kwargs)
 
 
 class GRU(Recurrent):

@@ -1,7 +1,7 @@
 """The parameter protocol shared by every layer and model.
 
 As in micrograd, ``params`` / ``grads`` / ``zero_grad()`` is the whole
-protocol.  A leaf keeps its own arrays in ``self._params`` / ``self._grads``;
+protocol (plus ``train()`` / ``eval()``, the mode the regularisers read).  A leaf keeps its own arrays in ``self._params`` / ``self._grads``;
 a composite exposes its children's arrays under dotted names
 (``"lstm.weight_hh_l0"``).  The arrays are the same objects the layers
 compute with, so an optimizer that updates ``params[k]`` in place updates
@@ -13,10 +13,26 @@ import numpy as np
 
 
 class Module:
-    """Base class: leaves fill ``_params``/``_grads``; composites hold Modules as attributes."""
+    """Base class: leaves fill ``_params``/``_grads``; composites hold Modules as attributes.
+
+    ``training`` (True by default) switches the regularisers (dropout) on; ``train()`` /
+    ``eval()`` set it on the module and all its children.
+    """
 
     _params: dict
     _grads: dict
+    training: bool = True
+
+    def train(self, mode: bool = True) -> "Module":
+        """Training mode (dropout on) for this module and its children; returns self."""
+        self.training = bool(mode)
+        for child in self.children().values():
+            child.train(mode)
+        return self
+
+    def eval(self) -> "Module":
+        """Evaluation mode (no dropout): ``train(False)``; returns self."""
+        return self.train(False)
 
     def children(self) -> dict[str, "Module"]:
         return {k: v for k, v in vars(self).items() if isinstance(v, Module)}

@@ -17,10 +17,10 @@ The loops own
 * BPTT: the sum over all steps of the per-step gradients; weight gradients of
   ``W_hh``/``b_hh`` are formed with one GEMM after the loop.
 
-Buffers (:class:`ScanTape`): states[f] (T+1, B, H) per state field f; step t reads the
+Buffers (:class:`ScanTape`): states[f] (T+1, B, width) per state field f; step t reads the
 state at ``t + reverse`` and writes the one at ``t + 1 - reverse``; the cache fields are
-(T, B, H) each, the activated gates are the xw buffer (T, B, G) itself.  Shapes: T steps,
-B batch, H hidden, G = n_gates * H.  "Absent" arrays (no mask, no bias, no record) are
+(T, B, width) each (widths: ``cell.field_sizes(H)``, H by default), the activated gates are
+the xw buffer (T, B, G) itself.  Shapes: T steps, B batch, H hidden, G = n_gates * H.  "Absent" arrays (no mask, no bias, no record) are
 passed as size-0 arrays, so each cell and dtype compiles one loop.
 """
 from __future__ import annotations
@@ -41,12 +41,16 @@ def at(tup, t, b0, b1):
 
 @overload(at, inline="always")
 def _at_impl(tup, t, b0, b1):
-    return {  # tuples of up to 4 fields (a cell's state or cache)
+    return {  # tuples of up to 6 fields (a cell's state or cache)
         0: lambda tup, t, b0, b1: (),
         1: lambda tup, t, b0, b1: (tup[0][t, b0:b1],),
         2: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1]),
         3: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1]),
         4: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1], tup[3][t, b0:b1]),
+        5: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1], tup[3][t, b0:b1],
+                                   tup[4][t, b0:b1]),
+        6: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1], tup[3][t, b0:b1],
+                                   tup[4][t, b0:b1], tup[5][t, b0:b1]),
     }[len(tup)]
 
 
@@ -68,13 +72,23 @@ def _rows_impl(tup, b0, b1):
 
 # ----------------------------------------------------------------------------- compiled loops
 @jit
-def forward_loop(step, xw, hw, W_hh, b_hh, states, cache, p, keep, reverse, b0, b1):
+def mul_rows(a, m, out):
+    """out[b, j] = a[b, j] * m[b, j] (2-D, same shapes): the recurrent dropout mask applied to h."""
+    for b in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            out[b, j] = a[b, j] * m[b, j]
+
+
+@jit
+def forward_loop(step, xw, hw, W_hh, b_hh, states, cache, p, keep, reverse, h_mask, h_masked, b0, b1):
     """Rows b0:b1 of the whole sequence: for each t, hw = h_prev @ W_hh.T (+ b_hh); step; padding.
 
     xw (T, B, G) in: input projections, out: activated gates; hw (B, G) scratch;
-    W_hh (G, H); b_hh (G,) or size 0; states: per field (T+1, B, H) with the initial state
-    at index T (reverse) or 0; cache: per field (T, B, H); p: the cell's own parameters;
-    keep (T, B) bool (True: padded step, the state is carried) or size 0.
+    W_hh (G, H); b_hh (G,) or size 0; states: per field (T+1, B, width) with the initial state
+    at index T (reverse) or 0; cache: per field (T, B, width); p: the cell's own parameters;
+    keep (T, B) bool (True: padded step, the state is carried) or size 0;
+    h_mask (B, H) or size 0: hw = (h_prev * h_mask) @ W_hh.T (recurrent dropout), h_masked
+    (B, H) its scratch.
     """
     T = xw.shape[0]
     hw = hw[b0:b1]
@@ -83,7 +97,12 @@ def forward_loop(step, xw, hw, W_hh, b_hh, states, cache, p, keep, reverse, b0, 
         tp = t + 1 if reverse else t  # state entering step t
         tn = t if reverse else t + 1  # state leaving it
         prev, new = at(states, tp, b0, b1), at(states, tn, b0, b1)
-        np.dot(prev[0], W_hh.T, hw)
+        if h_mask.shape[0]:
+            hm = h_masked[b0:b1]
+            mul_rows(prev[0], h_mask[b0:b1], hm)
+            np.dot(hm, W_hh.T, hw)
+        else:
+            np.dot(prev[0], W_hh.T, hw)
         if b_hh.shape[0]:
             add_bias(hw, b_hh)
         step(xw[t, b0:b1], hw, p, prev, new, at(cache, t, b0, b1))
@@ -96,17 +115,20 @@ def forward_loop(step, xw, hw, W_hh, b_hh, states, cache, p, keep, reverse, b0, 
 
 @jit
 def backward_loop(step_backward, d_out, d_new, d_prev, dh_w, gates, states, cache, p, dp, W_hh, d_xw, d_hw,
-                  keep, reverse, direct_h, record, b0, b1):
+                  keep, reverse, direct_h, record, h_mask, d_carry, b0, b1):
     """BPTT of rows b0:b1 over all steps; returns dL/d(initial state) (one of the two buffer tuples).
 
     d_out (T, B, H): dL/d out; d_new: per state field (B, H), dL/d(final state) on entry;
     d_prev: same shapes, scratch; dh_w (B, H) scratch; gates, states, cache: the forward's
     buffers; dp: gradients of the cell's own parameters (added into); d_xw, d_hw (T, B, G)
     outputs (the same array for cells with a = xw + hw); record: per state field (T, B, H)
-    or size 0 (see :func:`scan_backward`).
+    or size 0 (see :func:`scan_backward`); h_mask (B, H) or size 0: the forward's recurrent
+    dropout mask (dL/dh_prev through W_hh is multiplied by it); d_carry: same shapes as
+    d_new, scratch for padded rows, whose gradient passes the step untouched while the cell
+    sees 0 there (so nothing of a padded step reaches W_ih, W_hh, or the cell's own parameters).
     """
     T = d_out.shape[0]
-    dn, dpr, dhw_ = rows(d_new, b0, b1), rows(d_prev, b0, b1), dh_w[b0:b1]
+    dn, dpr, dhw_, carry = rows(d_new, b0, b1), rows(d_prev, b0, b1), dh_w[b0:b1], rows(d_carry, b0, b1)
     for s in range(T):
         t = s if reverse else T - 1 - s
         tp = t + 1 if reverse else t
@@ -120,6 +142,12 @@ def backward_loop(step_backward, d_out, d_new, d_prev, dh_w, gates, states, cach
                 for b in range(b1 - b0):
                     if not (keep.shape[0] and keep[t, b0 + b]):
                         record[k][t, b0 + b] = dn[k][b]
+        if keep.shape[0]:  # padded rows: carry the gradient past the step, the cell gets 0
+            for b in range(b1 - b0):
+                if keep[t, b0 + b]:
+                    for k in range(len(dn)):
+                        carry[k][b] = dn[k][b]
+                        dn[k][b] = 0
         dxw, dhw = d_xw[t, b0:b1], d_hw[t, b0:b1]
         step_backward(dn, gates[t, b0:b1], at(cache, t, b0, b1), at(states, tp, b0, b1), at(states, tn, b0, b1),
                       p, dxw, dhw, dpr, dp)
@@ -130,14 +158,18 @@ def backward_loop(step_backward, d_out, d_new, d_prev, dh_w, gates, states, cach
                     dhw[b] = 0
         if direct_h:  # the cell wrote its direct part of dh_prev; add the part through W_hh
             np.dot(dhw, W_hh, dhw_)
+            if h_mask.shape[0]:
+                mul_rows(dhw_, h_mask[b0:b1], dhw_)
             dpr[0][:] += dhw_
         else:
             np.dot(dhw, W_hh, dpr[0])  # hw = h_prev @ W_hh.T
+            if h_mask.shape[0]:  # hw = (h_prev * h_mask) @ W_hh.T
+                mul_rows(dpr[0], h_mask[b0:b1], dpr[0])
         if keep.shape[0]:  # padded rows: the state was copied, so is its gradient
             for b in range(b1 - b0):
                 if keep[t, b0 + b]:
                     for k in range(len(dn)):
-                        dpr[k][b] = dn[k][b]
+                        dpr[k][b] = carry[k][b]
         dn, dpr = dpr, dn
     return dn
 
@@ -167,13 +199,15 @@ class ScanTape(NamedTuple):
     states[f] (T+1, B, H) per state field f (h, and c for the LSTM): the state entering step t
     is ``states[f][t + reverse]``, the one leaving it ``states[f][t + 1 - reverse]``.
     gates (T, B, G): the activated gates (None for cells that do not keep them: the Elman RNN).
-    cache[k] (T, B, H): the cell's cache fields.
+    cache[k] (T, B, width): the cell's cache fields (widths: ``cell.field_sizes``).
+    h_mask: (B, H) recurrent dropout mask on h_prev, or None.
     """
 
     states: tuple
     gates: np.ndarray | None
     cache: tuple
     reverse: bool
+    h_mask: np.ndarray | None = None
 
     def h_prev(self) -> np.ndarray:
         """(T, B, H): h entering each step t."""
@@ -211,7 +245,7 @@ def absent(dtype, ndim: int) -> np.ndarray:
 
 
 def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), shards=((0, None),),
-                 workspace=None):
+                 workspace=None, h_mask=None):
     """Prepare the compiled forward of one layer and direction: returns (tape, jobs).
 
     xw:     (T, B, G) input projections x_t @ W_ih.T + b_ih for all steps; the scan takes
@@ -221,6 +255,7 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), s
     state0: the cell's state tuple, each (B, H)
     keep:   (T, B) bool or None: True where t >= length (padded step)
     p:      tuple of the cell's own parameters
+    h_mask: (B, H) or None: recurrent dropout, hw = (h_prev * h_mask) @ W_hh.T at every step
     shards: (b0, b1) row ranges; one job (a zero-argument callable) per shard, to be run
             (side by side or not) before the tape is read
     workspace: dict the caller keeps between calls: the tape's buffers are kept there
@@ -228,16 +263,19 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), s
     """
     T, B, G = xw.shape
     H = W_hh.shape[1]
-    states = tuple(reuse_empty(workspace, "state." + f, (T + 1, B, H), xw.dtype) for f in cell.State._fields)
+    width = cell.field_sizes(G // cell.n_gates)
+    states = tuple(reuse_empty(workspace, "state." + f, (T + 1, B, width[f]), xw.dtype) for f in cell.State._fields)
     for buf, s0 in zip(states, state0):
         buf[T if reverse else 0] = s0
-    cache = tuple(reuse_empty(workspace, "cache." + f, (T, B, H), xw.dtype) for f in cell.cache_fields)
+    cache = tuple(reuse_empty(workspace, "cache." + f, (T, B, width[f]), xw.dtype) for f in cell.cache_fields)
     hw = reuse_empty(workspace, "hw", (B, G), xw.dtype)
     bias = absent(xw.dtype, 1) if b_hh is None else b_hh
     keep = absent(np.dtype(bool), 2) if keep is None else keep
+    mask = absent(xw.dtype, 2) if h_mask is None else h_mask
+    masked = absent(xw.dtype, 2) if h_mask is None else reuse_empty(workspace, "h_masked", (B, H), xw.dtype)
     jobs = [functools.partial(forward_loop, cell.step, xw, hw, W_hh, bias, states, cache, p, keep, reverse,
-                              b0, B if b1 is None else b1) for b0, b1 in shards]
-    return ScanTape(states, xw if cell.keeps_gates else None, cache, reverse), jobs
+                              mask, masked, b0, B if b1 is None else b1) for b0, b1 in shards]
+    return ScanTape(states, xw if cell.keeps_gates else None, cache, reverse, h_mask), jobs
 
 
 def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(), dp=(), record=None,
@@ -260,22 +298,25 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
     G = W_hh.shape[0]
     dt = d_out.dtype
     State = cell.State
+    width = cell.field_sizes(G // cell.n_gates)
     d_xw = reuse_empty(workspace, "d_xw", (T, B, G), dt)
     d_hw = d_xw if cell.dhw_is_dxw else reuse_empty(workspace, "d_hw", (T, B, G), dt)
     d_new = tuple(np.array(a, dtype=dt) for a in d_state_T)
-    d_prev = tuple(np.empty((B, H), dtype=dt) for _ in State._fields)
+    d_prev = tuple(np.empty((B, width[f]), dtype=dt) for f in State._fields)
+    d_carry = tuple(np.empty((B, width[f]), dtype=dt) for f in State._fields) if keep is not None else d_prev
     dh_w = reuse_empty(workspace, "dh_w", (B, H), dt)
     if record is not None:
-        record.update({f: np.zeros((T, B, H), dtype=dt) for f in State._fields})
+        record.update({f: np.zeros((T, B, width[f]), dtype=dt) for f in State._fields})
         rec = tuple(record[f] for f in State._fields)
     else:
         rec = (absent(dt, 3),) * len(State._fields)
     keep = absent(np.dtype(bool), 2) if keep is None else keep
     gates = d_xw if tape.gates is None else tape.gates  # a cell without gates does not read them
+    mask = absent(dt, 2) if tape.h_mask is None else tape.h_mask
     dps = [dp if len(shards) == 1 else tuple(np.zeros_like(g) for g in dp) for _ in shards]
     jobs = [functools.partial(backward_loop, cell.step_backward, d_out, d_new, d_prev, dh_w, gates, tape.states,
                               tape.cache, p, dps[k], W_hh, d_xw, d_hw, keep, tape.reverse, cell.direct_h, rec,
-                              b0, B if b1 is None else b1) for k, (b0, b1) in enumerate(shards)]
+                              mask, d_carry, b0, B if b1 is None else b1) for k, (b0, b1) in enumerate(shards)]
 
     def finish():
         if len(shards) > 1:
@@ -284,7 +325,8 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
         d0 = d_new if T % 2 == 0 else d_prev  # the loop swaps the two buffers at every step
         # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps
         # (written as (h_prev^T d_hw)^T: OpenBLAS runs this orientation up to 2x faster)
-        dW_hh = (tape.h_prev().reshape(T * B, H).T @ d_hw.reshape(T * B, G)).T
+        h_in = tape.h_prev() if tape.h_mask is None else tape.h_prev() * tape.h_mask  # what met W_hh
+        dW_hh = (h_in.reshape(T * B, H).T @ d_hw.reshape(T * B, G)).T
         return d_xw, dW_hh, d_hw.sum(axis=(0, 1)), State._make(d0)
 
     return jobs, finish
