@@ -16,3 +16,57 @@ def assert_close(name, got, want, atol, rtol=0.0):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def fd_rel_error(a, n):
+    """Norm-wise relative error ||a - n|| / max(||a|| + ||n||, 1e-12)."""
+    return np.linalg.norm(a - n) / max(np.linalg.norm(a) + np.linalg.norm(n), 1e-12)
+
+
+def check_layer_gradients(layer, x, state, lengths=None, forward_kw=dict, eps=1e-6, tol=1e-6, label=""):
+    """Every gradient of ``layer.backward`` (each parameter, d_x, each initial-state field) equals
+    central finite differences of L = sum(out * R) + sum over state fields of sum(s_n * R_f).
+
+    float64 layer; ``state``: array or LSTMState (perturbed in place); ``forward_kw()`` gives the
+    forward's extra arguments at every call (e.g. a fresh ``rng`` with a fixed seed: fixed masks).
+    """
+    r = np.random.default_rng(99)
+    fields = tuple(state) if isinstance(state, tuple) else (state,)
+    out, final = layer.forward(x, state, lengths=lengths, **forward_kw())
+    R = r.standard_normal(out.shape)
+    finals = tuple(final) if isinstance(final, tuple) else (final,)
+    Rs = [r.standard_normal(f.shape) for f in finals]
+
+    def loss():
+        out, final = layer.forward(x, state, lengths=lengths, **forward_kw())
+        finals = tuple(final) if isinstance(final, tuple) else (final,)
+        return (out * R).sum() + sum((f * Rf).sum() for f, Rf in zip(finals, Rs))
+
+    layer.zero_grad()
+    loss()
+    d_state = type(final)(*Rs) if isinstance(final, tuple) else Rs[0]
+    d_x, d_s0 = layer.backward(R, d_state)
+    d_s0 = tuple(d_s0) if isinstance(d_s0, tuple) else (d_s0,)
+    checks = {"d_x": (d_x, x)}
+    for k, (g, s) in enumerate(zip(d_s0, fields)):
+        checks[f"d_state0[{k}]"] = (g, s)
+    grads = layer.grads
+    for name, p in layer.params.items():
+        checks[f"grad {name}"] = (grads[name].copy(), p)
+    for name, (analytic, arr) in checks.items():
+        num = np.zeros_like(arr)
+        for k in np.ndindex(arr.shape):
+            old = arr[k]
+            arr[k] = old + eps
+            fp = loss()
+            arr[k] = old - eps
+            fm = loss()
+            arr[k] = old
+            num[k] = (fp - fm) / (2 * eps)
+        err = fd_rel_error(analytic, num)
+        assert err <= tol, f"{name}: relative error {err:.2e} vs finite differences ({label})"
+        assert np.abs(analytic).max() > 0 or np.abs(num).max() < 1e-9, f"{name}: gradient is all zero ({label})"
+    if lengths is not None:  # padded inputs get exactly zero gradient
+        for b, n in enumerate(lengths):
+            assert np.all(d_x[n:, b] == 0), f"d_x: nonzero gradient in padding of row {b} ({label})"
+    return checks

@@ -16,7 +16,7 @@ from conftest import assert_close
 from rnnkit.io.onnx_import import OnnxImportError
 
 KINDS = {"rnn": (rnnkit.RNN, {}), "rnn_relu": (rnnkit.RNN, {"nonlinearity": "relu"}),
-         "lstm": (rnnkit.LSTM, {}), "gru": (rnnkit.GRU, {})}
+         "lstm": (rnnkit.LSTM, {}), "lstm_peephole": (rnnkit.LSTM, {"peephole": True}), "gru": (rnnkit.GRU, {})}
 
 
 @pytest.fixture
@@ -59,8 +59,9 @@ def test_onnxruntime_equals_forward(ort, kind, L, bidir, with_state):
     feed = {"input": x, "lengths": lengths.astype(np.int32)}
     state = None
     if with_state:
-        fields = [rng.standard_normal((L * D, B, H)).astype(np.float32) for _ in range(2 if kind == "lstm" else 1)]
-        state = rnnkit.LSTMState(*fields) if kind == "lstm" else fields[0]
+        is_lstm = kind.startswith("lstm")
+        fields = [rng.standard_normal((L * D, B, H)).astype(np.float32) for _ in range(2 if is_lstm else 1)]
+        state = rnnkit.LSTMState(*fields) if is_lstm else fields[0]
         feed.update(zip(("h0", "c0"), fields))
     out, final = layer.forward(x, state, lengths)
     got = run_ort(ort, rnnkit.to_onnx(layer, initial_state=with_state), feed)
@@ -94,6 +95,8 @@ def test_roundtrip_is_exact(onnx, kind, dtype):
             assert getattr(back, attr) == getattr(m, attr), f"{cfg}: {attr} {getattr(back, attr)} != {getattr(m, attr)}"
         if kind.startswith("rnn"):
             assert back.nonlinearity == m.nonlinearity
+        if kind.startswith("lstm"):
+            assert back.peephole == m.peephole
         want, got = m.params, back.params
         assert got.keys() == want.keys()
         for k in want:
@@ -114,7 +117,7 @@ NODE_CASES = ["test_lstm_defaults", "test_lstm_with_initial_bias", "test_lstm_ba
               "test_gru_defaults", "test_gru_with_initial_bias", "test_gru_seq_length", "test_gru_batchwise",
               "test_simple_rnn_defaults", "test_simple_rnn_with_initial_bias", "test_simple_rnn_batchwise",
               "test_rnn_seq_length"]
-UNSUPPORTED = {"test_lstm_with_peepholes": "input P (peepholes"}  # GRU cases: linear_before_reset=0
+UNSUPPORTED = {}  # GRU cases: linear_before_reset=0
 
 
 def load_node_case(onnx, name):
@@ -149,6 +152,8 @@ def test_onnx_node_cases(onnx, name):
     state = feed.get("initial_h")
     if state is not None and layout:
         state = state.transpose(1, 0, 2)
+    if "initial_c" in feed:  # (the peephole case)
+        state = rnnkit.LSTMState(state, feed["initial_c"].transpose(1, 0, 2) if layout else feed["initial_c"])
     out, h_n = layer.forward(feed["X"], state, feed.get("sequence_lens"))
     D, H = layer.num_directions, layer.hidden_size
     if "Y" in expected:  # ONNX Y: (T, D, B, H), or (B, T, D, H) with layout=1
@@ -253,13 +258,15 @@ def test_unsupported_operators(onnx):
         rnnkit.from_onnx(rnnkit.compose_onnx(lstm, head=rnnkit.Linear(4, 2, seed=0)))
     with pytest.raises(OnnxImportError, match=r"com\.example\.LSTM"):
         rnnkit.from_onnx(edited("lstm", lambda n: setattr(n, "domain", "com.example")))
-    # peepholes: a P input on an LSTM node
+    # peepholes: a P input of the wrong shape on an LSTM node
     model = rnnkit.to_onnx(make_layer("lstm"))
-    model.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros((1, 12), np.float32), "P"))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros((1, 8), np.float32), "P"))
     node = next(n for n in model.graph.node if n.op_type == "LSTM")
     node.input.append("P")
-    with pytest.raises(OnnxImportError, match=r"input P \(peepholes, 'P'\) is not supported"):
+    with pytest.raises(OnnxImportError, match=r"P \(peepholes\) has shape \(1, 8\) \(float32\), expected \(1, 12\)"):
         rnnkit.from_onnx(model)
+    with pytest.raises(ValueError, match="proj_size=2: the ONNX LSTM operator has no projection"):
+        rnnkit.to_onnx(rnnkit.LSTM(3, 4, proj_size=2))
 
 
 def test_wrong_data_path_between_layers(onnx):

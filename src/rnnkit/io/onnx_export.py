@@ -13,7 +13,8 @@ states.  The graph (time-major; with ``batch_first`` the input and output are (B
     h_n [c_n] (L*D, B, H)                    Concat of the Y_h [Y_c] over layers
 
 Weights are a copy with the gate blocks reordered (:data:`ONNX_OPS`): ONNX's W (D, G*H, In),
-R (D, G*H, H) stack the directions; B (D, 2*G*H) is [b_ih, b_hh]; the GRU is written with
+R (D, G*H, H) stack the directions; B (D, 2*G*H) is [b_ih, b_hh]; a peephole LSTM's
+``weight_p`` (3H,) per direction is already ONNX's P row [p_i, p_o, p_f]; the GRU is written with
 ``linear_before_reset=1`` (PyTorch's b_hn inside the reset product).
 
 The pieces models are made of (:func:`embedding_nodes`, :func:`linear_nodes`,
@@ -115,6 +116,8 @@ def _check_layer(layer) -> tuple:
     op = ONNX_OPS.get(type(layer))
     if op is None:
         raise TypeError(f"to_onnx: expected rnnkit.RNN, LSTM or GRU, got {type(layer).__name__}")
+    if getattr(layer, "proj_size", 0):
+        raise ValueError(f"to_onnx: LSTM with proj_size={layer.proj_size}: the ONNX LSTM operator has no projection")
     return op
 
 
@@ -149,7 +152,7 @@ def recurrent_nodes(g: OnnxGraph, layer: Recurrent, x: str, lengths: str = "", s
     params = layer.params
     finals = [[] for _ in range(n_state)]
     for k in range(L):
-        stack = {n: [] for n in ("W", "R", "B")}
+        stack = {n: [] for n in ("W", "R", "B", "P")}
         for d in range(D):
             s = f"_l{k}" + ("_reverse" if d else "")
             stack["W"].append(permute_gates(params["weight_ih" + s], perm, H))
@@ -157,10 +160,14 @@ def recurrent_nodes(g: OnnxGraph, layer: Recurrent, x: str, lengths: str = "", s
             if layer.bias:
                 stack["B"].append(np.concatenate([permute_gates(params[b + s], perm, H)
                                                   for b in ("bias_ih", "bias_hh")]))
+            if "weight_p" + s in params:  # peepholes, laid out as ONNX's P
+                stack["P"].append(params["weight_p" + s])
         W, R = g.const(f"W_l{k}", np.stack(stack["W"])), g.const(f"R_l{k}", np.stack(stack["R"]))
         B = g.const(f"B_l{k}", np.stack(stack["B"])) if layer.bias else ""
         h0 = states[k] or ("",) * n_state
-        Y, *Yfinal = g.node(op, [x, W, R, B, lengths, *h0], n_out=1 + n_state, base=f"{op.lower()}_l{k}", **attrs)
+        P = [g.const(f"P_l{k}", np.stack(stack["P"]))] if stack["P"] else []
+        Y, *Yfinal = g.node(op, [x, W, R, B, lengths, *h0, *P], n_out=1 + n_state, base=f"{op.lower()}_l{k}",
+                            **attrs)
         for f, name in zip(finals, Yfinal):
             f.append(name)
         last = k == L - 1

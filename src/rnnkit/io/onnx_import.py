@@ -16,8 +16,9 @@ standard nodes as other exporters write them (the onnx package's node test cases
 
 Anything else raises :class:`OnnxImportError`, one line naming the operator or attribute
 and the value: other operators, ``clip``, activations other than the defaults (RNN: Tanh or
-Relu; LSTM: Sigmoid, Tanh, Tanh; GRU: Sigmoid, Tanh), ``input_forget=1``, peepholes (P),
-``direction="reverse"``, GRU ``linear_before_reset=0`` (not PyTorch's GRU).
+Relu; LSTM: Sigmoid, Tanh, Tanh; GRU: Sigmoid, Tanh), ``input_forget=1``,
+``direction="reverse"``, GRU ``linear_before_reset=0`` (not PyTorch's GRU).  An LSTM's
+peepholes (a constant P) give ``rnnkit.LSTM(peephole=True)`` (in every node, or in none).
 """
 from __future__ import annotations
 
@@ -134,8 +135,6 @@ def _check_attrs(g: _Graph, node) -> dict:
     layout = a.get("layout", 0)
     if layout not in (0, 1):
         raise OnnxImportError(f"{where}: attribute layout={layout} is not supported (0 or 1)")
-    if op == "LSTM" and len(node.input) > 7 and node.input[7]:
-        raise OnnxImportError(f"{where}: input P (peepholes, {node.input[7]!r}) is not supported")
     return dict(D=D, layout=layout, nonlinearity=nonlinearity, hidden_size=a.get("hidden_size"))
 
 
@@ -204,11 +203,15 @@ def _layer_dims(g: _Graph, node, attrs: dict) -> dict:
     if W.dtype not in (np.float32, np.float64) or R.dtype != W.dtype or (B is not None and B.dtype != W.dtype):
         raise OnnxImportError(f"{where}: weights of dtype {W.dtype.name} (R {R.dtype.name}) are not supported "
                               f"(float32 or float64, all the same)")
+    P = g.const(node, 7, "P")
+    if P is not None and (P.shape != (D, 3 * H) or P.dtype != W.dtype):
+        raise OnnxImportError(f"{where}: P (peepholes) has shape {P.shape} ({P.dtype.name}), expected "
+                              f"{(D, 3 * H)} ({W.dtype.name})")
     for s, what in ((5, "initial_h"), (6, "initial_c")):
         if len(node.input) > s and node.input[s] in g.consts and np.any(g.consts[node.input[s]]):
             raise OnnxImportError(f"{where}: input {what} is a nonzero constant; rnnkit layers take the "
                                   f"initial state as an argument")
-    return dict(W=W, R=R, B=B, H=H, I=W.shape[2])
+    return dict(W=W, R=R, B=B, H=H, I=W.shape[2], P=P)
 
 
 def from_onnx(model_or_path):
@@ -241,13 +244,13 @@ def from_onnx(model_or_path):
     rec_index = {i: (k, a["layout"]) for k, (i, a) in enumerate(zip(rec_at, attrs))}
     dims = [_layer_dims(g, node, a) for node, a in zip(rec, attrs)]
     first = dict(D=attrs[0]["D"], nonlinearity=attrs[0]["nonlinearity"], H=dims[0]["H"],
-                 bias=dims[0]["B"] is not None, dtype=dims[0]["W"].dtype)
+                 bias=dims[0]["B"] is not None, dtype=dims[0]["W"].dtype, peephole=dims[0]["P"] is not None)
     seq_lens = {node.input[4] if len(node.input) > 4 else "" for node in rec}
     batch_first = False
     for k, (node, a, dm) in enumerate(zip(rec, attrs, dims)):
         where = f"{_where(node)} (layer {k})"
         here = dict(D=a["D"], nonlinearity=a["nonlinearity"], H=dm["H"], bias=dm["B"] is not None,
-                    dtype=dm["W"].dtype)
+                    dtype=dm["W"].dtype, peephole=dm["P"] is not None)
         for key, v in here.items():
             if v != first[key]:
                 raise OnnxImportError(f"{where}: {key} {v} differs from layer 0's {first[key]}")
@@ -271,6 +274,8 @@ def from_onnx(model_or_path):
                   batch_first=batch_first, bias=first["bias"], seed=0)
     if cls is RNN:
         kwargs["nonlinearity"] = first["nonlinearity"]
+    if first["peephole"]:
+        kwargs["peephole"] = True
     layer = cls(dims[0]["I"], first["H"], **kwargs)
     inverse = np.argsort(perm)  # PyTorch block k is ONNX block inverse[k]
     params, H = {}, first["H"]
@@ -283,5 +288,7 @@ def from_onnx(model_or_path):
                 b_ih, b_hh = np.split(dm["B"][d], 2)
                 params["bias_ih" + s] = permute_gates(b_ih, inverse, H)
                 params["bias_hh" + s] = permute_gates(b_hh, inverse, H)
+            if first["peephole"]:
+                params["weight_p" + s] = dm["P"][d]
     layer.load_params(params)
     return layer
