@@ -161,5 +161,9 @@ def test_from_torch_float32_keeps_dtype():
 def test_from_torch_rejects_unsupported():
     with pytest.raises(TypeError, match="expected torch.nn.RNN, LSTM or GRU"):
         rnnkit.from_torch(torch.nn.Linear(2, 3))
-    with pytest.raises(ValueError, match="proj_size"):
-        rnnkit.from_torch(torch.nn.LSTM(3, 4, proj_size=2))
+    with pytest.raises(ValueError, match="torch.nn.LSTM has no peepholes"):
+        rnnkit.to_torch(rnnkit.LSTM(3, 4, peephole=True))
+    with pytest.raises(ValueError, match="has no recurrent_dropout"):
+        rnnkit.to_torch(rnnkit.LSTM(3, 4, recurrent_dropout=0.1))
+    with pytest.raises(TypeError, match="expected rnnkit.RNN, LSTM or GRU, got LayerNormLSTM"):
+        rnnkit.to_torch(rnnkit.LayerNormLSTM(3, 4))

@@ -9,6 +9,7 @@ import numpy as np
 
 from ._checks import check_array
 from .cells import sigmoid
+from .dropout import DropoutRates, bernoulli_mask
 from .layers import as_rng
 from .module import Module
 
@@ -57,16 +58,24 @@ class Linear(Module):
 
 
 class Embedding(Module):
-    """Lookup table: ids (...) integer -> (..., dim).  Init N(0, 1) as torch.nn.Embedding."""
+    """Lookup table: ids (...) integer -> (..., dim).  Init N(0, 1) as torch.nn.Embedding.
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, dtype=np.float32, seed=None):
+    ``dropout=p``: embedding dropout (Merity et al. 2018), in training mode only: each forward
+    drops whole rows of the table, m = Bernoulli(1 - p) / (1 - p) of shape (num_embeddings,)
+    drawn from ``forward(ids, rng=)``; y = W[ids] * m[ids] (a dropped word is dropped at every
+    position), dW[k] += m[k] * (sum of dy over positions with id k).
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, dtype=np.float32, seed=None, dropout: float = 0.0):
         rng = as_rng(seed)
         self.num_embeddings, self.embedding_dim, self.dtype = num_embeddings, embedding_dim, np.dtype(dtype)
+        self.dropout = DropoutRates(dropout=dropout).dropout
         self._params = {"weight": rng.standard_normal((num_embeddings, embedding_dim)).astype(dtype)}
         self._grads = {"weight": np.zeros_like(self._params["weight"])}
         self._ids = None
+        self._row_mask = None
 
-    def forward(self, ids):
+    def forward(self, ids, rng=None):
         ids = np.asarray(ids)
         if ids.dtype.kind not in "iu":
             raise TypeError(f"ids: expected integer token ids, got dtype {ids.dtype.name}")
@@ -74,14 +83,28 @@ class Embedding(Module):
             raise ValueError(f"ids: every id must be in 0..{self.num_embeddings - 1}, got range "
                              f"{int(ids.min())}..{int(ids.max())}")
         self._ids = ids
+        self._row_mask = None
+        if self.training and self.dropout > 0:
+            if not isinstance(rng, np.random.Generator):
+                raise TypeError(f"rng: embedding dropout in training needs forward(ids, rng=np.random.Generator) "
+                                f"(or eval()), got {type(rng).__name__}")
+            self._row_mask = bernoulli_mask(rng, self.dropout, (self.num_embeddings,), self.dtype)
+            return self._params["weight"][ids] * self._row_mask[ids][..., None]
         return self._params["weight"][ids]
 
     __call__ = forward
+
+    @property
+    def row_mask(self):
+        """The last training forward's row mask (num_embeddings,), or None."""
+        return self._row_mask
 
     def backward(self, dy):
         if self._ids is None:
             raise RuntimeError("Embedding.backward: called before forward or twice for one forward")
         ids, self._ids = self._ids, None
+        if self._row_mask is not None:  # y = W[ids] * m[ids]
+            dy = dy * self._row_mask[ids][..., None]
         # dL/dW[k] = sum of dy over positions whose id is k
         np.add.at(self._grads["weight"], ids.reshape(-1), dy.reshape(-1, self.embedding_dim))
         return None

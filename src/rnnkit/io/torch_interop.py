@@ -1,6 +1,9 @@
 """Weights to and from ``torch.nn.RNN/LSTM/GRU``.
 
-rnnkit uses PyTorch's parameter names and layouts, so conversion is a copy.
+rnnkit uses PyTorch's parameter names and layouts, so conversion is a copy: the LSTM's
+``proj_size`` and ``weight_hr_l{k}`` and the ``dropout`` between layers travel both ways.
+rnnkit-only features (peepholes, LayerNormLSTM, variational/weight dropout) have no
+``torch.nn`` equivalent and are refused by :func:`to_torch`.
 torch is an optional dependency (``pip install rnnkit[torch]``), imported here only.
 """
 from __future__ import annotations
@@ -32,16 +35,14 @@ def from_torch(module, dtype=None) -> Recurrent:
     cls = {t: k for k, t in torch_classes(torch).items()}.get(type(module))
     if cls is None:
         raise TypeError(f"from_torch: expected torch.nn.RNN, LSTM or GRU, got {type(module).__name__}")
-    if getattr(module, "proj_size", 0):
-        raise ValueError("from_torch: LSTM with proj_size > 0 is not supported")
-    if module.dropout:
-        raise ValueError("from_torch: inter-layer dropout is not supported (dropout must be 0)")
     first = next(module.parameters())
     dtype = np.dtype(dtype or str(first.dtype).replace("torch.", ""))
     kwargs = dict(
         num_layers=module.num_layers, bidirectional=module.bidirectional, dtype=dtype,
-        batch_first=module.batch_first, bias=module.bias, seed=0,
+        batch_first=module.batch_first, bias=module.bias, seed=0, dropout=float(module.dropout),
     )
+    if getattr(module, "proj_size", 0):
+        kwargs["proj_size"] = module.proj_size
     if cls is RNN:
         kwargs["nonlinearity"] = module.nonlinearity
     layer = cls(module.input_size, module.hidden_size, **kwargs)
@@ -55,11 +56,19 @@ def to_torch(layer: Recurrent):
     cls = torch_classes(torch).get(type(layer))
     if cls is None:
         raise TypeError(f"to_torch: expected rnnkit.RNN, LSTM or GRU, got {type(layer).__name__}")
+    if getattr(layer, "peephole", False):
+        raise ValueError("to_torch: torch.nn.LSTM has no peepholes (layer built with peephole=True)")
+    for name in ("input_dropout", "recurrent_dropout", "weight_dropout"):
+        if getattr(layer.rates, name):
+            raise ValueError(f"to_torch: torch.nn.{cls.__name__} has no {name} (the layer's is "
+                             f"{getattr(layer.rates, name)})")
     kwargs = dict(
         num_layers=layer.num_layers, bidirectional=layer.bidirectional,
         batch_first=layer.batch_first, bias=layer.bias,
-        dtype=getattr(torch, layer.dtype.name),
+        dtype=getattr(torch, layer.dtype.name), dropout=layer.dropout,
     )
+    if getattr(layer, "proj_size", 0):
+        kwargs["proj_size"] = layer.proj_size
     if cls is torch.nn.RNN:
         kwargs["nonlinearity"] = layer.nonlinearity
     module = cls(layer.input_size, layer.hidden_size, **kwargs)
