@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..cells import LSTMCell
 from ..layers import Recurrent
 
 
@@ -35,7 +36,8 @@ class GradFlow:
 
     h_sq: (L*D, T, B) squared norm over units of dL/dh_t per batch row, for each
           (layer, direction) (index l*D + d), time-major; 0 at padded steps
-    c_sq: (L*D, T, B) the same for dL/dc_t (LSTM only, else None)
+    c_sq: (L*D, T, B) the same for dL/dc_t (the plain LSTM only, else None: the peephole,
+          LayerNorm and projected LSTMs' dh_t/dc_t differ)
     lengths: (B,) valid lengths (T for every row when none were given)
     loss: the loss value of this batch
     """
@@ -107,7 +109,7 @@ def gradient_flow(layer: Recurrent, x: np.ndarray, loss_fn, state=None, lengths=
     if not isinstance(layer, Recurrent):
         raise TypeError(f"layer: expected an rnnkit RNN, LSTM or GRU, got {type(layer).__name__}")
     out, _ = layer.forward(x, state, lengths)
-    is_lstm = "c" in layer.cell.State._fields
+    is_lstm = type(layer.cell) is LSTMCell  # dL/dc_t below uses the plain LSTM's dh_t/dc_t
     gates = layer.gate_activations() if is_lstm else None
     loss, d_out = loss_fn(out)
     layer.backward(d_out, record_state_grads=True)
