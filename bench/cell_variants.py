@@ -1,0 +1,80 @@
+"""fwd+bwd time of the LSTM variants (issue 13) relative to the plain LSTM, rnnkit alone.
+
+    PYTHONPATH=src .venv/bin/python bench/cell_variants.py [--repeats N] [T B I H ...]
+
+Every variant runs through the same compiled loop (rnnkit.scan) as the plain LSTM.  Per grid
+point (default: the speed grid's two mid sizes), float32, one layer: the variants are timed
+*alternately* (round r times every variant once, in an order rotated by r, r = 1..N), so
+that the load of a shared machine hits all of them alike; the report gives each one's median over the
+rounds and its ratio to the plain LSTM's median.  Absolute times on a shared machine are noise;
+the ratios measured side by side are what this script is for.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import rnnkit
+
+MID_GRID = ((100, 32, 64, 128), (50, 64, 128, 256))
+"""The middle points of rnnkit.bench.speed.GRID."""
+
+
+def variants(I, H):
+    return {
+        "LSTM": lambda: rnnkit.LSTM(I, H, seed=0),
+        "LSTM peephole": lambda: rnnkit.LSTM(I, H, seed=0, peephole=True),
+        "LayerNormLSTM": lambda: rnnkit.LayerNormLSTM(I, H, seed=0),
+        f"LSTM proj_size={H // 2}": lambda: rnnkit.LSTM(I, H, seed=0, proj_size=H // 2),
+        "LSTM recurrent+weight dropout 0.25": lambda: rnnkit.LSTM(I, H, seed=0, recurrent_dropout=0.25,
+                                                                  weight_dropout=0.25),
+    }
+
+
+def fwd_bwd(layer, x):
+    def run():
+        out, _ = layer.forward(x, rng=np.random.default_rng(0))
+        layer.backward(np.ones_like(out))
+    return run
+
+
+def bench_point(T, B, I, H, repeats):
+    x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
+    runs = {name: fwd_bwd(make(), x) for name, make in variants(I, H).items()}
+    for run in runs.values():  # compile and warm up
+        run()
+        run()
+    times = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:  # rotated: no variant always first
+            t0 = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - t0)
+    med = {name: 1e3 * statistics.median(ts) for name, ts in times.items()}
+    return med
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("dims", type=int, nargs="*", help="T B I H [T B I H ...] (default: the mid grid)")
+    a = p.parse_args(argv)
+    if len(a.dims) % 4:
+        p.error(f"dims: expected groups of four numbers T B I H, got {len(a.dims)} numbers")
+    grid = [tuple(a.dims[k : k + 4]) for k in range(0, len(a.dims), 4)] or MID_GRID
+    print(f"fwd+bwd, float32, 1 layer, median of {a.repeats} alternating rounds (ratio: / plain LSTM)\n")
+    print("| T, B, I, H | variant | ms | ratio |")
+    print("|---|---|---|---|")
+    for T, B, I, H in grid:
+        med = bench_point(T, B, I, H, a.repeats)
+        base = med["LSTM"]
+        for name, ms in med.items():
+            print(f"| {T}, {B}, {I}, {H} | {name} | {ms:.2f} | {ms / base:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
