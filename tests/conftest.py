@@ -23,6 +23,33 @@ def fd_rel_error(a, n):
     return np.linalg.norm(a - n) / max(np.linalg.norm(a) + np.linalg.norm(n), 1e-12)
 
 
+def numeric_grad(f, arr, eps=1e-6):
+    """Central differences of scalar f() w.r.t. every element of arr (perturbed in place)."""
+    g = np.zeros_like(arr)
+    for k in np.ndindex(arr.shape):
+        old = arr[k]
+        arr[k] = old + eps
+        fp = f()
+        arr[k] = old - eps
+        fm = f()
+        arr[k] = old
+        g[k] = (fp - fm) / (2 * eps)
+    return g
+
+
+def assert_step_equals_forward(layer, x, atol):
+    """Streaming ``layer.step`` over x (T, B, I) gives forward's outputs and final state; returns the state."""
+    out, final = layer.forward(x)
+    state = None
+    for t in range(x.shape[0]):
+        y, state = layer.step(x[t], state)
+        assert_close(f"step y t={t}", y, out[t], atol=atol)
+    for f, got, want in zip(("h", "c"), tuple(state) if isinstance(state, tuple) else (state,),
+                            tuple(final) if isinstance(final, tuple) else (final,)):
+        assert_close(f"step final {f}", got, want, atol=atol)
+    return state
+
+
 def check_layer_gradients(layer, x, state, lengths=None, forward_kw=dict, eps=1e-6, tol=1e-6, label=""):
     """Every gradient of ``layer.backward`` (each parameter, d_x, each initial-state field) equals
     central finite differences of L = sum(out * R) + sum over state fields of sum(s_n * R_f).
@@ -54,15 +81,7 @@ def check_layer_gradients(layer, x, state, lengths=None, forward_kw=dict, eps=1e
     for name, p in layer.params.items():
         checks[f"grad {name}"] = (grads[name].copy(), p)
     for name, (analytic, arr) in checks.items():
-        num = np.zeros_like(arr)
-        for k in np.ndindex(arr.shape):
-            old = arr[k]
-            arr[k] = old + eps
-            fp = loss()
-            arr[k] = old - eps
-            fm = loss()
-            arr[k] = old
-            num[k] = (fp - fm) / (2 * eps)
+        num = numeric_grad(loss, arr, eps)
         err = fd_rel_error(analytic, num)
         assert err <= tol, f"{name}: relative error {err:.2e} vs finite differences ({label})"
         assert np.abs(analytic).max() > 0 or np.abs(num).max() < 1e-9, f"{name}: gradient is all zero ({label})"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import assert_close, check_layer_gradients
+from conftest import assert_close, assert_step_equals_forward, check_layer_gradients
 
 
 def make_layer(L, bidir, bias=False, seed=0, dtype=np.float64):
@@ -111,12 +111,8 @@ def test_layernorm_lstm_contract():
     assert {n for n in layer.params if n.startswith("layernorm")} == {
         f"layernorm_{a}_{b}_l{k}" for a in "ihc" for b in ("weight", "bias") for k in (0, 1)}
     x, _ = inputs(2, 1, seed=2, T=6)
-    out, final = layer.forward(x)
-    state = None
-    for t in range(6):
-        y, state = layer.step(x[t], state)
-        assert_close(f"step y t={t}", y, out[t], atol=1e-12)
-    assert_close("step c_n", state.c, final.c, atol=1e-12)
+    assert_step_equals_forward(layer, x, atol=1e-12)
+    out = layer.forward(x)[0]
     bf = make_layer(2, False, bias=True, seed=1)
     bf.batch_first = True
     assert_close("batch_first out", bf.forward(x.transpose(1, 0, 2).copy())[0].transpose(1, 0, 2), out, atol=1e-12)

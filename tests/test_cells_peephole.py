@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import assert_close, check_layer_gradients
+from conftest import assert_close, assert_step_equals_forward, check_layer_gradients
 
 
 @pytest.mark.parametrize("L,bidir,use_lengths", list(itertools.product([1, 2], [False, True], [False, True])))
@@ -38,13 +38,7 @@ def test_peephole_weights_are_used_and_zero_peepholes_are_the_lstm():
 
 def test_peephole_step_equals_forward():
     layer = rnnkit.LSTM(3, 4, num_layers=2, dtype=np.float64, seed=2, peephole=True)
-    x = np.random.default_rng(1).standard_normal((6, 2, 3))
-    out, final = layer.forward(x)
-    state = None
-    for t in range(6):
-        y, state = layer.step(x[t], state)
-        assert_close(f"step output t={t}", y, out[t], atol=1e-13)
-    assert_close("step c_n", state.c, final.c, atol=1e-13)
+    assert_step_equals_forward(layer, np.random.default_rng(1).standard_normal((6, 2, 3)), atol=1e-13)
 
 
 def test_peephole_forward_equals_onnxruntime_lstm_operator():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import assert_close, check_layer_gradients
+from conftest import assert_close, assert_step_equals_forward, check_layer_gradients
 
 
 @pytest.mark.parametrize("L,bidir,use_lengths", list(itertools.product([1, 2], [False, True], [False, True])))
@@ -68,12 +68,7 @@ def test_proj_roundtrip_through_torch_is_exact_and_step_equals_forward():
     for k in a:
         assert torch.equal(a[k], b[k]), k
     layer = rnnkit.LSTM(3, 6, num_layers=2, dtype=np.float64, seed=1, proj_size=4)
-    x = np.random.default_rng(2).standard_normal((5, 2, 3))
-    out, final = layer.forward(x)
-    state = None
-    for t in range(5):
-        y, state = layer.step(x[t], state)
-        assert_close(f"step y t={t}", y, out[t], atol=1e-13)
+    state = assert_step_equals_forward(layer, np.random.default_rng(2).standard_normal((5, 2, 3)), atol=1e-13)
     assert state.h.shape == (2, 2, 4) and state.c.shape == (2, 2, 6)
     for bad, msg in ((6, "must be smaller than hidden_size"), (-1, "expected an integer >= 0")):
         with pytest.raises(ValueError, match=f"^proj_size: .*{msg}"):

@@ -5,28 +5,9 @@ import numpy as np
 import pytest
 
 import rnnkit
+from conftest import fd_rel_error as rel_error, numeric_grad
 
 LAYERS = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
-EPS = 1e-6
-
-
-def rel_error(a, n):
-    """Norm-wise relative error ||a - n|| / max(||a|| + ||n||, 1e-12)."""
-    return np.linalg.norm(a - n) / max(np.linalg.norm(a) + np.linalg.norm(n), 1e-12)
-
-
-def numeric_grad(f, arr):
-    """Central differences of scalar f() w.r.t. every element of arr (perturbed in place)."""
-    g = np.zeros_like(arr)
-    for k in np.ndindex(arr.shape):
-        old = arr[k]
-        arr[k] = old + EPS
-        fp = f()
-        arr[k] = old - EPS
-        fm = f()
-        arr[k] = old
-        g[k] = (fp - fm) / (2 * EPS)
-    return g
 
 
 def setup(kind, L, bidir, use_lengths, seed=0):
