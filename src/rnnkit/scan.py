@@ -95,18 +95,18 @@ def forward_loop(step, xw, hw, W_hh, b_hh, states, cache, p, keep, reverse, b0, 
 
 
 @jit
-def backward_loop(step_backward, d_out, d_new, d_prev, dh_w, gates, states, cache, p, dp, W_hh, d_xw, d_hw,
-                  keep, reverse, direct_h, record, b0, b1):
+def backward_loop(step_backward, d_out, d_new, d_prev, carry, dh_w, gates, states, cache, p, dp, W_hh, d_xw,
+                  d_hw, keep, reverse, direct_h, record, b0, b1):
     """BPTT of rows b0:b1 over all steps; returns dL/d(initial state) (one of the two buffer tuples).
 
     d_out (T, B, H): dL/d out; d_new: per state field (B, H), dL/d(final state) on entry;
-    d_prev: same shapes, scratch; dh_w (B, H) scratch; gates, states, cache: the forward's
+    d_prev, carry: same shapes, scratch; dh_w (B, H) scratch; gates, states, cache: the forward's
     buffers; dp: gradients of the cell's own parameters (added into); d_xw, d_hw (T, B, G)
     outputs (the same array for cells with a = xw + hw); record: per state field (T, B, H)
     or size 0 (see :func:`scan_backward`).
     """
     T = d_out.shape[0]
-    dn, dpr, dhw_ = rows(d_new, b0, b1), rows(d_prev, b0, b1), dh_w[b0:b1]
+    dn, dpr, cr, dhw_ = rows(d_new, b0, b1), rows(d_prev, b0, b1), rows(carry, b0, b1), dh_w[b0:b1]
     for s in range(T):
         t = s if reverse else T - 1 - s
         tp = t + 1 if reverse else t
@@ -120,24 +120,25 @@ def backward_loop(step_backward, d_out, d_new, d_prev, dh_w, gates, states, cach
                 for b in range(b1 - b0):
                     if not (keep.shape[0] and keep[t, b0 + b]):
                         record[k][t, b0 + b] = dn[k][b]
+        if keep.shape[0]:  # padded rows: the state was carried through, so is its gradient; the step gets 0
+            for b in range(b1 - b0):
+                if keep[t, b0 + b]:
+                    for k in range(len(dn)):
+                        cr[k][b] = dn[k][b]
+                        dn[k][b] = 0
         dxw, dhw = d_xw[t, b0:b1], d_hw[t, b0:b1]
         step_backward(dn, gates[t, b0:b1], at(cache, t, b0, b1), at(states, tp, b0, b1), at(states, tn, b0, b1),
                       p, dxw, dhw, dpr, dp)
-        if keep.shape[0]:  # padded rows: no gradient into this step's pre-activations
-            for b in range(b1 - b0):
-                if keep[t, b0 + b]:
-                    dxw[b] = 0
-                    dhw[b] = 0
         if direct_h:  # the cell wrote its direct part of dh_prev; add the part through W_hh
             np.dot(dhw, W_hh, dhw_)
             dpr[0][:] += dhw_
         else:
             np.dot(dhw, W_hh, dpr[0])  # hw = h_prev @ W_hh.T
-        if keep.shape[0]:  # padded rows: the state was copied, so is its gradient
+        if keep.shape[0]:  # padded rows: the carried gradient passes on unchanged
             for b in range(b1 - b0):
                 if keep[t, b0 + b]:
                     for k in range(len(dn)):
-                        dpr[k][b] = dn[k][b]
+                        dpr[k][b] = cr[k][b]
         dn, dpr = dpr, dn
     return dn
 
@@ -264,6 +265,7 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
     d_hw = d_xw if cell.dhw_is_dxw else reuse_empty(workspace, "d_hw", (T, B, G), dt)
     d_new = tuple(np.array(a, dtype=dt) for a in d_state_T)
     d_prev = tuple(np.empty((B, H), dtype=dt) for _ in State._fields)
+    carry = tuple(reuse_empty(workspace, "carry." + f, (B, H), dt) for f in State._fields)
     dh_w = reuse_empty(workspace, "dh_w", (B, H), dt)
     if record is not None:
         record.update({f: np.zeros((T, B, H), dtype=dt) for f in State._fields})
@@ -273,9 +275,9 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
     keep = absent(np.dtype(bool), 2) if keep is None else keep
     gates = d_xw if tape.gates is None else tape.gates  # a cell without gates does not read them
     dps = [dp if len(shards) == 1 else tuple(np.zeros_like(g) for g in dp) for _ in shards]
-    jobs = [functools.partial(backward_loop, cell.step_backward, d_out, d_new, d_prev, dh_w, gates, tape.states,
-                              tape.cache, p, dps[k], W_hh, d_xw, d_hw, keep, tape.reverse, cell.direct_h, rec,
-                              b0, B if b1 is None else b1) for k, (b0, b1) in enumerate(shards)]
+    jobs = [functools.partial(backward_loop, cell.step_backward, d_out, d_new, d_prev, carry, dh_w, gates,
+                              tape.states, tape.cache, p, dps[k], W_hh, d_xw, d_hw, keep, tape.reverse,
+                              cell.direct_h, rec, b0, B if b1 is None else b1) for k, (b0, b1) in enumerate(shards)]
 
     def finish():
         if len(shards) > 1:
