@@ -170,13 +170,28 @@ class RNNCell(Cell):
 
 # ----------------------------------------------------------------------------- LSTM
 @rowjit
-def _lstm_row(i, f, g, o, hi, hf, hg, ho, c_prev, c, tanh_c, h):
-    for j in range(h.shape[0]):
-        i[j] = sigmoid_(i[j] + hi[j])  # a = xw + hw, block by block
-        f[j] = sigmoid_(f[j] + hf[j])
-        g[j] = tanh_(g[j] + hg[j])
-        o[j] = sigmoid_(o[j] + ho[j])
+def _sigmoid_of_sum(a, w):
+    """a <- sigma(a + w) (a gate block: xw + hw, activated in place)."""
+    for j in range(a.shape[0]):
+        a[j] = sigmoid_(a[j] + w[j])
+
+
+@rowjit
+def _tanh_of_sum(a, w):
+    """a <- tanh(a + w)."""
+    for j in range(a.shape[0]):
+        a[j] = tanh_(a[j] + w[j])
+
+
+@rowjit
+def _lstm_cell_row(i, f, g, c_prev, c):
+    for j in range(c.shape[0]):
         c[j] = f[j] * c_prev[j] + i[j] * g[j]
+
+
+@rowjit
+def _lstm_hidden_row(o, c, tanh_c, h):
+    for j in range(h.shape[0]):
         tanh_c[j] = tanh_(c[j])
         h[j] = o[j] * tanh_c[j]
 
@@ -186,23 +201,43 @@ def lstm_step(xw, hw, p, prev, new, cache):
     """i, f, g, o = sigma, sigma, tanh, sigma of xw + hw; c = f c_prev + i g; h = o tanh(c)."""
     c_prev, h, c, tanh_c = prev[1], new[0], new[1], cache[0]
     H = h.shape[1]
-    for b in range(h.shape[0]):
+    for b in range(h.shape[0]):  # loops over few arrays each: LLVM vectorises them
         a, w = xw[b], hw[b]
-        _lstm_row(a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :], w[:H], w[H : 2 * H], w[2 * H : 3 * H],
-                  w[3 * H :], c_prev[b], c[b], tanh_c[b], h[b])
+        i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
+        _sigmoid_of_sum(a[: 2 * H], w[: 2 * H])  # i, f = sigma(a_i), sigma(a_f)
+        _tanh_of_sum(g, w[2 * H : 3 * H])  # g = tanh(a_g)
+        _sigmoid_of_sum(o, w[3 * H :])  # o = sigma(a_o)
+        _lstm_cell_row(i, f, g, c_prev[b], c[b])  # c = f * c_prev + i * g
+        _lstm_hidden_row(o, c[b], tanh_c[b], h[b])  # h = o * tanh(c)
 
 
 @rowjit
-def _lstm_backward_row(dh, dc, i, f, g, o, tanh_c, c_prev, di, df, dg, do, dc_prev):
+def _lstm_dc_row(dh, dc, o, tanh_c, dc_t):
     one = dh.dtype.type(1.0)
     for j in range(dh.shape[0]):
-        tc = tanh_c[j]
-        dc_t = dh[j] * o[j] * (one - tc * tc) + dc[j]  # h = o tanh(c): dh/dc = o (1 - tanh(c)^2)
-        di[j] = dc_t * g[j] * (i[j] * (one - i[j]))  # di = dc g ; sigma' = i (1 - i)
-        df[j] = dc_t * c_prev[j] * (f[j] * (one - f[j]))  # df = dc c_prev
-        dg[j] = dc_t * i[j] * (one - g[j] * g[j])  # dg = dc i ; tanh' = 1 - g^2
-        do[j] = dh[j] * tc * (o[j] * (one - o[j]))  # do = dh tanh(c)
-        dc_prev[j] = dc_t * f[j]  # dc/dc_prev = f
+        dc_t[j] = dh[j] * o[j] * (one - tanh_c[j] * tanh_c[j]) + dc[j]  # h = o tanh(c): dh/dc = o (1 - tanh(c)^2)
+
+
+@rowjit
+def _lstm_gates_backward_row(dc_t, i, f, g, c_prev, di, df, dg):
+    one = dc_t.dtype.type(1.0)
+    for j in range(dc_t.shape[0]):
+        di[j] = dc_t[j] * g[j] * (i[j] * (one - i[j]))  # di = dc g ; sigma' = i (1 - i)
+        df[j] = dc_t[j] * c_prev[j] * (f[j] * (one - f[j]))  # df = dc c_prev
+        dg[j] = dc_t[j] * i[j] * (one - g[j] * g[j])  # dg = dc i ; tanh' = 1 - g^2
+
+
+@rowjit
+def _lstm_output_backward_row(dh, o, tanh_c, do):
+    one = dh.dtype.type(1.0)
+    for j in range(dh.shape[0]):
+        do[j] = dh[j] * tanh_c[j] * (o[j] * (one - o[j]))  # do = dh tanh(c)
+
+
+@rowjit
+def _scale_row(a, f):
+    for j in range(a.shape[0]):
+        a[j] *= f[j]
 
 
 @cell_jit
@@ -212,8 +247,12 @@ def lstm_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp
     H = dh.shape[1]
     for b in range(dh.shape[0]):
         g, d = gates[b], d_xw[b]
-        _lstm_backward_row(dh[b], dc[b], g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :], tanh_c[b], c_prev[b],
-                           d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :], dc_prev[b])
+        dc_t = dc_prev[b]  # dc_t is formed in the dc_prev row, which becomes dc_t * f at the end
+        _lstm_dc_row(dh[b], dc[b], g[3 * H :], tanh_c[b], dc_t)  # dc = dh o (1 - tanh(c)^2) + dc_next
+        _lstm_gates_backward_row(dc_t, g[:H], g[H : 2 * H], g[2 * H : 3 * H], c_prev[b], d[:H], d[H : 2 * H],
+                                 d[2 * H : 3 * H])
+        _lstm_output_backward_row(dh[b], g[3 * H :], tanh_c[b], d[3 * H :])
+        _scale_row(dc_t, g[H : 2 * H])  # dc_prev = dc f (dc/dc_prev = f)
 
 
 class LSTMCell(Cell):
@@ -236,12 +275,15 @@ class LSTMCell(Cell):
 
 # ----------------------------------------------------------------------------- GRU
 @rowjit
-def _gru_row(r, z, n, hr, hz, hn_w, h_prev, hn, h):
-    for j in range(h.shape[0]):
-        r[j] = sigmoid_(r[j] + hr[j])
-        z[j] = sigmoid_(z[j] + hz[j])
+def _gru_candidate_row(r, n, hn_w, hn):
+    for j in range(n.shape[0]):
         hn[j] = hn_w[j]  # kept: W_hn h_prev + b_hn, the part r multiplies
         n[j] = tanh_(n[j] + r[j] * hn_w[j])
+
+
+@rowjit
+def _gru_hidden_row(z, n, h_prev, h):
+    for j in range(h.shape[0]):
         h[j] = n[j] + z[j] * (h_prev[j] - n[j])  # (1 - z) n + z h_prev
 
 
@@ -250,25 +292,35 @@ def gru_step(xw, hw, p, prev, new, cache):
     """r, z = sigma(x_rz + h_rz); n = tanh(xn + r hn); h = (1 - z) n + z h_prev."""
     h_prev, h, hn = prev[0], new[0], cache[0]
     H = h.shape[1]
-    for b in range(h.shape[0]):
+    for b in range(h.shape[0]):  # loops over few arrays each: LLVM vectorises them
         a, w = xw[b], hw[b]
-        _gru_row(a[:H], a[H : 2 * H], a[2 * H :], w[:H], w[H : 2 * H], w[2 * H :], h_prev[b], hn[b], h[b])
+        _sigmoid_of_sum(a[: 2 * H], w[: 2 * H])  # r, z = sigma(xr + hr), sigma(xz + hz)
+        _gru_candidate_row(a[:H], a[2 * H :], w[2 * H :], hn[b])  # n = tanh(xn + r hn)
+        _gru_hidden_row(a[H : 2 * H], a[2 * H :], h_prev[b], h[b])  # h = (1 - z) n + z h_prev
 
 
 @rowjit
-def _gru_backward_row(dh, r, z, n, hn, h_prev, dx_r, dx_z, dx_n, dw_r, dw_z, dw_n, dh_prev):
+def _gru_n_backward_row(dh, r, z, n, hn, dx_r, dx_n, dw_n):
     one = dh.dtype.type(1.0)
     for j in range(dh.shape[0]):
         dan = dh[j] * (one - z[j]) * (one - n[j] * n[j])  # dh/dn = 1 - z ; tanh' = 1 - n^2
         dx_n[j] = dan
         dw_n[j] = dan * r[j]  # d(hn) = dan r
-        dr = dan * hn[j] * (r[j] * (one - r[j]))  # dr = dan hn ; sigma'
-        dx_r[j] = dr
-        dw_r[j] = dr
-        dz = dh[j] * (h_prev[j] - n[j]) * (z[j] * (one - z[j]))  # dh/dz = h_prev - n ; sigma'
-        dx_z[j] = dz
-        dw_z[j] = dz
+        dx_r[j] = dan * hn[j] * (r[j] * (one - r[j]))  # dr = dan hn ; sigma'
+
+
+@rowjit
+def _gru_z_backward_row(dh, z, n, h_prev, dx_z, dh_prev):
+    one = dh.dtype.type(1.0)
+    for j in range(dh.shape[0]):
+        dx_z[j] = dh[j] * (h_prev[j] - n[j]) * (z[j] * (one - z[j]))  # dh/dz = h_prev - n ; sigma'
         dh_prev[j] = dh[j] * z[j]  # dh/dh_prev (direct path) = z
+
+
+@rowjit
+def _copy_row(src, dst):
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
 
 
 @cell_jit
@@ -278,8 +330,10 @@ def gru_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp)
     H = dh.shape[1]
     for b in range(dh.shape[0]):
         g, dx, dw = gates[b], d_xw[b], d_hw[b]
-        _gru_backward_row(dh[b], g[:H], g[H : 2 * H], g[2 * H :], hn[b], h_prev[b],
-                          dx[:H], dx[H : 2 * H], dx[2 * H :], dw[:H], dw[H : 2 * H], dw[2 * H :], dh_prev[b])
+        r, z, n = g[:H], g[H : 2 * H], g[2 * H :]
+        _gru_n_backward_row(dh[b], r, z, n, hn[b], dx[:H], dx[2 * H :], dw[2 * H :])
+        _gru_z_backward_row(dh[b], z, n, h_prev[b], dx[H : 2 * H], dh_prev[b])
+        _copy_row(dx[: 2 * H], dw[: 2 * H])  # r and z enter as xw + hw: d_hw = d_xw on those blocks
 
 
 class GRUCell(Cell):

@@ -25,8 +25,10 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-jit = njit(cache=True, nogil=True)
-rowjit = njit(cache=True, nogil=True, inline="always")
+jit = njit(cache=True, nogil=True, error_model="numpy")
+"""numba's default (Python) error model checks every float division for zero, a branch that
+keeps LLVM from vectorising a loop; "numpy" gives IEEE inf/nan instead."""
+rowjit = njit(cache=True, nogil=True, error_model="numpy", inline="always")
 """For per-row loops: 1-D views of one batch row (gate blocks as separate arrays) let LLVM
 vectorise the loop; the same loop over 2-D (b, j) indices stays scalar."""
 

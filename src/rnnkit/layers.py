@@ -21,14 +21,11 @@ from .cells_proj import ProjLSTMCell
 from . import dropout as drop
 from . import kernels
 from .module import Module
-from .scan import ScanTape, absent, reuse_empty, scan_backward, scan_forward, step_once
-from .threads import available_cores, plan, run_jobs
+from .init import init_weights
+from .scan import absent, reuse_empty, scan_backward, scan_forward, step_once
+from .threads import LayerBusyError, available_cores, exclusive, plan, run_jobs  # noqa: F401  (LayerBusyError: API)
 
 _DTYPES = (np.float32, np.float64)
-
-
-class LayerBusyError(RuntimeError):
-    """A layer was called from a second thread while another call on it was running."""
 
 
 class LayerTape(NamedTuple):
@@ -51,19 +48,6 @@ class Tape(NamedTuple):
     def directions(self) -> list:
         """ScanTape per (layer, direction), index l*D + d (PyTorch's ordering)."""
         return [d for layer in self.layers for d in layer.directions]
-
-
-class _Release:
-    """Context manager releasing a lock that was acquired without blocking."""
-
-    def __init__(self, lock):
-        self.lock = lock
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.lock.release()
 
 
 def as_rng(seed) -> np.random.Generator:
@@ -140,8 +124,12 @@ class Recurrent(Module):
         self.bias = bool(bias)
         self.init = init
         self.forget_bias = forget_bias
-        self._params, self._grads = {}, {}
-        self._init_params(as_rng(seed))
+        if forget_bias is not None and self.cell.forget_gate is None:
+            raise ValueError(f"forget_bias: {type(self).__name__} has no forget gate")
+        self._params = {n: np.ascontiguousarray(v, dtype=self.dtype) for n, v in init_weights(
+            self.cell, self.input_size, self.hidden_size, self.num_layers, self.num_directions, init, forget_bias,
+            self.bias, as_rng(seed), self._suffix).items()}
+        self._grads = {n: np.zeros_like(v) for n, v in self._params.items()}
         self._weight_names = [  # per (layer, direction), index l*D + d: the keys, formatted once
             tuple(n + self._suffix(layer, d) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             for layer in range(self.num_layers) for d in range(self.num_directions)
@@ -192,40 +180,6 @@ class Recurrent(Module):
             return W_ih, b_ih, b_hh, none, W_hh
         return W_ih, b_ih, none, b_hh, W_hh
 
-    def _init_params(self, rng: np.random.Generator) -> None:
-        H, G, D, Hh = self.hidden_size, self.cell.n_gates, self.num_directions, self.h_size
-        forget = self.cell.forget_gate  # gate block index, or None
-        if self.forget_bias is not None and forget is None:
-            raise ValueError(f"forget_bias: {type(self).__name__} has no forget gate")
-        for layer in range(self.num_layers):
-            I = self.input_size if layer == 0 else Hh * D
-            for d in range(D):
-                s = self._suffix(layer, d)
-                if self.init == "pytorch":
-                    k = 1.0 / np.sqrt(H)
-                    W_ih = rng.uniform(-k, k, (G * H, I))
-                    W_hh = rng.uniform(-k, k, (G * H, Hh))
-                    b_ih = rng.uniform(-k, k, G * H)
-                    b_hh = rng.uniform(-k, k, G * H)
-                else:
-                    lim = np.sqrt(6.0 / (I + H))
-                    W_ih = rng.uniform(-lim, lim, (G * H, I))
-                    W_hh = np.concatenate([_orthogonal(rng, H, Hh) for _ in range(G)])
-                    b_ih, b_hh = np.zeros(G * H), np.zeros(G * H)
-                    if forget is not None:
-                        b_ih[forget * H : (forget + 1) * H] = 1.0
-                if self.forget_bias is not None:
-                    b_ih[forget * H : (forget + 1) * H] = self.forget_bias
-                    b_hh[forget * H : (forget + 1) * H] = 0.0
-                named = {"weight_ih": W_ih, "weight_hh": W_hh}
-                if self.bias:
-                    named.update(bias_ih=b_ih, bias_hh=b_hh)
-                for n, shape in self.cell.own_params(I, H).items():
-                    named[n] = self.cell.init_own(n, shape, rng, H)
-                for n, v in named.items():
-                    self._params[n + s] = np.ascontiguousarray(v, dtype=self.dtype)
-                    self._grads[n + s] = np.zeros_like(self._params[n + s])
-
     # ------------------------------------------------------------------ state format
     def _is_lstm(self) -> bool:
         return self.cell.State is LSTMState
@@ -263,19 +217,13 @@ class Recurrent(Module):
         return LSTMState(*fields) if self._is_lstm() else fields[0]
 
     # ------------------------------------------------------------------ forward / backward
-    def _locked(self, what: str):
-        """Hold the layer for one call; a second thread calling meanwhile gets a clear error."""
-        if not self._busy.acquire(blocking=False):
-            raise LayerBusyError(f"{what}: layer is in use by another thread; use one layer per thread")
-        return _Release(self._busy)
-
     def _plan(self, B: int):
         H = self.hidden_size
         return plan(B, H, self.cell.n_gates * H, self.num_directions, self.dtype.itemsize, self.cores)
 
     def forward(self, x, state=None, lengths=None, rng=None):
         """Run the layer over a batch of sequences; see the class docstring for shapes."""
-        with self._locked("forward"):
+        with exclusive(self._busy, "forward"):
             return self._forward(x, state, lengths, rng)
 
     def _draw_masks(self, rng, T: int, B: int):
@@ -376,7 +324,7 @@ class Recurrent(Module):
         dL/dh_t * o_t * (1 - tanh(c_t)^2) for the total; rnnkit.diagnostics.gradflow
         does), taken from this BPTT pass; time-major regardless of batch_first.
         """
-        with self._locked("backward"):
+        with exclusive(self._busy, "backward"):
             return self._backward(d_out, d_state, record_state_grads)
 
     def _backward(self, d_out, d_state, record_state_grads):
@@ -493,7 +441,7 @@ class Recurrent(Module):
         the same order, so streaming and ``forward`` compute the same numbers), writing each
         layer's new state straight into the returned (num_layers, B, H) arrays.
         """
-        with self._locked("step"):
+        with exclusive(self._busy, "step"):
             return self._step(x_t, state)
 
     def _step(self, x_t, state):
@@ -521,14 +469,6 @@ class Recurrent(Module):
             f"{type(self).__name__}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
             f"bidirectional={self.bidirectional}, dtype={self.dtype.name})"
         )
-
-
-def _orthogonal(rng: np.random.Generator, n: int, m: int | None = None) -> np.ndarray:
-    """(n, m) with orthonormal columns (m <= n) or rows (m > n); square by default."""
-    m = n if m is None else m
-    q, r = np.linalg.qr(rng.standard_normal((max(n, m), min(n, m))))
-    q = q * np.sign(np.diag(r))
-    return q if n >= m else q.T
 
 
 class RNN(Recurrent):

@@ -20,8 +20,9 @@ The loops own
 Buffers (:class:`ScanTape`): states[f] (T+1, B, width) per state field f; step t reads the
 state at ``t + reverse`` and writes the one at ``t + 1 - reverse``; the cache fields are
 (T, B, width) each (widths: ``cell.field_sizes(H)``, H by default), the activated gates are
-the xw buffer (T, B, G) itself.  Shapes: T steps, B batch, H hidden, G = n_gates * H.  "Absent" arrays (no mask, no bias, no record) are
-passed as size-0 arrays, so each cell and dtype compiles one loop.
+the xw buffer (T, B, G) itself.  Shapes: T steps, B batch, H hidden, G = n_gates * H.
+"Absent" arrays (no mask, no bias, no record) are passed as size-0 arrays, so each cell and
+dtype compiles one loop.
 """
 from __future__ import annotations
 
@@ -114,21 +115,19 @@ def forward_loop(step, xw, hw, W_hh, b_hh, states, cache, p, keep, reverse, h_ma
 
 
 @jit
-def backward_loop(step_backward, d_out, d_new, d_prev, dh_w, gates, states, cache, p, dp, W_hh, d_xw, d_hw,
-                  keep, reverse, direct_h, record, h_mask, d_carry, b0, b1):
+def backward_loop(step_backward, d_out, d_new, d_prev, carry, dh_w, gates, states, cache, p, dp, W_hh, d_xw,
+                  d_hw, keep, reverse, direct_h, record, h_mask, b0, b1):
     """BPTT of rows b0:b1 over all steps; returns dL/d(initial state) (one of the two buffer tuples).
 
     d_out (T, B, H): dL/d out; d_new: per state field (B, H), dL/d(final state) on entry;
-    d_prev: same shapes, scratch; dh_w (B, H) scratch; gates, states, cache: the forward's
+    d_prev, carry: same shapes, scratch; dh_w (B, H) scratch; gates, states, cache: the forward's
     buffers; dp: gradients of the cell's own parameters (added into); d_xw, d_hw (T, B, G)
     outputs (the same array for cells with a = xw + hw); record: per state field (T, B, H)
     or size 0 (see :func:`scan_backward`); h_mask (B, H) or size 0: the forward's recurrent
-    dropout mask (dL/dh_prev through W_hh is multiplied by it); d_carry: same shapes as
-    d_new, scratch for padded rows, whose gradient passes the step untouched while the cell
-    sees 0 there (so nothing of a padded step reaches W_ih, W_hh, or the cell's own parameters).
+    dropout mask (dL/dh_prev through W_hh is multiplied by it).
     """
     T = d_out.shape[0]
-    dn, dpr, dhw_, carry = rows(d_new, b0, b1), rows(d_prev, b0, b1), dh_w[b0:b1], rows(d_carry, b0, b1)
+    dn, dpr, cr, dhw_ = rows(d_new, b0, b1), rows(d_prev, b0, b1), rows(carry, b0, b1), dh_w[b0:b1]
     for s in range(T):
         t = s if reverse else T - 1 - s
         tp = t + 1 if reverse else t
@@ -142,20 +141,15 @@ def backward_loop(step_backward, d_out, d_new, d_prev, dh_w, gates, states, cach
                 for b in range(b1 - b0):
                     if not (keep.shape[0] and keep[t, b0 + b]):
                         record[k][t, b0 + b] = dn[k][b]
-        if keep.shape[0]:  # padded rows: carry the gradient past the step, the cell gets 0
+        if keep.shape[0]:  # padded rows: the state was carried through, so is its gradient; the step gets 0
             for b in range(b1 - b0):
                 if keep[t, b0 + b]:
                     for k in range(len(dn)):
-                        carry[k][b] = dn[k][b]
+                        cr[k][b] = dn[k][b]
                         dn[k][b] = 0
         dxw, dhw = d_xw[t, b0:b1], d_hw[t, b0:b1]
         step_backward(dn, gates[t, b0:b1], at(cache, t, b0, b1), at(states, tp, b0, b1), at(states, tn, b0, b1),
                       p, dxw, dhw, dpr, dp)
-        if keep.shape[0]:  # padded rows: no gradient into this step's pre-activations
-            for b in range(b1 - b0):
-                if keep[t, b0 + b]:
-                    dxw[b] = 0
-                    dhw[b] = 0
         if direct_h:  # the cell wrote its direct part of dh_prev; add the part through W_hh
             np.dot(dhw, W_hh, dhw_)
             if h_mask.shape[0]:
@@ -165,11 +159,11 @@ def backward_loop(step_backward, d_out, d_new, d_prev, dh_w, gates, states, cach
             np.dot(dhw, W_hh, dpr[0])  # hw = h_prev @ W_hh.T
             if h_mask.shape[0]:  # hw = (h_prev * h_mask) @ W_hh.T
                 mul_rows(dpr[0], h_mask[b0:b1], dpr[0])
-        if keep.shape[0]:  # padded rows: the state was copied, so is its gradient
+        if keep.shape[0]:  # padded rows: the carried gradient passes on unchanged
             for b in range(b1 - b0):
                 if keep[t, b0 + b]:
                     for k in range(len(dn)):
-                        dpr[k][b] = carry[k][b]
+                        dpr[k][b] = cr[k][b]
         dn, dpr = dpr, dn
     return dn
 
@@ -303,7 +297,7 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
     d_hw = d_xw if cell.dhw_is_dxw else reuse_empty(workspace, "d_hw", (T, B, G), dt)
     d_new = tuple(np.array(a, dtype=dt) for a in d_state_T)
     d_prev = tuple(np.empty((B, width[f]), dtype=dt) for f in State._fields)
-    d_carry = tuple(np.empty((B, width[f]), dtype=dt) for f in State._fields) if keep is not None else d_prev
+    carry = tuple(reuse_empty(workspace, "carry." + f, (B, width[f]), dt) for f in State._fields)
     dh_w = reuse_empty(workspace, "dh_w", (B, H), dt)
     if record is not None:
         record.update({f: np.zeros((T, B, width[f]), dtype=dt) for f in State._fields})
@@ -314,9 +308,10 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
     gates = d_xw if tape.gates is None else tape.gates  # a cell without gates does not read them
     mask = absent(dt, 2) if tape.h_mask is None else tape.h_mask
     dps = [dp if len(shards) == 1 else tuple(np.zeros_like(g) for g in dp) for _ in shards]
-    jobs = [functools.partial(backward_loop, cell.step_backward, d_out, d_new, d_prev, dh_w, gates, tape.states,
-                              tape.cache, p, dps[k], W_hh, d_xw, d_hw, keep, tape.reverse, cell.direct_h, rec,
-                              mask, d_carry, b0, B if b1 is None else b1) for k, (b0, b1) in enumerate(shards)]
+    jobs = [functools.partial(backward_loop, cell.step_backward, d_out, d_new, d_prev, carry, dh_w, gates,
+                              tape.states, tape.cache, p, dps[k], W_hh, d_xw, d_hw, keep, tape.reverse,
+                              cell.direct_h, rec, mask, b0, B if b1 is None else b1)
+            for k, (b0, b1) in enumerate(shards)]
 
     def finish():
         if len(shards) > 1:

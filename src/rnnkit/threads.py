@@ -97,6 +97,22 @@ def blas_threads_at_most(n: int | None):
             lib.set_num_threads(old)
 
 
+class LayerBusyError(RuntimeError):
+    """A layer was called from a second thread while another call on it was running."""
+
+
+@contextlib.contextmanager
+def exclusive(lock, what: str):
+    """Hold ``lock`` (a layer's) for one call; a second thread calling meanwhile gets a clear error
+    instead of waiting or sharing the layer's buffers."""
+    if not lock.acquire(blocking=False):
+        raise LayerBusyError(f"{what}: layer is in use by another thread; use one layer per thread")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 @functools.lru_cache(maxsize=None)
 def _pool(n: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(n, thread_name_prefix="rnnkit-loop")
