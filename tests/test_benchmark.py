@@ -135,3 +135,23 @@ def test_bench_longlag_suite_runs_from_the_cli(capsys):
     assert out.startswith("`rnnkit bench longlag --tasks adding --T 12 --cells lstm --seeds 1 --budget 40")
     row = [line for line in out.splitlines() if line.startswith("| adding | 12 | lstm |")]
     assert len(row) == 1 and "not solved within 40" in row[0]
+
+
+def test_cell_variants_script_prints_a_ratio_per_variant(capsys):
+    """bench/cell_variants.py: one row per LSTM variant, the plain LSTM's ratio 1.00, ratios = ms / LSTM ms."""
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "bench", "cell_variants.py")
+    spec = importlib.util.spec_from_file_location("cell_variants", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--repeats", "1", "3", "2", "3", "4"])
+    rows = [r.split("|")[1:-1] for r in capsys.readouterr().out.splitlines() if r.startswith("| 3, 2, 3, 4 |")]
+    assert [r[1].strip() for r in rows][:3] == ["LSTM", "LSTM peephole", "LayerNormLSTM"] and len(rows) == 5
+    base = float(rows[0][2])
+    assert rows[0][3].strip() == "1.00"
+    for r in rows:  # ms printed to 0.01, ratios to 0.01: allow those roundings
+        ratio = float(r[3])
+        assert abs(ratio - float(r[2]) / base) <= 0.005 + 0.005 * (1 + ratio) / base + 1e-9, r
+    with pytest.raises(SystemExit):
+        mod.main(["3", "2"])
