@@ -20,7 +20,7 @@ The cell protocol.  A cell class declares
 * ``own_params(input_size, hidden_size)`` -> {name: shape} of parameters the cell owns beyond
   weight_ih/weight_hh/bias_ih/bias_hh, and ``init_own(name, shape, rng, hidden_size)``
   (none for the three cells here; a peephole or layer-normalised LSTM adds its own);
-* two compiled functions (:func:`kernels.cell_jit`), all arrays (B, .) C-contiguous views
+* two compiled functions (:func:`kernels.stable_jit`), all arrays (B, .) C-contiguous views
   the loop hands out, tuples in the declared field order:
 
   ``step(xw, hw, p, prev, new, cache)``: xw holds the input projection on entry and the
@@ -47,7 +47,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .kernels import cell_jit, rowjit, sigmoid_, tanh_
+from .kernels import stable_jit, rowjit, sigmoid_, tanh_
 
 
 class HState(NamedTuple):
@@ -110,7 +110,7 @@ def _rnn_backward_row(dh, h, da, relu):
         da[j] = (dh[j] if h[j] > zero else zero) if relu else dh[j] * (one - h[j] * h[j])
 
 
-@cell_jit
+@stable_jit
 def rnn_tanh_step(xw, hw, p, prev, new, cache):
     """h = tanh(xw + hw)."""
     h = new[0]
@@ -118,7 +118,7 @@ def rnn_tanh_step(xw, hw, p, prev, new, cache):
         _rnn_row(xw[b], hw[b], h[b], False)
 
 
-@cell_jit
+@stable_jit
 def rnn_relu_step(xw, hw, p, prev, new, cache):
     """h = max(xw + hw, 0)."""
     h = new[0]
@@ -126,7 +126,7 @@ def rnn_relu_step(xw, hw, p, prev, new, cache):
         _rnn_row(xw[b], hw[b], h[b], True)
 
 
-@cell_jit
+@stable_jit
 def rnn_tanh_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
     """da = dh (1 - h^2) into d_xw (= d_hw)."""
     dh, h = d_new[0], new[0]
@@ -134,7 +134,7 @@ def rnn_tanh_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev
         _rnn_backward_row(dh[b], h[b], d_xw[b], False)
 
 
-@cell_jit
+@stable_jit
 def rnn_relu_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
     """da = dh [h > 0] into d_xw (= d_hw)."""
     dh, h = d_new[0], new[0]
@@ -189,7 +189,7 @@ def _lstm_hidden_row(o, c, tanh_c, h):
         h[j] = o[j] * tanh_c[j]
 
 
-@cell_jit
+@stable_jit
 def lstm_step(xw, hw, p, prev, new, cache):
     """i, f, g, o = sigma, sigma, tanh, sigma of xw + hw; c = f c_prev + i g; h = o tanh(c)."""
     c_prev, h, c, tanh_c = prev[1], new[0], new[1], cache[0]
@@ -233,7 +233,7 @@ def _scale_row(a, f):
         a[j] *= f[j]
 
 
-@cell_jit
+@stable_jit
 def lstm_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
     """(dh, dc) -> da = d(a_i, a_f, a_g, a_o) into d_xw (= d_hw), dc_prev into d_prev[1]."""
     dh, dc, c_prev, tanh_c, dc_prev = d_new[0], d_new[1], prev[1], cache[0], d_prev[1]
@@ -280,7 +280,7 @@ def _gru_hidden_row(z, n, h_prev, h):
         h[j] = n[j] + z[j] * (h_prev[j] - n[j])  # (1 - z) n + z h_prev
 
 
-@cell_jit
+@stable_jit
 def gru_step(xw, hw, p, prev, new, cache):
     """r, z = sigma(x_rz + h_rz); n = tanh(xn + r hn); h = (1 - z) n + z h_prev."""
     h_prev, h, hn = prev[0], new[0], cache[0]
@@ -316,7 +316,7 @@ def _copy_row(src, dst):
         dst[j] = src[j]
 
 
-@cell_jit
+@stable_jit
 def gru_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
     """dh -> d_xw, d_hw, and the direct dh_prev = z dh into d_prev[0]."""
     dh, hn, h_prev, dh_prev = d_new[0], cache[0], prev[0], d_prev[0]
