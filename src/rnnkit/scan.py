@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 from numba.extending import overload
 
-from .kernels import add_bias, add_biases, jit
+from .kernels import add_bias, add_biases, jit, times_w, times_wt
 
 
 def at(tup, t, b0, b1):
@@ -86,11 +86,11 @@ def compiled_loops(step, step_backward) -> Loops:
     """
 
     @jit
-    def forward_loop(xw, hw, W_hh, b_hh, states, cache, p, keep, reverse, b0, b1):
+    def forward_loop(xw, hw, W_hh, W_hhT, b_hh, states, cache, p, keep, reverse, b0, b1):
         """Rows b0:b1 of the whole sequence: for each t, hw = h_prev @ W_hh.T (+ b_hh); step; padding.
 
         xw (T, B, G) in: input projections, out: activated gates; hw (B, G) scratch;
-        W_hh (G, H); b_hh (G,) or size 0; states: per field (T+1, B, H) with the initial state
+        W_hh (G, H) and W_hhT, its contiguous transpose; b_hh (G,) or size 0; states: per field (T+1, B, H) with the initial state
         at index T (reverse) or 0; cache: per field (T, B, H); p: the cell's own parameters;
         keep (T, B) bool (True: padded step, the state is carried) or size 0.
         """
@@ -101,7 +101,7 @@ def compiled_loops(step, step_backward) -> Loops:
             tp = t + 1 if reverse else t  # state entering step t
             tn = t if reverse else t + 1  # state leaving it
             prev, new = at(states, tp, b0, b1), at(states, tn, b0, b1)
-            np.dot(prev[0], W_hh.T, hw)
+            times_wt(prev[0], W_hh, W_hhT, hw)  # hw = h_prev @ W_hh.T
             if b_hh.shape[0]:
                 add_bias(hw, b_hh)
             step(xw[t, b0:b1], hw, p, prev, new, at(cache, t, b0, b1))
@@ -113,7 +113,7 @@ def compiled_loops(step, step_backward) -> Loops:
 
 
     @jit
-    def backward_loop(d_out, d_new, d_prev, carry, dh_w, gates, states, cache, p, dp, W_hh, d_xw,
+    def backward_loop(d_out, d_new, d_prev, carry, dh_w, gates, states, cache, p, dp, W_hh, W_hhT, d_xw,
                       d_hw, keep, reverse, direct_h, record, b0, b1):
         """BPTT of rows b0:b1 over all steps; returns dL/d(initial state) (one of the two buffer tuples).
 
@@ -148,10 +148,10 @@ def compiled_loops(step, step_backward) -> Loops:
             step_backward(dn, gates[t, b0:b1], at(cache, t, b0, b1), at(states, tp, b0, b1), at(states, tn, b0, b1),
                           p, dxw, dhw, dpr, dp)
             if direct_h:  # the cell wrote its direct part of dh_prev; add the part through W_hh
-                np.dot(dhw, W_hh, dhw_)
+                times_w(dhw, W_hh, W_hhT, dhw_)
                 dpr[0][:] += dhw_
             else:
-                np.dot(dhw, W_hh, dpr[0])  # hw = h_prev @ W_hh.T
+                times_w(dhw, W_hh, W_hhT, dpr[0])  # hw = h_prev @ W_hh.T
             if keep.shape[0]:  # padded rows: the carried gradient passes on unchanged
                 for b in range(b1 - b0):
                     if keep[t, b0 + b]:
@@ -234,6 +234,13 @@ def reuse_empty(workspace: dict | None, key: str, shape: tuple, dtype) -> np.nda
     return a
 
 
+def transposed(W: np.ndarray, workspace: dict | None) -> np.ndarray:
+    """A contiguous copy of W.T (made per call: W changes in place between calls)."""
+    WT = reuse_empty(workspace, "W_hhT", W.shape[::-1], W.dtype)
+    np.copyto(WT, W.T)
+    return WT
+
+
 @functools.lru_cache(maxsize=None)
 def absent(dtype, ndim: int) -> np.ndarray:
     """A size-0 array standing for "none" (no bias, no mask, no record) in the compiled loops."""
@@ -265,8 +272,10 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), s
     hw = reuse_empty(workspace, "hw", (B, G), xw.dtype)
     bias = absent(xw.dtype, 1) if b_hh is None else b_hh
     keep = absent(np.dtype(bool), 2) if keep is None else keep
-    jobs = [functools.partial(compiled_loops(cell.step, cell.step_backward).forward, xw, hw, W_hh, bias, states, cache, p, keep, reverse,
-                              b0, B if b1 is None else b1) for b0, b1 in shards]
+    W_hhT = transposed(W_hh, workspace)
+    forward = compiled_loops(cell.step, cell.step_backward).forward
+    jobs = [functools.partial(forward, xw, hw, W_hh, W_hhT, bias, states, cache, p, keep, reverse, b0,
+                              B if b1 is None else b1) for b0, b1 in shards]
     return ScanTape(states, xw if cell.keeps_gates else None, cache, reverse), jobs
 
 
@@ -304,9 +313,10 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
     keep = absent(np.dtype(bool), 2) if keep is None else keep
     gates = d_xw if tape.gates is None else tape.gates  # a cell without gates does not read them
     dps = [dp if len(shards) == 1 else tuple(np.zeros_like(g) for g in dp) for _ in shards]
-    jobs = [functools.partial(compiled_loops(cell.step, cell.step_backward).backward, d_out, d_new, d_prev, carry, dh_w, gates,
-                              tape.states, tape.cache, p, dps[k], W_hh, d_xw, d_hw, keep, tape.reverse,
-                              cell.direct_h, rec, b0, B if b1 is None else b1) for k, (b0, b1) in enumerate(shards)]
+    backward, W_hhT = compiled_loops(cell.step, cell.step_backward).backward, transposed(W_hh, workspace)
+    jobs = [functools.partial(backward, d_out, d_new, d_prev, carry, dh_w, gates, tape.states, tape.cache, p, dps[k],
+                              W_hh, W_hhT, d_xw, d_hw, keep, tape.reverse, cell.direct_h, rec, b0,
+                              B if b1 is None else b1) for k, (b0, b1) in enumerate(shards)]
 
     def finish():
         if len(shards) > 1:
