@@ -8,7 +8,7 @@ from numba import njit
 import rnnkit
 from rnnkit import threads
 from rnnkit.cells import Cell, HState
-from rnnkit.kernels import cell_jit, rowjit, sigmoid_, tanh_
+from rnnkit.kernels import stable_jit, rowjit, sigmoid_, tanh_
 from rnnkit.layers import LAYERS, LayerBusyError, Recurrent
 
 from conftest import assert_close
@@ -164,7 +164,7 @@ def _scaled_row(a, ha, s, u, h):
         h[j] = s[j] * u[j]
 
 
-@cell_jit
+@stable_jit
 def scaled_step(xw, hw, p, prev, new, cache):
     """h = s * tanh(xw + hw), s a per-unit parameter the cell owns; cache u = tanh(.)."""
     h, u, s = new[0], cache[0], p[0]
@@ -172,7 +172,7 @@ def scaled_step(xw, hw, p, prev, new, cache):
         _scaled_row(xw[b], hw[b], s, u[b], h[b])
 
 
-@cell_jit
+@stable_jit
 def scaled_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
     dh, u, s, ds = d_new[0], cache[0], p[0], dp[0]
     for b in range(dh.shape[0]):

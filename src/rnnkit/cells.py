@@ -23,7 +23,7 @@ The cell protocol.  A cell class declares
   (cells_*.py) add their own);
 * ``field_sizes(hidden_size)`` -> {field: width} of every state and cache field (default:
   all H; a cell with a wider cache or a projected h says so);
-* two compiled functions (:func:`kernels.cell_jit`), all arrays (B, .) C-contiguous views
+* two compiled functions (:func:`kernels.stable_jit`), all arrays (B, .) C-contiguous views
   the loop hands out, tuples in the declared field order:
 
   ``step(xw, hw, p, prev, new, cache)``: xw holds the input projection on entry and the
@@ -50,7 +50,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .kernels import cell_jit, rowjit, sigmoid_, tanh_
+from .kernels import stable_jit, rowjit, sigmoid_, tanh_
 
 
 class HState(NamedTuple):
@@ -117,7 +117,7 @@ def _rnn_backward_row(dh, h, da, relu):
         da[j] = (dh[j] if h[j] > zero else zero) if relu else dh[j] * (one - h[j] * h[j])
 
 
-@cell_jit
+@stable_jit
 def rnn_tanh_step(xw, hw, p, prev, new, cache):
     """h = tanh(xw + hw)."""
     h = new[0]
@@ -125,7 +125,7 @@ def rnn_tanh_step(xw, hw, p, prev, new, cache):
         _rnn_row(xw[b], hw[b], h[b], False)
 
 
-@cell_jit
+@stable_jit
 def rnn_relu_step(xw, hw, p, prev, new, cache):
     """h = max(xw + hw, 0)."""
     h = new[0]
@@ -133,7 +133,7 @@ def rnn_relu_step(xw, hw, p, prev, new, cache):
         _rnn_row(xw[b], hw[b], h[b], True)
 
 
-@cell_jit
+@stable_jit
 def rnn_tanh_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
     """da = dh (1 - h^2) into d_xw (= d_hw)."""
     dh, h = d_new[0], new[0]
@@ -141,7 +141,7 @@ def rnn_tanh_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev
         _rnn_backward_row(dh[b], h[b], d_xw[b], False)
 
 
-@cell_jit
+@stable_jit
 def rnn_relu_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
     """da = dh [h > 0] into d_xw (= d_hw)."""
     dh, h = d_new[0], new[0]
@@ -196,7 +196,7 @@ def _lstm_hidden_row(o, c, tanh_c, h):
         h[j] = o[j] * tanh_c[j]
 
 
-@cell_jit
+@stable_jit
 def lstm_step(xw, hw, p, prev, new, cache):
     """i, f, g, o = sigma, sigma, tanh, sigma of xw + hw; c = f c_prev + i g; h = o tanh(c)."""
     c_prev, h, c, tanh_c = prev[1], new[0], new[1], cache[0]
@@ -240,7 +240,7 @@ def _scale_row(a, f):
         a[j] *= f[j]
 
 
-@cell_jit
+@stable_jit
 def lstm_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
     """(dh, dc) -> da = d(a_i, a_f, a_g, a_o) into d_xw (= d_hw), dc_prev into d_prev[1]."""
     dh, dc, c_prev, tanh_c, dc_prev = d_new[0], d_new[1], prev[1], cache[0], d_prev[1]
@@ -287,7 +287,7 @@ def _gru_hidden_row(z, n, h_prev, h):
         h[j] = n[j] + z[j] * (h_prev[j] - n[j])  # (1 - z) n + z h_prev
 
 
-@cell_jit
+@stable_jit
 def gru_step(xw, hw, p, prev, new, cache):
     """r, z = sigma(x_rz + h_rz); n = tanh(xn + r hn); h = (1 - z) n + z h_prev."""
     h_prev, h, hn = prev[0], new[0], cache[0]
@@ -323,7 +323,7 @@ def _copy_row(src, dst):
         dst[j] = src[j]
 
 
-@cell_jit
+@stable_jit
 def gru_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
     """dh -> d_xw, d_hw, and the direct dh_prev = z dh into d_prev[0]."""
     dh, hn, h_prev, dh_prev = d_new[0], cache[0], prev[0], d_prev[0]

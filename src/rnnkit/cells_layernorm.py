@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cells import LSTMCell
-from .kernels import cell_jit, rowjit, sigmoid_, tanh_
+from .kernels import rowjit, sigmoid_, stable_jit, tanh_
 
 EPS = 1e-5
 """LayerNorm's epsilon (torch.nn.LayerNorm's default)."""
@@ -84,7 +84,7 @@ def _ln_lstm_row(a, w, gi, bi, gh, bh, gc, bc, c_prev, xhat, hhat, chat, c, tanh
         h[j] = a[3 * H + j] * tanh_c[j]
 
 
-@cell_jit
+@stable_jit
 def layernorm_lstm_step(xw, hw, p, prev, new, cache):
     """LN on xw and hw, the LSTM gates, LN on c (see the module docstring)."""
     gi, bi, gh, bh, gc, bc = p
@@ -139,7 +139,7 @@ def _ln_lstm_backward_row(dh, dc, gates, xhat, hhat, chat, tanh_c, rstd, c_prev,
         da[j] = rh * (da[j] * gh[j] - v1 - hhat[j] * v2)
 
 
-@cell_jit
+@stable_jit
 def layernorm_lstm_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
     """(dh, dc) -> d_xw, d_hw (through both LNs), dc_prev into d_prev[1], the LN gradients into dp."""
     gi, _, gh, _, gc, _ = p

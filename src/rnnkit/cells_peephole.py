@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cells import LSTMCell
-from .kernels import cell_jit, rowjit, sigmoid_, tanh_
+from .kernels import rowjit, sigmoid_, stable_jit, tanh_
 
 
 @rowjit
@@ -37,7 +37,7 @@ def _peephole_row(i, f, g, o, hi, hf, hg, ho, p_i, p_o, p_f, c_prev, c, tanh_c, 
         h[j] = o[j] * tanh_c[j]
 
 
-@cell_jit
+@stable_jit
 def peephole_step(xw, hw, p, prev, new, cache):
     """The LSTM step with i, f seeing c_prev and o seeing c (p[0] = [p_i, p_o, p_f])."""
     c_prev, h, c, tanh_c, P = prev[1], new[0], new[1], cache[0], p[0]
@@ -65,7 +65,7 @@ def _peephole_backward_row(dh, dc, i, f, g, o, tanh_c, c_prev, c, p_i, p_o, p_f,
         dp_f[j] += df[j] * c_prev[j]
 
 
-@cell_jit
+@stable_jit
 def peephole_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
     """(dh, dc) -> da into d_xw (= d_hw), dc_prev into d_prev[1], dP added into dp[0]."""
     dh, dc, c_prev, c, tanh_c, dc_prev, P, dP = d_new[0], d_new[1], prev[1], new[1], cache[0], d_prev[1], p[0], dp[0]

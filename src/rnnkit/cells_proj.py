@@ -18,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from .cells import LSTMCell, lstm_step, lstm_step_backward
-from .kernels import cell_jit
+from .kernels import stable_jit
 
 
-@cell_jit
+@stable_jit
 def proj_lstm_step(xw, hw, p, prev, new, cache):
     """The LSTM step into m = o tanh(c), then h = m @ W_hr.T."""
     tanh_c, m = cache
@@ -29,7 +29,7 @@ def proj_lstm_step(xw, hw, p, prev, new, cache):
     np.dot(m, p[0].T, new[0])
 
 
-@cell_jit
+@stable_jit
 def proj_lstm_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
     """dh -> dm = dh @ W_hr, dW_hr += dh.T @ m; then the LSTM backward from (dm, dc)."""
     tanh_c, m = cache

@@ -22,7 +22,7 @@ from . import dropout as drop
 from . import kernels
 from .module import Module
 from .init import init_weights
-from .scan import absent, reuse_empty, scan_backward, scan_forward, step_once
+from .scan import absent, compiled_loops, reuse_empty, scan_backward, scan_forward
 from .threads import LayerBusyError, available_cores, exclusive, plan, run_jobs  # noqa: F401  (LayerBusyError: API)
 
 _DTYPES = (np.float32, np.float64)
@@ -138,7 +138,7 @@ class Recurrent(Module):
             tuple(n + self._suffix(layer, d) for n in self.cell.own_params(self.input_size, self.hidden_size))
             for layer in range(self.num_layers) for d in range(self.num_directions)
         ]
-        self._step_args = [self._step_weights(layer) for layer in range(self.num_layers)]
+        self._step_args = tuple(self._step_weights(layer) for layer in range(self.num_layers))
         self._tape = None
         self._workspace = [{} for _ in self._weight_names]  # per (layer, direction): scan buffers kept between calls
         self._busy = threading.Lock()
@@ -171,14 +171,15 @@ class Recurrent(Module):
         return tuple(d[n] for n in self._own_names[k])
 
     def _step_weights(self, layer: int) -> tuple:
-        """(W_ih, bias of xw, second bias of xw, bias of hw, W_hh) for ``step_once`` (absent: size 0)."""
+        """(W_ih, bias of xw, second bias of xw, W_hh, bias of hw, own parameters) for the loops'
+        ``step`` (absent biases: size 0), forward direction."""
         W_ih, W_hh, b_ih, b_hh = self._weights(layer, 0)
-        none = absent(self.dtype, 1)
+        own, none = self._own(layer * self.num_directions), absent(self.dtype, 1)
         if b_ih is None:
-            return W_ih, none, none, none, W_hh
+            return W_ih, none, none, W_hh, none, own
         if self.cell.dhw_is_dxw:
-            return W_ih, b_ih, b_hh, none, W_hh
-        return W_ih, b_ih, none, b_hh, W_hh
+            return W_ih, b_ih, b_hh, W_hh, none, own
+        return W_ih, b_ih, none, W_hh, b_hh, own
 
     # ------------------------------------------------------------------ state format
     def _is_lstm(self) -> bool:
@@ -449,20 +450,17 @@ class Recurrent(Module):
             raise ValueError("step: a bidirectional layer needs the whole sequence; use forward")
         check_array("x_t", x_t, (None, self.input_size), self.dtype)
         B = x_t.shape[0]
-        prev = [np.ascontiguousarray(a) for a in self._state_fields(state, B)]
-        new = [np.empty_like(a) for a in prev]  # (L, B, H) per field: the returned state
-        work = self._workspace[0]
-        G = self.cell.n_gates * self.hidden_size
-        width = self.cell.field_sizes(self.hidden_size)
-        xw, hw = reuse_empty(work, "step.xw", (B, G), self.dtype), reuse_empty(work, "step.hw", (B, G), self.dtype)
-        cache = tuple(reuse_empty(work, "step." + f, (B, width[f]), self.dtype) for f in self.cell.cache_fields)
-        h_in = np.ascontiguousarray(x_t)
-        for layer, (W_ih, b_x1, b_x2, b_h, W_hh) in enumerate(self._step_args):
-            s_new = tuple(a[layer] for a in new)
-            step_once(self.cell.step, h_in, W_ih, b_x1, b_x2, W_hh, b_h, self._own(layer * self.num_directions),
-                      tuple(a[layer] for a in prev), s_new, xw, hw, cache)
-            h_in = s_new[0]
-        return h_in.copy(), self._public_state(new)  # y: not a view of the state
+        prev = tuple([np.ascontiguousarray(a) for a in self._state_fields(state, B)])
+        new = tuple([np.empty_like(a) for a in prev])  # (L, B, width) per field: the returned state
+        bufs = self._workspace[0].get("step")  # (xw, hw, cache) of the last step, reused for the same B
+        if bufs is None or bufs[0].shape[0] != B:
+            G, width = self.cell.n_gates * self.hidden_size, self.cell.field_sizes(self.hidden_size)
+            bufs = self._workspace[0]["step"] = (np.empty((B, G), self.dtype), np.empty((B, G), self.dtype),
+                                                 tuple(np.empty((B, width[f]), self.dtype)
+                                                       for f in self.cell.cache_fields))
+        compiled_loops(self.cell.step, self.cell.step_backward).step(np.ascontiguousarray(x_t), self._step_args,
+                                                                     prev, new, *bufs)
+        return new[0][-1].copy(), self._public_state(new)  # y: not a view of the state
 
     def __repr__(self) -> str:
         return (

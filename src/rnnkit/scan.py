@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 from numba.extending import overload
 
-from .kernels import add_bias, add_biases, jit
+from .kernels import add_bias, add_biases, jit, times_w, times_wt
 
 
 def at(tup, t, b0, b1):
@@ -80,110 +80,138 @@ def mul_rows(a, m, out):
             out[b, j] = a[b, j] * m[b, j]
 
 
-@jit
-def forward_loop(step, xw, hw, W_hh, b_hh, states, cache, p, keep, reverse, h_mask, h_masked, b0, b1):
-    """Rows b0:b1 of the whole sequence: for each t, hw = h_prev @ W_hh.T (+ b_hh); step; padding.
+class Loops(NamedTuple):
+    """The compiled loops of one cell (:func:`compiled_loops`)."""
 
-    xw (T, B, G) in: input projections, out: activated gates; hw (B, G) scratch;
-    W_hh (G, H); b_hh (G,) or size 0; states: per field (T+1, B, width) with the initial state
-    at index T (reverse) or 0; cache: per field (T, B, width); p: the cell's own parameters;
-    keep (T, B) bool (True: padded step, the state is carried) or size 0;
-    h_mask (B, H) or size 0: hw = (h_prev * h_mask) @ W_hh.T (recurrent dropout), h_masked
-    (B, H) its scratch.
+    forward: object
+    backward: object
+    step: object
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_loops(step, step_backward) -> Loops:
+    """The generic loops, compiled around one cell's ``step`` and ``step_backward``.
+
+    Written once here for every cell; each cell gets its own compiled copy in which the
+    calls to its step functions are direct (inlinable) calls.  Cached on disk: the cells'
+    functions carry stable names (:func:`kernels.stable_jit`).  Made once per process
+    and cell, on first use.
     """
-    T = xw.shape[0]
-    hw = hw[b0:b1]
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        tp = t + 1 if reverse else t  # state entering step t
-        tn = t if reverse else t + 1  # state leaving it
-        prev, new = at(states, tp, b0, b1), at(states, tn, b0, b1)
-        if h_mask.shape[0]:
-            hm = h_masked[b0:b1]
-            mul_rows(prev[0], h_mask[b0:b1], hm)
-            np.dot(hm, W_hh.T, hw)
-        else:
-            np.dot(prev[0], W_hh.T, hw)
-        if b_hh.shape[0]:
-            add_bias(hw, b_hh)
-        step(xw[t, b0:b1], hw, p, prev, new, at(cache, t, b0, b1))
-        if keep.shape[0]:  # padded rows keep their state
-            for b in range(b0, b1):
-                if keep[t, b]:
-                    for k in range(len(states)):
-                        states[k][tn, b] = states[k][tp, b]
+
+    @jit
+    def forward_loop(xw, hw, W_hh, W_hhT, b_hh, states, cache, p, keep, reverse, h_mask, h_masked, b0, b1):
+        """Rows b0:b1 of the whole sequence: for each t, hw = h_prev @ W_hh.T (+ b_hh); step; padding.
+
+        xw (T, B, G) in: input projections, out: activated gates; hw (B, G) scratch;
+        W_hh (G, H) and W_hhT, its contiguous transpose; b_hh (G,) or size 0; states: per field (T+1, B, H) with the initial state
+        at index T (reverse) or 0; cache: per field (T, B, H); p: the cell's own parameters;
+        keep (T, B) bool (True: padded step, the state is carried) or size 0; h_mask (B, H) or
+        size 0: hw = (h_prev * h_mask) @ W_hh.T (recurrent dropout), h_masked (B, H) its scratch.
+        """
+        T = xw.shape[0]
+        hw = hw[b0:b1]
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            tp = t + 1 if reverse else t  # state entering step t
+            tn = t if reverse else t + 1  # state leaving it
+            prev, new = at(states, tp, b0, b1), at(states, tn, b0, b1)
+            if h_mask.shape[0]:  # recurrent dropout: hw = (h_prev * h_mask) @ W_hh.T
+                hm = h_masked[b0:b1]
+                mul_rows(prev[0], h_mask[b0:b1], hm)
+                times_wt(hm, W_hh, W_hhT, hw)
+            else:
+                times_wt(prev[0], W_hh, W_hhT, hw)  # hw = h_prev @ W_hh.T
+            if b_hh.shape[0]:
+                add_bias(hw, b_hh)
+            step(xw[t, b0:b1], hw, p, prev, new, at(cache, t, b0, b1))
+            if keep.shape[0]:  # padded rows keep their state
+                for b in range(b0, b1):
+                    if keep[t, b]:
+                        for k in range(len(states)):
+                            states[k][tn, b] = states[k][tp, b]
 
 
-@jit
-def backward_loop(step_backward, d_out, d_new, d_prev, carry, dh_w, gates, states, cache, p, dp, W_hh, d_xw,
-                  d_hw, keep, reverse, direct_h, record, h_mask, b0, b1):
-    """BPTT of rows b0:b1 over all steps; returns dL/d(initial state) (one of the two buffer tuples).
+    @jit
+    def backward_loop(d_out, d_new, d_prev, carry, dh_w, gates, states, cache, p, dp, W_hh, W_hhT, d_xw,
+                      d_hw, keep, reverse, direct_h, record, h_mask, b0, b1):
+        """BPTT of rows b0:b1 over all steps; returns dL/d(initial state) (one of the two buffer tuples).
 
-    d_out (T, B, H): dL/d out; d_new: per state field (B, H), dL/d(final state) on entry;
-    d_prev, carry: same shapes, scratch; dh_w (B, H) scratch; gates, states, cache: the forward's
-    buffers; dp: gradients of the cell's own parameters (added into); d_xw, d_hw (T, B, G)
-    outputs (the same array for cells with a = xw + hw); record: per state field (T, B, H)
-    or size 0 (see :func:`scan_backward`); h_mask (B, H) or size 0: the forward's recurrent
-    dropout mask (dL/dh_prev through W_hh is multiplied by it).
-    """
-    T = d_out.shape[0]
-    dn, dpr, cr, dhw_ = rows(d_new, b0, b1), rows(d_prev, b0, b1), rows(carry, b0, b1), dh_w[b0:b1]
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        tp = t + 1 if reverse else t
-        tn = t if reverse else t + 1
-        dh = dn[0]
-        for b in range(b1 - b0):  # out_t = h_t where valid; padded outputs were 0 and pass nothing
-            if not (keep.shape[0] and keep[t, b0 + b]):
-                dh[b] += d_out[t, b0 + b]
-        if record[0].shape[0]:
-            for k in range(len(dn)):
+        d_out (T, B, H): dL/d out; d_new: per state field (B, H), dL/d(final state) on entry;
+        d_prev, carry: same shapes, scratch; dh_w (B, H) scratch; gates, states, cache: the forward's
+        buffers; dp: gradients of the cell's own parameters (added into); d_xw, d_hw (T, B, G)
+        outputs (the same array for cells with a = xw + hw); record: per state field (T, B, H)
+        or size 0 (see :func:`scan_backward`); h_mask (B, H) or size 0: the forward's recurrent
+        dropout mask (dL/dh_prev through W_hh is multiplied by it).
+        """
+        T = d_out.shape[0]
+        dn, dpr, cr, dhw_ = rows(d_new, b0, b1), rows(d_prev, b0, b1), rows(carry, b0, b1), dh_w[b0:b1]
+        for s in range(T):
+            t = s if reverse else T - 1 - s
+            tp = t + 1 if reverse else t
+            tn = t if reverse else t + 1
+            dh = dn[0]
+            for b in range(b1 - b0):  # out_t = h_t where valid; padded outputs were 0 and pass nothing
+                if not (keep.shape[0] and keep[t, b0 + b]):
+                    dh[b] += d_out[t, b0 + b]
+            if record[0].shape[0]:
+                for k in range(len(dn)):
+                    for b in range(b1 - b0):
+                        if not (keep.shape[0] and keep[t, b0 + b]):
+                            record[k][t, b0 + b] = dn[k][b]
+            if keep.shape[0]:  # padded rows: the state was carried through, so is its gradient; the step gets 0
                 for b in range(b1 - b0):
-                    if not (keep.shape[0] and keep[t, b0 + b]):
-                        record[k][t, b0 + b] = dn[k][b]
-        if keep.shape[0]:  # padded rows: the state was carried through, so is its gradient; the step gets 0
-            for b in range(b1 - b0):
-                if keep[t, b0 + b]:
-                    for k in range(len(dn)):
-                        cr[k][b] = dn[k][b]
-                        dn[k][b] = 0
-        dxw, dhw = d_xw[t, b0:b1], d_hw[t, b0:b1]
-        step_backward(dn, gates[t, b0:b1], at(cache, t, b0, b1), at(states, tp, b0, b1), at(states, tn, b0, b1),
-                      p, dxw, dhw, dpr, dp)
-        if direct_h:  # the cell wrote its direct part of dh_prev; add the part through W_hh
-            np.dot(dhw, W_hh, dhw_)
-            if h_mask.shape[0]:
-                mul_rows(dhw_, h_mask[b0:b1], dhw_)
-            dpr[0][:] += dhw_
-        else:
-            np.dot(dhw, W_hh, dpr[0])  # hw = h_prev @ W_hh.T
-            if h_mask.shape[0]:  # hw = (h_prev * h_mask) @ W_hh.T
-                mul_rows(dpr[0], h_mask[b0:b1], dpr[0])
-        if keep.shape[0]:  # padded rows: the carried gradient passes on unchanged
-            for b in range(b1 - b0):
-                if keep[t, b0 + b]:
-                    for k in range(len(dn)):
-                        dpr[k][b] = cr[k][b]
-        dn, dpr = dpr, dn
-    return dn
+                    if keep[t, b0 + b]:
+                        for k in range(len(dn)):
+                            cr[k][b] = dn[k][b]
+                            dn[k][b] = 0
+            dxw, dhw = d_xw[t, b0:b1], d_hw[t, b0:b1]
+            step_backward(dn, gates[t, b0:b1], at(cache, t, b0, b1), at(states, tp, b0, b1), at(states, tn, b0, b1),
+                          p, dxw, dhw, dpr, dp)
+            if direct_h:  # the cell wrote its direct part of dh_prev; add the part through W_hh
+                times_w(dhw, W_hh, W_hhT, dhw_)
+                if h_mask.shape[0]:
+                    mul_rows(dhw_, h_mask[b0:b1], dhw_)
+                dpr[0][:] += dhw_
+            else:
+                times_w(dhw, W_hh, W_hhT, dpr[0])  # hw = h_prev @ W_hh.T
+                if h_mask.shape[0]:  # hw = (h_prev * h_mask) @ W_hh.T
+                    mul_rows(dpr[0], h_mask[b0:b1], dpr[0])
+            if keep.shape[0]:  # padded rows: the carried gradient passes on unchanged
+                for b in range(b1 - b0):
+                    if keep[t, b0 + b]:
+                        for k in range(len(dn)):
+                            dpr[k][b] = cr[k][b]
+            dn, dpr = dpr, dn
+        return dn
 
 
-@jit
-def step_once(step, x, W_ih, b_x1, b_x2, W_hh, b_h, p, prev, new, xw, hw, cache):
-    """One step of one layer alone (streaming): xw = x @ W_ih.T + b_x1 (+ b_x2); hw = h_prev @ W_hh.T (+ b_h); step.
+    @jit
+    def step_once(x, layers, prev, new, xw, hw, cache):
+        """One step of a stack of layers alone (streaming), in one call.
 
-    The biases are added as in the sequence path (b_x2 = b_hh for cells with a = xw + hw,
-    b_h = b_hh for the others; size 0 when absent), so streaming computes the same numbers.
-    """
-    np.dot(x, W_ih.T, xw)
-    if b_x2.shape[0]:
-        add_biases(xw, b_x1, b_x2)
-    elif b_x1.shape[0]:
-        add_bias(xw, b_x1)
-    np.dot(prev[0], W_hh.T, hw)
-    if b_h.shape[0]:
-        add_bias(hw, b_h)
-    step(xw, hw, p, prev, new, cache)
+        x (B, I); layers: per layer (W_ih, b_x1, b_x2, W_hh, b_h, p); prev, new: per state
+        field (L, B, H).  Per layer: xw = x @ W_ih.T + b_x1 (+ b_x2); hw = h_prev @ W_hh.T
+        (+ b_h); step; the next layer's x is this layer's new h.  The biases are added as in
+        the sequence path (b_x2 = b_hh for cells with a = xw + hw, b_h = b_hh for the others;
+        size 0 when absent), so streaming computes the same numbers.
+        """
+        B = x.shape[0]
+        for layer in range(len(layers)):
+            W_ih, b_x1, b_x2, W_hh, b_h, p = layers[layer]
+            np.dot(x, W_ih.T, xw)
+            if b_x2.shape[0]:
+                add_biases(xw, b_x1, b_x2)
+            elif b_x1.shape[0]:
+                add_bias(xw, b_x1)
+            h_prev = at(prev, layer, 0, B)
+            np.dot(h_prev[0], W_hh.T, hw)
+            if b_h.shape[0]:
+                add_bias(hw, b_h)
+            h_new = at(new, layer, 0, B)
+            step(xw, hw, p, h_prev, h_new, cache)
+            x = h_new[0]
+
+    return Loops(forward_loop, backward_loop, step_once)
 
 
 # ----------------------------------------------------------------------------- Python side
@@ -232,6 +260,13 @@ def reuse_empty(workspace: dict | None, key: str, shape: tuple, dtype) -> np.nda
     return a
 
 
+def transposed(W: np.ndarray, workspace: dict | None) -> np.ndarray:
+    """A contiguous copy of W.T (made per call: W changes in place between calls)."""
+    WT = reuse_empty(workspace, "W_hhT", W.shape[::-1], W.dtype)
+    np.copyto(WT, W.T)
+    return WT
+
+
 @functools.lru_cache(maxsize=None)
 def absent(dtype, ndim: int) -> np.ndarray:
     """A size-0 array standing for "none" (no bias, no mask, no record) in the compiled loops."""
@@ -267,8 +302,10 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), s
     keep = absent(np.dtype(bool), 2) if keep is None else keep
     mask = absent(xw.dtype, 2) if h_mask is None else h_mask
     masked = absent(xw.dtype, 2) if h_mask is None else reuse_empty(workspace, "h_masked", (B, H), xw.dtype)
-    jobs = [functools.partial(forward_loop, cell.step, xw, hw, W_hh, bias, states, cache, p, keep, reverse,
-                              mask, masked, b0, B if b1 is None else b1) for b0, b1 in shards]
+    W_hhT = transposed(W_hh, workspace)
+    forward = compiled_loops(cell.step, cell.step_backward).forward
+    jobs = [functools.partial(forward, xw, hw, W_hh, W_hhT, bias, states, cache, p, keep, reverse, mask, masked, b0,
+                              B if b1 is None else b1) for b0, b1 in shards]
     return ScanTape(states, xw if cell.keeps_gates else None, cache, reverse, h_mask), jobs
 
 
@@ -308,10 +345,10 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
     gates = d_xw if tape.gates is None else tape.gates  # a cell without gates does not read them
     mask = absent(dt, 2) if tape.h_mask is None else tape.h_mask
     dps = [dp if len(shards) == 1 else tuple(np.zeros_like(g) for g in dp) for _ in shards]
-    jobs = [functools.partial(backward_loop, cell.step_backward, d_out, d_new, d_prev, carry, dh_w, gates,
-                              tape.states, tape.cache, p, dps[k], W_hh, d_xw, d_hw, keep, tape.reverse,
-                              cell.direct_h, rec, mask, b0, B if b1 is None else b1)
-            for k, (b0, b1) in enumerate(shards)]
+    backward, W_hhT = compiled_loops(cell.step, cell.step_backward).backward, transposed(W_hh, workspace)
+    jobs = [functools.partial(backward, d_out, d_new, d_prev, carry, dh_w, gates, tape.states, tape.cache, p, dps[k],
+                              W_hh, W_hhT, d_xw, d_hw, keep, tape.reverse, cell.direct_h, rec, mask, b0,
+                              B if b1 is None else b1) for k, (b0, b1) in enumerate(shards)]
 
     def finish():
         if len(shards) > 1:

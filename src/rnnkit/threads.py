@@ -101,16 +101,21 @@ class LayerBusyError(RuntimeError):
     """A layer was called from a second thread while another call on it was running."""
 
 
-@contextlib.contextmanager
-def exclusive(lock, what: str):
+class exclusive:  # noqa: N801  (used like a function: ``with exclusive(lock, "forward"):``)
     """Hold ``lock`` (a layer's) for one call; a second thread calling meanwhile gets a clear error
-    instead of waiting or sharing the layer's buffers."""
-    if not lock.acquire(blocking=False):
-        raise LayerBusyError(f"{what}: layer is in use by another thread; use one layer per thread")
-    try:
-        yield
-    finally:
-        lock.release()
+    instead of waiting or sharing the layer's buffers.  A class, not a generator: ``step`` pays it."""
+
+    __slots__ = ("lock", "what")
+
+    def __init__(self, lock, what: str):
+        self.lock, self.what = lock, what
+
+    def __enter__(self):
+        if not self.lock.acquire(blocking=False):
+            raise LayerBusyError(f"{self.what}: layer is in use by another thread; use one layer per thread")
+
+    def __exit__(self, *exc):
+        self.lock.release()
 
 
 @functools.lru_cache(maxsize=None)
