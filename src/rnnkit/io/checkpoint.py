@@ -22,11 +22,11 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 
 import numpy as np
 
 from ..errors import CheckpointError
+from .atomic import write_bytes_atomic
 
 FORMAT = "rnnkit-checkpoint/1"
 _MAX_HEADER = 100 * 1024 * 1024
@@ -59,27 +59,7 @@ def save_checkpoint(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
         raise TypeError(f"meta: must be JSON-serialisable with finite numbers ({e})") from None
     header_meta = {"format": FORMAT, "meta": meta_json, "sha256": _digest(meta_json, clean)}
     data = save(clean, metadata=header_meta)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename durable
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    write_bytes_atomic(path, data)
 
 
 def load_checkpoint(path, kind: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
