@@ -29,7 +29,7 @@ from .train import (TaskSpec, add_task_parser, add_train_args, eval_handler, ref
 #: the tasks of ``rnnkit train TASK`` and ``rnnkit eval``
 TASK_SPECS = (CharLMSpec(), ForecastSpec(), AddingSpec(), CopySpec())
 #: modules adding other commands: ``register(root_subparsers)``
-COMMANDS = (charlm, demo, forecast, diagnostics, bench)
+COMMANDS = (charlm, demo, forecast, bench, diagnostics)
 
 __all__ = ["main", "build_parser", "TASK_SPECS", "TaskSpec", "train_handler", "eval_handler", "add_train_args",
            "train_config_from_args", "refuse_model_changes", "refuse_existing_checkpoint", "positive_int",

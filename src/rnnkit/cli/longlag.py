@@ -42,8 +42,9 @@ class _LongLagSpec(TaskSpec):
                            help=f"{h} (default {getattr(defaults, name)})", **kw)
 
     def add_train_flags(self, p) -> None:
+        add_run_args(p, f"directory for checkpoints, metrics.jsonl and loss.png (default runs/{self.name})",
+                     "continue a run from its last.safetensors")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
-        add_run_args(p)
 
     def given(self, args) -> dict:
         return {name: getattr(args, name) for _, name, _, _ in _FLAGS if hasattr(args, name)}

@@ -53,13 +53,14 @@ def add_train_args(p, defaults: TrainConfig | None = None) -> None:
     g.add_argument("--blas-threads", dest="blas_threads", type=nonneg_int,
                    help=f"BLAS threads while training, 0 = numpy's default (default {d.blas_threads})")
     g.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
-    add_run_args(p)
+    add_run_args(g)
 
 
-def add_run_args(p) -> None:
+def add_run_args(p, out_help: str = "output directory for checkpoints, metrics.jsonl and loss.png",
+                 resume_help: str = "continue training from a checkpoint (last.safetensors)") -> None:
     """``--out`` and ``--resume`` (every ``train TASK``)."""
-    p.add_argument("--out", help="output directory for checkpoints, metrics.jsonl and loss.png")
-    p.add_argument("--resume", metavar="CKPT", help="continue training from a checkpoint (last.safetensors)")
+    p.add_argument("--out", help=out_help)
+    p.add_argument("--resume", metavar="CKPT", help=resume_help)
 
 
 def train_config_from_args(args, base=None):
