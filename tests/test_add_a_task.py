@@ -149,3 +149,22 @@ def test_the_task_on_the_command_line_trains_resumes_and_evaluates(tmp_path, cap
     want = SumTask.from_checkpoint({k[5:]: v for k, v in b.items() if k.startswith("task/")},
                                    meta_b["task"]).evaluate("test")["loss"]
     assert abs(got - want) <= 5e-7 * max(1.0, abs(want)), (got, want)
+
+
+def test_ctrl_c_ends_with_the_resume_line(tmp_path, capsys):
+    """The generic handler: Ctrl-C (SIGINT) during training saves, prints how to resume, plots once."""
+    import signal
+
+    from rnnkit.cli import TASK_SPECS, main
+
+    class Interrupted(SumSpec):
+        def report_eval(self, task, trainer, record):
+            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C at the first evaluation
+
+    out = tmp_path / "run"
+    assert main(["train", "sum", "--eval-every", "5", "--out", str(out), "--no-progress"],
+                specs=[*TASK_SPECS, Interrupted()]) == 0
+    text = capsys.readouterr().out
+    ck = out / "last.safetensors"
+    assert f"interrupted: resume with  rnnkit train sum --resume {ck}" in text and text.count("loss curve:") == 1
+    assert load_checkpoint(ck, kind="sum")[1]["train"]["step"] == 5  # stopped before the next step, checkpoint kept
