@@ -107,7 +107,12 @@ class TaskSpec:
     config_class: type
     help: str = ""
     description: str | None = None
-    train_defaults: TrainConfig = TrainConfig()
+
+    @property
+    def train_defaults(self) -> TrainConfig:
+        """The TrainConfig of a new run before flags: the task class's own ``train_defaults`` (the
+        one place a task keeps its training defaults), else TrainConfig()'s."""
+        return getattr(self.task_class, "train_defaults", TrainConfig())
 
     # ------------------------------------------------------------------ flags
     def add_flags(self, p) -> None:

@@ -121,6 +121,7 @@ class CharLM:
     kind = "charlm"
     count_unit = "tokens"
     config_class = CharLMConfig
+    train_defaults = TrainConfig(steps=2000, eval_every=200)  # a new ``rnnkit train charlm`` run
 
     def __init__(self, config: CharLMConfig = CharLMConfig(), text: str | None = None, *,
                  max_chars: int = DEFAULT_MAX_CHARS, source: dict | None = None, vocab: Vocab | None = None):

@@ -1,4 +1,4 @@
-"""Multi-step time-series forecasting: ``Forecaster`` (a Trainer task) and its CLI.
+"""Multi-step time-series forecasting: ``Forecaster``, a Task (its command line: rnnkit.cli.forecast).
 
 Model (:class:`rnnkit.tasks.readout.Readout`): the last ``window`` values,
 normalised with train-split statistics, go through an RNN/LSTM/GRU (input size 1);
@@ -90,6 +90,7 @@ class Forecaster:
     kind = "forecast"
     count_unit = "seqs"
     config_class = ForecastConfig
+    train_defaults = FORECAST_TRAIN
 
     def __init__(self, config: ForecastConfig | None = None, series: np.ndarray | None = None,
                  normalizer: Normalizer | None = None):
