@@ -121,7 +121,7 @@ class TaskSpec:
         for f in dataclasses.fields(self.config_class):
             if f.name != "seed":
                 default = f.default
-                typ = {int: positive_int, float: float, bool: int}.get(type(default), str)
+                typ = {int: positive_int, float: float}.get(type(default), str)
                 p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=typ, help=f"(default {default})")
 
     def add_train_flags(self, p) -> None:
