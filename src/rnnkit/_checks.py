@@ -64,3 +64,28 @@ def check_lengths(lengths, B: int, T: int) -> np.ndarray:
         bad = int(np.flatnonzero((lengths < 1) | (lengths > T))[0])
         raise ValueError(f"lengths: every length must be in 1..{T} (T), got lengths[{bad}] = {int(lengths[bad])}")
     return lengths.astype(np.int64)
+
+
+def check_positive(name: str, v) -> None:
+    """``v`` is an integer >= 1 (bool excluded)."""
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+
+
+def check_choice(name: str, v, choices) -> None:
+    """``v`` is one of ``choices``."""
+    if v not in choices:
+        raise ValueError(f"{name}: expected one of {sorted(choices)}, got {v!r}")
+
+
+def check_ids(name: str, ids, vocab: int, batch: int | None = None) -> np.ndarray:
+    """(T, B) integer token ids in 0..vocab-1 (B = ``batch`` if given)."""
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer token ids, got dtype {ids.dtype.name}")
+    if ids.ndim != 2 or 0 in ids.shape or (batch is not None and ids.shape[1] != batch):
+        want = f"(T, {batch})" if batch is not None else "(T, B)"
+        raise ValueError(f"{name}: expected a non-empty time-major array of shape {want}, got shape {ids.shape}")
+    if ids.min() < 0 or ids.max() >= vocab:
+        raise ValueError(f"{name}: ids must be in 0..{vocab - 1}, got range {int(ids.min())}..{int(ids.max())}")
+    return ids

@@ -237,3 +237,41 @@ class GlobalAttention(Module):
         h_tilde = np.tanh(self.linear_out.forward(np.concatenate([c, query], axis=-1)))
         self.linear_out.release()
         return h_tilde, a
+
+
+# ---------------------------------------------------------------- pooling with a learned query
+class AttentionPooling(Module):
+    """Attention pooling of a sequence with a learned query u (``query``, (Hk,)).
+
+    forward(keys (S, B, Hk), mask (B, S) or None) -> (pooled (B, Hk), weights (B, S))
+        e_s = score(u, k_s);  a = masked softmax_s(e);  pooled = sum_s a_s k_s
+        (with the 'additive' score this is Yang et al. 2016's v . tanh(W_k k_s + b + W_q u))
+    backward(d_pooled (B, Hk)) -> d_keys (S, B, Hk); adds d_u = sum_b dq_b into ``grads``.
+    Init: u ~ U(-1/sqrt(Hk), 1/sqrt(Hk)).
+    """
+
+    def __init__(self, key_size: int, score: str = "additive", attention_size=None, dtype=np.float32, seed=None):
+        rng = as_rng(seed)
+        self.key_size, self.dtype = int(key_size), np.dtype(dtype)
+        b = 1.0 / np.sqrt(key_size)
+        self._params = {"query": rng.uniform(-b, b, key_size).astype(dtype)}
+        self._grads = {"query": np.zeros_like(self._params["query"])}
+        self.score = make_score(score, key_size, key_size, attention_size, dtype, rng)
+        self._cache = None
+
+    def forward(self, keys, mask=None):
+        check_array("keys", keys, (None, None, self.key_size), self.dtype)
+        k = keys.transpose(1, 0, 2)
+        q = np.broadcast_to(self._params["query"], (k.shape[0], 1, self.key_size))
+        c, a, self._cache = attend(self.score, q, k, mask)
+        return c[:, 0], a[:, 0]
+
+    __call__ = forward
+
+    def backward(self, d_pooled):
+        if self._cache is None:
+            raise RuntimeError("AttentionPooling.backward: called before forward or twice for one forward")
+        cache, self._cache = self._cache, None
+        dq, dk = attend_backward(self.score, cache, d_pooled[:, None, :])
+        self._grads["query"] += dq.sum(axis=(0, 1))  # u is shared by every batch row
+        return dk.transpose(1, 0, 2)

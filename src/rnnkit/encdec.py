@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_lengths
+from ._checks import check_choice, check_ids, check_lengths, check_positive
 from .attention import SCORES, GlobalAttention, source_mask
 from .cells import LSTMState
 from .layers import LAYERS, as_rng
@@ -63,29 +63,6 @@ class Seq2SeqConfig:
         if self.score == "dot" and self.bidirectional:
             raise ValueError("score: 'dot' needs encoder outputs of the decoder's size; a bidirectional "
                              "encoder gives 2*hidden_size (use 'general' or 'additive')")
-
-
-def check_positive(name: str, v) -> None:
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-
-
-def check_choice(name: str, v, choices) -> None:
-    if v not in choices:
-        raise ValueError(f"{name}: expected one of {sorted(choices)}, got {v!r}")
-
-
-def check_ids(name: str, ids, vocab: int, batch: int | None = None) -> np.ndarray:
-    """(T, B) integer token ids in 0..vocab-1 (B = ``batch`` if given)."""
-    ids = np.asarray(ids)
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"{name}: expected integer token ids, got dtype {ids.dtype.name}")
-    if ids.ndim != 2 or 0 in ids.shape or (batch is not None and ids.shape[1] != batch):
-        want = f"(T, {batch})" if batch is not None else "(T, B)"
-        raise ValueError(f"{name}: expected a non-empty time-major array of shape {want}, got shape {ids.shape}")
-    if ids.min() < 0 or ids.max() >= vocab:
-        raise ValueError(f"{name}: ids must be in 0..{vocab - 1}, got range {int(ids.min())}..{int(ids.max())}")
-    return ids
 
 
 def merge_directions(a: np.ndarray, D: int) -> np.ndarray:
