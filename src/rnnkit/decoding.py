@@ -106,11 +106,13 @@ def beam_search(model, src, src_lengths, bos: int, eos: int, beam_size: int = 4,
         V = logp.shape[-1]
         weights = weights.reshape(B, k, 1, S)
         cand = (scores[:, :, None] + logp).reshape(B, k * V)
+        top = np.argpartition(-cand, min(2 * k, k * V) - 1, axis=1)[:, : 2 * k]  # <= k of them end in <eos>
+        top = np.take_along_axis(top, np.lexsort((top, -np.take_along_axis(cand, top, 1))), 1)  # best first
         new_scores = np.full((B, k), -np.inf)
         parent, new_tok = np.zeros((B, k), dtype=np.int64), np.full((B, k), eos)
         for b in np.flatnonzero(~done):
             n = 0
-            for idx in np.argsort(-cand[b], kind="stable")[: 2 * k]:  # <= k of them end in <eos>
+            for idx in top[b]:
                 if cand[b, idx] == -np.inf:
                     break
                 j, tok = divmod(int(idx), V)
