@@ -1,5 +1,7 @@
 """Sequence classifier: every gradient vs finite differences and vs a torch.nn version (float64)
 for each pooling, with class weights; predict_proba / top_k."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -105,3 +107,19 @@ def test_bad_config_and_input_errors():
         m.loss(ids, lengths, labels + 1)
     with pytest.raises(TypeError, match="ids: expected integer token ids"):
         m.loss(ids.astype(float), lengths, labels)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+def test_float32_model_matches_float64(pooling):
+    """The default float32 model keeps float32 everywhere and agrees with float64 on the same weights."""
+    m64 = model(pooling)
+    m32 = SequenceClassifier(dataclasses.replace(m64.config, dtype="float32"), seed=0)
+    m32.load_params({k: v.astype(np.float32) for k, v in m64.params.items()})
+    ids, lengths, labels = batch()
+    loss64, loss32 = m64.loss(ids, lengths, labels, WEIGHTS), m32.loss(ids, lengths, labels, WEIGHTS)
+    assert abs(loss32 - loss64) < 1e-5
+    g64 = m64.grads
+    for name, g in m32.grads.items():
+        assert g.dtype == np.float32, f"grad {name}: dtype {g.dtype}"
+        assert_close(f"grad {name}", g, g64[name], 1e-5)
+    assert m32.predict_proba(ids, lengths).dtype == np.float32

@@ -1,5 +1,7 @@
 """Encoder–decoder: every gradient vs finite differences and vs a torch.nn version (float64),
 label smoothing and class weights vs torch's cross_entropy, decoding via step vs the forward."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -37,8 +39,8 @@ def check_fd(loss, checks, what):
         assert np.abs(analytic).max() > 0 or np.abs(num).max() < 1e-9, f"{name}: gradient is all zero ({what})"
 
 
-FD_CONFIGS = [("lstm", True, 2, "additive"), ("gru", False, 2, "dot"), ("rnn", True, 1, "general"),
-              ("lstm", False, 1, "general")]
+FD_CONFIGS = [("lstm", True, 1, "additive"), ("gru", False, 2, "dot"), ("rnn", True, 2, "general"),
+              ("lstm", False, 2, "general")]
 
 
 @pytest.mark.parametrize("cell,bidir,L,score", FD_CONFIGS)
@@ -156,3 +158,18 @@ def test_bad_config_and_input_errors():
         m.loss(src, sl, tgt_in[:, :2], tgt_out, tgt_mask)
     with pytest.raises(ValueError, match="lengths: every length must be in 1..5"):
         m.loss(src, np.array([6, 1, 1]), tgt_in, tgt_out, tgt_mask)
+
+
+@pytest.mark.parametrize("score", ["dot", "general", "additive"])
+def test_float32_model_matches_float64(score):
+    """The default float32 model keeps float32 everywhere and agrees with float64 on the same weights."""
+    m64 = model("lstm", score != "dot", 2, score)
+    m32 = EncoderDecoder(dataclasses.replace(m64.config, dtype="float32"), seed=0)
+    m32.load_params({k: v.astype(np.float32) for k, v in m64.params.items()})
+    data = batch(m64.config)
+    loss64, loss32 = m64.loss(*data, label_smoothing=0.1), m32.loss(*data, label_smoothing=0.1)
+    assert abs(loss32 - loss64) < 1e-5
+    g64 = m64.grads
+    for name, g in m32.grads.items():
+        assert g.dtype == np.float32, f"grad {name}: dtype {g.dtype}"
+        assert_close(f"grad {name}", g, g64[name], 1e-5)

@@ -91,8 +91,9 @@ class SequenceClassifier(Module):
             self._cache = state
             return top.transpose(1, 0, 2).reshape(h.shape[1], -1)
         if kind == "mean":
-            self._cache = (mask, lengths)
-            return h.sum(axis=0) / lengths[:, None]  # h is 0 past each length
+            n = lengths[:, None].astype(self.dtype)
+            self._cache = (mask, n)
+            return h.sum(axis=0) / n  # h is 0 past each length
         if kind == "max":
             arg = np.where(mask, h, -np.inf).argmax(axis=0)  # (B, DH)
             self._cache = (arg, h.shape)
@@ -110,8 +111,8 @@ class SequenceClassifier(Module):
             d_state = (dh, np.zeros_like(dh)) if isinstance(state, LSTMState) else dh
             return np.zeros((self._T, B, dp.shape[1]), dtype=self.dtype), d_state
         if kind == "mean":
-            mask, lengths = cache
-            return mask * (dp / lengths[:, None])[None], None
+            mask, n = cache
+            return mask * (dp / n)[None], None
         if kind == "max":
             arg, shape = cache
             d_out = np.zeros(shape, dtype=self.dtype)
