@@ -89,3 +89,12 @@ def check_ids(name: str, ids, vocab: int, batch: int | None = None) -> np.ndarra
     if ids.min() < 0 or ids.max() >= vocab:
         raise ValueError(f"{name}: ids must be in 0..{vocab - 1}, got range {int(ids.min())}..{int(ids.max())}")
     return ids
+
+
+def check_fields(config, positive=(), optional=(), choices=None) -> None:
+    """Validate a config dataclass: fields in ``positive`` are integers >= 1, those in
+    ``optional`` too unless None, and ``choices`` maps field -> its allowed values."""
+    for name in positive + tuple(n for n in optional if getattr(config, n) is not None):
+        check_positive(name, getattr(config, name))
+    for name, allowed in (choices or {}).items():
+        check_choice(name, getattr(config, name), allowed)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_choice, check_ids, check_lengths, check_positive
+from ._checks import check_fields, check_ids, check_lengths, check_positive
 from .attention import SCORES, AttentionPooling, source_mask
 from .cells import LSTMState
 from .layers import LAYERS, as_rng
@@ -49,14 +49,9 @@ class ClassifierConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        for name in ("vocab_size", "num_classes", "embedding_dim", "hidden_size", "num_layers"):
-            check_positive(name, getattr(self, name))
-        if self.attention_size is not None:
-            check_positive("attention_size", self.attention_size)
-        check_choice("cell", self.cell, LAYERS)
-        check_choice("pooling", self.pooling, POOLINGS)
-        check_choice("score", self.score, SCORES)
-        check_choice("dtype", self.dtype, ("float32", "float64"))
+        check_fields(self, ("vocab_size", "num_classes", "embedding_dim", "hidden_size", "num_layers"),
+                     ("attention_size",), {"cell": LAYERS, "pooling": POOLINGS, "score": SCORES,
+                                           "dtype": ("float32", "float64")})
 
 
 class SequenceClassifier(Module):

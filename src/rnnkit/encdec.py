@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_choice, check_ids, check_lengths, check_positive
+from ._checks import check_fields, check_ids, check_lengths
 from .attention import SCORES, GlobalAttention, source_mask
 from .cells import LSTMState
 from .layers import LAYERS, as_rng
@@ -53,13 +53,8 @@ class Seq2SeqConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        for name in ("src_vocab", "tgt_vocab", "embedding_dim", "hidden_size", "num_layers"):
-            check_positive(name, getattr(self, name))
-        if self.attention_size is not None:
-            check_positive("attention_size", self.attention_size)
-        check_choice("cell", self.cell, LAYERS)
-        check_choice("score", self.score, SCORES)
-        check_choice("dtype", self.dtype, ("float32", "float64"))
+        check_fields(self, ("src_vocab", "tgt_vocab", "embedding_dim", "hidden_size", "num_layers"),
+                     ("attention_size",), {"cell": LAYERS, "score": SCORES, "dtype": ("float32", "float64")})
         if self.score == "dot" and self.bidirectional:
             raise ValueError("score: 'dot' needs encoder outputs of the decoder's size; a bidirectional "
                              "encoder gives 2*hidden_size (use 'general' or 'additive')")
