@@ -76,8 +76,9 @@ def test_padding_gets_no_gradient():
         assert np.all(weights[:, b, n:] == 0), f"attention weights: nonzero on padded source of row {b}"
 
 
-TORCH_CONFIGS = [("lstm", True, 2, "general", 0.0), ("gru", True, 1, "additive", 0.1), ("rnn", False, 2, "dot", 0.0),
-                 ("lstm", False, 1, "additive", 0.2), ("gru", False, 2, "general", 0.0), ("rnn", True, 1, "additive", 0.0)]
+TORCH_CONFIGS = [("lstm", True, 2, "general", 0.0), ("gru", True, 1, "additive", 0.1),
+                 ("rnn", False, 2, "dot", 0.0), ("lstm", False, 1, "additive", 0.2),
+                 ("gru", False, 2, "general", 0.0), ("rnn", True, 1, "additive", 0.0)]
 
 
 @pytest.mark.parametrize("cell,bidir,L,score,smoothing", TORCH_CONFIGS)

@@ -117,8 +117,8 @@ def beam_search(model, src, src_lengths, bos: int, eos: int, beam_size: int = 4,
                     break
                 j, tok = divmod(int(idx), V)
                 if tok == eos:
-                    finished[b].append(_hypothesis(np.append(hist[b, j], eos), np.concatenate([ahist[b, j], weights[b, j]]),
-                                                   cand[b, idx], True, alpha, src_lengths[b]))
+                    seq, seq_attn = np.append(hist[b, j], eos), np.concatenate([ahist[b, j], weights[b, j]])
+                    finished[b].append(_hypothesis(seq, seq_attn, cand[b, idx], True, alpha, src_lengths[b]))
                     continue
                 new_scores[b, n], parent[b, n], new_tok[b, n] = cand[b, idx], j, tok
                 n += 1
