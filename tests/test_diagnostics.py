@@ -247,7 +247,7 @@ def test_gradflow_command_writes_csv_and_png(tmp_path):
 
 # ----------------------------------------------------------------------------- long-lag benchmark
 def test_longlag_success_criteria_boundaries():
-    from rnnkit.diagnostics.longlag_bench import success
+    from rnnkit.bench.longlag import success
 
     assert success("adding", {"wrong": 3.0}) and not success("adding", {"wrong": 4.0})  # >= 2557 of 2560
     base = 10 * np.log(8) / (100 + 20)
@@ -256,7 +256,7 @@ def test_longlag_success_criteria_boundaries():
 
 
 def test_longlag_run_counts_sequences_and_table(tmp_path):
-    from rnnkit.diagnostics import longlag_bench as lb
+    from rnnkit.bench import longlag as lb
 
     cfg = lb.LongLagBenchConfig(tasks=("adding",), T=(12,), cells=("lstm",), seeds=1, budget=50, eval_every=20,
                                 batch=10)
@@ -305,7 +305,7 @@ def test_clipping_experiment_steps_are_bounded_by_lr_times_max_norm():
 def test_longlag_main_flags_and_output_file(tmp_path, capsys):
     import argparse
 
-    from rnnkit.diagnostics.longlag_bench import add_longlag_args, longlag_main
+    from rnnkit.cli.bench import add_longlag_args, longlag_main
 
     p = argparse.ArgumentParser()
     add_longlag_args(p)

@@ -1,8 +1,11 @@
 """Input validation with messages that name the argument, the expected and the received."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from .errors import NonFiniteError
 from .kernels import all_finite
 
 SMALL_FINITE_CHECK = 4096
@@ -64,6 +67,37 @@ def check_lengths(lengths, B: int, T: int) -> np.ndarray:
         bad = int(np.flatnonzero((lengths < 1) | (lengths > T))[0])
         raise ValueError(f"lengths: every length must be in 1..{T} (T), got lengths[{bad}] = {int(lengths[bad])}")
     return lengths.astype(np.int64)
+
+
+def first_nonfinite(named: dict):
+    """The first ``(name, index, value)`` in ``named`` (name -> float or float array, in
+    iteration order) holding NaN or inf, or None if all are finite.  ``index`` is a tuple
+    (``()`` for a scalar).  Non-float arrays (ints, bools) cannot hold NaN and are skipped."""
+    for name, a in named.items():
+        if isinstance(a, (float, int, np.floating, np.integer)) and not isinstance(a, bool):
+            if not math.isfinite(a):
+                return name, (), float(a)
+            continue
+        a = np.asarray(a)
+        if a.dtype.kind not in "fc" or _finite(a):
+            continue
+        k = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        return name, k, a[k].item()
+    return None
+
+
+def check_all_finite(named: dict, what: str = "values") -> None:
+    """Raise NonFiniteError naming the first tensor of ``named`` that holds NaN or inf.
+
+    For the trainer before any save: ``check_all_finite({"loss": loss, **grads}, "step 12")``
+    and again over the parameters after the update, so a checkpoint never holds inf/NaN.
+    ``what`` starts the message (e.g. ``"step 12: parameters after the update"``).
+    """
+    bad = first_nonfinite(named)
+    if bad is not None:
+        name, k, v = bad
+        at = f" at index {k}" if k else ""
+        raise NonFiniteError(f"{what}: {name!r} is not finite ({v}{at})", tensor=name, index=k)
 
 
 def check_positive(name: str, v) -> None:

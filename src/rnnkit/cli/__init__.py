@@ -24,73 +24,44 @@ import importlib
 import os
 import sys
 
-from .errors import CheckpointError, UserError
+from ..errors import CheckpointError, UserError
+from .args import nonneg_float, nonneg_int, positive_float, positive_int
 
-_EXTENSIONS = ("rnnkit.tasks.charlm", "rnnkit.tasks.forecast", "rnnkit.tasks.longlag", "rnnkit.benchmark",
+_EXTENSIONS = ("rnnkit.tasks.charlm", "rnnkit.tasks.forecast", "rnnkit.tasks.longlag", "rnnkit.cli.bench",
                "rnnkit.diagnostics.cli")
-
-
-def _number(s: str, convert, ok, what: str, bad_value: str):
-    """argparse type: ``convert(s)`` that satisfies ``ok``, else a message naming what was expected."""
-    try:
-        v = convert(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
-    if not ok(v):
-        raise argparse.ArgumentTypeError(f"expected {bad_value}, got {s!r}")
-    return v
-
-
-def _positive_int(s: str) -> int:
-    return _number(s, int, lambda v: v >= 1, "a positive integer", "a positive integer")
-
-
-def _nonneg_int(s: str) -> int:
-    return _number(s, int, lambda v: v >= 0, "an integer >= 0", "an integer >= 0")
-
-
-def _nonneg_float(s: str) -> float:
-    return _number(s, float, lambda v: 0 <= v < float("inf"), "a number >= 0", "a finite number >= 0")
-
-
-def _positive_float(s: str) -> float:
-    return _number(s, float, lambda v: 0 < v < float("inf"), "a number > 0", "a finite number > 0")
-
-
-positive_int, nonneg_int, nonneg_float, positive_float = _positive_int, _nonneg_int, _nonneg_float, _positive_float
 
 
 def add_train_args(p: argparse.ArgumentParser, defaults=None) -> None:
     """Add a flag for every TrainConfig field to a ``train TASK`` parser (help shows ``defaults``)."""
-    from .train import TrainConfig
+    from ..train import TrainConfig
 
     d = defaults or TrainConfig()
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=_nonneg_int, help=f"total optimizer steps (default {d.steps})")
-    g.add_argument("--lr", type=_nonneg_float, help=f"learning rate (default {d.lr})")
+    g.add_argument("--steps", type=nonneg_int, help=f"total optimizer steps (default {d.steps})")
+    g.add_argument("--lr", type=nonneg_float, help=f"learning rate (default {d.lr})")
     g.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], help=f"(default {d.optimizer})")
-    g.add_argument("--momentum", type=_nonneg_float, help="SGD momentum (default 0)")
+    g.add_argument("--momentum", type=nonneg_float, help="SGD momentum (default 0)")
     g.add_argument("--nesterov", action="store_const", const=True, help="SGD Nesterov momentum")
-    g.add_argument("--weight-decay", dest="weight_decay", type=_nonneg_float, help="(default 0)")
-    g.add_argument("--clip", type=_nonneg_float, help=f"global gradient-norm clip, 0 = off (default {d.clip})")
+    g.add_argument("--weight-decay", dest="weight_decay", type=nonneg_float, help="(default 0)")
+    g.add_argument("--clip", type=nonneg_float, help=f"global gradient-norm clip, 0 = off (default {d.clip})")
     g.add_argument("--schedule", choices=["constant", "step", "cosine"], help=f"lr schedule (default {d.schedule})")
-    g.add_argument("--warmup", type=_nonneg_int, help="linear warm-up steps (default 0)")
-    g.add_argument("--step-size", dest="step_size", type=_positive_int,
+    g.add_argument("--warmup", type=nonneg_int, help="linear warm-up steps (default 0)")
+    g.add_argument("--step-size", dest="step_size", type=positive_int,
                    help=f"--schedule step: multiply the lr by --gamma every N steps (default {d.step_size})")
-    g.add_argument("--gamma", type=_positive_float, help=f"--schedule step: lr decay factor (default {d.gamma})")
-    g.add_argument("--min-lr", dest="min_lr", type=_nonneg_float,
+    g.add_argument("--gamma", type=positive_float, help=f"--schedule step: lr decay factor (default {d.gamma})")
+    g.add_argument("--min-lr", dest="min_lr", type=nonneg_float,
                    help=f"--schedule cosine: final learning rate (default {d.min_lr})")
-    g.add_argument("--eval-every", dest="eval_every", type=_nonneg_int,
+    g.add_argument("--eval-every", dest="eval_every", type=nonneg_int,
                    help=f"evaluate on the val split every N steps, 0 = only at the end (default {d.eval_every})")
-    g.add_argument("--checkpoint-every", dest="checkpoint_every", type=_nonneg_int,
+    g.add_argument("--checkpoint-every", dest="checkpoint_every", type=nonneg_int,
                    help="also checkpoint every N steps (default: at every evaluation)")
-    g.add_argument("--log-every", dest="log_every", type=_nonneg_int,
+    g.add_argument("--log-every", dest="log_every", type=nonneg_int,
                    help=f"log the mean training loss every N steps, 0 = never (default {d.log_every})")
-    g.add_argument("--patience", type=_nonneg_int, help="early stopping after N evaluations without a new best")
-    g.add_argument("--seed", type=_nonneg_int, help=f"seed for initialisation and batches (default {d.seed})")
-    g.add_argument("--time-limit", dest="time_limit", type=_nonneg_float,
+    g.add_argument("--patience", type=nonneg_int, help="early stopping after N evaluations without a new best")
+    g.add_argument("--seed", type=nonneg_int, help=f"seed for initialisation and batches (default {d.seed})")
+    g.add_argument("--time-limit", dest="time_limit", type=nonneg_float,
                    help="stop (and checkpoint) after this many seconds of training")
-    g.add_argument("--blas-threads", dest="blas_threads", type=_nonneg_int,
+    g.add_argument("--blas-threads", dest="blas_threads", type=nonneg_int,
                    help=f"BLAS threads while training, 0 = numpy's default (default {d.blas_threads})")
     g.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
     g.add_argument("--out", help="output directory for checkpoints, metrics.jsonl and loss.png")
@@ -99,7 +70,7 @@ def add_train_args(p: argparse.ArgumentParser, defaults=None) -> None:
 
 def train_config_from_args(args, base=None):
     """TrainConfig from parsed flags: every TrainConfig field whose flag was given overrides ``base``."""
-    from .train import TrainConfig
+    from ..train import TrainConfig
 
     base = base or TrainConfig()
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
@@ -135,7 +106,7 @@ def load_extensions() -> list:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="rnnkit", description="Recurrent networks (RNN, LSTM, GRU) on NumPy: train, sample, evaluate.",
@@ -158,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _eval(args, mods) -> int:
-    from .io.checkpoint import load_checkpoint
+    from ..io.checkpoint import load_checkpoint
 
     _, meta = load_checkpoint(args.checkpoint)
     kind = meta.get("kind")
