@@ -53,6 +53,15 @@ def test_example_spec_parses(tmp_path):
         s.check_keys({"steps", "lr", "layers", "hidden", "cell"})
 
 
+def test_the_docs_example_is_a_valid_spec():
+    import tomllib
+
+    text = (HERE.parent / "docs" / "scaling.md").read_text(encoding="utf-8")
+    block = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    s = parse_spec(tomllib.loads(block), source="docs/scaling.md")
+    assert s.num_trials == 8 and s.grid_size == 2 and s.asha.max_t == 10
+
+
 def _spec(**change):
     d = {"task": "t", "num_trials": 2, "metric": "val_loss", "space": {"lr": {"uniform": [0.1, 0.2]}}}
     for k, v in change.items():

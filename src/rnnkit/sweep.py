@@ -37,6 +37,7 @@ import csv
 import io
 import json
 import math
+import numbers
 import os
 import shutil
 import tempfile
@@ -252,7 +253,7 @@ def _reporter(tune):
     def report(metrics: dict, checkpoint_path=None) -> None:
         clean = {}
         for k, v in dict(metrics).items():
-            if not isinstance(k, str) or not isinstance(v, (int, float)) or isinstance(v, bool):
+            if not isinstance(k, str) or not isinstance(v, numbers.Real) or isinstance(v, bool):
                 raise TypeError(f"report: metrics must map names to numbers, got {k!r}: {v!r}")
             clean[k] = float(v)
         if checkpoint_path is None:
@@ -316,6 +317,7 @@ def run_sweep(spec: SweepSpec, trainable, cpus: int | None = None, address: str 
 
         tune_config = tune.TuneConfig(
             metric=spec.metric, mode=spec.mode, num_samples=spec.num_trials // spec.grid_size,
+            reuse_actors=True,
             scheduler=spec.asha.to_tune(spec.metric, spec.mode) if spec.asha else None,
             search_alg=BasicVariantGenerator(random_state=spec.seed) if spec.seed is not None else None)
         run_config = tune.RunConfig(
