@@ -1,13 +1,15 @@
 """A tiny data-parallel training run, for tests/test_distributed.py.
 
-    mpiexec -n N python tests/mpi_worker.py OUT.safetensors STEPS [--die-at S | --raise-at S]
+    mpiexec -n N python tests/mpi_worker.py OUT.safetensors STEPS [--die-at S | --raise-at S | --nan-at S]
 
 Every rank builds LSTM(3, 5) + Linear(5, 2) in float64 from its *own* seed (rank 0's
 weights are then broadcast), takes its shard of one fixed global batch of variable-length
 sequences (masked mse, so the ranks' element counts differ), and trains STEPS Adam steps
 with clipping after the Allreduce.  Rank 0 writes the parameters and the loss curve with
 the project's checkpoint code after every step.  ``--die-at S``: rank 1 exits abruptly
-(os._exit) at step S; ``--raise-at S``: rank 1 raises at step S (inside comm.guard()).
+(os._exit) at step S; ``--raise-at S``: rank 1 raises at step S (inside comm.guard());
+``--nan-at S``: rank 1's loss is NaN at step S, and every rank must stop there (recorded as
+``stopped_at`` in rank 0's checkpoint, with the Allreduce count).
 """
 from __future__ import annotations
 
@@ -41,7 +43,8 @@ def global_batch():
     return x, y, mask
 
 
-def train(comm: Communicator, steps: int, out: str | None = None, die_at: int = 0, raise_at: int = 0):
+def train(comm: Communicator, steps: int, out: str | None = None, die_at: int = 0, raise_at: int = 0,
+          nan_at: int = 0):
     """Train ``steps`` steps on this rank's shard; returns (params, losses) (the global mean losses)."""
     net = Net(seed=comm.rank)
     comm.broadcast_params(net.params)
@@ -61,14 +64,20 @@ def train(comm: Communicator, steps: int, out: str | None = None, die_at: int = 
         loss, dpred = mse(pred, y, mask)
         dh = net.head.backward(dpred)
         net.lstm.backward(dh)
+        if comm.rank == 1 and step == nan_at:
+            loss = float("nan")
         red = comm.allreduce_grads(net.grads, loss, count=mask.sum())
+        meta = {"kind": "mpi-test", "losses": losses, "size": comm.size, "stopped_at": 0,
+                "allreduce_calls": comm.stats.allreduce_calls}
         if red.stop:
-            raise RuntimeError(f"non-finite loss at step {step}")
+            if out and comm.is_root:
+                save_checkpoint(out, net.params, {**meta, "stopped_at": step})
+            break
         clip_grad_norm(net.grads, 0.5)
         opt.step()
         losses.append(red.loss)
         if out and comm.is_root:
-            save_checkpoint(out, net.params, {"kind": "mpi-test", "losses": losses, "size": comm.size})
+            save_checkpoint(out, net.params, meta)
     if not comm.in_sync(net.params):
         raise RuntimeError("parameters differ between ranks")
     return net.params, losses
@@ -79,7 +88,8 @@ def main(argv):
     flags = dict(zip(argv[2::2], map(int, argv[3::2])))
     comm = Communicator.from_environment()
     with comm.guard():
-        train(comm, steps, out, die_at=flags.get("--die-at", 0), raise_at=flags.get("--raise-at", 0))
+        train(comm, steps, out, die_at=flags.get("--die-at", 0), raise_at=flags.get("--raise-at", 0),
+              nan_at=flags.get("--nan-at", 0))
 
 
 if __name__ == "__main__":

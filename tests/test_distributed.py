@@ -107,12 +107,22 @@ def test_two_ranks_equal_one_rank(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     got, meta = load_checkpoint(out)
     want, losses = mpi_worker.train(Communicator.single(), steps)
-    assert meta["size"] == 2
+    assert (meta["size"], meta["allreduce_calls"]) == (2, steps), "expected one Allreduce per step"
     np.testing.assert_allclose(meta["losses"], losses, rtol=1e-12, atol=0, err_msg="loss curve, 2 ranks vs 1")
     for k, w in want.items():
         rel = np.abs(got[k] - w).max() / np.abs(w).max()
         assert rel <= 1e-12, f"parameter {k!r} after {steps} steps: 2 ranks vs 1 differ by {rel:.2e} (relative)"
     assert losses[-1] < losses[0], "the tiny model did not train"
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
+    from rnnkit.io.checkpoint import load_checkpoint
+
+    out = tmp_path / "nan.safetensors"
+    run = _mpiexec(2, out, 8, "--nan-at", 4, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    _, meta = load_checkpoint(out)
+    assert (meta["stopped_at"], len(meta["losses"])) == (4, 3), "rank 0 (finite loss) did not stop with rank 1"
 
 
 def test_a_dying_rank_ends_the_job_and_keeps_the_checkpoint(tmp_path):
