@@ -59,7 +59,7 @@ def train(comm: Communicator, steps: int, out: str | None = None, die_at: int = 
         if comm.rank == 1 and step == raise_at:
             raise RuntimeError(f"injected failure at step {step}")
         net.zero_grad()
-        h, _ = net.lstm(x)
+        h, (h_n, c_n) = net.lstm(x)
         pred = net.head(h)
         loss, dpred = mse(pred, y, mask)
         dh = net.head.backward(dpred)
@@ -70,8 +70,7 @@ def train(comm: Communicator, steps: int, out: str | None = None, die_at: int = 
         meta = {"kind": "mpi-test", "losses": losses, "size": comm.size, "stopped_at": 0,
                 "allreduce_calls": comm.stats.allreduce_calls}
         if red.stop:
-            if out and comm.is_root:
-                save_checkpoint(out, net.params, {**meta, "stopped_at": step})
+            meta["stopped_at"] = step
             break
         clip_grad_norm(net.grads, 0.5)
         opt.step()
@@ -80,7 +79,10 @@ def train(comm: Communicator, steps: int, out: str | None = None, die_at: int = 
             save_checkpoint(out, net.params, meta)
     if not comm.in_sync(net.params):
         raise RuntimeError("parameters differ between ranks")
-    return net.params, losses
+    state = {"h_n": comm.gather_shards(h_n, B, axis=1), "c_n": comm.gather_shards(c_n, B, axis=1)}
+    if out and comm.is_root:  # the carried state of every stream, as a Trainer would checkpoint it
+        save_checkpoint(out, {**net.params, **state}, meta)
+    return {**net.params, **state}, losses
 
 
 def main(argv):

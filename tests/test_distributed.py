@@ -83,6 +83,10 @@ def test_single_allreduce_leaves_gradients_alone():
     assert comm.agree(True) and not comm.agree(False)
     with pytest.raises(ValueError, match="count: expected the number of elements"):
         comm.allreduce_grads(g, 1.0, count=0)
+    h = np.arange(12.0).reshape(1, 4, 3)
+    assert np.array_equal(comm.gather_shards(h, 4, axis=1), h)
+    with pytest.raises(ValueError, match=r"array: expected this rank's 5 of 5 items along axis 1, got shape"):
+        comm.gather_shards(h, 5, axis=1)
     comm.broadcast_params(g)  # no-op
     assert comm.in_sync(g) and comm.stats.allreduce_calls == 0
 
@@ -111,7 +115,8 @@ def test_two_ranks_equal_one_rank(tmp_path):
     np.testing.assert_allclose(meta["losses"], losses, rtol=1e-12, atol=0, err_msg="loss curve, 2 ranks vs 1")
     for k, w in want.items():
         rel = np.abs(got[k] - w).max() / np.abs(w).max()
-        assert rel <= 1e-12, f"parameter {k!r} after {steps} steps: 2 ranks vs 1 differ by {rel:.2e} (relative)"
+        assert rel <= 1e-12, f"{k!r} after {steps} steps: 2 ranks vs 1 differ by {rel:.2e} (relative)"
+    assert {"h_n", "c_n"} <= set(got), "the gathered final states of all streams are missing"
     assert losses[-1] < losses[0], "the tiny model did not train"
 
 

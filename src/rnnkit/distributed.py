@@ -25,6 +25,15 @@ and all stop together.  Clip and step *after* the Allreduce: every rank then hol
 same gradient and applies the same update, so the parameters stay identical (rank 0's are
 broadcast once at the start, :meth:`Communicator.broadcast_params`).
 
+Resume
+------
+Every rank loads the same checkpoint (so the optimizer state and rng agree).  A carried
+per-stream state (the char-LM's detached ``h``, ``c``) lives on the rank that owns those
+streams; :meth:`Communicator.gather_shards` assembles the whole batch's state for rank 0 to
+checkpoint, and a resumed run slices its own ``shard`` of it, with any number of ranks.
+Decisions that depend on wall time or signals (time limit, Ctrl-C) differ between ranks:
+pass them as ``stop`` to the step's Allreduce or use :meth:`Communicator.agree`.
+
 Failure
 -------
 A rank that dies (killed, ``os._exit``) makes MPICH's ``mpiexec`` kill the other ranks
@@ -94,6 +103,19 @@ def launched_size(environ=None) -> int:
                 raise UserError(f"environment variable {var}: expected a number of MPI ranks >= 1, got {n}")
             return n
     return 1
+
+
+class _Rank:
+    """Just rank and size, to compute another rank's shard."""
+
+    def __init__(self, rank: int, size: int):
+        self._rank, self._size = rank, size
+
+    def Get_rank(self):
+        return self._rank
+
+    def Get_size(self):
+        return self._size
 
 
 class Communicator:
@@ -218,6 +240,31 @@ class Communicator:
         a = np.array([1.0 if flag else 0.0])
         self._comm.Allreduce(self._mpi().IN_PLACE, a, op=self._mpi().MAX)
         return bool(a[0] > 0)
+
+    def gather_shards(self, array: np.ndarray, n_items: int, axis: int = 1) -> np.ndarray:
+        """The whole batch from every rank's shard: ``array`` holds this rank's ``shard(n_items)``
+        along ``axis``; every rank gets the concatenation in rank order (one Allgatherv).
+
+        For checkpoints: a carried per-stream state (char-LM ``h``, ``c``: (layers, B/N, H)) is
+        saved whole by rank 0, and a resumed run (with any number of ranks) slices its shard.
+        """
+        part = self.shard(n_items)
+        a = np.asarray(array)
+        if a.ndim == 0 or a.shape[axis] != part.stop - part.start:
+            raise ValueError(f"array: expected this rank's {part.stop - part.start} of {n_items} items along "
+                             f"axis {axis}, got shape {a.shape}")
+        if self.size == 1:
+            return a.copy()
+        rows = np.ascontiguousarray(np.moveaxis(a, axis, 0))
+        per_item = int(np.prod(rows.shape[1:]))
+        shards = [Communicator(_Rank(r, self.size)).shard(n_items) for r in range(self.size)]
+        counts = [(s.stop - s.start) * per_item for s in shards]
+        out = np.empty((n_items,) + rows.shape[1:], dtype=rows.dtype)
+        displs = np.cumsum([0] + counts[:-1]).tolist()
+        from mpi4py.util.dtlib import from_numpy_dtype
+
+        self._comm.Allgatherv(rows, [out, counts, displs, from_numpy_dtype(rows.dtype)])
+        return np.moveaxis(out, 0, axis)
 
     def in_sync(self, arrays: dict) -> bool:
         """True on every rank if every rank's ``arrays`` equal rank 0's bit for bit (a check, not per step)."""
