@@ -41,7 +41,7 @@ from ..losses import log_softmax, softmax_cross_entropy
 from ..module import Module
 from ..nn import Embedding, Linear
 from ..train import TrainConfig, Trainer, load_task, save_task
-from ..validate import NONNEG_INT, POSITIVE_INT, check, check_choice, check_fields
+from ..validate import NONNEG_INT, POSITIVE_INT, check, check_choice, check_each
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class CharLMConfig:
 
     def __post_init__(self):
         check_choice("cell", self.cell, sorted(CELLS))
-        check_fields(self, POSITIVE_INT, "layers", "hidden", "emb", "batch", "bptt")
+        check_each(self, POSITIVE_INT, "layers", "hidden", "emb", "batch", "bptt")
         check("seed", self.seed, NONNEG_INT)
 
 
