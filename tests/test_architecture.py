@@ -11,9 +11,9 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "rnnkit"
 FLOORS = (
     ("base", ("rnnkit.errors", "rnnkit._version", "rnnkit.validate", "rnnkit.module")),
     ("kernels", ("rnnkit.kernels", "rnnkit._checks")),
-    ("cells", ("rnnkit.cells",)),
-    ("scan", ("rnnkit.scan",)),
-    ("layers", ("rnnkit.layers",)),
+    ("cells", ("rnnkit.cells", "rnnkit.cells_peephole", "rnnkit.cells_layernorm", "rnnkit.cells_proj")),
+    ("scan", ("rnnkit.scan", "rnnkit.threads")),
+    ("layers", ("rnnkit.layers", "rnnkit.layer_types", "rnnkit.tape", "rnnkit.init", "rnnkit.dropout")),
     ("nn/losses", ("rnnkit.nn", "rnnkit.losses", "rnnkit.optim", "rnnkit.data", "rnnkit.attention", "rnnkit.encdec",
                    "rnnkit.classifier", "rnnkit.decoding")),
     ("io", ("rnnkit.io", "rnnkit.distributed")),

@@ -9,7 +9,8 @@ import rnnkit
 from rnnkit import threads
 from rnnkit.cells import Cell, HState
 from rnnkit.kernels import stable_jit, rowjit, sigmoid_, tanh_
-from rnnkit.layers import LAYERS, LayerBusyError, Recurrent
+from rnnkit.layer_types import LAYERS
+from rnnkit.layers import LayerBusyError, Recurrent
 
 from conftest import assert_close
 from test_core_gradcheck import numeric_grad, rel_error

@@ -11,7 +11,7 @@ from rnnkit.errors import CheckpointError, InsufficientMemory, NonFiniteError, T
 from rnnkit.io.checkpoint import TensorInfo, load_checkpoint, read_header, save_checkpoint
 from rnnkit.io.memory import GATES, check_memory, estimate_rnn_bytes, physical_memory, rnn_param_shapes
 from rnnkit.io.validate import validate_checkpoint
-from rnnkit.layers import LAYERS
+from rnnkit.layer_types import LAYERS
 from rnnkit.optim import Adam
 
 

@@ -3,7 +3,8 @@ from .cells import GRUCell, HState, LSTMCell, LSTMState, RNNCell
 from .io.onnx_export import compose_onnx, save_onnx, to_onnx
 from .io.onnx_import import from_onnx
 from .io.torch_interop import from_torch, to_torch
-from .layers import GRU, LSTM, RNN, LayerNormLSTM, Recurrent
+from .layer_types import GRU, LSTM, RNN, LayerNormLSTM
+from .layers import Recurrent
 from .losses import bce_with_logits, log_softmax, mse, softmax, softmax_cross_entropy
 from .module import Module
 from .nn import Embedding, Linear, Sigmoid

@@ -23,7 +23,8 @@ import numpy as np
 from ._checks import check_fields, check_ids, check_lengths, check_positive
 from .attention import SCORES, AttentionPooling, source_mask
 from .cells import LSTMState
-from .layers import LAYERS, as_rng
+from .layer_types import LAYERS
+from .layers import as_rng
 from .losses import softmax, softmax_cross_entropy
 from .module import Module
 from .nn import Embedding, Linear

@@ -1,53 +1,28 @@
 """Recurrent layers: stacking, directions, variable lengths, state handling.
 
 One class, :class:`Recurrent`, composes any cell into a multi-layer,
-optionally bidirectional layer with PyTorch's contract; ``RNN``, ``LSTM``
-and ``GRU`` only choose the cell.  Parameters use PyTorch's names and
+optionally bidirectional layer with PyTorch's contract; ``RNN``, ``LSTM``,
+``GRU`` and ``LayerNormLSTM`` (:mod:`rnnkit.layer_types`) only choose the cell.  Parameters use PyTorch's names and
 layouts (``weight_ih_l{k}[_reverse]`` of shape (G*H, I), gate blocks in
 PyTorch order), so weights move to and from ``torch.nn`` without transposes.
 """
 from __future__ import annotations
 
 import threading
-from typing import NamedTuple
 
 import numpy as np
 
 from ._checks import check_array, check_lengths
-from .cells import GRUCell, LSTMCell, LSTMState, RNNCell
-from .cells_layernorm import LayerNormLSTMCell
-from .cells_peephole import PeepholeLSTMCell
-from .cells_proj import ProjLSTMCell
+from .cells import LSTMState
 from . import dropout as drop
 from . import kernels
 from .module import Module
 from .init import init_weights
+from .tape import LayerTape, Tape, TapeReader
 from .scan import absent, compiled_loops, reuse_empty, scan_backward, scan_forward
 from .threads import LayerBusyError, available_cores, exclusive, plan, run_jobs  # noqa: F401  (LayerBusyError: API)
 
 _DTYPES = (np.float32, np.float64)
-
-
-class LayerTape(NamedTuple):
-    """What one layer of a forward keeps for the backward: its input and one tape per direction."""
-
-    input: np.ndarray  # (T, B, I_k), time-major (after input dropout: what met W_ih)
-    directions: tuple  # ScanTape per direction (forward, then reverse)
-    weights_hh: tuple = ()  # per direction the W_hh the scan used (weight dropout), else ()
-
-
-class Tape(NamedTuple):
-    """What ``Recurrent.forward`` keeps for ``backward`` (``Recurrent.tape``; read it, never write it)."""
-
-    layers: tuple  # LayerTape per layer
-    keep: np.ndarray | None  # (T, B) bool: True at padded steps (t >= length); None without lengths
-    T: int
-    B: int
-    masks: drop.Masks | None = None  # the dropout masks of this forward (training only)
-
-    def directions(self) -> list:
-        """ScanTape per (layer, direction), index l*D + d (PyTorch's ordering)."""
-        return [d for layer in self.layers for d in layer.directions]
 
 
 def as_rng(seed) -> np.random.Generator:
@@ -55,7 +30,7 @@ def as_rng(seed) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
-class Recurrent(Module):
+class Recurrent(TapeReader, Module):
     """Multi-layer, optionally bidirectional recurrent layer over any cell.
 
     forward(x, state=None, lengths=None, rng=None) -> (out, state)
@@ -307,14 +282,6 @@ class Recurrent(Module):
 
     __call__ = forward
 
-    @property
-    def tape(self) -> Tape | None:
-        """What the last forward kept for ``backward`` (None after backward or release): per layer its
-        input and per direction the states, activated gates and caches of every step
-        (:class:`Tape`, :class:`rnnkit.scan.ScanTape`).  For reading (memory accounting,
-        diagnostics); the next forward overwrites these buffers."""
-        return self._tape
-
     def backward(self, d_out, d_state=None, record_state_grads: bool = False):
         """BPTT for the last forward.  Returns (d_x, d_state0); gradients are added to ``grads``.
 
@@ -396,44 +363,6 @@ class Recurrent(Module):
         d_x = d_layer_out.transpose(1, 0, 2) if self.batch_first else d_layer_out
         return d_x, self._join_state(d_states0)
 
-    def gate_activations(self) -> list:
-        """Activated gates of the last forward (before backward consumes it).
-
-        Returns a list over (layer, direction) of arrays (T, B, G*H), blocks in the
-        cell's ``gate_names`` order (LSTM i, f, g, o; GRU r, z, n; RNN: h).
-        Time-major; rows past a sequence's length hold the values computed there
-        (ignore them with the lengths).
-        """
-        if self._tape is None:
-            raise RuntimeError("gate_activations: no forward pass kept (call forward first, before backward)")
-        return [t.gate_values().copy() for t in self._tape.directions()]
-
-    def saved_for_backward(self) -> list:
-        """Every array the last forward keeps for its backward (its tape, flattened; views of one
-        buffer may appear more than once).  Empty before a forward and after backward or release.
-        For memory accounting (rnnkit.bench.memory.tape_bytes)."""
-        found, stack = [], [self._tape]
-        while stack:
-            o = stack.pop()
-            if isinstance(o, np.ndarray):
-                found.append(o)
-            elif isinstance(o, (tuple, list)):
-                stack.extend(o)
-            elif isinstance(o, dict):
-                stack.extend(o.values())
-        return found
-
-    def release(self) -> None:
-        """Free what the layer keeps between calls: the last forward's tape (so ``backward``
-        needs a new ``forward``) and the per-layer buffers reused by the time loops.
-
-        For inference-only use, after a forward whose outputs you have copied or no longer
-        need: the tape and buffers are O(T * B * G * H) per layer.  The next call allocates
-        them again.
-        """
-        self._tape = None
-        self._workspace = [{} for _ in self._weight_names]
-
     def step(self, x_t, state=None):
         """One time step of inference (streaming).  x_t: (B, input_size) -> (y_t (B, H), state).
 
@@ -467,77 +396,3 @@ class Recurrent(Module):
             f"{type(self).__name__}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
             f"bidirectional={self.bidirectional}, dtype={self.dtype.name})"
         )
-
-
-class RNN(Recurrent):
-    """Elman RNN, h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh); ``nonlinearity='relu'`` optional."""
-
-    cell_class = RNNCell
-
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, dtype=np.float32,
-                 seed=None, nonlinearity: str = "tanh", **kwargs):
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, dtype, seed,
-                         nonlinearity=nonlinearity, **kwargs)
-
-    @property
-    def nonlinearity(self) -> str:
-        """"tanh" or "relu" (the cell's)."""
-        return self.cell.nonlinearity
-
-
-class LSTM(Recurrent):
-    """LSTM with forget, input and output gates and cell state (PyTorch gate order i, f, g, o).
-
-    ``peephole=True``: diagonal peepholes (:mod:`rnnkit.cells_peephole`, own ``weight_p_l{k}``
-    (3H,) laid out as ONNX's P); ``proj_size=P`` (0 < P < H): h = (o * tanh(c)) @ W_hr.T as
-    ``torch.nn.LSTM(proj_size=P)`` (:mod:`rnnkit.cells_proj`, own ``weight_hr_l{k}`` (P, H)).
-    """
-
-    cell_class = LSTMCell
-
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, dtype=np.float32,
-                 seed=None, peephole: bool = False, proj_size: int = 0, **kwargs):
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, dtype, seed,
-                         peephole=peephole, proj_size=proj_size, **kwargs)
-
-    def _make_cell(self, hidden_size: int, peephole: bool = False, proj_size: int = 0):
-        if not isinstance(proj_size, (int, np.integer)) or isinstance(proj_size, bool) or not 0 <= proj_size:
-            raise ValueError(f"proj_size: expected an integer >= 0, got {proj_size!r}")
-        if proj_size and peephole:
-            raise ValueError("peephole: peepholes with proj_size > 0 are not supported")
-        if proj_size and proj_size >= hidden_size:
-            raise ValueError(f"proj_size: must be smaller than hidden_size ({hidden_size}), got {proj_size}")
-        if proj_size:
-            return ProjLSTMCell(proj_size)
-        return PeepholeLSTMCell() if peephole else LSTMCell()
-
-    @property
-    def peephole(self) -> bool:
-        return isinstance(self.cell, PeepholeLSTMCell)
-
-    @property
-    def proj_size(self) -> int:
-        """0, or the width of h (torch's ``proj_size``)."""
-        return getattr(self.cell, "proj_size", 0)
-
-
-class LayerNormLSTM(Recurrent):
-    """Layer-normalised LSTM (:mod:`rnnkit.cells_layernorm`: LayerNorm on both projections and on c),
-    with the layer contract of :class:`LSTM`; ``bias=False`` by default (the LayerNorm betas are
-    the biases, as in PyTorch's custom_lstms.py LayerNormLSTMCell)."""
-
-    cell_class = LayerNormLSTMCell
-
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, dtype=np.float32,
-                 seed=None, bias: bool = False, **kwargs):
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, dtype, seed, bias=bias, **kwargs)
-
-
-class GRU(Recurrent):
-    """GRU in PyTorch's formulation (r, z, n; b_hn inside the reset product)."""
-
-    cell_class = GRUCell
-
-
-LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-"""Layer class by cell name (the names the CLI and task configs take)."""

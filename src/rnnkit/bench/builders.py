@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..io.torch_interop import torch_classes
-from ..layers import LAYERS
+from ..layer_types import LAYERS
 from ..losses import softmax_cross_entropy
 from ..optim import Adam
 from ..tasks.charlm import CharLMConfig, CharLMModel

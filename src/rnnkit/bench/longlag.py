@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import TrainingDiverged, UserError
-from ..layers import LAYERS
+from ..layer_types import LAYERS
 from ..tasks.longlag import (ADDING_MAX_WRONG, ADDING_TEST_SIZE, COPY_FACTOR, AddingConfig, AddingTask, CopyConfig,
                              CopyTask)
 from ..train import Trainer, metrics_of

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ..data.text import DEFAULT_MAX_CHARS, load_text
-from ..layers import LAYERS
+from ..layer_types import LAYERS
 from ..tasks.charlm import CharLM, CharLMConfig
 from .args import nonneg_int, positive_int
 from .train import TaskSpec

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..data.series import load_csv_column, make_windows, naive_forecast, rmse_mae
 from ..errors import UserError
-from ..layers import LAYERS
+from ..layer_types import LAYERS
 from ..plots import plot_forecast
 from ..tasks.forecast import ForecastConfig, Forecaster, default_series
 from .args import positive_int

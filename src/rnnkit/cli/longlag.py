@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 
 from ..errors import UserError
-from ..layers import LAYERS
+from ..layer_types import LAYERS
 from ..tasks.longlag import AddingConfig, AddingTask, CopyConfig, CopyTask
 from .args import forget_bias_arg, nonneg_int, positive_float, positive_int
 from .train import TaskSpec, add_run_args

@@ -12,7 +12,7 @@ import numpy as np
 from ..cells import sigmoid
 from ..data.longlag import adding_batch
 from ..errors import UserError
-from ..layers import LAYERS
+from ..layer_types import LAYERS
 from ..losses import mse
 from ..tasks.longlag import AddingConfig, AddingTask
 from ..train import TrainConfig, Trainer

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import GRU, LSTM, RNN, Recurrent
+from ..layer_types import GRU, LSTM, RNN
+from ..layers import Recurrent
 from ..nn import Embedding, Linear
 from .atomic import write_bytes_atomic
 

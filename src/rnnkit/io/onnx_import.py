@@ -27,7 +27,7 @@ import os
 import numpy as np
 
 from ..errors import UserError
-from ..layers import RNN
+from ..layer_types import RNN
 from .onnx_export import ONNX_OPS, onnx_module, permute_gates
 
 SHAPE_OPS = {"Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice", "Constant"}

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import GRU, LSTM, RNN, Recurrent
+from ..layer_types import GRU, LSTM, RNN
+from ..layers import Recurrent
 
 
 def _torch():

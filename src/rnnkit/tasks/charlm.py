@@ -36,7 +36,7 @@ import numpy as np
 from ..data.text import (DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_text, split_ids,
                          stdlib_corpus)
 from ..errors import CheckpointError, UserError
-from ..layers import LAYERS as CELLS
+from ..layer_types import LAYERS as CELLS
 from ..losses import log_softmax, softmax_cross_entropy
 from ..module import Module
 from ..nn import Embedding, Linear

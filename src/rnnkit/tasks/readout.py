@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import LAYERS, as_rng
+from ..layer_types import LAYERS
+from ..layers import as_rng
 from ..module import Module
 from ..nn import Linear
 
