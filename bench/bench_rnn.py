@@ -3,11 +3,11 @@
     .venv/bin/python bench/bench_rnn.py            # full grid, all cells (~10 min on 2 cores)
     .venv/bin/python bench/bench_rnn.py --quick    # LSTM, two grid points, 3 repeats
 
-See src/rnnkit/benchmark.py for what is measured and docs/performance.md for the results.
+See src/rnnkit/bench/speed.py for what is measured and docs/performance.md for the results.
 """
 import sys
 
-from rnnkit.benchmark import main
+from rnnkit.cli.bench import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@ backward); the rest is Python and NumPy call overhead of the loops and layers.
 Medians of alternating repeats.  Used for docs/performance.md.
 
 ``--vs-torch`` first times PyTorch's ``nn.LSTM`` fwd+bwd on the same shapes in a worker process
-(the benchmark's :class:`rnnkit.benchmark.Worker`, before rnnkit runs, so the two never share
+(the benchmark's :class:`rnnkit.bench.sides.Worker`, before rnnkit runs, so the two never share
 the cores) and adds: the GEMM FLOPs of one fwd+bwd, the rate rnnkit's GEMMs reach, PyTorch's
 whole-LSTM rate, and the "GEMM floor" ratio = (rnnkit's GEMMs alone) / (PyTorch's whole
 fwd+bwd).  A floor above 1 means no work outside the GEMMs can make rnnkit as fast.
@@ -101,14 +101,15 @@ def torch_fwd_bwd_ms(shapes, torch_threads=2, repeats=7) -> list[float]:
     """PyTorch's nn.LSTM fwd+bwd (float32, loss = sum of outputs) per shape, in its own process."""
     import torch
 
-    from rnnkit.benchmark import Worker, _torch_weights
+    from rnnkit.bench.sides import Worker
+    from rnnkit.bench.speed import torch_weights
 
     w = Worker("torch", torch_threads, None)
     try:
         out = []
         for T, B, I, H in shapes:
             x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
-            w.setup("grid", "lstm", I, H, _torch_weights(torch, "lstm", I, H), x)
+            w.setup("grid", "lstm", I, H, torch_weights(torch, "lstm", I, H), x)
             w.run("train", 2, 0)
             out.append(1e3 * statistics.median(w.run("train", 1) for _ in range(repeats)))
         return out
@@ -125,7 +126,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     if len(a.shape) % 4:
         p.error(f"shape: expected groups of four integers T B I H, got {len(a.shape)} numbers")
-    from rnnkit.benchmark import GRID
+    from rnnkit.bench.speed import GRID
 
     shapes = [tuple(a.shape[k:k + 4]) for k in range(0, len(a.shape), 4)] or list(GRID)
     torch_ms = torch_fwd_bwd_ms(shapes, repeats=a.repeats) if a.vs_torch else None

@@ -87,7 +87,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     if len(a.shape) % 4:
         p.error(f"shape: expected groups of four integers T B I H, got {len(a.shape)} numbers")
-    from rnnkit.benchmark import GRID
+    from rnnkit.bench.speed import GRID
 
     if a.small_step_gemm is not None:
         scan.SMALL_STEP_GEMM = a.small_step_gemm

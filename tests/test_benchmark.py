@@ -5,15 +5,19 @@ import numpy as np
 import pytest
 
 import rnnkit
-from rnnkit.benchmark import (BenchConfig, bench_charlm, bench_grid_point, bench_stream, make_sides, tape_bytes,
-                              to_markdown, torch_saved_bytes)
+from conftest import CELLS
+from rnnkit.bench.memory import tape_bytes, torch_saved_bytes
+from rnnkit.bench.sides import alternate_sides, make_sides
+from rnnkit.bench.speed import BenchConfig, bench_charlm, bench_grid_point, bench_stream, to_markdown
 
-torch = pytest.importorskip("torch")
+
+def _torch():
+    return pytest.importorskip("torch")
 
 
 def _tape_bytes(layer, x):
     layer.forward(x)
-    return tape_bytes(layer._tape, exclude=list(layer.params.values()) + [x])
+    return tape_bytes(layer.saved_for_backward(), exclude=list(layer.params.values()) + [x])
 
 
 def test_tape_bytes_is_the_documented_cache():
@@ -28,6 +32,7 @@ def test_tape_bytes_is_the_documented_cache():
 
 
 def test_torch_saved_bytes_sees_autograd_saves():
+    torch = _torch()
     a = torch.randn(3, 4, requires_grad=True)
     b = torch.randn(4, 5, requires_grad=True)
     # a @ b saves both operands; excluding b leaves a's 48 bytes
@@ -35,16 +40,20 @@ def test_torch_saved_bytes_sees_autograd_saves():
     assert torch_saved_bytes(torch, lambda: (a @ b).sum()) == (3 * 4 + 4 * 5) * 4
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("kind", CELLS)
 def test_grid_point_compares_equal_computations(kind):
+    torch = _torch()
     r = bench_grid_point(torch, kind, 4, 2, 3, 5, repeats=1)
     assert r["max_abs_diff"] < 1e-5
     T, B, H = 4, 2, 5  # the cache counted is the documented tape (parameters and x excluded)
     tape = {"lstm": 2 * (T + 1) * B * H + 4 * T * B * H + T * B * H,
             "gru": (T + 1) * B * H + 3 * T * B * H + T * B * H, "rnn": (T + 1) * B * H}[kind]
     assert r["rnnkit_cache_mb"] * 2**20 == 4 * tape
-    for k in ("fwd_bwd_ratio", "infer_ratio", "cache_ratio"):
-        assert np.isfinite(r[k]) and r[k] > 0
+    for ratio, kit, ref in (("fwd_bwd_ratio", "rnnkit_fwd_bwd_ms", "torch_fwd_bwd_ms"),
+                            ("infer_ratio", "rnnkit_infer_ms", "torch_infer_ms"),
+                            ("cache_ratio", "rnnkit_cache_mb", "torch_cache_mb")):
+        assert 0 < r[kit] < 1e4 and 0 < r[ref] < 1e4, f"{kit}, {ref}: {r[kit]}, {r[ref]}"
+        assert r[ratio] == pytest.approx(r[kit] / r[ref], rel=1e-12), f"{ratio} is not {kit} / {ref}"
     res = {"machine": {"cpu": "x", "cpu_count": 2, "numpy": "n", "numpy_blas": [], "torch": "t", "torch_threads": 1,
                        "OPENBLAS_CORETYPE": "(unset)", "command": "c"}, "grid": [r]}
     md = to_markdown(res)
@@ -54,17 +63,22 @@ def test_grid_point_compares_equal_computations(kind):
 
 def test_worker_processes_time_the_same_computations():
     """The default harness: each library in its own process, fed the same weights and data."""
+    torch = _torch()
     sides = make_sides(True, torch_threads=1, blas_threads=1)
     try:
         assert [s.lib for s in sides] == ["torch", "rnnkit"]
         r = bench_grid_point(torch, "lstm", 3, 2, 3, 4, repeats=1, sides=sides)
-        assert r["max_abs_diff"] < 1e-5 and r["fwd_bwd_ratio"] > 0 and r["infer_ratio"] > 0
+        assert r["max_abs_diff"] < 1e-5
+        assert r["fwd_bwd_ratio"] == pytest.approx(r["rnnkit_fwd_bwd_ms"] / r["torch_fwd_bwd_ms"], rel=1e-12)
+        assert r["infer_ratio"] == pytest.approx(r["rnnkit_infer_ms"] / r["torch_infer_ms"], rel=1e-12)
         s = bench_stream(torch, "gru", 4, repeats=1, steps=3, sides=sides)
-        assert s["step_ratio"] > 0 and s["max_abs_diff"] < 1e-5
+        assert s["max_abs_diff"] < 1e-5 and 0 < s["torch_step_us"] < 1e6 and 0 < s["rnnkit_step_us"] < 1e6
+        assert s["step_ratio"] == pytest.approx(s["rnnkit_step_us"] / s["torch_step_us"], rel=1e-12)
         # the first training step runs in each worker; the harness compares the two losses
         c = bench_charlm(torch, 1, V=7, E=3, H=4, layers=2, B=2, T=5, sides=sides)
         assert abs(c["first_loss_torch"] - c["first_loss_rnnkit"]) < 1e-5
         assert abs(c["first_loss_torch"] - np.log(7)) < 0.5  # near-uniform predictions at init
+        assert c["tokens_per_s_ratio"] == pytest.approx(c["rnnkit_tokens_per_s"] / c["torch_tokens_per_s"], rel=1e-9)
         with pytest.raises(RuntimeError, match="rnnkit worker failed: KeyError"):
             sides[1].run("no such callable", 1)
     finally:
@@ -73,7 +87,7 @@ def test_worker_processes_time_the_same_computations():
     assert not any(s.proc.is_alive() for s in sides)
 
 
-def test_bench_cli_rejects_bad_flags(capsys):
+def test_bench_cli_rejects_bad_flags(capsys):  # before torch is needed
     from rnnkit.cli import main
 
     assert main(["bench", "--cells", "lstm,foo"]) == 2
@@ -82,7 +96,35 @@ def test_bench_cli_rejects_bad_flags(capsys):
     assert "--repeats" in capsys.readouterr().err
     assert main(["bench", "--gap", "-1"]) == 2
     assert "--gap" in capsys.readouterr().err
-    assert BenchConfig().torch_threads == 2
+    from rnnkit.cli import build_parser
+
+    args = build_parser().parse_args(["bench"])  # the flags' defaults are BenchConfig's
+    d = BenchConfig()
+    got = (args.suite, args.repeats, args.torch_threads, args.gap, args.out_dir, args.seed, args.blas_threads)
+    assert got == ("speed", d.repeats, d.torch_threads, d.gap, d.out_dir, d.seed, d.blas_threads), got
+
+
+class _FakeSide:
+    """A side whose ``run`` returns the next of the given times and records the calls."""
+
+    def __init__(self, name, times, calls):
+        self.name, self.times, self.calls = name, list(times), calls
+
+    def run(self, fn, n, warm=1):
+        self.calls.append((self.name, n))
+        return self.times.pop(0)
+
+
+def test_alternate_sides_times_a_b_a_b_and_returns_medians():
+    calls = []
+    # per side: warm-up (n=2, warm 0), one probe call for the block size, then 3 timed blocks
+    a = _FakeSide("a", [9.0, 0.004, 3.0, 1.0, 2.0], calls)
+    b = _FakeSide("b", [9.0, 0.001, 5.0, 7.0, 6.0], calls)
+    ta, tb = alternate_sides(a, b, "f", repeats=3, min_time=0.02)
+    assert (ta, tb) == (2.0, 6.0)  # medians of the timed blocks only
+    # blocks repeat the call to last min_time: ceil(0.02 / 0.004) = 5 and ceil(0.02 / 0.001) = 20; A B A B
+    assert calls == [("a", 2), ("b", 2), ("a", 1), ("b", 1), ("a", 5), ("b", 20), ("a", 5), ("b", 20), ("a", 5),
+                     ("b", 20)]
 
 
 def test_bench_longlag_suite_runs_from_the_cli(capsys):

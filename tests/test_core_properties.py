@@ -3,10 +3,9 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import assert_close
+from conftest import CELLS, LAYERS, assert_close
 
-LAYERS = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
-KINDS = list(LAYERS)
+KINDS = list(CELLS)
 
 
 def state_h(state):
@@ -218,7 +217,7 @@ def test_returned_arrays_survive_later_calls(kind, bidir, padded, rng):
 @pytest.mark.parametrize("kind", KINDS)
 def test_release_frees_tape_and_buffers(kind, rng):
     """release(): backward needs a new forward, the kept bytes drop to 0, results are unchanged."""
-    from rnnkit.benchmark import tape_bytes
+    from rnnkit.bench.memory import tape_bytes
 
     layer = LAYERS[kind](3, 4, num_layers=2, dtype=np.float64, seed=3)
     x = rng.standard_normal((5, 2, 3))

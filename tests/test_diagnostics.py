@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import assert_close
+from conftest import assert_close, needs_torch
 from rnnkit.diagnostics.gradflow import gradient_flow, last_step_loss
 from rnnkit.errors import UserError
 
-torch = pytest.importorskip("torch")
 
 
 def _sum_loss(R):
@@ -19,6 +18,7 @@ def _sum_loss(R):
 
 def _torch_stepwise_grads(layer, x, R):
     """dL/dh_t of every layer from torch.nn.*Cell copies stacked by hand (retain_grad on each h_t)."""
+    torch = needs_torch()
     kind = type(layer).__name__
     T, B, _ = x.shape
     L, H = layer.num_layers, layer.hidden_size
@@ -60,6 +60,7 @@ def test_gradflow_h_norms_equal_torch_autograd(cls, rng):
 
 def _torch_manual_lstm(layer, x, loss_of_hs):
     """A single-layer LSTM written out in torch ops with copied weights; retain_grad on h_t, c_t."""
+    torch = needs_torch()
     p = {k: torch.from_numpy(v.copy()).requires_grad_() for k, v in layer.params.items()}
     H = layer.hidden_size
     T, B, _ = x.shape
@@ -79,6 +80,7 @@ def _torch_manual_lstm(layer, x, loss_of_hs):
 
 def test_gradflow_lstm_h_and_c_last_step_loss_equal_torch(rng):
     """Adding-problem shape: Linear+sigmoid head on the last step, MSE; total dL/dh_t and dL/dc_t."""
+    torch = needs_torch()
     T, B, I, H = 30, 4, 2, 6
     layer = rnnkit.LSTM(I, H, dtype=np.float64, seed=3, forget_bias=2.0)
     head = rnnkit.Linear(H, 1, dtype=np.float64, seed=4)
@@ -148,7 +150,8 @@ def test_gradflow_padding_matches_unpadded_rows(rng):
 
 
 # ----------------------------------------------------------------------------- gate saturation
-from rnnkit.diagnostics.gates import SaturationCounter, gate_saturation, plot_saturation, write_saturation
+from rnnkit.diagnostics.gates import SaturationCounter, gate_saturation, write_saturation  # noqa: E402
+from rnnkit.plots import plot_saturation  # noqa: E402
 
 
 def test_saturation_counts_hand_built_activations():
@@ -209,7 +212,7 @@ def test_saturation_rejects_rnn():
 def test_adding_flow_same_loss_and_grads_as_the_task(rng):
     """The gradflow measurement runs the task's own loss: same value, same parameter gradients."""
     from rnnkit.data.longlag import adding_batch
-    from rnnkit.diagnostics.cli import adding_flow
+    from rnnkit.diagnostics.gradflow_experiment import adding_flow
     from rnnkit.tasks.longlag import AddingConfig, AddingTask
 
     task = AddingTask(AddingConfig(T=12, cell="lstm", hidden=5))
@@ -226,7 +229,8 @@ def test_adding_flow_same_loss_and_grads_as_the_task(rng):
 
 
 def test_gradflow_command_writes_csv_and_png(tmp_path):
-    from rnnkit.diagnostics.cli import GradFlowConfig, run_gradflow, plot_gradflow, write_gradflow_csv
+    from rnnkit.diagnostics.gradflow_experiment import GradFlowConfig, run_gradflow, write_gradflow_csv
+    from rnnkit.plots import plot_gradflow
     import csv
 
     cfg = GradFlowConfig(cells=("rnn", "lstm"), T=12, steps=2, batch=4, measure_batch=5, hidden=4,
@@ -247,7 +251,7 @@ def test_gradflow_command_writes_csv_and_png(tmp_path):
 
 # ----------------------------------------------------------------------------- long-lag benchmark
 def test_longlag_success_criteria_boundaries():
-    from rnnkit.diagnostics.longlag_bench import success
+    from rnnkit.bench.longlag import success
 
     assert success("adding", {"wrong": 3.0}) and not success("adding", {"wrong": 4.0})  # >= 2557 of 2560
     base = 10 * np.log(8) / (100 + 20)
@@ -256,7 +260,7 @@ def test_longlag_success_criteria_boundaries():
 
 
 def test_longlag_run_counts_sequences_and_table(tmp_path):
-    from rnnkit.diagnostics import longlag_bench as lb
+    from rnnkit.bench import longlag as lb
 
     cfg = lb.LongLagBenchConfig(tasks=("adding",), T=(12,), cells=("lstm",), seeds=1, budget=50, eval_every=20,
                                 batch=10)
@@ -305,7 +309,7 @@ def test_clipping_experiment_steps_are_bounded_by_lr_times_max_norm():
 def test_longlag_main_flags_and_output_file(tmp_path, capsys):
     import argparse
 
-    from rnnkit.diagnostics.longlag_bench import add_longlag_args, longlag_main
+    from rnnkit.cli.bench import add_longlag_args, longlag_main
 
     p = argparse.ArgumentParser()
     add_longlag_args(p)

@@ -4,7 +4,8 @@
 the CLI prints it as one line ``rnnkit: error: ...`` and exits with code 2,
 without a traceback.  ``CheckpointError`` is a ``ValueError`` raised for a
 checkpoint that is missing, truncated, corrupt, edited by hand or of another
-model kind; the CLI treats it like a ``UserError``.
+model kind; the CLI treats it like a ``UserError``.  The other classes below refine these
+for the reliability guarantees (docs/reliability.md).
 """
 from __future__ import annotations
 
@@ -19,3 +20,53 @@ class CheckpointError(ValueError):
 
 class TrainingDiverged(UserError):
     """Training produced a non-finite loss or gradient; the last good checkpoint is kept."""
+
+
+class NonFiniteError(TrainingDiverged):
+    """A named tensor holds NaN or inf (``tensor``: its name; ``index``: the first bad element)."""
+
+    def __init__(self, message: str, tensor: str = "", index: tuple = ()):
+        super().__init__(message)
+        self.tensor, self.index = tensor, index
+
+
+class OutputError(UserError):
+    """A file or output directory cannot be written: disk full, quota, read-only, permission,
+    a path that is a file or under /proc.  ``errno`` is the OS error number, if any."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
+
+
+class OutDirLocked(OutputError):
+    """Another live process holds the output directory's lock (``pid``: the holder, or None)."""
+
+    def __init__(self, message: str, pid: int | None = None):
+        super().__init__(message)
+        self.pid = pid
+
+
+class InsufficientMemory(UserError):
+    """A model or run would need more memory than this machine has (``needed``, ``available`` bytes)."""
+
+    def __init__(self, message: str, needed: int = 0, available: int = 0):
+        super().__init__(message)
+        self.needed, self.available = needed, available
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) arrived.  ``signum``; ``exit_code`` is what a
+    shell reports for a process killed by it (128 + signum: 130, 143, 129).  A subclass of
+    KeyboardInterrupt, so code that handles Ctrl-C handles the others the same way."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        try:
+            self.signame = signal.Signals(self.signum).name
+        except ValueError:
+            self.signame = f"signal {self.signum}"
+        super().__init__(f"{self.signame} received (exit code {self.exit_code})")

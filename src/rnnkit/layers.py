@@ -356,6 +356,21 @@ class Recurrent(Module):
             raise RuntimeError("gate_activations: no forward pass kept (call forward first, before backward)")
         return [t.gate_values().copy() for t in self._tape.directions()]
 
+    def saved_for_backward(self) -> list:
+        """Every array the last forward keeps for its backward (its tape, flattened; views of one
+        buffer may appear more than once).  Empty before a forward and after backward or release.
+        For memory accounting (rnnkit.bench.memory.tape_bytes)."""
+        found, stack = [], [self._tape]
+        while stack:
+            o = stack.pop()
+            if isinstance(o, np.ndarray):
+                found.append(o)
+            elif isinstance(o, (tuple, list)):
+                stack.extend(o)
+            elif isinstance(o, dict):
+                stack.extend(o.values())
+        return found
+
     def release(self) -> None:
         """Free what the layer keeps between calls: the last forward's tape (so ``backward``
         needs a new ``forward``) and the per-layer buffers reused by the time loops.

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
+from .lines import read_bytes
 
 DEFAULT_MAX_CHARS = 2_000_000
 _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
@@ -30,15 +31,7 @@ SPLITS = ("train", "val", "test")
 def load_text(path) -> str:
     """Read a UTF-8 text file, raising UserError for missing, empty, binary or non-UTF-8 files."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise UserError(f"--text: file not found: {path!r}") from None
-    except IsADirectoryError:
-        raise UserError(f"--text: {path!r} is a directory, expected a UTF-8 text file") from None
-    except OSError as e:
-        raise UserError(f"--text: cannot read {path!r} ({e.strerror})") from None
+    data = read_bytes(path, "--text")
     if not data:
         raise UserError(f"--text: file {path!r} is empty")
     nul = data.find(b"\0")
@@ -54,8 +47,13 @@ def load_text(path) -> str:
     return text
 
 
-def stdlib_corpus(max_chars: int = DEFAULT_MAX_CHARS) -> str:
-    """The default corpus: the standard library's .py files (see the module docstring)."""
+def stdlib_sources():
+    """Yield ``(relative path, text)`` of the standard library's .py files, in sorted path order.
+
+    The selection of the default corpus (see the module docstring): test suites,
+    site-packages and files that are not UTF-8, contain NUL or are blank are skipped.
+    Raises UserError if the directory holds no such file.
+    """
     root = sysconfig.get_paths()["stdlib"]
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -64,7 +62,7 @@ def stdlib_corpus(max_chars: int = DEFAULT_MAX_CHARS) -> str:
             if fn.endswith(".py"):
                 files.append(os.path.relpath(os.path.join(dirpath, fn), root))
     files.sort()
-    parts, total = [], 0
+    found = False
     for rel in files:
         try:
             with open(os.path.join(root, rel), "rb") as f:
@@ -73,13 +71,21 @@ def stdlib_corpus(max_chars: int = DEFAULT_MAX_CHARS) -> str:
             continue
         if "\0" in s or not s.strip():
             continue
+        found = True
+        yield rel, s
+    if not found:
+        raise UserError(f"no .py files found under the standard library directory {root!r}; pass --text FILE")
+
+
+def stdlib_corpus(max_chars: int = DEFAULT_MAX_CHARS) -> str:
+    """The default corpus: the standard library's .py files (see the module docstring)."""
+    parts, total = [], 0
+    for _, s in stdlib_sources():
         s = s + "\n"
         parts.append(s[: max_chars - total])
         total += len(parts[-1])
         if total >= max_chars:
             break
-    if not parts:
-        raise UserError(f"no .py files found under the standard library directory {root!r}; pass --text FILE")
     return "".join(parts)
 
 

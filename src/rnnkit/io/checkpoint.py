@@ -9,12 +9,15 @@ File layout (plain safetensors, readable by any safetensors reader)::
                    "sha256": <digest of meta JSON + every tensor's name, dtype, shape, bytes>}
     rest      tensor bytes
 
-No pickle anywhere.  ``save_checkpoint`` writes to a temporary file in the
-same directory, fsyncs it and ``os.replace``-s it over the target, so a crash
-mid-write leaves the previous checkpoint intact.  ``load_checkpoint`` checks
+No pickle anywhere.  ``save_checkpoint`` writes with
+:func:`rnnkit.io.atomic.write_bytes_atomic` (temporary file in the same directory,
+fsync, ``os.replace``), so a crash or a full disk mid-write leaves the previous
+checkpoint intact.  ``load_checkpoint`` checks
 the structure and the digest and raises :class:`CheckpointError` naming the
 problem for a missing, truncated, corrupt or hand-edited file, or (with
-``kind=``) a checkpoint of another model kind.
+``kind=``) a checkpoint of another model kind.  ``read_header`` reads only the
+header (tensor names, dtypes, shapes and the metadata), for validation before
+anything is loaded or built.
 """
 from __future__ import annotations
 
@@ -22,11 +25,12 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
+from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import CheckpointError
+from .atomic import write_bytes_atomic
 
 FORMAT = "rnnkit-checkpoint/1"
 _MAX_HEADER = 100 * 1024 * 1024
@@ -59,27 +63,98 @@ def save_checkpoint(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
         raise TypeError(f"meta: must be JSON-serialisable with finite numbers ({e})") from None
     header_meta = {"format": FORMAT, "meta": meta_json, "sha256": _digest(meta_json, clean)}
     data = save(clean, metadata=header_meta)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    write_bytes_atomic(path, data)
+
+
+def _read(path: str, limit: int | None = None) -> tuple[bytes, int]:
+    """(the first ``limit`` bytes, or all; the file size), with CheckpointErrors for unreadable paths."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename durable
-        dfd = os.open(directory, os.O_RDONLY)
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if limit is None:
+                return f.read(), size
+            head = f.read(8)
+            if len(head) == 8:
+                (n,) = struct.unpack("<Q", head)
+                head += f.read(min(n, _MAX_HEADER))
+            return head, size
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path!r}: file not found") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"checkpoint {path!r}: is a directory, expected a .safetensors file") from None
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {path!r}: cannot be read ({e.strerror})") from None
+
+
+def _parse_header(data: bytes, size: int, bad: str) -> tuple[dict, dict]:
+    """(safetensors header, our "__metadata__") from the file's first bytes."""
+    if size < 8 or len(data) < 8:
+        raise CheckpointError(f"{bad}: truncated or not a checkpoint (only {size} bytes)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > _MAX_HEADER or 8 + n > size or 8 + n > len(data):
+        raise CheckpointError(f"{bad}: truncated or not a safetensors file (header claims {n} bytes, "
+                              f"file has {size})")
+    try:
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{bad}: corrupt header (not valid JSON); not an rnnkit checkpoint") from None
+    hmeta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(hmeta, dict) or hmeta.get("format") != FORMAT:
+        raise CheckpointError(f"{bad}: not an rnnkit checkpoint (no {FORMAT!r} metadata)")
+    return header, hmeta
+
+
+def _parse_meta(meta_json: str, bad: str, kind: str | None) -> dict:
+    try:
+        meta = json.loads(meta_json)
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{bad}: corrupt metadata (not valid JSON)") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{bad}: corrupt metadata (expected a JSON object)")
+    if kind is not None and meta.get("kind") != kind:
+        raise CheckpointError(f"{bad}: holds a {meta.get('kind')!r} model, expected a {kind!r} checkpoint")
+    return meta
+
+
+class TensorInfo(NamedTuple):
+    """A tensor as the header describes it (nothing read): numpy ``dtype`` and ``shape``."""
+
+    dtype: np.dtype
+    shape: tuple
+
+
+_ST_DTYPES = {"F16": "float16", "BF16": None, "F32": "float32", "F64": "float64", "I8": "int8", "I16": "int16",
+              "I32": "int32", "I64": "int64", "U8": "uint8", "U16": "uint16", "U32": "uint32", "U64": "uint64",
+              "BOOL": "bool"}
+
+
+def read_header(path, kind: str | None = None) -> tuple[dict[str, TensorInfo], dict]:
+    """The tensors (name -> TensorInfo) and the meta dict of a checkpoint, reading only its header.
+
+    For validating a checkpoint before anything is allocated (:mod:`rnnkit.io.validate`):
+    cheap for any file size.  The digest is not verified here (that needs the data);
+    :func:`load_checkpoint` does.  Raises CheckpointError as ``load_checkpoint`` does.
+    """
+    path = os.fspath(path)
+    bad = f"checkpoint {path!r}"
+    data, size = _read(path, limit=_MAX_HEADER)
+    header, hmeta = _parse_header(data, size, bad)
+    (n,) = struct.unpack("<Q", data[:8])
+    tensors = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
         try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+            dt, shape, (lo, hi) = t["dtype"], tuple(int(s) for s in t["shape"]), t["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            raise CheckpointError(f"{bad}: corrupt header entry for tensor {name!r}") from None
+        if _ST_DTYPES.get(dt) is None:
+            raise CheckpointError(f"{bad}: tensor {name!r} has dtype {dt!r}, which rnnkit does not read")
+        if any(s < 0 for s in shape) or not 0 <= lo <= hi or 8 + n + hi > size:
+            raise CheckpointError(f"{bad}: truncated or corrupt tensor data (tensor {name!r} claims bytes "
+                                  f"{lo}..{hi}, shape {shape}, file has {size - 8 - n} data bytes)")
+        tensors[name] = TensorInfo(np.dtype(_ST_DTYPES[dt]), shape)
+    return tensors, _parse_meta(hmeta.get("meta", ""), bad, kind)
 
 
 def load_checkpoint(path, kind: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
@@ -91,29 +166,9 @@ def load_checkpoint(path, kind: str | None = None) -> tuple[dict[str, np.ndarray
     from safetensors.numpy import load
 
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path!r}: file not found") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"checkpoint {path!r}: is a directory, expected a .safetensors file") from None
-    except OSError as e:
-        raise CheckpointError(f"checkpoint {path!r}: cannot be read ({e.strerror})") from None
     bad = f"checkpoint {path!r}"
-    if len(data) < 8:
-        raise CheckpointError(f"{bad}: truncated or not a checkpoint (only {len(data)} bytes)")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > _MAX_HEADER or 8 + n > len(data):
-        raise CheckpointError(f"{bad}: truncated or not a safetensors file (header claims {n} bytes, "
-                              f"file has {len(data)})")
-    try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{bad}: corrupt header (not valid JSON); not an rnnkit checkpoint") from None
-    hmeta = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(hmeta, dict) or hmeta.get("format") != FORMAT:
-        raise CheckpointError(f"{bad}: not an rnnkit checkpoint (no {FORMAT!r} metadata)")
+    data, size = _read(path)
+    header, hmeta = _parse_header(data, size, bad)
     try:
         arrays = load(data)
     except (SafetensorError, ValueError, TypeError) as e:
@@ -122,12 +177,4 @@ def load_checkpoint(path, kind: str | None = None) -> tuple[dict[str, np.ndarray
     if _digest(meta_json, arrays) != hmeta.get("sha256"):
         raise CheckpointError(f"{bad}: checksum mismatch; the file was modified after it was written "
                               f"(edited by hand or damaged)")
-    try:
-        meta = json.loads(meta_json)
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{bad}: corrupt metadata (not valid JSON)") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{bad}: corrupt metadata (expected a JSON object)")
-    if kind is not None and meta.get("kind") != kind:
-        raise CheckpointError(f"{bad}: holds a {meta.get('kind')!r} model, expected a {kind!r} checkpoint")
-    return arrays, meta
+    return arrays, _parse_meta(meta_json, bad, kind)

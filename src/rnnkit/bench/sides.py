@@ -1,0 +1,136 @@
+"""The two sides of a comparison and how they are timed (A B A B, medians).
+
+Each comparison is timed through two "sides" that expose named callables: ``run(name, n)``
+returns seconds per call of ``n`` calls after one untimed call (which wakes the side's
+threads after it sat idle while the other side ran).  :mod:`.builders` makes the callables
+of one library from plain numpy weights and data, so both sides get the same numbers.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+from .builders import BUILDERS
+
+
+def _run_timed(fn, n: int, warm: int = 1) -> float:
+    for _ in range(warm):
+        fn()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
+
+
+class InProcess:
+    """A side run in this process (both libraries share it: their idle threads interfere)."""
+
+    def __init__(self, lib: str):
+        self.lib, self.fns = lib, {}
+
+    def setup(self, builder: str, *args) -> None:
+        self.fns = BUILDERS[builder](self.lib, *args)
+
+    def call(self, name: str):
+        return self.fns[name]()
+
+    def run(self, name: str, n: int, warm: int = 1) -> float:
+        return _run_timed(self.fns[name], n, warm)
+
+    def close(self) -> None:
+        self.fns = {}
+
+
+def _worker_main(conn, lib: str, torch_threads: int, blas_threads: int | None) -> None:
+    """Loop of a side's process: build callables on request, time them, report back."""
+    if lib == "torch":
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    if blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=blas_threads, user_api="blas")
+    side = InProcess(lib)
+    while True:
+        op, *args = conn.recv()
+        if op == "stop":
+            break
+        try:
+            conn.send(("ok", getattr(side, op)(*args)))
+        except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+
+
+class Worker:
+    """A side run in its own process (``multiprocessing`` spawn), so only its own library's
+    threads are alive in it.  Why: PyTorch's OpenMP threads and OpenBLAS's threads spin for a
+    while after each call; in one process the side that runs second pays for the other's
+    spinning threads on these 2-core machines (measured: PyTorch's LSTM inference at T=100,
+    B=32, H=128 took 3.77 ms timed in one process with rnnkit, 1.81 ms in its own worker with
+    the default rest; bench/results/quick-*.md, docs/performance.md).
+    While one worker runs, the other waits in ``recv`` and its threads go back to sleep."""
+
+    def __init__(self, lib: str, torch_threads: int, blas_threads: int | None):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.lib = lib
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, lib, torch_threads, blas_threads), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def _ask(self, *msg):
+        self.conn.send(msg)
+        status, value = self.conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"bench: the {self.lib} worker failed: {value}")
+        return value
+
+    def setup(self, builder: str, *args) -> None:
+        self._ask("setup", builder, *args)
+
+    def call(self, name: str):
+        return self._ask("call", name)
+
+    def run(self, name: str, n: int, warm: int = 1) -> float:
+        return self._ask("run", name, n, warm)
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            self.conn.send(("stop",))
+            self.proc.join(timeout=10)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+def make_sides(isolate: bool, torch_threads: int, blas_threads: int | None):
+    """(torch side, rnnkit side): worker processes if ``isolate`` else this process."""
+    if isolate:
+        return Worker("torch", torch_threads, blas_threads), Worker("rnnkit", torch_threads, blas_threads)
+    return InProcess("torch"), InProcess("rnnkit")
+
+
+def alternate_sides(sa, sb, name: str, repeats: int, warmup: int = 2, min_time: float = 0.02,
+                    gap: float = 0.0) -> tuple[float, float]:
+    """Median seconds per call of ``name`` on sides ``sa`` and ``sb``, timed A B A B after warm-up.
+
+    Each timed block repeats the call enough times to last ``min_time`` and is preceded by
+    ``gap`` seconds of rest and one untimed call.  The rest lets the other side's threads go
+    to sleep: OpenBLAS's worker threads keep spinning for a while after a call, and a block
+    started earlier shares the 2 cores with them (measured: PyTorch's LSTM inference at
+    T=100, B=32, H=128 took 3.65 ms with no rest, 1.81 / 1.79 ms with 0.15 / 0.4 s; rnnkit's
+    times did not depend on it; bench/results/quick-isolated-gap*.md).  The untimed call wakes the side's own
+    threads, as they would be in a training loop."""
+    sa.run(name, warmup, 0)
+    sb.run(name, warmup, 0)
+    ns = [max(1, math.ceil(min_time / max(s.run(name, 1), 1e-7))) if min_time > 0 else 1 for s in (sa, sb)]
+    ta, tb = [], []
+    for _ in range(repeats):
+        time.sleep(gap)
+        ta.append(sa.run(name, ns[0]))
+        time.sleep(gap)
+        tb.append(sb.run(name, ns[1]))
+    return statistics.median(ta), statistics.median(tb)

@@ -1,0 +1,249 @@
+"""Export to ONNX: recurrent layers as the standard ``LSTM`` / ``GRU`` / ``RNN`` operators.
+
+``to_onnx(layer)`` writes one ONNX node per layer of the stack (opset :data:`OPSET`, which
+onnxruntime 1.32 runs for all three operators), with ``sequence_lens`` and initial and final
+states.  The graph (time-major; with ``batch_first`` the input and output are (B, T, .)):
+
+    input    (T, B, I)          float        [Transpose (1, 0, 2) first with batch_first]
+    lengths  (B,)               int32        ONNX ``sequence_lens`` (PyTorch packed semantics)
+    h0 [c0]  (L*D, B, H)        float        split per layer: rows l*D .. l*D + D-1
+    layer l: LSTM/GRU/RNN  X (T, B, In) -> Y (T, D, B, H), Y_h [Y_c] (D, B, H)
+             Y -> Transpose (0, 2, 1, 3) -> Reshape (0, 0, -1) -> (T, B, D*H), the next X
+    output   (T, B, D*H)                     [Transpose (2, 0, 1, 3) instead with batch_first]
+    h_n [c_n] (L*D, B, H)                    Concat of the Y_h [Y_c] over layers
+
+Weights are a copy with the gate blocks reordered (:data:`ONNX_OPS`): ONNX's W (D, G*H, In),
+R (D, G*H, H) stack the directions; B (D, 2*G*H) is [b_ih, b_hh]; the GRU is written with
+``linear_before_reset=1`` (PyTorch's b_hn inside the reset product).
+
+The pieces models are made of (:func:`embedding_nodes`, :func:`linear_nodes`,
+:func:`recurrent_nodes`) add nodes to an :class:`OnnxGraph`; :func:`compose_onnx`
+chains embedding -> recurrent layer -> Linear head.  onnx is optional
+(``pip install 'rnnkit[onnx]'``) and imported only when a function here runs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..layers import GRU, LSTM, RNN, Recurrent
+from ..nn import Embedding, Linear
+from .atomic import write_bytes_atomic
+
+OPSET = 17
+"""The default ONNX opset: LSTM/GRU/RNN-14 (with ``layout``), Split/Squeeze-13 (sizes as inputs)."""
+
+ONNX_OPS = {LSTM: ("LSTM", (0, 3, 1, 2)), GRU: ("GRU", (1, 0, 2)), RNN: ("RNN", (0,))}
+"""rnnkit layer class -> (ONNX operator, gate permutation): ONNX block k is PyTorch block perm[k].
+LSTM: PyTorch (i, f, g, o) -> ONNX (i, o, f, c); GRU: (r, z, n) -> (z, r, h); RNN: one block."""
+
+
+def onnx_module():
+    """Import onnx, or raise an ImportError saying how to install it."""
+    try:
+        import onnx
+    except ImportError as e:
+        raise ImportError("ONNX interop needs onnx: pip install 'rnnkit[onnx]'") from e
+    return onnx
+
+
+def permute_gates(w: np.ndarray, perm, hidden_size: int) -> np.ndarray:
+    """Reorder the gate blocks (rows of H) of ``w`` (G*H, ...) or (G*H,): block k of the result is block perm[k]."""
+    blocks = w.reshape((len(perm), hidden_size) + w.shape[1:])
+    return np.ascontiguousarray(blocks[list(perm)].reshape(w.shape))
+
+
+class OnnxGraph:
+    """Collects nodes, initializers, inputs and outputs; :meth:`model` makes the ModelProto."""
+
+    def __init__(self, dtype=np.float32):
+        self.onnx = onnx_module()
+        self.float_type = self.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+        self.nodes, self.initializers, self.inputs, self.outputs = [], [], [], []
+        self._used = set()
+
+    def name(self, base: str) -> str:
+        """A tensor name not used before: ``base``, else ``base_1``, ``base_2``, ..."""
+        name, k = base, 0
+        while name in self._used:
+            k += 1
+            name = f"{base}_{k}"
+        self._used.add(name)
+        return name
+
+    def const(self, base: str, array: np.ndarray) -> str:
+        """Add an initializer (a copy of ``array``); returns its name."""
+        name = self.name(base)
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.array(array, order="C"), name))
+        return name
+
+    def node(self, op: str, inputs, n_out: int = 1, base: str | None = None, **attrs) -> list[str]:
+        """Add a node; ``inputs`` may hold "" for an omitted optional input.  Returns its output names."""
+        base = base or op.lower()
+        outputs = [self.name(f"{base}_out{k}" if n_out > 1 else base) for k in range(n_out)]
+        self.nodes.append(self.onnx.helper.make_node(op, list(inputs), outputs, name=self.name(f"{base}_node"),
+                                                     **attrs))
+        return outputs
+
+    def _value_info(self, name, elem_type, dims):
+        return self.onnx.helper.make_tensor_value_info(name, elem_type, list(dims))
+
+    def input(self, name: str, dims, elem_type=None) -> str:
+        """A graph input; ``dims`` may hold symbolic names ("T", "B")."""
+        self._used.add(name)
+        self.inputs.append(self._value_info(name, elem_type or self.float_type, dims))
+        return name
+
+    def output(self, tensor: str, name: str, dims, elem_type=None) -> str:
+        """Expose ``tensor`` as the graph output ``name`` (through an Identity when the names differ)."""
+        if tensor != name:
+            self._used.add(name)
+            self.nodes.append(self.onnx.helper.make_node("Identity", [tensor], [name], name=self.name(name + "_node")))
+        self.outputs.append(self._value_info(name, elem_type or self.float_type, dims))
+        return name
+
+    def model(self, graph_name: str = "rnnkit", opset: int = OPSET):
+        helper = self.onnx.helper
+        graph = helper.make_graph(self.nodes, graph_name, self.inputs, self.outputs, self.initializers)
+        opsets = [helper.make_opsetid("", opset)]
+        model = helper.make_model(graph, opset_imports=opsets, producer_name="rnnkit",
+                                  ir_version=helper.find_min_ir_version_for(opsets))
+        self.onnx.checker.check_model(model)
+        return model
+
+
+def _check_layer(layer) -> tuple:
+    op = ONNX_OPS.get(type(layer))
+    if op is None:
+        raise TypeError(f"to_onnx: expected rnnkit.RNN, LSTM or GRU, got {type(layer).__name__}")
+    return op
+
+
+def recurrent_nodes(g: OnnxGraph, layer: Recurrent, x: str, lengths: str = "", state=None) -> tuple:
+    """Add ``layer`` to ``g``: one ONNX node per layer of the stack.
+
+    x: tensor (T, B, I), or (B, T, I) with ``layer.batch_first``; lengths: int32 (B,) or "";
+    state: None, or the name of h0 (L*D, B, H), or (h0, c0) names for the LSTM.
+    Returns (out, finals): out (T, B, D*H) (or (B, T, D*H)), finals the names of h_n [, c_n].
+    """
+    op, perm = _check_layer(layer)
+    L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
+    n_state = 2 if op == "LSTM" else 1
+    states = [()] * L  # per layer: the initial state names (h, c) or ()
+    if state is not None:
+        names = (state,) if isinstance(state, str) else tuple(state)
+        if len(names) != n_state:
+            raise ValueError(f"state: {op} takes {n_state} state tensor name(s), got {len(names)}")
+        if L == 1:
+            states = [names]
+        else:
+            sizes = g.const("split_sizes", np.full(L, D, dtype=np.int64))
+            per_field = [g.node("Split", [s, sizes], n_out=L, base=f"{s}_split", axis=0) for s in names]
+            states = [tuple(f[layer_k] for f in per_field) for layer_k in range(L)]
+    attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
+    if op == "GRU":
+        attrs["linear_before_reset"] = 1
+    if op == "RNN":
+        attrs["activations"] = [layer.nonlinearity.capitalize()] * D
+    if layer.batch_first:
+        x = g.node("Transpose", [x], base="input_time_major", perm=[1, 0, 2])[0]
+    params = layer.params
+    finals = [[] for _ in range(n_state)]
+    for k in range(L):
+        stack = {n: [] for n in ("W", "R", "B")}
+        for d in range(D):
+            s = f"_l{k}" + ("_reverse" if d else "")
+            stack["W"].append(permute_gates(params["weight_ih" + s], perm, H))
+            stack["R"].append(permute_gates(params["weight_hh" + s], perm, H))
+            if layer.bias:
+                stack["B"].append(np.concatenate([permute_gates(params[b + s], perm, H)
+                                                  for b in ("bias_ih", "bias_hh")]))
+        W, R = g.const(f"W_l{k}", np.stack(stack["W"])), g.const(f"R_l{k}", np.stack(stack["R"]))
+        B = g.const(f"B_l{k}", np.stack(stack["B"])) if layer.bias else ""
+        h0 = states[k] or ("",) * n_state
+        Y, *Yfinal = g.node(op, [x, W, R, B, lengths, *h0], n_out=1 + n_state, base=f"{op.lower()}_l{k}", **attrs)
+        for f, name in zip(finals, Yfinal):
+            f.append(name)
+        last = k == L - 1
+        to_batch_first = last and layer.batch_first
+        t = g.node("Transpose", [Y], base=f"y_l{k}_t", perm=[2, 0, 1, 3] if to_batch_first else [0, 2, 1, 3])[0]
+        x = g.node("Reshape", [t, g.const("merge_dirs", np.array([0, 0, -1], dtype=np.int64))], base=f"y_l{k}")[0]
+    final_names = tuple(f[0] if L == 1 else g.node("Concat", f, base=f"final{n}", axis=0)[0]
+                        for n, f in enumerate(finals))
+    return x, final_names
+
+
+def embedding_nodes(g: OnnxGraph, emb: Embedding, ids: str) -> str:
+    """Gather(weight, ids): ids int64 (...) -> (..., dim)."""
+    if not isinstance(emb, Embedding):
+        raise TypeError(f"embedding: expected rnnkit.Embedding, got {type(emb).__name__}")
+    return g.node("Gather", [g.const("embedding_weight", emb.params["weight"]), ids], base="embedded", axis=0)[0]
+
+
+def linear_nodes(g: OnnxGraph, lin: Linear, x: str, base: str = "linear") -> str:
+    """y = x @ W.T + b at every leading position: MatMul (with W.T stored) + Add.  (..., in) -> (..., out)."""
+    if not isinstance(lin, Linear):
+        raise TypeError(f"head: expected rnnkit.Linear, got {type(lin).__name__}")
+    p = lin.params
+    y = g.node("MatMul", [x, g.const(f"{base}_weight_t", p["weight"].T)], base=f"{base}_matmul")[0]
+    if "bias" in p:
+        y = g.node("Add", [y, g.const(f"{base}_bias", p["bias"])], base=base)[0]
+    return y
+
+
+def compose_onnx(recurrent: Recurrent, *, embedding: Embedding | None = None, head: Linear | None = None,
+                 readout: str = "every", lengths: bool = True, initial_state: bool = True, opset: int = OPSET):
+    """A model: [embedding ->] recurrent layer [-> Linear head] as one ONNX graph.
+
+    Inputs:  ``ids`` int64 (T, B) with an embedding, else ``input`` (T, B, I) (batch-major with
+             ``batch_first``); ``lengths`` int32 (B,) if ``lengths``; ``h0`` [``c0``] (L*D, B, H)
+             if ``initial_state``.
+    Outputs: ``output``: with ``readout="every"`` the head at every step (T, B, K) (no head:
+             the layer's (T, B, D*H)); with ``readout="last"`` the head on the last layer's final
+             h, (B, K) (a unidirectional layer: its h_n[-1]); then ``h_n`` [``c_n``] (L*D, B, H).
+    """
+    op, _ = _check_layer(recurrent)
+    if readout not in ("every", "last"):
+        raise ValueError(f"readout: expected 'every' or 'last', got {readout!r}")
+    if readout == "last" and (head is None or recurrent.bidirectional):
+        raise ValueError("readout='last': needs a head and a unidirectional recurrent layer")
+    g = OnnxGraph(recurrent.dtype)
+    L, D, H = recurrent.num_layers, recurrent.num_directions, recurrent.hidden_size
+    seq = ("B", "T") if recurrent.batch_first else ("T", "B")
+    if embedding is not None:
+        if embedding.embedding_dim != recurrent.input_size:
+            raise ValueError(f"embedding: dim {embedding.embedding_dim} != the recurrent layer's input_size "
+                             f"{recurrent.input_size}")
+        x = embedding_nodes(g, embedding, g.input("ids", seq, elem_type=g.onnx.TensorProto.INT64))
+    else:
+        x = g.input("input", seq + (recurrent.input_size,))
+    seq_lens = g.input("lengths", ("B",), elem_type=g.onnx.TensorProto.INT32) if lengths else ""
+    state_names = ("h0", "c0") if op == "LSTM" else ("h0",)
+    state = tuple(g.input(n, (L * D, "B", H)) for n in state_names) if initial_state else None
+    y, finals = recurrent_nodes(g, recurrent, x, seq_lens, state)
+    if head is not None:
+        if head.in_features != (H if readout == "last" else D * H):
+            raise ValueError(f"head: in_features {head.in_features} != the recurrent output size {D * H}")
+        if readout == "last":
+            y = g.node("Gather", [finals[0], g.const("last_row", np.array(L * D - 1, dtype=np.int64))],
+                       base="h_last", axis=0)[0]
+        y = linear_nodes(g, head, y, base="head")
+    width = head.out_features if head is not None else D * H
+    g.output(y, "output", ("B", width) if readout == "last" else seq + (width,))
+    for n, f in zip(("h_n", "c_n"), finals):
+        g.output(f, n, (L * D, "B", H))
+    return g.model(graph_name=f"rnnkit_{op.lower()}", opset=opset)
+
+
+def to_onnx(layer: Recurrent, *, lengths: bool = True, initial_state: bool = True, opset: int = OPSET):
+    """An ``onnx.ModelProto`` computing ``layer.forward(input, state, lengths)``.
+
+    Inputs ``input`` (T, B, I) ((B, T, I) with ``batch_first``), ``lengths`` int32 (B,) if
+    ``lengths``, ``h0`` [``c0``] (L*D, B, H) if ``initial_state``; outputs ``output``
+    (T, B, D*H), ``h_n`` [``c_n``] (L*D, B, H).  See the module docstring for the graph.
+    """
+    return compose_onnx(layer, lengths=lengths, initial_state=initial_state, opset=opset)
+
+
+def save_onnx(model, path) -> None:
+    """Write an ONNX model to ``path`` atomically (temp file + fsync + rename)."""
+    write_bytes_atomic(path, model.SerializeToString())
