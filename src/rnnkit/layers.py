@@ -9,8 +9,6 @@ PyTorch order), so weights move to and from ``torch.nn`` without transposes.
 from __future__ import annotations
 
 import threading
-from typing import NamedTuple
-
 import numpy as np
 
 from ._checks import check_array, check_lengths
@@ -18,30 +16,11 @@ from .cells import GRUCell, LSTMCell, LSTMState, RNNCell
 from . import kernels
 from .module import Module
 from .init import init_weights
+from .tape import LayerTape, Tape
 from .scan import absent, compiled_loops, reuse_empty, scan_backward, scan_forward
 from .threads import LayerBusyError, available_cores, exclusive, plan, run_jobs  # noqa: F401  (LayerBusyError: API)
 
 _DTYPES = (np.float32, np.float64)
-
-
-class LayerTape(NamedTuple):
-    """What one layer of a forward keeps for the backward: its input and one tape per direction."""
-
-    input: np.ndarray  # (T, B, I_k), time-major
-    directions: tuple  # ScanTape per direction (forward, then reverse)
-
-
-class Tape(NamedTuple):
-    """What ``Recurrent.forward`` keeps for ``backward`` (``Recurrent.tape``; read it, never write it)."""
-
-    layers: tuple  # LayerTape per layer
-    keep: np.ndarray | None  # (T, B) bool: True at padded steps (t >= length); None without lengths
-    T: int
-    B: int
-
-    def directions(self) -> list:
-        """ScanTape per (layer, direction), index l*D + d (PyTorch's ordering)."""
-        return [d for layer in self.layers for d in layer.directions]
 
 
 def as_rng(seed) -> np.random.Generator:
@@ -357,19 +336,10 @@ class Recurrent(Module):
         return [t.gate_values().copy() for t in self._tape.directions()]
 
     def saved_for_backward(self) -> list:
-        """Every array the last forward keeps for its backward (its tape, flattened; views of one
+        """Every array the last forward keeps for its backward (:meth:`Tape.arrays`; views of one
         buffer may appear more than once).  Empty before a forward and after backward or release.
         For memory accounting (rnnkit.bench.memory.tape_bytes)."""
-        found, stack = [], [self._tape]
-        while stack:
-            o = stack.pop()
-            if isinstance(o, np.ndarray):
-                found.append(o)
-            elif isinstance(o, (tuple, list)):
-                stack.extend(o)
-            elif isinstance(o, dict):
-                stack.extend(o.values())
-        return found
+        return [] if self._tape is None else self._tape.arrays()
 
     def release(self) -> None:
         """Free what the layer keeps between calls: the last forward's tape (so ``backward``
