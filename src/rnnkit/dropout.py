@@ -56,12 +56,12 @@ class DropoutRates:
 
 
 class Masks(NamedTuple):
-    """Masks of one forward (None where the rate is 0); lists per layer or per (layer, direction)."""
+    """Masks of one forward (None where the rate is 0); tuples per layer or per (layer, direction)."""
 
-    input: list  # per layer l: (B, I_l) or None
-    recurrent: list  # per (l, d): (B, Hh) or None
-    weight: list  # per (l, d): (G*H, Hh) or None
-    output: list  # per layer l: (T, B, D*Hh) or None (always None for the last layer)
+    input: tuple  # per layer l: (B, I_l) or None
+    recurrent: tuple  # per (l, d): (B, Hh) or None
+    weight: tuple  # per (l, d): (G*H, Hh) or None
+    output: tuple  # per layer l: (T, B, D*Hh) or None (always None for the last layer)
 
 
 def bernoulli_mask(rng: np.random.Generator, p: float, shape: tuple, dtype) -> np.ndarray | None:
@@ -90,7 +90,7 @@ def draw_masks(rates: DropoutRates, rng, T: int, B: int, input_sizes: list, h_si
             masks.weight.append(bernoulli_mask(rng, rates.weight_dropout, (gates_size, h_size), dtype))
         p_out = rates.dropout if layer < L - 1 else 0.0
         masks.output.append(bernoulli_mask(rng, p_out, (T, B, D * h_size), dtype))
-    return masks
+    return Masks(*map(tuple, masks))  # tuples: Tape.arrays() finds them
 
 
 def apply(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

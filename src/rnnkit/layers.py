@@ -2,9 +2,10 @@
 
 One class, :class:`Recurrent`, composes any cell into a multi-layer,
 optionally bidirectional layer with PyTorch's contract; ``RNN``, ``LSTM``,
-``GRU`` and ``LayerNormLSTM`` (:mod:`rnnkit.layer_types`) only choose the cell.  Parameters use PyTorch's names and
-layouts (``weight_ih_l{k}[_reverse]`` of shape (G*H, I), gate blocks in
-PyTorch order), so weights move to and from ``torch.nn`` without transposes.
+``GRU`` and ``LayerNormLSTM`` (:mod:`rnnkit.layer_types`) only choose the
+cell.  Parameters use PyTorch's names and layouts (``weight_ih_l{k}[_reverse]``
+of shape (G*H, I), gate blocks in PyTorch order), so weights move to and from
+``torch.nn`` without transposes.
 """
 from __future__ import annotations
 

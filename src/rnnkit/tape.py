@@ -1,9 +1,11 @@
-"""What a recurrent layer's forward keeps for its backward (the tape), and reading it.
+"""What a recurrent layer's forward keeps for its backward: a named structure, per layer and direction.
 
-:class:`Tape` holds per layer a :class:`LayerTape` (its input, one :class:`rnnkit.scan.ScanTape`
-per direction, the W_hh each direction used) and the forward's dropout masks;
-:class:`TapeReader` gives a layer the public ways to read it (``tape``, ``gate_activations``,
-``saved_for_backward``) and to drop it (``release``).
+``Recurrent.tape`` is a :class:`Tape`; its ``layers[k]`` a :class:`LayerTape` (the layer's
+input, one :class:`rnnkit.scan.ScanTape` per direction: states, activated gates and caches
+of every step, and the W_hh each direction used under weight dropout), and the forward's
+dropout masks.  Outside code (memory accounting, diagnostics) reads it, never writes it;
+the next forward overwrites the buffers.  :class:`TapeReader` gives a layer the public ways
+to read it (``tape``, ``gate_activations``, ``saved_for_backward``) and to drop it (``release``).
 """
 from __future__ import annotations
 
@@ -35,6 +37,17 @@ class Tape(NamedTuple):
         """ScanTape per (layer, direction), index l*D + d (PyTorch's ordering)."""
         return [d for layer in self.layers for d in layer.directions]
 
+    def arrays(self) -> list:
+        """Every array reachable from the tape (views of one buffer may appear more than once)."""
+        found, stack = [], [self]
+        while stack:
+            o = stack.pop()
+            if isinstance(o, np.ndarray):
+                found.append(o)
+            elif isinstance(o, tuple):
+                stack.extend(o)
+        return found
+
 
 class TapeReader:
     """The tape-reading part of :class:`rnnkit.layers.Recurrent` (which sets ``_tape``, ``_workspace``
@@ -61,19 +74,10 @@ class TapeReader:
         return [t.gate_values().copy() for t in self._tape.directions()]
 
     def saved_for_backward(self) -> list:
-        """Every array the last forward keeps for its backward (its tape, flattened; views of one
+        """Every array the last forward keeps for its backward (:meth:`Tape.arrays`; views of one
         buffer may appear more than once).  Empty before a forward and after backward or release.
         For memory accounting (rnnkit.bench.memory.tape_bytes)."""
-        found, stack = [], [self._tape]
-        while stack:
-            o = stack.pop()
-            if isinstance(o, np.ndarray):
-                found.append(o)
-            elif isinstance(o, (tuple, list)):
-                stack.extend(o)
-            elif isinstance(o, dict):
-                stack.extend(o.values())
-        return found
+        return [] if self._tape is None else self._tape.arrays()
 
     def release(self) -> None:
         """Free what the layer keeps between calls: the last forward's tape (so ``backward``
