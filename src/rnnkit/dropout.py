@@ -34,6 +34,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .validate import RATE, check
+
 
 @dataclass(frozen=True)
 class DropoutRates:
@@ -46,9 +48,7 @@ class DropoutRates:
 
     def __post_init__(self):
         for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not 0.0 <= v < 1.0:
-                raise ValueError(f"{f.name}: expected a rate in [0, 1), got {v!r}")
+            check(f.name, getattr(self, f.name), RATE)
 
     @property
     def active(self) -> bool:

@@ -30,6 +30,7 @@ NONNEG_INT = Rule("an integer >= 0", lambda v: _is_int(v) and v >= 0)
 POSITIVE_NUMBER = Rule("a finite number > 0", lambda v: _is_number(v) and v > 0)
 NONNEG_NUMBER = Rule("a finite number >= 0", lambda v: _is_number(v) and v >= 0)
 FINITE_OR_NONE = Rule("a finite number or None", lambda v: v is None or _is_number(v))
+RATE = Rule("a rate in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1)  # dropout probabilities
 
 
 def check(name: str, value, rule: Rule):

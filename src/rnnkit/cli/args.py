@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..validate import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, Rule
+from ..validate import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, RATE, Rule
 
 
 def _arg_type(convert, rule: Rule, parse_what: str):
@@ -27,6 +27,7 @@ positive_int = _arg_type(int, POSITIVE_INT, POSITIVE_INT.what)
 nonneg_int = _arg_type(int, NONNEG_INT, NONNEG_INT.what)
 nonneg_float = _arg_type(float, NONNEG_NUMBER, "a number >= 0")
 positive_float = _arg_type(float, POSITIVE_NUMBER, "a number > 0")
+rate = _arg_type(float, RATE, "a number in [0, 1)")
 
 
 def forget_bias_arg(text: str):

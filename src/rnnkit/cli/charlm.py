@@ -5,7 +5,7 @@ import math
 
 from ..data.text import DEFAULT_MAX_CHARS, load_text
 from ..layer_types import LAYERS
-from ..tasks.charlm import CharLM, CharLMConfig
+from ..tasks.charlm import REGULARIZERS, CharLM, CharLMConfig
 from .args import nonneg_int, positive_int
 from .train import TaskSpec
 
@@ -19,8 +19,9 @@ def describe_charlm(lm: CharLM) -> None:
     c = lm.config
     print(f"corpus: {what}: {src.get('chars')} chars, vocabulary {len(lm.vocab)}, "
           f"train/val/test {sizes['train']}/{sizes['val']}/{sizes['test']}")
+    rates = ", ".join(f"{n.replace('_', ' ')} {getattr(c, n)}" for n in REGULARIZERS if getattr(c, n))
     print(f"model: {c.cell.upper()} {c.layers}x{c.hidden}, embedding {c.emb}, {lm.model.num_params():,} parameters; "
-          f"batch {c.batch} x bptt {c.bptt}")
+          f"batch {c.batch} x bptt {c.bptt}" + (f"; {rates}" if rates else ""))
 
 
 class CharLMSpec(TaskSpec):
@@ -41,6 +42,7 @@ class CharLMSpec(TaskSpec):
         p.add_argument("--emb", type=positive_int, help=f"embedding size (default {d.emb})")
         p.add_argument("--batch", type=positive_int, help=f"parallel streams (default {d.batch})")
         p.add_argument("--bptt", type=positive_int, help=f"window length of truncated BPTT (default {d.bptt})")
+        self.add_rate_flags(p)
 
     def new_task(self, config, args):
         return CharLM.from_file(args.text, config) if args.text else CharLM(config, max_chars=args.max_chars)

@@ -17,7 +17,7 @@ from ..errors import UserError
 from ..plots import plot_loss
 from ..train import TrainConfig, Trainer, metrics_of
 from ..train.state import read_checkpoint, saved_train_config, task_from
-from .args import nonneg_float, nonneg_int, positive_float, positive_int
+from .args import nonneg_float, nonneg_int, positive_float, positive_int, rate
 
 NOT_PLOTTED = "loss curve: not plotted (matplotlib is not installed; pip install 'rnnkit[plot]')"
 
@@ -119,10 +119,19 @@ class TaskSpec:
         """Model and data flags: by default one ``--field`` per config field (not ``seed``: the
         training flag ``--seed`` sets it), typed like the field's default; default None = not given."""
         for f in dataclasses.fields(self.config_class):
-            if f.name != "seed":
+            if f.name != "seed" and not f.name.endswith("dropout"):
                 default = f.default
                 typ = {int: positive_int, float: float}.get(type(default), str)
                 p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=typ, help=f"(default {default})")
+        self.add_rate_flags(p)
+
+    def add_rate_flags(self, p) -> None:
+        """One ``--NAME`` per dropout rate of the config (fields named ``*dropout``), a rate in [0, 1);
+        like every config field the rates are recorded in the checkpoint, and apply in training only."""
+        for f in dataclasses.fields(self.config_class):
+            if f.name.endswith("dropout"):
+                p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=rate,
+                               help=f"{f.name.replace('_', ' ')} rate, training only (default {f.default})")
 
     def add_train_flags(self, p) -> None:
         add_train_args(p, self.train_defaults)

@@ -41,7 +41,7 @@ from ..losses import log_softmax, softmax_cross_entropy
 from ..module import Module
 from ..nn import Embedding, Linear
 from ..train import TrainConfig, Trainer, load_task, save_task
-from ..validate import NONNEG_INT, POSITIVE_INT, check, check_choice, check_each
+from ..validate import NONNEG_INT, POSITIVE_INT, RATE, check, check_choice, check_each
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,25 @@ class CharLMConfig:
     batch: int = 32
     bptt: int = 100
     seed: int = 0  # initialisation of the weights
+    dropout: float = 0.0  # regularisers (training only, rnnkit.dropout): between the recurrent layers,
+    input_dropout: float = 0.0  # variational on every recurrent layer's input,
+    recurrent_dropout: float = 0.0  # variational on h_{t-1} before W_hh,
+    weight_dropout: float = 0.0  # DropConnect on W_hh,
+    emb_dropout: float = 0.0  # whole embedding rows
 
     def __post_init__(self):
         check_choice("cell", self.cell, sorted(CELLS))
         check_each(self, POSITIVE_INT, "layers", "hidden", "emb", "batch", "bptt")
         check("seed", self.seed, NONNEG_INT)
+        check_each(self, RATE, *REGULARIZERS)
+
+    @property
+    def regularized(self) -> bool:
+        return any(getattr(self, n) > 0 for n in REGULARIZERS)
+
+
+REGULARIZERS = ("dropout", "input_dropout", "recurrent_dropout", "weight_dropout", "emb_dropout")
+"""The config's dropout rates; in training the masks come from the Trainer's generator."""
 
 
 class CharLMModel(Module):
@@ -67,12 +81,14 @@ class CharLMModel(Module):
 
     def __init__(self, vocab_size: int, config: CharLMConfig):
         rng = np.random.default_rng(config.seed)
-        self.emb = Embedding(vocab_size, config.emb, seed=rng)
-        self.rnn = CELLS[config.cell](config.emb, config.hidden, num_layers=config.layers, seed=rng)
+        self.emb = Embedding(vocab_size, config.emb, seed=rng, dropout=config.emb_dropout)
+        self.rnn = CELLS[config.cell](config.emb, config.hidden, num_layers=config.layers, seed=rng,
+                                      **{n: getattr(config, n) for n in REGULARIZERS[:4]})
         self.head = Linear(config.hidden, vocab_size, seed=rng)
 
-    def forward(self, ids: np.ndarray, state=None):
-        h, state = self.rnn(self.emb(ids), state)
+    def forward(self, ids: np.ndarray, state=None, rng=None):
+        """``rng``: the generator of the dropout masks (training mode with a rate > 0 only)."""
+        h, state = self.rnn(self.emb(ids, rng), state, rng=rng)
         return self.head(h), state
 
     __call__ = forward
@@ -197,11 +213,13 @@ class CharLM:
         starts = np.arange(B) * L + k * T
         idx = starts[None, :] + np.arange(T)[:, None]  # (T, B)
         x, y = ids[idx], ids[idx + 1]
-        return (x, y, state), {"window": np.array([k + 1], dtype=np.int64)}
+        masks = np.random.default_rng(rng.integers(2**63)) if self.config.regularized else None  # dropout only
+        return (x, y, state, masks), {"window": np.array([k + 1], dtype=np.int64)}
 
     def loss_and_backward(self, batch, carry):
-        x, y, state = batch
-        logits, final = self.model(x, state)
+        x, y, state, masks = batch
+        self.model.train()
+        logits, final = self.model(x, state, rng=masks)
         loss, d_logits = softmax_cross_entropy(logits, y)
         if not math.isfinite(loss):  # the trainer stops on it; no backward through NaN
             self.model.rnn.release()
@@ -222,6 +240,7 @@ class CharLM:
         X = ids[: B * L].reshape(B, L).T  # (L, B) time-major streams
         Y = ids[1 : B * L + 1].reshape(B, L).T
         total, state = 0.0, None
+        self.model.eval()  # no dropout in evaluation (training steps switch it back on)
         for p in range(0, L, self.config.bptt):
             logits, state = self.model(X[p : p + self.config.bptt], state)
             logp = log_softmax(logits.astype(np.float64))
