@@ -45,22 +45,86 @@ OWN = ("layernorm_i_weight", "layernorm_i_bias", "layernorm_h_weight", "layernor
 
 
 @rowjit
+def _sum(v, mu):
+    """sum_j (v_j - mu) and sum_j (v_j - mu)^2, in four interleaved partial sums each (independent
+    chains: the row's reductions are the cell's critical path; the order is fixed, so results are
+    deterministic)."""
+    zero = v.dtype.type(0.0)
+    s0 = s1 = s2 = s3 = q0 = q1 = q2 = q3 = zero
+    n, j = v.shape[0], 0
+    while j + 4 <= n:
+        e0, e1, e2, e3 = v[j] - mu, v[j + 1] - mu, v[j + 2] - mu, v[j + 3] - mu
+        s0, s1, s2, s3 = s0 + e0, s1 + e1, s2 + e2, s3 + e3
+        q0, q1, q2, q3 = q0 + e0 * e0, q1 + e1 * e1, q2 + e2 * e2, q3 + e3 * e3
+        j += 4
+    while j < n:
+        e0 = v[j] - mu
+        s0, q0 = s0 + e0, q0 + e0 * e0
+        j += 1
+    return (s0 + s1) + (s2 + s3), (q0 + q1) + (q2 + q3)
+
+
+@rowjit
+def _dots(a, g, vhat):
+    """(sum_j a_j g_j, sum_j a_j g_j vhat_j), four partial sums each (see :func:`_sum`)."""
+    zero = a.dtype.type(0.0)
+    s0 = s1 = s2 = s3 = q0 = q1 = q2 = q3 = zero
+    n, j = a.shape[0], 0
+    while j + 4 <= n:
+        e0, e1, e2, e3 = a[j] * g[j], a[j + 1] * g[j + 1], a[j + 2] * g[j + 2], a[j + 3] * g[j + 3]
+        s0, s1, s2, s3 = s0 + e0, s1 + e1, s2 + e2, s3 + e3
+        q0, q1 = q0 + e0 * vhat[j], q1 + e1 * vhat[j + 1]
+        q2, q3 = q2 + e2 * vhat[j + 2], q3 + e3 * vhat[j + 3]
+        j += 4
+    while j < n:
+        e0 = a[j] * g[j]
+        s0, q0 = s0 + e0, q0 + e0 * vhat[j]
+        j += 1
+    return (s0 + s1) + (s2 + s3), (q0 + q1) + (q2 + q3)
+
+
+@rowjit
 def _normalize(v, vhat):
     """vhat = (v - mean(v)) * rstd; returns rstd = 1 / sqrt(var(v) + eps) (biased variance)."""
-    n, nf = v.shape[0], v.dtype.type(v.shape[0])  # typed like v: no float64 promotion in float32
-    zero = v.dtype.type(0.0)
-    s = zero
-    for j in range(n):
-        s += v[j]
-    mu = s / nf
-    q = zero
-    for j in range(n):
-        e = v[j] - mu
-        q += e * e
-    rstd = v.dtype.type(1.0) / np.sqrt(q / nf + v.dtype.type(EPS))
-    for j in range(n):
+    nf = v.dtype.type(v.shape[0])  # typed like v: no float64 promotion in float32
+    mu = _sum(v, v.dtype.type(0.0))[0] / nf
+    rstd = v.dtype.type(1.0) / np.sqrt(_sum(v, mu)[1] / nf + v.dtype.type(EPS))
+    for j in range(v.shape[0]):
         vhat[j] = (v[j] - mu) * rstd
     return rstd
+
+
+@rowjit
+def _affine_sum(a, xhat, gi, bi, hhat, gh, bh):
+    """a = (xhat gi + bi) + (hhat gh + bh): the gate pre-activations."""
+    for j in range(a.shape[0]):
+        a[j] = (xhat[j] * gi[j] + bi[j]) + (hhat[j] * gh[j] + bh[j])
+
+
+@rowjit
+def _sigmoid_inplace(a):
+    for j in range(a.shape[0]):
+        a[j] = sigmoid_(a[j])
+
+
+@rowjit
+def _tanh_inplace(a):
+    for j in range(a.shape[0]):
+        a[j] = tanh_(a[j])
+
+
+@rowjit
+def _cell_row(i, f, g, c_prev, u):
+    for j in range(u.shape[0]):
+        u[j] = f[j] * c_prev[j] + i[j] * g[j]
+
+
+@rowjit
+def _output_row(chat, gc, bc, o, c, tanh_c, h):
+    for j in range(h.shape[0]):
+        c[j] = chat[j] * gc[j] + bc[j]
+        tanh_c[j] = tanh_(c[j])
+        h[j] = o[j] * tanh_c[j]
 
 
 @rowjit
@@ -68,20 +132,14 @@ def _ln_lstm_row(a, w, gi, bi, gh, bh, gc, bc, c_prev, xhat, hhat, chat, c, tanh
     H = h.shape[0]
     rstd[0] = _normalize(a, xhat)
     rstd[1] = _normalize(w, hhat)
-    for j in range(4 * H):  # a becomes the pre-activation, then the activated gates
-        a[j] = (xhat[j] * gi[j] + bi[j]) + (hhat[j] * gh[j] + bh[j])
-    for j in range(H):
-        i = sigmoid_(a[j])
-        f = sigmoid_(a[H + j])
-        g = tanh_(a[2 * H + j])
-        a[j], a[H + j], a[2 * H + j] = i, f, g
-        a[3 * H + j] = sigmoid_(a[3 * H + j])
-        c[j] = f * c_prev[j] + i * g  # u, normalised below
+    _affine_sum(a, xhat, gi, bi, hhat, gh, bh)  # a: the pre-activation, then the activated gates
+    i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
+    _sigmoid_inplace(a[: 2 * H])
+    _tanh_inplace(g)
+    _sigmoid_inplace(o)
+    _cell_row(i, f, g, c_prev, c)  # u, normalised next
     rstd[2] = _normalize(c, chat)
-    for j in range(H):
-        c[j] = chat[j] * gc[j] + bc[j]
-        tanh_c[j] = tanh_(c[j])
-        h[j] = a[3 * H + j] * tanh_c[j]
+    _output_row(chat, gc, bc, o, c, tanh_c, h)
 
 
 @stable_jit
@@ -96,47 +154,59 @@ def layernorm_lstm_step(xw, hw, p, prev, new, cache):
 
 
 @rowjit
-def _ln_lstm_backward_row(dh, dc, gates, xhat, hhat, chat, tanh_c, rstd, c_prev, gi, gh, gc,
-                          d_xw, da, dc_prev, dgi, dbi, dgh, dbh, dgc, dbc):
-    H = dh.shape[0]
-    G = 4 * H
-    one, zero = dh.dtype.type(1.0), dh.dtype.type(0.0)
-    Hf, Gf = dh.dtype.type(H), dh.dtype.type(G)
-    s1, s2 = zero, zero
-    for j in range(H):  # through h = o tanh(c) to da_o and dc_n = dL/dc; LN_c's parameters
-        o, tc = gates[3 * H + j], tanh_c[j]
-        da[3 * H + j] = dh[j] * tc * (o * (one - o))
-        dcn = dc[j] + dh[j] * o * (one - tc * tc)
-        dgc[j] += dcn * chat[j]
-        dbc[j] += dcn
-        dchat = dcn * gc[j]
-        s1 += dchat
-        s2 += dchat * chat[j]
-        dc_prev[j] = dchat  # scratch until the next loop
-    m1, m2, r = s1 / Hf, s2 / Hf, rstd[2]
-    for j in range(H):  # LN_c backward to du, then the gates
-        du = r * (dc_prev[j] - m1 - chat[j] * m2)
-        i, f, g = gates[j], gates[H + j], gates[2 * H + j]
-        da[j] = du * g * (i * (one - i))
-        da[H + j] = du * c_prev[j] * (f * (one - f))
-        da[2 * H + j] = du * i * (one - g * g)
-        dc_prev[j] = du * f
-    u1, u2, v1, v2 = zero, zero, zero, zero
-    for j in range(G):  # the two input LNs' parameters and the sums of their backward
+def _through_h_row(dh, dc, o, tanh_c, chat, da_o, dcn, dgc, dbc):
+    """da_o = dh tanh_c o (1 - o); dcn = dL/dc = dc + dh o (1 - tanh_c^2); LN_c's parameter gradients."""
+    one = dh.dtype.type(1.0)
+    for j in range(dh.shape[0]):
+        da_o[j] = dh[j] * tanh_c[j] * (o[j] * (one - o[j]))
+        dcn[j] = dc[j] + dh[j] * o[j] * (one - tanh_c[j] * tanh_c[j])
+        dgc[j] += dcn[j] * chat[j]
+        dbc[j] += dcn[j]
+
+
+@rowjit
+def _gates_backward_row(dcn, gc, chat, r, m1, m2, i, f, g, c_prev, di, df, dg, dc_prev):
+    """du = LN_c backward of dcn; then da_i, da_f, da_g and dc_prev = du f (dc_prev may be dcn)."""
+    one = dcn.dtype.type(1.0)
+    for j in range(dcn.shape[0]):
+        du = r * (dcn[j] * gc[j] - m1 - chat[j] * m2)
+        di[j] = du * g[j] * (i[j] * (one - i[j]))
+        df[j] = du * c_prev[j] * (f[j] * (one - f[j]))
+        dg[j] = du * i[j] * (one - g[j] * g[j])
+        dc_prev[j] = du * f[j]
+
+
+@rowjit
+def _ln_params_row(da, xhat, hhat, dgi, dbi, dgh, dbh):
+    for j in range(da.shape[0]):
         dbi[j] += da[j]
         dgi[j] += da[j] * xhat[j]
         dbh[j] += da[j]
         dgh[j] += da[j] * hhat[j]
-        dx, dw = da[j] * gi[j], da[j] * gh[j]
-        u1 += dx
-        u2 += dx * xhat[j]
-        v1 += dw
-        v2 += dw * hhat[j]
-    u1, u2, v1, v2 = u1 / Gf, u2 / Gf, v1 / Gf, v2 / Gf
-    rx, rh = rstd[0], rstd[1]
-    for j in range(G):  # da (in d_hw's row) -> d_xw, then d_hw in place
+
+
+@rowjit
+def _ln_inputs_row(da, gi, xhat, rx, u1, u2, gh, hhat, rh, v1, v2, d_xw):
+    """da (in d_hw's row) -> d_xw through LN_i, then d_hw in place through LN_h."""
+    for j in range(da.shape[0]):
         d_xw[j] = rx * (da[j] * gi[j] - u1 - xhat[j] * u2)
         da[j] = rh * (da[j] * gh[j] - v1 - hhat[j] * v2)
+
+
+@rowjit
+def _ln_lstm_backward_row(dh, dc, gates, xhat, hhat, chat, tanh_c, rstd, c_prev, gi, gh, gc,
+                          d_xw, da, dc_prev, dgi, dbi, dgh, dbh, dgc, dbc):
+    H = dh.shape[0]
+    Hf, Gf = dh.dtype.type(H), dh.dtype.type(4 * H)
+    i, f, g, o = gates[:H], gates[H : 2 * H], gates[2 * H : 3 * H], gates[3 * H :]
+    _through_h_row(dh, dc, o, tanh_c, chat, da[3 * H :], dc_prev, dgc, dbc)  # dcn into dc_prev's row
+    s1, s2 = _dots(dc_prev, gc, chat)  # sums of dchat = dcn gc and of dchat chat
+    _gates_backward_row(dc_prev, gc, chat, rstd[2], s1 / Hf, s2 / Hf, i, f, g, c_prev, da[:H], da[H : 2 * H],
+                        da[2 * H : 3 * H], dc_prev)
+    _ln_params_row(da, xhat, hhat, dgi, dbi, dgh, dbh)
+    u1, u2 = _dots(da, gi, xhat)
+    v1, v2 = _dots(da, gh, hhat)
+    _ln_inputs_row(da, gi, xhat, rstd[0], u1 / Gf, u2 / Gf, gh, hhat, rstd[1], v1 / Gf, v2 / Gf, d_xw)
 
 
 @stable_jit
