@@ -18,7 +18,7 @@ from .module import Module
 from .init import init_weights
 from .tape import LayerTape, Tape
 from .scan import absent, compiled_loops, reuse_empty, scan_backward, scan_forward
-from .threads import LayerBusyError, available_cores, exclusive, plan, run_jobs  # noqa: F401  (LayerBusyError: API)
+from .threads import LayerBusyError, available_cores, exclusive, plan, run_jobs  # noqa: F401  (re-exported)
 
 _DTYPES = (np.float32, np.float64)
 
