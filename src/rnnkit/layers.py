@@ -9,15 +9,16 @@ PyTorch order), so weights move to and from ``torch.nn`` without transposes.
 from __future__ import annotations
 
 import threading
+
 import numpy as np
 
+from . import kernels
 from ._checks import check_array, check_lengths
 from .cells import GRUCell, LSTMCell, LSTMState, RNNCell
-from . import kernels
-from .module import Module
 from .init import init_weights
-from .tape import LayerTape, Tape
+from .module import Module
 from .scan import absent, compiled_loops, reuse_empty, scan_backward, scan_forward
+from .tape import LayerTape, Tape
 from .threads import LayerBusyError, available_cores, exclusive, plan, run_jobs  # noqa: F401  (re-exported)
 
 _DTYPES = (np.float32, np.float64)
