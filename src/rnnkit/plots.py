@@ -1,6 +1,7 @@
 """Every plot of rnnkit (PNG, matplotlib's Agg canvas, no pyplot state).  Each function returns the
 PNG path, or None when matplotlib is not installed (the caller prints one line instead); files
-are written to a temporary name and renamed.
+are written atomically (:func:`rnnkit.io.atomic.write_bytes_atomic`: temp file, fsync, rename;
+the mode follows the umask).
 
 * :func:`plot_loss`        train and validation loss from a metrics.jsonl (every ``rnnkit train``)
 * :func:`plot_forecast`    truth vs a forecaster's and the naive forecasts, and their errors
@@ -9,10 +10,12 @@ are written to a temporary name and renamed.
 """
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
 
+from .io.atomic import write_bytes_atomic
 from .train.log import read_metrics
 
 
@@ -29,9 +32,9 @@ def _figure(**kw):
 
 
 def _save(fig, png_path, dpi=None) -> str:
-    tmp = os.fspath(png_path) + ".tmp.png"
-    fig.savefig(tmp, **({"dpi": dpi} if dpi else {}))
-    os.replace(tmp, png_path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **({"dpi": dpi} if dpi else {}))
+    write_bytes_atomic(png_path, buf.getbuffer())
     return os.fspath(png_path)
 
 

@@ -72,9 +72,9 @@ def main(argv=None, specs=TASK_SPECS) -> int:
     except (UserError, CheckpointError) as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # a second stop signal (rnnkit.errors.Interrupted) or Ctrl-C outside training
         print("rnnkit: interrupted", file=sys.stderr)
-        return 130
+        return getattr(e, "exit_code", 130)
     except BrokenPipeError:  # e.g. rnnkit sample ... | head
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

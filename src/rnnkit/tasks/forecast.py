@@ -32,8 +32,8 @@ from ..data.series import (
 )
 from ..errors import CheckpointError, UserError
 from ..losses import mse
-from ..train import Trainer, TrainConfig, load_task, metrics_of, save_task
-from ..train.state import read_checkpoint, unprefixed
+from ..train import Trainer, TrainConfig, load_task, metrics_of, read_checkpoint, save_task
+from ..train.state import unprefixed
 from ..validate import NONNEG_INT, POSITIVE_INT, check, check_fields
 from .readout import Readout, check_cell
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+
+from ..io.atomic import write_bytes_atomic
 
 
 def append_record(path, record: dict) -> None:
@@ -15,8 +16,9 @@ def append_record(path, record: dict) -> None:
 
 
 def trim_after(path, step: int) -> None:
-    """Drop the records of steps after ``step`` (a resumed run redoes them).  Atomic: the file is
-    replaced (temporary file in the same directory + os.replace), so a crash keeps the old log."""
+    """Drop the records of steps after ``step`` (a resumed run redoes them).  Atomic
+    (:func:`rnnkit.io.atomic.write_bytes_atomic`: temp file, fsync, os.replace; the mode follows
+    the umask), so a crash keeps the old log."""
     if not os.path.exists(path):
         return
     with open(path, encoding="utf-8") as f:
@@ -30,14 +32,7 @@ def trim_after(path, step: int) -> None:
             pass
     if len(keep) == len(lines):
         return
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(keep)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_bytes_atomic(path, "".join(keep).encode("utf-8"))
 
 
 def read_metrics(log_path) -> list[dict]:
