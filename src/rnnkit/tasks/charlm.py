@@ -36,11 +36,12 @@ import numpy as np
 from ..data.text import (DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_text, split_ids,
                          stdlib_corpus)
 from ..errors import CheckpointError, UserError
+from ..io.memory import GATES, estimate_rnn_bytes, rnn_param_shapes
 from ..layers import LAYERS as CELLS
 from ..losses import log_softmax, softmax_cross_entropy
 from ..module import Module
 from ..nn import Embedding, Linear
-from ..train import TrainConfig, Trainer, load_task, save_task
+from ..train import ModelPlan, TrainConfig, Trainer, load_task, save_task
 from ..validate import NONNEG_INT, POSITIVE_INT, check, check_choice, check_fields
 
 
@@ -243,6 +244,18 @@ class CharLM:
 
     def meta(self) -> dict:
         return {"config": dataclasses.asdict(self.config), "vocab": self.vocab.chars, "corpus": self.source}
+
+    @classmethod
+    def model_plan(cls, meta: dict) -> ModelPlan:
+        """Parameters and training buffers from ``meta`` alone (rnnkit.train.task): ``meta["config"]``
+        and the vocabulary ``meta["vocab"]`` (before a new run reads its text: 1 character, a lower bound)."""
+        c = CharLMConfig(**meta["config"])
+        V, G = max(1, len(meta.get("vocab") or "")), GATES[c.cell]
+        est = estimate_rnn_bytes(c.emb, c.hidden, c.layers, T=c.bptt, B=c.batch, gates=G, itemsize=4)
+        shapes = {"emb.weight": (V, c.emb), **rnn_param_shapes(c.emb, c.hidden, c.layers, 1, G, prefix="rnn."),
+                  "head.weight": (V, c.hidden), "head.bias": (V,)}
+        act = est.activations + 4 * c.bptt * c.batch * (2 * c.emb + 3 * V)  # embedded ids, logits, their grads
+        return ModelPlan(shapes, np.float32, act, est.init, sizes={"hidden": c.hidden, "layers": c.layers})
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "CharLM":

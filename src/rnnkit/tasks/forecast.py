@@ -35,7 +35,7 @@ from ..losses import mse
 from ..train import Trainer, TrainConfig, load_task, metrics_of, read_checkpoint, save_task
 from ..train.state import unprefixed
 from ..validate import NONNEG_INT, POSITIVE_INT, check, check_fields
-from .readout import Readout, check_cell
+from .readout import Readout, check_cell, readout_plan
 
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 
@@ -185,6 +185,12 @@ class Forecaster:
     def meta(self) -> dict:
         return {"kind": self.kind, "config": dataclasses.asdict(self.config),
                 "normalizer": dataclasses.asdict(self.normalizer)}
+
+    @classmethod
+    def model_plan(cls, meta: dict):
+        """The model's parameters and training buffers from ``meta["config"]`` alone (rnnkit.train.task)."""
+        c = ForecastConfig(**meta["config"])
+        return readout_plan(c.cell, 1, c.hidden, c.horizon, c.layers, T=c.window, B=max(c.batch, 4096))
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "Forecaster":
