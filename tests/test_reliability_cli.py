@@ -154,3 +154,85 @@ def test_out_that_cannot_be_written_is_one_line(tmp_path, text_file, capsys):
     one_line_error(capsys, train(text_file, "/proc/rnnkit-test", "--steps", "1"), r"is under /proc")
     one_line_error(capsys, main(["demo", "--out", str(tmp_path / "file"), "--time-limit", "1"]),
                    r"demo --out .*: is a file")
+
+
+# ---------------------------------------------------------------- checkpoints and sizes
+def _edited(src, dst, edit_arrays=None, edit_meta=None):
+    """A hand-made checkpoint: ``src`` edited, saved with a valid digest (only validation can catch it)."""
+    arrays, meta = load_checkpoint(src)
+    if edit_arrays:
+        edit_arrays(arrays)
+    if edit_meta:
+        edit_meta(meta)
+    save_checkpoint(dst, arrays, meta)
+    return dst
+
+
+def _float64(a):
+    a["task/rnn.weight_hh_l0"] = a["task/rnn.weight_hh_l0"].astype(np.float64)
+
+
+def _step(m):
+    m["train"]["step"] = -5
+
+
+def _hidden(m):
+    m["task"]["config"]["hidden"] = 100000
+
+
+@pytest.mark.parametrize("case,edit_arrays,edit_meta,match", [
+    ("float64", _float64, None, r"tensor 'task/rnn.weight_hh_l0' is float64, the model is float32"),
+    ("step", None, _step, r"training step = -5, expected an integer >= 0"),
+    ("hidden", None, _hidden, r"tensor 'task/[\w.]+' has shape \([\d, ]+\), the model its metadata describes "
+                              r"has \(.*\b[14]00000\b.*\)"),
+])
+def test_hand_made_checkpoints_are_refused_before_building(tmp_path, text_file, capsys, case, edit_arrays, edit_meta,
+                                                           match):
+    """On every command that loads one (eval, sample, train --resume): one line naming the file and the
+    tensor, exit 2, before the model is built (hidden 100000 would allocate hundreds of GiB)."""
+    assert train(text_file, tmp_path / "run", "--steps", "2") == 0
+    capsys.readouterr()
+    ck = str(_edited(tmp_path / "run" / "last.safetensors", tmp_path / f"{case}.safetensors", edit_arrays, edit_meta))
+    commands = [["eval", ck], ["sample", ck, "--length", "5"], ["train", "charlm", "--resume", ck, "--steps", "4"]]
+    for cmd in commands[2:] if case == "step" else commands:  # a step matters to a resume only
+        line = one_line_error(capsys, main(cmd), match)
+        assert line.startswith(f"rnnkit: error: checkpoint {ck!r}: "), line
+
+
+def test_forecast_checkpoint_validated_too(tmp_path, capsys):
+    """The one loading path serves every task: `rnnkit forecast` and `eval` of a forecast checkpoint."""
+    out = tmp_path / "f"
+    assert main(["train", "forecast", "--steps", "2", "--hidden", "4", "--series-length", "400", "--out", str(out),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    bad = str(_edited(out / "forecast.safetensors", tmp_path / "bad.safetensors", edit_meta=_hidden))
+    (tmp_path / "s.csv").write_text("v\n" + "\n".join(str(i % 7) for i in range(100)) + "\n")
+    for cmd in (["eval", bad], ["forecast", bad, "--csv", str(tmp_path / "s.csv"), "--column", "v"]):
+        one_line_error(capsys, main(cmd), r"tensor 'task/[\w.]+' has shape \([\d, ]+\), the model its metadata "
+                                          r"describes has \(.*\b[14]00000\b.*\)")
+
+
+def test_missing_optimizer_state_refuses_resume_unless_reset(tmp_path, text_file, capsys):
+    assert train(text_file, tmp_path / "run", "--steps", "3") == 0
+    capsys.readouterr()
+
+    def drop_moments(a):
+        for k in [k for k in a if k.startswith("optim/")]:
+            del a[k]
+    ck = str(_edited(tmp_path / "run" / "last.safetensors", tmp_path / "run" / "noopt.safetensors", drop_moments))
+    one_line_error(capsys, main(["train", "charlm", "--resume", ck, "--steps", "5"]),
+                   r"optimizer state missing: .*pass --reset-optimizer to resume with a fresh optimizer state")
+    assert main(["train", "charlm", "--resume", ck, "--steps", "5", "--reset-optimizer", "--no-progress"]) == 0
+    assert "optimizer state reset (--reset-optimizer)" in capsys.readouterr().out
+    assert step_of(tmp_path / "run" / "last.safetensors") == 5
+    one_line_error(capsys, train(text_file, tmp_path / "new", "--reset-optimizer"), r"--reset-optimizer: only with --resume")
+
+
+@pytest.mark.parametrize("task", [["charlm", "--max-chars", "20000", "--hidden", "100000"],
+                                  ["forecast", "--hidden", "100000"], ["adding", "--hidden", "100000"]])
+def test_model_larger_than_memory_refused_before_allocating(tmp_path, capsys, task):
+    out = tmp_path / "run"
+    line = one_line_error(capsys, main(["train", *task, "--out", str(out)]),
+                          rf"train {task[0]}: this model needs about [\d.]+ (GiB|TiB) \(\d+ bytes\), more than the "
+                          r"[\d.]+ GiB of physical memory of this machine")
+    assert not out.exists(), line  # refused before anything was written
