@@ -236,3 +236,34 @@ def test_model_larger_than_memory_refused_before_allocating(tmp_path, capsys, ta
                           rf"train {task[0]}: this model needs about [\d.]+ (GiB|TiB) \(\d+ bytes\), more than the "
                           r"[\d.]+ GiB of physical memory of this machine")
     assert not out.exists(), line  # refused before anything was written
+
+
+# ---------------------------------------------------------------- forecast data and summary
+def test_csv_value_out_of_float32_range_is_one_line(tmp_path, capsys):
+    csv = tmp_path / "big.csv"
+    values = [str(np.sin(i / 5)) for i in range(300)]
+    values[150] = "1e300"
+    csv.write_text("v\n" + "\n".join(values) + "\n")
+    pattern = r"big.csv: line 152: value '1e300' in column 'v' is out of range: expected \|value\| <= 3.4e\+38"
+    one_line_error(capsys, main(["train", "forecast", "--csv", str(csv), "--column", "v", "--steps", "2",
+                                 "--out", str(tmp_path / "f"), "--no-progress"]), pattern)
+    out = tmp_path / "mg"
+    assert main(["train", "forecast", "--steps", "2", "--hidden", "4", "--series-length", "400", "--out", str(out),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    one_line_error(capsys, main(["forecast", str(out / "forecast.safetensors"), "--csv", str(csv), "--column", "v"]),
+                   pattern)
+    values[150] = "1e38"  # in range, but far outside the training data once normalised
+    csv.write_text("v\n" + "\n".join(values) + "\n")
+    one_line_error(capsys, main(["forecast", str(out / "forecast.safetensors"), "--csv", str(csv), "--column", "v"]),
+                   r"values too far from the training data \(mean .*\): normalised they exceed float32")
+
+
+def test_forecast_summary_says_above_when_the_model_is_worse(tmp_path, capsys):
+    from rnnkit.cli.forecast import compare_to_naive
+    assert main(["train", "forecast", "--steps", "1", "--hidden", "4", "--series-length", "400", "--out",
+                 str(tmp_path / "mg"), "--no-progress"]) == 0  # one step: far worse than the last value
+    out = capsys.readouterr().out
+    assert re.search(r"horizon 1: model RMSE [\d.]+x above the naive baseline \(the model is worse\)", out), out
+    assert compare_to_naive(0.1, 0.5) == "model RMSE 5.0x below the naive baseline"
+    assert compare_to_naive(0.6, 0.1) == "model RMSE 6.0x above the naive baseline (the model is worse)"
