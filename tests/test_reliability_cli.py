@@ -267,3 +267,17 @@ def test_forecast_summary_says_above_when_the_model_is_worse(tmp_path, capsys):
     assert re.search(r"horizon 1: model RMSE [\d.]+x above the naive baseline \(the model is worse\)", out), out
     assert compare_to_naive(0.1, 0.5) == "model RMSE 5.0x below the naive baseline"
     assert compare_to_naive(0.6, 0.1) == "model RMSE 6.0x above the naive baseline (the model is worse)"
+
+
+# ---------------------------------------------------------------- data refused before training
+@pytest.mark.parametrize("text,match", [
+    ("ab" * 18 + "abc", r"text: the val split has 1 character\(s\), too few to evaluate \(needs at least 2"),
+    ("a" * 5000, r"text: has only one distinct character \('a'\); a language model needs at least 2"),
+])
+def test_small_split_and_one_character_vocabulary_refused_before_training(tmp_path, capsys, text, match):
+    p = tmp_path / "t.txt"
+    p.write_text(text)
+    out = tmp_path / "run"
+    one_line_error(capsys, main(["train", "charlm", "--text", str(p), "--batch", "1", "--bptt", "2", "--hidden", "4",
+                                 "--emb", "2", "--layers", "1", "--out", str(out), "--no-progress"]), match)
+    assert not out.exists()  # nothing trained, nothing written

@@ -151,12 +151,24 @@ class CharLM:
 
     # ------------------------------------------------------------------ data
     def _set_text(self, text: str, vocab: Vocab) -> None:
-        self._splits = split_ids(vocab.encode(text, "text"))
-        n_train = len(self._splits["train"])
+        """Split the corpus; refused before any training: a vocabulary of one character (the loss is
+        0 at once, nothing to learn), a val or test split under 2 characters (nothing to evaluate),
+        a training split shorter than one batch x bptt window."""
+        if len(vocab) < 2:
+            raise UserError(f"text: has only one distinct character ({vocab.chars[0]!r}); a language model needs "
+                            f"at least 2 (there is nothing to predict)")
+        splits = split_ids(vocab.encode(text, "text"))
+        for split in ("val", "test"):
+            if len(splits[split]) < 2:
+                raise UserError(f"text: the {split} split has {len(splits[split])} character(s), too few to evaluate "
+                                f"(needs at least 2; the split is 90/5/5 of {len(text)} characters: use a text of "
+                                f"at least 40 characters)")
+        n_train = len(splits["train"])
         B, T = self.config.batch, self.config.bptt
         if (n_train - 1) // B < T:
             raise UserError(f"text: the training split has {n_train} characters, too few for batch {B} x "
                             f"bptt {T} (needs at least {B * T + 1}); use a longer text or smaller --batch/--bptt")
+        self._splits = splits
 
     def attach_text(self, text: str) -> None:
         """Give a loaded model its corpus again (must be the text it was trained on)."""
