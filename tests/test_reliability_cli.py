@@ -281,3 +281,13 @@ def test_small_split_and_one_character_vocabulary_refused_before_training(tmp_pa
     one_line_error(capsys, main(["train", "charlm", "--text", str(p), "--batch", "1", "--bptt", "2", "--hidden", "4",
                                  "--emb", "2", "--layers", "1", "--out", str(out), "--no-progress"]), match)
     assert not out.exists()  # nothing trained, nothing written
+
+
+def test_steps_0_plots_without_a_warning(tmp_path, text_file, capsys, recwarn):
+    pytest.importorskip("matplotlib")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning (matplotlib's legend one) fails the run
+        assert train(text_file, tmp_path / "run", "--steps", "0") == 0
+    captured = capsys.readouterr()
+    assert "Warning" not in captured.err and (tmp_path / "run" / "loss.png").read_bytes()[:4] == b"\x89PNG"

@@ -55,7 +55,10 @@ def plot_loss(log_path, png_path, title: str = "Training loss", ylabel: str = "l
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if train or val:
+        ax.legend()
+    else:  # e.g. --steps 0: an empty plot that says so (and no matplotlib warning about the legend)
+        ax.text(0.5, 0.5, "no steps logged yet", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     return _save(fig, png_path)
 
