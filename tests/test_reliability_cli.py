@@ -291,3 +291,31 @@ def test_steps_0_plots_without_a_warning(tmp_path, text_file, capsys, recwarn):
         assert train(text_file, tmp_path / "run", "--steps", "0") == 0
     captured = capsys.readouterr()
     assert "Warning" not in captured.err and (tmp_path / "run" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# ---------------------------------------------------------------- eval --text streams
+def test_eval_text_streams_in_chunks_with_the_same_numbers(tmp_path, text_file, capsys):
+    """``rnnkit eval --text`` reads the file in chunks (TextFile): exactly the numbers of the in-memory
+    evaluation, for the whole file and each split, multi-byte characters across chunk boundaries."""
+    from rnnkit.data.textfile import TextFile
+    from rnnkit.tasks.charlm import CharLM
+
+    text = "".join(f"é{w}ü€ " for w in text_file.read_text().split())  # 1-, 2- and 3-byte characters
+    p = tmp_path / "u.txt"
+    p.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))  # with a BOM, skipped
+    assert train(p, tmp_path / "run", "--steps", "2") == 0
+    ck = str(tmp_path / "run" / "last.safetensors")
+    lm = CharLM.load(ck)
+    for split in (None, "train", "val", "test"):
+        assert lm.evaluate_file(p, split) == lm.evaluate_text(text, split), split
+    f = TextFile(p, chunk_bytes=7)  # boundaries inside characters: readers still start at the right one
+    assert len(f) == len(text) and all(f.reader(k).read(50) == text[k : k + 50] for k in (0, 1, 5, 333, len(text) - 3))
+    capsys.readouterr()
+    assert main(["eval", ck, "--text", str(p), "--split", "val"]) == 0
+    ev = lm.evaluate_text(text, "val")
+    assert f"val split: {ev['chars']} chars, loss {ev['loss']:.4f}" in capsys.readouterr().out
+    # the whole file is checked before the evaluation starts: one line, nothing evaluated
+    p.write_text(text + "Q", encoding="utf-8")
+    one_line_error(capsys, main(["eval", ck, "--text", str(p)]), r"1 character\(s\) not in the model's vocabulary.*'Q'")
+    p.write_bytes(text.encode("utf-8")[:-2])  # cut inside the last character (the € before the final space)
+    one_line_error(capsys, main(["eval", ck, "--text", str(p)]), r"is not valid UTF-8 \(byte at offset \d+\)")

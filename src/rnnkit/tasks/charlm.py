@@ -26,6 +26,7 @@ predicted character.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -33,8 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.text import (DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_text, split_ids,
+from ..data.text import (DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_text, split_ids, split_ranges,
                          stdlib_corpus)
+from ..data.textfile import TextFile
 from ..errors import CheckpointError, UserError
 from ..io.memory import GATES, estimate_rnn_bytes, rnn_param_shapes
 from ..layers import LAYERS as CELLS
@@ -227,19 +229,29 @@ class CharLM:
             if split not in SPLITS:
                 raise UserError(f"split: expected one of {list(SPLITS)}, got {split!r}")
             ids = self.splits[split]
-        if len(ids) < 2:
-            raise UserError(f"{split}: needs at least 2 characters to evaluate, has {len(ids)}")
-        B = min(self.config.batch, len(ids) - 1)
-        L = (len(ids) - 1) // B
+        B, L = self._streams(len(ids), split)
         X = ids[: B * L].reshape(B, L).T  # (L, B) time-major streams
         Y = ids[1 : B * L + 1].reshape(B, L).T
+        T = self.config.bptt
+        return self._evaluate_windows(((X[p : p + T], Y[p : p + T]) for p in range(0, L, T)), B * L)
+
+    def _streams(self, n: int, split: str) -> tuple[int, int]:
+        """(B, L): ``n`` characters evaluated as B streams of L predictions (B <= batch)."""
+        if n < 2:
+            raise UserError(f"{split}: needs at least 2 characters to evaluate, has {n}")
+        B = min(self.config.batch, n - 1)
+        return B, (n - 1) // B
+
+    def _evaluate_windows(self, windows, count: int) -> dict:
+        """Mean loss over windows (x, y) of ids (t, B), the state carried from one to the next."""
         total, state = 0.0, None
-        for p in range(0, L, self.config.bptt):
-            logits, state = self.model(X[p : p + self.config.bptt], state)
+        for x, y in windows:
+            logits, state = self.model(x, state)
             logp = log_softmax(logits.astype(np.float64))
-            total -= float(np.take_along_axis(logp, Y[p : p + self.config.bptt, :, None], -1).sum())
-        loss = total / (B * L)
-        return {"loss": loss, "bpc": loss / math.log(2), "chars": B * L}
+            # y C-contiguous: the sum's order (and so its last bit) must not depend on where the ids came from
+            total -= float(np.take_along_axis(logp, np.ascontiguousarray(y)[:, :, None], -1).sum())
+        loss = total / count
+        return {"loss": loss, "bpc": loss / math.log(2), "chars": count}
 
     def evaluate_text(self, text: str, split: str | None = None) -> dict:
         """Loss and bits/char of this model on another text (characters must be in the vocabulary):
@@ -250,6 +262,36 @@ class CharLM:
         if split not in SPLITS:
             raise UserError(f"split: expected one of {list(SPLITS)}, got {split!r}")
         return self.evaluate(split, split_ids(ids)[split])
+
+    def evaluate_file(self, path, split: str | None = None, progress: bool = False) -> dict:
+        """:meth:`evaluate_text` of a file, streamed: the same numbers, but the file is read in chunks
+        (:class:`rnnkit.data.textfile.TextFile`: checked whole, characters included, before the
+        evaluation starts), never held in memory; ``progress``: a tqdm bar on stderr."""
+        from tqdm import tqdm
+
+        if split is not None and split not in SPLITS:
+            raise UserError(f"split: expected one of {list(SPLITS)}, got {split!r}")
+        f = TextFile(path, alphabet=self.vocab.chars)
+        a, b = (0, len(f)) if split is None else split_ranges(len(f))[split]
+        B, L = self._streams(b - a, split or "text")
+        T, encode = self.config.bptt, self.vocab.encode
+        with contextlib.ExitStack() as stack:
+            readers = [stack.enter_context(f.reader(a + j * L)) for j in range(B)]
+            bar = stack.enter_context(tqdm(total=B * L, unit="char", unit_scale=True, disable=not progress,
+                                           leave=False, dynamic_ncols=True))
+            last = [r.read(1) for r in readers]  # each stream's previous character: the next window's first input
+
+            def windows():
+                for p in range(0, L, T):
+                    t = min(T, L - p)
+                    ids = np.empty((t + 1, B), np.int32)
+                    for j, r in enumerate(readers):
+                        s = last[j] + r.read(t)
+                        ids[:, j], last[j] = encode(s), s[-1]
+                    bar.update(t * B)
+                    yield ids[:-1], ids[1:]
+
+            return self._evaluate_windows(windows(), B * L)
 
     def state_arrays(self) -> dict:
         return dict(self.model.params)
