@@ -1,6 +1,7 @@
 """Reliability through the command line, where a user meets it (docs/reliability.md): divergence,
 stop signals, one writer per --out, bad checkpoints and sizes, small splits and files.  Tiny
 trainings of a few steps; torch-free."""
+import json
 import os
 import re
 import signal
@@ -319,3 +320,27 @@ def test_eval_text_streams_in_chunks_with_the_same_numbers(tmp_path, text_file, 
     one_line_error(capsys, main(["eval", ck, "--text", str(p)]), r"1 character\(s\) not in the model's vocabulary.*'Q'")
     p.write_bytes(text.encode("utf-8")[:-2])  # cut inside the last character (the € before the final space)
     one_line_error(capsys, main(["eval", ck, "--text", str(p)]), r"is not valid UTF-8 \(byte at offset \d+\)")
+
+
+def test_files_follow_the_umask(tmp_path, text_file, capsys):
+    """Checkpoints, the trimmed metrics.jsonl and loss.png: 0o666 & ~umask (mkstemp alone gives 0600)."""
+    import shutil
+    out = tmp_path / "run"
+    old = os.umask(0o027)
+    try:
+        assert train(text_file, out, "--steps", "2") == 0
+        shutil.copy(out / "last.safetensors", out / "step2.safetensors")
+        assert main(["train", "charlm", "--resume", str(out / "last.safetensors"), "--steps", "4",
+                     "--no-progress"]) == 0
+        # resuming the older checkpoint rewrites (trims) metrics.jsonl
+        assert main(["train", "charlm", "--resume", str(out / "step2.safetensors"), "--steps", "3",
+                     "--no-progress"]) == 0
+    finally:
+        os.umask(old)
+    capsys.readouterr()
+    names = ["last.safetensors", "best.safetensors", "metrics.jsonl"]
+    if (out / "loss.png").exists():
+        names.append("loss.png")
+    modes = {n: oct(os.stat(out / n).st_mode & 0o777) for n in names}
+    assert set(modes.values()) == {oct(0o640)}, modes
+    assert max(json.loads(ln)["step"] for ln in (out / "metrics.jsonl").read_text().splitlines()) == 3
