@@ -14,11 +14,12 @@ FLOORS = (
     ("cells", ("rnnkit.cells",)),
     ("scan", ("rnnkit.scan",)),
     ("layers", ("rnnkit.layers",)),
-    ("nn/losses", ("rnnkit.nn", "rnnkit.losses", "rnnkit.optim", "rnnkit.data")),
-    ("io", ("rnnkit.io",)),
+    ("nn/losses", ("rnnkit.nn", "rnnkit.losses", "rnnkit.optim", "rnnkit.data", "rnnkit.attention", "rnnkit.encdec",
+                   "rnnkit.classifier", "rnnkit.decoding")),
+    ("io", ("rnnkit.io", "rnnkit.distributed")),
     ("train", ("rnnkit.train", "rnnkit.plots")),
     ("tasks", ("rnnkit.tasks",)),
-    ("diagnostics", ("rnnkit.diagnostics", "rnnkit.bench")),
+    ("diagnostics", ("rnnkit.diagnostics", "rnnkit.bench", "rnnkit.sweep")),
     ("cli", ("rnnkit.cli", "rnnkit.__main__")),
 )
 

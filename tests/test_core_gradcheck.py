@@ -4,7 +4,6 @@ import itertools
 import numpy as np
 import pytest
 
-import rnnkit
 from conftest import CELLS, LAYERS
 
 EPS = 1e-6
