@@ -231,10 +231,11 @@ def test_eval_text_with_split_evaluates_that_split_of_the_file(trained, text_fil
 
 
 def test_each_checkpoint_is_read_once(trained, text_file, capsys, monkeypatch):
-    """--resume, eval and sample read the checkpoint file once (one parse, one validation)."""
+    """--resume, eval and sample read the checkpoint's data once (one parse, one validation; before it,
+    rnnkit.train.guard reads the header alone to validate sizes and memory before anything is built)."""
     import collections
 
-    import rnnkit.train.state as state
+    import rnnkit.train.guard as state
 
     out, _ = trained
     ck = str(out / "last.safetensors")
