@@ -21,15 +21,6 @@ SRC = os.path.dirname(os.path.dirname(os.path.abspath(rnnkit.__file__)))
 SMALL = ["--hidden", "12", "--emb", "6", "--batch", "4", "--bptt", "12", "--layers", "1", "--no-progress"]
 
 
-@pytest.fixture
-def text_file(tmp_path):
-    rng = np.random.default_rng(0)
-    words = ["the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran\n"]
-    p = tmp_path / "t.txt"
-    p.write_text("".join(words[i] for i in rng.integers(0, len(words), 800)))
-    return p
-
-
 def one_line_error(capsys, rc, pattern) -> str:
     """rc 2, stderr one line ``rnnkit: error: ...`` matching ``pattern``, no traceback."""
     err = capsys.readouterr().err
