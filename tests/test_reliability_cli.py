@@ -217,7 +217,8 @@ def test_missing_optimizer_state_refuses_resume_unless_reset(tmp_path, text_file
     assert main(["train", "charlm", "--resume", ck, "--steps", "5", "--reset-optimizer", "--no-progress"]) == 0
     assert "optimizer state reset (--reset-optimizer)" in capsys.readouterr().out
     assert step_of(tmp_path / "run" / "last.safetensors") == 5
-    one_line_error(capsys, train(text_file, tmp_path / "new", "--reset-optimizer"), r"--reset-optimizer: only with --resume")
+    one_line_error(capsys, train(text_file, tmp_path / "new", "--reset-optimizer"),
+                   r"--reset-optimizer: only with --resume")
 
 
 @pytest.mark.parametrize("task", [["charlm", "--max-chars", "20000", "--hidden", "100000"],

@@ -8,9 +8,9 @@ machine's memory (before building it); ``--resume CKPT`` reads the checkpoint on
 before anything is built (``--reset-optimizer`` accepts a missing or mismatched optimizer
 state), continues in its directory (or ``--out``), takes the model settings from it and refuses
 a model flag that differs; SIGINT/SIGTERM/SIGHUP save and end with "interrupted: resume with
-..." and exit code 130/143/129; the loss curve is plotted once at the end.  A spec says what differs between tasks: its flags, how to
-build the task, its training defaults, what to print.  ``rnnkit eval CKPT`` finds the spec by the
-checkpoint's kind (:func:`eval_handler`).
+..." and exit code 130/143/129; the loss curve is plotted once at the end.  A spec says what
+differs between tasks: its flags, how to build the task, its training defaults, what to print.
+``rnnkit eval CKPT`` finds the spec by the checkpoint's kind (:func:`eval_handler`).
 """
 from __future__ import annotations
 
@@ -238,8 +238,8 @@ def _resumed(spec: TaskSpec, args, out: str):
 def _new(spec: TaskSpec, args, config, out: str):
     """(task, trainer) of a new run: memory checked before the model is built."""
     refuse_existing_checkpoint(out)
-    check_model_fits(spec.task_class, spec.planned_meta(config, args), train_config_from_args(args, spec.train_defaults),
-                     f"train {spec.name}: this model")
+    check_model_fits(spec.task_class, spec.planned_meta(config, args),
+                     train_config_from_args(args, spec.train_defaults), f"train {spec.name}: this model")
     try:
         task = spec.new_task(config, args)
     except ValueError as e:
@@ -258,7 +258,8 @@ def train_handler(spec: TaskSpec, args) -> int:
             config = spec.new_config(args)
         except ValueError as e:
             raise UserError(str(e)) from None
-    out = args.out or (os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join("runs", spec.name))
+    out = args.out or (os.path.dirname(os.path.abspath(args.resume)) if args.resume
+                       else os.path.join("runs", spec.name))
     with claimed(out) as lock:  # one writer for the whole command
         task, trainer = _resumed(spec, args, out) if args.resume else _new(spec, args, config, out)
         trainer.out_lock = lock
