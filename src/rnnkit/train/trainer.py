@@ -224,8 +224,8 @@ class Trainer:
                 elif cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.out_dir:
                     self.save(self.last_path)
                     run.saved_at = self.step
-            if run.stop and result.stop_reason != "interrupted":  # the signal came during the last evaluation
-                result.stop_reason, result.exit_code = "interrupted", run.stop.exit_code
+            if run.stop:  # also a signal during the last evaluation: the run was stopped, never exit 0
+                result.exit_code = run.stop.exit_code
             if (result.stop_reason == "time limit" and result.losses
                     and (not result.evals or result.evals[-1]["step"] != self.step)):
                 # a time limit ends the run between evaluations: evaluate where it stopped
