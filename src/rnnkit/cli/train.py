@@ -208,12 +208,13 @@ def add_task_parser(train_subparsers, spec: TaskSpec) -> None:
 
 
 @contextlib.contextmanager
-def claimed(out: str, what: str = "--out"):
-    """:func:`rnnkit.io.lock.claim_out_dir` for a whole command (yields the lock); a directory it
-    created and left empty (a run refused before writing anything) is removed again."""
+def claimed(out: str, what: str = "--out", targets=None):
+    """:func:`rnnkit.io.lock.claim_out_dir` for a whole command (yields the lock; ``targets``: the
+    names whose stray temp files may be removed, None: any); a directory it created and left empty
+    (a run refused before writing anything) is removed again."""
     created = not os.path.lexists(out)
     try:
-        with claim_out_dir(out, what) as lock:
+        with claim_out_dir(out, what, targets) as lock:
             yield lock
     finally:
         if created:
