@@ -204,3 +204,25 @@ def test_every_train_config_field_has_a_validated_flag(tmp_path, capsys):
         with pytest.raises(ValueError, match=rf"{field}: expected"):
             TrainConfig(**{field: bad})
     assert not (tmp_path / "x").exists()
+
+
+def test_eval_text_with_split_evaluates_that_split_of_the_file(trained, text_file, capsys):
+    """``eval CKPT --text FILE --split S``: the S split of FILE (90/5/5 like training), not the whole file."""
+    from rnnkit.data.text import split_ids
+    from rnnkit.tasks.charlm import CharLM
+
+    out, _ = trained
+    ck = str(out / "last.safetensors")
+    lm = CharLM.load(ck)
+    text = text_file.read_text()
+    for split in ("val", "test"):
+        ids = split_ids(lm.vocab.encode(text))[split]
+        want = lm.evaluate(split, ids)
+        assert main(["eval", ck, "--text", str(text_file), "--split", split]) == 0
+        line = capsys.readouterr().out.strip()
+        assert line == (f"{text_file} {split} split: {want['chars']} chars, loss {want['loss']:.4f} nats/char = "
+                        f"{want['bpc']:.3f} bits/char"), line
+    whole = lm.evaluate_text(text)
+    assert main(["eval", ck, "--text", str(text_file)]) == 0
+    assert capsys.readouterr().out.strip().startswith(f"{text_file}: {whole['chars']} chars, loss {whole['loss']:.4f}")
+    assert whole["chars"] > 2 * want["chars"]  # the whole file is not a split of it

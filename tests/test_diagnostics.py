@@ -148,7 +148,8 @@ def test_gradflow_padding_matches_unpadded_rows(rng):
 
 
 # ----------------------------------------------------------------------------- gate saturation
-from rnnkit.diagnostics.gates import SaturationCounter, gate_saturation, plot_saturation, write_saturation
+from rnnkit.diagnostics.gates import SaturationCounter, gate_saturation, write_saturation  # noqa: E402
+from rnnkit.plots import plot_saturation  # noqa: E402
 
 
 def test_saturation_counts_hand_built_activations():
@@ -209,7 +210,7 @@ def test_saturation_rejects_rnn():
 def test_adding_flow_same_loss_and_grads_as_the_task(rng):
     """The gradflow measurement runs the task's own loss: same value, same parameter gradients."""
     from rnnkit.data.longlag import adding_batch
-    from rnnkit.diagnostics.cli import adding_flow
+    from rnnkit.diagnostics.gradflow_experiment import adding_flow
     from rnnkit.tasks.longlag import AddingConfig, AddingTask
 
     task = AddingTask(AddingConfig(T=12, cell="lstm", hidden=5))
@@ -226,7 +227,8 @@ def test_adding_flow_same_loss_and_grads_as_the_task(rng):
 
 
 def test_gradflow_command_writes_csv_and_png(tmp_path):
-    from rnnkit.diagnostics.cli import GradFlowConfig, run_gradflow, plot_gradflow, write_gradflow_csv
+    from rnnkit.diagnostics.gradflow_experiment import GradFlowConfig, run_gradflow, write_gradflow_csv
+    from rnnkit.plots import plot_gradflow
     import csv
 
     cfg = GradFlowConfig(cells=("rnn", "lstm"), T=12, steps=2, batch=4, measure_batch=5, hidden=4,

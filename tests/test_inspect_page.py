@@ -150,7 +150,7 @@ def _args(**kw):
 
 def test_inspect_command_values_equal_the_model(tmp_path):
     """Page values: top layer h equals the layer's forward output; tanh(c) at the end equals the final state."""
-    from rnnkit.diagnostics.cli import inspect_main
+    from rnnkit.cli.diagnostics import inspect_main
 
     lm, ckpt, text_path = _tiny_lm(tmp_path)
     text = text_path.read_text()
@@ -169,7 +169,7 @@ def test_inspect_command_values_equal_the_model(tmp_path):
 
 
 def test_inspect_command_clear_errors(tmp_path):
-    from rnnkit.diagnostics.cli import inspect_main
+    from rnnkit.cli.diagnostics import inspect_main
     from rnnkit.errors import UserError
 
     _, ckpt, text_path = _tiny_lm(tmp_path, cell="gru")

@@ -202,7 +202,7 @@ def test_fit_learns_and_stops_when_solved(tmp_path):
     task = AddingTask(AddingConfig(T=11, hidden=8, batch=20, lr=1e-2, max_sequences=1600, eval_every=800))
     before = task.evaluate("val")["loss"]
     seen = []
-    res = task.fit(out_dir=tmp_path, progress=False, on_eval=lambda n, m: seen.append((n, m["loss"])))
+    res = task.fit(out_dir=tmp_path, progress=False, on_eval=lambda tr, rec: seen.append((tr.step * 20, rec["val_loss"])))
     assert [n for n, _ in seen] == [800, 1600] and res.sequences == 1600 and res.stop_reason == "max sequences"
     assert seen[-1][1] < min(before, 1 / 24) and res.test["correct"] + res.test["wrong"] == 2560
     assert (tmp_path / "last.safetensors").exists()

@@ -7,8 +7,7 @@ from .layers import GRU, LSTM, RNN, Recurrent
 from .losses import bce_with_logits, log_softmax, mse, softmax, softmax_cross_entropy
 from .module import Module
 from .nn import Embedding, Linear, Sigmoid
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "RNN", "LSTM", "GRU", "Recurrent", "RNNCell", "LSTMCell", "GRUCell", "HState", "LSTMState",

@@ -18,24 +18,17 @@ negative input-gate biases).
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
-import sys
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
-from ..errors import UserError
+from ..errors import TrainingDiverged, UserError
 from ..layers import LAYERS
-from ..optim import Adam, clip_grad_norm
-from ..tasks.longlag import ADDING_MAX_WRONG, ADDING_TEST_SIZE, AddingConfig, AddingTask, CopyConfig, CopyTask
+from ..tasks.longlag import (ADDING_MAX_WRONG, ADDING_TEST_SIZE, COPY_FACTOR, AddingConfig, AddingTask, CopyConfig,
+                             CopyTask)
+from ..train import Trainer, metrics_of
 
 TASKS = {"adding": (AddingTask, AddingConfig), "copy": (CopyTask, CopyConfig)}
 CELL_NAMES = tuple(LAYERS)
-#: "clearly below" the memoryless baseline
-COPY_FACTOR = 0.5
 #: Hochreiter & Schmidhuber 1997, Table 7 (adding problem, LSTM): T -> training sequences
 HS1997_ADDING = {100: 74_000, 500: 209_000}
 
@@ -99,50 +92,44 @@ class RunResult:
 
 
 def success(task: str, metrics: dict) -> bool:
-    """The criterion of the module docstring for one test evaluation."""
-    if task == "adding":
-        return metrics["wrong"] <= ADDING_MAX_WRONG
-    return metrics["loss"] < COPY_FACTOR * metrics["baseline"]
+    """The criterion of the module docstring for one test evaluation: the task's own ``solved``."""
+    return TASKS[task][0].solved(metrics)
 
 
 def run_one(task_name: str, config, log=None) -> RunResult:
-    """Train one model until the criterion holds or the budget is spent.
+    """Train one model with the Trainer until the criterion holds or the budget is spent.
 
     ``config`` is an AddingConfig/CopyConfig; the budget is ``config.max_sequences``,
     evaluation every ``config.eval_every`` sequences on the fixed test set.
-    ``log(dict)`` receives every evaluation.
+    ``log(dict)`` receives every evaluation (and the one before training).
     """
     task_class, _ = TASKS[task_name]
     task = task_class(config)
-    model = task.model
-    opt = Adam(model.params, model.grads, lr=config.lr)
-    grads = model.grads
-    rng = np.random.default_rng([config.seed, 3])
-    seen, next_eval, t0 = 0, config.eval_every, time.perf_counter()
-    metric, diverged = task.evaluate("test"), False
+    trainer = Trainer(task, task.train_config(progress=False), eval_split="test")
+    t0 = time.perf_counter()
+    head = dict(task=task_name, T=config.T, cell=config.cell, seed=config.seed)
+    state = {"metric": task.evaluate("test"), "solved_at": None}
     if log:
-        log(dict(task=task_name, T=config.T, cell=config.cell, seed=config.seed, sequences=0, **metric))
-    while seen < config.max_sequences:
-        batch, _ = task.train_batch(rng, None)
-        model.zero_grad()
-        loss, _, count = task.loss_and_backward(batch, None)
-        norm = clip_grad_norm(grads, config.clip)
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            diverged = True
-            break
-        opt.step()
-        seen += count
-        if seen >= next_eval or seen >= config.max_sequences:
-            next_eval += config.eval_every
-            metric = task.evaluate("test")
-            if log:
-                log(dict(task=task_name, T=config.T, cell=config.cell, seed=config.seed, sequences=seen,
-                         train_loss=loss, seconds=round(time.perf_counter() - t0, 1), **metric))
-            if success(task_name, metric):
-                return RunResult(task_name, config.T, config.cell, config.seed, seen, seen, metric,
-                                 time.perf_counter() - t0)
-    return RunResult(task_name, config.T, config.cell, config.seed, None, seen, metric,
-                     time.perf_counter() - t0, diverged)
+        log(dict(head, sequences=0, **state["metric"]))
+
+    def on_eval(tr, rec):
+        seen = tr.step * config.batch
+        state["metric"] = metrics_of(rec, "test")
+        if log:
+            log(dict(head, sequences=seen, train_loss=tr.last_loss, seconds=round(time.perf_counter() - t0, 1),
+                     **state["metric"]))
+        if success(task_name, state["metric"]):
+            state["solved_at"] = seen
+            return True
+        return False
+
+    diverged = False
+    try:
+        trainer.fit(on_eval=on_eval)
+    except TrainingDiverged:
+        diverged = True
+    return RunResult(task_name, config.T, config.cell, config.seed, state["solved_at"], trainer.step * config.batch,
+                     state["metric"], time.perf_counter() - t0, diverged)
 
 
 def _metric_text(r: RunResult) -> str:

@@ -1,31 +1,55 @@
-"""argparse types: each flag value checked on parsing, a one-line message naming what was expected."""
+"""argparse types: each flag value checked on parsing with the rules of :mod:`rnnkit.validate`
+(the same a config applies), a one-line message naming what was expected."""
 from __future__ import annotations
 
 import argparse
+import math
+
+from ..validate import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, Rule
 
 
-def _number(s: str, convert, ok, what: str, bad_value: str):
-    """argparse type: ``convert(s)`` that satisfies ``ok``, else a message naming what was expected."""
+def _arg_type(convert, rule: Rule, parse_what: str):
+    """argparse type: ``convert(s)`` satisfying ``rule``; else a message naming what was expected."""
+
+    def parse(s: str):
+        try:
+            v = convert(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {parse_what}, got {s!r}") from None
+        if not rule.ok(v):
+            raise argparse.ArgumentTypeError(f"expected {rule.what}, got {s!r}")
+        return v
+
+    return parse
+
+
+positive_int = _arg_type(int, POSITIVE_INT, POSITIVE_INT.what)
+nonneg_int = _arg_type(int, NONNEG_INT, NONNEG_INT.what)
+nonneg_float = _arg_type(float, NONNEG_NUMBER, "a number >= 0")
+positive_float = _arg_type(float, POSITIVE_NUMBER, "a number > 0")
+
+
+def forget_bias_arg(text: str):
+    """``--forget-bias``: a finite number, or 'none' (the initialisation's default bias)."""
+    if text.lower() == "none":
+        return None
     try:
-        v = convert(s)
+        v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
-    if not ok(v):
-        raise argparse.ArgumentTypeError(f"expected {bad_value}, got {s!r}")
+        v = math.nan
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number or 'none', got {text!r}")
     return v
 
 
-def positive_int(s: str) -> int:
-    return _number(s, int, lambda v: v >= 1, "a positive integer", "a positive integer")
+def comma_list(value, allowed: tuple, flag: str, what: str = "bench") -> tuple:
+    """``--flag a,b`` -> ("a", "b"), each one of ``allowed`` (None: all of them)."""
+    from ..errors import UserError
 
-
-def nonneg_int(s: str) -> int:
-    return _number(s, int, lambda v: v >= 0, "an integer >= 0", "an integer >= 0")
-
-
-def nonneg_float(s: str) -> float:
-    return _number(s, float, lambda v: 0 <= v < float("inf"), "a number >= 0", "a finite number >= 0")
-
-
-def positive_float(s: str) -> float:
-    return _number(s, float, lambda v: 0 < v < float("inf"), "a number > 0", "a finite number > 0")
+    if value is None:
+        return allowed
+    items = tuple(value.split(","))
+    bad = [v for v in items if v not in allowed]
+    if bad:
+        raise UserError(f"{what}: {flag} expects a comma list of {', '.join(allowed)}, got {bad[0]!r}")
+    return items

@@ -10,14 +10,14 @@ from ..bench import speed
 from ..bench.longlag import LongLagBenchConfig, run_bench, table
 from ..bench.speed import CELLS, SUITES, BenchConfig, run_speed, write_results
 from ..errors import UserError
-from .args import nonneg_float, positive_int
+from .args import comma_list, nonneg_float, positive_int
 
 
 def _handler(args) -> int:
     if args.suite == "longlag":
         return longlag_main(args)
-    cells = _comma_list(args.cells, CELLS, "--cells")
-    sections = _comma_list(args.sections, BenchConfig.sections, "--sections")
+    cells = comma_list(args.cells, CELLS, "--cells")
+    sections = comma_list(args.sections, BenchConfig.sections, "--sections")
     if args.gap > 10:
         raise UserError(f"bench: --gap must be between 0 and 10 seconds, got {args.gap}")
     cfg = BenchConfig(quick=args.quick, cells=cells, repeats=args.repeats, torch_threads=args.torch_threads,
@@ -28,17 +28,6 @@ def _handler(args) -> int:
     print(md)
     print(f"results: {path}", file=sys.stderr)
     return 0
-
-
-def _comma_list(value, allowed: tuple, flag: str) -> tuple:
-    """``--flag a,b`` -> ("a", "b"), each one of ``allowed`` (None: all of them)."""
-    if value is None:
-        return allowed
-    items = tuple(value.split(","))
-    bad = [v for v in items if v not in allowed]
-    if bad:
-        raise UserError(f"bench: {flag} expects a comma list of {', '.join(allowed)}, got {bad[0]!r}")
-    return items
 
 
 def add_arguments(p) -> None:
@@ -62,7 +51,7 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=BenchConfig.seed)
 
 
-def register_cli(root_subparsers, train_subparsers=None) -> None:
+def register(root_subparsers) -> None:
     """Add ``rnnkit bench [suite]`` to the CLI."""
     p = root_subparsers.add_parser("bench", help="benchmarks: speed vs PyTorch (needs torch), long-lag tasks",
                                    description=speed.__doc__.split("\n\n")[0])

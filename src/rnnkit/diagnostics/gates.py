@@ -45,6 +45,8 @@ class GateSaturation:
     right: np.ndarray
     steps: int
     num_directions: int = 1
+    low = LOW  # the thresholds (class constants, not fields)
+    high = HIGH
 
     def rows(self) -> list[dict]:
         """One dict per unit: layer, direction, gate, unit, left, right."""
@@ -140,33 +142,3 @@ def write_saturation(sat: GateSaturation, csv_path, json_path=None) -> None:
     if json_path is not None:
         with open(json_path, "w") as f:
             json.dump(sat.summary(), f, indent=2)
-
-
-def plot_saturation(sat: GateSaturation, path, title: str = "Gate saturation") -> None:
-    """Scatter PNG, one panel per (layer, direction): x = fraction < 0.1, y = fraction > 0.9."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    LD = sat.left.shape[0]
-    fig, axes = plt.subplots(1, LD, figsize=(4.2 * LD, 4.2), squeeze=False)
-    colours = {"i": "tab:blue", "f": "tab:green", "o": "tab:red", "r": "tab:purple", "z": "tab:orange"}
-    names = {"i": "input gate i", "f": "forget gate f", "o": "output gate o", "r": "reset gate r",
-             "z": "update gate z"}
-    for k, ax in enumerate(axes[0]):
-        for gi, g in enumerate(sat.gates):
-            ax.scatter(sat.left[k, gi], sat.right[k, gi], s=14, alpha=0.7, color=colours[g], label=names[g])
-        ax.plot([0, 1], [1, 0], color="0.8", lw=0.8, zorder=0)
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_aspect("equal")
-        d = " (reverse)" if k % sat.num_directions else ""
-        ax.set_title(f"layer {k // sat.num_directions + 1}{d}")
-        ax.set_xlabel(f"fraction of steps left-saturated (gate < {LOW})")
-        ax.set_ylabel(f"fraction of steps right-saturated (gate > {HIGH})")
-        ax.legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"{title} (counted over {sat.steps:,} time steps)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

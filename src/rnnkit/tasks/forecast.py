@@ -31,17 +31,13 @@ from ..data.series import (
     Normalizer, load_csv_column, mackey_glass, naive_forecast, rmse_mae, split_bounds, split_windows,
 )
 from ..errors import CheckpointError, UserError
-from ..layers import LAYERS
 from ..losses import mse
-from ..train import Trainer, TrainConfig, load_task, save_task
+from ..train import Trainer, TrainConfig, load_task, metrics_of, save_task
+from ..train.state import read_checkpoint, unprefixed
+from ..validate import NONNEG_INT, POSITIVE_INT, check, check_fields
 from .readout import Readout, check_cell
 
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
-
-
-def _pos_int(name, v):
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -65,10 +61,8 @@ class ForecastConfig:
     column: str | None = None
 
     def __post_init__(self):
-        for name in ("window", "horizon", "hidden", "layers", "batch", "series_length"):
-            _pos_int(name, getattr(self, name))
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed: expected an integer >= 0, got {self.seed!r}")
+        check_fields(self, POSITIVE_INT, "window", "horizon", "hidden", "layers", "batch", "series_length")
+        check("seed", self.seed, NONNEG_INT)
         check_cell(self.cell)
 
 
@@ -95,6 +89,7 @@ class Forecaster:
 
     kind = "forecast"
     count_unit = "seqs"
+    config_class = ForecastConfig
 
     def __init__(self, config: ForecastConfig | None = None, series: np.ndarray | None = None,
                  normalizer: Normalizer | None = None):
@@ -214,7 +209,7 @@ class Forecaster:
 
         Training settings: :data:`FORECAST_TRAIN` with ``steps``, ``seed=config.seed``
         and any other TrainConfig field given as keyword (``lr=``, ``progress=False``...).
-        ``on_eval(step, metrics)`` after every evaluation.  ``trainer`` (from
+        ``on_eval(trainer, record)`` after every evaluation (rnnkit.train.task).  ``trainer`` (from
         ``Trainer.resume``) continues a saved run instead; when no evaluation of this call
         beats the run's best val loss so far, the best parameters are read back from the
         trainer's ``best.safetensors`` (or ``best_checkpoint``, e.g. the one next to the
@@ -231,11 +226,10 @@ class Forecaster:
         best = {"loss": trainer.best_val, "params": None}
 
         def hook(tr, rec):
-            metrics = {k[len("val_"):]: v for k, v in rec.items() if k.startswith("val_")}
-            if metrics["loss"] < best["loss"]:  # the Trainer's rule for a new best (and best.safetensors)
-                best.update(loss=metrics["loss"], params=self.state_arrays())
-            if on_eval is not None:
-                on_eval(tr.step, metrics)
+            loss = metrics_of(rec)["loss"]
+            if loss < best["loss"]:  # the Trainer's rule for a new best (and best.safetensors)
+                best.update(loss=loss, params=self.state_arrays())
+            return on_eval(tr, rec) if on_eval is not None else None
 
         result = trainer.fit(hook)
         if best["params"] is not None:
@@ -247,16 +241,13 @@ class Forecaster:
     def _load_best(self, best_val: float, *paths) -> bool:
         """Load the parameters of the first checkpoint in ``paths`` whose training state records
         ``best_val`` as its best val loss (a best.safetensors written at that evaluation)."""
-        from ..io.checkpoint import load_checkpoint
-        from ..train import _unprefix
-
         for p in paths:
             if p is None or not os.path.exists(p):
                 continue
-            arrays, meta = load_checkpoint(p, kind=self.kind)
+            arrays, meta = read_checkpoint(p, type(self))
             saved = meta.get("train", {}).get("best_val") if isinstance(meta.get("train"), dict) else None
             if saved is not None and float(saved) == best_val:
-                self.model.load_params(_unprefix(arrays, "task"))
+                self.model.load_params(unprefixed(arrays, "task"))
                 return True
         return False
 
@@ -267,201 +258,3 @@ class Forecaster:
     @classmethod
     def load(cls, path) -> "Forecaster":
         return load_task(path, cls)
-
-
-# ----------------------------------------------------------------------------- plot
-def plot_forecast(f: Forecaster, png_path, split: str = "test", max_points: int = 400):
-    """PNG of truth vs the model's horizon-1 (and horizon-K) forecasts and the naive one on ``split``.
-
-    Returns the path, or None when matplotlib is not installed.
-    """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    X, Y = f.splits[split]
-    X, Y = X[:max_points], Y[:max_points]
-    P = f.predict_windows(X)
-    K = f.config.horizon
-    t = np.arange(len(Y))  # time of the first target of each window
-    fig = Figure(figsize=(9, 6), dpi=110)
-    FigureCanvasAgg(fig)
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    truth = np.concatenate([Y[:, 0], Y[-1, 1:]])  # values at times 0 .. len(Y) + K - 2
-    top.plot(np.arange(len(truth)), truth, color="black", lw=1.5, label="truth")
-    top.plot(t + K - 1, P[:, -1], color="tab:blue", lw=1, label=f"model, {K} step{'s' * (K > 1)} ahead")
-    top.plot(t + K - 1, X[:, -1], color="tab:gray", lw=1, ls="--", label=f"naive (last value), {K} ahead")
-    top.set_ylabel(f.config.column or "value")
-    src = os.path.basename(f.config.csv) if f.config.csv else "Mackey-Glass (tau=17)"
-    top.set_title(f"{src}: {f.config.cell.upper()} forecast vs truth ({split} split)")
-    top.legend(loc="upper right", fontsize=8)
-    for k, color in ((0, "tab:blue"), (K - 1, "tab:green"))[: 1 + (K > 1)]:
-        bottom.plot(t + k, P[:, k] - Y[:, k], color=color, lw=1, label=f"model error, {k + 1} ahead")
-    bottom.plot(t, X[:, -1] - Y[:, 0], color="tab:gray", lw=1, ls="--", label="naive error, 1 ahead")
-    bottom.axhline(0, color="black", lw=0.5)
-    bottom.set_xlabel("time step")
-    bottom.set_ylabel("forecast - truth")
-    bottom.legend(loc="upper right", fontsize=8)
-    for ax in (top, bottom):
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = os.fspath(png_path) + ".tmp.png"
-    fig.savefig(tmp)
-    os.replace(tmp, png_path)
-    return os.fspath(png_path)
-
-
-# ----------------------------------------------------------------------------- command line
-EVAL_KINDS = ("forecast",)
-
-_MODEL_FLAGS = (  # (flag, ForecastConfig field, help); types come from rnnkit.cli
-    ("--csv", "csv", "CSV file with a header row (default: the Mackey-Glass series, generated)"),
-    ("--column", "column", "numeric column of --csv to forecast"),
-    ("--horizon", "horizon", "K: number of future steps forecast at once"),
-    ("--window", "window", "W: past values the model reads"),
-    ("--cell", "cell", "recurrent cell"),
-    ("--hidden", "hidden", "hidden units"),
-    ("--layers", "layers", "stacked recurrent layers"),
-    ("--batch", "batch", "windows per optimizer step"),
-    ("--series-length", "series_length", "Mackey-Glass samples when no --csv"),
-)
-
-
-def _report(ev: dict, K: int) -> list[str]:
-    ratio = ev["naive_rmse_h1"] / ev["rmse_h1"] if ev["rmse_h1"] > 0 else float("inf")
-    cols = [("RMSE", "rmse"), ("MAE", "mae")] + ([("RMSE h=1", "rmse_h1"), (f"RMSE h={K}", "rmse_hK")] if K > 1 else [])
-    lines = [f"{'':>18}" + "".join(f"{c:>11}" for c, _ in cols)]
-    for label, p in (("model", ""), ("naive last value", "naive_")):
-        lines.append(f"{label:>18}" + "".join(f"{ev[p + k]:>11.5f}" for _, k in cols))
-    lines.append(f"horizon 1: model RMSE {ratio:.1f}x below the naive baseline")
-    return lines
-
-
-def _source(c: ForecastConfig) -> str:
-    return f"{c.csv} column {c.column!r}" if c.csv else f"Mackey-Glass tau=17 ({c.series_length} samples)"
-
-
-def _train_handler(args) -> int:
-    from ..cli import refuse_existing_checkpoint, refuse_model_changes, train_config_from_args
-    from ..train import plot_metrics
-
-    if args.resume:
-        out = args.out or os.path.dirname(os.path.abspath(args.resume))
-        trainer = Trainer.resume(args.resume, Forecaster, out_dir=out)
-        f = trainer.task
-        refuse_model_changes(f.config, {name: getattr(args, name) for _, name, _ in _MODEL_FLAGS
-                                        if getattr(args, name) is not None})
-        trainer.config = train_config_from_args(args, trainer.config)  # fit() rebuilds schedule and optimizer from it
-        f.attach(default_series(f.config), name=_source(f.config))
-        print(f"resuming {args.resume} at step {trainer.step} of {trainer.config.steps}")
-    else:
-        given = {name: getattr(args, name) for _, name, _ in _MODEL_FLAGS if getattr(args, name) is not None}
-        if args.seed is not None:
-            given["seed"] = args.seed
-        if "column" in given and "csv" not in given:
-            raise UserError("--column needs --csv (the file to read the column from)")
-        try:
-            config = ForecastConfig(**given)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        out = args.out or os.path.join("runs", "forecast")
-        refuse_existing_checkpoint(out)
-        f = Forecaster(config, default_series(config))
-        base = dataclasses.replace(FORECAST_TRAIN, seed=config.seed)
-        trainer = Trainer(f, train_config_from_args(args, base), out)
-    c, s, tc = f.config, f.splits, trainer.config
-    print(f"series: {_source(c)}: {len(f.series)} values; windows train/val/test "
-          f"{len(s['train'].X)}/{len(s['val'].X)}/{len(s['test'].X)} (W={c.window}, K={c.horizon})")
-    print(f"model: {c.cell.upper()} {c.layers}x{c.hidden} -> Linear({c.hidden}, {c.horizon}), "
-          f"{f.model.num_params():,} parameters; {tc.optimizer} lr {tc.lr} ({tc.schedule}), clip {tc.clip}, "
-          f"batch {c.batch}, {tc.steps} steps")
-
-    def report(step, m):
-        from tqdm import tqdm
-
-        tqdm.write(f"step {step:>6}  val loss {m['loss']:.6f}  RMSE {m['rmse']:.5f} (naive {m['naive_rmse']:.5f})")
-
-    resumed_best = os.path.join(os.path.dirname(os.path.abspath(args.resume)), "best.safetensors") if args.resume else None
-    result = f.fit(trainer=trainer, on_eval=report, best_checkpoint=resumed_best)
-    print(f"stopped at step {result.step} ({result.stop_reason}) after {result.seconds:.0f} s; "
-          f"best val loss {result.best_val:.6f} (normalised MSE)")
-    if result.stop_reason == "interrupted":
-        print(f"interrupted: resume with  rnnkit train forecast --resume {result.checkpoint}")
-    ev = f.evaluate("test")
-    print(f"test split ({int(ev['windows'])} windows), original units, model with the best val loss:")
-    print("\n".join(_report(ev, c.horizon)))
-    path = os.path.join(trainer.out_dir, "forecast.safetensors")
-    f.save(path)
-    print(f"model: {path}  (training checkpoint: {result.checkpoint})")
-    png = plot_forecast(f, os.path.join(trainer.out_dir, "forecast.png"))
-    print(f"forecast plot: {png}" if png else "forecast plot: not written (matplotlib is not installed; "
-          "pip install matplotlib)")
-    got = plot_metrics(trainer.log_path, os.path.join(trainer.out_dir, "loss.png"), title="forecast training",
-                       ylabel="MSE (normalised units)")
-    if got:
-        print(f"loss curve: {got}")
-    return 0
-
-
-def _forecast_handler(args) -> int:
-    from ..data.series import make_windows
-
-    f = Forecaster.load(args.checkpoint)
-    column = args.column or f.config.column
-    if column is None:
-        raise UserError("--column is required (the model was trained on Mackey-Glass, so it names no column)")
-    series = load_csv_column(args.csv, column)
-    c = f.config
-    if len(series) < c.window:
-        raise UserError(f"{args.csv}: column {column!r} has {len(series)} values, fewer than the model's "
-                        f"window W = {c.window}")
-    nxt = f.predict(series)
-    print(f"next {c.horizon} value(s) after the last of {len(series)} in {args.csv} column {column!r}:")
-    print("  " + "  ".join(f"{v:.6g}" for v in nxt))
-    X, Y = make_windows(series, c.window, c.horizon)
-    if len(X):
-        r, m = rmse_mae(f.predict_windows(X), Y)
-        nr, nm = rmse_mae(naive_forecast(X, c.horizon), Y)
-        print(f"backtest on its {len(X)} windows: RMSE {np.sqrt(np.mean(r**2)):.6g} MAE {m.mean():.6g}  "
-              f"(naive last value: RMSE {np.sqrt(np.mean(nr**2)):.6g} MAE {nm.mean():.6g})")
-    return 0
-
-
-def eval_checkpoint(path, meta, args) -> int:
-    """``rnnkit eval CKPT [--split S]`` for a forecast checkpoint: its own series, re-read or regenerated."""
-    if args.text:
-        raise UserError("eval --text is for char-LMs; forecast new data with: rnnkit forecast CKPT --csv FILE")
-    f = load_task(path, Forecaster)
-    f.attach(default_series(f.config), name=_source(f.config))
-    ev = f.evaluate(args.split)
-    print(f"{_source(f.config)}, {args.split} split ({int(ev['windows'])} windows), original units:")
-    print("\n".join(_report(ev, f.config.horizon)))
-    return 0
-
-
-def register_cli(root_subparsers, train_subparsers) -> None:
-    """``rnnkit train forecast`` and ``rnnkit forecast CKPT --csv FILE``."""
-    from ..cli import add_train_args, positive_int
-
-    d = ForecastConfig()
-    p = train_subparsers.add_parser(
-        "forecast", help="multi-step forecasting of a univariate series",
-        description="Train a recurrent forecaster (chronological 70/15/15 split, statistics from train). "
-                    "Reports test RMSE/MAE next to the naive last-value forecast; writes forecast.png.")
-    for flag, name, h in _MODEL_FLAGS:
-        kw = {"choices": tuple(LAYERS)} if name == "cell" else {}
-        typ = str if name in ("csv", "column", "cell") else positive_int
-        default = getattr(d, name)
-        p.add_argument(flag, dest=name, type=typ, default=None,
-                       help=h + ("" if default is None else f" (default {default})"), **kw)
-    add_train_args(p, FORECAST_TRAIN)
-    p.set_defaults(func=_train_handler)
-
-    q = root_subparsers.add_parser("forecast", help="forecast the next values of a CSV column with a trained model",
-                                   description="Forecast the next K values after the end of a CSV column "
-                                               "and backtest the model on all its windows.")
-    q.add_argument("checkpoint", metavar="CKPT", help="forecast.safetensors (or last.safetensors) of a forecast run")
-    q.add_argument("--csv", required=True, help="CSV file with a header row")
-    q.add_argument("--column", help="column to forecast (default: the one the model was trained on)")
-    q.set_defaults(func=_forecast_handler)

@@ -6,7 +6,7 @@ MSE against 0.5 + (X1 + X2)/4.  ``CopyTask(config)``: Recurrent over one-hot
 inputs -> Linear(H, 10) at every step; loss mean softmax cross-entropy over
 all T + 20 outputs.  Data definitions: :mod:`rnnkit.data.longlag`.
 
-Both follow the Task protocol of :mod:`rnnkit.train` (i.i.d. batches, no carry):
+Both follow the Task contract of :mod:`rnnkit.train.task` (i.i.d. batches, no carry):
 ``train_batch(rng, carry)``, ``loss_and_backward(batch, carry)``,
 ``evaluate(split)``, ``state_arrays()``, ``meta()``, ``from_checkpoint``, and
 ``solved(metrics)`` that says when to stop.  ``task.fit(out_dir)`` trains with
@@ -23,31 +23,25 @@ MSE plateau 1/24 at T=100), Adam, gradient-norm clipping at 1.
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..cells import sigmoid
-from ..cli import nonneg_int, positive_float, positive_int
-from ..errors import CheckpointError
-from ..layers import LAYERS
-from ..losses import mse, softmax_cross_entropy
 from ..data.longlag import (
     COPY_CLASSES, COPY_LENGTH, AddingBatch, adding_batch, adding_correct, copy_baseline, copy_batch, one_hot,
 )
-from ..train import Trainer, TrainConfig
+from ..errors import CheckpointError
+from ..losses import mse, softmax_cross_entropy
+from ..train import Trainer, TrainConfig, metrics_of
+from ..validate import FINITE_OR_NONE, NONNEG_INT, POSITIVE_INT, POSITIVE_NUMBER, check, check_fields
 from .readout import Readout, check_cell
 
 #: H&S 1997: the test set has 2560 sequences; solved when at most 3 are wrong
 ADDING_TEST_SIZE, ADDING_MAX_WRONG = 2560, 3
-
-
-def _check_positive_int(name, v):
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+#: the copy task is solved when the loss is "clearly below" the memoryless baseline: < 0.5 x baseline
+COPY_FACTOR = 0.5
 
 
 @dataclass(frozen=True)
@@ -67,18 +61,11 @@ class LongLagConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("T", "hidden", "layers", "batch", "max_sequences", "eval_every"):
-            _check_positive_int(name, getattr(self, name))
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed: expected an integer >= 0, got {self.seed!r}")
+        check_fields(self, POSITIVE_INT, "T", "hidden", "layers", "batch", "max_sequences", "eval_every")
+        check("seed", self.seed, NONNEG_INT)
         check_cell(self.cell)
-        for name in ("lr", "clip"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not (math.isfinite(v) and v > 0):
-                raise ValueError(f"{name}: expected a finite number > 0, got {v!r}")
-        fb = self.forget_bias
-        if fb is not None and (not isinstance(fb, (int, float)) or isinstance(fb, bool) or not math.isfinite(fb)):
-            raise ValueError(f"forget_bias: expected a finite number or None, got {fb!r}")
+        check_fields(self, POSITIVE_NUMBER, "lr", "clip")
+        check("forget_bias", self.forget_bias, FINITE_OR_NONE)
 
     @property
     def steps(self) -> int:
@@ -105,7 +92,7 @@ class CopyConfig(LongLagConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_positive_int("eval_size", self.eval_size)
+        check("eval_size", self.eval_size, POSITIVE_INT)
 
 
 @dataclass
@@ -161,7 +148,8 @@ class _LongLagTask:
     def fit(self, out_dir=None, progress: bool = True, on_eval=None, trainer: Trainer | None = None) -> LongLagResult:
         """Train until solved (checked on the val set at every evaluation) or max_sequences.
 
-        ``on_eval(sequences, metrics)`` is called after every evaluation.  With
+        ``on_eval(trainer, record)`` is called after every evaluation (rnnkit.train.task;
+        training sequences so far: ``trainer.step * config.batch``).  With
         ``out_dir``, checkpoints (last/best.safetensors) and metrics.jsonl go there.
         ``trainer`` (from ``Trainer.resume``) continues a saved run.
         """
@@ -169,10 +157,9 @@ class _LongLagTask:
         batch = self.config.batch
 
         def hook(tr, rec):
-            metrics = {k[len("val_"):]: v for k, v in rec.items() if k.startswith("val_")}
             if on_eval is not None:
-                on_eval(tr.step * batch, metrics)
-            return self.solved(metrics)  # True ends Trainer.fit (after this evaluation's checkpoint)
+                on_eval(tr, rec)
+            return self.solved(metrics_of(rec))  # True ends Trainer.fit (after this evaluation's checkpoint)
 
         t0 = time.perf_counter()
         reason = trainer.fit(hook).stop_reason
@@ -247,7 +234,8 @@ class AddingTask(_LongLagTask):
         n = len(b.target)
         return {"loss": loss, "correct": float(correct), "wrong": float(n - correct), "accuracy": correct / n}
 
-    def solved(self, metrics: dict) -> bool:
+    @staticmethod
+    def solved(metrics: dict) -> bool:
         """The paper's criterion: at most 3 of 2560 sequences with |error| >= 0.04."""
         return metrics["wrong"] <= ADDING_MAX_WRONG
 
@@ -289,135 +277,8 @@ class CopyTask(_LongLagTask):
         recall = logits[-COPY_LENGTH:].argmax(-1) == b.target[-COPY_LENGTH:]
         return {"loss": loss, "baseline": copy_baseline(self.config.T), "recall_accuracy": float(recall.mean())}
 
-    def solved(self, metrics: dict) -> bool:
-        """Every recalled symbol right on 99% of the evaluation set's positions."""
-        return metrics["recall_accuracy"] >= 0.99
-
-
-# ----------------------------------------------------------------------------- command line
-def forget_bias_arg(text: str):
-    import argparse
-
-    if text.lower() == "none":
-        return None
-    try:
-        v = float(text)
-    except ValueError:
-        v = math.nan
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a finite number or 'none', got {text!r}")
-    return v
-
-
-_CLI_FIELDS = (  # (flag, config field, type, help); model/data fields, then the training ones (_TRAIN_FIELDS)
-    ("--T", "T", positive_int, "minimal sequence length (adding: T..T+T/10) / delay (copy)"),
-    ("--cell", "cell", str, "recurrent cell: lstm, gru or rnn"),
-    ("--hidden", "hidden", positive_int, "hidden units"),
-    ("--layers", "layers", positive_int, "stacked recurrent layers"),
-    ("--batch", "batch", positive_int, "sequences per optimizer step"),
-    ("--lr", "lr", positive_float, "Adam learning rate"),
-    ("--forget-bias", "forget_bias", forget_bias_arg, "LSTM forget-gate / GRU update-gate bias ('none': init default)"),
-    ("--clip", "clip", positive_float, "gradient-norm clipping threshold"),
-    ("--max-sequences", "max_sequences", positive_int, "stop after this many training sequences if not solved"),
-    ("--eval-every", "eval_every", positive_int, "evaluate on the val set every N training sequences"),
-    ("--seed", "seed", nonneg_int, "seed of weights, data and evaluation sets"),
-)
-#: fields that only steer training: ``--resume`` applies them; the others must match the checkpoint
-_TRAIN_FIELDS = ("lr", "clip", "max_sequences", "eval_every")
-
-
-def _add_parser(train_subparsers, task_cls, help_text):
-    import argparse
-
-    defaults = task_cls.config_class()
-    p = train_subparsers.add_parser(task_cls.kind, help=help_text, description=help_text)
-    for flag, name, typ, h in _CLI_FIELDS:
-        kw = {"choices": tuple(LAYERS)} if name == "cell" else {}
-        # not given: no attribute (a new run takes the config's default, --resume the checkpoint's value)
-        p.add_argument(flag, dest=name, type=typ, default=argparse.SUPPRESS,
-                       help=f"{h} (default {getattr(defaults, name)})", **kw)
-    p.add_argument("--out", help=f"directory for checkpoints, metrics.jsonl and loss.png (default runs/{task_cls.kind})")
-    p.add_argument("--resume", metavar="CKPT", help="continue a run from its last.safetensors")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=lambda args: _train_handler(task_cls, args))
-
-
-def _describe(task, metrics: dict) -> str:
-    if task.kind == "adding":
-        n = int(metrics["correct"] + metrics["wrong"])
-        return (f"mse {metrics['loss']:.5f}  correct {int(metrics['correct'])}/{n} "
-                f"({100 * metrics['accuracy']:.2f}%)")
-    return (f"loss {metrics['loss']:.4f} nats (memoryless baseline {metrics['baseline']:.4f})  "
-            f"recall accuracy {100 * metrics['recall_accuracy']:.2f}%")
-
-
-def _train_handler(task_cls, args) -> int:
-    from tqdm import tqdm
-
-    from ..cli import refuse_existing_checkpoint, refuse_model_changes
-    from ..errors import UserError
-    from ..train import plot_metrics
-
-    given = {name: getattr(args, name) for _, name, _, _ in _CLI_FIELDS if hasattr(args, name)}
-    if args.resume:
-        out = args.out or os.path.dirname(os.path.abspath(args.resume))
-        trainer = Trainer.resume(args.resume, task_cls, out_dir=out)
-        task = trainer.task
-        refuse_model_changes(task.config, {k: v for k, v in given.items() if k not in _TRAIN_FIELDS})
-        try:  # the training flags given override the checkpoint's (recorded in the next checkpoint)
-            task.config = dataclasses.replace(task.config, **{k: v for k, v in given.items() if k in _TRAIN_FIELDS})
-            trainer.config = dataclasses.replace(trainer.config, **task.train_fields(), progress=not args.no_progress)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        print(f"resuming {task.kind} from {args.resume} at {trainer.step * task.config.batch:,} sequences")
-    else:
-        fields = given
-        try:
-            config = task_cls.config_class(**fields)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        out = args.out or os.path.join("runs", task_cls.kind)
-        refuse_existing_checkpoint(out)
-        task = task_cls(config)
-        trainer = Trainer(task, task.train_config(progress=not args.no_progress), out)
-    c = task.config
-    print(f"{task.kind} T={c.T}: {c.cell.upper()} {c.layers}x{c.hidden}, batch {c.batch}, Adam lr {c.lr}, "
-          f"clip {c.clip}, forget bias {c.forget_bias}, seed {c.seed}; {task.model.num_params():,} parameters; "
-          f"at most {c.max_sequences:,} sequences")
-
-    def on_eval(seqs, metrics):
-        tqdm.write(f"{seqs:>10,} sequences  val {_describe(task, metrics)}")
-
-    res = task.fit(on_eval=on_eval, trainer=trainer)
-    state = "solved" if res.stop_reason == "solved" else f"not solved ({res.stop_reason})"
-    print(f"{state} after {res.sequences:,} training sequences ({res.steps:,} steps, {res.seconds:.0f} s)")
-    print(f"test: {_describe(task, res.test)}")
-    print(f"checkpoint: {res.checkpoint}")
-    if res.stop_reason == "interrupted":
-        print(f"interrupted: resume with  rnnkit train {task.kind} --resume {res.checkpoint}")
-    got = plot_metrics(trainer.log_path, os.path.join(trainer.out_dir, "loss.png"), title=f"{task.kind} T={c.T}",
-                       ylabel="MSE" if task.kind == "adding" else "cross-entropy (nats per output)")
-    print(f"loss curve: {got}" if got else "loss curve: not plotted (matplotlib is not installed)")
-    return 0
-
-
-EVAL_KINDS = ("adding", "copy")
-
-
-def eval_checkpoint(path, meta, args) -> int:
-    """``rnnkit eval CKPT [--split val|test]``: the fixed evaluation sets regenerate from the seed."""
-    from ..errors import UserError
-    from ..train import load_task
-
-    if args.text or args.split == "train":
-        raise UserError(f"eval: a {meta.get('kind')} checkpoint is evaluated on its fixed 'val' or 'test' set "
-                        f"(--split val|test), not on {'a file' if args.text else 'a train split'}")
-    task = load_task(path, {"adding": AddingTask, "copy": CopyTask}[meta["kind"]])
-    print(f"{task.kind} T={task.config.T}, {args.split} set: {_describe(task, task.evaluate(args.split))}")
-    return 0
-
-
-def register_cli(root_subparsers, train_subparsers) -> None:
-    """``rnnkit train adding`` and ``rnnkit train copy``."""
-    _add_parser(train_subparsers, AddingTask, "adding problem (Hochreiter & Schmidhuber 1997, Exp. 4)")
-    _add_parser(train_subparsers, CopyTask, "copy memory task (Arjovsky et al. 2016)")
+    @staticmethod
+    def solved(metrics: dict) -> bool:
+        """The loss is clearly below the memoryless baseline 10 ln 8 / (T + 20): < COPY_FACTOR x baseline
+        (the criterion of ``rnnkit bench longlag`` too; Arjovsky, Shah & Bengio 2016)."""
+        return metrics["loss"] < COPY_FACTOR * metrics["baseline"]

@@ -1,0 +1,102 @@
+"""``rnnkit gradflow`` and ``rnnkit inspect`` (rnnkit.diagnostics)."""
+from __future__ import annotations
+
+import os
+
+from ..diagnostics.activations import charlm_activations, charlm_gate_saturation
+from ..diagnostics.gates import write_saturation
+from ..diagnostics.gradflow_experiment import GradFlowConfig, run_gradflow, write_gradflow_csv
+from ..diagnostics.inspect_page import build_page
+from ..errors import UserError
+from ..plots import plot_gradflow, plot_saturation
+from ..tasks.charlm import CharLM
+from .args import forget_bias_arg, nonneg_int, positive_float
+
+
+def gradflow_main(args) -> int:
+    cfg = GradFlowConfig(cells=tuple(c.strip() for c in args.cell.split(",") if c.strip()), T=args.T,
+                         steps=args.steps, batch=args.batch, measure_batch=args.measure_batch,
+                         hidden=args.hidden, lr=args.lr, forget_bias=args.forget_bias, seed=args.seed,
+                         out_dir=args.out_dir)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    rows = run_gradflow(cfg)
+    csv_path, png_path = os.path.join(cfg.out_dir, "gradflow.csv"), os.path.join(cfg.out_dir, "gradflow.png")
+    write_gradflow_csv(rows, csv_path)
+    if plot_gradflow(rows, png_path, cfg.T):
+        print(f"wrote {png_path} and {csv_path}")
+    else:
+        print(f"wrote {csv_path} (no {png_path}: matplotlib is not installed)")
+    return 0
+
+
+def inspect_main(args) -> int:
+    try:
+        with open(args.text, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise UserError(f"--text: cannot read {args.text!r}: {e.strerror}") from None
+    if args.max_chars < 1:
+        raise UserError(f"--max-chars: expected an integer >= 1, got {args.max_chars}")
+    text = text[: args.max_chars]
+    if not text:
+        raise UserError(f"--text: {args.text!r} is empty")
+    lm = CharLM.load(args.checkpoint)
+    H = lm.model.rnn.hidden_size
+    if not 0 <= args.cell < H:
+        raise UserError(f"--cell: expected a unit in 0..{H - 1}, got {args.cell}")
+    layer = args.layer - 1
+    acts = charlm_activations(lm, text, layer, args.what)
+    label = "tanh(c)" if args.what == "c" else "h"
+    names = [f"layer {args.layer} {label}[{j}]" for j in range(H)]
+    page = build_page(text, acts, names, title=f"{label} of layer {args.layer}: {os.path.basename(args.checkpoint)}",
+                      initial=args.cell,
+                      subtitle=f"{lm.config.cell.upper()} {lm.config.layers}x{H} char-LM, text {args.text!r}.")
+    tmp = args.out + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(page)
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out} ({len(text)} characters, {H} units, showing unit {args.cell})")
+    if args.gates:
+        if lm.config.cell == "rnn":
+            raise UserError("--gates: the checkpoint's cell is rnn, which has no gates")
+        sat = charlm_gate_saturation(lm, text)
+        write_saturation(sat, args.gates + ".csv", args.gates + ".json")
+        png = plot_saturation(sat, args.gates + ".png", title=f"Gate saturation, {lm.config.cell.upper()} char-LM")
+        print(f"wrote {args.gates}.png, .csv, .json" if png else
+              f"wrote {args.gates}.csv, .json (no .png: matplotlib is not installed)")
+    return 0
+
+
+def register(root_subparsers) -> None:
+    """Add ``gradflow`` and ``inspect`` to the root command."""
+    d = GradFlowConfig()
+    p = root_subparsers.add_parser("gradflow", help="gradient norm vs distance from the loss (adding problem)",
+                                   description="Per-step ||dL/dh_t|| (and ||dL/dc_t||) from the BPTT pass, "
+                                               "at initialisation and after brief training; PNG + CSV.")
+    p.add_argument("--cell", default=",".join(d.cells), help="comma list of rnn, lstm, gru (default: all)")
+    p.add_argument("--T", type=int, default=d.T, help=f"adding-problem lag T (default {d.T})")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"training steps between the two measurements (default {d.steps})")
+    p.add_argument("--batch", type=int, default=d.batch, help=f"training batch size (default {d.batch})")
+    p.add_argument("--measure-batch", type=int, default=d.measure_batch,
+                   help=f"sequences in the fixed measurement batch (default {d.measure_batch})")
+    p.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden units (default {d.hidden})")
+    p.add_argument("--lr", type=positive_float, default=d.lr, help=f"Adam learning rate (default {d.lr})")
+    p.add_argument("--forget-bias", type=forget_bias_arg, default=d.forget_bias,
+                   help=f"LSTM forget / GRU update gate bias (default {d.forget_bias})")
+    p.add_argument("--seed", type=nonneg_int, default=d.seed, help="seed of weights and data (default 0)")
+    p.add_argument("--out-dir", default=d.out_dir, help=f"output folder (default {d.out_dir}/)")
+    p.set_defaults(func=gradflow_main)
+
+    q = root_subparsers.add_parser("inspect", help="HTML page colouring text by a char-LM unit's activation",
+                                   description="Colour each character of a text by tanh(c) (or h) of one unit "
+                                               "of a char-LM checkpoint; self-contained HTML.")
+    q.add_argument("checkpoint", help="char-LM checkpoint (.safetensors)")
+    q.add_argument("--text", required=True, help="UTF-8 text file to colour (characters must be in the vocabulary)")
+    q.add_argument("--cell", type=int, default=0, help="unit shown first, 0-based (default 0)")
+    q.add_argument("--layer", type=int, default=1, help="layer, 1-based (default 1)")
+    q.add_argument("--what", default="c", choices=("c", "h"), help="tanh(c) (LSTM) or h (default c)")
+    q.add_argument("--out", default="page.html", help="output HTML file (default page.html)")
+    q.add_argument("--max-chars", type=int, default=5000, help="use the first this many characters (default 5000)")
+    q.add_argument("--gates", default=None, metavar="PREFIX",
+                   help="also write gate saturation over the text to PREFIX.png/.csv/.json (LSTM, GRU)")
+    q.set_defaults(func=inspect_main)

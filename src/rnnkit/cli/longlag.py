@@ -1,0 +1,119 @@
+"""``rnnkit train adding`` / ``rnnkit train copy`` and their side of ``rnnkit eval``.
+
+Their training flags count sequences (``--max-sequences``, ``--eval-every``) and live in the task
+config (recorded in checkpoints since 0.1.0); :meth:`rnnkit.tasks.longlag._LongLagTask.train_config`
+maps them onto the TrainConfig, the one the Trainer uses.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ..errors import UserError
+from ..layers import LAYERS
+from ..tasks.longlag import AddingConfig, AddingTask, CopyConfig, CopyTask
+from .args import forget_bias_arg, nonneg_int, positive_float, positive_int
+from .train import TaskSpec, add_run_args
+
+_FLAGS = (  # (flag, config field, type, help): model/data fields, then the training ones (_TRAIN_FIELDS)
+    ("--T", "T", positive_int, "minimal sequence length (adding: T..T+T/10) / delay (copy)"),
+    ("--cell", "cell", str, "recurrent cell: lstm, gru or rnn"),
+    ("--hidden", "hidden", positive_int, "hidden units"),
+    ("--layers", "layers", positive_int, "stacked recurrent layers"),
+    ("--batch", "batch", positive_int, "sequences per optimizer step"),
+    ("--lr", "lr", positive_float, "Adam learning rate"),
+    ("--forget-bias", "forget_bias", forget_bias_arg, "LSTM forget-gate / GRU update-gate bias ('none': init default)"),
+    ("--clip", "clip", positive_float, "gradient-norm clipping threshold"),
+    ("--max-sequences", "max_sequences", positive_int, "stop after this many training sequences if not solved"),
+    ("--eval-every", "eval_every", positive_int, "evaluate on the val set every N training sequences"),
+    ("--seed", "seed", nonneg_int, "seed of weights, data and evaluation sets"),
+)
+#: fields that only steer training: ``--resume`` applies them; the others must match the checkpoint
+_TRAIN_FIELDS = ("lr", "clip", "max_sequences", "eval_every")
+
+
+class _LongLagSpec(TaskSpec):
+    def add_flags(self, p) -> None:
+        defaults = self.config_class()
+        for flag, name, typ, h in _FLAGS:
+            kw = {"choices": tuple(LAYERS)} if name == "cell" else {}
+            # not given: no attribute (a new run takes the config's default, --resume the checkpoint's value)
+            p.add_argument(flag, dest=name, type=typ, default=argparse.SUPPRESS,
+                           help=f"{h} (default {getattr(defaults, name)})", **kw)
+
+    def add_train_flags(self, p) -> None:
+        add_run_args(p, f"directory for checkpoints, metrics.jsonl and loss.png (default runs/{self.name})",
+                     "continue a run from its last.safetensors")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def given(self, args) -> dict:
+        return {name: getattr(args, name) for _, name, _, _ in _FLAGS if hasattr(args, name)}
+
+    def checked_on_resume(self, args) -> dict:
+        return {k: v for k, v in self.given(args).items() if k not in _TRAIN_FIELDS}
+
+    def train_config(self, args, base, task):
+        if base is not None:  # --resume: the training flags given override the checkpoint's
+            try:
+                task.config = dataclasses.replace(task.config, **{k: v for k, v in self.given(args).items()
+                                                                  if k in _TRAIN_FIELDS})
+            except ValueError as e:
+                raise UserError(str(e)) from None
+        return task.train_config(progress=not args.no_progress)
+
+    def resume_line(self, task, trainer, args) -> str:
+        return f"resuming {task.kind} from {args.resume} at {trainer.step * task.config.batch:,} sequences"
+
+    def describe(self, task, trainer) -> None:
+        c = task.config
+        print(f"{task.kind} T={c.T}: {c.cell.upper()} {c.layers}x{c.hidden}, batch {c.batch}, Adam lr {c.lr}, "
+              f"clip {c.clip}, forget bias {c.forget_bias}, seed {c.seed}; {task.model.num_params():,} parameters; "
+              f"at most {c.max_sequences:,} sequences")
+
+    def report_eval(self, task, trainer, rec) -> None:
+        from tqdm import tqdm
+
+        from ..train import metrics_of
+
+        tqdm.write(f"{trainer.step * task.config.batch:>10,} sequences  val {self.metrics_text(metrics_of(rec))}")
+
+    def fit(self, task, trainer, on_eval, args):
+        return task.fit(on_eval=on_eval, trainer=trainer)
+
+    def finish(self, task, trainer, res, args) -> None:
+        state = "solved" if res.stop_reason == "solved" else f"not solved ({res.stop_reason})"
+        print(f"{state} after {res.sequences:,} training sequences ({res.steps:,} steps, {res.seconds:.0f} s)")
+        print(f"test: {self.metrics_text(res.test)}")
+        print(f"checkpoint: {res.checkpoint}")
+
+    def evaluate(self, task, args, path) -> None:
+        """The fixed evaluation sets regenerate from the seed."""
+        if args.text or args.split == "train":
+            raise UserError(f"eval: a {task.kind} checkpoint is evaluated on its fixed 'val' or 'test' set "
+                            f"(--split val|test), not on {'a file' if args.text else 'a train split'}")
+        split = args.split or "val"
+        print(f"{task.kind} T={task.config.T}, {split} set: {self.metrics_text(task.evaluate(split))}")
+
+
+class AddingSpec(_LongLagSpec):
+    name, task_class, config_class = "adding", AddingTask, AddingConfig
+    help = description = "adding problem (Hochreiter & Schmidhuber 1997, Exp. 4)"
+
+    def metrics_text(self, m: dict) -> str:
+        n = int(m["correct"] + m["wrong"])
+        return f"mse {m['loss']:.5f}  correct {int(m['correct'])}/{n} ({100 * m['accuracy']:.2f}%)"
+
+    def plot_labels(self, task) -> tuple[str, str]:
+        return f"adding T={task.config.T}", "MSE"
+
+
+class CopySpec(_LongLagSpec):
+    name, task_class, config_class = "copy", CopyTask, CopyConfig
+    help = description = "copy memory task (Arjovsky et al. 2016)"
+
+    def metrics_text(self, m: dict) -> str:
+        return (f"loss {m['loss']:.4f} nats (memoryless baseline {m['baseline']:.4f})  "
+                f"recall accuracy {100 * m['recall_accuracy']:.2f}%")
+
+    def plot_labels(self, task) -> tuple[str, str]:
+        return f"copy T={task.config.T}", "cross-entropy (nats per output)"

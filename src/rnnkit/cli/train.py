@@ -1,0 +1,231 @@
+"""``rnnkit train TASK``: one generic handler, driven by a small per-task :class:`TaskSpec`.
+
+The handler (:func:`train_handler`) is the only place that knows the rules every training run
+follows: a new run refuses an ``--out`` holding a checkpoint; ``--resume CKPT`` reads the
+checkpoint once, continues in its directory (or ``--out``), takes the model settings from it and
+refuses a model flag that differs; Ctrl-C ends with "interrupted: resume with ..."; the loss
+curve is plotted once at the end.  A spec says what differs between tasks: its flags, how to
+build the task, its training defaults, what to print.  ``rnnkit eval CKPT`` finds the spec by the
+checkpoint's kind (:func:`eval_handler`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from ..errors import UserError
+from ..plots import plot_loss
+from ..train import TrainConfig, Trainer, metrics_of
+from ..train.state import read_checkpoint, saved_train_config, task_from
+from .args import nonneg_float, nonneg_int, positive_float, positive_int
+
+NOT_PLOTTED = "loss curve: not plotted (matplotlib is not installed; pip install 'rnnkit[plot]')"
+
+
+def add_train_args(p, defaults: TrainConfig | None = None) -> None:
+    """Add a flag for every TrainConfig field to a ``train TASK`` parser (help shows ``defaults``)."""
+    d = defaults or TrainConfig()
+    g = p.add_argument_group("training")
+    g.add_argument("--steps", type=nonneg_int, help=f"total optimizer steps (default {d.steps})")
+    g.add_argument("--lr", type=nonneg_float, help=f"learning rate (default {d.lr})")
+    g.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], help=f"(default {d.optimizer})")
+    g.add_argument("--momentum", type=nonneg_float, help="SGD momentum (default 0)")
+    g.add_argument("--nesterov", action="store_const", const=True, help="SGD Nesterov momentum")
+    g.add_argument("--weight-decay", dest="weight_decay", type=nonneg_float, help="(default 0)")
+    g.add_argument("--clip", type=nonneg_float, help=f"global gradient-norm clip, 0 = off (default {d.clip})")
+    g.add_argument("--schedule", choices=["constant", "step", "cosine"], help=f"lr schedule (default {d.schedule})")
+    g.add_argument("--warmup", type=nonneg_int, help="linear warm-up steps (default 0)")
+    g.add_argument("--step-size", dest="step_size", type=positive_int,
+                   help=f"--schedule step: multiply the lr by --gamma every N steps (default {d.step_size})")
+    g.add_argument("--gamma", type=positive_float, help=f"--schedule step: lr decay factor (default {d.gamma})")
+    g.add_argument("--min-lr", dest="min_lr", type=nonneg_float,
+                   help=f"--schedule cosine: final learning rate (default {d.min_lr})")
+    g.add_argument("--eval-every", dest="eval_every", type=nonneg_int,
+                   help=f"evaluate on the val split every N steps, 0 = only at the end (default {d.eval_every})")
+    g.add_argument("--checkpoint-every", dest="checkpoint_every", type=nonneg_int,
+                   help="also checkpoint every N steps (default: at every evaluation)")
+    g.add_argument("--log-every", dest="log_every", type=nonneg_int,
+                   help=f"log the mean training loss every N steps, 0 = never (default {d.log_every})")
+    g.add_argument("--patience", type=nonneg_int, help="early stopping after N evaluations without a new best")
+    g.add_argument("--seed", type=nonneg_int, help=f"seed for initialisation and batches (default {d.seed})")
+    g.add_argument("--time-limit", dest="time_limit", type=nonneg_float,
+                   help="stop (and checkpoint) after this many seconds of training")
+    g.add_argument("--blas-threads", dest="blas_threads", type=nonneg_int,
+                   help=f"BLAS threads while training, 0 = numpy's default (default {d.blas_threads})")
+    g.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
+    add_run_args(g)
+
+
+def add_run_args(p, out_help: str = "output directory for checkpoints, metrics.jsonl and loss.png",
+                 resume_help: str = "continue training from a checkpoint (last.safetensors)") -> None:
+    """``--out`` and ``--resume`` (every ``train TASK``)."""
+    p.add_argument("--out", help=out_help)
+    p.add_argument("--resume", metavar="CKPT", help=resume_help)
+
+
+def train_config_from_args(args, base=None):
+    """TrainConfig from parsed flags: every TrainConfig field whose flag was given overrides ``base``."""
+    base = base or TrainConfig()
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if getattr(args, f.name, None) is not None}
+    try:
+        return dataclasses.replace(base, **given)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def refuse_model_changes(config, given: dict) -> None:
+    """On ``--resume`` the model and data settings come from the checkpoint: ``given`` maps the
+    ``config`` fields whose flags were given on the command line to their values; one that differs
+    from the checkpoint's ``config`` is a UserError naming the flag (``--field-name``)."""
+    for name, v in given.items():
+        old = getattr(config, name)
+        if v != old:
+            raise UserError(f"--{name.replace('_', '-')} {v}: differs from the checkpoint's {old}; "
+                            "model settings come from the checkpoint when resuming")
+
+
+def refuse_existing_checkpoint(out: str) -> None:
+    """A new training run never overwrites the checkpoint of an earlier one in ``out``."""
+    last = os.path.join(out, "last.safetensors")
+    if os.path.exists(last):
+        raise UserError(f"--out {out}: already holds a checkpoint; continue it with --resume {last} "
+                        "or choose another --out")
+
+
+class TaskSpec:
+    """How one task appears on the command line.  Subclass and set the four class attributes;
+    override a method only where the task differs from the default.
+
+    ``name``: ``rnnkit train NAME``, the default ``--out runs/NAME`` and the checkpoint kind;
+    ``task_class``: follows rnnkit.train.task.Task; ``config_class``: its config dataclass;
+    ``train_defaults``: the TrainConfig of a new run before flags.
+    """
+
+    name: str
+    task_class: type
+    config_class: type
+    help: str = ""
+    description: str | None = None
+    train_defaults: TrainConfig = TrainConfig()
+
+    # ------------------------------------------------------------------ flags
+    def add_flags(self, p) -> None:
+        """Model and data flags: by default one ``--field`` per config field (not ``seed``: the
+        training flag ``--seed`` sets it), typed like the field's default; default None = not given."""
+        for f in dataclasses.fields(self.config_class):
+            if f.name != "seed":
+                default = f.default
+                typ = {int: positive_int, float: float, bool: int}.get(type(default), str)
+                p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=typ, help=f"(default {default})")
+
+    def add_train_flags(self, p) -> None:
+        add_train_args(p, self.train_defaults)
+
+    def given(self, args) -> dict:
+        """The config fields whose flags were given (``seed`` from the training flag ``--seed``)."""
+        names = {f.name for f in dataclasses.fields(self.config_class)}
+        return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+    def checked_on_resume(self, args) -> dict:
+        """The flags compared with the checkpoint's config on ``--resume`` (not ``--seed``: a training flag)."""
+        return {k: v for k, v in self.given(args).items() if k != "seed"}
+
+    # ------------------------------------------------------------------ building
+    def new_config(self, args):
+        return self.config_class(**self.given(args))
+
+    def new_task(self, config, args):
+        return self.task_class(config)
+
+    def train_config(self, args, base: TrainConfig | None, task) -> TrainConfig:
+        """This run's TrainConfig: ``base`` (the checkpoint's on --resume, else ``train_defaults``) + flags."""
+        return train_config_from_args(args, base or self.train_defaults)
+
+    def attach(self, task, args) -> None:
+        """On ``--resume``: give the loaded task its data again (default: nothing to do)."""
+
+    # ------------------------------------------------------------------ running and reporting
+    def resume_line(self, task, trainer, args) -> str:
+        return f"resuming {args.resume} at step {trainer.step} of {trainer.config.steps}"
+
+    def describe(self, task, trainer) -> None:
+        print(f"model: {task.kind}, {task.model.num_params():,} parameters; {trainer.config.steps} steps")
+
+    def report_eval(self, task, trainer, record: dict) -> None:
+        from tqdm import tqdm
+
+        m = metrics_of(record)
+        tqdm.write(f"step {record['step']:6d}  " + "  ".join(f"{k} {v:.4g}" for k, v in m.items()))
+
+    def fit(self, task, trainer, on_eval, args):
+        return trainer.fit(on_eval=on_eval)
+
+    def finish(self, task, trainer, result, args) -> None:
+        print(f"stopped at step {result.step} ({result.stop_reason}) after {result.seconds:.0f} s")
+        print(f"checkpoint: {result.checkpoint}")
+
+    def plot_labels(self, task) -> tuple[str, str]:
+        """(title, y-axis label) of loss.png."""
+        return f"{task.kind} training", "loss"
+
+    def evaluate(self, task, args, path) -> None:
+        """``rnnkit eval CKPT [--split S] [--text FILE]``: print the metrics of ``task``."""
+        if args.text:
+            raise UserError(f"eval: --text is not supported for a {task.kind} checkpoint")
+        m = task.evaluate(args.split or "val")
+        print(f"{args.split or 'val'} split: " + "  ".join(f"{k} {v:.6g}" for k, v in m.items()))
+
+
+def add_task_parser(train_subparsers, spec: TaskSpec) -> None:
+    """``rnnkit train NAME``: the spec's flags, its training flags, the generic handler."""
+    p = train_subparsers.add_parser(spec.name, help=spec.help, description=spec.description or spec.help)
+    spec.add_flags(p)
+    spec.add_train_flags(p)
+    p.set_defaults(func=lambda args: train_handler(spec, args))
+
+
+def train_handler(spec: TaskSpec, args) -> int:
+    """Train a new run or continue one (``--resume``); see the module docstring."""
+    if args.resume:
+        arrays, meta = read_checkpoint(args.resume, spec.task_class)  # the one read of the checkpoint
+        saved = saved_train_config(meta, args.resume)
+        task = task_from(arrays, meta, spec.task_class, args.resume)
+        refuse_model_changes(task.config, spec.checked_on_resume(args))
+        out = args.out or os.path.dirname(os.path.abspath(args.resume))
+        trainer = Trainer(task, spec.train_config(args, saved, task), out)
+        trainer.load_state(arrays, meta)
+        spec.attach(task, args)
+        print(spec.resume_line(task, trainer, args))
+    else:
+        try:
+            config = spec.new_config(args)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        out = args.out or os.path.join("runs", spec.name)
+        refuse_existing_checkpoint(out)
+        try:
+            task = spec.new_task(config, args)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        trainer = Trainer(task, spec.train_config(args, None, task), out)
+    spec.describe(task, trainer)
+    result = spec.fit(task, trainer, lambda tr, record: spec.report_eval(task, tr, record), args)
+    spec.finish(task, trainer, result, args)
+    if result.stop_reason == "interrupted":
+        print(f"interrupted: resume with  rnnkit train {spec.name} --resume {result.checkpoint}")
+    title, ylabel = spec.plot_labels(task)
+    png = plot_loss(trainer.log_path, os.path.join(trainer.out_dir, "loss.png"), title=title, ylabel=ylabel)
+    print(f"loss curve: {png}" if png else NOT_PLOTTED)
+    return 0
+
+
+def eval_handler(specs, args) -> int:
+    """``rnnkit eval CKPT``: the checkpoint is read once; the spec of its kind evaluates it."""
+    arrays, meta = read_checkpoint(args.checkpoint)
+    kind = meta.get("kind")
+    for spec in specs:
+        if spec.name == kind:
+            spec.evaluate(task_from(arrays, meta, spec.task_class, args.checkpoint), args, args.checkpoint)
+            return 0
+    raise UserError(f"eval: no evaluator for checkpoint kind {kind!r} ({args.checkpoint})")

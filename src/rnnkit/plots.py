@@ -1,0 +1,149 @@
+"""Every plot of rnnkit (PNG, matplotlib's Agg canvas, no pyplot state).  Each function returns the
+PNG path, or None when matplotlib is not installed (the caller prints one line instead); files
+are written to a temporary name and renamed.
+
+* :func:`plot_loss`        train and validation loss from a metrics.jsonl (every ``rnnkit train``)
+* :func:`plot_forecast`    truth vs a forecaster's and the naive forecasts, and their errors
+* :func:`plot_gradflow`    ||dL/dh_t|| vs distance from the loss, per cell (``rnnkit gradflow``)
+* :func:`plot_saturation`  gate saturation scatter (``rnnkit inspect --gates``)
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .train.log import read_metrics
+
+
+def _figure(**kw):
+    """A matplotlib Figure on an Agg canvas, or None without matplotlib."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    fig = Figure(**kw)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, png_path, dpi=None) -> str:
+    tmp = os.fspath(png_path) + ".tmp.png"
+    fig.savefig(tmp, **({"dpi": dpi} if dpi else {}))
+    os.replace(tmp, png_path)
+    return os.fspath(png_path)
+
+
+def plot_loss(log_path, png_path, title: str = "Training loss", ylabel: str = "loss (nats/char)"):
+    """Train (mean over each log interval) and validation loss from a metrics.jsonl file."""
+    fig = _figure(figsize=(7, 4.5), dpi=110)
+    if fig is None:
+        return None
+    recs = read_metrics(log_path)
+    train = [(r["step"], r["loss"]) for r in recs if "loss" in r and "event" not in r and isinstance(r["loss"], float)]
+    val = [(r["step"], r["val_loss"]) for r in recs if "val_loss" in r]
+    ax = fig.add_subplot()
+    if train:
+        ax.plot(*zip(*train), label="train (mean over log interval)", color="tab:blue", lw=1)
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation", color="tab:orange", ms=3)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, png_path)
+
+
+def plot_forecast(X: np.ndarray, Y: np.ndarray, P: np.ndarray, png_path, title: str, ylabel: str = "value"):
+    """Windows X (M, W), targets Y (M, K) and the model's forecasts P (M, K), original units:
+    truth vs the model's K-step-ahead and the naive last-value forecasts (top), errors (bottom)."""
+    fig = _figure(figsize=(9, 6), dpi=110)
+    if fig is None:
+        return None
+    K = Y.shape[1]
+    t = np.arange(len(Y))  # time of the first target of each window
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    truth = np.concatenate([Y[:, 0], Y[-1, 1:]])  # values at times 0 .. len(Y) + K - 2
+    top.plot(np.arange(len(truth)), truth, color="black", lw=1.5, label="truth")
+    top.plot(t + K - 1, P[:, -1], color="tab:blue", lw=1, label=f"model, {K} step{'s' * (K > 1)} ahead")
+    top.plot(t + K - 1, X[:, -1], color="tab:gray", lw=1, ls="--", label=f"naive (last value), {K} ahead")
+    top.set_ylabel(ylabel)
+    top.set_title(title)
+    top.legend(loc="upper right", fontsize=8)
+    for k, color in ((0, "tab:blue"), (K - 1, "tab:green"))[: 1 + (K > 1)]:
+        bottom.plot(t + k, P[:, k] - Y[:, k], color=color, lw=1, label=f"model error, {k + 1} ahead")
+    bottom.plot(t, X[:, -1] - Y[:, 0], color="tab:gray", lw=1, ls="--", label="naive error, 1 ahead")
+    bottom.axhline(0, color="black", lw=0.5)
+    bottom.set_xlabel("time step")
+    bottom.set_ylabel("forecast - truth")
+    bottom.legend(loc="upper right", fontsize=8)
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, png_path)
+
+
+def plot_gradflow(rows: list[dict], path, T: int):
+    """Rows of rnnkit.diagnostics.gradflow_experiment (cell, stage, layer, state, distance, norm):
+    two panels (initialisation, after training), log ||dL/dh_t|| vs distance, one line per cell."""
+    fig = _figure(figsize=(12, 4.6))
+    if fig is None:
+        return None
+    colours = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green"}
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, stage in zip(axes, ("init", "trained")):
+        sel = [r for r in rows if r["stage"] == stage and r["layer"] == 0]
+        seqs = max((r["sequences"] for r in sel), default=0)
+        for cell in dict.fromkeys(r["cell"] for r in sel):
+            for field, style in (("h", "-"), ("c", "--")):
+                pts = [(r["distance"], r["norm"]) for r in sel if r["cell"] == cell and r["state"] == field]
+                if not pts:
+                    continue
+                d, n = (np.array(v, dtype=np.float64) for v in zip(*pts))
+                label = f"{cell.upper()} ‖∂L/∂h_t‖" if field == "h" else f"{cell.upper()} ‖∂L/∂c_t‖"
+                zero = n == 0  # underflowed to exactly 0 in the model's float32 BPTT
+                if zero.any():
+                    k = int(np.argmax(zero))
+                    label += f" (exactly 0 from distance {int(d[k])})"
+                ax.semilogy(d, np.where(zero, np.nan, n), style, color=colours[cell], label=label, lw=1.6)
+                if zero.any() and k > 0:
+                    ax.plot([d[k - 1]], [n[k - 1]], "x", color=colours[cell], ms=8)
+        ax.set_title("at initialisation" if stage == "init" else f"after training on {seqs:,} sequences")
+        ax.set_xlabel("distance from the loss, T_b − 1 − t (time steps)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("gradient norm (Frobenius over batch × units; log scale)")
+    fig.suptitle(f"Gradient flow through time, adding problem T = {T} (loss at the last step)")
+    fig.tight_layout()
+    return _save(fig, path, dpi=110)
+
+
+def plot_saturation(sat, path, title: str = "Gate saturation"):
+    """A GateSaturation (rnnkit.diagnostics.gates): scatter, one panel per (layer, direction):
+    x = fraction of steps < ``sat.low``, y = fraction > ``sat.high``."""
+    LD = sat.left.shape[0]
+    fig = _figure(figsize=(4.2 * LD, 4.2))
+    if fig is None:
+        return None
+    axes = fig.subplots(1, LD, squeeze=False)
+    colours = {"i": "tab:blue", "f": "tab:green", "o": "tab:red", "r": "tab:purple", "z": "tab:orange"}
+    names = {"i": "input gate i", "f": "forget gate f", "o": "output gate o", "r": "reset gate r",
+             "z": "update gate z"}
+    for k, ax in enumerate(axes[0]):
+        for gi, g in enumerate(sat.gates):
+            ax.scatter(sat.left[k, gi], sat.right[k, gi], s=14, alpha=0.7, color=colours[g], label=names[g])
+        ax.plot([0, 1], [1, 0], color="0.8", lw=0.8, zorder=0)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_aspect("equal")
+        d = " (reverse)" if k % sat.num_directions else ""
+        ax.set_title(f"layer {k // sat.num_directions + 1}{d}")
+        ax.set_xlabel(f"fraction of steps left-saturated (gate < {sat.low})")
+        ax.set_ylabel(f"fraction of steps right-saturated (gate > {sat.high})")
+        ax.legend(loc="upper right", fontsize=8)
+    fig.suptitle(f"{title} (counted over {sat.steps:,} time steps)")
+    fig.tight_layout()
+    return _save(fig, path, dpi=110)

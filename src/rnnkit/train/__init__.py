@@ -1,0 +1,24 @@
+"""Training: one loop for every task.
+
+* :mod:`.task`     the Task contract (what a task supplies) and the evaluation record
+* :mod:`.config`   TrainConfig: every training setting
+* :mod:`.trainer`  Trainer: loop, optimizer, clipping, schedule, evaluation cadence, checkpoints, resume
+* :mod:`.state`    checkpoint layout; save_task / load_task for a model without training state
+* :mod:`.log`      metrics.jsonl
+
+Quick use::
+
+    trainer = Trainer(task, TrainConfig(steps=1000, lr=2e-3), out_dir="runs/x")
+    result = trainer.fit(on_eval=lambda trainer, record: print(record["val_loss"]))
+    trainer = Trainer.resume("runs/x/last.safetensors", type(task))   # continue later
+"""
+import os  # noqa: F401  (tests patch rnnkit.train.os.replace: the log trim must use os.replace)
+
+from .config import TrainConfig
+from .log import read_metrics
+from .state import load_task, read_checkpoint, save_task
+from .task import Task, metrics_of
+from .trainer import Trainer, TrainResult
+
+__all__ = ["Task", "TrainConfig", "Trainer", "TrainResult", "load_task", "save_task", "read_checkpoint",
+           "read_metrics", "metrics_of"]

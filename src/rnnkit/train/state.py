@@ -1,0 +1,64 @@
+"""Checkpoint layout of a task and its training state (one safetensors file, rnnkit.io.checkpoint)::
+
+    arrays  "task/<k>"   task.state_arrays()
+            "optim/<k>"  optimizer slots (Adam m, v; SGD momentum)
+            "carry/<k>"  the carry dict, if any
+    meta    {"kind": task.kind, "task": task.meta(),
+             "train": {"step", "rng" (bit_generator.state), "optim" (hyper-parameters, t),
+                       "config" (TrainConfig), "best_val", "bad_evals", "has_carry"}}
+
+A checkpoint without "train" (e.g. from :func:`save_task`) holds a model only.
+:func:`read_checkpoint` reads a file once; everything else works on its (arrays, meta).
+"""
+from __future__ import annotations
+
+import os
+
+from ..errors import CheckpointError
+from ..io.checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+
+
+def prefixed(arrays: dict, prefix: str) -> dict:
+    return {f"{prefix}/{k}": v for k, v in arrays.items()}
+
+
+def unprefixed(arrays: dict, prefix: str) -> dict:
+    p = prefix + "/"
+    return {k[len(p):]: v for k, v in arrays.items() if k.startswith(p)}
+
+
+def read_checkpoint(path, task_cls=None) -> tuple[dict, dict]:
+    """(arrays, meta) of a checkpoint, read once; ``task_cls.kind`` (if a str) must match its kind."""
+    kind = getattr(task_cls, "kind", None)
+    return load_checkpoint(path, kind=kind if isinstance(kind, str) else None)
+
+
+def task_from(arrays: dict, meta: dict, task_cls, path=""):
+    """Rebuild the task of a checkpoint's (arrays, meta)."""
+    if "task" not in meta:
+        raise CheckpointError(f"checkpoint {os.fspath(path)!r}: has no task metadata")
+    return task_cls.from_checkpoint(unprefixed(arrays, "task"), meta["task"])
+
+
+def saved_train_config(meta: dict, path="") -> TrainConfig:
+    """The TrainConfig a training checkpoint records (CheckpointError for a model-only or bad one)."""
+    train = meta.get("train")
+    if not isinstance(train, dict):
+        raise CheckpointError(f"checkpoint {os.fspath(path)!r}: holds a model only, no training state to resume")
+    try:
+        return TrainConfig(**train["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {os.fspath(path)!r}: bad training config ({e})") from None
+
+
+def save_task(path, task) -> None:
+    """Save a task's model (no training state) as a checkpoint loadable by :func:`load_task`."""
+    save_checkpoint(path, prefixed(task.state_arrays(), "task"), {"kind": task.kind, "task": task.meta()})
+
+
+def load_task(path, task_cls, kind: str | None = None):
+    """Rebuild a task from a checkpoint (with or without training state)."""
+    kind = kind if kind is not None else getattr(task_cls, "kind", None)
+    arrays, meta = load_checkpoint(path, kind=kind if isinstance(kind, str) else None)
+    return task_from(arrays, meta, task_cls, path)
