@@ -98,3 +98,37 @@ def check_all_finite(named: dict, what: str = "values") -> None:
         name, k, v = bad
         at = f" at index {k}" if k else ""
         raise NonFiniteError(f"{what}: {name!r} is not finite ({v}{at})", tensor=name, index=k)
+
+
+def check_positive(name: str, v) -> None:
+    """``v`` is an integer >= 1 (bool excluded)."""
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+
+
+def check_choice(name: str, v, choices) -> None:
+    """``v`` is one of ``choices``."""
+    if v not in choices:
+        raise ValueError(f"{name}: expected one of {sorted(choices)}, got {v!r}")
+
+
+def check_ids(name: str, ids, vocab: int, batch: int | None = None) -> np.ndarray:
+    """(T, B) integer token ids in 0..vocab-1 (B = ``batch`` if given)."""
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer token ids, got dtype {ids.dtype.name}")
+    if ids.ndim != 2 or 0 in ids.shape or (batch is not None and ids.shape[1] != batch):
+        want = f"(T, {batch})" if batch is not None else "(T, B)"
+        raise ValueError(f"{name}: expected a non-empty time-major array of shape {want}, got shape {ids.shape}")
+    if ids.min() < 0 or ids.max() >= vocab:
+        raise ValueError(f"{name}: ids must be in 0..{vocab - 1}, got range {int(ids.min())}..{int(ids.max())}")
+    return ids
+
+
+def check_fields(config, positive=(), optional=(), choices=None) -> None:
+    """Validate a config dataclass: fields in ``positive`` are integers >= 1, those in
+    ``optional`` too unless None, and ``choices`` maps field -> its allowed values."""
+    for name in positive + tuple(n for n in optional if getattr(config, n) is not None):
+        check_positive(name, getattr(config, name))
+    for name, allowed in (choices or {}).items():
+        check_choice(name, getattr(config, name), allowed)

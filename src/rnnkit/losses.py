@@ -26,11 +26,20 @@ def _check_same(name, a, b):
         raise ValueError(f"{name}: expected shape {a.shape} (as the predictions), got {b.shape}")
 
 
-def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None):
-    """Mean cross-entropy of softmax(logits) against integer targets.
+def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None,
+                          label_smoothing: float = 0.0, weight: np.ndarray | None = None):
+    """Mean cross-entropy of softmax(logits) against integer targets (torch's semantics).
 
-    logits: (..., V);  targets: (...) ints in 0..V-1;  mask: (...) bool/0-1 or None.
-    Returns (loss, d_logits) with d_logits = (softmax - onehot) * mask / count.
+    logits: (..., V);  targets: (...) ints in 0..V-1;  mask: (...) bool/0-1 or None
+    (masked-out positions count nowhere, as torch's ``ignore_index``);
+    ``label_smoothing`` eps in [0, 1]: the target distribution is (1-eps) onehot + eps/V;
+    ``weight``: (V,) class weights w_c or None, as ``torch.nn.functional.cross_entropy(weight=)``.
+    With p = softmax(z), m_n the mask, N = sum_n m_n w_{y_n}:
+
+        loss = sum_n m_n [(1-eps) w_{y_n} (-log p_{n,y_n}) + eps/V sum_c w_c (-log p_{nc})] / N
+        d_logits_nc = m_n [(1-eps) w_{y_n} (p_nc - [c = y_n]) + eps/V (p_nc sum_c' w_c' - w_c)] / N
+
+    Without ``weight`` (w = 1) and eps = 0: d_logits = (softmax - onehot) * mask / count.
     """
     targets = np.asarray(targets)
     V = logits.shape[-1]
@@ -40,13 +49,35 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, mask: np.ndar
         raise TypeError(f"targets: expected integer class ids, got dtype {targets.dtype.name}")
     if targets.size and (targets.min() < 0 or targets.max() >= V):
         raise ValueError(f"targets: class ids must be in 0..{V - 1}, got range {targets.min()}..{targets.max()}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing: expected a number in [0, 1], got {label_smoothing!r}")
     logp = log_softmax(logits)
     nll = -np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-    w, count = _mask_weights(mask, targets, logits.dtype)
-    loss = float((nll * w).sum() / count)
+    m, count = _mask_weights(mask, targets, logits.dtype)
+    w_y = m  # per-position weight m_n w_{y_n}
+    if weight is not None:
+        weight = np.asarray(weight, dtype=logits.dtype)
+        if weight.shape != (V,):
+            raise ValueError(f"weight: expected one weight per class, shape ({V},), got {weight.shape}")
+        w_y = m * weight[targets]
+        total = float(w_y.sum())
+        count = total if total > 0 else 1.0
+    eps = float(label_smoothing)
+    per = (1.0 - eps) * w_y * nll
     d = np.exp(logp)  # softmax
-    np.put_along_axis(d, targets[..., None], np.take_along_axis(d, targets[..., None], -1) - 1.0, axis=-1)
-    d *= (w / count)[..., None]  # d/dz of mean(-log softmax_target) = (p - onehot)/N
+    if eps:  # smoothing term eps/V sum_c w_c (-log p_c), with d/dz_c = eps/V (p_c sum w - w_c)
+        wc = np.ones(V, dtype=logits.dtype) if weight is None else weight
+        per = per + (eps / V) * m * -(logp @ wc)
+        smooth = (eps / V) * (d * wc.sum() - wc)
+        d *= ((1.0 - eps) * w_y)[..., None]
+        np.put_along_axis(d, targets[..., None], np.take_along_axis(d, targets[..., None], -1)
+                          - ((1.0 - eps) * w_y)[..., None], axis=-1)
+        d += m[..., None] * smooth
+    else:
+        np.put_along_axis(d, targets[..., None], np.take_along_axis(d, targets[..., None], -1) - 1.0, axis=-1)
+        d *= w_y[..., None]
+    loss = float(per.sum() / count)
+    d /= count  # d/dz of the mean
     return loss, d
 
 

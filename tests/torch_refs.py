@@ -1,0 +1,118 @@
+"""PyTorch references of the attention models, built from torch.nn modules (the test oracle).
+
+The module trees use rnnkit's parameter names, so weights are copied name by name.  torch is
+passed in by the caller (each test skips on its own without torch).
+"""
+
+TORCH_RNN = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
+
+
+def module(torch, **children):
+    m = torch.nn.Module()
+    for k, v in children.items():
+        setattr(m, k, v)
+    return m
+
+
+def score_module(torch, kind, Hq, Hk, A):
+    nn, dt = torch.nn, torch.float64
+    if kind == "dot":
+        return module(torch)
+    if kind == "general":
+        return module(torch, linear=nn.Linear(Hk, Hq, bias=False, dtype=dt))
+    return module(torch, query_proj=nn.Linear(Hq, A, bias=False, dtype=dt), key_proj=nn.Linear(Hk, A, dtype=dt),
+                  v=nn.Linear(A, 1, bias=False, dtype=dt))
+
+
+def attend(torch, kind, score, q, k, mask):
+    """q (B, T, Hq), k (B, S, Hk), mask (B, S) bool -> (context (B, T, Hk), weights (B, T, S))."""
+    if kind == "dot":
+        e = q @ k.transpose(1, 2)
+    elif kind == "general":
+        e = q @ score.linear(k).transpose(1, 2)
+    else:
+        e = score.v(torch.tanh(score.query_proj(q)[:, :, None] + score.key_proj(k)[:, None])).squeeze(-1)
+    a = torch.softmax(e.masked_fill(~mask[:, None, :], float("-inf")), dim=-1)
+    return a @ k, a
+
+
+def copy_params(torch, tm, params):
+    """Copy rnnkit's arrays into the torch module by name; the name sets must be equal."""
+    named = dict(tm.named_parameters())
+    assert set(named) == set(params), f"parameter names differ: {sorted(set(named) ^ set(params))}"
+    with torch.no_grad():
+        for n, p in named.items():
+            p.copy_(torch.from_numpy(params[n]))
+
+
+def encode(torch, rnn, x, lengths, T):
+    """Packed run of a torch RNN: x (T, B, I) -> (outputs (T, B, D*H) padded with 0, final state)."""
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.as_tensor(lengths), enforce_sorted=False)
+    out, state = rnn(packed)
+    return torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)[0], state
+
+
+def seq2seq(torch, c):
+    """torch version of rnnkit.encdec.EncoderDecoder(c): (module, forward(src, lengths, tgt_in) -> logits)."""
+    nn, dt = torch.nn, torch.float64
+    D, H, L, E = 2 if c.bidirectional else 1, c.hidden_size, c.num_layers, c.embedding_dim
+    rnn = getattr(nn, TORCH_RNN[c.cell])
+    m = module(torch, src_embedding=nn.Embedding(c.src_vocab, E, dtype=dt),
+               encoder=rnn(E, H, L, bidirectional=c.bidirectional, dtype=dt),
+               bridge_h=nn.Linear(D * H, H, dtype=dt), tgt_embedding=nn.Embedding(c.tgt_vocab, E, dtype=dt),
+               decoder=rnn(E, H, L, dtype=dt),
+               attention=module(torch, score=score_module(torch, c.score, H, D * H, c.attention_size or H),
+                                linear_out=nn.Linear(D * H + H, H, bias=False, dtype=dt)),
+               out=nn.Linear(H, c.tgt_vocab, dtype=dt))
+    if c.cell == "lstm":
+        m.bridge_c = nn.Linear(D * H, H, dtype=dt)
+
+    def forward(src, lengths, tgt_in):
+        S, B = src.shape
+        keys, st = encode(torch, m.encoder, m.src_embedding(src), lengths, S)
+
+        def merge(a):  # (L*D, B, H) -> (L, B, D*H)
+            return a.reshape(L, D, B, H).permute(0, 2, 1, 3).reshape(L, B, D * H)
+
+        if c.cell == "lstm":
+            state0 = (torch.tanh(m.bridge_h(merge(st[0]))), m.bridge_c(merge(st[1])))
+        else:
+            state0 = torch.tanh(m.bridge_h(merge(st)))
+        dec, _ = m.decoder(m.tgt_embedding(tgt_in), state0)
+        q, k = dec.transpose(0, 1), keys.transpose(0, 1)
+        mask = torch.arange(S)[None, :] < torch.as_tensor(lengths)[:, None]
+        ctx, _ = attend(torch, c.score, m.attention.score, q, k, mask)
+        h_tilde = torch.tanh(m.attention.linear_out(torch.cat([ctx, q], dim=-1)))
+        return m.out(h_tilde).transpose(0, 1)
+
+    return m, forward
+
+
+def classifier(torch, c):
+    """torch version of rnnkit.classifier.SequenceClassifier(c): (module, forward(ids, lengths) -> logits)."""
+    nn, dt = torch.nn, torch.float64
+    D, H, L = 2 if c.bidirectional else 1, c.hidden_size, c.num_layers
+    m = module(torch, embedding=nn.Embedding(c.vocab_size, c.embedding_dim, dtype=dt),
+               encoder=getattr(nn, TORCH_RNN[c.cell])(c.embedding_dim, H, L, bidirectional=c.bidirectional, dtype=dt),
+               out=nn.Linear(D * H, c.num_classes, dtype=dt))
+    if c.pooling == "attention":
+        m.pool = module(torch, score=score_module(torch, c.score, D * H, D * H, c.attention_size or D * H))
+        m.pool.query = nn.Parameter(torch.zeros(D * H, dtype=dt))
+
+    def forward(ids, lengths):
+        T, B = ids.shape
+        h, st = encode(torch, m.encoder, m.embedding(ids), lengths, T)
+        lt = torch.as_tensor(lengths)
+        mask = torch.arange(T)[None, :] < lt[:, None]  # (B, T)
+        if c.pooling == "last":
+            h_n = st[0] if c.cell == "lstm" else st
+            p = h_n[-D:].permute(1, 0, 2).reshape(B, D * H)
+        elif c.pooling == "mean":
+            p = h.sum(0) / lt[:, None]
+        elif c.pooling == "max":
+            p = h.masked_fill(~mask.T[:, :, None], float("-inf")).max(0).values
+        else:
+            p = attend(torch, c.score, m.pool.score, m.pool.query.expand(B, 1, D * H), h.transpose(0, 1), mask)[0][:, 0]
+        return m.out(p)
+
+    return m, forward
