@@ -1,0 +1,97 @@
+"""The floors of docs/architecture.md hold: every import inside rnnkit goes to the same floor or one
+below, nothing imports the command line, and no source file is much over 400 lines."""
+import ast
+import pathlib
+
+import pytest
+
+SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "rnnkit"
+
+#: bottom to top; a module belongs to the first entry that is it or a package above it
+FLOORS = (
+    ("base", ("rnnkit.errors", "rnnkit._version", "rnnkit.validate", "rnnkit.module")),
+    ("kernels", ("rnnkit.kernels", "rnnkit._checks")),
+    ("cells", ("rnnkit.cells",)),
+    ("scan", ("rnnkit.scan",)),
+    ("layers", ("rnnkit.layers",)),
+    ("nn/losses", ("rnnkit.nn", "rnnkit.losses", "rnnkit.optim", "rnnkit.data")),
+    ("io", ("rnnkit.io",)),
+    ("train", ("rnnkit.train", "rnnkit.plots")),
+    ("tasks", ("rnnkit.tasks",)),
+    ("diagnostics", ("rnnkit.diagnostics", "rnnkit.bench")),
+    ("cli", ("rnnkit.cli", "rnnkit.__main__")),
+)
+
+
+def _floor(module: str) -> int:
+    for level, (_, prefixes) in enumerate(FLOORS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return level
+    raise AssertionError(f"{module}: on no floor of FLOORS (add it to tests/test_architecture.py and "
+                         f"docs/architecture.md)")
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: pathlib.Path) -> set:
+    """Every rnnkit module ``path`` imports, at module level or inside a function."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if node.module is None:  # from . import x: the modules x
+                found.update(f"{target}.{a.name}" for a in node.names)
+            else:
+                found.add(target)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {m for m in found if m == "rnnkit" or m.startswith("rnnkit.")}
+
+
+MODULES = sorted(p for p in SRC.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: _module_name(p))
+def test_imports_go_down_the_floors(path):
+    name = _module_name(path)
+    for target in sorted(_imports(path)):
+        if target == "rnnkit":  # the package facade: only the version-free public names (none import it)
+            raise AssertionError(f"{name}: imports the package root 'rnnkit'; import the module that defines the name")
+        if name == "rnnkit":  # the facade re-exports the library, never the floors above io
+            assert _floor(target) <= _floor("rnnkit.io"), f"rnnkit/__init__.py imports {target}"
+            continue
+        assert _floor(target) <= _floor(name), (
+            f"{name} (floor {FLOORS[_floor(name)][0]}) imports {target} (floor {FLOORS[_floor(target)][0]}): "
+            "imports must go to the same floor or one below")
+
+
+def test_nothing_imports_the_cli():
+    users = sorted(_module_name(p) for p in MODULES
+                   if not _module_name(p).startswith("rnnkit.cli") and _module_name(p) != "rnnkit.__main__"
+                   and any(t == "rnnkit.cli" or t.startswith("rnnkit.cli.") for t in _imports(p)))
+    assert users == [], f"modules below the command line import it: {users}"
+
+
+def test_the_checker_sees_imports_inside_functions(tmp_path, monkeypatch):
+    # a lazy import is an import too: a task importing the CLI inside a function is caught
+    fake = tmp_path / "rnnkit" / "tasks" / "bad.py"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("def f():\n    from ..cli import main\n    from . import readout\n")
+    monkeypatch.setattr(__import__(__name__), "SRC", tmp_path / "rnnkit")
+    assert _imports(fake) == {"rnnkit.cli", "rnnkit.tasks.readout"}
+    assert _floor("rnnkit.cli") > _floor("rnnkit.tasks.bad")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: _module_name(p))
+def test_source_files_stay_small(path):
+    n = len(path.read_text(encoding="utf-8").splitlines())
+    assert n <= 420, f"{_module_name(path)}: {n} lines; split it (one concept per module, about 400 lines at most)"
