@@ -15,6 +15,7 @@ FLOORS = (
     ("scan", ("rnnkit.scan",)),
     ("layers", ("rnnkit.layers",)),
     ("nn/losses", ("rnnkit.nn", "rnnkit.losses", "rnnkit.optim", "rnnkit.data")),
+    ("models", ("rnnkit.attention", "rnnkit.encdec", "rnnkit.decoding", "rnnkit.classifier")),
     ("io", ("rnnkit.io",)),
     ("train", ("rnnkit.train", "rnnkit.plots")),
     ("tasks", ("rnnkit.tasks",)),
