@@ -35,6 +35,10 @@ def print_report(task, split: str) -> dict:
     return r
 
 
+def corpus_name(c) -> str:
+    return os.path.basename(c.data.rstrip("/")) if c.data else "standard-library lines by package"
+
+
 class ClassifySpec(TaskSpec):
     name, task_class, config_class = "classify", ClassifyTask, ClassifyTaskConfig
     help = "sequence classification (default corpus: standard-library lines by package)"
@@ -99,7 +103,7 @@ class ClassifySpec(TaskSpec):
         if res.losses:
             r = print_report(task, "test")
             png = plot_confusion(r["confusion"], task.classes, os.path.join(trainer.out_dir, "confusion.png"),
-                                 title=f"{task.config.corpus}: test split, accuracy {100 * r['accuracy']:.1f} %")
+                                 title=f"{corpus_name(task.config)}: test split, accuracy {100 * r['accuracy']:.1f} %")
             print(f"confusion matrix: {png}" if png else "confusion matrix: not plotted (matplotlib is not installed)")
         print(f"checkpoint: {res.checkpoint}")
 
