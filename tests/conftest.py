@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+import rnnkit
+
 
 def assert_close(name, got, want, atol, rtol=0.0):
     """Compare arrays; the failure message names the tensor and the worst element."""
@@ -16,3 +18,18 @@ def assert_close(name, got, want, atol, rtol=0.0):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+#: the cell kinds every test iterates over, and rnnkit's layer class of each (one table for all tests)
+CELLS = ("rnn", "lstm", "gru")
+LAYERS = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
+
+
+def needs_torch():
+    """PyTorch, the test oracle; skips the calling test where it is not installed (per test, never per file)."""
+    return pytest.importorskip("torch")
+
+
+def torch_layer_classes(torch) -> dict:
+    """PyTorch's layer class of each cell kind ("rnn_relu": nn.RNN with nonlinearity="relu")."""
+    return {"rnn": torch.nn.RNN, "rnn_relu": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}

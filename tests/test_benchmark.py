@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import rnnkit
+from conftest import CELLS
 from rnnkit.bench.memory import tape_bytes, torch_saved_bytes
 from rnnkit.bench.sides import alternate_sides, make_sides
 from rnnkit.bench.speed import BenchConfig, bench_charlm, bench_grid_point, bench_stream, to_markdown
@@ -39,7 +40,7 @@ def test_torch_saved_bytes_sees_autograd_saves():
     assert torch_saved_bytes(torch, lambda: (a @ b).sum()) == (3 * 4 + 4 * 5) * 4
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("kind", CELLS)
 def test_grid_point_compares_equal_computations(kind):
     torch = _torch()
     r = bench_grid_point(torch, kind, 4, 2, 3, 5, repeats=1)

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from conftest import CELLS, torch_layer_classes
 from rnnkit.data.text import Vocab, load_text, split_ids, stdlib_corpus
 from rnnkit.errors import UserError
 from rnnkit.tasks.charlm import CharLM, CharLMConfig
@@ -20,7 +21,7 @@ def tiny_text(n=3000, seed=0):
 CFG = CharLMConfig(cell="lstm", layers=2, hidden=12, emb=6, batch=4, bptt=9, seed=3)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_training_matches_torch_loop(cell):
     """Same init, batching, carried state, Adam and clipping as a torch.nn loop: same loss at every step."""
     torch = pytest.importorskip("torch")
@@ -41,7 +42,7 @@ def _torch_loop(torch, nn, cell):
     lm = CharLM(cfg, text)
     V = len(lm.vocab)
     emb = nn.Embedding(V, cfg.emb)
-    rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](cfg.emb, cfg.hidden, num_layers=cfg.layers)
+    rnn = torch_layer_classes(torch)[cell](cfg.emb, cfg.hidden, num_layers=cfg.layers)
     head = nn.Linear(cfg.hidden, V)
     for mod, prefix in ((emb, "emb."), (rnn, "rnn."), (head, "head.")):
         for name, p in mod.named_parameters():

@@ -226,3 +226,27 @@ def test_eval_text_with_split_evaluates_that_split_of_the_file(trained, text_fil
     assert main(["eval", ck, "--text", str(text_file)]) == 0
     assert capsys.readouterr().out.strip().startswith(f"{text_file}: {whole['chars']} chars, loss {whole['loss']:.4f}")
     assert whole["chars"] > 2 * want["chars"]  # the whole file is not a split of it
+
+
+def test_each_checkpoint_is_read_once(trained, text_file, capsys, monkeypatch):
+    """--resume, eval and sample read the checkpoint file once (one parse, one validation)."""
+    import collections
+
+    import rnnkit.train.state as state
+
+    out, _ = trained
+    ck = str(out / "last.safetensors")
+    reads = collections.Counter()
+    real = state.load_checkpoint
+
+    def counting(path, *a, **kw):
+        reads[os.fspath(path)] += 1
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(state, "load_checkpoint", counting)
+    for argv in (["train", "charlm", "--resume", ck, "--steps", "31", "--no-progress"], ["eval", ck, "--split", "test"],
+                 ["sample", ck, "--length", "5", "--seed", "1"]):
+        reads.clear()
+        assert main(argv) == 0
+        assert reads == {ck: 1}, f"{argv[0]}: {dict(reads)}"
+    capsys.readouterr()

@@ -4,9 +4,8 @@ import itertools
 import numpy as np
 import pytest
 
-import rnnkit
+from conftest import CELLS, LAYERS
 
-LAYERS = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
 EPS = 1e-6
 
 
@@ -53,7 +52,7 @@ def setup(kind, L, bidir, use_lengths, seed=0):
 
 
 @pytest.mark.parametrize("kind,L,bidir,use_lengths",
-                         list(itertools.product(["rnn", "lstm", "gru"], [1, 2], [False, True], [False, True])))
+                         list(itertools.product(CELLS, [1, 2], [False, True], [False, True])))
 def test_gradients_match_finite_differences(kind, L, bidir, use_lengths):
     layer, x, h0, c0, R, Rh, Rc, lengths, is_lstm, loss = setup(kind, L, bidir, use_lengths)
     layer.zero_grad()

@@ -3,13 +3,12 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import assert_close
-
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+from conftest import assert_close, needs_torch
 
 
 def test_linear_over_time_equals_torch(rng):
+    torch = needs_torch()
+    F = torch.nn.functional
     lin = rnnkit.Linear(5, 3, dtype=np.float64, seed=0)
     x = rng.standard_normal((4, 2, 5))
     dy = rng.standard_normal((4, 2, 3))
@@ -27,6 +26,8 @@ def test_linear_over_time_equals_torch(rng):
 
 
 def test_embedding_equals_torch(rng):
+    torch = needs_torch()
+    F = torch.nn.functional
     emb = rnnkit.Embedding(7, 3, dtype=np.float64, seed=0)
     ids = rng.integers(0, 7, size=(5, 4))
     dy = rng.standard_normal((5, 4, 3))
@@ -42,6 +43,7 @@ def test_embedding_equals_torch(rng):
 
 
 def test_sigmoid_head_equals_torch(rng):
+    torch = needs_torch()
     a = rng.standard_normal((3, 4)) * 3
     do = rng.standard_normal((3, 4))
     s = rnnkit.Sigmoid()
@@ -56,6 +58,8 @@ def test_sigmoid_head_equals_torch(rng):
 
 @pytest.mark.parametrize("use_mask", [False, True])
 def test_softmax_cross_entropy_equals_torch(rng, use_mask):
+    torch = needs_torch()
+    F = torch.nn.functional
     z = rng.standard_normal((6, 3, 11)) * 4
     y = rng.integers(0, 11, size=(6, 3))
     mask = rng.random((6, 3)) < 0.6 if use_mask else None
@@ -71,6 +75,8 @@ def test_softmax_cross_entropy_equals_torch(rng, use_mask):
 
 
 def test_bce_with_logits_and_mse_equal_torch(rng):
+    torch = needs_torch()
+    F = torch.nn.functional
     z = rng.standard_normal((5, 4)) * 5
     y = rng.random((5, 4))
     loss, dz = rnnkit.bce_with_logits(z, y)
@@ -113,6 +119,8 @@ class CharModel(rnnkit.Module):
 
 
 def test_composed_model_equals_torch(rng):
+    torch = needs_torch()
+    F = torch.nn.functional
     V, E, H = 9, 4, 5
     m = CharModel(V, E, H)
     assert set(m.params) == set(m.grads)

@@ -3,10 +3,9 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import assert_close
+from conftest import CELLS, LAYERS, assert_close
 
-LAYERS = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
-KINDS = list(LAYERS)
+KINDS = list(CELLS)
 
 
 def state_h(state):

@@ -4,15 +4,14 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import rnnkit
-from conftest import assert_close
-
-torch = pytest.importorskip("torch")
-
-TORCH = {"rnn": torch.nn.RNN, "rnn_relu": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+from conftest import assert_close, needs_torch, torch_layer_classes
 
 
-def make_pair(kind, I, H, L, bidir, batch_first, bias=True, dtype=torch.float64, seed=0):
+def make_pair(kind, I, H, L, bidir, batch_first, bias=True, dtype=None, seed=0):
+    torch = needs_torch()
+    TORCH = torch_layer_classes(torch)
     torch.manual_seed(seed)
+    dtype = torch.float64 if dtype is None else dtype
     kw = dict(num_layers=L, bidirectional=bidir, batch_first=batch_first, bias=bias, dtype=dtype)
     if kind == "rnn_relu":
         kw["nonlinearity"] = "relu"
@@ -25,6 +24,7 @@ def make_pair(kind, I, H, L, bidir, batch_first, bias=True, dtype=torch.float64,
 
 
 def run_both(kind, T, B, I, H, L, bidir, batch_first, lengths, seed, dtype=np.float64, with_state=True):
+    torch = needs_torch()
     rng = np.random.default_rng(seed)
     tdt = torch.float64 if dtype == np.float64 else torch.float32
     tm, layer = make_pair(kind, I, H, L, bidir, batch_first, dtype=tdt, seed=seed)
@@ -128,6 +128,8 @@ def test_equals_torch_float32(kind, bidir):
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_no_bias_equals_torch(kind):
+    torch = needs_torch()
+    TORCH = torch_layer_classes(torch)
     torch.manual_seed(0)
     tm = TORCH[kind](4, 5, num_layers=2, bias=False, dtype=torch.float64)
     layer = rnnkit.from_torch(tm)
@@ -141,6 +143,7 @@ def test_no_bias_equals_torch(kind):
 @pytest.mark.parametrize("bidir", [False, True])
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_to_torch_roundtrip_exact(kind, bidir, batch_first):
+    torch = needs_torch()
     tm, layer = make_pair(kind, 3, 4, 2, bidir, batch_first)
     back = rnnkit.to_torch(layer)
     assert type(back) is type(tm) and back.batch_first == batch_first and back.bidirectional == bidir
@@ -154,11 +157,13 @@ def test_to_torch_roundtrip_exact(kind, bidir, batch_first):
 
 
 def test_from_torch_float32_keeps_dtype():
+    torch = needs_torch()
     tm = torch.nn.LSTM(3, 4)
     assert rnnkit.from_torch(tm).dtype == np.float32
 
 
 def test_from_torch_rejects_unsupported():
+    torch = needs_torch()
     with pytest.raises(TypeError, match="expected torch.nn.RNN, LSTM or GRU"):
         rnnkit.from_torch(torch.nn.Linear(2, 3))
     with pytest.raises(ValueError, match="proj_size"):

@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import assert_close
+from conftest import assert_close, needs_torch
 from rnnkit.diagnostics.gradflow import gradient_flow, last_step_loss
 from rnnkit.errors import UserError
 
-torch = pytest.importorskip("torch")
 
 
 def _sum_loss(R):
@@ -19,6 +18,7 @@ def _sum_loss(R):
 
 def _torch_stepwise_grads(layer, x, R):
     """dL/dh_t of every layer from torch.nn.*Cell copies stacked by hand (retain_grad on each h_t)."""
+    torch = needs_torch()
     kind = type(layer).__name__
     T, B, _ = x.shape
     L, H = layer.num_layers, layer.hidden_size
@@ -60,6 +60,7 @@ def test_gradflow_h_norms_equal_torch_autograd(cls, rng):
 
 def _torch_manual_lstm(layer, x, loss_of_hs):
     """A single-layer LSTM written out in torch ops with copied weights; retain_grad on h_t, c_t."""
+    torch = needs_torch()
     p = {k: torch.from_numpy(v.copy()).requires_grad_() for k, v in layer.params.items()}
     H = layer.hidden_size
     T, B, _ = x.shape
@@ -79,6 +80,7 @@ def _torch_manual_lstm(layer, x, loss_of_hs):
 
 def test_gradflow_lstm_h_and_c_last_step_loss_equal_torch(rng):
     """Adding-problem shape: Linear+sigmoid head on the last step, MSE; total dL/dh_t and dL/dc_t."""
+    torch = needs_torch()
     T, B, I, H = 30, 4, 2, 6
     layer = rnnkit.LSTM(I, H, dtype=np.float64, seed=3, forget_bias=2.0)
     head = rnnkit.Linear(H, 1, dtype=np.float64, seed=4)

@@ -115,7 +115,13 @@ def test_cli_train_forecast_resume_eval_and_forecast_new_data(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "naive last value" in text and "x below the naive baseline" in text and "stopped at step 40" in text
     assert (out / "forecast.safetensors").exists()
-    assert (out / "forecast.png").exists() or "matplotlib is not installed" in text
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is not None:  # the plot is written and named
+        assert (out / "forecast.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"forecast plot: {out / 'forecast.png'}" in text and f"loss curve: {out / 'loss.png'}" in text
+    else:  # one line says why there is none
+        assert not (out / "forecast.png").exists() and "forecast plot: not written (matplotlib is not installed" in text
     # the same --out again is refused (never overwrite a checkpoint); --resume continues to more steps
     assert main(args) == 2 and "already holds a checkpoint" in capsys.readouterr().err
     assert main(["train", "forecast", "--resume", str(out / "last.safetensors"), "--steps", "60",
@@ -184,3 +190,18 @@ def test_resume_without_a_new_best_keeps_the_best_parameters(tmp_path, capsys, m
         assert load_checkpoint(resume_out / "last.safetensors")[1]["train"]["step"] == 60
         assert set(model) == set(best) and all(np.array_equal(model[k], best[k]) for k in best)
         assert not all(np.array_equal(model[k], last[k]) for k in last)
+
+
+def test_forecast_plot_without_matplotlib_says_so(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from rnnkit.cli import main
+
+    for mod in ("matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, mod, None)  # makes the import fail
+    out = tmp_path / "run"
+    assert main(["train", "forecast", "--window", "6", "--hidden", "4", "--series-length", "300", "--steps", "2",
+                 "--eval-every", "1", "--out", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "forecast plot: not written (matplotlib is not installed" in text and not (out / "forecast.png").exists()
+    assert "loss curve: not plotted (matplotlib is not installed" in text and not (out / "loss.png").exists()

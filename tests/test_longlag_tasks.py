@@ -86,15 +86,15 @@ def test_copy_layout_and_baseline():
 
 
 # ----------------------------------------------------------------------------- task classes
-torch = pytest.importorskip("torch")
-
+from conftest import needs_torch, torch_layer_classes  # noqa: E402
 from rnnkit.tasks.longlag import AddingConfig, AddingTask, CopyConfig, CopyTask  # noqa: E402
 from rnnkit.tasks.readout import Readout  # noqa: E402
 from rnnkit.train import load_task, save_task  # noqa: E402
 
 
 def _torch_model(model: Readout, cell: str):
-    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    torch = needs_torch()
+    cls = torch_layer_classes(torch)[cell]
     r, h = model.rnn, model.head
     t_rnn = cls(r.input_size, r.hidden_size, num_layers=r.num_layers)
     t_head = torch.nn.Linear(h.in_features, h.out_features)
@@ -116,6 +116,7 @@ def _grads(task, t_rnn, t_head):
 
 @pytest.mark.parametrize("cell,layers", [("lstm", 1), ("gru", 2), ("rnn", 1)])
 def test_adding_task_loss_and_gradients_match_torch(cell, layers):
+    torch = needs_torch()
     task = AddingTask(AddingConfig(T=12, cell=cell, hidden=5, layers=layers, batch=6, seed=3))
     batch, carry = task.train_batch(np.random.default_rng(0))
     assert carry is None
@@ -137,6 +138,7 @@ def test_adding_task_loss_and_gradients_match_torch(cell, layers):
 
 
 def test_copy_task_loss_and_gradients_match_torch():
+    torch = needs_torch()
     task = CopyTask(CopyConfig(T=4, hidden=6, batch=3, seed=1))
     batch, _ = task.train_batch(np.random.default_rng(0))
     task.model.zero_grad()

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from . import validate
 from .errors import NonFiniteError
 from .kernels import all_finite
 
@@ -101,15 +102,13 @@ def check_all_finite(named: dict, what: str = "values") -> None:
 
 
 def check_positive(name: str, v) -> None:
-    """``v`` is an integer >= 1 (bool excluded)."""
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+    """``v`` is an integer >= 1 (bool excluded); rnnkit.validate's POSITIVE_INT rule."""
+    validate.check(name, v, validate.POSITIVE_INT)
 
 
 def check_choice(name: str, v, choices) -> None:
-    """``v`` is one of ``choices``."""
-    if v not in choices:
-        raise ValueError(f"{name}: expected one of {sorted(choices)}, got {v!r}")
+    """``v`` is one of ``choices`` (named in sorted order); rnnkit.validate.check_choice."""
+    validate.check_choice(name, v, sorted(choices))
 
 
 def check_ids(name: str, ids, vocab: int, batch: int | None = None) -> np.ndarray:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import CheckpointError
+from .validate import NONNEG_INT, POSITIVE_INT, check
 
 
 def _check_pos(name: str, v, allow_zero: bool = False) -> float:
@@ -254,10 +255,9 @@ class Schedule:
     def __post_init__(self):
         if self.kind not in ("constant", "step", "cosine"):
             raise ValueError(f"schedule kind: expected 'constant', 'step' or 'cosine', got {self.kind!r}")
-        if not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"warmup: expected an integer >= 0, got {self.warmup!r}")
-        if self.kind == "step" and (not isinstance(self.step_size, int) or self.step_size < 1):
-            raise ValueError(f"step_size: expected an integer >= 1, got {self.step_size!r}")
+        check("warmup", self.warmup, NONNEG_INT)
+        if self.kind == "step":
+            check("step_size", self.step_size, POSITIVE_INT)
         if self.kind == "cosine" and self.total_steps <= self.warmup:
             raise ValueError(f"total_steps: the cosine schedule needs total_steps > warmup ({self.warmup}), "
                              f"got {self.total_steps!r}")

@@ -1,11 +1,14 @@
 """The one home of value checks for configs and flags: a rule says what is expected, ``check``
 raises ``ValueError("name: expected <what>, got <value>")``.  The command line's argparse types
-(rnnkit.cli.args) are built from the same rules, so a flag and its config field agree."""
+(rnnkit.cli.args) are built from the same rules, so a flag and its config field agree; the
+config helpers of rnnkit._checks (check_positive, check_choice, check_fields) call these."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from typing import Callable
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -15,7 +18,7 @@ class Rule:
 
 
 def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _is_number(v) -> bool:
@@ -36,7 +39,7 @@ def check(name: str, value, rule: Rule):
     return value
 
 
-def check_fields(obj, rule: Rule, *names: str) -> None:
+def check_each(obj, rule: Rule, *names: str) -> None:
     """:func:`check` every named attribute of ``obj`` (a config dataclass) against ``rule``."""
     for name in names:
         check(name, getattr(obj, name), rule)

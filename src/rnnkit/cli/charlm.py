@@ -6,7 +6,6 @@ import math
 from ..data.text import DEFAULT_MAX_CHARS, load_text
 from ..layers import LAYERS
 from ..tasks.charlm import CharLM, CharLMConfig
-from ..train import TrainConfig
 from .args import nonneg_int, positive_int
 from .train import TaskSpec
 
@@ -29,7 +28,6 @@ class CharLMSpec(TaskSpec):
     help = "character-level language model"
     description = ("Train a character-level language model (truncated BPTT, 90/5/5 split). "
                    "Without --text the corpus is the Python standard library's .py files.")
-    train_defaults = TrainConfig(steps=2000, eval_every=200)
 
     def add_flags(self, p) -> None:
         d = CharLMConfig()

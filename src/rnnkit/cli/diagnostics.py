@@ -57,7 +57,7 @@ def inspect_main(args) -> int:
     os.replace(tmp, args.out)
     print(f"wrote {args.out} ({len(text)} characters, {H} units, showing unit {args.cell})")
     if args.gates:
-        if lm.config.cell == "rnn":
+        if lm.model.rnn.cell.forget_gate is None:  # the Elman RNN: no gates
             raise UserError("--gates: the checkpoint's cell is rnn, which has no gates")
         sat = charlm_gate_saturation(lm, text)
         write_saturation(sat, args.gates + ".csv", args.gates + ".json")

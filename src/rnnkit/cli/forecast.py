@@ -9,7 +9,7 @@ from ..data.series import load_csv_column, make_windows, naive_forecast, rmse_ma
 from ..errors import UserError
 from ..layers import LAYERS
 from ..plots import plot_forecast
-from ..tasks.forecast import FORECAST_TRAIN, ForecastConfig, Forecaster, default_series
+from ..tasks.forecast import ForecastConfig, Forecaster, default_series
 from .args import positive_int
 from .train import TaskSpec
 
@@ -58,7 +58,6 @@ class ForecastSpec(TaskSpec):
     help = "multi-step forecasting of a univariate series"
     description = ("Train a recurrent forecaster (chronological 70/15/15 split, statistics from train). "
                    "Reports test RMSE/MAE next to the naive last-value forecast; writes forecast.png.")
-    train_defaults = FORECAST_TRAIN
 
     def add_flags(self, p) -> None:
         d = ForecastConfig()

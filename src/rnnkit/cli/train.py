@@ -107,7 +107,12 @@ class TaskSpec:
     config_class: type
     help: str = ""
     description: str | None = None
-    train_defaults: TrainConfig = TrainConfig()
+
+    @property
+    def train_defaults(self) -> TrainConfig:
+        """The TrainConfig of a new run before flags: the task class's own ``train_defaults`` (the
+        one place a task keeps its training defaults), else TrainConfig()'s."""
+        return getattr(self.task_class, "train_defaults", TrainConfig())
 
     # ------------------------------------------------------------------ flags
     def add_flags(self, p) -> None:
@@ -116,7 +121,7 @@ class TaskSpec:
         for f in dataclasses.fields(self.config_class):
             if f.name != "seed":
                 default = f.default
-                typ = {int: positive_int, float: float, bool: int}.get(type(default), str)
+                typ = {int: positive_int, float: float}.get(type(default), str)
                 p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=typ, help=f"(default {default})")
 
     def add_train_flags(self, p) -> None:

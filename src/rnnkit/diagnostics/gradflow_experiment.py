@@ -83,7 +83,7 @@ def run_gradflow(cfg: GradFlowConfig, progress=print) -> list[dict]:
         task = AddingTask(AddingConfig(T=cfg.T, cell=cell, hidden=cfg.hidden, batch=cfg.batch, lr=cfg.lr,
                                        forget_bias=cfg.forget_bias, seed=cfg.seed))
         probe = adding_batch(np.random.default_rng([cfg.seed, 7]), cfg.T, cfg.measure_batch)
-        trainer = Trainer(task, cfg.train_config(), eval_split=None)
+        trainer = Trainer(task, cfg.train_config(), eval_split=None, rng=np.random.default_rng([cfg.seed, 3]))
         for stage in ("init", "trained"):
             if stage == "trained":
                 trainer.fit()

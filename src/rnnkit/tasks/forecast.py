@@ -1,4 +1,4 @@
-"""Multi-step time-series forecasting: ``Forecaster`` (a Trainer task) and its CLI.
+"""Multi-step time-series forecasting: ``Forecaster``, a Task (its command line: rnnkit.cli.forecast).
 
 Model (:class:`rnnkit.tasks.readout.Readout`): the last ``window`` values,
 normalised with train-split statistics, go through an RNN/LSTM/GRU (input size 1);
@@ -34,7 +34,7 @@ from ..errors import CheckpointError, UserError
 from ..losses import mse
 from ..train import Trainer, TrainConfig, load_task, metrics_of, save_task
 from ..train.state import read_checkpoint, unprefixed
-from ..validate import NONNEG_INT, POSITIVE_INT, check, check_fields
+from ..validate import NONNEG_INT, POSITIVE_INT, check, check_each
 from .readout import Readout, check_cell
 
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
@@ -61,7 +61,7 @@ class ForecastConfig:
     column: str | None = None
 
     def __post_init__(self):
-        check_fields(self, POSITIVE_INT, "window", "horizon", "hidden", "layers", "batch", "series_length")
+        check_each(self, POSITIVE_INT, "window", "horizon", "hidden", "layers", "batch", "series_length")
         check("seed", self.seed, NONNEG_INT)
         check_cell(self.cell)
 
@@ -90,6 +90,7 @@ class Forecaster:
     kind = "forecast"
     count_unit = "seqs"
     config_class = ForecastConfig
+    train_defaults = FORECAST_TRAIN
 
     def __init__(self, config: ForecastConfig | None = None, series: np.ndarray | None = None,
                  normalizer: Normalizer | None = None):

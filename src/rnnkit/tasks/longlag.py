@@ -35,7 +35,7 @@ from ..data.longlag import (
 from ..errors import CheckpointError
 from ..losses import mse, softmax_cross_entropy
 from ..train import Trainer, TrainConfig, metrics_of
-from ..validate import FINITE_OR_NONE, NONNEG_INT, POSITIVE_INT, POSITIVE_NUMBER, check, check_fields
+from ..validate import FINITE_OR_NONE, NONNEG_INT, POSITIVE_INT, POSITIVE_NUMBER, check, check_each
 from .readout import Readout, check_cell
 
 #: H&S 1997: the test set has 2560 sequences; solved when at most 3 are wrong
@@ -61,10 +61,10 @@ class LongLagConfig:
     seed: int = 0
 
     def __post_init__(self):
-        check_fields(self, POSITIVE_INT, "T", "hidden", "layers", "batch", "max_sequences", "eval_every")
+        check_each(self, POSITIVE_INT, "T", "hidden", "layers", "batch", "max_sequences", "eval_every")
         check("seed", self.seed, NONNEG_INT)
         check_cell(self.cell)
-        check_fields(self, POSITIVE_NUMBER, "lr", "clip")
+        check_each(self, POSITIVE_NUMBER, "lr", "clip")
         check("forget_bias", self.forget_bias, FINITE_OR_NONE)
 
     @property

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cells import LSTMState
 from ..layers import LAYERS, as_rng
 from ..module import Module
 from ..nn import Linear
@@ -37,13 +36,16 @@ class Readout(Module):
                  forget_bias: float | None = None, seed=None, dtype=np.float32):
         rng = as_rng(seed)
         self.cell_name = check_cell(cell)
-        fb = None if cell == "rnn" else forget_bias
+        fb = forget_bias if CELLS[cell].cell_class.forget_gate is not None else None  # a cell without one ignores it
         self.rnn = CELLS[cell](input_size, hidden, num_layers=layers, forget_bias=fb, seed=rng, dtype=dtype)
         self.head = Linear(hidden, output_size, seed=rng, dtype=dtype)
         self._last = None
 
+    def _has_c(self) -> bool:
+        return len(self.rnn.cell.State._fields) > 1  # (h, c): the LSTM
+
     def _final_h(self, state):
-        return state.h[-1] if isinstance(state, LSTMState) else state[-1]
+        return state.h[-1] if self._has_c() else state[-1]
 
     def last(self, x: np.ndarray, lengths=None) -> np.ndarray:
         """x (T, B, I) -> y (B, K) from h at each row's last valid step (``lengths`` (B,) or None)."""
@@ -58,7 +60,7 @@ class Readout(Module):
         out_shape, state = self._last
         self._last = None
         dh = self.head.backward(dy)  # (B, H)
-        lstm = isinstance(state, LSTMState)
+        lstm = self._has_c()
         d_h_all = np.zeros_like(state.h if lstm else state)  # (layers, B, H)
         d_h_all[-1] = dh  # y reads the last layer's final h (the head gives c no gradient)
         d_state = (d_h_all, None) if lstm else d_h_all

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..optim import OPTIMIZERS, Schedule
-from ..validate import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, check, check_choice, check_fields
+from ..validate import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, check, check_choice, check_each
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,10 @@ class TrainConfig:
     blas_threads: int = 1
 
     def __post_init__(self):
-        check_fields(self, NONNEG_INT, "steps", "eval_every", "checkpoint_every", "patience", "log_every", "warmup",
+        check_each(self, NONNEG_INT, "steps", "eval_every", "checkpoint_every", "patience", "log_every", "warmup",
                      "blas_threads", "seed")
         check_choice("optimizer", self.optimizer, sorted(OPTIMIZERS))
-        check_fields(self, NONNEG_NUMBER, "lr", "clip", "time_limit", "weight_decay", "momentum", "min_lr")
+        check_each(self, NONNEG_NUMBER, "lr", "clip", "time_limit", "weight_decay", "momentum", "min_lr")
         check("gamma", self.gamma, POSITIVE_NUMBER)
         check("step_size", self.step_size, POSITIVE_INT)
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:

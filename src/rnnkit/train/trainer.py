@@ -56,9 +56,11 @@ class Trainer:
     """Train a Task (:mod:`rnnkit.train.task`).  ``out_dir`` (optional) receives
     ``last.safetensors``, ``best.safetensors`` and ``metrics.jsonl``.  ``eval_split``: the split
     every evaluation uses (None: no evaluations, e.g. a fixed number of steps between two
-    measurements)."""
+    measurements).  ``rng``: the training batches' Generator (default ``np.random.default_rng(config.seed)``);
+    its state is checkpointed."""
 
-    def __init__(self, task, config: TrainConfig = TrainConfig(), out_dir=None, eval_split: str | None = "val"):
+    def __init__(self, task, config: TrainConfig = TrainConfig(), out_dir=None, eval_split: str | None = "val",
+                 rng: np.random.Generator | None = None):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
         self.task, self.config, self.eval_split = task, config, eval_split
@@ -66,7 +68,7 @@ class Trainer:
         self.model = task.model
         self.optimizer = config.make_optimizer(self.model.params, self.model.grads)
         self.schedule = config.make_schedule()
-        self.rng = np.random.default_rng(config.seed)
+        self.rng = np.random.default_rng(config.seed) if rng is None else rng
         self.step = 0
         self.carry = None
         self.best_val = math.inf
