@@ -10,7 +10,7 @@ from ..layers import LAYERS
 from ..plots import plot_confusion
 from ..tasks.classify import CLASS_WEIGHTS, ClassifyTask, ClassifyTaskConfig
 from ..tasks.textdata import TOKENS
-from ..train import TrainConfig, load_task
+from ..train import load_task
 from .args import nonneg_int, positive_int
 from .seq2seq import read_input
 from .train import TaskSpec
@@ -45,7 +45,6 @@ class ClassifySpec(TaskSpec):
     description = ("Train a recurrent sequence classifier on --data FILE.tsv (label<TAB>text) or --data DIR (one "
                    "file per class, one example per line); without --data, lines of the Python standard library "
                    "labelled by package.  80/10/10 stratified split; writes confusion.png (test split).")
-    train_defaults = TrainConfig(steps=1500, eval_every=250, lr=3e-3)
 
     def add_flags(self, p) -> None:
         d = ClassifyTaskConfig()

@@ -11,7 +11,7 @@ from ..layers import LAYERS
 from ..plots import plot_attention
 from ..tasks.seq2seq import BLEU_TOKENIZE, SCORES, Seq2SeqTask, Seq2SeqTaskConfig
 from ..tasks.textdata import TOKENS
-from ..train import TrainConfig, load_task, read_metrics
+from ..train import load_task, read_metrics
 from .args import nonneg_float, nonneg_int, positive_int
 from .train import TaskSpec
 
@@ -51,7 +51,6 @@ class Seq2SeqSpec(TaskSpec):
     description = ("Train an encoder-decoder with attention on a parallel corpus: --src/--tgt line-aligned files or "
                    "--pairs FILE.tsv; without them, human-readable dates -> ISO 8601 (generated, held-out days). "
                    "Evaluations report loss, perplexity, exact match (greedy) and sacreBLEU.")
-    train_defaults = TrainConfig(steps=2000, eval_every=250, lr=3e-3)
 
     def add_flags(self, p) -> None:
         d = Seq2SeqTaskConfig()

@@ -29,7 +29,8 @@ from ..data.tokenize import tokenizer_from_dict
 from ..data.vocab import TokenVocab
 from ..errors import CheckpointError, UserError
 from ..layers import LAYERS
-from ..validate import NONNEG_INT, POSITIVE_INT, check_choice, check_fields
+from ..train import TrainConfig
+from ..validate import NONNEG_INT, POSITIVE_INT, check_choice, check_each
 from .textdata import TOKENS, build_tokenizer, in_batches, next_batch, normalise
 
 SPLITS = ("train", "val", "test")
@@ -64,8 +65,8 @@ class ClassifyTaskConfig:
         check_choice("cell", self.cell, sorted(LAYERS))
         check_choice("pooling", self.pooling, POOLINGS)
         check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
-        check_fields(self, POSITIVE_INT, "per_class", "bpe_vocab", "min_freq", "layers", "hidden", "emb", "batch")
-        check_fields(self, NONNEG_INT, "max_len", "seed")
+        check_each(self, POSITIVE_INT, "per_class", "bpe_vocab", "min_freq", "layers", "hidden", "emb", "batch")
+        check_each(self, NONNEG_INT, "max_len", "seed")
 
     @property
     def corpus(self) -> str:
@@ -94,6 +95,7 @@ class ClassifyTask:
 
     kind = "classify"
     count_unit = "seqs"
+    train_defaults = TrainConfig(steps=1500, eval_every=250, lr=3e-3)
     config_class = ClassifyTaskConfig
 
     def __init__(self, config: ClassifyTaskConfig = ClassifyTaskConfig(), *, prepared: dict | None = None):

@@ -42,7 +42,8 @@ from ..decoding import beam_search, greedy_decode
 from ..encdec import EncoderDecoder, Seq2SeqConfig
 from ..errors import CheckpointError, UserError
 from ..layers import LAYERS
-from ..validate import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, check, check_choice, check_fields
+from ..train import TrainConfig
+from ..validate import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, check, check_choice, check_each
 from .textdata import TOKENS, build_tokenizer, in_batches, next_batch, normalise
 
 SPLITS = ("train", "val", "test")
@@ -84,8 +85,8 @@ class Seq2SeqTaskConfig:
         check_choice("tokens", self.tokens, TOKENS)
         check_choice("cell", self.cell, sorted(LAYERS))
         check_choice("score", self.score, SCORES)
-        check_fields(self, POSITIVE_INT, "dates", "min_freq", "layers", "hidden", "emb", "batch")
-        check_fields(self, NONNEG_INT, "max_src_len", "max_tgt_len", "seed")
+        check_each(self, POSITIVE_INT, "dates", "min_freq", "layers", "hidden", "emb", "batch")
+        check_each(self, NONNEG_INT, "max_src_len", "max_tgt_len", "seed")
         check("bpe_vocab", self.bpe_vocab, POSITIVE_INT)
         check("label_smoothing", self.label_smoothing, NONNEG_NUMBER)
         if self.label_smoothing >= 1:
@@ -155,6 +156,7 @@ class Seq2SeqTask:
 
     kind = "seq2seq"
     count_unit = "tokens"
+    train_defaults = TrainConfig(steps=2000, eval_every=250, lr=3e-3)
     config_class = Seq2SeqTaskConfig
 
     def __init__(self, config: Seq2SeqTaskConfig = Seq2SeqTaskConfig(), *, prepared: dict | None = None):
