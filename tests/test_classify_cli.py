@@ -3,6 +3,7 @@ import re
 
 import numpy as np
 import pytest
+from test_cli import _one_line_error
 
 from rnnkit.cli import main
 from rnnkit.io.checkpoint import load_checkpoint
@@ -35,14 +36,6 @@ def class_dir(tmp_path):
         (d / f"{label}.txt").write_text("".join(f"{t}\n" for lab, t in _examples() if lab == label))
     (d / ".hidden").write_text("ignored\n")
     return d
-
-
-def _one_line_error(capsys, rc, pattern):
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("rnnkit: error: ") and "Traceback" not in err, err
-    assert re.search(pattern, lines[0]), lines[0]
 
 
 def test_tsv_train_resume_classify_eval(tsv, tmp_path, capsys):

@@ -3,6 +3,7 @@ import re
 
 import numpy as np
 import pytest
+from test_cli import _one_line_error
 
 from rnnkit.cli import main
 from rnnkit.io.checkpoint import load_checkpoint
@@ -27,14 +28,6 @@ def files(tmp_path):
     (tmp_path / "tgt.txt").write_text("\n".join(tgt) + "\n")
     (tmp_path / "pairs.tsv").write_text("".join(f"{s}\t{t}\tCC-BY attribution\n" for s, t in zip(src, tgt)))
     return tmp_path
-
-
-def _one_line_error(capsys, rc, pattern):
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("rnnkit: error: ") and "Traceback" not in err, err
-    assert re.search(pattern, lines[0]), lines[0]
 
 
 def _number(pattern, text):

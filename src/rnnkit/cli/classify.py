@@ -1,18 +1,15 @@
 """``rnnkit train classify``, ``rnnkit classify CKPT`` and the classify side of ``rnnkit eval``."""
 from __future__ import annotations
 
-import argparse
 import os
 
 from ..classifier import POOLINGS
 from ..errors import UserError
-from ..layers import LAYERS
 from ..plots import plot_confusion
 from ..tasks.classify import CLASS_WEIGHTS, ClassifyTask, ClassifyTaskConfig
-from ..tasks.textdata import TOKENS
 from ..train import load_task
 from .args import nonneg_int, positive_int
-from .seq2seq import read_input
+from .textargs import add_encoder_flags, add_token_flags, read_input
 from .train import TaskSpec
 
 
@@ -54,25 +51,13 @@ class ClassifySpec(TaskSpec):
                        help="skip empty lines (default: an error)")
         g.add_argument("--per-class", dest="per_class", type=positive_int,
                        help=f"lines per package of the default corpus (default {d.per_class})")
-        g = p.add_argument_group("tokens")
-        g.add_argument("--tokens", choices=TOKENS, help=f"(default {d.tokens})")
-        g.add_argument("--lower", action="store_const", const=True, help="lower-case the text first")
-        g.add_argument("--bpe-vocab", dest="bpe_vocab", type=positive_int, help=f"(default {d.bpe_vocab})")
-        g.add_argument("--min-freq", dest="min_freq", type=positive_int,
-                       help=f"rarer tokens become <unk> (default {d.min_freq})")
+        g = add_token_flags(p, d)
         g.add_argument("--max-len", dest="max_len", type=nonneg_int,
                        help=f"keep the first N tokens of a text, 0 = all (default {d.max_len})")
-        g = p.add_argument_group("model")
-        g.add_argument("--cell", choices=sorted(LAYERS), help=f"(default {d.cell})")
-        g.add_argument("--layers", type=positive_int, help=f"(default {d.layers})")
-        g.add_argument("--hidden", type=positive_int, help=f"hidden size per direction (default {d.hidden})")
-        g.add_argument("--emb", type=positive_int, help=f"embedding size (default {d.emb})")
-        g.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
-                       help="bidirectional encoder (default: yes)")
+        g = add_encoder_flags(p, d)
         g.add_argument("--pooling", choices=POOLINGS, help=f"(default {d.pooling})")
         g.add_argument("--class-weights", dest="class_weights", choices=CLASS_WEIGHTS,
                        help=f"balanced: weight class c by N / (C n_c) (default {d.class_weights})")
-        g.add_argument("--batch", type=positive_int, help=f"examples per step (default {d.batch})")
 
     def given(self, args) -> dict:
         given = super().given(args)

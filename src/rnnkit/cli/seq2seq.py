@@ -1,18 +1,15 @@
 """``rnnkit train seq2seq``, ``rnnkit translate CKPT`` and the seq2seq side of ``rnnkit eval``."""
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
-from ..data.lines import decode_utf8, read_lines
 from ..errors import UserError
-from ..layers import LAYERS
 from ..plots import plot_attention
 from ..tasks.seq2seq import BLEU_TOKENIZE, SCORES, Seq2SeqTask, Seq2SeqTaskConfig
-from ..tasks.textdata import TOKENS
 from ..train import load_task, read_metrics
 from .args import nonneg_float, nonneg_int, positive_int
+from .textargs import add_encoder_flags, add_token_flags, read_input
 from .train import TaskSpec
 
 _PATHS = ("src", "tgt", "pairs", "val_src", "val_tgt", "test_src", "test_tgt")
@@ -23,17 +20,6 @@ def metrics_line(m: dict) -> str:
     bleu = f"  BLEU {m['bleu']:.6f}" if "bleu" in m else "  BLEU not computed (pip install sacrebleu)"
     return (f"loss {m['loss']:.4f} nats/token  perplexity {m['perplexity']:.4f}  "
             f"exact match {100 * m['exact_match']:.2f} %{bleu}")
-
-
-def read_input(path) -> list:
-    """Lines of ``--input FILE`` or of standard input (UTF-8; a bad byte names the line)."""
-    if path:
-        return read_lines(path, "--input")
-    text = decode_utf8(sys.stdin.buffer.read(), "<stdin>")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [s[:-1] if s.endswith("\r") else s for s in lines]
 
 
 def throughput(trainer, res) -> str:
@@ -67,29 +53,15 @@ class Seq2SeqSpec(TaskSpec):
                        help="drop pairs with an empty side (default: an empty line is an error)")
         g.add_argument("--dates", type=positive_int, help=f"training pairs of the default dates corpus "
                                                           f"(default {d.dates})")
-        g = p.add_argument_group("tokens")
-        g.add_argument("--tokens", choices=TOKENS, help=f"char, word (regex, punctuation split), space "
-                                                        f"(pre-tokenised text) or bpe (default {d.tokens})")
-        g.add_argument("--lower", action="store_const", const=True, help="lower-case the text first")
-        g.add_argument("--bpe-vocab", dest="bpe_vocab", type=positive_int,
-                       help=f"BPE pieces per side (> 256, default {d.bpe_vocab})")
-        g.add_argument("--min-freq", dest="min_freq", type=positive_int,
-                       help=f"rarer tokens become <unk> (default {d.min_freq})")
+        g = add_token_flags(p, d)
         g.add_argument("--max-src-len", dest="max_src_len", type=nonneg_int,
                        help="drop training pairs whose source has more tokens, 0 = no limit (default 0)")
         g.add_argument("--max-tgt-len", dest="max_tgt_len", type=nonneg_int,
                        help="drop training pairs whose target has more tokens, 0 = no limit (default 0)")
-        g = p.add_argument_group("model")
-        g.add_argument("--cell", choices=sorted(LAYERS), help=f"(default {d.cell})")
-        g.add_argument("--layers", type=positive_int, help=f"encoder and decoder layers (default {d.layers})")
-        g.add_argument("--hidden", type=positive_int, help=f"hidden size per direction (default {d.hidden})")
-        g.add_argument("--emb", type=positive_int, help=f"embedding size (default {d.emb})")
-        g.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
-                       help="bidirectional encoder (default: yes)")
+        g = add_encoder_flags(p, d)
         g.add_argument("--score", choices=SCORES, help=f"attention score (default {d.score})")
         g.add_argument("--label-smoothing", dest="label_smoothing", type=nonneg_float,
                        help=f"in [0, 1) (default {d.label_smoothing})")
-        g.add_argument("--batch", type=positive_int, help=f"pairs per step (default {d.batch})")
 
     def given(self, args) -> dict:
         given = super().given(args)

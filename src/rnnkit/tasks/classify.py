@@ -27,46 +27,32 @@ from ..data.batching import pad_time_major
 from ..data.classify import read_labelled, stdlib_lines, stratified_split
 from ..data.tokenize import tokenizer_from_dict
 from ..data.vocab import TokenVocab
-from ..errors import CheckpointError, UserError
-from ..layers import LAYERS
+from ..errors import UserError
 from ..train import TrainConfig
-from ..validate import NONNEG_INT, POSITIVE_INT, check_choice, check_each
-from .textdata import TOKENS, build_tokenizer, in_batches, next_batch, normalise
+from ..validate import NONNEG_INT, POSITIVE_INT, check, check_choice
+from .textdata import TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise
 
-SPLITS = ("train", "val", "test")
 CLASS_WEIGHTS = ("none", "balanced")
 EVAL_BATCH = 256
 
 
 @dataclass(frozen=True)
-class ClassifyTaskConfig:
-    """Corpus, tokens, model and batch of a classification run (see the module docstring)."""
+class ClassifyTaskConfig(TextTaskConfig):
+    """Corpus, tokens, model and batch of a classification run (see the module docstring and TextTaskConfig)."""
 
     data: str | None = None
     skip_empty: bool = False
     per_class: int = 700
-    tokens: str = "char"
-    lower: bool = False
-    bpe_vocab: int = 2000
-    min_freq: int = 1
     max_len: int = 200
-    cell: str = "lstm"
-    layers: int = 1
-    hidden: int = 64
-    emb: int = 32
-    bidirectional: bool = True
     pooling: str = "last"
     class_weights: str = "none"
-    batch: int = 64
-    seed: int = 0
 
     def __post_init__(self):
-        check_choice("tokens", self.tokens, TOKENS)
-        check_choice("cell", self.cell, sorted(LAYERS))
+        super().__post_init__()
         check_choice("pooling", self.pooling, POOLINGS)
         check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
-        check_each(self, POSITIVE_INT, "per_class", "bpe_vocab", "min_freq", "layers", "hidden", "emb", "batch")
-        check_each(self, NONNEG_INT, "max_len", "seed")
+        check("per_class", self.per_class, POSITIVE_INT)
+        check("max_len", self.max_len, NONNEG_INT)
 
     @property
     def corpus(self) -> str:
@@ -87,7 +73,7 @@ class SplitData:
     lengths: np.ndarray
 
 
-class ClassifyTask:
+class ClassifyTask(TextTask):
     """A classification run: corpus, tokeniser, vocabulary, classes, model; implements the Task protocol.
 
     ``top_k(lines, k)`` -> (classes (N, k), probabilities (N, k)) for new input lines.
@@ -164,11 +150,6 @@ class ClassifyTask:
                 raise UserError(f"the corpus recorded in this model ({c.corpus}) cannot be used: {e}") from None
         return self._data
 
-    def _split(self, split: str) -> SplitData:
-        if split not in SPLITS:
-            raise UserError(f"split: expected one of {', '.join(SPLITS)}, got {split!r}")
-        return self.data[split]
-
     # ------------------------------------------------------------------ Task protocol
     def train_batch(self, rng, carry):
         d = self.data["train"]
@@ -213,9 +194,6 @@ class ClassifyTask:
                 "majority": float(np.mean(y == majority)), "examples": float(y.size), "confusion": confusion,
                 "precision": precision, "recall": recall, "f1": f1, "support": confusion.sum(1)}
 
-    def state_arrays(self) -> dict:
-        return dict(self.model.params)
-
     def meta(self) -> dict:
         return {"config": dataclasses.asdict(self.config), "classes": list(self.classes),
                 "tokenizer": self.tokenizer.to_dict(), "vocab": self.vocab.to_dict(), "sizes": self.sizes,
@@ -223,20 +201,13 @@ class ClassifyTask:
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "ClassifyTask":
-        try:
-            config = ClassifyTaskConfig(**meta["config"])
-            prepared = {"classes": tuple(str(x) for x in meta["classes"]),
-                        "tokenizer": tokenizer_from_dict(meta["tokenizer"]), "vocab": TokenVocab.from_dict(meta["vocab"]),
-                        "sizes": {k: int(v) for k, v in meta["sizes"].items()},
-                        "class_counts": [int(n) for n in meta["class_counts"]]}
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise CheckpointError(f"classify checkpoint: bad metadata ({type(e).__name__}: {e})") from None
-        task = cls(config, prepared=prepared)
-        try:
-            task.model.load_params(arrays)
-        except ValueError as e:
-            raise CheckpointError(f"classify checkpoint: parameters do not fit the config ({e})") from None
-        return task
+        def read(m):
+            return ClassifyTaskConfig(**m["config"]), {
+                "classes": tuple(str(x) for x in m["classes"]), "tokenizer": tokenizer_from_dict(m["tokenizer"]),
+                "vocab": TokenVocab.from_dict(m["vocab"]), "sizes": {k: int(v) for k, v in m["sizes"].items()},
+                "class_counts": [int(n) for n in m["class_counts"]]}
+
+        return cls._restore(arrays, meta, read)
 
     # ------------------------------------------------------------------ inference
     def top_k(self, lines, k: int = 3) -> tuple:

@@ -40,21 +40,19 @@ from ..data.tokenize import tokenizer_from_dict
 from ..data.vocab import BOS, EOS, TokenVocab
 from ..decoding import beam_search, greedy_decode
 from ..encdec import EncoderDecoder, Seq2SeqConfig
-from ..errors import CheckpointError, UserError
-from ..layers import LAYERS
+from ..errors import UserError
 from ..train import TrainConfig
 from ..validate import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, check, check_choice, check_each
-from .textdata import TOKENS, build_tokenizer, in_batches, next_batch, normalise
+from .textdata import TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise
 
-SPLITS = ("train", "val", "test")
 SCORES = ("dot", "general", "additive")
 BLEU_TOKENIZE = "13a"
 EVAL_BATCH = 256
 
 
 @dataclass(frozen=True)
-class Seq2SeqTaskConfig:
-    """Corpus, tokens, model and batch of a seq2seq run (see the module docstring)."""
+class Seq2SeqTaskConfig(TextTaskConfig):
+    """Corpus, tokens, model and batch of a seq2seq run (see the module docstring and TextTaskConfig)."""
 
     src: str | None = None
     tgt: str | None = None
@@ -65,34 +63,19 @@ class Seq2SeqTaskConfig:
     test_tgt: str | None = None
     skip_empty: bool = False
     dates: int = 50_000
-    tokens: str = "char"
-    lower: bool = False
-    bpe_vocab: int = 2000
-    min_freq: int = 1
     max_src_len: int = 0
     max_tgt_len: int = 0
-    cell: str = "lstm"
-    layers: int = 1
-    hidden: int = 64
-    emb: int = 32
-    bidirectional: bool = True
     score: str = "general"
     label_smoothing: float = 0.0
-    batch: int = 64
-    seed: int = 0
 
     def __post_init__(self):
-        check_choice("tokens", self.tokens, TOKENS)
-        check_choice("cell", self.cell, sorted(LAYERS))
+        super().__post_init__()
         check_choice("score", self.score, SCORES)
-        check_each(self, POSITIVE_INT, "dates", "min_freq", "layers", "hidden", "emb", "batch")
-        check_each(self, NONNEG_INT, "max_src_len", "max_tgt_len", "seed")
-        check("bpe_vocab", self.bpe_vocab, POSITIVE_INT)
+        check("dates", self.dates, POSITIVE_INT)
+        check_each(self, NONNEG_INT, "max_src_len", "max_tgt_len")
         check("label_smoothing", self.label_smoothing, NONNEG_NUMBER)
         if self.label_smoothing >= 1:
             raise ValueError(f"label_smoothing: expected a number in [0, 1), got {self.label_smoothing!r}")
-        if self.tokens == "bpe" and self.bpe_vocab <= 256:
-            raise ValueError(f"bpe_vocab: expected an integer > 256 (256 byte symbols + merges), got {self.bpe_vocab}")
         for a, b in (("src", "tgt"), ("val_src", "val_tgt"), ("test_src", "test_tgt")):
             if (getattr(self, a) is None) != (getattr(self, b) is None):
                 have, miss = (a, b) if getattr(self, a) is not None else (b, a)
@@ -148,7 +131,7 @@ class SplitData:
     src_len: np.ndarray
 
 
-class Seq2SeqTask:
+class Seq2SeqTask(TextTask):
     """A seq2seq run: corpus, tokenisers, vocabularies, model; implements the Task protocol.
 
     ``translate(lines, beam=1, max_len=None)`` -> (strings, Hypothesis list) for new input.
@@ -222,11 +205,6 @@ class Seq2SeqTask:
                 raise UserError(f"the corpus recorded in this model ({self.config.corpus}) cannot be used: {e}") from None
         return self._data
 
-    def _split(self, split: str) -> SplitData:
-        if split not in SPLITS:
-            raise UserError(f"split: expected one of {', '.join(SPLITS)}, got {split!r}")
-        return self.data[split]
-
     # ------------------------------------------------------------------ Task protocol
     def train_batch(self, rng, carry):
         d = self.data["train"]
@@ -261,9 +239,6 @@ class Seq2SeqTask:
         d = self._split(split)
         return [self._string(h) for h in self.decode(d.src_ids, beam)]
 
-    def state_arrays(self) -> dict:
-        return dict(self.model.params)
-
     def meta(self) -> dict:
         return {"config": dataclasses.asdict(self.config), "src_tokenizer": self.src_tok.to_dict(),
                 "tgt_tokenizer": self.tgt_tok.to_dict(), "src_vocab": self.src_vocab.to_dict(),
@@ -271,21 +246,13 @@ class Seq2SeqTask:
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "Seq2SeqTask":
-        try:
-            config = Seq2SeqTaskConfig(**meta["config"])
-            prepared = {"src_tok": tokenizer_from_dict(meta["src_tokenizer"]),
-                        "tgt_tok": tokenizer_from_dict(meta["tgt_tokenizer"]),
-                        "src_vocab": TokenVocab.from_dict(meta["src_vocab"]),
-                        "tgt_vocab": TokenVocab.from_dict(meta["tgt_vocab"]),
-                        "decode_len": int(meta["decode_len"]), "sizes": {k: int(v) for k, v in meta["sizes"].items()}}
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise CheckpointError(f"seq2seq checkpoint: bad metadata ({type(e).__name__}: {e})") from None
-        task = cls(config, prepared=prepared)
-        try:
-            task.model.load_params(arrays)
-        except ValueError as e:
-            raise CheckpointError(f"seq2seq checkpoint: parameters do not fit the config ({e})") from None
-        return task
+        def read(m):
+            return Seq2SeqTaskConfig(**m["config"]), {
+                "src_tok": tokenizer_from_dict(m["src_tokenizer"]), "tgt_tok": tokenizer_from_dict(m["tgt_tokenizer"]),
+                "src_vocab": TokenVocab.from_dict(m["src_vocab"]), "tgt_vocab": TokenVocab.from_dict(m["tgt_vocab"]),
+                "decode_len": int(m["decode_len"]), "sizes": {k: int(v) for k, v in m["sizes"].items()}}
+
+        return cls._restore(arrays, meta, read)
 
     # ------------------------------------------------------------------ inference
     def decode(self, src_ids: list, beam: int = 1, max_len: int | None = None, alpha: float = 0.6) -> list:
