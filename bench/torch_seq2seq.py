@@ -20,7 +20,9 @@ Usage (from the repository root; any ``rnnkit train seq2seq`` corpus/model flag 
     python bench/torch_seq2seq.py --src ../shared/data/g2p/src-train.txt --tgt ../shared/data/g2p/tgt-train.txt \\
         --val-src ../shared/data/g2p/src-val.txt --val-tgt ../shared/data/g2p/tgt-val.txt --tokens space --steps 1500
 
-Prints one line per library: steps, seconds, target tokens/s, val exact match and BLEU.
+Prints one line per library: steps, seconds, target tokens/s, val exact match (= word accuracy for
+g2p), BLEU, and the token error rate (edit distance over whitespace tokens / reference tokens: the
+phoneme error rate for g2p's space-separated phonemes).
 """
 from __future__ import annotations
 
@@ -111,6 +113,21 @@ def torch_greedy(task, forward, torch):
     return [out[i] for i in range(len(d.src_ids))]
 
 
+def edit_distance(a, b) -> int:
+    """Levenshtein distance between two token lists (insertions, deletions, substitutions)."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def token_error_rate(hyps, refs) -> float:
+    """Sum of edit distances over whitespace tokens / reference tokens (the phoneme error rate of g2p)."""
+    return sum(edit_distance(h.split(), r.split()) for h, r in zip(hyps, refs)) / sum(len(r.split()) for r in refs)
+
+
 def worker(impl, argv):
     from rnnkit.tasks.seq2seq import corpus_bleu
 
@@ -119,7 +136,8 @@ def worker(impl, argv):
     refs = task.data["val"].refs
     return {"impl": impl, "steps": cfg.steps, "seconds": seconds, "tokens_per_s": tokens / seconds,
             "exact_match": float(np.mean([h == r for h, r in zip(hyps, refs)])),
-            "bleu": corpus_bleu(hyps, refs).score, "last_loss": last, "val_pairs": len(refs)}
+            "bleu": corpus_bleu(hyps, refs).score, "ter": token_error_rate(hyps, refs), "last_loss": last,
+            "val_pairs": len(refs)}
 
 
 def main():
@@ -139,7 +157,7 @@ def main():
     for r in rows:
         print(f"{r['impl']:>7}: {r['steps']} steps in {r['seconds']:.1f} s, {r['tokens_per_s']:,.0f} target tokens/s; "
               f"val ({r['val_pairs']} pairs, greedy) exact match {100 * r['exact_match']:.2f} %, "
-              f"BLEU {r['bleu']:.2f}; last training loss {r['last_loss']:.4f}")
+              f"BLEU {r['bleu']:.2f}, token error rate {100 * r['ter']:.2f} %; last training loss {r['last_loss']:.4f}")
     print(f"tokens/s rnnkit / torch: {rows[0]['tokens_per_s'] / rows[1]['tokens_per_s']:.2f}; "
           f"BLEU rnnkit - torch: {rows[0]['bleu'] - rows[1]['bleu']:+.2f}")
 
