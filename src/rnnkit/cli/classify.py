@@ -74,7 +74,8 @@ class ClassifySpec(TaskSpec):
         print(f"training examples per class: {counts}")
         enc = ("bidirectional " if c.bidirectional else "") + f"{c.cell.upper()} {c.layers}x{c.hidden}"
         print(f"model: {enc}, {c.tokens} tokens (vocabulary {len(task.vocab):,}), {c.pooling} pooling, class weights "
-              f"{c.class_weights}; {task.model.num_params():,} parameters; batch {c.batch}, {trainer.config.steps} steps")
+              f"{c.class_weights}; {task.model.num_params():,} parameters; batch {c.batch}, "
+              f"{trainer.config.steps} steps")
 
     def report_eval(self, task, trainer, rec) -> None:
         from tqdm import tqdm

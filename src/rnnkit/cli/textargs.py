@@ -12,7 +12,7 @@ from .args import positive_int
 
 
 def add_token_flags(p, d):
-    """The "tokens" group: --tokens, --lower, --bpe-vocab, --min-freq (help shows the config ``d``'s defaults); returned."""
+    """The "tokens" group (returned): --tokens, --lower, --bpe-vocab, --min-freq; help shows ``d``'s defaults."""
     g = p.add_argument_group("tokens")
     g.add_argument("--tokens", choices=TOKENS, help=f"char, word (regex, punctuation split), space "
                                                     f"(pre-tokenised text) or bpe (default {d.tokens})")

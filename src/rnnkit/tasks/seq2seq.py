@@ -202,7 +202,8 @@ class Seq2SeqTask(TextTask):
             try:
                 self._set_corpus(read_corpus(self.config))
             except UserError as e:
-                raise UserError(f"the corpus recorded in this model ({self.config.corpus}) cannot be used: {e}") from None
+                raise UserError(f"the corpus recorded in this model ({self.config.corpus}) cannot be used: "
+                                f"{e}") from None
         return self._data
 
     # ------------------------------------------------------------------ Task protocol
