@@ -2,10 +2,12 @@
 the tasks, diagnostics and benchmarks it offers explicitly; nothing in rnnkit imports it.
 
 * ``rnnkit train TASK``: one generic handler (:mod:`.train`) driven by the task specs of
-  :data:`TASK_SPECS` (:mod:`.charlm`, :mod:`.forecast`, :mod:`.longlag`, :mod:`.seq2seq`, :mod:`.classify`)
+  :data:`TASK_SPECS` (:mod:`.charlm`, :mod:`.forecast`, :mod:`.longlag`, :mod:`.seq2seq`,
+  :mod:`.classify`)
 * ``rnnkit eval CKPT``: the spec of the checkpoint's kind evaluates it
 * ``sample`` (:mod:`.charlm`), ``translate`` (:mod:`.seq2seq`), ``classify`` (:mod:`.classify`),
-  ``demo`` (:mod:`.demo`), ``forecast`` (:mod:`.forecast`), ``gradflow`` and ``inspect`` (:mod:`.diagnostics`), ``bench`` (:mod:`.bench`)
+  ``demo`` (:mod:`.demo`), ``forecast`` (:mod:`.forecast`), ``gradflow`` and ``inspect``
+  (:mod:`.diagnostics`), ``bench`` (:mod:`.bench`)
 
 User mistakes raise :class:`rnnkit.errors.UserError` (or ``CheckpointError``); ``main`` prints
 them as one line ``rnnkit: error: ...`` on stderr and returns 2.  argparse types: :mod:`.args`.
