@@ -148,3 +148,14 @@ def test_dates_attention_aligns_the_year():
     r = year_attention(task, n=150)
     assert r["dates"] >= 50, r
     assert r["mass"] > 0.8 and r["mass"] > 2.5 * r["uniform"], r
+
+
+def test_skip_empty_drops_and_reports_pairs(files, tmp_path, capsys):
+    src = (files / "src.txt").read_text().splitlines()
+    src[4] = "   "  # an all-whitespace source line, as in ende-toy
+    (files / "src.txt").write_text("\n".join(src) + "\n")
+    args = ["train", "seq2seq", "--src", str(files / "src.txt"), "--tgt", str(files / "tgt.txt"), "--tokens", "word",
+            "--lower", *TINY, "--steps", "2"]
+    _one_line_error(capsys, main([*args, "--out", str(tmp_path / "a")]), r"src\.txt:5: empty source line")
+    assert main([*args, "--skip-empty", "--out", str(tmp_path / "b")]) == 0
+    assert "train/val/test 53/3/3 pairs; skipped 1 pair with an empty side" in capsys.readouterr().out

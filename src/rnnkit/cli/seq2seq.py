@@ -69,7 +69,8 @@ class Seq2SeqSpec(TaskSpec):
 
     def describe(self, task, trainer) -> None:
         c, sizes = task.config, task.sizes
-        empty = f"; {task.skipped} pairs with an empty side skipped" if task.skipped else ""
+        n = task.skipped
+        empty = f"; skipped {n} pair{'s' * (n != 1)} with an empty side" if n else ""
         print(f"corpus: {c.corpus}: train/val/test {sizes['train']:,}/{sizes['val']:,}/{sizes['test']:,} pairs{empty}")
         if task.filter_report is not None:
             print(f"length filter (train): {task.filter_report}")
