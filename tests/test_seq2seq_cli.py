@@ -159,3 +159,18 @@ def test_skip_empty_drops_and_reports_pairs(files, tmp_path, capsys):
     _one_line_error(capsys, main([*args, "--out", str(tmp_path / "a")]), r"src\.txt:5: empty source line")
     assert main([*args, "--skip-empty", "--out", str(tmp_path / "b")]) == 0
     assert "train/val/test 53/3/3 pairs; skipped 1 pair with an empty side" in capsys.readouterr().out
+
+
+def test_bpe_model_travels_in_the_checkpoint(files, tmp_path, capsys):
+    pytest.importorskip("tokenizers")
+    out = tmp_path / "bpe"
+    assert main(["train", "seq2seq", "--pairs", str(files / "pairs.tsv"), "--tokens", "bpe", "--bpe-vocab", "300",
+                 *TINY, "--steps", "3", "--out", str(out)]) == 0
+    capsys.readouterr()
+    _, meta = load_checkpoint(out / "last.safetensors", kind="seq2seq")
+    assert meta["task"]["src_tokenizer"]["kind"] == "bpe" and '"merges"' in meta["task"]["src_tokenizer"]["model"]
+    task = load_task(out / "last.safetensors", Seq2SeqTask)  # no corpus needed to translate
+    pieces = task.source_tokens("red cat")
+    assert 2 <= len(pieces) <= 7 and task.src_tok.detokenize(pieces) == "red cat", pieces
+    assert main(["translate", str(out / "last.safetensors"), "--input", str(files / "src.txt"), "--beam", "2"]) == 0
+    assert len(capsys.readouterr().out.split("\n")) == 61
