@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -298,7 +297,3 @@ def corpus_bleu(hyps: list, refs: list):
     except ImportError:
         return None
     return sacrebleu.corpus_bleu(list(hyps), [list(refs)], tokenize=BLEU_TOKENIZE)
-
-
-def abspath_or_none(path):
-    return None if path is None else os.path.abspath(path)
