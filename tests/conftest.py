@@ -35,6 +35,16 @@ def torch_layer_classes(torch) -> dict:
     return {"rnn": torch.nn.RNN, "rnn_relu": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 
 
+@pytest.fixture
+def text_file(tmp_path):
+    """A small corpus for char-LM command-line tests: 800 random words of 8 (t.txt in tmp_path)."""
+    rng = np.random.default_rng(0)
+    words = ["the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran\n"]
+    p = tmp_path / "t.txt"
+    p.write_text("".join(words[i] for i in rng.integers(0, len(words), 800)))
+    return p
+
+
 def fd_rel_error(a, n):
     """Norm-wise relative error ||a - n|| / max(||a|| + ||n||, 1e-12)."""
     return np.linalg.norm(a - n) / max(np.linalg.norm(a) + np.linalg.norm(n), 1e-12)

@@ -152,7 +152,8 @@ def test_the_task_on_the_command_line_trains_resumes_and_evaluates(tmp_path, cap
 
 
 def test_ctrl_c_ends_with_the_resume_line(tmp_path, capsys):
-    """The generic handler: Ctrl-C (SIGINT) during training saves, prints how to resume, plots once."""
+    """The generic handler: Ctrl-C (SIGINT) during training saves, prints how to resume, plots once,
+    and exits 130 (SIGTERM/SIGHUP: test_reliability_cli.py)."""
     import signal
 
     from rnnkit.cli import TASK_SPECS, main
@@ -163,7 +164,7 @@ def test_ctrl_c_ends_with_the_resume_line(tmp_path, capsys):
 
     out = tmp_path / "run"
     assert main(["train", "sum", "--eval-every", "5", "--out", str(out), "--no-progress"],
-                specs=[*TASK_SPECS, Interrupted()]) == 0
+                specs=[*TASK_SPECS, Interrupted()]) == 130  # an interrupted run never exits 0
     text = capsys.readouterr().out
     ck = out / "last.safetensors"
     assert f"interrupted: resume with  rnnkit train sum --resume {ck}" in text and text.count("loss curve:") == 1

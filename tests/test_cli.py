@@ -12,15 +12,6 @@ from rnnkit.io.checkpoint import load_checkpoint, save_checkpoint
 SMALL = ["--hidden", "12", "--emb", "6", "--batch", "4", "--bptt", "12", "--layers", "1", "--no-progress"]
 
 
-@pytest.fixture
-def text_file(tmp_path):
-    rng = np.random.default_rng(0)
-    words = ["the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran\n"]
-    p = tmp_path / "t.txt"
-    p.write_text("".join(words[i] for i in rng.integers(0, len(words), 800)))
-    return p
-
-
 def _one_line_error(capsys, rc, pattern):
     err = capsys.readouterr().err
     assert rc == 2, err
@@ -88,7 +79,8 @@ def test_bad_input(tmp_path, trained, text_file, capsys):
     trunc.write_bytes(good[: len(good) // 2])
     _one_line_error(capsys, main(["eval", str(trunc)]), "truncated")
     assert ck.read_bytes() == good  # nothing above touched the good checkpoint
-    # a run whose loss turns NaN stops with a clear error and keeps the last good checkpoint
+    # a hand-made checkpoint holding NaN is refused before anything is built (divergence in
+    # training: test_reliability_cli.py)
     from rnnkit.tasks.charlm import CharLM
     from rnnkit.train import Trainer
     tr = Trainer.resume(ck, CharLM)
@@ -100,7 +92,8 @@ def test_bad_input(tmp_path, trained, text_file, capsys):
     before = (run / "last.safetensors").read_bytes()
     rc = main(["train", "charlm", "--resume", str(run / "last.safetensors"), "--text", str(text_file),
                "--steps", "50"])
-    _one_line_error(capsys, rc, r"non-finite loss \(nan\) at step 31; training stopped \(last good checkpoint kept")
+    _one_line_error(capsys, rc, r"tensor 'task/head.bias' is not finite \(nan at index \(0,\)\); the file holds a "
+                    r"diverged model")
     assert (run / "last.safetensors").read_bytes() == before
     assert main(["train", "charlm", "--steps", "x"]) == 2  # argparse usage error
     capsys.readouterr()
@@ -229,10 +222,11 @@ def test_eval_text_with_split_evaluates_that_split_of_the_file(trained, text_fil
 
 
 def test_each_checkpoint_is_read_once(trained, text_file, capsys, monkeypatch):
-    """--resume, eval and sample read the checkpoint file once (one parse, one validation)."""
+    """--resume, eval and sample read the checkpoint's data once (one parse, one validation; before it,
+    rnnkit.train.guard reads the header alone to validate sizes and memory before anything is built)."""
     import collections
 
-    import rnnkit.train.state as state
+    import rnnkit.train.guard as state
 
     out, _ = trained
     ck = str(out / "last.safetensors")

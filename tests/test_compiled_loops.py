@@ -238,3 +238,21 @@ def test_tape_is_a_named_structure():
                  out[:, 0], 0)
     layer.backward(np.ones_like(out))
     assert layer.tape is None
+
+
+def test_compiled_loops_load_from_the_disk_cache_in_a_new_process():
+    """numba ``cache=True``: a second process finds every loop of a cell on disk (none compiled again)."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, rnnkit\n"
+            "from rnnkit.scan import compiled_loops\n"
+            "l = rnnkit.GRU(3, 4, num_layers=2, dtype=np.float64, seed=0)\n"
+            "o, _ = l.forward(np.ones((3, 2, 3))); l.backward(np.ones_like(o)); l.step(np.ones((2, 3)))\n"
+            "f = compiled_loops(l.cell.step, l.cell.step_backward)\n"
+            "print(sum(sum(d.stats.cache_misses.values()) for d in f), sum(sum(d.stats.cache_hits.values()) for d in f))")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300) for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    misses, hits = map(int, runs[1].stdout.split())
+    assert (misses, hits) == (0, 3), f"second process: {misses} loops compiled again, {hits} loaded from the cache"

@@ -1,4 +1,6 @@
 """Forecaster: gradients vs torch, a tiny training run, save/load, prediction API, CSV data, CLI."""
+import re
+
 import numpy as np
 import pytest
 
@@ -113,7 +115,9 @@ def test_cli_train_forecast_resume_eval_and_forecast_new_data(tmp_path, capsys):
             "--hidden", "8", "--steps", "40", "--eval-every", "20", "--out", str(out), "--no-progress"]
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "naive last value" in text and "x below the naive baseline" in text and "stopped at step 40" in text
+    # 40 steps: the model may still be worse than the naive forecast, and the summary says so
+    assert "naive last value" in text and "stopped at step 40" in text
+    assert re.search(r"model RMSE [\d.]+x (below|above) the naive baseline", text), text
     assert (out / "forecast.safetensors").exists()
     import importlib.util
 

@@ -139,6 +139,7 @@ def test_valid_checkpoint_header_and_arrays(trained):
         {k: (v.dtype, v.shape) for k, v in tensors.items()}
     lm = CharLM.from_checkpoint({k[5:]: v for k, v in arrays.items() if k.startswith("task/")}, meta["task"])
     assert _expected(meta) == {k: v.shape for k, v in lm.model.params.items()}, "expected shapes differ from the model"
+    assert CharLM.model_plan(meta["task"]).shapes == _expected(meta), "CharLM.model_plan differs from the model"
     for t in (tensors, arrays):
         plan = _validate(t, meta, trained)
         assert plan.step == 2 and plan.load_optimizer and plan.nbytes > 0
@@ -236,3 +237,18 @@ def test_read_header_reads_no_data_and_spots_truncation(trained, tmp_path):
         read_header(p)
     tensors, _ = read_header(trained)
     assert all(isinstance(t, TensorInfo) for t in tensors.values())
+
+
+def test_every_task_model_plan_matches_the_model_it_builds():
+    """ModelPlan (rnnkit.train.task): names and shapes from the metadata alone equal the built model's."""
+    from rnnkit.tasks.charlm import CharLM, CharLMConfig
+    from rnnkit.tasks.forecast import ForecastConfig, Forecaster
+    from rnnkit.tasks.longlag import AddingConfig, AddingTask, CopyConfig, CopyTask
+
+    tasks = [CharLM(CharLMConfig(cell="gru", layers=2, hidden=9, emb=5, batch=2, bptt=4), text="abcde " * 40),
+             Forecaster(ForecastConfig(cell="rnn", hidden=6, layers=2, horizon=3, series_length=300)),
+             AddingTask(AddingConfig(hidden=5, layers=2)), CopyTask(CopyConfig(T=5, hidden=7))]
+    for t in tasks:
+        plan = type(t).model_plan(t.meta())
+        assert plan.shapes == {k: v.shape for k, v in t.model.params.items()}, t.kind
+        assert plan.dtype == np.float32 and plan.training_bytes(2) > 4 * plan.param_count() * 4, t.kind

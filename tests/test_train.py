@@ -58,11 +58,12 @@ class Regression:
     kind = "toy"
     count_unit = "seqs"
 
-    def __init__(self, nan_at=None, sigint_at=None, val_losses=None):
+    def __init__(self, nan_at=None, sigint_at=None, val_losses=None, signum=signal.SIGINT):
         self.config = CharLMConfig()  # any frozen dataclass
         self.model = Linear(3, 1, dtype=np.float64, seed=0)
         self.w = np.array([[1.0, -2.0, 0.5]])
         self.calls, self.nan_at, self.sigint_at, self.val_losses = 0, nan_at, sigint_at, val_losses
+        self.signum = signum
 
     def train_batch(self, rng, carry):
         x = rng.standard_normal((16, 3))
@@ -74,7 +75,7 @@ class Regression:
         loss, d = mse(self.model(x), y)
         self.model.backward(d)
         if self.calls == self.sigint_at:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), self.signum)
         if self.calls == self.nan_at:
             loss = float("nan")
         return loss, None, len(x)
@@ -138,11 +139,17 @@ def test_on_eval_can_stop():
     assert r.stop_reason == "on_eval" and r.step == 15 and seen == [5, 10, 15]
 
 
-def test_ctrl_c_saves_and_resumes(tmp_path):
-    task = Regression(sigint_at=7)
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_stop_signal_saves_and_resumes(tmp_path, sig, code):
+    """Ctrl-C, SIGTERM (kill, timeout, docker stop) and SIGHUP (a closed terminal) alike: the current
+    step finishes, last.safetensors is written at it, the exit code is the shell's; resume is exact."""
+    task = Regression(sigint_at=7, signum=sig)
     tr = Trainer(task, TrainConfig(steps=30, eval_every=0, progress=False), out_dir=tmp_path)
+    before = signal.getsignal(sig)
     r = tr.fit()
-    assert r.stop_reason == "interrupted" and r.step == 7
+    assert r.stop_reason == "interrupted" and r.step == 7 and r.exit_code == tr.exit_code == code
+    assert signal.getsignal(sig) is before and read_metrics(tmp_path / "metrics.jsonl")[-1]["signal"] == \
+        signal.Signals(sig).name
     _, meta = load_checkpoint(tmp_path / "last.safetensors")
     assert meta["train"]["step"] == 7
     again = Trainer.resume(tmp_path / "last.safetensors", Regression, out_dir=tmp_path)

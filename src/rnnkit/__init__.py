@@ -4,14 +4,15 @@ from .io.onnx_export import compose_onnx, save_onnx, to_onnx
 from .io.onnx_import import from_onnx
 from .io.torch_interop import from_torch, to_torch
 from .layer_types import GRU, LSTM, RNN, LayerNormLSTM
-from .layers import Recurrent
+from .layers import LayerBusyError, Recurrent
 from .losses import bce_with_logits, log_softmax, mse, softmax, softmax_cross_entropy
 from .module import Module
 from .nn import Embedding, Linear, Sigmoid
 from ._version import __version__
 
 __all__ = [
-    "RNN", "LSTM", "GRU", "LayerNormLSTM", "Recurrent", "RNNCell", "LSTMCell", "GRUCell", "HState", "LSTMState",
+    "RNN", "LSTM", "GRU", "LayerNormLSTM", "Recurrent", "LayerBusyError", "RNNCell", "LSTMCell", "GRUCell", "HState",
+    "LSTMState",
     "Embedding", "Linear", "Sigmoid", "Module", "softmax", "log_softmax", "softmax_cross_entropy",
     "bce_with_logits", "mse", "from_torch", "to_torch", "to_onnx", "from_onnx", "compose_onnx", "save_onnx",
 ]

@@ -17,6 +17,7 @@ arrays (``x.dtype.type(0.5)``): a float64 literal would promote every float32 pr
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import math
@@ -25,12 +26,43 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-jit = njit(cache=True, nogil=True, error_model="numpy")
+@functools.lru_cache(maxsize=None)
+def _source_hash(path: str) -> str:
+    h = hashlib.sha256()
+    for p in sorted({path, __file__}):
+        with open(p, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:20]
+
+
+def _stable(decorator):
+    """``decorator`` (an ``njit``), plus a stable name for the compiled function.
+
+    The time loops are compiled around the cells' step functions (closures over them, see
+    :func:`rnnkit.scan.compiled_loops`); numba keys a cached closure by the pickled values it
+    closes over, and a compiled function pickles with its dispatcher's uuid and those of the
+    compiled functions it calls, random per process, so the loops would recompile in every
+    run.  The uuid is set here from the function's name and a hash of the source files it
+    and this module live in: stable across runs, and new when either file changes (numba's
+    cache does not notice changes in called functions itself).
+    """
+
+    def apply(py_func):
+        d = decorator(py_func)
+        d._set_uuid(f"{py_func.__module__}.{py_func.__qualname__}.{_source_hash(inspect.getsourcefile(py_func))}")
+        return d
+
+    return apply
+
+
+jit = _stable(njit(cache=True, nogil=True, error_model="numpy"))
 """numba's default (Python) error model checks every float division for zero, a branch that
 keeps LLVM from vectorising a loop; "numpy" gives IEEE inf/nan instead."""
-rowjit = njit(cache=True, nogil=True, error_model="numpy", inline="always")
+rowjit = _stable(njit(cache=True, nogil=True, error_model="numpy", inline="always"))
 """For per-row loops: 1-D views of one batch row (gate blocks as separate arrays) let LLVM
 vectorise the loop; the same loop over 2-D (b, j) indices stays scalar."""
+stable_jit = jit
+"""The compiler of the cells' step functions (an alias of ``jit``, whose names are stable)."""
 
 TANH_CLAMP = 7.90531110763549805
 """|x| beyond which the float32 tanh returns the clamped value's (which rounds to +-1)."""
@@ -70,24 +102,6 @@ def sigmoid_(x):
 def _sigmoid_impl(x):
     half = np.float32(0.5) if x == types.float32 else 0.5
     return lambda x: half + half * tanh_(half * x)
-
-
-def stable_jit(py_func):
-    """``njit(cache=True, nogil=True)`` for a cell's step function, which the loops are built around.
-
-    numba keys a cached closure by the values it closes over; a compiled function is named
-    by the dispatcher's uuid, random per process, so the loops would recompile in every
-    run.  The uuid is set here from the function's name and a hash of the source files it
-    and this module live in: stable across runs, and new when either file changes (numba's
-    cache does not notice changes in called functions itself).
-    """
-    d = jit(py_func)
-    h = hashlib.sha256()
-    for path in {inspect.getsourcefile(py_func), __file__}:
-        with open(path, "rb") as f:
-            h.update(f.read())
-    d._set_uuid(f"{py_func.__module__}.{py_func.__qualname__}.{h.hexdigest()[:20]}")
-    return d
 
 
 # ----------------------------------------------------------------------------- projections

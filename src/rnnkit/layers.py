@@ -13,15 +13,14 @@ import threading
 
 import numpy as np
 
+from . import dropout as drop, kernels
 from ._checks import check_array, check_lengths
 from .cells import LSTMState
-from . import dropout as drop
-from . import kernels
-from .module import Module
 from .init import init_weights
-from .tape import LayerTape, Tape, TapeReader
+from .module import Module
 from .scan import absent, compiled_loops, reuse_empty, scan_backward, scan_forward
-from .threads import LayerBusyError, available_cores, exclusive, plan, run_jobs  # noqa: F401  (LayerBusyError: API)
+from .tape import LayerTape, Tape, TapeReader
+from .threads import LayerBusyError, available_cores, exclusive, plan, run_jobs  # noqa: F401  (re-exported)
 
 _DTYPES = (np.float32, np.float64)
 

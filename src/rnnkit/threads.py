@@ -10,9 +10,11 @@ parallelism oneDNN does not use:
   (``MIN_SHARD_ROWS``), or when the recurrent weights are small enough (``SMALL_W_HH``)
   that the per-step elementwise work and the call overheads dominate.
 
-Measured on a 2-core machine (docs/performance.md): (T, B, I, H) = (200, 16, 32, 64) and
-(100, 32, 64, 128) gain most from two shards, (64, 128, 256, 512) too, while (35, 20, 650,
-650) is better as one shard whose GEMM runs on two BLAS threads.
+Measured on a 2-core machine with issue 9's prototype (fwd+bwd time ratios to PyTorch, one
+shard -> two): (T, B, I, H) = (200, 16, 32, 64) 1.38 -> 0.74, (100, 32, 64, 128) 1.85 -> 1.28,
+(64, 128, 256, 512) 1.04 -> 0.90, while at (35, 20, 650, 650) one shard whose GEMM runs on two
+BLAS threads was better.  ``layer.cores = 1`` keeps a layer on the calling thread (e.g. when
+several processes or trials already share the cores).
 
 With one job (one direction, no shards), the loop's BLAS runs on one thread when the per-step
 GEMM is small (``SMALL_STEP_GEMM``), else on the threads the BLAS has.  The policy only ever

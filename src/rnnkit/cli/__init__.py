@@ -2,10 +2,12 @@
 the tasks, diagnostics and benchmarks it offers explicitly; nothing in rnnkit imports it.
 
 * ``rnnkit train TASK``: one generic handler (:mod:`.train`) driven by the task specs of
-  :data:`TASK_SPECS` (:mod:`.charlm`, :mod:`.forecast`, :mod:`.longlag`)
+  :data:`TASK_SPECS` (:mod:`.charlm`, :mod:`.forecast`, :mod:`.longlag`, :mod:`.seq2seq`,
+  :mod:`.classify`)
 * ``rnnkit eval CKPT``: the spec of the checkpoint's kind evaluates it
-* ``sample`` (:mod:`.charlm`), ``demo`` (:mod:`.demo`), ``forecast`` (:mod:`.forecast`),
-  ``gradflow`` and ``inspect`` (:mod:`.diagnostics`), ``bench`` (:mod:`.bench`)
+* ``sample`` (:mod:`.charlm`), ``translate`` (:mod:`.seq2seq`), ``classify`` (:mod:`.classify`),
+  ``demo`` (:mod:`.demo`), ``forecast`` (:mod:`.forecast`), ``gradflow`` and ``inspect``
+  (:mod:`.diagnostics`), ``bench`` (:mod:`.bench`)
 
 User mistakes raise :class:`rnnkit.errors.UserError` (or ``CheckpointError``); ``main`` prints
 them as one line ``rnnkit: error: ...`` on stderr and returns 2.  argparse types: :mod:`.args`.
@@ -18,18 +20,20 @@ import sys
 
 from .._version import __version__
 from ..errors import CheckpointError, UserError
-from . import bench, charlm, demo, diagnostics, forecast
+from . import bench, charlm, classify, demo, diagnostics, forecast, seq2seq
 from .args import nonneg_float, nonneg_int, positive_float, positive_int
 from .charlm import CharLMSpec
+from .classify import ClassifySpec
 from .forecast import ForecastSpec
 from .longlag import AddingSpec, CopySpec
+from .seq2seq import Seq2SeqSpec
 from .train import (TaskSpec, add_task_parser, add_train_args, eval_handler, refuse_existing_checkpoint,
                     refuse_model_changes, train_config_from_args, train_handler)
 
 #: the tasks of ``rnnkit train TASK`` and ``rnnkit eval``
-TASK_SPECS = (CharLMSpec(), ForecastSpec(), AddingSpec(), CopySpec())
+TASK_SPECS = (CharLMSpec(), ForecastSpec(), AddingSpec(), CopySpec(), Seq2SeqSpec(), ClassifySpec())
 #: modules adding other commands: ``register(root_subparsers)``
-COMMANDS = (charlm, demo, forecast, bench, diagnostics)
+COMMANDS = (charlm, demo, forecast, seq2seq, classify, bench, diagnostics)
 
 __all__ = ["main", "build_parser", "TASK_SPECS", "TaskSpec", "train_handler", "eval_handler", "add_train_args",
            "train_config_from_args", "refuse_model_changes", "refuse_existing_checkpoint", "positive_int",
@@ -72,9 +76,12 @@ def main(argv=None, specs=TASK_SPECS) -> int:
     except (UserError, CheckpointError) as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except MemoryError as e:  # a model without a memory plan (rnnkit.train.task.ModelPlan) that does not fit
+        print(f"rnnkit: error: out of memory: {str(e) or type(e).__name__}; use smaller sizes", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:  # a second stop signal (rnnkit.errors.Interrupted) or Ctrl-C outside training
         print("rnnkit: interrupted", file=sys.stderr)
-        return 130
+        return getattr(e, "exit_code", 130)
     except BrokenPipeError:  # e.g. rnnkit sample ... | head
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -79,9 +79,9 @@ class CharLMSpec(TaskSpec):
 
     def evaluate(self, lm, args, path) -> None:
         """The split of the recorded corpus; with ``--text FILE`` the whole file, or with
-        ``--split`` too that split of FILE (cut 90/5/5 like the training corpus)."""
-        if args.text:
-            ev = lm.evaluate_text(load_text(args.text), args.split)
+        ``--split`` too that split of FILE (cut 90/5/5 like the training corpus), read in chunks."""
+        if args.text:  # streamed in chunks with a progress bar: a corpus of any size
+            ev = lm.evaluate_file(args.text, args.split, progress=True)
             where = args.text if args.split is None else f"{args.text} {args.split} split"
         else:
             split = args.split or "val"

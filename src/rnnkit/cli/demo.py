@@ -7,12 +7,13 @@ import os
 import time
 
 from ..errors import UserError
+from ..io.lock import LOCK_NAME
 from ..plots import plot_loss
 from ..tasks.charlm import CharLM, CharLMConfig
 from ..train import TrainConfig, Trainer
 from .args import nonneg_float, nonneg_int, positive_int
 from .charlm import describe_charlm
-from .train import NOT_PLOTTED
+from .train import NOT_PLOTTED, claimed
 
 #: marks a directory written by ``rnnkit demo`` (the next demo may replace its files)
 DEMO_MARKER = ".rnnkit-demo"
@@ -31,10 +32,11 @@ def _is_demo_file(out: str, name: str) -> bool:
 def _prepare_demo_dir(out: str) -> None:
     """Make ``out`` ready for a fresh demo: a new or empty directory, or one an earlier demo wrote,
     whose files (:data:`DEMO_FILES`) are removed.  Never removes a directory or a file the demo does
-    not write: a directory holding anything else, or files not marked as the demo's, is refused."""
+    not write: a directory holding anything else, or files not marked as the demo's, is refused.
+    Called while holding the directory's lock (its lock file is not the demo's to remove)."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"demo --out {out}: exists and is not a directory")
-    names = sorted(os.listdir(out)) if os.path.isdir(out) else []
+    names = sorted(n for n in os.listdir(out) if n != LOCK_NAME) if os.path.isdir(out) else []
     if names:
         other = [n for n in names if not _is_demo_file(out, n)]
         if other or DEMO_MARKER not in names:
@@ -50,6 +52,13 @@ def _prepare_demo_dir(out: str) -> None:
 
 
 def _demo(args) -> int:
+    """The demo, holding the lock of ``--out`` throughout (one writer); returns 0, or the stop
+    signal's exit code (130, 143, 129) when a signal ended it (after its checkpoint)."""
+    with claimed(args.out, "demo --out", DEMO_FILES) as lock:  # only the demo's own stray temps go
+        return _demo_in(args, lock)
+
+
+def _demo_in(args, lock) -> int:
     out = args.out
     _prepare_demo_dir(out)  # the demo starts fresh: its own earlier files go, nothing else is touched
     print(f"rnnkit demo: a character-level LSTM learns to write Python, {args.time_limit:.0f} s on this CPU.")
@@ -68,6 +77,7 @@ def _demo(args) -> int:
     show(0, lm.evaluate("val"), 0.0)
     cfg = TrainConfig(steps=20, lr=args.lr, clip=5.0, eval_every=0, seed=args.seed, progress=not args.quiet)
     trainer = Trainer(lm, cfg, out)
+    trainer.out_lock = lock
     # samples after 20 steps, then at 1/32, 1/16, ..., 1/2 and the whole of the time limit
     targets = [args.time_limit / 2 ** j for j in range(5, -1, -1)]
     for target in [None] + targets:
@@ -82,7 +92,7 @@ def _demo(args) -> int:
         ev = ({"loss": res.evals[-1]["val_loss"], "bpc": res.evals[-1]["val_bpc"]} if res.evals
               else lm.evaluate("val"))
         show(trainer.step, ev, time.perf_counter() - t0)
-        if res.stop_reason == "interrupted":
+        if trainer.exit_code:
             break
     png = plot_loss(trainer.log_path, os.path.join(out, "loss.png"), title="rnnkit demo: char-LM on Python code",
                     ylabel="cross-entropy (nats/char)")
@@ -92,7 +102,7 @@ def _demo(args) -> int:
     print(f"checkpoint: {trainer.last_path}")
     print(f"loss curve: {png}" if png else NOT_PLOTTED)
     print(f"next: rnnkit sample {trainer.last_path} --prime 'class ' --length 400")
-    return 0
+    return trainer.exit_code
 
 
 def register(root) -> None:

@@ -11,6 +11,7 @@ from ..errors import UserError
 from ..plots import plot_gradflow, plot_saturation
 from ..tasks.charlm import CharLM
 from .args import forget_bias_arg, nonneg_int, positive_float
+from .train import claimed
 
 
 def gradflow_main(args) -> int:
@@ -18,14 +19,14 @@ def gradflow_main(args) -> int:
                          steps=args.steps, batch=args.batch, measure_batch=args.measure_batch,
                          hidden=args.hidden, lr=args.lr, forget_bias=args.forget_bias, seed=args.seed,
                          out_dir=args.out_dir)
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    rows = run_gradflow(cfg)
-    csv_path, png_path = os.path.join(cfg.out_dir, "gradflow.csv"), os.path.join(cfg.out_dir, "gradflow.png")
-    write_gradflow_csv(rows, csv_path)
-    if plot_gradflow(rows, png_path, cfg.T):
-        print(f"wrote {png_path} and {csv_path}")
-    else:
-        print(f"wrote {csv_path} (no {png_path}: matplotlib is not installed)")
+    with claimed(cfg.out_dir, "--out-dir", ("gradflow.csv", "gradflow.png")):  # one writer; a file, /proc or read-only path is one line
+        rows = run_gradflow(cfg)
+        csv_path, png_path = os.path.join(cfg.out_dir, "gradflow.csv"), os.path.join(cfg.out_dir, "gradflow.png")
+        write_gradflow_csv(rows, csv_path)
+        if plot_gradflow(rows, png_path, cfg.T):
+            print(f"wrote {png_path} and {csv_path}")
+        else:
+            print(f"wrote {csv_path} (no {png_path}: matplotlib is not installed)")
     return 0
 
 

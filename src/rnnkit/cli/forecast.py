@@ -26,18 +26,22 @@ _MODEL_FLAGS = (  # (flag, ForecastConfig field, help); types come from rnnkit.c
 )
 
 
+def compare_to_naive(model_rmse: float, naive_rmse: float) -> str:
+    """``"model RMSE 3.2x below the naive baseline"``, or ``"... above ..."`` when the model is worse."""
+    if model_rmse <= naive_rmse:
+        ratio = naive_rmse / model_rmse if model_rmse > 0 else float("inf")
+        return f"model RMSE {ratio:.1f}x below the naive baseline"
+    ratio = model_rmse / naive_rmse if naive_rmse > 0 else float("inf")
+    return f"model RMSE {ratio:.1f}x above the naive baseline (the model is worse)"
+
+
 def _report(ev: dict, K: int) -> list[str]:
-    ratio = ev["naive_rmse_h1"] / ev["rmse_h1"] if ev["rmse_h1"] > 0 else float("inf")
     cols = [("RMSE", "rmse"), ("MAE", "mae")] + ([("RMSE h=1", "rmse_h1"), (f"RMSE h={K}", "rmse_hK")] if K > 1 else [])
     lines = [f"{'':>18}" + "".join(f"{c:>11}" for c, _ in cols)]
     for label, p in (("model", ""), ("naive last value", "naive_")):
         lines.append(f"{label:>18}" + "".join(f"{ev[p + k]:>11.5f}" for _, k in cols))
-    lines.append(f"horizon 1: model RMSE {ratio:.1f}x below the naive baseline")
+    lines.append("horizon 1: " + compare_to_naive(ev["rmse_h1"], ev["naive_rmse_h1"]))
     return lines
-
-
-def _source(c: ForecastConfig) -> str:
-    return f"{c.csv} column {c.column!r}" if c.csv else f"Mackey-Glass tau=17 ({c.series_length} samples)"
 
 
 def _source(c: ForecastConfig) -> str:
@@ -133,6 +137,7 @@ def _forecast_handler(args) -> int:
     if column is None:
         raise UserError("--column is required (the model was trained on Mackey-Glass, so it names no column)")
     series = load_csv_column(args.csv, column)
+    f.normalised(series)  # the whole column is checked before anything is printed
     c = f.config
     if len(series) < c.window:
         raise UserError(f"{args.csv}: column {column!r} has {len(series)} values, fewer than the model's "

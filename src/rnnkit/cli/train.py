@@ -1,22 +1,31 @@
 """``rnnkit train TASK``: one generic handler, driven by a small per-task :class:`TaskSpec`.
 
 The handler (:func:`train_handler`) is the only place that knows the rules every training run
-follows: a new run refuses an ``--out`` holding a checkpoint; ``--resume CKPT`` reads the
-checkpoint once, continues in its directory (or ``--out``), takes the model settings from it and
-refuses a model flag that differs; Ctrl-C ends with "interrupted: resume with ..."; the loss
-curve is plotted once at the end.  A spec says what differs between tasks: its flags, how to
-build the task, its training defaults, what to print.  ``rnnkit eval CKPT`` finds the spec by the
-checkpoint's kind (:func:`eval_handler`).
+follows: the output directory is claimed for the whole command (one writer: a second run on it
+is refused naming the holder's pid; stray temp files removed; a file, /proc or read-only path is
+one line); a new run refuses an ``--out`` holding a checkpoint and a model larger than the
+machine's memory (before building it); ``--resume CKPT`` reads the checkpoint once, validated
+before anything is built (``--reset-optimizer`` accepts a missing or mismatched optimizer
+state), continues in its directory (or ``--out``), takes the model settings from it and refuses
+a model flag that differs; SIGINT/SIGTERM/SIGHUP save and end with "interrupted: resume with
+..." and exit code 130/143/129; the loss curve is plotted once at the end.  A spec says what
+differs between tasks: its flags, how to build the task, its training defaults, what to print.
+``rnnkit eval CKPT`` finds the spec by the checkpoint's kind (:func:`eval_handler`).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 
+import numpy as np
+
 from ..errors import UserError
+from ..io.checkpoint import read_header
+from ..io.lock import claim_out_dir
 from ..plots import plot_loss
-from ..train import TrainConfig, Trainer, metrics_of
-from ..train.state import read_checkpoint, saved_train_config, task_from
+from ..train import TrainConfig, Trainer, check_model_fits, metrics_of, read_checkpoint
+from ..train.state import saved_train_config, task_from
 from .args import nonneg_float, nonneg_int, positive_float, positive_int, rate
 
 NOT_PLOTTED = "loss curve: not plotted (matplotlib is not installed; pip install 'rnnkit[plot]')"
@@ -58,9 +67,12 @@ def add_train_args(p, defaults: TrainConfig | None = None) -> None:
 
 def add_run_args(p, out_help: str = "output directory for checkpoints, metrics.jsonl and loss.png",
                  resume_help: str = "continue training from a checkpoint (last.safetensors)") -> None:
-    """``--out`` and ``--resume`` (every ``train TASK``)."""
+    """``--out``, ``--resume`` and ``--reset-optimizer`` (every ``train TASK``)."""
     p.add_argument("--out", help=out_help)
     p.add_argument("--resume", metavar="CKPT", help=resume_help)
+    p.add_argument("--reset-optimizer", dest="reset_optimizer", action="store_true",
+                   help="with --resume: start with a fresh optimizer state (needed when the checkpoint has none "
+                        "or one that does not fit; the run then no longer continues exactly)")
 
 
 def train_config_from_args(args, base=None):
@@ -152,6 +164,11 @@ class TaskSpec:
     def new_task(self, config, args):
         return self.task_class(config)
 
+    def planned_meta(self, config, args) -> dict:
+        """What the task's ``model_plan`` reads to size a new model before it is built
+        (rnnkit.train.task): by default the config only."""
+        return {"config": dataclasses.asdict(config)}
+
     def train_config(self, args, base: TrainConfig | None, task) -> TrainConfig:
         """This run's TrainConfig: ``base`` (the checkpoint's on --resume, else ``train_defaults``) + flags."""
         return train_config_from_args(args, base or self.train_defaults)
@@ -199,47 +216,82 @@ def add_task_parser(train_subparsers, spec: TaskSpec) -> None:
     p.set_defaults(func=lambda args: train_handler(spec, args))
 
 
+@contextlib.contextmanager
+def claimed(out: str, what: str = "--out", targets=None):
+    """:func:`rnnkit.io.lock.claim_out_dir` for a whole command (yields the lock; ``targets``: the
+    names whose stray temp files may be removed, None: any); a directory it created and left empty
+    (a run refused before writing anything) is removed again."""
+    created = not os.path.lexists(out)
+    try:
+        with claim_out_dir(out, what, targets) as lock:
+            yield lock
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(out)  # only if empty
+
+
+def _resumed(spec: TaskSpec, args, out: str):
+    """(task, trainer) of ``--resume``: the checkpoint read once, validated before building."""
+    reset = bool(getattr(args, "reset_optimizer", False))
+    arrays, meta = read_checkpoint(args.resume, spec.task_class, training=True, reset_optimizer=reset)
+    saved = saved_train_config(meta, args.resume)
+    task = task_from(arrays, meta, spec.task_class, args.resume)
+    refuse_model_changes(task.config, spec.checked_on_resume(args))
+    trainer = Trainer(task, spec.train_config(args, saved, task), out)
+    trainer.load_state(arrays, meta, reset_optimizer=reset)
+    spec.attach(task, args)
+    print(spec.resume_line(task, trainer, args) + ("; optimizer state reset (--reset-optimizer)" if reset else ""))
+    return task, trainer
+
+
+def _new(spec: TaskSpec, args, config, out: str):
+    """(task, trainer) of a new run: memory checked before the model is built."""
+    refuse_existing_checkpoint(out)
+    check_model_fits(spec.task_class, spec.planned_meta(config, args),
+                     train_config_from_args(args, spec.train_defaults), f"train {spec.name}: this model")
+    try:
+        task = spec.new_task(config, args)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return task, Trainer(task, spec.train_config(args, None, task), out)
+
+
 def train_handler(spec: TaskSpec, args) -> int:
-    """Train a new run or continue one (``--resume``); see the module docstring."""
-    if args.resume:
-        arrays, meta = read_checkpoint(args.resume, spec.task_class)  # the one read of the checkpoint
-        saved = saved_train_config(meta, args.resume)
-        task = task_from(arrays, meta, spec.task_class, args.resume)
-        refuse_model_changes(task.config, spec.checked_on_resume(args))
-        out = args.out or os.path.dirname(os.path.abspath(args.resume))
-        trainer = Trainer(task, spec.train_config(args, saved, task), out)
-        trainer.load_state(arrays, meta)
-        spec.attach(task, args)
-        print(spec.resume_line(task, trainer, args))
-    else:
+    """Train a new run or continue one (``--resume``); see the module docstring.  Returns 0, or
+    the stop signal's exit code (130, 143, 129) when a signal ended the run (after its checkpoint)."""
+    if getattr(args, "reset_optimizer", False) and not args.resume:
+        raise UserError("--reset-optimizer: only with --resume CKPT (a new run starts with a fresh optimizer)")
+    config = None
+    if not args.resume:
         try:
             config = spec.new_config(args)
         except ValueError as e:
             raise UserError(str(e)) from None
-        out = args.out or os.path.join("runs", spec.name)
-        refuse_existing_checkpoint(out)
-        try:
-            task = spec.new_task(config, args)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        trainer = Trainer(task, spec.train_config(args, None, task), out)
-    spec.describe(task, trainer)
-    result = spec.fit(task, trainer, lambda tr, record: spec.report_eval(task, tr, record), args)
-    spec.finish(task, trainer, result, args)
-    if result.stop_reason == "interrupted":
-        print(f"interrupted: resume with  rnnkit train {spec.name} --resume {result.checkpoint}")
-    title, ylabel = spec.plot_labels(task)
-    png = plot_loss(trainer.log_path, os.path.join(trainer.out_dir, "loss.png"), title=title, ylabel=ylabel)
-    print(f"loss curve: {png}" if png else NOT_PLOTTED)
-    return 0
+    out = args.out or (os.path.dirname(os.path.abspath(args.resume)) if args.resume
+                       else os.path.join("runs", spec.name))
+    with claimed(out) as lock:  # one writer for the whole command
+        task, trainer = _resumed(spec, args, out) if args.resume else _new(spec, args, config, out)
+        trainer.out_lock = lock
+        spec.describe(task, trainer)
+        result = spec.fit(task, trainer, lambda tr, record: spec.report_eval(task, tr, record), args)
+        spec.finish(task, trainer, result, args)
+        if trainer.exit_code:
+            print(f"interrupted: resume with  rnnkit train {spec.name} --resume {trainer.last_path}")
+        title, ylabel = spec.plot_labels(task)
+        png = plot_loss(trainer.log_path, os.path.join(trainer.out_dir, "loss.png"), title=title, ylabel=ylabel)
+        print(f"loss curve: {png}" if png else NOT_PLOTTED)
+    return trainer.exit_code
 
 
 def eval_handler(specs, args) -> int:
-    """``rnnkit eval CKPT``: the checkpoint is read once; the spec of its kind evaluates it."""
-    arrays, meta = read_checkpoint(args.checkpoint)
-    kind = meta.get("kind")
+    """``rnnkit eval CKPT``: the spec of the checkpoint's kind (from its header) evaluates it; the
+    checkpoint is read once, validated against that task's model before it is built."""
+    kind = read_header(args.checkpoint)[1].get("kind")
     for spec in specs:
         if spec.name == kind:
-            spec.evaluate(task_from(arrays, meta, spec.task_class, args.checkpoint), args, args.checkpoint)
+            task = task_from(*read_checkpoint(args.checkpoint, spec.task_class), spec.task_class, args.checkpoint)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a huge model reports inf
+                spec.evaluate(task, args, args.checkpoint)
             return 0
     raise UserError(f"eval: no evaluator for checkpoint kind {kind!r} ({args.checkpoint})")

@@ -69,8 +69,8 @@ def load_csv_column(path, column: str) -> np.ndarray:
     """Read one numeric column of a CSV file with a header row.  Returns (N,) float64.
 
     Raises UserError naming the file and the problem: missing file, no header,
-    no such column (listing the available ones), a missing or non-numeric value
-    (naming the line and the value), or no data rows.
+    no such column (listing the available ones), a missing, non-numeric, non-finite or
+    out-of-range value (|value| > float32's maximum; naming the line and the value), or no data rows.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -101,6 +101,9 @@ def load_csv_column(path, column: str) -> np.ndarray:
                     raise UserError(f"{path}: line {line}: non-numeric value {cell!r} in column {column!r}") from None
                 if not math.isfinite(v):
                     raise UserError(f"{path}: line {line}: non-finite value {cell!r} in column {column!r}")
+                if abs(v) > FLOAT32_MAX:
+                    raise UserError(f"{path}: line {line}: value {cell!r} in column {column!r} is out of range: "
+                                    f"expected |value| <= {FLOAT32_MAX:.3g} (the models compute in float32)")
                 values.append(v)
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
@@ -109,6 +112,10 @@ def load_csv_column(path, column: str) -> np.ndarray:
     if not values:
         raise UserError(f"{path}: column {column!r} has no data rows")
     return np.asarray(values, dtype=np.float64)
+
+
+#: the largest magnitude a CSV value may have: the models compute in float32
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # ----------------------------------------------------------------------------- scaling

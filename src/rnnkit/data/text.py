@@ -13,6 +13,7 @@ eval on another installation is detected.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sysconfig
@@ -106,12 +107,13 @@ class Vocab:
     def __len__(self) -> int:
         return len(self.chars)
 
+    @functools.cached_property
     def _table(self) -> dict:
         return {c: i for i, c in enumerate(self.chars)}
 
     def encode(self, text: str, what: str = "text") -> np.ndarray:
         """str -> int32 ids; characters outside the vocabulary raise UserError naming them."""
-        table = self._table()
+        table = self._table
         try:
             return np.fromiter((table[c] for c in text), dtype=np.int32, count=len(text))
         except KeyError:
@@ -124,10 +126,13 @@ class Vocab:
         return "".join(self.chars[int(i)] for i in np.asarray(ids).reshape(-1))
 
 
-def split_ids(ids: np.ndarray, fractions=(0.9, 0.05, 0.05)) -> dict[str, np.ndarray]:
-    """Contiguous train/val/test split (first 90 %, next 5 %, last 5 % by default)."""
-    n = len(ids)
+def split_ranges(n: int, fractions=(0.9, 0.05, 0.05)) -> dict[str, tuple[int, int]]:
+    """[start, stop) of the contiguous train/val/test splits of ``n`` items (90/5/5 by default)."""
     n_train = int(n * fractions[0])
     n_val = int(n * fractions[1])
-    out = {"train": ids[:n_train], "val": ids[n_train:n_train + n_val], "test": ids[n_train + n_val:]}
-    return out
+    return {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
+
+
+def split_ids(ids: np.ndarray, fractions=(0.9, 0.05, 0.05)) -> dict[str, np.ndarray]:
+    """Contiguous train/val/test split (first 90 %, next 5 %, last 5 % by default)."""
+    return {k: ids[a:b] for k, (a, b) in split_ranges(len(ids), fractions).items()}

@@ -12,6 +12,7 @@ import numpy as np
 from ..cells import sigmoid
 from ..data.longlag import adding_batch
 from ..errors import UserError
+from ..io.atomic import atomic_open
 from ..layer_types import LAYERS
 from ..losses import mse
 from ..tasks.longlag import AddingConfig, AddingTask
@@ -105,7 +106,7 @@ def run_gradflow(cfg: GradFlowConfig, progress=print) -> list[dict]:
 
 def write_gradflow_csv(rows: list[dict], path) -> None:
     """Columns: cell, stage (init|trained), sequences, layer, state (h|c), distance, norm, loss."""
-    with open(path, "w", newline="") as f:
+    with atomic_open(path, "w") as f:  # temp file + rename; the mode follows the umask
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)

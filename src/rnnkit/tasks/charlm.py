@@ -26,6 +26,7 @@ predicted character.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -33,14 +34,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.text import (DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_text, split_ids,
+from ..data.text import (DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_text, split_ids, split_ranges,
                          stdlib_corpus)
+from ..data.textfile import TextFile
 from ..errors import CheckpointError, UserError
+from ..io.memory import GATES, estimate_rnn_bytes, rnn_param_shapes
 from ..layer_types import LAYERS as CELLS
 from ..losses import log_softmax, softmax_cross_entropy
 from ..module import Module
 from ..nn import Embedding, Linear
-from ..train import TrainConfig, Trainer, load_task, save_task
+from ..train import ModelPlan, TrainConfig, Trainer, load_task, save_task
 from ..validate import NONNEG_INT, POSITIVE_INT, RATE, check, check_choice, check_each
 
 
@@ -167,12 +170,24 @@ class CharLM:
 
     # ------------------------------------------------------------------ data
     def _set_text(self, text: str, vocab: Vocab) -> None:
-        self._splits = split_ids(vocab.encode(text, "text"))
-        n_train = len(self._splits["train"])
+        """Split the corpus; refused before any training: a vocabulary of one character (the loss is
+        0 at once, nothing to learn), a val or test split under 2 characters (nothing to evaluate),
+        a training split shorter than one batch x bptt window."""
+        if len(vocab) < 2:
+            raise UserError(f"text: has only one distinct character ({vocab.chars[0]!r}); a language model needs "
+                            f"at least 2 (there is nothing to predict)")
+        splits = split_ids(vocab.encode(text, "text"))
+        for split in ("val", "test"):
+            if len(splits[split]) < 2:
+                raise UserError(f"text: the {split} split has {len(splits[split])} character(s), too few to evaluate "
+                                f"(needs at least 2; the split is 90/5/5 of {len(text)} characters: use a text of "
+                                f"at least 40 characters)")
+        n_train = len(splits["train"])
         B, T = self.config.batch, self.config.bptt
         if (n_train - 1) // B < T:
             raise UserError(f"text: the training split has {n_train} characters, too few for batch {B} x "
                             f"bptt {T} (needs at least {B * T + 1}); use a longer text or smaller --batch/--bptt")
+        self._splits = splits
 
     def attach_text(self, text: str) -> None:
         """Give a loaded model its corpus again (must be the text it was trained on)."""
@@ -233,20 +248,30 @@ class CharLM:
             if split not in SPLITS:
                 raise UserError(f"split: expected one of {list(SPLITS)}, got {split!r}")
             ids = self.splits[split]
-        if len(ids) < 2:
-            raise UserError(f"{split}: needs at least 2 characters to evaluate, has {len(ids)}")
-        B = min(self.config.batch, len(ids) - 1)
-        L = (len(ids) - 1) // B
+        B, L = self._streams(len(ids), split)
         X = ids[: B * L].reshape(B, L).T  # (L, B) time-major streams
         Y = ids[1 : B * L + 1].reshape(B, L).T
+        T = self.config.bptt
+        return self._evaluate_windows(((X[p : p + T], Y[p : p + T]) for p in range(0, L, T)), B * L)
+
+    def _streams(self, n: int, split: str) -> tuple[int, int]:
+        """(B, L): ``n`` characters evaluated as B streams of L predictions (B <= batch)."""
+        if n < 2:
+            raise UserError(f"{split}: needs at least 2 characters to evaluate, has {n}")
+        B = min(self.config.batch, n - 1)
+        return B, (n - 1) // B
+
+    def _evaluate_windows(self, windows, count: int) -> dict:
+        """Mean loss over windows (x, y) of ids (t, B), the state carried from one to the next."""
         total, state = 0.0, None
         self.model.eval()  # no dropout in evaluation (training steps switch it back on)
-        for p in range(0, L, self.config.bptt):
-            logits, state = self.model(X[p : p + self.config.bptt], state)
+        for x, y in windows:
+            logits, state = self.model(x, state)
             logp = log_softmax(logits.astype(np.float64))
-            total -= float(np.take_along_axis(logp, Y[p : p + self.config.bptt, :, None], -1).sum())
-        loss = total / (B * L)
-        return {"loss": loss, "bpc": loss / math.log(2), "chars": B * L}
+            # y C-contiguous: the sum's order (and so its last bit) must not depend on where the ids came from
+            total -= float(np.take_along_axis(logp, np.ascontiguousarray(y)[:, :, None], -1).sum())
+        loss = total / count
+        return {"loss": loss, "bpc": loss / math.log(2), "chars": count}
 
     def evaluate_text(self, text: str, split: str | None = None) -> dict:
         """Loss and bits/char of this model on another text (characters must be in the vocabulary):
@@ -258,11 +283,53 @@ class CharLM:
             raise UserError(f"split: expected one of {list(SPLITS)}, got {split!r}")
         return self.evaluate(split, split_ids(ids)[split])
 
+    def evaluate_file(self, path, split: str | None = None, progress: bool = False) -> dict:
+        """:meth:`evaluate_text` of a file, streamed: the same numbers, but the file is read in chunks
+        (:class:`rnnkit.data.textfile.TextFile`: checked whole, characters included, before the
+        evaluation starts), never held in memory; ``progress``: a tqdm bar on stderr."""
+        from tqdm import tqdm
+
+        if split is not None and split not in SPLITS:
+            raise UserError(f"split: expected one of {list(SPLITS)}, got {split!r}")
+        f = TextFile(path, alphabet=self.vocab.chars)
+        a, b = (0, len(f)) if split is None else split_ranges(len(f))[split]
+        B, L = self._streams(b - a, split or "text")
+        T, encode = self.config.bptt, self.vocab.encode
+        with contextlib.ExitStack() as stack:
+            readers = [stack.enter_context(f.reader(a + j * L)) for j in range(B)]
+            bar = stack.enter_context(tqdm(total=B * L, unit="char", unit_scale=True, disable=not progress,
+                                           leave=False, dynamic_ncols=True))
+            last = [r.read(1) for r in readers]  # each stream's previous character: the next window's first input
+
+            def windows():
+                for p in range(0, L, T):
+                    t = min(T, L - p)
+                    ids = np.empty((t + 1, B), np.int32)
+                    for j, r in enumerate(readers):
+                        s = last[j] + r.read(t)
+                        ids[:, j], last[j] = encode(s), s[-1]
+                    bar.update(t * B)
+                    yield ids[:-1], ids[1:]
+
+            return self._evaluate_windows(windows(), B * L)
+
     def state_arrays(self) -> dict:
         return dict(self.model.params)
 
     def meta(self) -> dict:
         return {"config": dataclasses.asdict(self.config), "vocab": self.vocab.chars, "corpus": self.source}
+
+    @classmethod
+    def model_plan(cls, meta: dict) -> ModelPlan:
+        """Parameters and training buffers from ``meta`` alone (rnnkit.train.task): ``meta["config"]``
+        and the vocabulary ``meta["vocab"]`` (before a new run reads its text: 1 character, a lower bound)."""
+        c = CharLMConfig(**meta["config"])
+        V, G = max(1, len(meta.get("vocab") or "")), GATES[c.cell]
+        est = estimate_rnn_bytes(c.emb, c.hidden, c.layers, T=c.bptt, B=c.batch, gates=G, itemsize=4)
+        shapes = {"emb.weight": (V, c.emb), **rnn_param_shapes(c.emb, c.hidden, c.layers, 1, G, prefix="rnn."),
+                  "head.weight": (V, c.hidden), "head.bias": (V,)}
+        act = est.activations + 4 * c.bptt * c.batch * (2 * c.emb + 3 * V)  # embedded ids, logits, their grads
+        return ModelPlan(shapes, np.float32, act, est.init, sizes={"hidden": c.hidden, "layers": c.layers})
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "CharLM":

@@ -32,10 +32,10 @@ from ..data.series import (
 )
 from ..errors import CheckpointError, UserError
 from ..losses import mse
-from ..train import Trainer, TrainConfig, load_task, metrics_of, save_task
-from ..train.state import read_checkpoint, unprefixed
+from ..train import Trainer, TrainConfig, load_task, metrics_of, read_checkpoint, save_task
+from ..train.state import unprefixed
 from ..validate import NONNEG_INT, POSITIVE_INT, check, check_each
-from .readout import Readout, check_cell
+from .readout import Readout, check_cell, readout_plan
 
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 
@@ -123,9 +123,20 @@ class Forecaster:
         return self.splits
 
     # ------------------------------------------------------------------ model I/O
+    def normalised(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (any shape, original units) normalised, as float32.  Values too far from the
+        training data for float32 once normalised are a UserError (one line)."""
+        with np.errstate(over="ignore"):
+            z = self.normalizer.transform(values).astype(np.float32)
+        if not np.isfinite(z).all():
+            n, v = self.normalizer, np.asarray(values)
+            raise UserError(f"values too far from the training data (mean {n.mean:.6g}, std {n.std:.6g}): normalised "
+                            f"they exceed float32, the model's precision (e.g. {v.flat[np.argmax(np.abs(v))]:.6g})")
+        return z
+
     def _inputs(self, X: np.ndarray) -> np.ndarray:
         """Windows (M, W) original units -> model input (W, M, 1) float32, normalised."""
-        return np.ascontiguousarray(self.normalizer.transform(X).T[:, :, None], dtype=np.float32)
+        return np.ascontiguousarray(self.normalised(X).T[:, :, None])
 
     def predict_windows(self, X: np.ndarray) -> np.ndarray:
         """Windows (M, W) of past values -> forecasts (M, K), original units."""
@@ -186,6 +197,12 @@ class Forecaster:
     def meta(self) -> dict:
         return {"kind": self.kind, "config": dataclasses.asdict(self.config),
                 "normalizer": dataclasses.asdict(self.normalizer)}
+
+    @classmethod
+    def model_plan(cls, meta: dict):
+        """The model's parameters and training buffers from ``meta["config"]`` alone (rnnkit.train.task)."""
+        c = ForecastConfig(**meta["config"])
+        return readout_plan(c.cell, 1, c.hidden, c.horizon, c.layers, T=c.window, B=max(c.batch, 4096))
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "Forecaster":

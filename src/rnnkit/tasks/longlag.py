@@ -36,7 +36,7 @@ from ..errors import CheckpointError
 from ..losses import mse, softmax_cross_entropy
 from ..train import Trainer, TrainConfig, metrics_of
 from ..validate import FINITE_OR_NONE, NONNEG_INT, POSITIVE_INT, POSITIVE_NUMBER, check, check_each
-from .readout import Readout, check_cell
+from .readout import Readout, check_cell, readout_plan
 
 #: H&S 1997: the test set has 2560 sequences; solved when at most 3 are wrong
 ADDING_TEST_SIZE, ADDING_MAX_WRONG = 2560, 3
@@ -131,7 +131,7 @@ class _LongLagTask:
             raise ValueError(f"split: expected 'val' or 'test', got {split!r}")
         if split not in self._eval_sets:
             rng = np.random.default_rng([self.config.seed, 2 if split == "val" else 3])
-            self._eval_sets[split] = self._draw(rng, self._eval_size())
+            self._eval_sets[split] = self._draw(rng, self._eval_size(self.config))
         return self._eval_sets[split]
 
     # --- training
@@ -182,6 +182,15 @@ class _LongLagTask:
         return {"kind": self.kind, "config": dataclasses.asdict(self.config)}
 
     @classmethod
+    def model_plan(cls, meta: dict):
+        """The model's parameters and buffers from ``meta["config"]`` alone (rnnkit.train.task); the
+        sequence length is bounded by T + T/10 + 2 * COPY_LENGTH, the batch by the evaluation set."""
+        c = cls.config_class(**meta["config"])
+        T = c.T + c.T // 10 + 2 * COPY_LENGTH
+        return readout_plan(c.cell, cls.input_size, c.hidden, cls.output_size, c.layers, T=T,
+                            B=max(c.batch, cls._eval_size(c)))
+
+    @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict):
         if meta.get("kind") != cls.kind:
             raise CheckpointError(f"checkpoint holds a {meta.get('kind')!r} model, expected {cls.kind!r}")
@@ -208,7 +217,8 @@ class AddingTask(_LongLagTask):
     config_class = AddingConfig
     input_size, output_size = 2, 1
 
-    def _eval_size(self):
+    @staticmethod
+    def _eval_size(config) -> int:
         return ADDING_TEST_SIZE
 
     def _draw(self, rng, n):
@@ -252,8 +262,9 @@ class CopyTask(_LongLagTask):
     config_class = CopyConfig
     input_size = output_size = COPY_CLASSES
 
-    def _eval_size(self):
-        return self.config.eval_size
+    @staticmethod
+    def _eval_size(config) -> int:
+        return config.eval_size
 
     def _draw(self, rng, n):
         return copy_batch(rng, self.config.T, n)

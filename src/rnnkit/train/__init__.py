@@ -3,7 +3,9 @@
 * :mod:`.task`     the Task contract (what a task supplies) and the evaluation record
 * :mod:`.config`   TrainConfig: every training setting
 * :mod:`.trainer`  Trainer: loop, optimizer, clipping, schedule, evaluation cadence, checkpoints, resume
-* :mod:`.state`    checkpoint layout; save_task / load_task for a model without training state
+* :mod:`.state`    checkpoint layout; save_task for a model without training state
+* :mod:`.guard`    checks before anything is built: read_checkpoint (the one validated read), load_task,
+                   check_model_fits (memory)
 * :mod:`.log`      metrics.jsonl
 
 Quick use::
@@ -16,9 +18,10 @@ import os  # noqa: F401  (tests patch rnnkit.train.os.replace: the log trim must
 
 from .config import TrainConfig
 from .log import read_metrics
-from .state import load_task, read_checkpoint, save_task
-from .task import Task, metrics_of
+from .guard import check_model_fits, load_task, read_checkpoint
+from .state import save_task
+from .task import ModelPlan, Task, metrics_of
 from .trainer import Trainer, TrainResult
 
 __all__ = ["Task", "TrainConfig", "Trainer", "TrainResult", "load_task", "save_task", "read_checkpoint",
-           "read_metrics", "metrics_of"]
+           "read_metrics", "metrics_of", "ModelPlan", "check_model_fits"]

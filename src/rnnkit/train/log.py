@@ -1,10 +1,14 @@
-"""metrics.jsonl: one JSON record per line (events, training-loss windows, evaluations)."""
+"""metrics.jsonl: one JSON record per line (events, training-loss windows, evaluations).
+
+Records are appended (``open(path, "a")``: the mode follows the umask); a resume that drops
+records rewrites the file atomically (:func:`trim_after`)."""
 from __future__ import annotations
 
 import json
 import math
 import os
-import tempfile
+
+from ..io.atomic import write_bytes_atomic
 
 
 def append_record(path, record: dict) -> None:
@@ -15,8 +19,9 @@ def append_record(path, record: dict) -> None:
 
 
 def trim_after(path, step: int) -> None:
-    """Drop the records of steps after ``step`` (a resumed run redoes them).  Atomic: the file is
-    replaced (temporary file in the same directory + os.replace), so a crash keeps the old log."""
+    """Drop the records of steps after ``step`` (a resumed run redoes them).  Atomic
+    (:func:`rnnkit.io.atomic.write_bytes_atomic`: temp file, fsync, os.replace; the mode follows
+    the umask), so a crash keeps the old log."""
     if not os.path.exists(path):
         return
     with open(path, encoding="utf-8") as f:
@@ -30,17 +35,22 @@ def trim_after(path, step: int) -> None:
             pass
     if len(keep) == len(lines):
         return
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(keep)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_bytes_atomic(path, "".join(keep).encode("utf-8"))
 
 
 def read_metrics(log_path) -> list[dict]:
-    """The records of a metrics.jsonl file."""
+    """The records of a metrics.jsonl file.  A last line without its newline that is not valid JSON
+    (a process killed in the middle of an append) is skipped; any other bad line is an error."""
     with open(log_path, encoding="utf-8") as f:
-        return [json.loads(ln) for ln in f if ln.strip()]
+        lines = f.readlines()
+    out = []
+    for k, ln in enumerate(lines):
+        if not ln.strip():
+            continue
+        try:
+            out.append(json.loads(ln))
+        except json.JSONDecodeError:
+            if k == len(lines) - 1 and not ln.endswith("\n"):
+                break
+            raise
+    return out

@@ -8,14 +8,15 @@
                        "config" (TrainConfig), "best_val", "bad_evals", "has_carry"}}
 
 A checkpoint without "train" (e.g. from :func:`save_task`) holds a model only.
-:func:`read_checkpoint` reads a file once; everything else works on its (arrays, meta).
+:func:`rnnkit.train.guard.read_checkpoint` reads (and validates) a file once; everything else
+works on its (arrays, meta).
 """
 from __future__ import annotations
 
 import os
 
 from ..errors import CheckpointError
-from ..io.checkpoint import load_checkpoint, save_checkpoint
+from ..io.checkpoint import save_checkpoint
 from .config import TrainConfig
 
 
@@ -26,12 +27,6 @@ def prefixed(arrays: dict, prefix: str) -> dict:
 def unprefixed(arrays: dict, prefix: str) -> dict:
     p = prefix + "/"
     return {k[len(p):]: v for k, v in arrays.items() if k.startswith(p)}
-
-
-def read_checkpoint(path, task_cls=None) -> tuple[dict, dict]:
-    """(arrays, meta) of a checkpoint, read once; ``task_cls.kind`` (if a str) must match its kind."""
-    kind = getattr(task_cls, "kind", None)
-    return load_checkpoint(path, kind=kind if isinstance(kind, str) else None)
 
 
 def task_from(arrays: dict, meta: dict, task_cls, path=""):
@@ -55,10 +50,3 @@ def saved_train_config(meta: dict, path="") -> TrainConfig:
 def save_task(path, task) -> None:
     """Save a task's model (no training state) as a checkpoint loadable by :func:`load_task`."""
     save_checkpoint(path, prefixed(task.state_arrays(), "task"), {"kind": task.kind, "task": task.meta()})
-
-
-def load_task(path, task_cls, kind: str | None = None):
-    """Rebuild a task from a checkpoint (with or without training state)."""
-    kind = kind if kind is not None else getattr(task_cls, "kind", None)
-    arrays, meta = load_checkpoint(path, kind=kind if isinstance(kind, str) else None)
-    return task_from(arrays, meta, task_cls, path)

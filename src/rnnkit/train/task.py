@@ -26,6 +26,18 @@ nothing; ``isinstance(obj, Task)`` checks the members exist)::
     meta() -> dict                        JSON: config, vocabulary, normalisation statistics, ...
     from_checkpoint(arrays, meta) -> Task classmethod; receives exactly what the two above returned
 
+Optional (the reliability checks use it; docs/reliability.md)::
+
+    model_plan(meta) -> ModelPlan     classmethod: from a meta() dict alone, allocating nothing, the
+        names, shapes and dtype of the parameters in state_arrays() and the activation bytes of one
+        training step.  For a new run ``meta`` holds only ``{"config": asdict(config)}`` plus what the
+        CLI spec knows before building (TaskSpec.planned_meta); a size it cannot know yet (e.g. the
+        vocabulary) counts as its smallest value, so the memory estimate is a lower bound.
+        With it, a model larger than the machine's memory is refused before anything is allocated,
+        and a checkpoint is checked tensor by tensor against the model its metadata describes
+        before the task is built.  Without it, a checkpoint is still checked for its step, its
+        optimizer state and NaN/inf, but not against the model's shapes.
+
 Evaluation records.  After every evaluation the Trainer logs and passes to ``on_eval`` one record
 ``{"step": int, "val_<metric>": float for every metric of evaluate(), "elapsed_s": float}``;
 ``on_eval(trainer, record) -> bool | None`` is the one callback signature: True stops training
@@ -34,6 +46,8 @@ evaluate() dict back from a record.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -60,6 +74,33 @@ class Task(Protocol):
 
     @classmethod
     def from_checkpoint(cls, arrays: dict[str, np.ndarray], meta: dict) -> "Task": ...
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """What a task's model will allocate, computed from its metadata without building it.
+
+    shapes            parameter name (as in ``state_arrays()``) -> shape
+    dtype             the parameters' dtype
+    activation_bytes  the forward/backward buffers of one training step (batch x window)
+    init_bytes        temporaries while building (e.g. float64 draws before a float32 cast)
+    sizes             metadata sizes that must be positive integers (named in errors)
+    """
+
+    shapes: dict
+    dtype: Any = np.float32
+    activation_bytes: int = 0
+    init_bytes: int = 0
+    sizes: dict = field(default_factory=dict)
+
+    def param_count(self) -> int:
+        return sum(math.prod(s) for s in self.shapes.values())
+
+    def training_bytes(self, optimizer_slots: int = 2) -> int:
+        """Peak bytes of training: parameters, gradients, ``optimizer_slots`` optimizer arrays per
+        parameter and the activations; or, if larger, parameters + gradients + the init temporaries."""
+        n = self.param_count() * np.dtype(self.dtype).itemsize
+        return max(n * (2 + optimizer_slots) + self.activation_bytes, 2 * n + self.init_bytes)
 
 
 def metrics_of(record: dict, split: str = "val") -> dict[str, float]:

@@ -12,20 +12,22 @@ import contextlib
 import dataclasses
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import CheckpointError, TrainingDiverged, UserError
+from .._checks import first_nonfinite
+from ..errors import CheckpointError, NonFiniteError, UserError
 from ..io.checkpoint import save_checkpoint
+from ..io.lock import claim_out_dir
+from ..io.signals import StopSignals
 from ..optim import OPTIMIZERS, clip_grad_norm, grad_norm
 from .config import TrainConfig
+from .guard import read_checkpoint
 from .log import append_record, trim_after
-from .state import prefixed, read_checkpoint, saved_train_config, task_from, unprefixed
+from .state import prefixed, saved_train_config, task_from, unprefixed
 
 
 @dataclass
@@ -34,6 +36,7 @@ class TrainResult:
 
     step: int
     stop_reason: str  # "steps", "until", "time limit", "early stopping", "on_eval", "interrupted"
+    exit_code: int = 0  # "interrupted": the shell's code of the stop signal (SIGINT 130, SIGTERM 143, SIGHUP 129)
     losses: list = field(default_factory=list)
     evals: list = field(default_factory=list)
     best_val: float = math.inf
@@ -47,17 +50,19 @@ class _Run:
     """What one ``fit`` call tracks besides the trainer's state."""
 
     t_start: float
-    interrupted: bool = False
+    stop: StopSignals = field(default_factory=StopSignals)  # SIGINT/SIGTERM/SIGHUP: a flag checked between steps
     saved_at: int | None = None  # step of the latest checkpoint written in this call
     bar: object = None
 
 
 class Trainer:
     """Train a Task (:mod:`rnnkit.train.task`).  ``out_dir`` (optional) receives
-    ``last.safetensors``, ``best.safetensors`` and ``metrics.jsonl``.  ``eval_split``: the split
-    every evaluation uses (None: no evaluations, e.g. a fixed number of steps between two
-    measurements).  ``rng``: the training batches' Generator (default ``np.random.default_rng(config.seed)``);
-    its state is checkpointed."""
+    ``last.safetensors``, ``best.safetensors`` and ``metrics.jsonl``; every ``fit`` holds its lock
+    (:func:`rnnkit.io.lock.claim_out_dir`: one writer per directory, stray temp files removed)
+    unless ``out_lock``, a held lock of that directory (the CLI holds one for the whole command),
+    is set.  ``eval_split``: the split every evaluation uses (None: no evaluations, e.g. a fixed
+    number of steps between two measurements).  ``rng``: the training batches' Generator
+    (default ``np.random.default_rng(config.seed)``); its state is checkpointed."""
 
     def __init__(self, task, config: TrainConfig = TrainConfig(), out_dir=None, eval_split: str | None = "val",
                  rng: np.random.Generator | None = None):
@@ -74,6 +79,8 @@ class Trainer:
         self.best_val = math.inf
         self.bad_evals = 0
         self.last_loss = math.nan  # training loss of the latest step
+        self.out_lock = None  # a held rnnkit.io.lock.OutDirLock of out_dir: fit does not lock again
+        self.exit_code = 0  # of the latest fit: 0, or the stop signal's shell code (130, 143, 129)
 
     # ------------------------------------------------------------------ paths
     def _path(self, name: str) -> str | None:
@@ -114,25 +121,33 @@ class Trainer:
             save_checkpoint(path, *state)
 
     @classmethod
-    def resume(cls, path, task_cls, config: TrainConfig | None = None, out_dir=None, **kwargs) -> "Trainer":
-        """Rebuild task + trainer from a full checkpoint.  ``config`` overrides the saved
-        TrainConfig (e.g. more steps); by default the saved one is used."""
-        return cls.from_checkpoint(*read_checkpoint(path, task_cls), task_cls, config, out_dir, path=path, **kwargs)
+    def resume(cls, path, task_cls, config: TrainConfig | None = None, out_dir=None, reset_optimizer: bool = False,
+               **kwargs) -> "Trainer":
+        """Rebuild task + trainer from a full checkpoint, validated first
+        (:func:`rnnkit.train.guard.read_checkpoint`).  ``config`` overrides the saved TrainConfig
+        (e.g. more steps); by default the saved one is used.  ``reset_optimizer``: start with a
+        fresh optimizer state (needed when the checkpoint has none or one that does not fit;
+        the run then no longer continues exactly)."""
+        arrays, meta = read_checkpoint(path, task_cls, training=True, reset_optimizer=reset_optimizer)
+        return cls.from_checkpoint(arrays, meta, task_cls, config, out_dir, path=path,
+                                   reset_optimizer=reset_optimizer, **kwargs)
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict, task_cls, config: TrainConfig | None = None, out_dir=None,
-                        path="", **kwargs) -> "Trainer":
-        """:meth:`resume` from a checkpoint already read (:func:`rnnkit.train.state.read_checkpoint`)."""
+                        path="", reset_optimizer: bool = False, **kwargs) -> "Trainer":
+        """:meth:`resume` from a checkpoint already read (:func:`rnnkit.train.guard.read_checkpoint`)."""
         saved = saved_train_config(meta, path)
         self = cls(task_from(arrays, meta, task_cls, path), saved if config is None else config, out_dir, **kwargs)
-        self.load_state(arrays, meta)
+        self.load_state(arrays, meta, reset_optimizer)
         return self
 
-    def load_state(self, arrays: dict, meta: dict) -> None:
-        """Restore optimizer, rng, step, carry and early-stopping state from a checkpoint's (arrays, meta)."""
+    def load_state(self, arrays: dict, meta: dict, reset_optimizer: bool = False) -> None:
+        """Restore optimizer, rng, step, carry and early-stopping state from a checkpoint's (arrays, meta).
+        ``reset_optimizer``: keep this trainer's fresh optimizer state instead of the saved one."""
         try:
             train = meta["train"]
-            self.optimizer.load_state_dict(unprefixed(arrays, "optim"), train["optim"])
+            if not reset_optimizer:
+                self.optimizer.load_state_dict(unprefixed(arrays, "optim"), train["optim"])
             self.rng.bit_generator.state = train["rng"]
             self.step = int(train["step"])
             self.carry = unprefixed(arrays, "carry") if train["has_carry"] else None
@@ -166,9 +181,12 @@ class Trainer:
         still that of ``config.steps``.  ``on_eval(trainer, record)`` is called after every
         evaluation (record: see :mod:`rnnkit.train.task`); if it returns True, training stops
         (stop_reason "on_eval", e.g. a task that is solved) after the checkpoint of that
-        evaluation.  Ctrl-C finishes the current step, saves ``last.safetensors`` and returns
-        with stop_reason "interrupted"; a second Ctrl-C aborts at once.  A non-finite loss or
-        gradient raises :class:`TrainingDiverged` without touching the saved checkpoints.
+        evaluation.  SIGINT (Ctrl-C), SIGTERM or SIGHUP finishes the current step, saves
+        ``last.safetensors`` and returns with stop_reason "interrupted" and ``exit_code`` 130, 143
+        or 129 (also ``self.exit_code``); a second signal aborts at once
+        (:class:`rnnkit.errors.Interrupted`).  A non-finite loss, gradient or updated parameter
+        raises :class:`~rnnkit.errors.NonFiniteError` (a ``TrainingDiverged``) before anything is
+        saved: the checkpoints on disk are those of the last finite state.
         """
         cfg = self.config
         self._sync_config()
@@ -178,8 +196,8 @@ class Trainer:
         with self._session(result) as run:
             win_loss, win_steps, win_count, win_t = 0.0, 0, 0, run.t_start
             while self.step < stop_at:
-                if run.interrupted:
-                    result.stop_reason = "interrupted"
+                if run.stop:
+                    result.stop_reason, result.exit_code = "interrupted", run.stop.exit_code
                     break
                 if cfg.time_limit and time.perf_counter() - run.t_start >= cfg.time_limit:
                     result.stop_reason = "time limit"
@@ -206,6 +224,8 @@ class Trainer:
                 elif cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.out_dir:
                     self.save(self.last_path)
                     run.saved_at = self.step
+            if run.stop:  # also a signal during the last evaluation: the run was stopped, never exit 0
+                result.exit_code = run.stop.exit_code
             if (result.stop_reason == "time limit" and result.losses
                     and (not result.evals or result.evals[-1]["step"] != self.step)):
                 # a time limit ends the run between evaluations: evaluate where it stopped
@@ -215,8 +235,8 @@ class Trainer:
         return result
 
     def train_step(self) -> tuple[float, float, int, float]:
-        """One optimizer step: batch, forward + backward, clipping, :meth:`_check_step`, update.
-        Returns (loss, gradient norm before clipping, count, lr)."""
+        """One optimizer step: batch, forward + backward, clipping, :meth:`_check_step`, update,
+        :meth:`_check_update`.  Returns (loss, gradient norm before clipping, count, lr)."""
         cfg, task = self.config, self.task
         lr = self.schedule.lr_at(self.step, cfg.lr)
         self.optimizer.lr = lr
@@ -227,72 +247,86 @@ class Trainer:
         gn = clip_grad_norm(grads, cfg.clip) if cfg.clip > 0 else grad_norm(grads)
         self._check_step(float(loss), gn)
         self.optimizer.step()
+        self._check_update(float(loss))
         self.carry = carry
         self.step += 1
         self.last_loss = float(loss)
         return float(loss), gn, count, lr
 
     def _check_step(self, loss: float, gn: float) -> None:
-        """The one place a step is rejected, before the update and before any save:
-        a non-finite loss or gradient norm raises TrainingDiverged."""
+        """Before the update: a non-finite loss or gradient rejects the step (:meth:`_diverged`)."""
         if math.isfinite(loss) and math.isfinite(gn):
             return
-        what = "loss" if not math.isfinite(loss) else "gradient norm"
-        self._log({"event": "diverged", "step": self.step + 1, "loss": loss, "grad_norm": gn})
+        if not math.isfinite(loss):
+            self._diverged(f"non-finite loss ({loss})", "loss", (), loss, gn)
+        name, k, v = first_nonfinite(self.model.grads) or ("gradient norm", (), gn)
+        self._diverged(f"non-finite gradient {name!r} ({v}{f' at index {k}' if k else ''})", name, k, loss, gn)
+
+    def _check_update(self, loss: float) -> None:
+        """After the update, before any save: a non-finite parameter rejects the step."""
+        bad = first_nonfinite(self.model.params)
+        if bad is not None:
+            name, k, v = bad
+            self._diverged(f"non-finite parameter {name!r} after the update ({v}{f' at index {k}' if k else ''})",
+                           name, k, loss, math.nan)
+
+    def _diverged(self, what: str, tensor: str, index: tuple, loss: float, gn: float):
+        """The one place a step is rejected: logged, then NonFiniteError; nothing of it is saved."""
+        self._log({"event": "diverged", "step": self.step + 1, "tensor": tensor, "loss": loss, "grad_norm": gn})
         kept = (f"last good checkpoint kept at {self.last_path}"
                 if self.last_path and os.path.exists(self.last_path) else "no checkpoint written")
-        raise TrainingDiverged(f"non-finite {what} ({loss if what == 'loss' else gn}) at step "
-                               f"{self.step + 1}; training stopped ({kept}); try a lower --lr or --clip")
+        raise NonFiniteError(f"{what} at step {self.step + 1}; training stopped ({kept}); try a lower --lr or --clip",
+                             tensor=tensor, index=index)
+
+    def _holds_out_dir(self) -> bool:
+        lock = self.out_lock
+        return bool(lock is not None and lock.held and lock.directory == os.path.abspath(self.out_dir))
 
     @contextlib.contextmanager
     def _session(self, result: TrainResult):
-        """The one place a run starts and ends.  Start: output directory, log trimmed to the
-        step (resume), start/resume event, Ctrl-C handler, BLAS thread limit, progress bar.
-        End (also after an exception): handler, limit and bar restored; on a normal end the
-        last checkpoint is written if the final step has none, and the stop event logged."""
+        """The one place a run starts and ends.  Start: output directory claimed (locked, stray
+        temp files removed; :func:`rnnkit.io.lock.claim_out_dir`), log trimmed to the step
+        (resume), start/resume event, stop-signal flag (:class:`rnnkit.io.signals.StopSignals`),
+        BLAS thread limit, NumPy overflow warnings off (every step is checked for NaN/inf
+        instead), progress bar.  End (also after an exception): all of it restored and the lock
+        released; on a normal end (a stop signal included) the last checkpoint is written if the
+        final step has none, and the stop event logged."""
         from tqdm import tqdm
 
         cfg, task = self.config, self.task
-        if self.out_dir:
-            os.makedirs(self.out_dir, exist_ok=True)
+        with contextlib.ExitStack() as stack:
+            if self.out_dir and not self._holds_out_dir():
+                stack.enter_context(claim_out_dir(self.out_dir))
             if self.log_path:
                 trim_after(self.log_path, self.step)
-        if self.step == 0:
-            self._log({"event": "start", "step": 0, "kind": task.kind, "num_params": self.model.num_params(),
-                       "config": dataclasses.asdict(cfg)})
-        else:
-            self._log({"event": "resume", "step": self.step})
-        run = _Run(t_start=time.perf_counter())
-        old_handler = None
-        if threading.current_thread() is threading.main_thread():
-            def handler(signum, frame):
-                if run.interrupted:
-                    raise KeyboardInterrupt
-                run.interrupted = True
-            old_handler = signal.signal(signal.SIGINT, handler)
-        blas = contextlib.ExitStack()
-        if cfg.blas_threads:
-            try:
-                from threadpoolctl import threadpool_limits
-                blas.enter_context(threadpool_limits(limits=cfg.blas_threads, user_api="blas"))
-            except ImportError:  # optional: without threadpoolctl numpy's default applies
-                pass
-        run.bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, unit="step",
-                       dynamic_ncols=True, file=sys.stderr, leave=False)
-        try:
-            yield run
-        finally:
-            blas.close()
-            run.bar.close()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
-        if self.out_dir and run.saved_at != self.step:
-            self.save(self.last_path)
-        result.step, result.best_val = self.step, self.best_val
-        result.seconds = time.perf_counter() - run.t_start
-        result.checkpoint = self.last_path
-        result.best_checkpoint = self.best_path if self.best_path and os.path.exists(self.best_path) else None
-        self._log({"event": "stop", "step": self.step, "reason": result.stop_reason, "seconds": result.seconds})
+            if self.step == 0:
+                self._log({"event": "start", "step": 0, "kind": task.kind, "num_params": self.model.num_params(),
+                           "config": dataclasses.asdict(cfg)})
+            else:
+                self._log({"event": "resume", "step": self.step})
+            run = _Run(t_start=time.perf_counter())
+            self.exit_code = 0
+            with contextlib.ExitStack() as running:
+                running.enter_context(run.stop)
+                running.enter_context(np.errstate(over="ignore", invalid="ignore", divide="ignore"))
+                if cfg.blas_threads:
+                    try:
+                        from threadpoolctl import threadpool_limits
+                        running.enter_context(threadpool_limits(limits=cfg.blas_threads, user_api="blas"))
+                    except ImportError:  # optional: without threadpoolctl numpy's default applies
+                        pass
+                run.bar = running.enter_context(tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress,
+                                                     unit="step", dynamic_ncols=True, file=sys.stderr, leave=False))
+                yield run
+                if self.out_dir and run.saved_at != self.step:
+                    self.save(self.last_path)  # a second signal here aborts; the earlier checkpoint stays
+            result.step, result.best_val = self.step, self.best_val
+            result.seconds = time.perf_counter() - run.t_start
+            result.checkpoint = self.last_path
+            result.best_checkpoint = self.best_path if self.best_path and os.path.exists(self.best_path) else None
+            self.exit_code = result.exit_code
+            self._log({"event": "stop", "step": self.step, "reason": result.stop_reason, "seconds": result.seconds,
+                       **({"signal": run.stop.signame} if run.stop else {})})
 
     def _sync_config(self) -> None:
         """Apply ``self.config`` (it may have been replaced, e.g. after ``resume``) to schedule and optimizer."""
