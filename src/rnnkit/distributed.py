@@ -235,11 +235,22 @@ class Communicator:
     def agree(self, flag: bool) -> bool:
         """True on every rank if ``flag`` is True on any rank (an Allreduce of a flag; a
         barrier).  For decisions between steps: Ctrl-C, time limit, early stopping."""
+        return self.max(1.0 if flag else 0.0) > 0
+
+    def max(self, value: float) -> float:
+        """The largest ``value`` over the ranks, on every rank (e.g. the exit code of a stop signal)."""
+        return self._reduce(value, "MAX")
+
+    def total(self, value: float) -> float:
+        """The sum of ``value`` over the ranks, on every rank (e.g. a batch's items from each rank's shard)."""
+        return self._reduce(value, "SUM")
+
+    def _reduce(self, value: float, op: str) -> float:
         if self.size == 1:
-            return bool(flag)
-        a = np.array([1.0 if flag else 0.0])
-        self._comm.Allreduce(self._mpi().IN_PLACE, a, op=self._mpi().MAX)
-        return bool(a[0] > 0)
+            return float(value)
+        a = np.array([float(value)])
+        self._comm.Allreduce(self._mpi().IN_PLACE, a, op=getattr(self._mpi(), op))
+        return float(a[0])
 
     def gather_shards(self, array: np.ndarray, n_items: int, axis: int = 1) -> np.ndarray:
         """The whole batch from every rank's shard: ``array`` holds this rank's ``shard(n_items)``

@@ -163,6 +163,12 @@ class Forecaster:
         idx = rng.integers(0, len(tr.X), size=self.config.batch)
         return (self._inputs(tr.X[idx]), self.normalizer.transform(tr.Y[idx]).astype(np.float32)), None
 
+    def shard_batch(self, batch, comm):
+        """This MPI rank's windows ``comm.shard(B)`` of a global batch (rnnkit.train.parallel)."""
+        x, y = batch
+        part = comm.shard(len(y))
+        return x[:, part], y[part]
+
     def loss_and_backward(self, batch, carry=None):
         x, y = batch
         pred = self.model.last(x)
