@@ -1,0 +1,152 @@
+"""``mpiexec -n N rnnkit train charlm``: data-parallel training through the one Trainer and CLI.
+
+The 1-rank runs go through ``rnnkit.cli.main`` in this process (no MPI); the N-rank runs launch the
+venv's mpiexec on ``python -m rnnkit``.  In float64 (``--dtype float64``) N ranks x B/N streams
+equal one rank x B: parameters, carried state and every logged loss to relative 1e-12 (the only
+difference is the grouping of the gradient sum per rank).
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnkit.cli import main
+
+HERE = Path(__file__).resolve().parent
+WORDS = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex".split()
+# 4 streams x 2 windows of 8: the carried state crosses windows and a resumed step
+FLAGS = ["--hidden", "8", "--emb", "4", "--layers", "2", "--batch", "4", "--bptt", "8", "--eval-every", "3",
+         "--log-every", "1", "--dtype", "float64", "--no-progress", "--lr", "0.01"]
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    p = tmp_path_factory.mktemp("corpus") / "t.txt"
+    p.write_text(" ".join(rng.choice(WORDS, 140)), encoding="utf-8")
+    return p
+
+
+def _mpiexec(n, *args, timeout=120):
+    pytest.importorskip("mpi4py")
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    if not mpiexec.exists():
+        pytest.skip(f"no mpiexec next to {sys.executable} (install the extra rnnkit[mpi])")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent / "src"), env.get("PYTHONPATH", "")])
+    run = subprocess.run([str(mpiexec), "-n", str(n), sys.executable, "-m", "rnnkit", *map(str, args)],
+                         env=env, capture_output=True, text=True, timeout=timeout)
+    assert run.returncode == 0, f"mpiexec -n {n} rnnkit {' '.join(map(str, args))}:\n{run.stderr[-3000:]}"
+    return run
+
+
+def _state(path):
+    from rnnkit.io.checkpoint import load_checkpoint
+
+    arrays, meta = load_checkpoint(path)
+    return arrays, meta
+
+
+def _losses(out):
+    """step -> training loss, and step -> val loss, from metrics.jsonl."""
+    train, val = {}, {}
+    for line in (Path(out) / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if "loss" in r and "event" not in r:
+            train[r["step"]] = r["loss"]
+        if "val_loss" in r:
+            val[r["step"]] = r["val_loss"]
+    return train, val
+
+
+def _same(got_dir, want_dir, what):
+    got, gmeta = _state(Path(got_dir) / "last.safetensors")
+    want, wmeta = _state(Path(want_dir) / "last.safetensors")
+    assert gmeta["train"]["step"] == wmeta["train"]["step"], f"{what}: step"
+    assert sorted(got) == sorted(want), f"{what}: tensors {sorted(set(got) ^ set(want))}"
+    for k, w in want.items():
+        if w.dtype.kind != "f":
+            assert np.array_equal(got[k], w), f"{what}: {k!r} differs"
+            continue
+        rel = np.abs(got[k] - w).max() / max(np.abs(w).max(), 1e-300)
+        assert rel <= 1e-12, f"{what}: {k!r} differs by {rel:.2e} (relative)"
+    (gt, gv), (wt, wv) = _losses(got_dir), _losses(want_dir)
+    # the first run of a resumed pair also evaluates at its last step (4)
+    assert sorted(gt) == sorted(wt) and set(wv) <= set(gv), f"{what}: logged steps differ"
+    np.testing.assert_allclose([gt[s] for s in sorted(gt)], [wt[s] for s in sorted(wt)], rtol=1e-12, atol=0,
+                               err_msg=f"{what}: training loss curve")
+    np.testing.assert_allclose([gv[s] for s in sorted(wv)], [wv[s] for s in sorted(wv)], rtol=1e-12, atol=0,
+                               err_msg=f"{what}: val loss curve")
+
+
+def test_two_ranks_equal_one_rank_and_resume_with_any_rank_count(tmp_path, text):
+    one, two, mixed = tmp_path / "one", tmp_path / "two", tmp_path / "mixed"
+    assert main(["train", "charlm", "--text", str(text), *FLAGS, "--steps", "7", "--out", str(one)]) == 0
+    # 2 ranks: 4 steps, then resumed under mpiexec to 7
+    run = _mpiexec(2, "train", "charlm", "--text", text, *FLAGS, "--steps", "4", "--out", two)
+    assert run.stdout.count("corpus:") == 1, f"rank 0 alone prints:\n{run.stdout}"
+    _mpiexec(2, "train", "charlm", "--resume", two / "last.safetensors", "--text", text, "--steps", "7",
+             "--no-progress")
+    _same(two, one, "2 ranks (4 + 3 resumed steps) vs 1 rank (7 steps)")
+    # a 1-rank checkpoint (whole carried state) resumed on 3 ranks (streams 2 + 1 + 1)
+    assert main(["train", "charlm", "--text", str(text), *FLAGS, "--steps", "4", "--out", str(mixed)]) == 0
+    _mpiexec(3, "train", "charlm", "--resume", mixed / "last.safetensors", "--text", text, "--steps", "7",
+             "--no-progress")
+    _same(mixed, one, "1 rank (4 steps) + 3 ranks (3 resumed steps) vs 1 rank (7 steps)")
+    arrays, _ = _state(two / "last.safetensors")
+    assert arrays["carry/h"].shape == (2, 4, 8), "the checkpoint holds every stream's carried state"
+    first, last = _losses(one)[0][1], _losses(one)[0][7]
+    assert last < first, f"the tiny model did not train ({first} -> {last})"
+
+
+def test_a_task_without_shard_batch_is_refused_on_several_ranks():
+    from rnnkit.distributed import Communicator
+    from rnnkit.errors import UserError
+    from rnnkit.train.parallel import shard_batch
+
+    class Rank:
+        def Get_rank(self):
+            return 0
+
+        def Get_size(self):
+            return 2
+
+    class NoShard:
+        kind = "sum"
+
+    assert shard_batch(NoShard(), "batch", Communicator.single()) == "batch"
+    with pytest.raises(UserError, match=r"task 'sum': cannot train on 2 MPI ranks: it has no shard_batch"):
+        shard_batch(NoShard(), "batch", Communicator(Rank()))
+
+
+@pytest.mark.parametrize("task", ["forecast", "adding", "copy"])
+def test_every_task_shards_its_batch_into_the_whole(task):
+    """The shards of every rank, put together, are the global batch (the other built-in tasks)."""
+    from rnnkit.distributed import Communicator
+    from rnnkit.tasks.forecast import Forecaster, ForecastConfig
+    from rnnkit.tasks.longlag import AddingConfig, AddingTask, CopyConfig, CopyTask
+
+    class Rank:
+        def __init__(self, r):
+            self.r = r
+
+        def Get_rank(self):
+            return self.r
+
+        def Get_size(self):
+            return 3
+
+    t = {"forecast": lambda: Forecaster(ForecastConfig(hidden=4, batch=7)),
+         "adding": lambda: AddingTask(AddingConfig(T=12, hidden=4, batch=7)),
+         "copy": lambda: CopyTask(CopyConfig(T=5, hidden=4, batch=7))}[task]()
+    batch, _ = t.train_batch(np.random.default_rng(0), None)
+    parts = [t.shard_batch(batch, Communicator(Rank(r))) for r in range(3)]
+    for i, whole in enumerate(batch):
+        axis = 0 if whole.ndim == 1 or (task == "forecast" and i == 1) or (task == "adding" and i > 0) else 1
+        joined = np.concatenate([p[i] for p in parts], axis=axis)
+        assert np.array_equal(joined, whole), f"{task}: field {i} of the batch is not the concatenation of its shards"
+        assert [p[i].shape[axis] for p in parts] == [3, 2, 2], f"{task}: field {i} shard sizes"
