@@ -310,6 +310,13 @@ class CharLM:
     def state_arrays(self) -> dict:
         return dict(self.model.params)
 
+    def onnx_parts(self) -> dict:
+        """``rnnkit export --onnx`` (rnnkit.io.onnx_export.compose_onnx): ids (T, B) -> Embedding -> the
+        recurrent stack -> head at every step: logits (T, B, V); the vocabulary (id order) as metadata."""
+        m = self.model
+        return {"recurrent": m.rnn, "embedding": m.emb, "head": m.head, "readout": "every",
+                "metadata": {"vocab": self.vocab.chars}}
+
     def meta(self) -> dict:
         return {"config": dataclasses.asdict(self.config), "vocab": self.vocab.chars, "corpus": self.source}
 
