@@ -33,3 +33,13 @@ def needs_torch():
 def torch_layer_classes(torch) -> dict:
     """PyTorch's layer class of each cell kind ("rnn_relu": nn.RNN with nonlinearity="relu")."""
     return {"rnn": torch.nn.RNN, "rnn_relu": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    """A small corpus for char-LM command-line tests: 800 random words of 8 (t.txt in tmp_path)."""
+    rng = np.random.default_rng(0)
+    words = ["the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran\n"]
+    p = tmp_path / "t.txt"
+    p.write_text("".join(words[i] for i in rng.integers(0, len(words), 800)))
+    return p

@@ -12,15 +12,6 @@ from rnnkit.io.checkpoint import load_checkpoint, save_checkpoint
 SMALL = ["--hidden", "12", "--emb", "6", "--batch", "4", "--bptt", "12", "--layers", "1", "--no-progress"]
 
 
-@pytest.fixture
-def text_file(tmp_path):
-    rng = np.random.default_rng(0)
-    words = ["the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran\n"]
-    p = tmp_path / "t.txt"
-    p.write_text("".join(words[i] for i in rng.integers(0, len(words), 800)))
-    return p
-
-
 def _one_line_error(capsys, rc, pattern):
     err = capsys.readouterr().err
     assert rc == 2, err
@@ -231,10 +222,11 @@ def test_eval_text_with_split_evaluates_that_split_of_the_file(trained, text_fil
 
 
 def test_each_checkpoint_is_read_once(trained, text_file, capsys, monkeypatch):
-    """--resume, eval and sample read the checkpoint file once (one parse, one validation)."""
+    """--resume, eval and sample read the checkpoint's data once (one parse, one validation; before it,
+    rnnkit.train.guard reads the header alone to validate sizes and memory before anything is built)."""
     import collections
 
-    import rnnkit.train.state as state
+    import rnnkit.train.guard as state
 
     out, _ = trained
     ck = str(out / "last.safetensors")

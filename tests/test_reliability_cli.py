@@ -21,15 +21,6 @@ SRC = os.path.dirname(os.path.dirname(os.path.abspath(rnnkit.__file__)))
 SMALL = ["--hidden", "12", "--emb", "6", "--batch", "4", "--bptt", "12", "--layers", "1", "--no-progress"]
 
 
-@pytest.fixture
-def text_file(tmp_path):
-    rng = np.random.default_rng(0)
-    words = ["the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran\n"]
-    p = tmp_path / "t.txt"
-    p.write_text("".join(words[i] for i in rng.integers(0, len(words), 800)))
-    return p
-
-
 def one_line_error(capsys, rc, pattern) -> str:
     """rc 2, stderr one line ``rnnkit: error: ...`` matching ``pattern``, no traceback."""
     err = capsys.readouterr().err
@@ -344,3 +335,14 @@ def test_files_follow_the_umask(tmp_path, text_file, capsys):
     modes = {n: oct(os.stat(out / n).st_mode & 0o777) for n in names}
     assert set(modes.values()) == {oct(0o640)}, modes
     assert max(json.loads(ln)["step"] for ln in (out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_partial_last_metrics_line_of_a_killed_run_does_not_break_the_resume(tmp_path, text_file, capsys):
+    out = tmp_path / "run"
+    assert train(text_file, out, "--steps", "2", "--log-every", "1") == 0
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"step": 3, "loss": 2.')  # kill -9 in the middle of an append
+    assert main(["train", "charlm", "--resume", str(out / "last.safetensors"), "--steps", "3", "--no-progress"]) == 0
+    capsys.readouterr()
+    from rnnkit.train import read_metrics
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r and "event" not in r] == [1, 2, 3]

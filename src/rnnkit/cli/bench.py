@@ -11,6 +11,7 @@ from ..bench.longlag import LongLagBenchConfig, run_bench, table
 from ..bench.speed import CELLS, SUITES, BenchConfig, run_speed, write_results
 from ..errors import UserError
 from .args import comma_list, nonneg_float, positive_int
+from .train import claimed
 
 
 def _handler(args) -> int:
@@ -23,8 +24,9 @@ def _handler(args) -> int:
     cfg = BenchConfig(quick=args.quick, cells=cells, repeats=args.repeats, torch_threads=args.torch_threads,
                       blas_threads=args.blas_threads, isolate=not args.same_process, gap=args.gap,
                       out_dir=args.out_dir, markdown=args.markdown, seed=args.seed, sections=sections)
-    res = run_speed(cfg, log=lambda s: print(s, file=sys.stderr, flush=True))
-    path, md = write_results(res, cfg)
+    with claimed(cfg.out_dir, "--out-dir"):  # one bench per results directory (two at once distort the timings)
+        res = run_speed(cfg, log=lambda s: print(s, file=sys.stderr, flush=True))
+        path, md = write_results(res, cfg)
     print(md)
     print(f"results: {path}", file=sys.stderr)
     return 0

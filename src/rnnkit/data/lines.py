@@ -18,18 +18,27 @@ import os
 from ..errors import UserError
 
 
-def read_bytes(path, what: str = "input") -> bytes:
-    """The whole file as bytes; UserError "<what>: ..." for a missing file, a directory, an OS error."""
+def open_input(path, what: str = "input"):
+    """The file opened for binary reading; UserError "<what>: ..." for a missing file, a directory,
+    an OS error."""
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return open(path, "rb")  # noqa: SIM115 (the caller closes it)
     except FileNotFoundError:
         raise UserError(f"{what}: file not found: {path!r}") from None
     except IsADirectoryError:
         raise UserError(f"{what}: {path!r} is a directory, expected a UTF-8 text file") from None
     except OSError as e:
         raise UserError(f"{what}: cannot read {path!r} ({e.strerror})") from None
+
+
+def read_bytes(path, what: str = "input") -> bytes:
+    """The whole file as bytes; UserError "<what>: ..." for a missing file, a directory, an OS error."""
+    with open_input(path, what) as f:
+        try:
+            return f.read()
+        except OSError as e:
+            raise UserError(f"{what}: cannot read {os.fspath(path)!r} ({e.strerror})") from None
 
 
 def decode_utf8(data: bytes, path) -> str:

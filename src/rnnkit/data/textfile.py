@@ -16,6 +16,7 @@ import codecs
 import os
 
 from ..errors import UserError
+from .lines import open_input
 
 CHUNK_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
@@ -74,14 +75,7 @@ class TextFile:
 
     def _scan(self, alphabet, what) -> int:
         path, allowed = self.path, set(alphabet) if alphabet is not None else None
-        try:
-            f = open(path, "rb")  # noqa: SIM115
-        except FileNotFoundError:
-            raise UserError(f"{what}: file not found: {path!r}") from None
-        except IsADirectoryError:
-            raise UserError(f"{what}: {path!r} is a directory, expected a UTF-8 text file") from None
-        except OSError as e:
-            raise UserError(f"{what}: cannot read {path!r} ({e.strerror})") from None
+        f = open_input(path, what)
         dec = codecs.getincrementaldecoder("utf-8")()
         chars, offset, bad = 0, 0, set()
         with f:

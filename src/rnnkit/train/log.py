@@ -1,4 +1,7 @@
-"""metrics.jsonl: one JSON record per line (events, training-loss windows, evaluations)."""
+"""metrics.jsonl: one JSON record per line (events, training-loss windows, evaluations).
+
+Records are appended (``open(path, "a")``: the mode follows the umask); a resume that drops
+records rewrites the file atomically (:func:`trim_after`)."""
 from __future__ import annotations
 
 import json
@@ -36,6 +39,18 @@ def trim_after(path, step: int) -> None:
 
 
 def read_metrics(log_path) -> list[dict]:
-    """The records of a metrics.jsonl file."""
+    """The records of a metrics.jsonl file.  A last line without its newline that is not valid JSON
+    (a process killed in the middle of an append) is skipped; any other bad line is an error."""
     with open(log_path, encoding="utf-8") as f:
-        return [json.loads(ln) for ln in f if ln.strip()]
+        lines = f.readlines()
+    out = []
+    for k, ln in enumerate(lines):
+        if not ln.strip():
+            continue
+        try:
+            out.append(json.loads(ln))
+        except json.JSONDecodeError:
+            if k == len(lines) - 1 and not ln.endswith("\n"):
+                break
+            raise
+    return out
