@@ -18,7 +18,7 @@ import sys
 
 from .._version import __version__
 from ..errors import CheckpointError, UserError
-from . import bench, charlm, demo, diagnostics, export, forecast
+from . import bench, charlm, demo, diagnostics, export, forecast, sweep
 from .args import nonneg_float, nonneg_int, positive_float, positive_int
 from .charlm import CharLMSpec
 from .forecast import ForecastSpec
@@ -31,7 +31,7 @@ TASK_SPECS = (CharLMSpec(), ForecastSpec(), AddingSpec(), CopySpec())
 #: modules adding other commands: ``register(root_subparsers)``
 COMMANDS = (charlm, demo, forecast, bench, diagnostics)
 #: modules adding commands that work for every task: ``register(root_subparsers, specs)``
-SPEC_COMMANDS = (export,)
+SPEC_COMMANDS = (export, sweep)
 
 __all__ = ["main", "build_parser", "TASK_SPECS", "TaskSpec", "train_handler", "eval_handler", "add_train_args",
            "train_config_from_args", "refuse_model_changes", "refuse_existing_checkpoint", "positive_int",
