@@ -150,3 +150,54 @@ def test_every_task_shards_its_batch_into_the_whole(task):
         joined = np.concatenate([p[i] for p in parts], axis=axis)
         assert np.array_equal(joined, whole), f"{task}: field {i} of the batch is not the concatenation of its shards"
         assert [p[i].shape[axis] for p in parts] == [3, 2, 2], f"{task}: field {i} shard sizes"
+
+
+def _rank_pid(marker, rank):
+    """The pid of MPI rank ``rank`` of the job whose environment holds ``marker`` (our own processes only)."""
+    for p in Path("/proc").iterdir():
+        try:
+            env = (p / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if marker.encode() in env and f"PMI_RANK={rank}".encode() in env and b"python" in (p / "cmdline").read_bytes():
+            return int(p.name)
+    return None
+
+
+def test_a_signal_on_one_rank_stops_all_then_resume_and_time_limit_agree(tmp_path, text):
+    import signal
+    import time
+    import uuid
+
+    pytest.importorskip("mpi4py")
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    if not mpiexec.exists() or not Path("/proc/self/environ").exists():
+        pytest.skip("needs the venv's mpiexec and /proc")
+    out, marker = tmp_path / "sig", f"RNNKIT_TEST_JOB={uuid.uuid4().hex}"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")]))
+    env.update([marker.split("=")])
+    job = subprocess.Popen([str(mpiexec), "-n", "2", sys.executable, "-m", "rnnkit", "train", "charlm", "--text",
+                            str(text), *FLAGS, "--steps", "1000000", "--eval-every", "0", "--out", str(out)],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (out / "metrics.jsonl").exists():
+            time.sleep(0.2)
+        time.sleep(0.5)
+        pid = _rank_pid(marker, 1)
+        assert pid is not None, "rank 1 not found"
+        os.kill(pid, signal.SIGTERM)  # only rank 1 receives the signal
+        stdout, stderr = job.communicate(timeout=60)
+    finally:
+        job.kill()
+    assert job.returncode == 143, f"expected SIGTERM's exit code 143, got {job.returncode}:\n{stderr[-2000:]}"
+    assert "interrupted: resume with" in stdout, stdout
+    stop = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert stop["event"] == "stop" and stop["reason"] == "interrupted", stop
+    assert _state(out / "last.safetensors")[1]["train"]["step"] == stop["step"] > 0, "rank 0 saved at the stop step"
+    # resumed under mpiexec with a time limit: the ranks agree to stop and rank 0 saves there
+    _mpiexec(2, "train", "charlm", "--resume", out / "last.safetensors", "--text", text, "--steps", "1000000",
+             "--time-limit", "1", "--no-progress")
+    stop2 = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert stop2["reason"] == "time limit" and stop2["step"] > stop["step"], stop2
+    assert _state(out / "last.safetensors")[1]["train"]["step"] == stop2["step"]
