@@ -346,8 +346,11 @@ class Trainer:
             result.checkpoint = self.last_path
             result.best_checkpoint = self.best_path if self.best_path and os.path.exists(self.best_path) else None
             self.exit_code = result.exit_code
+            stats = self.comm.stats  # several ranks: rank 0's time in the step's Allreduce (waits included)
             self._log({"event": "stop", "step": self.step, "reason": result.stop_reason, "seconds": result.seconds,
-                       **({"signal": run.stop.signame} if run.stop else {})})
+                       **({"signal": run.stop.signame} if run.stop else {}),
+                       **({"ranks": self.comm.size, "allreduce_s": stats.allreduce_seconds,
+                           "allreduce_calls": stats.allreduce_calls} if self.comm.size > 1 else {})})
 
     def _sync_config(self) -> None:
         """Apply ``self.config`` (it may have been replaced, e.g. after ``resume``) to schedule and optimizer."""
