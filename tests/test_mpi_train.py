@@ -7,7 +7,6 @@ difference is the grouping of the gradient sum per rank).
 """
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import pytest
 from rnnkit.cli import main
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import mpi_worker  # noqa: E402  (its launch helper)
 WORDS = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex".split()
 # 4 streams x 2 windows of 8: the carried state crosses windows and a resumed step
 FLAGS = ["--hidden", "8", "--emb", "4", "--layers", "2", "--batch", "4", "--bptt", "8", "--eval-every", "3",
@@ -32,14 +33,7 @@ def text(tmp_path_factory):
 
 
 def _mpiexec(n, *args, timeout=120):
-    pytest.importorskip("mpi4py")
-    mpiexec = Path(sys.executable).parent / "mpiexec"
-    if not mpiexec.exists():
-        pytest.skip(f"no mpiexec next to {sys.executable} (install the extra rnnkit[mpi])")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent / "src"), env.get("PYTHONPATH", "")])
-    run = subprocess.run([str(mpiexec), "-n", str(n), sys.executable, "-m", "rnnkit", *map(str, args)],
-                         env=env, capture_output=True, text=True, timeout=timeout)
+    run = mpi_worker.launch(n, "-m", "rnnkit", *args, timeout=timeout)
     assert run.returncode == 0, f"mpiexec -n {n} rnnkit {' '.join(map(str, args))}:\n{run.stderr[-3000:]}"
     return run
 
@@ -169,16 +163,11 @@ def test_a_signal_on_one_rank_stops_all_then_resume_and_time_limit_agree(tmp_pat
     import time
     import uuid
 
-    pytest.importorskip("mpi4py")
-    mpiexec = Path(sys.executable).parent / "mpiexec"
-    if not mpiexec.exists() or not Path("/proc/self/environ").exists():
-        pytest.skip("needs the venv's mpiexec and /proc")
+    if not Path("/proc/self/environ").exists():
+        pytest.skip("finds the ranks' pids in /proc")
     out, marker = tmp_path / "sig", f"RNNKIT_TEST_JOB={uuid.uuid4().hex}"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")]))
-    env.update([marker.split("=")])
-    job = subprocess.Popen([str(mpiexec), "-n", "2", sys.executable, "-m", "rnnkit", "train", "charlm", "--text",
-                            str(text), *FLAGS, "--steps", "1000000", "--eval-every", "0", "--out", str(out)],
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job = mpi_worker.launch(2, "-m", "rnnkit", "train", "charlm", "--text", text, *FLAGS, "--steps", "1000000",
+                            "--eval-every", "0", "--out", out, popen=True, env_extra=dict([marker.split("=")]))
     try:
         deadline = time.time() + 60
         while time.time() < deadline and not (out / "metrics.jsonl").exists():
