@@ -140,7 +140,17 @@ def test_stale_lock_and_stray_temps_do_not_block(tmp_path, text_file, capsys):
     capsys.readouterr()
 
 
-def test_out_that_cannot_be_written_is_one_line(tmp_path, text_file, capsys):
+def test_out_that_cannot_be_written_is_one_line(tmp_path, text_file, capsys, monkeypatch):
+    import errno
+
+    import rnnkit.io.lock as lock
+
+    def read_only(*a, **kw):  # the tests run as root: a read-only mount is simulated at the probe write
+        raise OSError(errno.EROFS, "Read-only file system")
+    with monkeypatch.context() as m:
+        m.setattr(lock.tempfile, "mkstemp", read_only)
+        one_line_error(capsys, train(text_file, tmp_path / "ro", "--steps", "1"),
+                       r"--out '.*ro': is on a read-only file system; choose a writable directory")
     (tmp_path / "file").write_text("x")
     one_line_error(capsys, train(text_file, tmp_path / "file", "--steps", "1"), r"is a file, expected a directory")
     one_line_error(capsys, train(text_file, "/proc/rnnkit-test", "--steps", "1"), r"is under /proc")
@@ -217,7 +227,8 @@ def test_missing_optimizer_state_refuses_resume_unless_reset(tmp_path, text_file
     assert main(["train", "charlm", "--resume", ck, "--steps", "5", "--reset-optimizer", "--no-progress"]) == 0
     assert "optimizer state reset (--reset-optimizer)" in capsys.readouterr().out
     assert step_of(tmp_path / "run" / "last.safetensors") == 5
-    one_line_error(capsys, train(text_file, tmp_path / "new", "--reset-optimizer"), r"--reset-optimizer: only with --resume")
+    one_line_error(capsys, train(text_file, tmp_path / "new", "--reset-optimizer"),
+                   r"--reset-optimizer: only with --resume")
 
 
 @pytest.mark.parametrize("task", [["charlm", "--max-chars", "20000", "--hidden", "100000"],

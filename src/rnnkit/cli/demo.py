@@ -54,7 +54,7 @@ def _prepare_demo_dir(out: str) -> None:
 def _demo(args) -> int:
     """The demo, holding the lock of ``--out`` throughout (one writer); returns 0, or the stop
     signal's exit code (130, 143, 129) when a signal ended it (after its checkpoint)."""
-    with claimed(args.out, "demo --out") as lock:
+    with claimed(args.out, "demo --out", DEMO_FILES) as lock:  # only the demo's own stray temps go
         return _demo_in(args, lock)
 
 

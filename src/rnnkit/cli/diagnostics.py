@@ -19,7 +19,7 @@ def gradflow_main(args) -> int:
                          steps=args.steps, batch=args.batch, measure_batch=args.measure_batch,
                          hidden=args.hidden, lr=args.lr, forget_bias=args.forget_bias, seed=args.seed,
                          out_dir=args.out_dir)
-    with claimed(cfg.out_dir, "--out-dir"):  # one writer; a file, /proc or read-only path is one line
+    with claimed(cfg.out_dir, "--out-dir", ("gradflow.csv", "gradflow.png")):  # one writer; a file, /proc or read-only path is one line
         rows = run_gradflow(cfg)
         csv_path, png_path = os.path.join(cfg.out_dir, "gradflow.csv"), os.path.join(cfg.out_dir, "gradflow.png")
         write_gradflow_csv(rows, csv_path)

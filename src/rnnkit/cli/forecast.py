@@ -137,6 +137,7 @@ def _forecast_handler(args) -> int:
     if column is None:
         raise UserError("--column is required (the model was trained on Mackey-Glass, so it names no column)")
     series = load_csv_column(args.csv, column)
+    f.normalised(series)  # the whole column is checked before anything is printed
     c = f.config
     if len(series) < c.window:
         raise UserError(f"{args.csv}: column {column!r} has {len(series)} values, fewer than the model's "

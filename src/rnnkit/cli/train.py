@@ -8,9 +8,9 @@ machine's memory (before building it); ``--resume CKPT`` reads the checkpoint on
 before anything is built (``--reset-optimizer`` accepts a missing or mismatched optimizer
 state), continues in its directory (or ``--out``), takes the model settings from it and refuses
 a model flag that differs; SIGINT/SIGTERM/SIGHUP save and end with "interrupted: resume with
-..." and exit code 130/143/129; the loss curve is plotted once at the end.  A spec says what differs between tasks: its flags, how to
-build the task, its training defaults, what to print.  ``rnnkit eval CKPT`` finds the spec by the
-checkpoint's kind (:func:`eval_handler`).
+..." and exit code 130/143/129; the loss curve is plotted once at the end.  A spec says what
+differs between tasks: its flags, how to build the task, its training defaults, what to print.
+``rnnkit eval CKPT`` finds the spec by the checkpoint's kind (:func:`eval_handler`).
 """
 from __future__ import annotations
 
@@ -209,12 +209,13 @@ def add_task_parser(train_subparsers, spec: TaskSpec) -> None:
 
 
 @contextlib.contextmanager
-def claimed(out: str, what: str = "--out"):
-    """:func:`rnnkit.io.lock.claim_out_dir` for a whole command (yields the lock); a directory it
-    created and left empty (a run refused before writing anything) is removed again."""
+def claimed(out: str, what: str = "--out", targets=None):
+    """:func:`rnnkit.io.lock.claim_out_dir` for a whole command (yields the lock; ``targets``: the
+    names whose stray temp files may be removed, None: any); a directory it created and left empty
+    (a run refused before writing anything) is removed again."""
     created = not os.path.lexists(out)
     try:
-        with claim_out_dir(out, what) as lock:
+        with claim_out_dir(out, what, targets) as lock:
             yield lock
     finally:
         if created:
@@ -239,8 +240,8 @@ def _resumed(spec: TaskSpec, args, out: str, comm):
 def _new(spec: TaskSpec, args, config, out: str, comm):
     """(task, trainer) of a new run: memory checked before the model is built."""
     refuse_existing_checkpoint(out)
-    check_model_fits(spec.task_class, spec.planned_meta(config, args), train_config_from_args(args, spec.train_defaults),
-                     f"train {spec.name}: this model")
+    check_model_fits(spec.task_class, spec.planned_meta(config, args),
+                     train_config_from_args(args, spec.train_defaults), f"train {spec.name}: this model")
     try:
         task = spec.new_task(config, args)
     except ValueError as e:
@@ -259,7 +260,8 @@ def train_handler(spec: TaskSpec, args) -> int:
             config = spec.new_config(args)
         except ValueError as e:
             raise UserError(str(e)) from None
-    out = args.out or (os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join("runs", spec.name))
+    out = args.out or (os.path.dirname(os.path.abspath(args.resume)) if args.resume
+                       else os.path.join("runs", spec.name))
     comm = Communicator.from_environment()  # mpiexec -n N: data-parallel; else one process, no MPI
     with contextlib.ExitStack() as stack:
         stack.enter_context(comm.guard())  # several ranks: an error on one ends them all, in one line

@@ -123,16 +123,20 @@ class Forecaster:
         return self.splits
 
     # ------------------------------------------------------------------ model I/O
-    def _inputs(self, X: np.ndarray) -> np.ndarray:
-        """Windows (M, W) original units -> model input (W, M, 1) float32, normalised.  Values too far
-        from the training data for float32 once normalised are a UserError (one line)."""
+    def normalised(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (any shape, original units) normalised, as float32.  Values too far from the
+        training data for float32 once normalised are a UserError (one line)."""
         with np.errstate(over="ignore"):
-            z = np.ascontiguousarray(self.normalizer.transform(X).T[:, :, None], dtype=np.float32)
+            z = self.normalizer.transform(values).astype(np.float32)
         if not np.isfinite(z).all():
-            n = self.normalizer
+            n, v = self.normalizer, np.asarray(values)
             raise UserError(f"values too far from the training data (mean {n.mean:.6g}, std {n.std:.6g}): normalised "
-                            f"they exceed float32, the model's precision (e.g. {X.flat[np.argmax(np.abs(X))]:.6g})")
+                            f"they exceed float32, the model's precision (e.g. {v.flat[np.argmax(np.abs(v))]:.6g})")
         return z
+
+    def _inputs(self, X: np.ndarray) -> np.ndarray:
+        """Windows (M, W) original units -> model input (W, M, 1) float32, normalised."""
+        return np.ascontiguousarray(self.normalised(X).T[:, :, None])
 
     def predict_windows(self, X: np.ndarray) -> np.ndarray:
         """Windows (M, W) of past values -> forecasts (M, K), original units."""

@@ -236,9 +236,9 @@ class Trainer:
                 elif cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.out_dir:
                     self.save(self.last_path)
                     run.saved_at = self.step
-            late = int(self.comm.max(run.stop.exit_code if run.stop else 0))
-            if late and result.stop_reason != "interrupted":  # the signal came during the last step or evaluation
-                result.stop_reason, result.exit_code = "interrupted", late
+            late = int(self.comm.max(run.stop.exit_code if run.stop else 0))  # a stop signal on any rank
+            if late:  # also a signal during the last evaluation: the run was stopped, never exit 0
+                result.exit_code = late
             if (result.stop_reason == "time limit" and result.losses
                     and (not result.evals or result.evals[-1]["step"] != self.step)):
                 # a time limit ends the run between evaluations: evaluate where it stopped
