@@ -97,24 +97,45 @@ def test_two_ranks_equal_one_rank_and_resume_with_any_rank_count(tmp_path, text)
     assert last < first, f"the tiny model did not train ({first} -> {last})"
 
 
-def test_a_task_without_shard_batch_is_refused_on_several_ranks():
+class _Rank:
+    """rank / size for Communicator.shard (no collectives)."""
+
+    def __init__(self, rank, size):
+        self.rank, self.size = rank, size
+
+    def Get_rank(self):
+        return self.rank
+
+    def Get_size(self):
+        return self.size
+
+
+def test_a_task_without_shard_batch_gets_the_time_major_split_or_a_one_line_error():
+    from collections import namedtuple
+
     from rnnkit.distributed import Communicator
     from rnnkit.errors import UserError
     from rnnkit.train.parallel import shard_batch
 
-    class Rank:
-        def Get_rank(self):
-            return 0
-
-        def Get_size(self):
-            return 2
-
     class NoShard:
-        kind = "sum"
+        kind = "seq2seq"
 
-    assert shard_batch(NoShard(), "batch", Communicator.single()) == "batch"
-    with pytest.raises(UserError, match=r"task 'sum': cannot train on 2 MPI ranks: it has no shard_batch"):
-        shard_batch(NoShard(), "batch", Communicator(Rank()))
+    Batch = namedtuple("Batch", "src lengths tgt mask")
+    T, B = 5, 7
+    batch = Batch(np.arange(T * B).reshape(T, B), np.arange(B), np.arange(3 * B * 2).reshape(3, B, 2),
+                  {"w": np.ones(B), "scale": 2.0})
+    assert shard_batch(NoShard(), batch, Communicator.single()) is batch
+    parts = [shard_batch(NoShard(), batch, Communicator(_Rank(r, 2))) for r in range(2)]
+    assert all(type(p) is Batch for p in parts) and parts[1].mask["scale"] == 2.0
+    for name, axis in (("src", 1), ("lengths", 0), ("tgt", 1)):
+        joined = np.concatenate([getattr(p, name) for p in parts], axis=axis)
+        assert np.array_equal(joined, getattr(batch, name)), f"{name}: the shards do not tile the batch"
+    assert [p.src.shape[1] for p in parts] == [4, 3]
+    bad = (np.zeros((T, B)), np.zeros((B, 3)))  # (B, K) targets: items on axis 0, not the layout
+    with pytest.raises(UserError, match=r"task 'seq2seq': cannot split its batch over 2 MPI ranks: the time-major "
+                                        r"layout \(items on axis 1, of vectors axis 0\) gives batch\[0\] 7, "
+                                        r"batch\[1\] 3; give the task a shard_batch"):
+        shard_batch(NoShard(), bad, Communicator(_Rank(0, 2)))
 
 
 @pytest.mark.parametrize("task", ["forecast", "adding", "copy"])
@@ -124,21 +145,11 @@ def test_every_task_shards_its_batch_into_the_whole(task):
     from rnnkit.tasks.forecast import Forecaster, ForecastConfig
     from rnnkit.tasks.longlag import AddingConfig, AddingTask, CopyConfig, CopyTask
 
-    class Rank:
-        def __init__(self, r):
-            self.r = r
-
-        def Get_rank(self):
-            return self.r
-
-        def Get_size(self):
-            return 3
-
     t = {"forecast": lambda: Forecaster(ForecastConfig(hidden=4, batch=7)),
          "adding": lambda: AddingTask(AddingConfig(T=12, hidden=4, batch=7)),
          "copy": lambda: CopyTask(CopyConfig(T=5, hidden=4, batch=7))}[task]()
     batch, _ = t.train_batch(np.random.default_rng(0), None)
-    parts = [t.shard_batch(batch, Communicator(Rank(r))) for r in range(3)]
+    parts = [t.shard_batch(batch, Communicator(_Rank(r, 3))) for r in range(3)]
     for i, whole in enumerate(batch):
         axis = 0 if whole.ndim == 1 or (task == "forecast" and i == 1) or (task == "adding" and i > 0) else 1
         joined = np.concatenate([p[i] for p in parts], axis=axis)

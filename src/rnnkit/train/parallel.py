@@ -12,10 +12,12 @@ draws the same *global* batch (the same rng state on every rank) and trains on i
 so N ranks x B/N items equal one rank x B (to rounding) when ``loss_and_backward`` returns the
 mean over the ``count`` elements it reports (tokens, sequences; see rnnkit.distributed).
 
-Task members for this (optional; a task without ``shard_batch`` trains on one rank only)::
+Task members for this (optional)::
 
-    shard_batch(batch, comm) -> batch   this rank's items of a global batch: comm.shard(n_items)
-                                        of every per-item array (time-major ids: axis 1)
+    shard_batch(batch, comm) -> batch   this rank's items ``comm.shard(B)`` of a global batch.
+                                        Without it, :func:`shard_time_major` (rnnkit's layout:
+                                        ids (T, B), features (T, B, I), lengths / labels (B,)), which
+                                        refuses, in one line, a batch that does not follow it.
     carry_axes: dict[str, int]          carry arrays that hold one entry per batch item, and
                                         their item axis (char-LM {"h": 1, "c": 1}: (layers, B, H)).
                                         Each rank carries its own items; a checkpoint holds all of
@@ -24,18 +26,60 @@ Task members for this (optional; a task without ``shard_batch`` trains on one ra
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import UserError
 
 
 def shard_batch(task, batch, comm):
-    """This rank's share of the global ``batch`` (the batch itself on one rank)."""
+    """This rank's share of the global ``batch`` (the batch itself on one rank): the task's own
+    ``shard_batch``, else :func:`shard_time_major`."""
     if comm.size == 1:
         return batch
     shard = getattr(task, "shard_batch", None)
-    if shard is None:
-        raise UserError(f"task {task.kind!r}: cannot train on {comm.size} MPI ranks: it has no "
-                        f"shard_batch(batch, comm) (rnnkit.train.parallel); run it on one rank")
-    return shard(batch, comm)
+    if shard is not None:
+        return shard(batch, comm)
+    return shard_time_major(batch, comm, f"task {task.kind!r}")
+
+
+def _arrays(batch, path="batch"):
+    """(path, array) of every array in a batch made of tuples, named tuples, lists, dicts and arrays."""
+    if isinstance(batch, np.ndarray):
+        yield path, batch
+    elif isinstance(batch, dict):
+        for k, v in batch.items():
+            yield from _arrays(v, f"{path}[{k!r}]")
+    elif isinstance(batch, (tuple, list)):
+        names = getattr(batch, "_fields", None) or range(len(batch))
+        for k, v in zip(names, batch):
+            yield from _arrays(v, f"{path}.{k}" if isinstance(k, str) else f"{path}[{k}]")
+
+
+def _map(batch, fn):
+    if isinstance(batch, np.ndarray):
+        return fn(batch)
+    if isinstance(batch, dict):
+        return {k: _map(v, fn) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        items = [_map(v, fn) for v in batch]
+        return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
+    return batch
+
+
+def shard_time_major(batch, comm, what: str = "batch"):
+    """This rank's items of a batch in rnnkit's time-major layout: every array with 2 or more axes
+    holds the items on axis 1 ((T, B), (T, B, I)), every 1-d array on axis 0 ((B,): lengths,
+    labels); other values are kept.  All arrays must agree on B, else a one-line UserError says
+    which do not (the task then needs its own ``shard_batch``)."""
+    found = list(_arrays(batch))
+    counts = {path: a.shape[1 if a.ndim >= 2 else 0] for path, a in found if a.ndim >= 1}
+    if not counts or len(set(counts.values())) != 1:
+        got = ", ".join(f"{p} {n}" for p, n in counts.items()) or "no arrays"
+        raise UserError(f"{what}: cannot split its batch over {comm.size} MPI ranks: the time-major layout "
+                        f"(items on axis 1, of vectors axis 0) gives {got}; give the task a "
+                        f"shard_batch(batch, comm) (rnnkit.train.parallel)")
+    part = comm.shard(next(iter(counts.values())))
+    return _map(batch, lambda a: a if a.ndim == 0 else a[:, part] if a.ndim >= 2 else a[part])
 
 
 def _axes(task, carry) -> dict:

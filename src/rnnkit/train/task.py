@@ -40,9 +40,10 @@ Optional (the reliability checks use it; docs/reliability.md)::
 
 Optional, for the engines (docs/scaling.md, docs/interop.md)::
 
-    shard_batch(batch, comm) -> batch   this MPI rank's items comm.shard(B) of a global batch; with
-        carry_axes: dict[str, int]      (carry arrays holding one entry per item) ``mpiexec -n N
-                                        rnnkit train`` trains the task (rnnkit.train.parallel)
+    shard_batch(batch, comm) -> batch   this MPI rank's items comm.shard(B) of a global batch, and
+        carry_axes: dict[str, int]      carry arrays holding one entry per item, for ``mpiexec -n N
+                                        rnnkit train`` (rnnkit.train.parallel; without shard_batch:
+                                        the time-major split, arrays (T, B, ...) and vectors (B,))
     onnx_parts() -> dict                {"recurrent": layer, "embedding": Embedding | None, "head":
                                         Linear | None, "readout": "every" | "last", "metadata": {...}}:
                                         ``rnnkit export CKPT --onnx FILE`` (rnnkit.io.onnx_export.compose_onnx)
