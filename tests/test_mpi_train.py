@@ -169,28 +169,43 @@ def _rank_pid(marker, rank):
     return None
 
 
-def test_a_signal_on_one_rank_stops_all_then_resume_and_time_limit_agree(tmp_path, text):
-    import signal
+def _signal_rank_1(out, sig, *args):
+    """Launch ``mpiexec -n 2 rnnkit train charlm ARGS`` (a long run), wait until it trains, send
+    ``sig`` to rank 1 alone; returns (exit code, stdout, stderr)."""
     import time
     import uuid
 
-    if not Path("/proc/self/environ").exists():
-        pytest.skip("finds the ranks' pids in /proc")
-    out, marker = tmp_path / "sig", f"RNNKIT_TEST_JOB={uuid.uuid4().hex}"
-    job = mpi_worker.launch(2, "-m", "rnnkit", "train", "charlm", "--text", text, *FLAGS, "--steps", "1000000",
-                            "--eval-every", "0", "--out", out, popen=True, env_extra=dict([marker.split("=")]))
+    marker = f"RNNKIT_TEST_JOB={uuid.uuid4().hex}"
+    log = out / "metrics.jsonl"
+    size = log.stat().st_size if log.exists() else 0
+    job = mpi_worker.launch(2, "-m", "rnnkit", "train", "charlm", *args, popen=True,
+                            env_extra=dict([marker.split("=")]))
     try:
         deadline = time.time() + 60
-        while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        while time.time() < deadline and (not log.exists() or log.stat().st_size <= size):
             time.sleep(0.2)
         time.sleep(0.5)
         pid = _rank_pid(marker, 1)
         assert pid is not None, "rank 1 not found"
-        os.kill(pid, signal.SIGTERM)  # only rank 1 receives the signal
+        os.kill(pid, sig)
         stdout, stderr = job.communicate(timeout=60)
     finally:
         job.kill()
-    assert job.returncode == 143, f"expected SIGTERM's exit code 143, got {job.returncode}:\n{stderr[-2000:]}"
+    return job.returncode, stdout, stderr
+
+
+def test_under_mpiexec_a_signal_or_time_limit_stops_every_rank_and_a_killed_rank_keeps_the_checkpoint(tmp_path, text):
+    import signal
+
+    from rnnkit.tasks.charlm import CharLM
+    from rnnkit.train import read_checkpoint
+
+    if not Path("/proc/self/environ").exists():
+        pytest.skip("finds the ranks' pids in /proc")
+    out = tmp_path / "sig"
+    code, stdout, stderr = _signal_rank_1(out, signal.SIGTERM, "--text", text, *FLAGS, "--steps", "1000000",
+                                          "--eval-every", "0", "--out", out)  # only rank 1 receives SIGTERM
+    assert code == 143, f"expected SIGTERM's exit code 143, got {code}:\n{stderr[-2000:]}"
     assert "interrupted: resume with" in stdout, stdout
     stop = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert stop["event"] == "stop" and stop["reason"] == "interrupted", stop
@@ -201,3 +216,11 @@ def test_a_signal_on_one_rank_stops_all_then_resume_and_time_limit_agree(tmp_pat
     stop2 = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert stop2["reason"] == "time limit" and stop2["step"] > stop["step"], stop2
     assert _state(out / "last.safetensors")[1]["train"]["step"] == stop2["step"]
+    # rank 1 killed (SIGKILL, no clean-up): mpiexec ends the whole job (no hang) with a non-zero exit
+    # code, and rank 0's last checkpoint (written every step here) is intact: it passes the full
+    # validation of a checkpoint to resume from
+    code, stdout, stderr = _signal_rank_1(out, signal.SIGKILL, "--resume", out / "last.safetensors", "--text", text,
+                                          "--steps", "1000000", "--checkpoint-every", "1", "--no-progress")
+    assert code != 0, f"exit {code}:\n{stdout[-1000:]}\n{stderr[-2000:]}"
+    arrays, meta = read_checkpoint(out / "last.safetensors", CharLM, training=True)  # validated whole
+    assert meta["train"]["step"] > stop2["step"], "the killed job's checkpoints"
