@@ -139,7 +139,8 @@ def main(argv=None) -> None:
         sys.exit(f"mpi_scaling: no mpiexec next to {sys.executable}; install the extra rnnkit[mpi]")
     args = [f"--{k}={getattr(a, k)}" for k in FIELDS]
     vocab = "of the corpus" if a.cli else a.vocab
-    print(("rnnkit train charlm (the Trainer): " if a.cli else "") + f"char-LM LSTM: vocab {vocab}, emb {a.emb}, {a.layers}x{a.hidden}, global batch {a.batch} streams "
+    print(("rnnkit train charlm (the Trainer): " if a.cli else "")
+          + f"char-LM LSTM: vocab {vocab}, emb {a.emb}, {a.layers}x{a.hidden}, global batch {a.batch} streams "
           f"x bptt {a.bptt} = {a.batch * a.bptt} tokens/step, float32, {a.steps} timed steps, 1 BLAS thread/rank")
     print(f"{'ranks':>5} {'tokens/s':>10} {'speedup':>8} {'step ms':>8} {'allreduce ms':>13} {'share':>6} "
           f"{'synced ms':>10} {'MB':>6}")

@@ -68,7 +68,8 @@ def test_charlm_export_equals_rnnkit_along_sampled_text(tmp_path, capsys, cell):
     outs = sess.run(None, feeds)
     for b, n in enumerate(lens):
         logits, state = lm.model(batch[:n, b:b + 1])
-        np.testing.assert_allclose(outs[0][:n, b], logits[:, 0], atol=1e-5, rtol=0, err_msg=f"{cell}: logits, stream {b}")
+        np.testing.assert_allclose(outs[0][:n, b], logits[:, 0], atol=1e-5, rtol=0,
+                                   err_msg=f"{cell}: logits, stream {b}")
         h_n = state.h if cell == "lstm" else state
         np.testing.assert_allclose(outs[1][:, b], h_n[:, 0], atol=1e-5, rtol=0, err_msg=f"{cell}: h_n, stream {b}")
 
@@ -80,8 +81,8 @@ def test_forecaster_export_equals_rnnkit(tmp_path, capsys):
     csv = tmp_path / "s.csv"
     csv.write_text("t,y\n" + "".join(f"{i},{np.sin(i / 5) + 0.1 * i:.6f}\n" for i in range(300)))
     out = tmp_path / "fc"
-    assert main(["train", "forecast", "--csv", str(csv), "--column", "y", "--window", "12", "--horizon", "3", "--hidden", "8",
-                 "--layers", "2", "--steps", "20", "--no-progress", "--out", str(out)]) == 0
+    assert main(["train", "forecast", "--csv", str(csv), "--column", "y", "--window", "12", "--horizon", "3",
+                 "--hidden", "8", "--layers", "2", "--steps", "20", "--no-progress", "--out", str(out)]) == 0
     onnx_file = tmp_path / "fc.onnx"
     assert main(["export", str(out / "last.safetensors"), "--onnx", str(onnx_file)]) == 0
     sess = _session(onnx_file)
@@ -116,3 +117,11 @@ def test_export_refuses_what_it_cannot_write(tmp_path, capsys):
     assert main(["export", ckpt]) == 2 and "export: say what to write: --onnx FILE" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "missing.safetensors"), "--onnx", str(tmp_path / "b.onnx")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    text = tmp_path / "t.txt"
+    text.write_text(" ".join(np.random.default_rng(1).choice(WORDS, 60)), encoding="utf-8")
+    assert main(["train", "charlm", "--text", str(text), "--dtype", "float64", "--hidden", "4", "--emb", "2",
+                 "--layers", "1", "--batch", "2", "--bptt", "8", "--steps", "1", "--no-progress",
+                 "--out", str(tmp_path / "lm64")]) == 0
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "lm64" / "last.safetensors"), "--onnx", str(tmp_path / "c.onnx")]) == 2
+    assert "export: this charlm model is float64; ONNX export writes float32 models" in capsys.readouterr().err

@@ -239,7 +239,8 @@ def test_bench_longlag_on_ray_gives_the_local_table(local_ray, tmp_path, capsys)
     flags = ["bench", "longlag", "--tasks", "adding,copy", "--T", "12", "--cells", "lstm,gru", "--seeds", "2",
              "--budget", "40", "--eval-every", "20", "--batch", "10", "--hidden", "4"]
     assert main([*flags, "--out", str(tmp_path / "local.md"), "--log", str(tmp_path / "local.jsonl")]) == 0
-    assert main([*flags, "--engine", "ray", "--out", str(tmp_path / "ray.md"), "--log", str(tmp_path / "ray.jsonl")]) == 0
+    assert main([*flags, "--engine", "ray", "--out", str(tmp_path / "ray.md"),
+                 "--log", str(tmp_path / "ray.jsonl")]) == 0
     local, remote = (tmp_path / "local.md").read_text(), (tmp_path / "ray.md").read_text()
     assert local.count("\n| ") == 1 + 4, "one row per (task, T, cell)"
     assert remote == local, f"ray table:\n{remote}\nlocal table:\n{local}"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from ..errors import UserError
 from ..io.checkpoint import read_header
 from ..train import read_checkpoint
@@ -29,6 +31,10 @@ def export_onnx(task, path, opset: int | None = None) -> dict:
     except ImportError:
         raise UserError("export: ONNX export needs onnx: pip install 'rnnkit[onnx]'") from None
     p = parts()
+    dtype = np.dtype(p["recurrent"].dtype)
+    if dtype != np.float32:
+        raise UserError(f"export: this {task.kind} model is {dtype.name}; ONNX export writes float32 models "
+                        f"(onnxruntime runs LSTM/GRU/RNN in float32 only): train it with --dtype float32")
     model = compose_onnx(p["recurrent"], embedding=p.get("embedding"), head=p.get("head"),
                          readout=p.get("readout", "every"), opset=opset or OPSET)
     props = {"rnnkit.kind": task.kind, **{f"rnnkit.{k}": json.dumps(v) for k, v in p.get("metadata", {}).items()}}

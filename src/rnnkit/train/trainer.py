@@ -336,8 +336,9 @@ class Trainer:
                         running.enter_context(threadpool_limits(limits=cfg.blas_threads, user_api="blas"))
                     except ImportError:  # optional: without threadpoolctl numpy's default applies
                         pass
-                run.bar = running.enter_context(tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and root),
-                                                     unit="step", dynamic_ncols=True, file=sys.stderr, leave=False))
+                run.bar = running.enter_context(tqdm(total=cfg.steps, initial=self.step,
+                                                     disable=not (cfg.progress and root), unit="step",
+                                                     dynamic_ncols=True, file=sys.stderr, leave=False))
                 yield run
                 if self.out_dir and run.saved_at != self.step:
                     self.save(self.last_path)  # a second signal here aborts; the earlier checkpoint stays
