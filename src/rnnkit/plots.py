@@ -7,6 +7,8 @@ the mode follows the umask).
 * :func:`plot_forecast`    truth vs a forecaster's and the naive forecasts, and their errors
 * :func:`plot_gradflow`    ||dL/dh_t|| vs distance from the loss, per cell (``rnnkit gradflow``)
 * :func:`plot_saturation`  gate saturation scatter (``rnnkit inspect --gates``)
+* :func:`plot_attention`   attention weights, source x target (``rnnkit translate --attention-plot``)
+* :func:`plot_confusion`   confusion matrix of a classifier (``rnnkit train classify``)
 """
 from __future__ import annotations
 
@@ -153,3 +155,48 @@ def plot_saturation(sat, path, title: str = "Gate saturation"):
     fig.suptitle(f"{title} (counted over {sat.steps:,} time steps)")
     fig.tight_layout()
     return _save(fig, path, dpi=110)
+
+
+def plot_attention(weights: np.ndarray, src_tokens, tgt_tokens, png_path, title: str = "Attention"):
+    """Heat map of attention weights (n_tgt, n_src): one row per generated target token (y axis),
+    one column per source token (x axis); rows sum to 1."""
+    n_tgt, n_src = weights.shape
+    fig = _figure(figsize=(min(2 + 0.32 * n_src, 16), min(1.8 + 0.32 * n_tgt, 14)), dpi=110)
+    if fig is None:
+        return None
+    ax = fig.add_subplot()
+    im = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(n_src), [repr(t)[1:-1] if t.strip() else "␣" for t in src_tokens], rotation=90, fontsize=8)
+    ax.set_yticks(range(n_tgt), [repr(t)[1:-1] if t.strip() else "␣" for t in tgt_tokens], fontsize=8)
+    ax.set_xlabel("source token")
+    ax.set_ylabel("generated token")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+    fig.tight_layout()
+    return _save(fig, png_path)
+
+
+def plot_confusion(matrix: np.ndarray, classes, png_path, title: str = "Confusion matrix"):
+    """Confusion matrix (C, C), rows = true class, columns = predicted class; cells show counts,
+    colour is the row-normalised share (recall along the diagonal)."""
+    C = len(classes)
+    fig = _figure(figsize=(2.5 + 0.55 * C, 2 + 0.5 * C), dpi=110)
+    if fig is None:
+        return None
+    m = np.asarray(matrix, dtype=np.float64)
+    share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    ax = fig.add_subplot()
+    im = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(C):
+        for j in range(C):
+            if m[i, j]:
+                ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=7,
+                        color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(C), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(C), classes, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label="share of the true class")
+    fig.tight_layout()
+    return _save(fig, png_path)

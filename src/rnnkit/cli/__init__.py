@@ -2,10 +2,12 @@
 the tasks, diagnostics and benchmarks it offers explicitly; nothing in rnnkit imports it.
 
 * ``rnnkit train TASK``: one generic handler (:mod:`.train`) driven by the task specs of
-  :data:`TASK_SPECS` (:mod:`.charlm`, :mod:`.forecast`, :mod:`.longlag`)
+  :data:`TASK_SPECS` (:mod:`.charlm`, :mod:`.forecast`, :mod:`.longlag`, :mod:`.seq2seq`,
+  :mod:`.classify`)
 * ``rnnkit eval CKPT``: the spec of the checkpoint's kind evaluates it
-* ``sample`` (:mod:`.charlm`), ``demo`` (:mod:`.demo`), ``forecast`` (:mod:`.forecast`),
-  ``gradflow`` and ``inspect`` (:mod:`.diagnostics`), ``bench`` (:mod:`.bench`)
+* ``sample`` (:mod:`.charlm`), ``translate`` (:mod:`.seq2seq`), ``classify`` (:mod:`.classify`),
+  ``demo`` (:mod:`.demo`), ``forecast`` (:mod:`.forecast`), ``gradflow`` and ``inspect``
+  (:mod:`.diagnostics`), ``bench`` (:mod:`.bench`)
 
 User mistakes raise :class:`rnnkit.errors.UserError` (or ``CheckpointError``); ``main`` prints
 them as one line ``rnnkit: error: ...`` on stderr and returns 2.  argparse types: :mod:`.args`.
@@ -18,18 +20,20 @@ import sys
 
 from .._version import __version__
 from ..errors import CheckpointError, UserError
-from . import bench, charlm, demo, diagnostics, export, forecast, sweep
+from . import bench, charlm, classify, demo, diagnostics, export, forecast, seq2seq, sweep
 from .args import nonneg_float, nonneg_int, positive_float, positive_int
 from .charlm import CharLMSpec
+from .classify import ClassifySpec
 from .forecast import ForecastSpec
 from .longlag import AddingSpec, CopySpec
+from .seq2seq import Seq2SeqSpec
 from .train import (TaskSpec, add_task_parser, add_train_args, eval_handler, refuse_existing_checkpoint,
                     refuse_model_changes, train_config_from_args, train_handler)
 
 #: the tasks of ``rnnkit train TASK`` and ``rnnkit eval``
-TASK_SPECS = (CharLMSpec(), ForecastSpec(), AddingSpec(), CopySpec())
+TASK_SPECS = (CharLMSpec(), ForecastSpec(), AddingSpec(), CopySpec(), Seq2SeqSpec(), ClassifySpec())
 #: modules adding other commands: ``register(root_subparsers)``
-COMMANDS = (charlm, demo, forecast, bench, diagnostics)
+COMMANDS = (charlm, demo, forecast, seq2seq, classify, bench, diagnostics)
 #: modules adding commands that work for every task: ``register(root_subparsers, specs)``
 SPEC_COMMANDS = (export, sweep)
 

@@ -1,0 +1,225 @@
+"""Sequence classification task: a recurrent classifier (rnnkit.classifier) on labelled lines.
+
+Corpus (``ClassifyTaskConfig.data``): a ``label<TAB>text`` file or a directory with one file per
+class (rnnkit.data.classify); with none, lines of the Python standard library labelled by their
+top-level package (``per_class`` lines per package).  Every class is split 80/10/10 into
+train/val/test with the seed (``stratified_split``).  Classes are the sorted labels.
+
+Tokens: ``tokens`` (rnnkit.tasks.textdata), one vocabulary (``min_freq``) learnt on the training
+split, saved in the checkpoint; a text longer than ``max_len`` tokens keeps its first ``max_len``
+(0 = no limit); a text with no token at all is dropped (counted in ``dropped``).
+
+Loss: cross-entropy, with ``class_weights='balanced'`` weighted by w_c = N / (C n_c) (n_c the
+training examples of class c; scikit-learn's "balanced"), torch's ``weight=`` semantics.
+``evaluate`` reports that same loss, ``accuracy``, ``macro_f1`` and ``majority`` (the accuracy of
+always answering the most frequent training class); :meth:`report` adds the confusion matrix
+(rows true, columns predicted) and per-class precision, recall, F1 and support.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..classifier import POOLINGS, ClassifierConfig, SequenceClassifier
+from ..data.batching import pad_time_major
+from ..data.classify import read_labelled, stdlib_lines, stratified_split
+from ..data.tokenize import tokenizer_from_dict
+from ..data.vocab import TokenVocab
+from ..errors import UserError
+from ..train import TrainConfig
+from ..validate import NONNEG_INT, POSITIVE_INT, check, check_choice
+from .textdata import TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise
+
+CLASS_WEIGHTS = ("none", "balanced")
+EVAL_BATCH = 256
+
+
+@dataclass(frozen=True)
+class ClassifyTaskConfig(TextTaskConfig):
+    """Corpus, tokens, model and batch of a classification run (see the module docstring and TextTaskConfig)."""
+
+    data: str | None = None
+    skip_empty: bool = False
+    per_class: int = 700
+    max_len: int = 200
+    pooling: str = "last"
+    class_weights: str = "none"
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice("pooling", self.pooling, POOLINGS)
+        check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
+        check("per_class", self.per_class, POSITIVE_INT)
+        check("max_len", self.max_len, NONNEG_INT)
+
+    @property
+    def corpus(self) -> str:
+        return self.data or f"Python standard library lines by package ({self.per_class} per package)"
+
+
+def read_corpus(c: ClassifyTaskConfig):
+    """The LabelledText of the config (see the module docstring)."""
+    if c.data is None:
+        return stdlib_lines(per_class=c.per_class, seed=c.seed)
+    return read_labelled(c.data, "skip" if c.skip_empty else "error")
+
+
+@dataclass
+class SplitData:
+    ids: list  # token id arrays
+    labels: np.ndarray  # (N,) class indices
+    lengths: np.ndarray
+
+
+class ClassifyTask(TextTask):
+    """A classification run: corpus, tokeniser, vocabulary, classes, model; implements the Task protocol.
+
+    ``top_k(lines, k)`` -> (classes (N, k), probabilities (N, k)) for new input lines.
+    """
+
+    kind = "classify"
+    count_unit = "seqs"
+    train_defaults = TrainConfig(steps=1500, eval_every=250, lr=3e-3)
+    config_class = ClassifyTaskConfig
+
+    def __init__(self, config: ClassifyTaskConfig = ClassifyTaskConfig(), *, prepared: dict | None = None):
+        if not isinstance(config, ClassifyTaskConfig):
+            raise TypeError(f"config: expected a ClassifyTaskConfig, got {type(config).__name__}")
+        self.config = c = config
+        self._data, self.dropped = None, 0
+        if prepared is None:
+            corpus = read_corpus(c)
+            self.classes = corpus.classes
+            if len(self.classes) < 2:
+                raise UserError(f"{c.corpus}: needs at least two classes, found {list(self.classes)}")
+            split = stratified_split(corpus.label_ids(self.classes), np.random.default_rng([c.seed, 13]))
+            train_texts = [normalise(corpus.texts[i], c.lower) for i in split["train"]]
+            self.tokenizer = build_tokenizer(c.tokens, train_texts, c.bpe_vocab)
+            self.vocab = TokenVocab.build(self.tokenizer.tokenize_many(train_texts), c.min_freq)
+            self.sizes = {s: int(v.size) for s, v in split.items()}
+            self._set_corpus(corpus, split)
+            counts = np.bincount(self._data["train"].labels, minlength=len(self.classes))
+            self.class_counts = [int(n) for n in counts]
+        else:
+            self.classes, self.tokenizer, self.vocab = prepared["classes"], prepared["tokenizer"], prepared["vocab"]
+            self.sizes, self.class_counts = prepared["sizes"], prepared["class_counts"]
+        counts = np.asarray(self.class_counts, dtype=np.float64)
+        self.weights = (None if c.class_weights == "none"
+                        else (counts.sum() / (len(counts) * np.maximum(counts, 1))).astype(np.float32))
+        self.model = SequenceClassifier(ClassifierConfig(
+            vocab_size=len(self.vocab), num_classes=len(self.classes), embedding_dim=c.emb, hidden_size=c.hidden,
+            num_layers=c.layers, cell=c.cell, bidirectional=c.bidirectional, pooling=c.pooling), seed=c.seed)
+
+    # ------------------------------------------------------------------ data
+    def encode(self, texts) -> list:
+        """Token id arrays of raw texts (normalised, tokenised, cut to max_len; may be empty)."""
+        c = self.config
+        toks = self.tokenizer.tokenize_many([normalise(t, c.lower) for t in texts])
+        return [self.vocab.encode(t[: c.max_len] if c.max_len else t) for t in toks]
+
+    def _set_corpus(self, corpus, split: dict) -> None:
+        got = {s: int(v.size) for s, v in split.items()}
+        if got != self.sizes:
+            raise UserError(f"corpus {self.config.corpus}: has {got} examples per split, this model was trained on "
+                            f"{self.sizes} (the data changed)")
+        labels = corpus.label_ids(self.classes)
+        data, self.dropped = {}, 0
+        for s, idx in split.items():
+            ids = self.encode([corpus.texts[i] for i in idx])
+            keep = [k for k, a in enumerate(ids) if a.size]
+            self.dropped += len(ids) - len(keep)
+            if not keep:
+                raise UserError(f"corpus {self.config.corpus}: no {s} examples with a token")
+            data[s] = SplitData([ids[k] for k in keep], labels[idx[keep]],
+                                np.array([ids[k].size for k in keep], dtype=np.int64))
+        self._data = data
+
+    @property
+    def data(self) -> dict:
+        if self._data is None:
+            c = self.config
+            try:
+                corpus = read_corpus(c)
+                if corpus.classes != tuple(self.classes):
+                    raise UserError(f"classes {list(corpus.classes)} differ from the model's {list(self.classes)}")
+                self._set_corpus(corpus, stratified_split(corpus.label_ids(self.classes),
+                                                          np.random.default_rng([c.seed, 13])))
+            except UserError as e:
+                raise UserError(f"the corpus recorded in this model ({c.corpus}) cannot be used: {e}") from None
+        return self._data
+
+    # ------------------------------------------------------------------ Task protocol
+    def train_batch(self, rng, carry):
+        d = self.data["train"]
+        idx, carry = next_batch(d.lengths, self.config.batch, rng, carry)
+        ids, lengths = pad_time_major([d.ids[i] for i in idx])
+        return (ids, lengths, d.labels[idx]), carry
+
+    def loss_and_backward(self, batch, carry):
+        ids, lengths, labels = batch
+        return self.model.loss(ids, lengths, labels, self.weights, backward=True), carry, int(labels.size)
+
+    def predict_proba(self, ids_list: list) -> np.ndarray:
+        """(N, C) class probabilities of N non-empty id arrays, in their order."""
+        out = np.zeros((len(ids_list), len(self.classes)))
+        lengths = np.array([a.size for a in ids_list], dtype=np.int64)
+        for idx in in_batches(lengths, EVAL_BATCH):
+            out[idx] = self.model.predict_proba(*pad_time_major([ids_list[i] for i in idx]))
+        return out
+
+    def evaluate(self, split: str = "val") -> dict:
+        """loss (the training objective), accuracy, macro_f1, majority (baseline accuracy), examples."""
+        r = self.report(split)
+        return {k: r[k] for k in ("loss", "accuracy", "macro_f1", "majority", "examples")}
+
+    def report(self, split: str = "val") -> dict:
+        """:meth:`evaluate`'s metrics plus confusion (C, C), precision/recall/f1/support (C,)."""
+        d = self._split(split)
+        p = self.predict_proba(d.ids)
+        y, C = d.labels, len(self.classes)
+        nll = -np.log(np.maximum(p[np.arange(y.size), y], 1e-300))
+        w = np.ones(C) if self.weights is None else self.weights.astype(np.float64)
+        loss = float((w[y] * nll).sum() / w[y].sum())
+        pred = p.argmax(axis=1)
+        confusion = np.zeros((C, C), dtype=np.int64)
+        np.add.at(confusion, (y, pred), 1)
+        tp = np.diag(confusion).astype(np.float64)
+        precision = np.divide(tp, confusion.sum(0), out=np.zeros(C), where=confusion.sum(0) > 0)
+        recall = np.divide(tp, confusion.sum(1), out=np.zeros(C), where=confusion.sum(1) > 0)
+        f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(C), where=precision + recall > 0)
+        majority = int(np.argmax(self.class_counts))
+        return {"loss": loss, "accuracy": float(tp.sum() / y.size), "macro_f1": float(f1.mean()),
+                "majority": float(np.mean(y == majority)), "examples": float(y.size), "confusion": confusion,
+                "precision": precision, "recall": recall, "f1": f1, "support": confusion.sum(1)}
+
+    def meta(self) -> dict:
+        return {"config": dataclasses.asdict(self.config), "classes": list(self.classes),
+                "tokenizer": self.tokenizer.to_dict(), "vocab": self.vocab.to_dict(), "sizes": self.sizes,
+                "class_counts": self.class_counts}
+
+    @classmethod
+    def from_checkpoint(cls, arrays: dict, meta: dict) -> "ClassifyTask":
+        def read(m):
+            return ClassifyTaskConfig(**m["config"]), {
+                "classes": tuple(str(x) for x in m["classes"]), "tokenizer": tokenizer_from_dict(m["tokenizer"]),
+                "vocab": TokenVocab.from_dict(m["vocab"]), "sizes": {k: int(v) for k, v in m["sizes"].items()},
+                "class_counts": [int(n) for n in m["class_counts"]]}
+
+        return cls._restore(arrays, meta, read)
+
+    # ------------------------------------------------------------------ inference
+    def top_k(self, lines, k: int = 3) -> tuple:
+        """(classes (N, k) as label strings or None for a line without tokens, probabilities (N, k))."""
+        ids = self.encode(lines)
+        live = [i for i, a in enumerate(ids) if a.size]
+        k = min(k, len(self.classes))
+        labels, probs = [None] * len(ids), np.zeros((len(ids), k))
+        if live:
+            p = self.predict_proba([ids[i] for i in live])
+            order = np.argsort(-p, axis=1, kind="stable")[:, :k]
+            for row, i in enumerate(live):
+                labels[i] = [self.classes[j] for j in order[row]]
+                probs[i] = p[row, order[row]]
+        return labels, probs
