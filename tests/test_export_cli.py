@@ -125,3 +125,69 @@ def test_export_refuses_what_it_cannot_write(tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", str(tmp_path / "lm64" / "last.safetensors"), "--onnx", str(tmp_path / "c.onnx")]) == 2
     assert "export: this charlm model is float64; ONNX export writes float32 models" in capsys.readouterr().err
+    data = tmp_path / "data.tsv"
+    data.write_text("".join(f"{k}\t{k * 3}\n" for k in ("ab", "cd") for _ in range(20)))
+    assert main(["train", "classify", "--data", str(data), "--pooling", "attention", "--hidden", "4", "--emb", "3",
+                 "--steps", "1", "--no-progress", "--out", str(tmp_path / "att")]) == 0
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "att" / "last.safetensors"), "--onnx", str(tmp_path / "d.onnx")]) == 2
+    assert ("export: a classifier with attention pooling cannot be exported to ONNX (last, mean and max pooling "
+            "can)") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pooling, cell, direction", [("last", "lstm", "--bidirectional"),
+                                                      ("mean", "gru", "--no-bidirectional"),
+                                                      ("max", "rnn", "--bidirectional")])
+def test_classifier_export_equals_rnnkit(tmp_path, capsys, pooling, cell, direction):
+    from rnnkit.data.batching import pad_time_major
+    from rnnkit.tasks.classify import ClassifyTask
+    from rnnkit.train import load_task
+
+    rng = np.random.default_rng(0)
+    stems = {"vowels": "aeiou", "digits": "0123456789", "symbols": "+-*/=<>"}
+    lines = [(k, "".join(rng.choice(list(v), rng.integers(3, 12)))) for k, v in stems.items() for _ in range(30)]
+    data = tmp_path / "data.tsv"
+    data.write_text("".join(f"{k}\t{t}\n" for k, t in lines))
+    out = tmp_path / "cls"
+    assert main(["train", "classify", "--data", str(data), "--pooling", pooling, "--cell", cell, direction,
+                 "--layers", "2", "--hidden", "6", "--emb", "5", "--batch", "8", "--steps", "12", "--eval-every",
+                 "12", "--no-progress", "--out", str(out)]) == 0
+    onnx_file = tmp_path / "cls.onnx"
+    assert main(["export", str(out / "last.safetensors"), "--onnx", str(onnx_file)]) == 0
+    sess = _session(onnx_file)
+    task = load_task(out / "last.safetensors", ClassifyTask)
+    meta = {p.key: p.value for p in __import__("onnx").load(str(onnx_file)).metadata_props}
+    assert json.loads(meta["rnnkit.classes"]) == list(task.classes)
+    ids, lengths = pad_time_major(task.encode([t for _, t in lines[::9]]))  # 10 rows of different lengths
+    assert len(set(lengths.tolist())) > 3
+    want = task.model.forward(ids, lengths)
+    enc = task.model.encoder
+    zeros = np.zeros((enc.num_layers * enc.num_directions, len(lengths), enc.hidden_size), np.float32)
+    feeds = {"ids": ids.astype(np.int64), "lengths": lengths.astype(np.int32), "h0": zeros,
+             **({"c0": zeros} if cell == "lstm" else {})}
+    got = sess.run(["output"], feeds)[0]
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0, err_msg=f"classifier logits ({pooling} pooling)")
+
+
+@pytest.mark.parametrize("readout", ["mean", "max", "last"])
+def test_compose_pooled_readouts_batch_first(readout):
+    """compose_onnx's pooled read-outs on a batch-first bidirectional stack equal numpy's pooling of rnnkit's forward."""
+    import rnnkit
+
+    lstm = rnnkit.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True, seed=0)
+    head = rnnkit.Linear(8, 2, seed=1)
+    sess = _session_of(rnnkit.compose_onnx(lstm, head=head, readout=readout))
+    x = np.random.default_rng(2).standard_normal((3, 6, 3)).astype(np.float32)
+    lengths = np.array([6, 2, 4])
+    y, state = lstm(x, lengths=lengths)  # (B, T, 8), 0 past each length
+    valid = (np.arange(6)[None, :] < lengths[:, None])[:, :, None]
+    pooled = {"mean": y.sum(1) / lengths[:, None], "max": np.where(valid, y, -np.inf).max(1),
+              "last": state.h[-2:].transpose(1, 0, 2).reshape(3, 8)}[readout]
+    zeros = np.zeros((4, 3, 4), np.float32)
+    got = sess.run(["output"], {"input": x, "lengths": lengths.astype(np.int32), "h0": zeros, "c0": zeros})[0]
+    np.testing.assert_allclose(got, head(pooled.astype(np.float32)), atol=1e-5, rtol=0, err_msg=f"{readout} read-out")
+
+
+def _session_of(model):
+    ort = pytest.importorskip("onnxruntime")
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

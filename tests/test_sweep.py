@@ -250,3 +250,18 @@ def test_bench_longlag_on_ray_gives_the_local_table(local_ray, tmp_path, capsys)
                 for line in (tmp_path / name).read_text().splitlines()]
 
     assert records("ray.jsonl") == records("local.jsonl"), "the evaluations, in the same order"
+
+
+def test_sweep_keys_become_the_task_flags():
+    from rnnkit.cli import TASK_SPECS
+    from rnnkit.cli.sweep import flags, task_parser
+
+    spec = next(s for s in TASK_SPECS if s.name == "classify")
+    _, actions = task_parser(spec)
+    assert {"lr", "hidden", "pooling", "bidirectional", "nesterov", "steps"} <= set(actions)
+    assert not {"out", "resume", "help"} & set(actions), "run-level flags are the sweep's own"
+    got = flags({"bidirectional": False, "nesterov": True, "lr": 0.01, "progress": False, "pooling": "max"}, actions)
+    assert got == ["--no-bidirectional", "--lr", "0.01", "--nesterov", "--no-progress", "--pooling", "max"]
+    assert flags({"bidirectional": True, "nesterov": False, "progress": True}, actions) == ["--bidirectional"]
+    with pytest.raises(UserError, match=r"nesterov: a switch \(--nesterov\); expected true or false, got 'yes'"):
+        flags({"nesterov": "yes"}, actions)

@@ -61,10 +61,13 @@ def flags(config: dict, actions: dict) -> list[str]:
     out = []
     for key, value in sorted(config.items()):
         action = actions[key]
-        if action.nargs == 0:  # a switch: true gives the flag
+        if action.nargs == 0:  # a switch
             if value not in (True, False):
                 raise UserError(f"{key}: a switch ({action.option_strings[0]}); expected true or false, got {value!r}")
-            out += [action.option_strings[0]] if value else []
+            if isinstance(action, argparse.BooleanOptionalAction):  # --x / --no-x
+                out.append(action.option_strings[0 if value else 1])
+            elif value == action.const:  # store_const: the flag sets this value; the other is the default
+                out.append(action.option_strings[0])
         else:
             out += [action.option_strings[0], str(value)]
     return out
