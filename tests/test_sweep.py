@@ -261,7 +261,7 @@ def test_sweep_keys_become_the_task_flags():
     assert {"lr", "hidden", "pooling", "bidirectional", "nesterov", "steps"} <= set(actions)
     assert not {"out", "resume", "help"} & set(actions), "run-level flags are the sweep's own"
     got = flags({"bidirectional": False, "nesterov": True, "lr": 0.01, "progress": False, "pooling": "max"}, actions)
-    assert got == ["--no-bidirectional", "--lr", "0.01", "--nesterov", "--no-progress", "--pooling", "max"]
+    assert got == ["--no-bidirectional", "--lr", "0.01", "--nesterov", "--pooling", "max", "--no-progress"]
     assert flags({"bidirectional": True, "nesterov": False, "progress": True}, actions) == ["--bidirectional"]
     with pytest.raises(UserError, match=r"nesterov: a switch \(--nesterov\); expected true or false, got 'yes'"):
         flags({"nesterov": "yes"}, actions)
