@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from rnnkit.cli import main
+from rnnkit.distributed import _Rank  # rank and size only: another rank's shard, no collectives
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -95,19 +96,6 @@ def test_two_ranks_equal_one_rank_and_resume_with_any_rank_count(tmp_path, text)
     assert arrays["carry/h"].shape == (2, 4, 8), "the checkpoint holds every stream's carried state"
     first, last = _losses(one)[0][1], _losses(one)[0][7]
     assert last < first, f"the tiny model did not train ({first} -> {last})"
-
-
-class _Rank:
-    """rank / size for Communicator.shard (no collectives)."""
-
-    def __init__(self, rank, size):
-        self.rank, self.size = rank, size
-
-    def Get_rank(self):
-        return self.rank
-
-    def Get_size(self):
-        return self.size
 
 
 def test_a_task_without_shard_batch_gets_the_time_major_split_or_a_one_line_error():
