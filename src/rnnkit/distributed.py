@@ -63,6 +63,7 @@ from .errors import UserError
 # Open MPI, PMIx).  Only these decide whether mpi4py is imported at all.
 SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
 RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+ABORT_GRACE_S = 0.5  # guard(): seconds between printing an error and MPI_Abort (so mpiexec relays it)
 
 
 @dataclass
@@ -306,9 +307,11 @@ class Communicator:
             if self.size == 1 or isinstance(e, SystemExit) and e.code in (0, None):
                 raise
             user = isinstance(e, (UserError, SystemExit))
-            if not user:  # a bug: keep its traceback
-                traceback.print_exc()
-            print(f"rnnkit: error on MPI rank {self.rank} of {self.size}: {type(e).__name__}: {e}; "
-                  f"aborting all ranks", file=sys.stderr, flush=True)
+            text = "" if user else traceback.format_exc()  # a bug: keep its traceback
+            text += (f"rnnkit: error on MPI rank {self.rank} of {self.size}: {type(e).__name__}: {e}; "
+                     f"aborting all ranks\n")
+            sys.stderr.write(text)  # one write, then time for the launcher to forward it: MPI_Abort
+            sys.stderr.flush()  # kills the processes that relay the ranks' output
+            time.sleep(ABORT_GRACE_S)
             self._comm.Abort(2 if user else 1)
             os._exit(2 if user else 1)  # not reached: MPI_Abort ends the process
