@@ -357,3 +357,19 @@ def test_a_partial_last_metrics_line_of_a_killed_run_does_not_break_the_resume(t
     capsys.readouterr()
     from rnnkit.train import read_metrics
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r and "event" not in r] == [1, 2, 3]
+
+
+def test_out_of_memory_without_a_plan_is_one_line(tmp_path, capsys):
+    """A task without model_plan whose model does not fit: numpy's MemoryError becomes one line, exit 2
+    (simulated: allocating for real would strain the shared machine)."""
+    from rnnkit.cli import TASK_SPECS
+    from rnnkit.cli.longlag import AddingSpec
+
+    class Huge(AddingSpec):
+        def new_task(self, config, args):
+            raise MemoryError("Unable to allocate 298. GiB for an array with shape (400000, 100000)")
+
+    specs = [Huge() if spec.name == "adding" else spec for spec in TASK_SPECS]
+    one_line_error(capsys, main(["train", "adding", "--out", str(tmp_path / "run")], specs=specs),
+                   r"out of memory: Unable to allocate 298. GiB .*; use smaller sizes")
+    assert not (tmp_path / "run").exists()

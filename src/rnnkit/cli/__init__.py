@@ -80,6 +80,9 @@ def main(argv=None, specs=TASK_SPECS) -> int:
     except (UserError, CheckpointError) as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return 2
+    except MemoryError as e:  # a model without a memory plan (rnnkit.train.task.ModelPlan) that does not fit
+        print(f"rnnkit: error: out of memory: {str(e) or type(e).__name__}; use smaller sizes", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as e:  # a second stop signal (rnnkit.errors.Interrupted) or Ctrl-C outside training
         print("rnnkit: interrupted", file=sys.stderr)
         return getattr(e, "exit_code", 130)
