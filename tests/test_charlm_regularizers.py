@@ -75,3 +75,16 @@ def test_cli_exposes_the_rates_and_checkpoints_record_them(tmp_path, capsys):
     rc = main(["train", "charlm", "--resume", ck, "--steps", "8", "--dropout", "0.5", "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "--dropout 0.5: differs from the checkpoint's 0.3" in err
+
+
+def test_mpi_ranks_draw_their_own_masks_from_the_shared_seed():
+    from rnnkit.distributed import Communicator, _Rank  # rank and size only, no collectives
+
+    lm = CharLM(dataclasses.replace(CFG, batch=4), tiny_text())
+    batch, _ = lm.train_batch(np.random.default_rng(0), None)
+    seed = batch[3]
+    parts = [lm.shard_batch(batch, Communicator(_Rank(r, 2))) for r in range(2)]
+    assert [p[3] for p in parts] == [seed + [0], seed + [1]], "each rank: its own mask generator"
+    assert [p[0].shape[1] for p in parts] == [2, 2]
+    plain = dataclasses.replace(CFG, **{n: 0.0 for n in REGULARIZERS})
+    assert CharLM(plain, tiny_text()).train_batch(np.random.default_rng(0), None)[0][3] is None
