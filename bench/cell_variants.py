@@ -5,11 +5,12 @@
 Every variant runs through the same compiled loop (rnnkit.scan) as the plain LSTM.  Per grid
 point (default: the speed grid's two mid sizes), float32, one layer: the variants are timed
 *alternately* (round r times every variant once, in an order rotated by r, r = 1..N), so
-that the load of a shared machine hits all of them alike; the report gives each one's median (and
-minimum) over the rounds and its ratio to the plain LSTM's median (minimum).  Absolute times on a shared machine are noise;
-the ratios measured side by side are what this script is for.  ``--cores`` (default 1) is the
-layers' ``cores`` and the BLAS thread limit: one core per measurement keeps the other sessions'
-load on the shared machine from hitting a two-thread run unevenly.
+that the load of a shared machine hits all of them alike; the report gives each one's median
+(and minimum) over the rounds and its ratio to the plain LSTM's median (minimum).  Absolute
+times on a shared machine are noise; the ratios measured side by side are what this script is
+for.  ``--cores`` (default 1) is the layers' ``cores`` and the BLAS thread limit: one core per
+measurement keeps the other sessions' load on the shared machine from hitting a two-thread run
+unevenly.
 """
 from __future__ import annotations
 
@@ -82,8 +83,8 @@ def main(argv=None):
             med = bench_point(T, B, I, H, a.repeats, a.cores)
         base, base_min = med["LSTM"]
         for name, (ms, ms_min) in med.items():
-            print(f"| {T}, {B}, {I}, {H} | {name} | {ms:.2f} | {ms / base:.2f} | {ms_min:.2f} | {ms_min / base_min:.2f} |",
-                  flush=True)
+            print(f"| {T}, {B}, {I}, {H} | {name} | {ms:.2f} | {ms / base:.2f} | {ms_min:.2f} | "
+                  f"{ms_min / base_min:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

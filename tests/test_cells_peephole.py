@@ -70,7 +70,8 @@ def test_peephole_forward_equals_onnxruntime_lstm_operator():
     f32 = TensorProto.FLOAT
     graph = helper.make_graph(
         [node], "peephole",
-        [helper.make_tensor_value_info("X", f32, [T, B, I]), helper.make_tensor_value_info("seq", TensorProto.INT32, [B]),
+        [helper.make_tensor_value_info("X", f32, [T, B, I]),
+         helper.make_tensor_value_info("seq", TensorProto.INT32, [B]),
          helper.make_tensor_value_info("h0", f32, [2, B, H]), helper.make_tensor_value_info("c0", f32, [2, B, H])],
         [helper.make_tensor_value_info(n, f32, shape) for n, shape in (("Y", [T, 2, B, H]), ("Y_h", [2, B, H]),
                                                                         ("Y_c", [2, B, H]))],

@@ -21,7 +21,8 @@ def test_proj_gradients_match_finite_differences(L, bidir, use_lengths):
 
 
 @pytest.mark.parametrize("L,bidir,batch_first,use_lengths",
-                         [(1, False, False, False), (2, True, False, True), (3, False, True, True), (2, True, True, False)])
+                         [(1, False, False, False), (2, True, False, True), (3, False, True, True),
+                          (2, True, True, False)])
 def test_proj_lstm_equals_torch(L, bidir, batch_first, use_lengths):
     torch = pytest.importorskip("torch")
     T, B, I, H, P, D = 6, 4, 3, 5, 2, 2 if bidir else 1

@@ -69,7 +69,8 @@ def test_cli_exposes_the_rates_and_checkpoints_record_them(tmp_path, capsys):
     assert main(["sample", ck, "--prime", "the ", "--length", "20", "--seed", "1"]) == 0
     assert main(["eval", ck, "--split", "val"]) == 0
     capsys.readouterr()
-    rc = main(["train", "charlm", "--text", str(text), *small, "--recurrent-dropout", "1.5", "--out", str(tmp_path / "x")])
+    rc = main(["train", "charlm", "--text", str(text), *small, "--recurrent-dropout", "1.5",
+               "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert rc == 2 and "--recurrent-dropout: expected a rate in [0, 1), got '1.5'" in err and "Traceback" not in err
     rc = main(["train", "charlm", "--resume", ck, "--steps", "8", "--dropout", "0.5", "--no-progress"])

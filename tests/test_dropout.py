@@ -151,7 +151,8 @@ def test_modes_generator_and_errors():
     x = np.random.default_rng(0).standard_normal((4, 2, 3)).astype(np.float32)
     layer = rnnkit.LSTM(3, 4, num_layers=2, seed=0, dropout=0.3, recurrent_dropout=0.3)
     assert layer.training
-    with pytest.raises(TypeError, match=r"^rng: training with dropout needs forward\(\.\.\., rng=np\.random\.Generator\)"):
+    with pytest.raises(TypeError, match=r"^rng: training with dropout needs forward\(\.\.\., "
+                                        r"rng=np\.random\.Generator\)"):
         layer.forward(x)
     a = layer.forward(x, rng=np.random.default_rng(1))[0].copy()
     b = layer.forward(x, rng=np.random.default_rng(1))[0].copy()

@@ -1,7 +1,8 @@
 """The parameter protocol shared by every layer and model.
 
 As in micrograd, ``params`` / ``grads`` / ``zero_grad()`` is the whole
-protocol (plus ``train()`` / ``eval()``, the mode the regularisers read).  A leaf keeps its own arrays in ``self._params`` / ``self._grads``;
+protocol (plus ``train()`` / ``eval()``, the mode the regularisers read).  A leaf keeps its
+own arrays in ``self._params`` / ``self._grads``;
 a composite exposes its children's arrays under dotted names
 (``"lstm.weight_hh_l0"``).  The arrays are the same objects the layers
 compute with, so an optimizer that updates ``params[k]`` in place updates
