@@ -64,6 +64,8 @@ def test_proj_roundtrip_through_torch_is_exact_and_step_equals_forward():
     tm = torch.nn.LSTM(3, 6, num_layers=2, bidirectional=True, proj_size=4, dropout=0.25, dtype=torch.float64)
     back = rnnkit.to_torch(rnnkit.from_torch(tm))
     assert (back.proj_size, back.dropout, back.num_layers, back.bidirectional) == (4, 0.25, 2, True)
+    assert back.training and not rnnkit.from_torch(tm.eval()).training, "the train/eval mode travels too"
+    assert not rnnkit.to_torch(rnnkit.from_torch(tm)).training
     a, b = dict(tm.named_parameters()), dict(back.named_parameters())
     assert a.keys() == b.keys()
     for k in a:

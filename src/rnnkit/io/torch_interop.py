@@ -48,7 +48,7 @@ def from_torch(module, dtype=None) -> Recurrent:
         kwargs["nonlinearity"] = module.nonlinearity
     layer = cls(module.input_size, module.hidden_size, **kwargs)
     layer.load_params({k: v.detach().cpu().numpy() for k, v in module.named_parameters()})
-    return layer
+    return layer.train(module.training)  # the mode too: dropout acts in training only, in both
 
 
 def to_torch(layer: Recurrent):
@@ -77,4 +77,4 @@ def to_torch(layer: Recurrent):
     with torch.no_grad():
         for name, p in module.named_parameters():
             p.copy_(torch.from_numpy(np.ascontiguousarray(params[name])))
-    return module
+    return module.train(layer.training)
