@@ -76,3 +76,13 @@ def test_proj_roundtrip_through_torch_is_exact_and_step_equals_forward():
     for bad, msg in ((6, "must be smaller than hidden_size"), (-1, "expected an integer >= 0")):
         with pytest.raises(ValueError, match=f"^proj_size: .*{msg}"):
             rnnkit.LSTM(3, 6, proj_size=bad)
+
+
+def test_proj_float32_is_close_to_float64():
+    l64 = rnnkit.LSTM(3, 6, num_layers=2, bidirectional=True, dtype=np.float64, seed=5, proj_size=3)
+    l32 = rnnkit.LSTM(3, 6, num_layers=2, bidirectional=True, dtype=np.float32, seed=5, proj_size=3)
+    x = np.random.default_rng(0).standard_normal((7, 4, 3))
+    lengths = np.array([7, 3, 5, 1])
+    (o64, s64), (o32, s32) = l64.forward(x, lengths=lengths), l32.forward(x.astype(np.float32), lengths=lengths)
+    assert_close("float32 out", o32, o64, atol=2e-5)
+    assert_close("float32 c_n", s32.c, s64.c, atol=2e-5)
