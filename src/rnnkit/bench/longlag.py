@@ -1,8 +1,7 @@
 """``rnnkit bench longlag``: the adding problem and the copy task for RNN, LSTM and GRU.
 
 For every task, T, cell and seed: train with Adam and gradient-norm clipping
-(settings of :class:`rnnkit.tasks.longlag.AddingConfig` / ``CopyConfig``, which
-flags may override) for at most ``budget`` training sequences, evaluate on the
+(the task's config and its ``train_defaults``, which flags may override) for at most ``budget`` training sequences, evaluate on the
 fixed test set every ``eval_every`` sequences, and record the number of training
 sequences seen when the success criterion first held:
 
@@ -52,7 +51,7 @@ class LongLagBenchConfig:
     eval_every: int = 1_000
     hidden: int | None = None  # None: the task's default (adding 32, copy 64)
     batch: int | None = None  # None: task default (20)
-    lr: float | None = None  # None: task default (adding 3e-3, copy 1e-3)
+    lr: float | None = None  # None: task default (adding 3e-3, copy 1e-2)
     forget_bias: float | None = None  # None: task default (adding +3, copy +1)
     clip: float | None = None  # None: task default (1.0)
 
@@ -70,14 +69,18 @@ class LongLagBenchConfig:
                 raise UserError(f"--{name.replace('_', '-')}: expected an integer >= 1, got {getattr(self, name)}")
 
     def task_config(self, task: str, T: int, cell: str, seed: int):
+        """The task config (model and data) of one run."""
         _, config_class = TASKS[task]
-        over = {k: getattr(self, k) for k in ("hidden", "batch", "lr", "forget_bias", "clip")
-                if getattr(self, k) is not None}
+        over = {k: getattr(self, k) for k in ("hidden", "batch", "forget_bias") if getattr(self, k) is not None}
         try:
-            return config_class(T=T, cell=cell, seed=seed, max_sequences=self.budget,
-                                eval_every=self.eval_every, **over)
+            return config_class(T=T, cell=cell, seed=seed, **over)
         except ValueError as e:
             raise UserError(f"bench longlag: {e}") from None
+
+    def train_fields(self) -> dict:
+        """The training settings of every run (``task.train_config`` arguments): the budget, --lr, --clip."""
+        over = {k: getattr(self, k) for k in ("lr", "clip") if getattr(self, k) is not None}
+        return dict(max_sequences=self.budget, eval_every=self.eval_every, **over)
 
 
 @dataclass(frozen=True)
@@ -98,17 +101,21 @@ def success(task: str, metrics: dict) -> bool:
     return TASKS[task][0].solved(metrics)
 
 
-def run_one(task_name: str, config, log=None) -> RunResult:
+def run_one(task_name: str, config, log=None, **train) -> RunResult:
     """Train one model with the Trainer until the criterion holds or the budget is spent.
 
-    ``config`` is an AddingConfig/CopyConfig; the budget is ``config.max_sequences``,
-    evaluation every ``config.eval_every`` sequences on the fixed test set.
-    ``log(dict)`` receives every evaluation (and the one before training).
+    ``config`` is an AddingConfig/CopyConfig; ``train``: arguments of ``task.train_config`` (e.g.
+    ``max_sequences``, ``eval_every`` in sequences, ``lr``; the rest the task's defaults); the
+    evaluations use the fixed test set.  ``log(dict)`` receives every evaluation (and the one before training).
     """
     task_class, _ = TASKS[task_name]
     task = task_class(config)
+    try:
+        train = task.train_config(progress=False, **train)
+    except ValueError as e:
+        raise UserError(f"bench longlag: {e}") from None
     # training batches from default_rng([seed, 3]) as in rnnkit 0.1.0, so earlier counts reproduce
-    trainer = Trainer(task, task.train_config(progress=False), eval_split="test",
+    trainer = Trainer(task, train, eval_split="test",
                       rng=np.random.default_rng([config.seed, 3]))
     t0 = time.perf_counter()
     head = dict(task=task_name, T=config.T, cell=config.cell, seed=config.seed)
@@ -177,5 +184,5 @@ def run_bench(cfg: LongLagBenchConfig, log=None) -> list[RunResult]:
         for T in cfg.T:
             for cell in cfg.cells:
                 for seed in range(cfg.seeds):
-                    results.append(run_one(task, cfg.task_config(task, T, cell, seed), log))
+                    results.append(run_one(task, cfg.task_config(task, T, cell, seed), log, **cfg.train_fields()))
     return results
