@@ -12,7 +12,7 @@ import argparse
 
 from ..errors import UserError
 from ..layers import LAYERS
-from ..tasks.longlag import AddingConfig, AddingTask, CopyConfig, CopyTask
+from ..tasks.longlag import COPY_CRITERION, AddingConfig, AddingTask, CopyConfig, CopyTask
 from .args import forget_bias_arg, nonneg_int, positive_float, positive_int
 from .train import TaskSpec, add_run_args
 
@@ -117,7 +117,8 @@ class AddingSpec(_LongLagSpec):
 
 class CopySpec(_LongLagSpec):
     name, task_class, config_class = "copy", CopyTask, CopyConfig
-    help = description = "copy memory task (Arjovsky et al. 2016)"
+    help = "copy memory task (Arjovsky et al. 2016)"
+    description = f"{help}; solved when the val {COPY_CRITERION} (recall accuracy is reported as a metric)"
 
     def metrics_text(self, m: dict) -> str:
         return (f"loss {m['loss']:.4f} nats (memoryless baseline {m['baseline']:.4f})  "
