@@ -1,24 +1,14 @@
 """seq2seq and classify have a model_plan (rnnkit.train.task, issue 11): a new model larger than
 memory is refused before it is built, and a checkpoint is checked tensor by tensor against the
 model its metadata describes before the task is built; through the command line.  Torch-free."""
-import re
-
 import numpy as np
 import pytest
+from test_reliability_cli import one_line_error
 
 from rnnkit.cli import main
 from rnnkit.io.checkpoint import load_checkpoint, save_checkpoint
 
 TINY = ["--hidden", "6", "--emb", "4", "--batch", "8", "--no-progress"]
-
-
-def one_line_error(capsys, rc, pattern) -> str:
-    """rc 2, stderr one line ``rnnkit: error: ...`` matching ``pattern``, no traceback."""
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert rc == 2 and len(lines) == 1 and lines[0].startswith("rnnkit: error: "), (rc, err)
-    assert "Traceback" not in err and re.search(pattern, lines[0]), lines[0]
-    return lines[0]
 
 
 def _corpus(tmp_path, task):
