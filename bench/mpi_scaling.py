@@ -19,6 +19,11 @@ the streams, one Allreduce of the flat gradient buffer per step, then clip + Ada
 
 Float32, random token ids (throughput only).  On a shared machine the numbers are noisy:
 compare the rows of one run.
+
+``--cli``: the same measurement through the real command, ``mpiexec -n N rnnkit train charlm``
+(the Trainer, the default corpus of ``--max-chars`` characters, ``--steps`` + 3 warm-up steps,
+no evaluation until the end): tokens/s from metrics.jsonl (the training steps after the
+warm-up) and the Allreduce share from its stop event (all steps; no "synced" column).
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -90,6 +96,27 @@ def worker(a) -> None:
                               "bytes": comm.stats.allreduce_bytes // max(comm.stats.allreduce_calls, 1)}))
 
 
+def cli_run(a, n: int, out: str) -> dict:
+    """``mpiexec -n n rnnkit train charlm`` with the sizes of ``a``; its numbers from metrics.jsonl."""
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    steps = a.steps + 3
+    cmd = [str(mpiexec), "-n", str(n), sys.executable, "-m", "rnnkit", "train", "charlm", "--max-chars",
+           str(a.max_chars), "--hidden", str(a.hidden), "--layers", str(a.layers), "--emb", str(a.emb), "--batch",
+           str(a.batch), "--bptt", str(a.bptt), "--steps", str(steps), "--eval-every", "0", "--log-every", "1",
+           "--no-progress", "--out", out]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+    if run.returncode != 0:
+        sys.exit(f"mpi_scaling: {' '.join(cmd)} failed:\n{run.stderr[-2000:]}")
+    recs = [json.loads(line) for line in Path(out, "metrics.jsonl").read_text().splitlines()]
+    timed = [r for r in recs if "tokens_per_s" in r and r["step"] > 3]
+    tokens = a.batch * a.bptt
+    wall = sum(tokens / r["tokens_per_s"] for r in timed)
+    stop = recs[-1]
+    per_step = stop.get("allreduce_s", 0.0) / max(stop.get("allreduce_calls", 1), 1)
+    return {"wall": wall, "steps": len(timed), "tokens": tokens, "allreduce": per_step * len(timed),
+            "synced": 0.0, "bytes": 0}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ranks", default="1,2")
@@ -100,6 +127,8 @@ def main(argv=None) -> None:
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--emb", type=int, default=64)
     p.add_argument("--vocab", type=int, default=65)
+    p.add_argument("--cli", action="store_true", help="measure 'mpiexec -n N rnnkit train charlm' instead")
+    p.add_argument("--max-chars", dest="max_chars", type=int, default=200_000, help="--cli: corpus size")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
@@ -109,17 +138,23 @@ def main(argv=None) -> None:
     if not mpiexec.exists():
         sys.exit(f"mpi_scaling: no mpiexec next to {sys.executable}; install the extra rnnkit[mpi]")
     args = [f"--{k}={getattr(a, k)}" for k in FIELDS]
-    print(f"char-LM LSTM: vocab {a.vocab}, emb {a.emb}, {a.layers}x{a.hidden}, global batch {a.batch} streams "
+    vocab = "of the corpus" if a.cli else a.vocab
+    print(("rnnkit train charlm (the Trainer): " if a.cli else "")
+          + f"char-LM LSTM: vocab {vocab}, emb {a.emb}, {a.layers}x{a.hidden}, global batch {a.batch} streams "
           f"x bptt {a.bptt} = {a.batch * a.bptt} tokens/step, float32, {a.steps} timed steps, 1 BLAS thread/rank")
     print(f"{'ranks':>5} {'tokens/s':>10} {'speedup':>8} {'step ms':>8} {'allreduce ms':>13} {'share':>6} "
           f"{'synced ms':>10} {'MB':>6}")
     base = None
     for n in [int(r) for r in a.ranks.split(",")]:
-        run = subprocess.run([str(mpiexec), "-n", str(n), sys.executable, __file__, "--worker", *args],
-                             capture_output=True, text=True, env=dict(os.environ))
-        if run.returncode != 0:
-            sys.exit(f"mpi_scaling: {n} ranks failed:\n{run.stderr[-2000:]}")
-        r = json.loads(run.stdout.strip().splitlines()[-1])
+        if a.cli:
+            with tempfile.TemporaryDirectory() as d:
+                r = cli_run(a, n, os.path.join(d, "run"))
+        else:
+            run = subprocess.run([str(mpiexec), "-n", str(n), sys.executable, __file__, "--worker", *args],
+                                 capture_output=True, text=True, env=dict(os.environ))
+            if run.returncode != 0:
+                sys.exit(f"mpi_scaling: {n} ranks failed:\n{run.stderr[-2000:]}")
+            r = json.loads(run.stdout.strip().splitlines()[-1])
         rate = r["tokens"] * r["steps"] / r["wall"]
         base = base or rate
         step_ms = 1e3 * r["wall"] / r["steps"]

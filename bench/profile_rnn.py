@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/profile_rnn.py [--threads N] [--vs-torch] [T B I H ...]
 
-Times, in one process, (1) the full ``forward`` + ``backward``, (2) the same GEMMs alone
-(per-step recurrent GEMMs forward and backward, under the time loops' BLAS thread policy,
+Times, in one process, on one thread (``layer.cores = 1``, the per-step GEMMs on one BLAS
+thread: the work of one batch shard), (1) the full ``forward`` + ``backward``, (2) the same
+GEMMs alone (per-step recurrent GEMMs forward and backward as the compiled loops call them,
 plus the all-steps GEMMs: input projection, dW_ih, d_x, dW_hh), (3) the same elementwise
-work alone (the cell's numba kernels and NumPy tanh/multiply per step, forward and
-backward); the rest is Python and NumPy call overhead of the loops and layers.
-Medians of alternating repeats.  Used for docs/performance.md.
+work alone (the cell's compiled ``lstm_step`` / ``lstm_step_backward`` per step); the rest is
+the loops' and layers' own work and Python overhead.  Medians of alternating repeats.
 
 ``--vs-torch`` first times PyTorch's ``nn.LSTM`` fwd+bwd on the same shapes in a worker process
 (the benchmark's :class:`rnnkit.bench.sides.Worker`, before rnnkit runs, so the two never share
@@ -23,9 +23,30 @@ import time
 
 import numpy as np
 
+from numba import njit
+
 import rnnkit
-from rnnkit import kernels
-from rnnkit.scan import _loop_blas_threads
+from rnnkit.cells import lstm_step, lstm_step_backward
+from rnnkit.kernels import times_w, times_wt
+from rnnkit.threads import blas_threads_at_most
+
+
+@njit(nogil=True)
+def _gemm_steps(h, W_hh, W_hhT, hw, d_xw, dh):
+    for _ in range(d_xw.shape[0]):
+        times_wt(h, W_hh, W_hhT, hw)
+    for t in range(d_xw.shape[0]):
+        times_w(d_xw[t], W_hh, W_hhT, dh)
+
+
+@njit(nogil=True)
+def _elementwise(xw, hw, c, c2, tc, h, dh, dc, gates, d_xw, ones):
+    for t in range(xw.shape[0]):
+        g = xw[t].copy()
+        lstm_step(g, hw, (), (h, c), (h, c2), (tc,))
+    for t in range(xw.shape[0]):
+        dh += ones[t]
+        lstm_step_backward((dh, dc), gates, (tc,), (h, c), (h, c2), (), d_xw[t], d_xw[t], (dh, c2), ())
 
 
 def _median_time(fns, repeats=7):
@@ -45,6 +66,7 @@ def profile_lstm(T, B, I, H, repeats=7):
     rng = np.random.default_rng(0)
     dt = np.float32
     layer = rnnkit.LSTM(I, H, seed=0)
+    layer.cores = 1
     x = rng.standard_normal((T, B, I)).astype(dt)
     ones = np.ones((T, B, H), dt)
     G = 4 * H
@@ -59,12 +81,11 @@ def profile_lstm(T, B, I, H, repeats=7):
         out, _ = layer.forward(x)
         layer.backward(ones)
 
+    W_hhT = np.ascontiguousarray(W_hh.T)
+
     def gemm_steps():
-        with _loop_blas_threads(B, G, H):
-            for _ in range(T):
-                np.dot(h, W_hh.T, out=hw)
-            for t in range(T):
-                np.dot(d_xw[t], W_hh, out=dh)
+        with blas_threads_at_most(1):
+            _gemm_steps(h, W_hh, W_hhT, hw, d_xw, dh)
 
     def gemm_all_steps():
         x2, d2 = x.reshape(T * B, I), d_xw.reshape(T * B, G)
@@ -74,16 +95,7 @@ def profile_lstm(T, B, I, H, repeats=7):
         d2.T @ ones.reshape(T * B, H)  # dW_hh (same shapes as with h_prev)
 
     def elementwise():
-        for t in range(T):
-            g = xw[t].copy()
-            kernels.lstm_preact(g, hw)
-            np.tanh(g, out=g)
-            kernels.lstm_cell_state(g, c, c2)
-            np.tanh(c2, out=tc)
-            np.multiply(g[:, 3 * H:], tc, out=h)
-        for t in range(T):
-            np.add(dh, ones[t], out=dh)
-            kernels.lstm_backward(dh, dc, gates, tc, c, d_xw[t], c2)
+        _elementwise(xw, hw, c, c2, tc, h, dh, dc, gates, d_xw.copy(), ones)
 
     t_full, t_gs, t_ga, t_el = _median_time([full, gemm_steps, gemm_all_steps, elementwise], repeats)
     return dict(T=T, B=B, I=I, H=H, total_ms=t_full * 1e3, gemm_per_step_ms=t_gs * 1e3,

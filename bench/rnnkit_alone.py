@@ -5,7 +5,7 @@
 
 For changes to rnnkit itself, where the question is "did this make rnnkit faster", not the
 ratio to PyTorch (that is ``bench/bench_rnn.py``).  ``--small-step-gemm`` overrides
-``rnnkit.scan.SMALL_STEP_GEMM`` (the per-step GEMM size up to which the time loops run BLAS
+``rnnkit.threads.SMALL_STEP_GEMM`` (the per-step GEMM size up to which the time loops run BLAS
 single-threaded) for the whole run; ``--check-threads`` also reports whether the layer's
 outputs are bit-identical with the per-step GEMMs on 1 and on 2 BLAS threads.
 Medians of back-to-back calls, float32, one layer.
@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 import rnnkit
-from rnnkit import scan
+from rnnkit import threads
 
 STEP_H = (32, 128)
 
@@ -54,14 +54,14 @@ def time_shape(kind, T, B, I, H, repeats):
 def outputs_same_on_1_and_2_threads(kind, T, B, I, H) -> bool:
     layer = layer_of(kind, I, H)
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
-    saved = scan.SMALL_STEP_GEMM
+    saved = threads.SMALL_STEP_GEMM
     try:
-        scan.SMALL_STEP_GEMM = 1 << 62  # every per-step GEMM on one thread
+        threads.SMALL_STEP_GEMM = 1 << 62  # every per-step GEMM on one thread
         one = layer.forward(x)[0].copy()
-        scan.SMALL_STEP_GEMM = 0  # every per-step GEMM on numpy's BLAS threads
+        threads.SMALL_STEP_GEMM = 0  # every per-step GEMM on numpy's BLAS threads
         two = layer.forward(x)[0].copy()
     finally:
-        scan.SMALL_STEP_GEMM = saved
+        threads.SMALL_STEP_GEMM = saved
     return bool(np.array_equal(one, two))
 
 
@@ -81,7 +81,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("shape", nargs="*", type=int, help="T B I H [T B I H ...] (default: the bench grid)")
     p.add_argument("--cells", default="lstm,gru,rnn")
-    p.add_argument("--small-step-gemm", type=int, default=None, help="override scan.SMALL_STEP_GEMM")
+    p.add_argument("--small-step-gemm", type=int, default=None, help="override threads.SMALL_STEP_GEMM")
     p.add_argument("--check-threads", action="store_true", help="report bit-identity of 1 vs 2 BLAS threads")
     p.add_argument("--repeats", type=int, default=7)
     a = p.parse_args(argv)
@@ -90,11 +90,11 @@ def main(argv=None):
     from rnnkit.bench.speed import GRID
 
     if a.small_step_gemm is not None:
-        scan.SMALL_STEP_GEMM = a.small_step_gemm
+        threads.SMALL_STEP_GEMM = a.small_step_gemm
     shapes = [tuple(a.shape[k:k + 4]) for k in range(0, len(a.shape), 4)] or list(GRID)
     import sys
 
-    print(f"`{' '.join(sys.argv)}`: rnnkit from {rnnkit.__file__}; SMALL_STEP_GEMM = {scan.SMALL_STEP_GEMM}")
+    print(f"`{' '.join(sys.argv)}`: rnnkit from {rnnkit.__file__}; SMALL_STEP_GEMM = {threads.SMALL_STEP_GEMM}")
     extra = " same outputs on 1 and 2 BLAS threads |" if a.check_threads else ""
     print("| cell | T | B | I | H | per-step GEMM MACs | fwd+bwd ms | inference ms |" + extra)
     print("|---|---|---|---|---|---|---|---|" + ("---|" if extra else ""))

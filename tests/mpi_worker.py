@@ -85,6 +85,28 @@ def train(comm: Communicator, steps: int, out: str | None = None, die_at: int = 
     return {**net.params, **state}, losses
 
 
+def launch(n: int, *argv, timeout=120, popen: bool = False, env_extra=None):
+    """Run ``mpiexec -n n python ARGV...`` with the venv's mpiexec (next to sys.executable) and this
+    checkout's src/ on PYTHONPATH; skips the calling test without mpi4py or mpiexec.  Returns the
+    CompletedProcess (stdout/stderr captured), or with ``popen`` the running Popen."""
+    import subprocess
+    from pathlib import Path
+
+    import pytest
+
+    pytest.importorskip("mpi4py")
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    if not mpiexec.exists():
+        pytest.skip(f"no mpiexec next to {sys.executable} (install the extra rnnkit[mpi])")
+    env = dict(os.environ, **(env_extra or {}))
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent / "src"),
+                                         env.get("PYTHONPATH", "")])
+    cmd = [str(mpiexec), "-n", str(n), sys.executable, *map(str, argv)]
+    if popen:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def main(argv):
     out, steps = argv[0], int(argv[1])
     flags = dict(zip(argv[2::2], map(int, argv[3::2])))

@@ -7,7 +7,7 @@ import pytest
 import rnnkit
 from conftest import CELLS
 from rnnkit.bench.memory import tape_bytes, torch_saved_bytes
-from rnnkit.bench.sides import alternate_sides, make_sides
+from rnnkit.bench.sides import NATIVE_UNSET, Worker, alternate_sides, make_sides
 from rnnkit.bench.speed import BenchConfig, bench_charlm, bench_grid_point, bench_stream, to_markdown
 
 
@@ -136,3 +136,36 @@ def test_bench_longlag_suite_runs_from_the_cli(capsys):
     assert out.startswith("`rnnkit bench longlag --tasks adding --T 12 --cells lstm --seeds 1 --budget 40")
     row = [line for line in out.splitlines() if line.startswith("| adding | 12 | lstm |")]
     assert len(row) == 1 and "not solved within 40" in row[0]
+
+
+def test_native_workers_start_without_the_variables_that_force_kernels(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
+    workers = [Worker("rnnkit", 1, 1, native=True), Worker("rnnkit", 1, 1, native=False)]
+    try:
+        native, as_set = (w.info() for w in workers)
+    finally:
+        for w in workers:
+            w.close()
+    assert native["env"] == {k: None for k in NATIVE_UNSET}
+    assert as_set["env"] == {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "1048576"}
+    import os
+    assert os.environ["OPENBLAS_CORETYPE"] == "Haswell", "the parent's environment was not restored"
+    assert any(b["internal_api"] == "openblas" and b["architecture"] for b in native["blas"])
+    assert all(b["architecture"] == "Haswell" for b in as_set["blas"] if b["internal_api"] == "openblas")
+
+
+def test_report_has_peak_fractions_and_the_forced_table():
+    r = dict(cell="lstm", T=2, B=1, I=3, H=4, gflop_fwd=0.5, gflop_fwd_bwd=1.5, torch_fwd_bwd_ms=10.0,
+             rnnkit_fwd_bwd_ms=15.0, fwd_bwd_ratio=1.5, torch_infer_ms=5.0, rnnkit_infer_ms=2.5, infer_ratio=0.5,
+             torch_cache_mb=1.0, rnnkit_cache_mb=0.5, cache_ratio=0.5)
+    kernels = {"blas": [{"prefix": "libscipy_openblas", "version": "0.3", "architecture": "SkylakeX", "num_threads": 2}]}
+    res = {"machine": {"cpu": "x", "cpu_count": 2, "numpy": "n", "numpy_blas": [], "torch": "t", "torch_threads": 1,
+                       "OPENBLAS_CORETYPE": "Haswell", "command": "c"}, "grid": [r], "kernels": kernels,
+           "sgemm_peak_gflops": 200.0,
+           "as_set": {"env": {"OPENBLAS_CORETYPE": "Haswell"}, "grid": [r], "kernels": kernels}}
+    md = to_markdown(res)
+    # fwd+bwd: 1.5 GFLOP in 10 ms = 150 GFLOP/s = 75 % of 200; rnnkit 15 ms: 50 %; inference 50 % / 100 %
+    assert md.count("| **0.50** | 75 / 50 | 50 / 100 |") == 2
+    assert "### AVX2 forced by this machine's environment (OPENBLAS_CORETYPE=Haswell)" in md
+    assert md.count("Kernels the rnnkit worker ran: libscipy_openblas 0.3 SkylakeX (2 threads).") == 2

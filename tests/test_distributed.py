@@ -92,14 +92,7 @@ def test_single_allreduce_leaves_gradients_alone():
 
 
 def _mpiexec(n, *args, timeout=120):
-    pytest.importorskip("mpi4py")
-    mpiexec = Path(sys.executable).parent / "mpiexec"
-    if not mpiexec.exists():
-        pytest.skip(f"no mpiexec next to {sys.executable} (install the extra rnnkit[mpi])")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent / "src"), env.get("PYTHONPATH", "")])
-    return subprocess.run([str(mpiexec), "-n", str(n), sys.executable, str(WORKER), *map(str, args)],
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    return mpi_worker.launch(n, WORKER, *args, timeout=timeout)
 
 
 def test_two_ranks_equal_one_rank(tmp_path):

@@ -1,36 +1,45 @@
-"""Recurrent cells: one time step forward and its hand-written backward.
+"""Recurrent cells: one time step forward and its hand-written backward, compiled (numba).
 
-A cell knows nothing about time, layers, directions or padding; the generic
-loop in :mod:`rnnkit.scan` owns all of that.  Every cell works on the two
-pre-activations that the loop computes with BLAS:
+A cell knows nothing about time, layers, directions, threads or padding; the generic
+compiled loop in :mod:`rnnkit.scan` owns all of that and calls the cell's two compiled
+functions at every step (they are its first-class arguments).  Every cell works on the
+two pre-activations that the loop computes with BLAS:
 
     xw = x_t     @ W_ih.T + b_ih      (B, G*H)   input projection, all steps in one GEMM
     hw = h_{t-1} @ W_hh.T + b_hh      (B, G*H)   recurrent projection, one GEMM per step
 
 (for the RNN and LSTM, where a = xw + hw, the layer adds b_hh to xw once for all steps
-and hw has no bias; the GRU keeps b_hh in hw, since r multiplies its n block).
+and hw has no bias: ``dhw_is_dxw``; the GRU keeps b_hh in hw, since r multiplies its n block).
 
-The cell protocol (all arrays (B, .), preallocated by the loop, written in place):
+The cell protocol.  A cell class declares
 
-* ``forward(xw, hw, state_prev, state, cache)``: the cell writes the new ``state``
-  (h, and c for the LSTM) and its ``cache``.  The loop allots the cache: a field
-  ``gates`` is xw itself (the cell turns xw into its activated gates in place), a
-  field named like a state field is that field of the new state, any other field
-  is a (B, H) buffer of its own.
-* ``backward(d_state, cache, state_prev, d_xw, d_hw, d_state_prev)``: from
-  d_state = dL/d(state_t) (all paths) the cell writes ``d_xw`` = dL/d(xw_t),
-  ``d_hw`` = dL/d(hw_t) (the same array when ``dhw_is_dxw``), and the parts of
-  dL/d(state_{t-1}) that do not flow through W_hh: LSTM ``d_state_prev.c``;
-  GRU ``d_state_prev.h`` (its direct path z * h_prev, ``direct_h = True``).
-  The loop adds ``d_hw @ W_hh`` to ``d_state_prev.h`` itself.
+* ``State`` (a NamedTuple of (B, H) fields, h first), ``cache_fields`` (names of its own
+  per-step (B, H) buffers), ``keeps_gates`` (the activated gates, written over xw, are kept
+  for the backward), ``n_gates``, ``gate_names``, ``sigmoid_gates``, ``forget_gate``,
+  ``dhw_is_dxw``, ``direct_h`` (see below);
+* ``own_params(input_size, hidden_size)`` -> {name: shape} of parameters the cell owns beyond
+  weight_ih/weight_hh/bias_ih/bias_hh, and ``init_own(name, shape, rng, hidden_size)``
+  (none for the three cells here; a peephole or layer-normalised LSTM adds its own);
+* two compiled functions (:func:`kernels.stable_jit`), all arrays (B, .) C-contiguous views
+  the loop hands out, tuples in the declared field order:
+
+  ``step(xw, hw, p, prev, new, cache)``: xw holds the input projection on entry and the
+  activated gates on return; hw holds the recurrent projection; the cell writes the ``new``
+  state and its ``cache``.  ``p`` is the tuple of the cell's own parameters.
+
+  ``step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp)``: from
+  d_new = dL/d(state_t) (all paths) the cell writes d_xw = dL/d(xw_t), d_hw = dL/d(hw_t)
+  (the same array when ``dhw_is_dxw``), adds its own parameters' gradients into ``dp``, and
+  writes the parts of dL/d(state_{t-1}) that do not flow through W_hh: LSTM ``d_prev[1]``
+  (c); the GRU's h (its direct path z * h_prev, ``direct_h = True``).  The loop puts
+  ``d_hw @ W_hh`` into (or adds it to) ``d_prev[0]``.
 
 Caches hold *outputs* of the nonlinearities, so derivatives are formed from them:
-sigma' = s(1-s), tanh' = 1-tanh^2.  The fused elementwise loops live in
-:mod:`rnnkit.kernels`; transcendentals run as NumPy ufuncs over whole blocks, with
-sigma(a) = (1 + tanh(a/2)) / 2.
-
-Gate order is PyTorch's: RNN (a), LSTM (i, f, g, o), GRU (r, z, n).
-See docs/bptt.md for the derivation in these names.
+sigma' = s(1-s), tanh' = 1-tanh^2.  The activations are :func:`kernels.tanh_` and
+:func:`kernels.sigmoid_` (exact in float64, a <= 5e-7 approximation in float32).  Each
+step loops over batch rows and calls a row function on 1-D views (gate blocks as separate
+arrays), which LLVM vectorises.  Gate order is PyTorch's: RNN (a), LSTM (i, f, g, o),
+GRU (r, z, n).  See docs/bptt.md for the derivation in these names.
 """
 from __future__ import annotations
 
@@ -38,7 +47,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import kernels
+from .kernels import stable_jit, rowjit, sigmoid_, tanh_
 
 
 class HState(NamedTuple):
@@ -55,7 +64,7 @@ class LSTMState(NamedTuple):
 
 
 def sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Numerically safe logistic function, 0.5 * (1 + tanh(a / 2))."""
+    """Numerically safe logistic function, 0.5 * (1 + tanh(a / 2)) (NumPy, for the upper floors)."""
     out = np.multiply(a, 0.5, out=out)
     np.tanh(out, out=out)
     out += 1.0
@@ -63,12 +72,77 @@ def sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+class Cell:
+    """Defaults of the cell protocol (see the module docstring)."""
+
+    n_gates: int
+    gate_names: tuple
+    sigmoid_gates: tuple = ()
+    forget_gate: int | None = None  # block index of the forget gate (init sets its bias)
+    State: type = HState
+    cache_fields: tuple = ()
+    keeps_gates = True
+    dhw_is_dxw = True
+    direct_h = False
+    step = step_backward = None  # the compiled functions
+
+    def own_params(self, input_size: int, hidden_size: int) -> dict:
+        """{name: shape} of the parameters this cell owns beyond the four of every cell."""
+        return {}
+
+    def init_own(self, name: str, shape: tuple, rng: np.random.Generator, hidden_size: int) -> np.ndarray:
+        raise NotImplementedError(name)
+
+
 # ----------------------------------------------------------------------------- Elman RNN
-class RNNCache(NamedTuple):
-    h: np.ndarray  # (B, H) the new hidden state h = nonlinearity(a) (the state itself, not a copy)
+@rowjit
+def _rnn_row(a, ha, h, relu):
+    zero = h.dtype.type(0.0)
+    for j in range(h.shape[0]):
+        v = a[j] + ha[j]  # a = xw + hw
+        h[j] = max(v, zero) if relu else tanh_(v)
 
 
-class RNNCell:
+@rowjit
+def _rnn_backward_row(dh, h, da, relu):
+    one, zero = dh.dtype.type(1.0), dh.dtype.type(0.0)
+    for j in range(dh.shape[0]):  # tanh' = 1 - h^2, relu' = [h > 0]
+        da[j] = (dh[j] if h[j] > zero else zero) if relu else dh[j] * (one - h[j] * h[j])
+
+
+@stable_jit
+def rnn_tanh_step(xw, hw, p, prev, new, cache):
+    """h = tanh(xw + hw)."""
+    h = new[0]
+    for b in range(h.shape[0]):
+        _rnn_row(xw[b], hw[b], h[b], False)
+
+
+@stable_jit
+def rnn_relu_step(xw, hw, p, prev, new, cache):
+    """h = max(xw + hw, 0)."""
+    h = new[0]
+    for b in range(h.shape[0]):
+        _rnn_row(xw[b], hw[b], h[b], True)
+
+
+@stable_jit
+def rnn_tanh_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
+    """da = dh (1 - h^2) into d_xw (= d_hw)."""
+    dh, h = d_new[0], new[0]
+    for b in range(dh.shape[0]):
+        _rnn_backward_row(dh[b], h[b], d_xw[b], False)
+
+
+@stable_jit
+def rnn_relu_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
+    """da = dh [h > 0] into d_xw (= d_hw)."""
+    dh, h = d_new[0], new[0]
+    for b in range(dh.shape[0]):
+        _rnn_backward_row(dh[b], h[b], d_xw[b], True)
+
+
+class RNNCell(Cell):
     """Elman cell (the seed's h_t = tanh(U x_t + V h_{t-1} + b_h)).
 
     a = xw + hw ;  h = tanh(a)   (or relu(a))
@@ -76,38 +150,105 @@ class RNNCell:
 
     n_gates = 1
     gate_names = ("a",)  # gate_activations() gives h = nonlinearity(a) for this block
-    sigmoid_gates = ()
-    forget_gate = None  # block index of the forget gate (none here)
-    State = HState
-    Cache = RNNCache
-    dhw_is_dxw = True  # a = xw + hw, so d_hw == d_xw
-    direct_h = False
+    keeps_gates = False  # its backward needs only h
 
     def __init__(self, nonlinearity: str = "tanh"):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        self.relu = nonlinearity == "relu"
-
-    def forward(self, xw, hw, state_prev: HState, state: HState, cache: RNNCache) -> None:
-        a = np.add(xw, hw, out=state.h)
-        if self.relu:
-            np.maximum(a, 0.0, out=a)
-        else:
-            np.tanh(a, out=a)
-
-    def backward(self, d_state: HState, cache: RNNCache, state_prev: HState, d_xw, d_hw, d_state_prev) -> None:
-        # da = dh * tanh'(a) = dh (1 - h^2)  (relu: dh [a > 0]); a = xw + hw: both receive da
-        kernels.rnn_backward(d_state.h, cache.h, d_xw, self.relu)
+        relu = nonlinearity == "relu"
+        self.step = rnn_relu_step if relu else rnn_tanh_step
+        self.step_backward = rnn_relu_step_backward if relu else rnn_tanh_step_backward
 
 
 # ----------------------------------------------------------------------------- LSTM
-class LSTMCache(NamedTuple):
-    gates: np.ndarray  # (B, 4H) activated i, f, g, o
-    tanh_c: np.ndarray  # (B, H) tanh(c_t)
+@rowjit
+def _sigmoid_of_sum(a, w):
+    """a <- sigma(a + w) (a gate block: xw + hw, activated in place)."""
+    for j in range(a.shape[0]):
+        a[j] = sigmoid_(a[j] + w[j])
 
 
-class LSTMCell:
+@rowjit
+def _tanh_of_sum(a, w):
+    """a <- tanh(a + w)."""
+    for j in range(a.shape[0]):
+        a[j] = tanh_(a[j] + w[j])
+
+
+@rowjit
+def _lstm_cell_row(i, f, g, c_prev, c):
+    for j in range(c.shape[0]):
+        c[j] = f[j] * c_prev[j] + i[j] * g[j]
+
+
+@rowjit
+def _lstm_hidden_row(o, c, tanh_c, h):
+    for j in range(h.shape[0]):
+        tanh_c[j] = tanh_(c[j])
+        h[j] = o[j] * tanh_c[j]
+
+
+@stable_jit
+def lstm_step(xw, hw, p, prev, new, cache):
+    """i, f, g, o = sigma, sigma, tanh, sigma of xw + hw; c = f c_prev + i g; h = o tanh(c)."""
+    c_prev, h, c, tanh_c = prev[1], new[0], new[1], cache[0]
+    H = h.shape[1]
+    for b in range(h.shape[0]):  # loops over few arrays each: LLVM vectorises them
+        a, w = xw[b], hw[b]
+        i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
+        _sigmoid_of_sum(a[: 2 * H], w[: 2 * H])  # i, f = sigma(a_i), sigma(a_f)
+        _tanh_of_sum(g, w[2 * H : 3 * H])  # g = tanh(a_g)
+        _sigmoid_of_sum(o, w[3 * H :])  # o = sigma(a_o)
+        _lstm_cell_row(i, f, g, c_prev[b], c[b])  # c = f * c_prev + i * g
+        _lstm_hidden_row(o, c[b], tanh_c[b], h[b])  # h = o * tanh(c)
+
+
+@rowjit
+def _lstm_dc_row(dh, dc, o, tanh_c, dc_t):
+    one = dh.dtype.type(1.0)
+    for j in range(dh.shape[0]):
+        dc_t[j] = dh[j] * o[j] * (one - tanh_c[j] * tanh_c[j]) + dc[j]  # h = o tanh(c): dh/dc = o (1 - tanh(c)^2)
+
+
+@rowjit
+def _lstm_gates_backward_row(dc_t, i, f, g, c_prev, di, df, dg):
+    one = dc_t.dtype.type(1.0)
+    for j in range(dc_t.shape[0]):
+        di[j] = dc_t[j] * g[j] * (i[j] * (one - i[j]))  # di = dc g ; sigma' = i (1 - i)
+        df[j] = dc_t[j] * c_prev[j] * (f[j] * (one - f[j]))  # df = dc c_prev
+        dg[j] = dc_t[j] * i[j] * (one - g[j] * g[j])  # dg = dc i ; tanh' = 1 - g^2
+
+
+@rowjit
+def _lstm_output_backward_row(dh, o, tanh_c, do):
+    one = dh.dtype.type(1.0)
+    for j in range(dh.shape[0]):
+        do[j] = dh[j] * tanh_c[j] * (o[j] * (one - o[j]))  # do = dh tanh(c)
+
+
+@rowjit
+def _scale_row(a, f):
+    for j in range(a.shape[0]):
+        a[j] *= f[j]
+
+
+@stable_jit
+def lstm_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
+    """(dh, dc) -> da = d(a_i, a_f, a_g, a_o) into d_xw (= d_hw), dc_prev into d_prev[1]."""
+    dh, dc, c_prev, tanh_c, dc_prev = d_new[0], d_new[1], prev[1], cache[0], d_prev[1]
+    H = dh.shape[1]
+    for b in range(dh.shape[0]):
+        g, d = gates[b], d_xw[b]
+        dc_t = dc_prev[b]  # dc_t is formed in the dc_prev row, which becomes dc_t * f at the end
+        _lstm_dc_row(dh[b], dc[b], g[3 * H :], tanh_c[b], dc_t)  # dc = dh o (1 - tanh(c)^2) + dc_next
+        _lstm_gates_backward_row(dc_t, g[:H], g[H : 2 * H], g[2 * H : 3 * H], c_prev[b], d[:H], d[H : 2 * H],
+                                 d[2 * H : 3 * H])
+        _lstm_output_backward_row(dh[b], g[3 * H :], tanh_c[b], d[3 * H :])
+        _scale_row(dc_t, g[H : 2 * H])  # dc_prev = dc f (dc/dc_prev = f)
+
+
+class LSTMCell(Cell):
     """LSTM cell, the seed's equations with W_* . [h_{t-1}, x_t] split into W_ih, W_hh.
 
     a = xw + hw                        (B, 4H), blocks i, f, g, o
@@ -119,36 +260,76 @@ class LSTMCell:
     n_gates = 4
     gate_names = ("i", "f", "g", "o")
     sigmoid_gates = ("i", "f", "o")
-    forget_gate = 1  # block index of f (init sets its bias)
+    forget_gate = 1
     State = LSTMState
-    Cache = LSTMCache
-    dhw_is_dxw = True  # a = xw + hw, so d_hw == d_xw
-    direct_h = False
-
-    def forward(self, xw, hw, state_prev: LSTMState, state: LSTMState, cache: LSTMCache) -> None:
-        gates = cache.gates  # is xw: the gates are formed in place
-        H = state.h.shape[-1]
-        kernels.lstm_preact(gates, hw)  # a = xw + hw; a/2 on the sigmoid blocks i, f, o
-        np.tanh(gates, out=gates)
-        kernels.lstm_cell_state(gates, state_prev.c, state.c)  # i, f, o = sigma; c = f*c_prev + i*g
-        np.tanh(state.c, out=cache.tanh_c)
-        np.multiply(gates[:, 3 * H :], cache.tanh_c, out=state.h)  # h = o * tanh(c)
-
-    def backward(self, d_state: LSTMState, cache: LSTMCache, state_prev: LSTMState, d_xw, d_hw,
-                 d_state_prev) -> None:
-        # dc = dh o (1 - tanh(c)^2) + dc_next ; di = dc g i(1-i) ; df = dc c_prev f(1-f) ;
-        # dg = dc i (1-g^2) ; do = dh tanh(c) o(1-o) ; dc_prev = dc f   (see kernels.lstm_backward)
-        kernels.lstm_backward(d_state.h, d_state.c, cache.gates, cache.tanh_c, state_prev.c, d_xw,
-                              d_state_prev.c)
+    cache_fields = ("tanh_c",)  # tanh(c_t)
+    step, step_backward = staticmethod(lstm_step), staticmethod(lstm_step_backward)
 
 
 # ----------------------------------------------------------------------------- GRU
-class GRUCache(NamedTuple):
-    gates: np.ndarray  # (B, 3H) activated r, z, n
-    hn: np.ndarray  # (B, H) W_hn h_prev + b_hn (the part r multiplies)
+@rowjit
+def _gru_candidate_row(r, n, hn_w, hn):
+    for j in range(n.shape[0]):
+        hn[j] = hn_w[j]  # kept: W_hn h_prev + b_hn, the part r multiplies
+        n[j] = tanh_(n[j] + r[j] * hn_w[j])
 
 
-class GRUCell:
+@rowjit
+def _gru_hidden_row(z, n, h_prev, h):
+    for j in range(h.shape[0]):
+        h[j] = n[j] + z[j] * (h_prev[j] - n[j])  # (1 - z) n + z h_prev
+
+
+@stable_jit
+def gru_step(xw, hw, p, prev, new, cache):
+    """r, z = sigma(x_rz + h_rz); n = tanh(xn + r hn); h = (1 - z) n + z h_prev."""
+    h_prev, h, hn = prev[0], new[0], cache[0]
+    H = h.shape[1]
+    for b in range(h.shape[0]):  # loops over few arrays each: LLVM vectorises them
+        a, w = xw[b], hw[b]
+        _sigmoid_of_sum(a[: 2 * H], w[: 2 * H])  # r, z = sigma(xr + hr), sigma(xz + hz)
+        _gru_candidate_row(a[:H], a[2 * H :], w[2 * H :], hn[b])  # n = tanh(xn + r hn)
+        _gru_hidden_row(a[H : 2 * H], a[2 * H :], h_prev[b], h[b])  # h = (1 - z) n + z h_prev
+
+
+@rowjit
+def _gru_n_backward_row(dh, r, z, n, hn, dx_r, dx_n, dw_n):
+    one = dh.dtype.type(1.0)
+    for j in range(dh.shape[0]):
+        dan = dh[j] * (one - z[j]) * (one - n[j] * n[j])  # dh/dn = 1 - z ; tanh' = 1 - n^2
+        dx_n[j] = dan
+        dw_n[j] = dan * r[j]  # d(hn) = dan r
+        dx_r[j] = dan * hn[j] * (r[j] * (one - r[j]))  # dr = dan hn ; sigma'
+
+
+@rowjit
+def _gru_z_backward_row(dh, z, n, h_prev, dx_z, dh_prev):
+    one = dh.dtype.type(1.0)
+    for j in range(dh.shape[0]):
+        dx_z[j] = dh[j] * (h_prev[j] - n[j]) * (z[j] * (one - z[j]))  # dh/dz = h_prev - n ; sigma'
+        dh_prev[j] = dh[j] * z[j]  # dh/dh_prev (direct path) = z
+
+
+@rowjit
+def _copy_row(src, dst):
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@stable_jit
+def gru_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
+    """dh -> d_xw, d_hw, and the direct dh_prev = z dh into d_prev[0]."""
+    dh, hn, h_prev, dh_prev = d_new[0], cache[0], prev[0], d_prev[0]
+    H = dh.shape[1]
+    for b in range(dh.shape[0]):
+        g, dx, dw = gates[b], d_xw[b], d_hw[b]
+        r, z, n = g[:H], g[H : 2 * H], g[2 * H :]
+        _gru_n_backward_row(dh[b], r, z, n, hn[b], dx[:H], dx[2 * H :], dw[2 * H :])
+        _gru_z_backward_row(dh[b], z, n, h_prev[b], dx[H : 2 * H], dh_prev[b])
+        _copy_row(dx[: 2 * H], dw[: 2 * H])  # r and z enter as xw + hw: d_hw = d_xw on those blocks
+
+
+class GRUCell(Cell):
     """GRU cell in PyTorch's formulation.
 
     r = sigma(xr + hr)   z = sigma(xz + hz)   n = tanh(xn + r * hn)
@@ -159,23 +340,8 @@ class GRUCell:
     n_gates = 3
     gate_names = ("r", "z", "n")
     sigmoid_gates = ("r", "z")
-    forget_gate = 1  # z keeps h_prev, the GRU's forget-like gate (init sets its bias)
-    State = HState
-    Cache = GRUCache
+    forget_gate = 1  # z keeps h_prev, the GRU's forget-like gate
+    cache_fields = ("hn",)
     dhw_is_dxw = False  # n = tanh(xn + r * hn): d_hn != d_xn
     direct_h = True  # h = ... + z * h_prev bypasses W_hh
-
-    def forward(self, xw, hw, state_prev: HState, state: HState, cache: GRUCache) -> None:
-        gates = cache.gates  # is xw: the gates are formed in place
-        H = state.h.shape[-1]
-        kernels.gru_preact(gates, hw)  # (xr + hr)/2, (xz + hz)/2
-        np.tanh(gates[:, : 2 * H], out=gates[:, : 2 * H])
-        kernels.gru_candidate(gates, hw, cache.hn)  # r, z = sigma; n-block = xn + r * hn
-        np.tanh(gates[:, 2 * H :], out=gates[:, 2 * H :])  # n
-        kernels.gru_hidden(gates, state_prev.h, state.h)  # h = (1-z)*n + z*h_prev
-
-    def backward(self, d_state: HState, cache: GRUCache, state_prev: HState, d_xw, d_hw, d_state_prev) -> None:
-        # dan = dh (1-z)(1-n^2) ; d_hn = dan r ; dr = dan hn r(1-r) ; dz = dh (h_prev - n) z(1-z) ;
-        # direct dh_prev = dh z   (see kernels.gru_backward)
-        kernels.gru_backward(d_state.h, cache.gates, cache.hn, state_prev.h, d_xw, d_hw, d_state_prev.h)
-
+    step, step_backward = staticmethod(gru_step), staticmethod(gru_step_backward)

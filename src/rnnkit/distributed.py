@@ -63,6 +63,7 @@ from .errors import UserError
 # Open MPI, PMIx).  Only these decide whether mpi4py is imported at all.
 SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
 RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+ABORT_GRACE_S = 0.5  # guard(): seconds between printing an error and MPI_Abort (so mpiexec relays it)
 
 
 @dataclass
@@ -235,11 +236,22 @@ class Communicator:
     def agree(self, flag: bool) -> bool:
         """True on every rank if ``flag`` is True on any rank (an Allreduce of a flag; a
         barrier).  For decisions between steps: Ctrl-C, time limit, early stopping."""
+        return self.max(1.0 if flag else 0.0) > 0
+
+    def max(self, value: float) -> float:
+        """The largest ``value`` over the ranks, on every rank (e.g. the exit code of a stop signal)."""
+        return self._reduce(value, "MAX")
+
+    def total(self, value: float) -> float:
+        """The sum of ``value`` over the ranks, on every rank (e.g. a batch's items from each rank's shard)."""
+        return self._reduce(value, "SUM")
+
+    def _reduce(self, value: float, op: str) -> float:
         if self.size == 1:
-            return bool(flag)
-        a = np.array([1.0 if flag else 0.0])
-        self._comm.Allreduce(self._mpi().IN_PLACE, a, op=self._mpi().MAX)
-        return bool(a[0] > 0)
+            return float(value)
+        a = np.array([float(value)])
+        self._comm.Allreduce(self._mpi().IN_PLACE, a, op=getattr(self._mpi(), op))
+        return float(a[0])
 
     def gather_shards(self, array: np.ndarray, n_items: int, axis: int = 1) -> np.ndarray:
         """The whole batch from every rank's shard: ``array`` holds this rank's ``shard(n_items)``
@@ -295,9 +307,11 @@ class Communicator:
             if self.size == 1 or isinstance(e, SystemExit) and e.code in (0, None):
                 raise
             user = isinstance(e, (UserError, SystemExit))
-            if not user:  # a bug: keep its traceback
-                traceback.print_exc()
-            print(f"rnnkit: error on MPI rank {self.rank} of {self.size}: {type(e).__name__}: {e}; "
-                  f"aborting all ranks", file=sys.stderr, flush=True)
+            text = "" if user else traceback.format_exc()  # a bug: keep its traceback
+            text += (f"rnnkit: error on MPI rank {self.rank} of {self.size}: {type(e).__name__}: {e}; "
+                     f"aborting all ranks\n")
+            sys.stderr.write(text)  # one write, then time for the launcher to forward it: MPI_Abort
+            sys.stderr.flush()  # kills the processes that relay the ranks' output
+            time.sleep(ABORT_GRACE_S)
             self._comm.Abort(2 if user else 1)
             os._exit(2 if user else 1)  # not reached: MPI_Abort ends the process

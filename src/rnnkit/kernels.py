@@ -1,177 +1,135 @@
-"""Numba-compiled elementwise work of one time step, for the cells in :mod:`rnnkit.cells`.
+"""Compiled scalar and elementwise primitives that the cells' step functions are built from.
 
-Why: a time step of an LSTM is ~20 small elementwise operations; as separate NumPy calls
-each costs ~1 µs of call overhead, which dominates small shapes.  Each kernel here fuses
-a run of them into one compiled loop over (b, j) that reads like the equations.
-The transcendentals stay in NumPy (``np.tanh`` over whole blocks is SIMD-vectorised;
-numba's scalar tanh/exp is not), using sigma(a) = (1 + tanh(a/2)) / 2: the ``*_preact``
-kernels halve the sigmoid pre-activations, ``np.tanh`` runs over the block, and the next
-kernel finishes sigma = half + half * tanh(a/2).  Halving is exact in binary floating point.
+* ``tanh_(x)``, ``sigmoid_(x)``: the activations, chosen by the type of ``x`` when numba
+  compiles the caller.  float64: exact libm ``math.tanh`` (PyTorch-equal to 1e-10).
+  float32: Eigen's rational approximation of tanh (``generic_fast_tanh_float``: clamp to
+  +-7.905, odd 13th-degree numerator over even 6th-degree denominator), plain arithmetic
+  that LLVM vectorises (numba has no SVML here, so ``math.tanh`` is a scalar libm call,
+  5-7x slower); max abs error <= 5e-7 (tested over a dense float32 grid).
+  sigma(x) = 1/2 + tanh(x/2)/2 in both (halving is exact).
+* ``add_bias``, ``add_biases``: a bias added to every row of a projection.
+* ``all_finite``: the NaN/inf check of small inputs.
+* :func:`stable_jit`: the compiler of the cells' step functions (the time loops of
+  :mod:`rnnkit.scan` are compiled around them, cached on disk).
 
-The step kernels' arrays are 2-D (B, ·) (the ``_row`` helpers get 1-D rows of them), C-contiguous, float32 or float64 (one compiled version per
-dtype, cached on disk by ``cache=True``).  Gate blocks are PyTorch's: LSTM (i, f, g, o),
-GRU (r, z, n), each H columns wide.  Backward kernels form every derivative from cached
-*outputs*: sigma' = s(1 - s), tanh' = 1 - t^2.  No fastmath: results are IEEE-exact in the
-order written, so float64 matches PyTorch to 1e-10.  Constants are typed like the
+No fastmath: results are IEEE in the order written.  Constants are typed like the
 arrays (``x.dtype.type(0.5)``): a float64 literal would promote every float32 product.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
+import math
+
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
-jit = njit(cache=True, nogil=True)
-rowjit = njit(cache=True, nogil=True, inline="always")
-"""For the per-row loops: the row kernels work on 1-D views of one batch row (gate blocks as
-separate arrays), which LLVM vectorises; the same loop over 2-D (b, j) indices stays scalar
-(measured 2-3x slower for the LSTM backward at B=16..32, H=64..128)."""
-
-
-# ----------------------------------------------------------------------------- LSTM
-@jit
-def lstm_preact(a, hw):
-    """a <- a + hw, halved on the sigmoid blocks i, f, o (a holds xw on entry)."""
-    B, G = a.shape
-    half = a.dtype.type(0.5)
-    H = G // 4
-    for b in range(B):
-        for k in range(2 * H):  # i, f
-            a[b, k] = half * (a[b, k] + hw[b, k])
-        for k in range(2 * H, 3 * H):  # g
-            a[b, k] = a[b, k] + hw[b, k]
-        for k in range(3 * H, G):  # o
-            a[b, k] = half * (a[b, k] + hw[b, k])
+@functools.lru_cache(maxsize=None)
+def _source_hash(path: str) -> str:
+    h = hashlib.sha256()
+    for p in sorted({path, __file__}):
+        with open(p, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:20]
 
 
-@jit
-def lstm_cell_state(gates, c_prev, c):
-    """gates: tanh(a/2) for i, f, o and tanh(a_g) for g on entry -> activated i, f, g, o.
+def _stable(decorator):
+    """``decorator`` (an ``njit``), plus a stable name for the compiled function.
 
-    c = f * c_prev + i * g
+    The time loops are compiled around the cells' step functions (closures over them, see
+    :func:`rnnkit.scan.compiled_loops`); numba keys a cached closure by the pickled values it
+    closes over, and a compiled function pickles with its dispatcher's uuid and those of the
+    compiled functions it calls, random per process, so the loops would recompile in every
+    run.  The uuid is set here from the function's name and a hash of the source files it
+    and this module live in: stable across runs, and new when either file changes (numba's
+    cache does not notice changes in called functions itself).
     """
-    H = c.shape[1]
-    for b in range(c.shape[0]):  # per row on 1-D gate views: lets LLVM vectorise the loop
-        row = gates[b]
-        _lstm_cell_state_row(row[:H], row[H : 2 * H], row[2 * H : 3 * H], row[3 * H :], c_prev[b], c[b])
+
+    def apply(py_func):
+        d = decorator(py_func)
+        d._set_uuid(f"{py_func.__module__}.{py_func.__qualname__}.{_source_hash(inspect.getsourcefile(py_func))}")
+        return d
+
+    return apply
 
 
-@rowjit
-def _lstm_cell_state_row(i, f, g, o, c_prev, c):
-    half = i.dtype.type(0.5)
-    for j in range(c.shape[0]):
-        i[j] = half + half * i[j]  # sigma(a) = (1 + tanh(a/2)) / 2
-        f[j] = half + half * f[j]
-        o[j] = half + half * o[j]
-        c[j] = f[j] * c_prev[j] + i[j] * g[j]
+jit = _stable(njit(cache=True, nogil=True, error_model="numpy"))
+"""numba's default (Python) error model checks every float division for zero, a branch that
+keeps LLVM from vectorising a loop; "numpy" gives IEEE inf/nan instead."""
+rowjit = _stable(njit(cache=True, nogil=True, error_model="numpy", inline="always"))
+"""For per-row loops: 1-D views of one batch row (gate blocks as separate arrays) let LLVM
+vectorise the loop; the same loop over 2-D (b, j) indices stays scalar."""
+stable_jit = jit
+"""The compiler of the cells' step functions (an alias of ``jit``, whose names are stable)."""
+
+TANH_CLAMP = 7.90531110763549805
+"""|x| beyond which the float32 tanh returns the clamped value's (which rounds to +-1)."""
+_TANH_P = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
+           -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)  # x^1, x^3, ..., x^13
+_TANH_Q = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)  # x^0..x^6
 
 
-@jit
-def lstm_backward(dh, dc, gates, tanh_c, c_prev, da, dc_prev):
-    """dh: dL/dh_t (all paths), dc: dL/dc_t from step t+1 -> da = dL/d(a_i, a_f, a_g, a_o), dc_prev = dL/dc_{t-1} via c."""
-    H = dh.shape[1]
-    for b in range(dh.shape[0]):  # per row on 1-D gate views: lets LLVM vectorise the loop
-        g, d = gates[b], da[b]
-        _lstm_backward_row(dh[b], dc[b], g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :], tanh_c[b], c_prev[b],
-                           d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :], dc_prev[b])
+def tanh_(x):
+    """tanh(x): exact for float64, Eigen's rational approximation for float32 (see module doc)."""
+    return math.tanh(x)
 
 
-@rowjit
-def _lstm_backward_row(dh, dc, i, f, g, o, tanh_c, c_prev, di, df, dg, do, dc_prev):
-    one = dh.dtype.type(1.0)
-    for j in range(dh.shape[0]):
-        tc = tanh_c[j]
-        dc_t = dh[j] * o[j] * (one - tc * tc) + dc[j]  # h = o tanh(c): dh/dc = o (1 - tanh(c)^2)
-        di[j] = dc_t * g[j] * (i[j] * (one - i[j]))  # di = dc g ; sigma' = i (1 - i)
-        df[j] = dc_t * c_prev[j] * (f[j] * (one - f[j]))  # df = dc c_prev
-        dg[j] = dc_t * i[j] * (one - g[j] * g[j])  # dg = dc i ; tanh' = 1 - g^2
-        do[j] = dh[j] * tc * (o[j] * (one - o[j]))  # do = dh tanh(c)
-        dc_prev[j] = dc_t * f[j]  # dc/dc_prev = f
+@overload(tanh_, inline="always")
+def _tanh_impl(x):
+    if x != types.float32:
+        return lambda x: math.tanh(x)
+    f = np.float32
+    c, (p1, p3, p5, p7, p9, p11, p13), (q0, q2, q4, q6) = f(TANH_CLAMP), map(f, _TANH_P), map(f, _TANH_Q)
+
+    def fast_tanh(x):  # x p(x^2) / q(x^2), Horner in x^2
+        x = min(max(x, -c), c)
+        x2 = x * x
+        p = x * (x2 * (x2 * (x2 * (x2 * (x2 * (x2 * p13 + p11) + p9) + p7) + p5) + p3) + p1)
+        q = x2 * (x2 * (x2 * q6 + q4) + q2) + q0
+        return p / q
+
+    return fast_tanh
 
 
-# ----------------------------------------------------------------------------- GRU
-@jit
-def gru_preact(a, hw):
-    """a[:, r|z] <- (xw + hw) / 2 on the sigmoid blocks r, z (a holds xw on entry)."""
-    B, G = a.shape
-    half = a.dtype.type(0.5)
-    H = G // 3
-    for b in range(B):
-        for k in range(2 * H):
-            a[b, k] = half * (a[b, k] + hw[b, k])
+def sigmoid_(x):
+    """sigma(x) = 1/2 + tanh(x/2)/2 with :func:`tanh_` (exact for float64, approximate for float32)."""
+    return 0.5 + 0.5 * math.tanh(0.5 * x)
 
 
-@jit
-def gru_candidate(gates, hw, hn):
-    """gates: tanh(a/2) for r, z on entry -> r, z; n-block <- xn + r * hn (pre-activation); hn kept."""
-    H = hn.shape[1]
-    for b in range(hn.shape[0]):  # per row on 1-D gate views: lets LLVM vectorise the loop
-        g = gates[b]
-        _gru_candidate_row(g[:H], g[H : 2 * H], g[2 * H :], hw[b, 2 * H :], hn[b])
-
-
-@rowjit
-def _gru_candidate_row(r, z, n, hw_n, hn):
-    half = r.dtype.type(0.5)
-    for j in range(r.shape[0]):
-        r[j] = half + half * r[j]  # sigma(a) = (1 + tanh(a/2)) / 2
-        z[j] = half + half * z[j]
-        hn[j] = hw_n[j]
-        n[j] = n[j] + r[j] * hn[j]
-
-
-@jit
-def gru_hidden(gates, h_prev, h):
-    """h = (1 - z) * n + z * h_prev, written n + z * (h_prev - n)."""
-    B, H = h.shape
-    for b in range(B):
-        for j in range(H):
-            z = gates[b, H + j]
-            n = gates[b, 2 * H + j]
-            h[b, j] = n + z * (h_prev[b, j] - n)
-
-
-@jit
-def gru_backward(dh, gates, hn, h_prev, d_xw, d_hw, dh_prev):
-    """dh = dL/dh_t -> d_xw, d_hw (dL/d of the two projections), dh_prev = direct part z * dh."""
-    H = dh.shape[1]
-    for b in range(dh.shape[0]):  # per row on 1-D gate views: lets LLVM vectorise the loop
-        g, dx, dw = gates[b], d_xw[b], d_hw[b]
-        _gru_backward_row(dh[b], g[:H], g[H : 2 * H], g[2 * H :], hn[b], h_prev[b],
-                          dx[:H], dx[H : 2 * H], dx[2 * H :], dw[:H], dw[H : 2 * H], dw[2 * H :], dh_prev[b])
-
-
-@rowjit
-def _gru_backward_row(dh, r, z, n, hn, h_prev, dx_r, dx_z, dx_n, dw_r, dw_z, dw_n, dh_prev):
-    one = dh.dtype.type(1.0)
-    for j in range(dh.shape[0]):
-        dan = dh[j] * (one - z[j]) * (one - n[j] * n[j])  # dh/dn = 1 - z ; tanh' = 1 - n^2
-        dx_n[j] = dan
-        dw_n[j] = dan * r[j]  # d(hn) = dan r
-        dr = dan * hn[j] * (r[j] * (one - r[j]))  # dr = dan hn ; sigma'
-        dx_r[j] = dr
-        dw_r[j] = dr
-        dz = dh[j] * (h_prev[j] - n[j]) * (z[j] * (one - z[j]))  # dh/dz = h_prev - n ; sigma'
-        dx_z[j] = dz
-        dw_z[j] = dz
-        dh_prev[j] = dh[j] * z[j]  # dh/dh_prev (direct path) = z
-
-
-# ----------------------------------------------------------------------------- Elman RNN
-@jit
-def rnn_backward(dh, h, da, relu):
-    """da = dh * nonlinearity'(a), from h: tanh' = 1 - h^2, relu' = [h > 0]."""
-    B, H = dh.shape
-    one = dh.dtype.type(1.0)
-    zero = dh.dtype.type(0.0)
-    for b in range(B):
-        for j in range(H):
-            if relu:
-                da[b, j] = dh[b, j] if h[b, j] > zero else zero
-            else:
-                da[b, j] = dh[b, j] * (one - h[b, j] * h[b, j])
+@overload(sigmoid_, inline="always")
+def _sigmoid_impl(x):
+    half = np.float32(0.5) if x == types.float32 else 0.5
+    return lambda x: half + half * tanh_(half * x)
 
 
 # ----------------------------------------------------------------------------- projections
+SMALL_GEMM = 1_000_000
+"""Multiply-adds (M N K) up to which OpenBLAS runs a GEMM with its small-matrix kernels, which
+need the other operand order: then ``h @ W.T`` is up to 3x faster from a contiguous copy of
+W.T and ``d @ W`` from W itself; above, the opposite orders are 10-20% faster (measured with
+one thread, B x H x G from 8 x 64 x 256 to 128 x 512 x 2048)."""
+
+
+@rowjit
+def times_wt(h, W, WT, out):
+    """out = h @ W.T for the recurrent GEMM; W (G, H) and its contiguous transpose WT (H, G)."""
+    if h.shape[0] * W.shape[0] * W.shape[1] <= SMALL_GEMM:
+        np.dot(h, WT, out)
+    else:
+        np.dot(h, W.T, out)
+
+
+@rowjit
+def times_w(d, W, WT, out):
+    """out = d @ W (the recurrent GEMM's backward), from W or WT, as :func:`times_wt`."""
+    if d.shape[0] * W.shape[0] * W.shape[1] <= SMALL_GEMM:
+        np.dot(d, W, out)
+    else:
+        np.dot(d, WT.T, out)
+
+
 @jit
 def add_bias(a, b):
     """a[r, k] += b[k] for every row r of a (R, G): a bias added to a projection in place.

@@ -8,13 +8,18 @@ PyTorch order), so weights move to and from ``torch.nn`` without transposes.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
+from . import kernels
 from ._checks import check_array, check_lengths
 from .cells import GRUCell, LSTMCell, LSTMState, RNNCell
-from . import kernels
+from .init import init_weights
 from .module import Module
-from .scan import step_cache, reuse_empty, scan_backward, scan_forward, scan_step
+from .scan import absent, compiled_loops, reuse_empty, scan_backward, scan_forward
+from .tape import LayerTape, Tape
+from .threads import LayerBusyError, available_cores, exclusive, plan, run_jobs  # noqa: F401  (re-exported)
 
 _DTYPES = (np.float32, np.float64)
 
@@ -79,18 +84,27 @@ class Recurrent(Module):
         self.bias = bool(bias)
         self.init = init
         self.forget_bias = forget_bias
-        self._params, self._grads = {}, {}
-        self._init_params(as_rng(seed))
+        if forget_bias is not None and self.cell.forget_gate is None:
+            raise ValueError(f"forget_bias: {type(self).__name__} has no forget gate")
+        self._params = {n: np.ascontiguousarray(v, dtype=self.dtype) for n, v in init_weights(
+            self.cell, self.input_size, self.hidden_size, self.num_layers, self.num_directions, init, forget_bias,
+            self.bias, as_rng(seed), self._suffix).items()}
+        self._grads = {n: np.zeros_like(v) for n, v in self._params.items()}
         self._weight_names = [  # per (layer, direction), index l*D + d: the keys, formatted once
             tuple(n + self._suffix(layer, d) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             for layer in range(self.num_layers) for d in range(self.num_directions)
         ]
-        self._step_weights = [  # per layer, forward direction: (W_ih.T, W_hh.T, b_ih, b_hh) views for step()
-            (W_ih.T, W_hh.T, b_ih, b_hh) for W_ih, W_hh, b_ih, b_hh in
-            (self._weights(layer, 0) for layer in range(self.num_layers))
-        ]  # views of the parameter arrays, which are only ever updated in place
+        self._own_names = [  # per (layer, direction): the names of the cell's own parameters
+            tuple(n + self._suffix(layer, d) for n in self.cell.own_params(self.input_size, self.hidden_size))
+            for layer in range(self.num_layers) for d in range(self.num_directions)
+        ]
+        self._step_args = tuple(self._step_weights(layer) for layer in range(self.num_layers))
         self._tape = None
         self._workspace = [{} for _ in self._weight_names]  # per (layer, direction): scan buffers kept between calls
+        self._busy = threading.Lock()
+        self.cores = available_cores()
+        """Cores the loops may use (the thread policy, :mod:`rnnkit.threads`); 1 runs everything on
+        the calling thread."""
 
     # ------------------------------------------------------------------ parameters
     def _suffix(self, layer: int, direction: int) -> str:
@@ -102,37 +116,21 @@ class Recurrent(Module):
         p = self._params
         return p[w_ih], p[w_hh], p.get(b_ih), p.get(b_hh)
 
-    def _init_params(self, rng: np.random.Generator) -> None:
-        H, G, D = self.hidden_size, self.cell.n_gates, self.num_directions
-        forget = self.cell.forget_gate  # gate block index, or None
-        if self.forget_bias is not None and forget is None:
-            raise ValueError(f"forget_bias: {type(self).__name__} has no forget gate")
-        for layer in range(self.num_layers):
-            I = self.input_size if layer == 0 else H * D
-            for d in range(D):
-                s = self._suffix(layer, d)
-                if self.init == "pytorch":
-                    k = 1.0 / np.sqrt(H)
-                    W_ih = rng.uniform(-k, k, (G * H, I))
-                    W_hh = rng.uniform(-k, k, (G * H, H))
-                    b_ih = rng.uniform(-k, k, G * H)
-                    b_hh = rng.uniform(-k, k, G * H)
-                else:
-                    lim = np.sqrt(6.0 / (I + H))
-                    W_ih = rng.uniform(-lim, lim, (G * H, I))
-                    W_hh = np.concatenate([_orthogonal(rng, H) for _ in range(G)])
-                    b_ih, b_hh = np.zeros(G * H), np.zeros(G * H)
-                    if forget is not None:
-                        b_ih[forget * H : (forget + 1) * H] = 1.0
-                if self.forget_bias is not None:
-                    b_ih[forget * H : (forget + 1) * H] = self.forget_bias
-                    b_hh[forget * H : (forget + 1) * H] = 0.0
-                named = {"weight_ih": W_ih, "weight_hh": W_hh}
-                if self.bias:
-                    named.update(bias_ih=b_ih, bias_hh=b_hh)
-                for n, v in named.items():
-                    self._params[n + s] = np.ascontiguousarray(v, dtype=self.dtype)
-                    self._grads[n + s] = np.zeros_like(self._params[n + s])
+    def _own(self, k: int, grads: bool = False) -> tuple:
+        """The cell's own parameters (or their gradients) of (layer, direction) index k."""
+        d = self._grads if grads else self._params
+        return tuple(d[n] for n in self._own_names[k])
+
+    def _step_weights(self, layer: int) -> tuple:
+        """(W_ih, bias of xw, second bias of xw, W_hh, bias of hw, own parameters) for the loops'
+        ``step`` (absent biases: size 0), forward direction."""
+        W_ih, W_hh, b_ih, b_hh = self._weights(layer, 0)
+        own, none = self._own(layer * self.num_directions), absent(self.dtype, 1)
+        if b_ih is None:
+            return W_ih, none, none, W_hh, none, own
+        if self.cell.dhw_is_dxw:
+            return W_ih, b_ih, b_hh, W_hh, none, own
+        return W_ih, b_ih, none, W_hh, b_hh, own
 
     # ------------------------------------------------------------------ state format
     def _is_lstm(self) -> bool:
@@ -170,38 +168,49 @@ class Recurrent(Module):
         return LSTMState(*fields) if self._is_lstm() else fields[0]
 
     # ------------------------------------------------------------------ forward / backward
+    def _plan(self, B: int):
+        H = self.hidden_size
+        return plan(B, H, self.cell.n_gates * H, self.num_directions, self.dtype.itemsize, self.cores)
+
     def forward(self, x, state=None, lengths=None):
         """Run the layer over a batch of sequences; see the class docstring for shapes."""
+        with exclusive(self._busy, "forward"):
+            return self._forward(x, state, lengths)
+
+    def _forward(self, x, state, lengths):
         check_array("x", x, (None, None, self.input_size), self.dtype)
         if self.batch_first:
             x = x.transpose(1, 0, 2)
         T, B, _ = x.shape
         if T < 1 or B < 1:
             raise ValueError(f"x: needs at least one time step and one batch row, got shape {x.shape}")
-        mask = None
+        mask = keep = None
         if lengths is not None:
             lengths = check_lengths(lengths, B, T)
             if lengths.min() < T:
                 mask = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
+                keep = np.ascontiguousarray(~mask[:, :, 0])
         states0 = self._split_state(state, B)
-        D, finals, tapes = self.num_directions, [], []
+        D, finals, layers = self.num_directions, [], []
+        threads = self._plan(B)
         layer_in = np.ascontiguousarray(x)
         for layer in range(self.num_layers):
-            outs = []
+            tapes, jobs = [], []
             for d in range(D):
-                work = self._workspace[layer * D + d]  # this layer's last tape is dropped: reuse its buffers
+                k = layer * D + d
+                work = self._workspace[k]  # this layer's last tape is dropped: reuse its buffers
                 W_ih, W_hh, b_ih, b_hh = self._weights(layer, d)
                 xw, b_hh = self._project(layer_in, W_ih, b_ih, b_hh, work)  # (T, B, G*H): all steps in one GEMM
-                out, final, tape = scan_forward(
-                    self.cell, xw, W_hh, b_hh, states0[layer * D + d], mask, reverse=d == 1, workspace=work
-                )
-                outs.append(out)
-                finals.append(final)
+                tape, js = scan_forward(self.cell, xw, W_hh, b_hh, states0[k], keep, reverse=d == 1,
+                                        p=self._own(k), shards=threads.shards, workspace=work)
                 tapes.append(tape)
-            layer_out = outs[0] if D == 1 else np.concatenate(outs, axis=-1)
-            tapes.append(layer_in)
-            layer_in = layer_out
-        self._tape = (tapes, T, B)
+                jobs += js
+            run_jobs(jobs, threads.blas_threads, threads.parallel)  # the compiled loops, side by side
+            outs = [t.h_new() if mask is None else t.h_new() * mask for t in tapes]
+            finals += [self.cell.State._make(s[0 if t.reverse else T] for s in t.states) for t in tapes]
+            layers.append(LayerTape(layer_in, tuple(tapes)))
+            layer_in = outs[0] if D == 1 else np.concatenate(outs, axis=-1)
+        self._tape = Tape(tuple(layers), keep, T, B)
         if D == 1 and mask is None:  # out is the tape's state buffer: hand the caller a copy
             layer_in = layer_in.copy()
         out = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
@@ -231,6 +240,14 @@ class Recurrent(Module):
 
     __call__ = forward
 
+    @property
+    def tape(self) -> Tape | None:
+        """What the last forward kept for ``backward`` (None after backward or release): per layer its
+        input and per direction the states, activated gates and caches of every step
+        (:class:`Tape`, :class:`rnnkit.scan.ScanTape`).  For reading (memory accounting,
+        diagnostics); the next forward overwrites these buffers."""
+        return self._tape
+
     def backward(self, d_out, d_state=None, record_state_grads: bool = False):
         """BPTT for the last forward.  Returns (d_x, d_state0); gradients are added to ``grads``.
 
@@ -241,12 +258,17 @@ class Recurrent(Module):
         dL/dh_t * o_t * (1 - tanh(c_t)^2) for the total; rnnkit.diagnostics.gradflow
         does), taken from this BPTT pass; time-major regardless of batch_first.
         """
+        with exclusive(self._busy, "backward"):
+            return self._backward(d_out, d_state, record_state_grads)
+
+    def _backward(self, d_out, d_state, record_state_grads):
         if self._tape is None:
             raise RuntimeError(
                 "backward: no forward pass to differentiate (backward called before forward, "
                 "or a second time for the same forward)"
             )
-        tapes, T, B = self._tape
+        tape = self._tape
+        T, B = tape.T, tape.B
         H, D = self.hidden_size, self.num_directions
         shape = (B, T, D * H) if self.batch_first else (T, B, D * H)
         check_array("d_out", d_out, shape, self.dtype)
@@ -264,20 +286,29 @@ class Recurrent(Module):
         self._tape = None
         d_states0 = [None] * (self.num_layers * D)
         records = [{} if record_state_grads else None for _ in d_states0]
+        threads = self._plan(B)
         d_layer_out = d_out
         for layer in range(self.num_layers - 1, -1, -1):
-            layer_in = tapes[layer * (D + 1) + D]
+            layer_in = tape.layers[layer].input
             x2 = layer_in.reshape(T * B, -1)
-            d_layer_in = None
+            jobs, finishes = [], []
             for d in range(D):
-                n_ih, n_hh, n_bih, n_bhh = self._weight_names[layer * D + d]
-                W_ih, W_hh, b_ih, _ = self._weights(layer, d)
-                tape = tapes[layer * (D + 1) + d]
+                k = layer * D + d
                 d_dir = d_layer_out if D == 1 else d_layer_out[..., d * H : (d + 1) * H]
-                d_xw, dW_hh, db_hh, d_state0 = scan_backward(
-                    self.cell, tape, d_dir, d_finals[layer * D + d], W_hh, records[layer * D + d],
-                    self._workspace[layer * D + d],
+                js, finish = scan_backward(
+                    self.cell, tape.layers[layer].directions[d], d_dir, d_finals[k], self._weights(layer, d)[1],
+                    tape.keep, self._own(k), self._own(k, grads=True), records[k], threads.shards,
+                    self._workspace[k],
                 )
+                jobs += js
+                finishes.append(finish)
+            run_jobs(jobs, threads.blas_threads, threads.parallel)  # the compiled BPTT loops, side by side
+            d_layer_in = None
+            for d, finish in enumerate(finishes):
+                k = layer * D + d
+                n_ih, n_hh, n_bih, n_bhh = self._weight_names[k]
+                W_ih, _, b_ih, _ = self._weights(layer, d)
+                d_xw, dW_hh, db_hh, d_states0[k] = finish()
                 # xw = layer_in @ W_ih.T + b_ih for all steps: one GEMM each for dW_ih and d_layer_in
                 d_xw2 = d_xw.reshape(T * B, -1)
                 self._grads[n_ih] += (x2.T @ d_xw2).T  # dW_ih = d_xw^T x, oriented as dW_hh
@@ -287,7 +318,6 @@ class Recurrent(Module):
                     self._grads[n_bhh] += db_hh
                 d_in = np.dot(d_xw2, W_ih).reshape(layer_in.shape)
                 d_layer_in = d_in if d_layer_in is None else d_layer_in + d_in
-                d_states0[layer * D + d] = d_state0
             d_layer_out = d_layer_in
         if record_state_grads:
             self.state_grads = records
@@ -304,27 +334,13 @@ class Recurrent(Module):
         """
         if self._tape is None:
             raise RuntimeError("gate_activations: no forward pass kept (call forward first, before backward)")
-        tapes, T, B = self._tape
-        D = self.num_directions
-        return [
-            tapes[layer * (D + 1) + d].gates(self.cell).copy()
-            for layer in range(self.num_layers) for d in range(D)
-        ]
+        return [t.gate_values().copy() for t in self._tape.directions()]
 
     def saved_for_backward(self) -> list:
-        """Every array the last forward keeps for its backward (its tape, flattened; views of one
+        """Every array the last forward keeps for its backward (:meth:`Tape.arrays`; views of one
         buffer may appear more than once).  Empty before a forward and after backward or release.
         For memory accounting (rnnkit.bench.memory.tape_bytes)."""
-        found, stack = [], [self._tape]
-        while stack:
-            o = stack.pop()
-            if isinstance(o, np.ndarray):
-                found.append(o)
-            elif isinstance(o, (tuple, list)):
-                stack.extend(o)
-            elif isinstance(o, dict):
-                stack.extend(o.values())
-        return found
+        return [] if self._tape is None else self._tape.arrays()
 
     def release(self) -> None:
         """Free what the layer keeps between calls: the last forward's tape (so ``backward``
@@ -340,37 +356,35 @@ class Recurrent(Module):
     def step(self, x_t, state=None):
         """One time step of inference (streaming).  x_t: (B, input_size) -> (y_t (B, H), state).
 
-        Runs the loop's own :func:`scan_step` once per layer (so streaming and ``forward``
-        compute the same numbers), writing each layer's new state straight into the
-        returned (num_layers, B, H) arrays: per call only the GEMMs, the cell's kernels
-        and the checks of x_t and state.
+        One compiled call per layer (:func:`rnnkit.scan.step_once`: both projections and the
+        cell's compiled step, the same step the sequence loop calls, with the biases added in
+        the same order, so streaming and ``forward`` compute the same numbers), writing each
+        layer's new state straight into the returned (num_layers, B, H) arrays.
         """
+        with exclusive(self._busy, "step"):
+            return self._step(x_t, state)
+
+    def _step(self, x_t, state):
         if self.bidirectional:
             raise ValueError("step: a bidirectional layer needs the whole sequence; use forward")
         check_array("x_t", x_t, (None, self.input_size), self.dtype)
-        prev = [np.ascontiguousarray(a) for a in self._state_fields(state, x_t.shape[0])]
-        new = [np.empty_like(a) for a in prev]  # (L, B, H) per field: the returned state
-        cell, make_state = self.cell, self.cell.State._make
-        h_in = x_t
-        for layer, (W_ihT, W_hhT, b_ih, b_hh) in enumerate(self._step_weights):
-            xw = np.dot(h_in, W_ihT)
-            b_hh = self._add_input_biases(xw, b_ih, b_hh)
-            s_new = make_state([a[layer] for a in new])
-            scan_step(cell, xw, np.empty_like(xw), W_hhT, b_hh, make_state([a[layer] for a in prev]), s_new,
-                      step_cache(cell, xw, s_new))  # one step of the loop
-            h_in = s_new.h
-        return h_in.copy(), self._public_state(new)  # y: not a view of the state
+        B = x_t.shape[0]
+        prev = tuple([np.ascontiguousarray(a) for a in self._state_fields(state, B)])
+        new = tuple([np.empty_like(a) for a in prev])  # (L, B, H) per field: the returned state
+        bufs = self._workspace[0].get("step")  # (xw, hw, cache) of the last step, reused for the same B
+        if bufs is None or bufs[0].shape[0] != B:
+            G, H = self.cell.n_gates * self.hidden_size, self.hidden_size
+            bufs = self._workspace[0]["step"] = (np.empty((B, G), self.dtype), np.empty((B, G), self.dtype),
+                                                 tuple(np.empty((B, H), self.dtype) for _ in self.cell.cache_fields))
+        compiled_loops(self.cell.step, self.cell.step_backward).step(np.ascontiguousarray(x_t), self._step_args,
+                                                                     prev, new, *bufs)
+        return new[0][-1].copy(), self._public_state(new)  # y: not a view of the state
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
             f"bidirectional={self.bidirectional}, dtype={self.dtype.name})"
         )
-
-
-def _orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((n, n)))
-    return q * np.sign(np.diag(r))
 
 
 class RNN(Recurrent):

@@ -1,119 +1,221 @@
-"""The generic time loop: run any cell over a sequence, and BPTT back through it.
+"""The generic time loop, compiled whole: run any cell over a sequence, and BPTT back through it.
 
-This is the only place that knows about time.  It is written once for every
-cell (see :mod:`rnnkit.cells` for the cell protocol) and owns
+This is the only place that knows about time.  It is written once for every cell: the
+cell's compiled ``step`` / ``step_backward`` (see :mod:`rnnkit.cells` for the protocol) are
+first-class arguments of the compiled loops here, so one call runs all T steps of one
+layer and direction (of one batch shard) without returning to Python, with the GIL released
+(``nogil``: shards and directions run side by side on threads, :mod:`rnnkit.threads`).
+The loops own
 
-* the recurrent GEMM ``hw = h_{t-1} @ W_hh.T + b_hh`` (one BLAS call per step;
-  for cells with a = xw + hw the layer adds b_hh to xw once for all steps instead),
-* the buffers: states of all steps, the cell's caches, the gradient buffers;
-  the cell reads and writes per-step (B, .) views of them,
-* direction (``reverse=True`` walks t = T-1 .. 0),
-* padding: with a mask, rows whose step is past their length keep their state
-  (so the final state is the state at the last valid step, and the reverse
-  direction starts at the last valid step from the initial state), emit 0,
-  and pass gradients straight through,
+* the recurrent GEMM ``hw = h_{t-1} @ W_hh.T (+ b_hh)``: one BLAS call per step (numba's
+  ``np.dot`` calls scipy's BLAS; for cells with a = xw + hw the layer adds b_hh to xw once
+  for all steps instead),
+* direction (``reverse`` walks t = T-1 .. 0),
+* padding: rows whose step is past their length (``keep[t, b]``) keep their state (so the
+  final state is the state at the last valid step, and the reverse direction starts at the
+  last valid step from the initial state), emit 0, and pass gradients straight through,
 * BPTT: the sum over all steps of the per-step gradients; weight gradients of
   ``W_hh``/``b_hh`` are formed with one GEMM after the loop.
 
-Shapes: T steps, B batch, H hidden, G = n_gates * H.
+Buffers (:class:`ScanTape`): states[f] (T+1, B, H) per state field f; step t reads the
+state at ``t + reverse`` and writes the one at ``t + 1 - reverse``; the cache fields are
+(T, B, H) each, the activated gates are the xw buffer (T, B, G) itself.  Shapes: T steps,
+B batch, H hidden, G = n_gates * H.  "Absent" arrays (no mask, no bias, no record) are
+passed as size-0 arrays, so each cell and dtype compiles one loop.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 from typing import NamedTuple
 
 import numpy as np
+from numba.extending import overload
 
-from . import kernels
-
-SMALL_STEP_GEMM = 1 << 20
-"""Multiply-adds of the per-step GEMM (B x H times H x G) up to which the time loops run
-BLAS single-threaded: handing such a small GEMM to two threads costs more than it saves at
-every step, and far more when the cores are shared.  Measured on the idle 2-core machine
-with ``bench/rnnkit_alone.py --small-step-gemm N`` (docs/performance.md, round 3): from 1M
-up, two threads win (LSTM B=32 H=128, 2.1M: inference 6.5-7.0 -> 4.7-6.4 ms; RNN B=64
-H=256, 4.2M: fwd+bwd 13.5-14.9 -> 10.1-12.9 ms)."""
+from .kernels import add_bias, add_biases, jit, times_w, times_wt
 
 
-@functools.lru_cache(maxsize=1)
-def _blas_controller():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()  # scanning the loaded BLAS libraries is slow: do it once
+def at(tup, t, b0, b1):
+    """(tup[0][t, b0:b1], tup[1][t, b0:b1], ...): step t's rows b0:b1 of each buffer (compiled code only)."""
+    raise NotImplementedError("at: compiled code only")
 
 
-def _loop_blas_threads(B: int, G: int, H: int):
-    """Context manager for a time loop: one BLAS thread when the per-step GEMM is small."""
-    if B * G * H <= SMALL_STEP_GEMM:
-        return _blas_controller().limit(limits=1, user_api="blas")
-    return contextlib.nullcontext()
+@overload(at, inline="always")
+def _at_impl(tup, t, b0, b1):
+    return {  # tuples of up to 4 fields (a cell's state or cache)
+        0: lambda tup, t, b0, b1: (),
+        1: lambda tup, t, b0, b1: (tup[0][t, b0:b1],),
+        2: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1]),
+        3: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1]),
+        4: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1], tup[3][t, b0:b1]),
+    }[len(tup)]
 
 
+def rows(tup, b0, b1):
+    """(tup[0][b0:b1], tup[1][b0:b1], ...) (compiled code only)."""
+    raise NotImplementedError("rows: compiled code only")
+
+
+@overload(rows, inline="always")
+def _rows_impl(tup, b0, b1):
+    return {
+        0: lambda tup, b0, b1: (),
+        1: lambda tup, b0, b1: (tup[0][b0:b1],),
+        2: lambda tup, b0, b1: (tup[0][b0:b1], tup[1][b0:b1]),
+        3: lambda tup, b0, b1: (tup[0][b0:b1], tup[1][b0:b1], tup[2][b0:b1]),
+        4: lambda tup, b0, b1: (tup[0][b0:b1], tup[1][b0:b1], tup[2][b0:b1], tup[3][b0:b1]),
+    }[len(tup)]
+
+
+# ----------------------------------------------------------------------------- compiled loops
+class Loops(NamedTuple):
+    """The compiled loops of one cell (:func:`compiled_loops`)."""
+
+    forward: object
+    backward: object
+    step: object
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_loops(step, step_backward) -> Loops:
+    """The generic loops, compiled around one cell's ``step`` and ``step_backward``.
+
+    Written once here for every cell; each cell gets its own compiled copy in which the
+    calls to its step functions are direct (inlinable) calls.  Cached on disk: the cells'
+    functions carry stable names (:func:`kernels.stable_jit`).  Made once per process
+    and cell, on first use.
+    """
+
+    @jit
+    def forward_loop(xw, hw, W_hh, W_hhT, b_hh, states, cache, p, keep, reverse, b0, b1):
+        """Rows b0:b1 of the whole sequence: for each t, hw = h_prev @ W_hh.T (+ b_hh); step; padding.
+
+        xw (T, B, G) in: input projections, out: activated gates; hw (B, G) scratch;
+        W_hh (G, H) and W_hhT, its contiguous transpose; b_hh (G,) or size 0; states: per field (T+1, B, H) with the initial state
+        at index T (reverse) or 0; cache: per field (T, B, H); p: the cell's own parameters;
+        keep (T, B) bool (True: padded step, the state is carried) or size 0.
+        """
+        T = xw.shape[0]
+        hw = hw[b0:b1]
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            tp = t + 1 if reverse else t  # state entering step t
+            tn = t if reverse else t + 1  # state leaving it
+            prev, new = at(states, tp, b0, b1), at(states, tn, b0, b1)
+            times_wt(prev[0], W_hh, W_hhT, hw)  # hw = h_prev @ W_hh.T
+            if b_hh.shape[0]:
+                add_bias(hw, b_hh)
+            step(xw[t, b0:b1], hw, p, prev, new, at(cache, t, b0, b1))
+            if keep.shape[0]:  # padded rows keep their state
+                for b in range(b0, b1):
+                    if keep[t, b]:
+                        for k in range(len(states)):
+                            states[k][tn, b] = states[k][tp, b]
+
+
+    @jit
+    def backward_loop(d_out, d_new, d_prev, carry, dh_w, gates, states, cache, p, dp, W_hh, W_hhT, d_xw,
+                      d_hw, keep, reverse, direct_h, record, b0, b1):
+        """BPTT of rows b0:b1 over all steps; returns dL/d(initial state) (one of the two buffer tuples).
+
+        d_out (T, B, H): dL/d out; d_new: per state field (B, H), dL/d(final state) on entry;
+        d_prev, carry: same shapes, scratch; dh_w (B, H) scratch; gates, states, cache: the forward's
+        buffers; dp: gradients of the cell's own parameters (added into); d_xw, d_hw (T, B, G)
+        outputs (the same array for cells with a = xw + hw); record: per state field (T, B, H)
+        or size 0 (see :func:`scan_backward`).
+        """
+        T = d_out.shape[0]
+        dn, dpr, cr, dhw_ = rows(d_new, b0, b1), rows(d_prev, b0, b1), rows(carry, b0, b1), dh_w[b0:b1]
+        for s in range(T):
+            t = s if reverse else T - 1 - s
+            tp = t + 1 if reverse else t
+            tn = t if reverse else t + 1
+            dh = dn[0]
+            for b in range(b1 - b0):  # out_t = h_t where valid; padded outputs were 0 and pass nothing
+                if not (keep.shape[0] and keep[t, b0 + b]):
+                    dh[b] += d_out[t, b0 + b]
+            if record[0].shape[0]:
+                for k in range(len(dn)):
+                    for b in range(b1 - b0):
+                        if not (keep.shape[0] and keep[t, b0 + b]):
+                            record[k][t, b0 + b] = dn[k][b]
+            if keep.shape[0]:  # padded rows: the state was carried through, so is its gradient; the step gets 0
+                for b in range(b1 - b0):
+                    if keep[t, b0 + b]:
+                        for k in range(len(dn)):
+                            cr[k][b] = dn[k][b]
+                            dn[k][b] = 0
+            dxw, dhw = d_xw[t, b0:b1], d_hw[t, b0:b1]
+            step_backward(dn, gates[t, b0:b1], at(cache, t, b0, b1), at(states, tp, b0, b1), at(states, tn, b0, b1),
+                          p, dxw, dhw, dpr, dp)
+            if direct_h:  # the cell wrote its direct part of dh_prev; add the part through W_hh
+                times_w(dhw, W_hh, W_hhT, dhw_)
+                dpr[0][:] += dhw_
+            else:
+                times_w(dhw, W_hh, W_hhT, dpr[0])  # hw = h_prev @ W_hh.T
+            if keep.shape[0]:  # padded rows: the carried gradient passes on unchanged
+                for b in range(b1 - b0):
+                    if keep[t, b0 + b]:
+                        for k in range(len(dn)):
+                            dpr[k][b] = cr[k][b]
+            dn, dpr = dpr, dn
+        return dn
+
+
+    @jit
+    def step_once(x, layers, prev, new, xw, hw, cache):
+        """One step of a stack of layers alone (streaming), in one call.
+
+        x (B, I); layers: per layer (W_ih, b_x1, b_x2, W_hh, b_h, p); prev, new: per state
+        field (L, B, H).  Per layer: xw = x @ W_ih.T + b_x1 (+ b_x2); hw = h_prev @ W_hh.T
+        (+ b_h); step; the next layer's x is this layer's new h.  The biases are added as in
+        the sequence path (b_x2 = b_hh for cells with a = xw + hw, b_h = b_hh for the others;
+        size 0 when absent), so streaming computes the same numbers.
+        """
+        B = x.shape[0]
+        for layer in range(len(layers)):
+            W_ih, b_x1, b_x2, W_hh, b_h, p = layers[layer]
+            np.dot(x, W_ih.T, xw)
+            if b_x2.shape[0]:
+                add_biases(xw, b_x1, b_x2)
+            elif b_x1.shape[0]:
+                add_bias(xw, b_x1)
+            h_prev = at(prev, layer, 0, B)
+            np.dot(h_prev[0], W_hh.T, hw)
+            if b_h.shape[0]:
+                add_bias(hw, b_h)
+            h_new = at(new, layer, 0, B)
+            step(xw, hw, p, h_prev, h_new, cache)
+            x = h_new[0]
+
+    return Loops(forward_loop, backward_loop, step_once)
+
+
+# ----------------------------------------------------------------------------- Python side
 class ScanTape(NamedTuple):
-    """What the forward scan keeps for its backward (one layer, one direction).
+    """What the forward of one layer and direction keeps for its backward.
 
-    states[f] is (T+1, B, H) for each state field f (h, and c for the LSTM): the state
-    entering step t is ``states[f][t + reverse]``, the one leaving it ``states[f][t + 1 - reverse]``.
-    cache is a list of (buffer, offset) per field of the cell's cache: step t's view is
-    ``buffer[t + offset]`` (``gates``: the xw buffer, overwritten by the activated gates;
-    a field named like a state field: that state buffer; others: a (T, B, H) buffer).
+    states[f] (T+1, B, H) per state field f (h, and c for the LSTM): the state entering step t
+    is ``states[f][t + reverse]``, the one leaving it ``states[f][t + 1 - reverse]``.
+    gates (T, B, G): the activated gates (None for cells that do not keep them: the Elman RNN).
+    cache[k] (T, B, H): the cell's cache fields.
     """
 
     states: tuple
-    cache: list
-    mask: np.ndarray | None  # (T, B, 1) bool, True where t < length
+    gates: np.ndarray | None
+    cache: tuple
     reverse: bool
-    state_at: list  # per-step views, from step_views (made once by the forward, reused by the backward)
-    cache_at: list
-    keep: np.ndarray | None  # ~mask: rows whose state is carried through step t unchanged
 
     def h_prev(self) -> np.ndarray:
         """(T, B, H): h entering each step t."""
-        return self.states.h[1:] if self.reverse else self.states.h[:-1]
+        return self.states[0][1:] if self.reverse else self.states[0][:-1]
 
     def h_new(self) -> np.ndarray:
         """(T, B, H): h leaving each step t (before masking)."""
-        return self.states.h[:-1] if self.reverse else self.states.h[1:]
+        return self.states[0][:-1] if self.reverse else self.states[0][1:]
 
-    def gates(self, cell) -> np.ndarray:
+    def gate_values(self) -> np.ndarray:
         """(T, B, G): activated gates of every step (the Elman RNN's only "gate" is h)."""
-        if "gates" in cell.Cache._fields:
-            return self.cache[cell.Cache._fields.index("gates")][0]
-        return self.h_new()
-
-
-def cache_buffers(cell, xw, states, reverse: bool, workspace=None) -> list:
-    """Allot the cell's cache over all steps: (buffer, offset) per field, see :class:`ScanTape`."""
-    T, B, _ = xw.shape
-    H = states.h.shape[-1]
-    bufs = []
-    for f in cell.Cache._fields:
-        if f == "gates":
-            bufs.append((xw, 0))
-        elif f in cell.State._fields:
-            bufs.append((getattr(states, f), 1 - reverse))
-        else:
-            bufs.append((reuse_empty(workspace, "cache." + f, (T, B, H), xw.dtype), 0))
-    return bufs
-
-
-def step_cache(cell, xw, state):
-    """The cache of one step run alone (``Recurrent.step``), allotted as :func:`cache_buffers` does."""
-    return cell.Cache._make([xw if f == "gates" else getattr(state, f) if f in cell.State._fields
-                             else np.empty_like(state.h) for f in cell.Cache._fields])
-
-
-def step_views(cell, states, cache, T: int) -> tuple[list, list]:
-    """Per-step (B, .) views, made once per scan instead of once per step and use.
-
-    Returns ``state_at`` (T+1 ``cell.State`` tuples, ``state_at[k]`` = field buffers at
-    index k, see :class:`ScanTape`) and ``cache_at`` (T ``cell.Cache`` tuples, step t's
-    cache at ``cache_at[t]``).
-    """
-    state_at = [cell.State._make(v) for v in zip(*states)]
-    cache_at = [cell.Cache._make(v) for v in zip(*(b[o : o + T] for b, o in cache))]
-    return state_at, cache_at
+        return self.h_new() if self.gates is None else self.gates
 
 
 def reuse_empty(workspace: dict | None, key: str, shape: tuple, dtype) -> np.ndarray:
@@ -132,117 +234,98 @@ def reuse_empty(workspace: dict | None, key: str, shape: tuple, dtype) -> np.nda
     return a
 
 
-def _steps(T: int, reverse: bool):
-    return range(T - 1, -1, -1) if reverse else range(T)
+def transposed(W: np.ndarray, workspace: dict | None) -> np.ndarray:
+    """A contiguous copy of W.T (made per call: W changes in place between calls)."""
+    WT = reuse_empty(workspace, "W_hhT", W.shape[::-1], W.dtype)
+    np.copyto(WT, W.T)
+    return WT
 
 
-def scan_step(cell, xw, hw, W_hhT, b_hh, state_prev, state, cache) -> None:
-    """One step of the loop: hw = h_prev @ W_hh.T (+ b_hh) into ``hw``, then the cell.
-
-    Writes ``state`` and ``cache``; all (B, .).
-    """
-    np.dot(state_prev.h, W_hhT, out=hw)
-    if b_hh is not None:
-        kernels.add_bias(hw, b_hh)
-    cell.forward(xw, hw, state_prev, state, cache)
+@functools.lru_cache(maxsize=None)
+def absent(dtype, ndim: int) -> np.ndarray:
+    """A size-0 array standing for "none" (no bias, no mask, no record) in the compiled loops."""
+    return np.empty((0,) * ndim, dtype=dtype)  # writable like the real ones: one compiled type
 
 
-def scan_forward(cell, xw, W_hh, b_hh, state0, mask=None, reverse=False, workspace=None):
-    """Run ``cell`` over time.
+def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), shards=((0, None),),
+                 workspace=None):
+    """Prepare the compiled forward of one layer and direction: returns (tape, jobs).
 
-    xw:     (T, B, G) input projections x_t @ W_ih.T + b_ih for all steps; the scan
-            takes it over (it becomes the tape's gate buffer)
-    W_hh:   (G, H);  b_hh: (G,) or None (None also when the caller added it to xw,
-            which cells with a = xw + hw allow: ``cell.dhw_is_dxw``)
+    xw:     (T, B, G) input projections x_t @ W_ih.T + b_ih for all steps; the scan takes
+            it over (the activated gates are written into it)
+    W_hh:   (G, H);  b_hh: (G,) or None (None also when the caller added it to xw, which
+            cells with a = xw + hw allow: ``cell.dhw_is_dxw``)
     state0: the cell's state tuple, each (B, H)
-    mask:   (T, B, 1) bool or None
-    workspace: optional dict the caller keeps between calls; the tape's state and cache
-            buffers are kept there (:func:`reuse_empty`) and overwritten by the next call,
-            so the tape, ``out`` (without a mask) and the final state are valid until then
-
-    Returns out (T, B, H) hidden states (0 where padded), the final state,
-    and a :class:`ScanTape` for :func:`scan_backward`.
+    keep:   (T, B) bool or None: True where t >= length (padded step)
+    p:      tuple of the cell's own parameters
+    shards: (b0, b1) row ranges; one job (a zero-argument callable) per shard, to be run
+            (side by side or not) before the tape is read
+    workspace: dict the caller keeps between calls: the tape's buffers are kept there
+            (:func:`reuse_empty`) and overwritten by the next call
     """
     T, B, G = xw.shape
     H = W_hh.shape[1]
-    State = cell.State
-    states = State._make(reuse_empty(workspace, "state." + f, (T + 1, B, H), xw.dtype) for f in State._fields)
+    states = tuple(reuse_empty(workspace, "state." + f, (T + 1, B, H), xw.dtype) for f in cell.State._fields)
     for buf, s0 in zip(states, state0):
         buf[T if reverse else 0] = s0
-    cache = cache_buffers(cell, xw, states, reverse, workspace)
-    hw = np.empty((B, G), dtype=xw.dtype)
-    W_hhT = W_hh.T
-    keep = None if mask is None else ~mask
-    state_at, cache_at = step_views(cell, states, cache, T)
-    with _loop_blas_threads(B, G, H):
-        for t in _steps(T, reverse):
-            prev, new = state_at[t + reverse], state_at[t + 1 - reverse]
-            scan_step(cell, xw[t], hw, W_hhT, b_hh, prev, new, cache_at[t])
-            if keep is not None:  # padded rows keep their state
-                k_t = keep[t]
-                for n, p in zip(new, prev):
-                    np.copyto(n, p, where=k_t)
-    tape = ScanTape(states, cache, mask, reverse, state_at, cache_at, keep)
-    out = tape.h_new() if mask is None else tape.h_new() * mask
-    final = State._make(s[0 if reverse else T] for s in states)
-    return out, final, tape
+    cache = tuple(reuse_empty(workspace, "cache." + f, (T, B, H), xw.dtype) for f in cell.cache_fields)
+    hw = reuse_empty(workspace, "hw", (B, G), xw.dtype)
+    bias = absent(xw.dtype, 1) if b_hh is None else b_hh
+    keep = absent(np.dtype(bool), 2) if keep is None else keep
+    W_hhT = transposed(W_hh, workspace)
+    forward = compiled_loops(cell.step, cell.step_backward).forward
+    jobs = [functools.partial(forward, xw, hw, W_hh, W_hhT, bias, states, cache, p, keep, reverse, b0,
+                              B if b1 is None else b1) for b0, b1 in shards]
+    return ScanTape(states, xw if cell.keeps_gates else None, cache, reverse), jobs
 
 
-def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, record=None, workspace=None):
-    """BPTT through one scan.
+def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(), dp=(), record=None,
+                  shards=((0, None),), workspace=None):
+    """Prepare BPTT through one scan: returns (jobs, finish); run the jobs, then ``finish()``.
 
-    d_out:     (T, B, H) gradient of the loss w.r.t. ``out``
+    d_out:     (T, B, H) gradient of the loss w.r.t. the scan's output
     d_state_T: state tuple of arrays (B, H), gradient w.r.t. the final state
+    dp:        gradients of the cell's own parameters, added into by ``finish``
     record:    optional dict; if given, record["h"] (T, B, H) holds at [t] the total
                dL/dh_t (output path + recurrent path) and, for the LSTM, record["c"][t]
                the part of dL/dc_t arriving from step t+1 (via f_{t+1}); the part
                through h_t = o_t tanh(c_t) is added inside the cell's backward; 0 in
                padded rows
-    workspace: optional dict the caller keeps between calls; d_xw (and the GRU's d_hw) are
-               written into buffers kept there (:func:`reuse_empty`), so the returned d_xw
-               is only valid until the next call with the same workspace
-    Returns d_xw (T, B, G), dW_hh (G, H), db_hh (G,), d_state0.
+    workspace: d_xw (and the GRU's d_hw) are written into buffers kept there
+    ``finish()`` returns d_xw (T, B, G), dW_hh (G, H), db_hh (G,), d_state0.
     """
+    d_out = np.ascontiguousarray(d_out)
     T, B, H = d_out.shape
     G = W_hh.shape[0]
+    dt = d_out.dtype
     State = cell.State
-    mask, reverse, state_at, cache_at, keep = tape.mask, tape.reverse, tape.state_at, tape.cache_at, tape.keep
-    d_xw = reuse_empty(workspace, "d_xw", (T, B, G), d_out.dtype)
-    d_hw = d_xw if cell.dhw_is_dxw else reuse_empty(workspace, "d_hw", (T, B, G), d_out.dtype)
-    # d_state = dL/d(state leaving step t), d_prev = dL/d(state entering it); swapped each step
-    d_state = State._make(np.array(a, dtype=d_out.dtype) for a in d_state_T)
-    d_prev = State._make(np.empty((B, H), dtype=d_out.dtype) for _ in State._fields)
-    dh_hh = np.empty((B, H), dtype=d_out.dtype) if cell.direct_h else None
+    d_xw = reuse_empty(workspace, "d_xw", (T, B, G), dt)
+    d_hw = d_xw if cell.dhw_is_dxw else reuse_empty(workspace, "d_hw", (T, B, G), dt)
+    d_new = tuple(np.array(a, dtype=dt) for a in d_state_T)
+    d_prev = tuple(np.empty((B, H), dtype=dt) for _ in State._fields)
+    carry = tuple(reuse_empty(workspace, "carry." + f, (B, H), dt) for f in State._fields)
+    dh_w = reuse_empty(workspace, "dh_w", (B, H), dt)
     if record is not None:
-        record.update({f: np.zeros((T, B, H), dtype=d_out.dtype) for f in State._fields})
-    if mask is not None:  # once for all steps: padded outputs were 0, so they pass no gradient
-        d_out = d_out * mask
-    with _loop_blas_threads(B, G, H):
-        for t in _steps(T, not reverse):
-            m = None if mask is None else mask[t]
-            dxw_t = d_xw[t]
-            dhw_t = dxw_t if d_hw is d_xw else d_hw[t]
-            np.add(d_state.h, d_out[t], out=d_state.h)  # out_t = h_t (where valid)
-            if record is not None:
-                for f, v in zip(State._fields, d_state):
-                    record[f][t] = v if m is None else v * m
-            cell.backward(d_state, cache_at[t], state_at[t + reverse], dxw_t, dhw_t, d_prev)
-            if m is not None:  # padded rows: no gradient into this step's pre-activations
-                dxw_t *= m
-                if dhw_t is not dxw_t:
-                    dhw_t *= m
-            if dh_hh is None:
-                np.dot(dhw_t, W_hh, out=d_prev.h)  # hw = h_prev @ W_hh.T
-            else:  # the cell wrote its direct part of dh_prev; add the part through W_hh
-                np.dot(dhw_t, W_hh, out=dh_hh)
-                np.add(d_prev.h, dh_hh, out=d_prev.h)
-            if keep is not None:  # padded rows: the state was copied, so is its gradient
-                k_t = keep[t]
-                for p, s in zip(d_prev, d_state):
-                    np.copyto(p, s, where=k_t)
-            d_state, d_prev = d_prev, d_state
-    # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps
-    # (written as (h_prev^T d_hw)^T: OpenBLAS runs this orientation up to 2x faster)
-    dW_hh = (tape.h_prev().reshape(T * B, H).T @ d_hw.reshape(T * B, G)).T
-    db_hh = d_hw.sum(axis=(0, 1))
-    return d_xw, dW_hh, db_hh, d_state
+        record.update({f: np.zeros((T, B, H), dtype=dt) for f in State._fields})
+        rec = tuple(record[f] for f in State._fields)
+    else:
+        rec = (absent(dt, 3),) * len(State._fields)
+    keep = absent(np.dtype(bool), 2) if keep is None else keep
+    gates = d_xw if tape.gates is None else tape.gates  # a cell without gates does not read them
+    dps = [dp if len(shards) == 1 else tuple(np.zeros_like(g) for g in dp) for _ in shards]
+    backward, W_hhT = compiled_loops(cell.step, cell.step_backward).backward, transposed(W_hh, workspace)
+    jobs = [functools.partial(backward, d_out, d_new, d_prev, carry, dh_w, gates, tape.states, tape.cache, p, dps[k],
+                              W_hh, W_hhT, d_xw, d_hw, keep, tape.reverse, cell.direct_h, rec, b0,
+                              B if b1 is None else b1) for k, (b0, b1) in enumerate(shards)]
+
+    def finish():
+        if len(shards) > 1:
+            for g, *parts in zip(dp, *dps):
+                g += sum(parts)
+        d0 = d_new if T % 2 == 0 else d_prev  # the loop swaps the two buffers at every step
+        # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps
+        # (written as (h_prev^T d_hw)^T: OpenBLAS runs this orientation up to 2x faster)
+        dW_hh = (tape.h_prev().reshape(T * B, H).T @ d_hw.reshape(T * B, G)).T
+        return d_xw, dW_hh, d_hw.sum(axis=(0, 1)), State._make(d0)
+
+    return jobs, finish

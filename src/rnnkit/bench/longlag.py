@@ -26,6 +26,7 @@ from ..errors import TrainingDiverged, UserError
 from ..layers import LAYERS
 from ..tasks.longlag import (ADDING_MAX_WRONG, ADDING_TEST_SIZE, COPY_CRITERION, AddingConfig, AddingTask, CopyConfig,
                              CopyTask)
+from ..sweep import run_grid
 from ..train import Trainer, metrics_of
 
 TASKS = {"adding": (AddingTask, AddingConfig), "copy": (CopyTask, CopyConfig)}
@@ -178,11 +179,25 @@ def table(results: list[RunResult], cfg: LongLagBenchConfig) -> str:
     return "\n".join(lines)
 
 
-def run_bench(cfg: LongLagBenchConfig, log=None) -> list[RunResult]:
-    results = []
-    for task in cfg.tasks:
-        for T in cfg.T:
-            for cell in cfg.cells:
-                for seed in range(cfg.seeds):
-                    results.append(run_one(task, cfg.task_config(task, T, cell, seed), log, **cfg.train_fields()))
-    return results
+def run_logged(cell: tuple) -> tuple:
+    """``run_one`` of a grid cell (task name, task config, training fields) -> (RunResult, the records it logged)."""
+    task, config, train = cell
+    records = []
+    return run_one(task, config, log=records.append, **train), records
+
+
+def run_bench(cfg: LongLagBenchConfig, log=None, engine: str = "local", cpus: int | None = None,
+              address: str | None = None) -> list[RunResult]:
+    """Every run of the grid task x T x cell x seed, in this order.  ``engine`` "local": one after
+    the other in this process, ``log`` called as they go; "ray": one Ray task per run
+    (:func:`rnnkit.sweep.run_grid`, ``cpus`` / ``address`` as there), ``log`` called with each run's
+    records afterwards, in the same order.  The runs are seeded: both engines give the same results."""
+    cells = [(task, cfg.task_config(task, T, cell, seed), cfg.train_fields())
+             for task in cfg.tasks for T in cfg.T for cell in cfg.cells for seed in range(cfg.seeds)]
+    if engine == "local":
+        return [run_one(task, config, log, **train) for task, config, train in cells]
+    done = run_grid(cells, run_logged, engine=engine, cpus=cpus, address=address)
+    for _, records in done:
+        for rec in records if log else ():
+            log(rec)
+    return [result for result, _ in done]

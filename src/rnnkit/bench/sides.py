@@ -41,6 +41,31 @@ class InProcess:
     def close(self) -> None:
         self.fns = {}
 
+    def info(self, peak: bool = False) -> dict:
+        """The BLAS libraries this side loaded (threadpoolctl: which kernels they run) and, with
+        ``peak``, the measured peak of a large float32 GEMM (numpy's BLAS, its default threads)."""
+        import os
+
+        import numpy as np
+        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS rnnkit's compiled loops call)
+        from threadpoolctl import threadpool_info
+
+        out = {"blas": [{k: d.get(k) for k in ("internal_api", "prefix", "num_threads", "version", "architecture")}
+                        for d in threadpool_info()], "env": {k: os.environ.get(k) for k in NATIVE_UNSET}}
+        if peak:
+            n = 2048
+            a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+            c = np.empty_like(a)
+            np.dot(a, a, out=c)
+            best = min(_run_timed(lambda: np.dot(a, a, out=c), 1, 0) for _ in range(5))
+            out["sgemm_peak_gflops"] = 2 * n**3 / best / 1e9
+        return out
+
+
+NATIVE_UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+"""Variables that force OpenBLAS's kernels; a "native" worker starts with both unset, as on a
+user's machine (only the benchmark's workers: never the library, the tests or CI)."""
+
 
 def _worker_main(conn, lib: str, torch_threads: int, blas_threads: int | None) -> None:
     """Loop of a side's process: build callables on request, time them, report back."""
@@ -72,14 +97,19 @@ class Worker:
     the default rest; bench/results/quick-*.md, docs/performance.md).
     While one worker runs, the other waits in ``recv`` and its threads go back to sleep."""
 
-    def __init__(self, lib: str, torch_threads: int, blas_threads: int | None):
+    def __init__(self, lib: str, torch_threads: int, blas_threads: int | None, native: bool = False):
         import multiprocessing as mp
+        import os
 
         ctx = mp.get_context("spawn")
         self.lib = lib
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, lib, torch_threads, blas_threads), daemon=True)
-        self.proc.start()
+        saved = {k: os.environ.pop(k) for k in NATIVE_UNSET if native and k in os.environ}
+        try:  # a spawned process inherits the environment at start: unset only for it
+            self.proc.start()
+        finally:
+            os.environ.update(saved)
         child.close()
 
     def _ask(self, *msg):
@@ -98,6 +128,9 @@ class Worker:
     def run(self, name: str, n: int, warm: int = 1) -> float:
         return self._ask("run", name, n, warm)
 
+    def info(self, peak: bool = False) -> dict:
+        return self._ask("info", peak)
+
     def close(self) -> None:
         if self.proc.is_alive():
             self.conn.send(("stop",))
@@ -106,10 +139,12 @@ class Worker:
             self.proc.kill()
 
 
-def make_sides(isolate: bool, torch_threads: int, blas_threads: int | None):
-    """(torch side, rnnkit side): worker processes if ``isolate`` else this process."""
+def make_sides(isolate: bool, torch_threads: int, blas_threads: int | None, native: bool = False):
+    """(torch side, rnnkit side): worker processes if ``isolate`` (with ``native``: started with
+    :data:`NATIVE_UNSET` unset) else this process."""
     if isolate:
-        return Worker("torch", torch_threads, blas_threads), Worker("rnnkit", torch_threads, blas_threads)
+        return (Worker("torch", torch_threads, blas_threads, native),
+                Worker("rnnkit", torch_threads, blas_threads, native))
     return InProcess("torch"), InProcess("rnnkit")
 
 

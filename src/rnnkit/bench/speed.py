@@ -15,6 +15,15 @@ Suite ``speed`` (the default) measures, for each cell and grid point (T, B, I, H
 * char-LM training step: Embedding(100, 64) -> 2-layer LSTM(128) -> Linear(128, 100) ->
   softmax cross-entropy, batch 32, bptt 100, Adam, state carried between steps.  tokens/s.
 
+Kernels: the headline tables run in workers started with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
+unset (OpenBLAS picks the machine's own kernels, as on a user's machine) and name the kernels
+the rnnkit worker loaded (threadpoolctl's internal_api/architecture).  Where the environment
+sets either variable, a second set of tables keeps it, labelled "AVX2 forced by this machine's
+environment".  Only the benchmark's workers change them; never the library, the tests or CI.
+Both tables give, per grid point, the GEMM work done (2 T B G (I + H) flops forward, 3x that
+for fwd+bwd; G = gates x H) per second as a percentage of the measured peak of a large float32
+GEMM on the same machine (numpy's OpenBLAS, native kernels, its default threads), for both libraries.
+
 Every comparison alternates A B A B after warm-up and reports medians, so drift on a shared
 machine hits both sides alike; the ratio rnnkit/PyTorch (of times) is the number to read.
 Each library runs in its own worker process (:class:`rnnkit.bench.sides.Worker`), so neither pays for the
@@ -40,7 +49,7 @@ import numpy as np
 from ..errors import UserError
 from .builders import kit_layer, torch_class, torch_module
 from .memory import tape_bytes, torch_saved_bytes
-from .sides import InProcess, alternate_sides, make_sides
+from .sides import NATIVE_UNSET, InProcess, alternate_sides, make_sides
 
 SUITES = ("speed", "longlag")  # longlag: rnnkit.bench.longlag
 GRID = ((100, 32, 64, 128), (50, 64, 128, 256), (200, 16, 32, 64), (35, 20, 650, 650),
@@ -124,7 +133,9 @@ def bench_grid_point(torch, kind, T, B, I, H, repeats, seed=0, sides=None, gap=0
     layer.forward(x_np)
     k_mem = tape_bytes(layer.saved_for_backward(), exclude=list(layer.params.values()) + [x_np])
     layer.release()
-    return dict(cell=kind, T=T, B=B, I=I, H=H, max_abs_diff=err,
+    flop_fwd = 2.0 * T * B * (layer.cell.n_gates * H) * (I + H)  # the input and recurrent GEMMs
+    return dict(cell=kind, T=T, B=B, I=I, H=H, max_abs_diff=err, gflop_fwd=flop_fwd / 1e9,
+                gflop_fwd_bwd=3 * flop_fwd / 1e9,
                 torch_fwd_bwd_ms=t_tr * 1e3, rnnkit_fwd_bwd_ms=k_tr * 1e3, fwd_bwd_ratio=k_tr / t_tr,
                 torch_infer_ms=t_in * 1e3, rnnkit_infer_ms=k_in * 1e3, infer_ratio=k_in / t_in,
                 torch_cache_mb=t_mem / 2**20, rnnkit_cache_mb=k_mem / 2**20,
@@ -206,6 +217,15 @@ def _r(x):
     return f"{x:.2f}"
 
 
+def _pct(gflop: float, ms: float, peak) -> str:
+    return f"{100 * gflop / (ms / 1e3) / peak:.0f}" if peak else "?"
+
+
+def _kernels(run: dict) -> str:
+    return "; ".join(f"{b['prefix']} {b['version']} {b['architecture']} ({b['num_threads']} threads)"
+                     for b in run.get("kernels", {}).get("blas", [])) or "unknown"
+
+
 def to_markdown(res: dict) -> str:
     m = res["machine"]
     blas = ", ".join(f"{b['internal_api']} {b['version']} {b['architecture']} ({b['num_threads']} threads)"
@@ -218,14 +238,34 @@ def to_markdown(res: dict) -> str:
              "medians of alternating runs; "
              + ("each library timed in its own worker process." if res.get("config", {}).get("isolate", False)
                 else "both libraries timed in one process (--same-process)."), ""]
+    peak = res.get("sgemm_peak_gflops")
+    if peak:
+        lines += [f"Measured peak of a large float32 GEMM (numpy's OpenBLAS, native kernels): {peak:.0f} GFLOP/s.", ""]
+    lines += _tables(res, peak)
+    forced = res.get("as_set")
+    if forced:
+        env = ", ".join(f"{k}={v}" for k, v in forced["env"].items())
+        lines += [f"### AVX2 forced by this machine's environment ({env})", ""] + _tables(forced, peak)
+    return "\n".join(lines)
+
+
+def _tables(res: dict, peak) -> list:
+    lines = []
+    if res.get("kernels"):
+        lines += [f"Kernels the rnnkit worker ran: {_kernels(res)}.", ""]
     if res.get("grid"):
         lines += ["| cell | T | B | I | H | fwd+bwd torch ms | rnnkit ms | ratio | infer torch ms | rnnkit ms | ratio "
-                  "| cache torch MB | rnnkit MB | ratio |", "|" + "---|" * 14]
+                  "| cache torch MB | rnnkit MB | ratio | % of peak fwd+bwd torch / rnnkit | infer torch / rnnkit |",
+                  "|" + "---|" * 16]
         for r in res["grid"]:
             lines.append(f"| {r['cell']} | {r['T']} | {r['B']} | {r['I']} | {r['H']} | {_r(r['torch_fwd_bwd_ms'])} | "
                          f"{_r(r['rnnkit_fwd_bwd_ms'])} | **{_r(r['fwd_bwd_ratio'])}** | {_r(r['torch_infer_ms'])} | "
                          f"{_r(r['rnnkit_infer_ms'])} | **{_r(r['infer_ratio'])}** | {_r(r['torch_cache_mb'])} | "
-                         f"{_r(r['rnnkit_cache_mb'])} | **{_r(r['cache_ratio'])}** |")
+                         f"{_r(r['rnnkit_cache_mb'])} | **{_r(r['cache_ratio'])}** | "
+                         f"{_pct(r['gflop_fwd_bwd'], r['torch_fwd_bwd_ms'], peak)} / "
+                         f"{_pct(r['gflop_fwd_bwd'], r['rnnkit_fwd_bwd_ms'], peak)} | "
+                         f"{_pct(r['gflop_fwd'], r['torch_infer_ms'], peak)} / "
+                         f"{_pct(r['gflop_fwd'], r['rnnkit_infer_ms'], peak)} |")
         lines.append("")
     if res.get("stream"):
         lines += ["| streaming step (B=1, I=H) | H | torch µs/step | rnnkit µs/step | ratio |", "|---|---|---|---|---|"]
@@ -240,7 +280,7 @@ def to_markdown(res: dict) -> str:
                   f"| emb {r['E']}, {r['layers']}x LSTM {r['H']}, V {r['V']}, batch {r['B']}, bptt {r['T']}, "
                   f"{r['optimizer']} | {r['torch_tokens_per_s']:.0f} | {r['rnnkit_tokens_per_s']:.0f} | "
                   f"**{_r(r['tokens_per_s_ratio'])}** |", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def run_speed(cfg: BenchConfig, log=print) -> dict:
@@ -256,8 +296,29 @@ def run_speed(cfg: BenchConfig, log=print) -> dict:
         from threadpoolctl import threadpool_limits
 
         limit = threadpool_limits(limits=cfg.blas_threads, user_api="blas")
-    sides = make_sides(cfg.isolate, cfg.torch_threads, cfg.blas_threads)
     try:
+        res.update(_run_sections(cfg, torch, repeats, grid, cells, True, log))
+        forced = {k: os.environ[k] for k in NATIVE_UNSET if k in os.environ}
+        if forced and cfg.isolate:  # the second set of tables: the environment as set
+            log(f"again with the environment as set: {forced}")
+            res["as_set"] = dict(env=forced, **_run_sections(cfg, torch, repeats, grid, cells, False, log))
+    finally:
+        if limit is not None:
+            limit.restore_original_limits()
+    res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    res["machine"]["loadavg_end"] = list(os.getloadavg())
+    return res
+
+
+def _run_sections(cfg: BenchConfig, torch, repeats: int, grid, cells, native: bool, log) -> dict:
+    """The configured sections with one pair of sides; ``native``: workers without :data:`NATIVE_UNSET`."""
+    res = {}
+    sides = make_sides(cfg.isolate, cfg.torch_threads, cfg.blas_threads, native)
+    try:
+        res["kernels"] = sides[1].info(peak=native)
+        if native:
+            res["sgemm_peak_gflops"] = res["kernels"].pop("sgemm_peak_gflops")
+        log(f"kernels: {_kernels(res)}" + (f"; sgemm peak {res['sgemm_peak_gflops']:.0f} GFLOP/s" if native else ""))
         if "grid" in cfg.sections:
             res["grid"] = []
             for kind in cells:
@@ -281,10 +342,6 @@ def run_speed(cfg: BenchConfig, log=print) -> dict:
     finally:
         for s in sides:
             s.close()
-        if limit is not None:
-            limit.restore_original_limits()
-    res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    res["machine"]["loadavg_end"] = list(os.getloadavg())
     return res
 
 

@@ -20,7 +20,7 @@ import sys
 
 from .._version import __version__
 from ..errors import CheckpointError, UserError
-from . import bench, charlm, classify, demo, diagnostics, forecast, seq2seq
+from . import bench, charlm, classify, demo, diagnostics, export, forecast, seq2seq, sweep
 from .args import nonneg_float, nonneg_int, positive_float, positive_int
 from .charlm import CharLMSpec
 from .classify import ClassifySpec
@@ -34,6 +34,8 @@ from .train import (TaskSpec, add_task_parser, add_train_args, eval_handler, ref
 TASK_SPECS = (CharLMSpec(), ForecastSpec(), AddingSpec(), CopySpec(), Seq2SeqSpec(), ClassifySpec())
 #: modules adding other commands: ``register(root_subparsers)``
 COMMANDS = (charlm, demo, forecast, seq2seq, classify, bench, diagnostics)
+#: modules adding commands that work for every task: ``register(root_subparsers, specs)``
+SPEC_COMMANDS = (export, sweep)
 
 __all__ = ["main", "build_parser", "TASK_SPECS", "TaskSpec", "train_handler", "eval_handler", "add_train_args",
            "train_config_from_args", "refuse_model_changes", "refuse_existing_checkpoint", "positive_int",
@@ -60,6 +62,8 @@ def build_parser(specs=TASK_SPECS) -> argparse.ArgumentParser:
     ev.set_defaults(func=lambda a: eval_handler(specs, a))
     for mod in COMMANDS:
         mod.register(root)
+    for mod in SPEC_COMMANDS:
+        mod.register(root, specs)
     return parser
 
 

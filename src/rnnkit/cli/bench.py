@@ -110,6 +110,11 @@ def add_longlag_args(parser, cells_flag: bool = True) -> None:
                         help="LSTM forget / GRU update gate bias (default: task's, adding +3, copy +1)")
     parser.add_argument("--clip", type=float, default=None, help="gradient-norm clip (default: task's, 1)")
     parser.add_argument("--out", default=None, help="also write the markdown table to this file")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local (default): the runs one after the other here; ray: one Ray task per run "
+                             "(same table)")
+    parser.add_argument("--cpus", type=positive_int, default=None, help="--engine ray: CPUs of the local Ray")
+    parser.add_argument("--address", default=None, help="--engine ray: join a running Ray cluster")
     parser.add_argument("--log", default=None, help="write every evaluation as JSON lines to this file")
 
 
@@ -130,7 +135,7 @@ def longlag_main(args) -> int:
             log_file.flush()
 
     try:
-        results = run_bench(cfg, log)
+        results = run_bench(cfg, log, engine=args.engine, cpus=args.cpus, address=args.address)
     finally:
         if log_file:
             log_file.close()

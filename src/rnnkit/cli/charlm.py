@@ -5,7 +5,7 @@ import math
 
 from ..data.text import DEFAULT_MAX_CHARS, load_text
 from ..layers import LAYERS
-from ..tasks.charlm import CharLM, CharLMConfig
+from ..tasks.charlm import DTYPES, CharLM, CharLMConfig
 from .args import nonneg_int, positive_int
 from .train import TaskSpec
 
@@ -41,6 +41,7 @@ class CharLMSpec(TaskSpec):
         p.add_argument("--emb", type=positive_int, help=f"embedding size (default {d.emb})")
         p.add_argument("--batch", type=positive_int, help=f"parallel streams (default {d.batch})")
         p.add_argument("--bptt", type=positive_int, help=f"window length of truncated BPTT (default {d.bptt})")
+        p.add_argument("--dtype", choices=DTYPES, help=f"parameters and activations (default {d.dtype})")
 
     def new_task(self, config, args):
         return CharLM.from_file(args.text, config) if args.text else CharLM(config, max_chars=args.max_chars)

@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from ..distributed import Communicator
 from ..errors import UserError
 from ..io.checkpoint import read_header
 from ..io.lock import claim_out_dir
@@ -222,21 +223,21 @@ def claimed(out: str, what: str = "--out", targets=None):
                 os.rmdir(out)  # only if empty
 
 
-def _resumed(spec: TaskSpec, args, out: str):
+def _resumed(spec: TaskSpec, args, out: str, comm):
     """(task, trainer) of ``--resume``: the checkpoint read once, validated before building."""
     reset = bool(getattr(args, "reset_optimizer", False))
     arrays, meta = read_checkpoint(args.resume, spec.task_class, training=True, reset_optimizer=reset)
     saved = saved_train_config(meta, args.resume)
     task = task_from(arrays, meta, spec.task_class, args.resume)
     refuse_model_changes(task.config, spec.checked_on_resume(args))
-    trainer = Trainer(task, spec.train_config(args, saved, task), out)
+    trainer = Trainer(task, spec.train_config(args, saved, task), out, comm=comm)
     trainer.load_state(arrays, meta, reset_optimizer=reset)
     spec.attach(task, args)
     print(spec.resume_line(task, trainer, args) + ("; optimizer state reset (--reset-optimizer)" if reset else ""))
     return task, trainer
 
 
-def _new(spec: TaskSpec, args, config, out: str):
+def _new(spec: TaskSpec, args, config, out: str, comm):
     """(task, trainer) of a new run: memory checked before the model is built."""
     refuse_existing_checkpoint(out)
     check_model_fits(spec.task_class, spec.planned_meta(config, args),
@@ -245,7 +246,7 @@ def _new(spec: TaskSpec, args, config, out: str):
         task = spec.new_task(config, args)
     except ValueError as e:
         raise UserError(str(e)) from None
-    return task, Trainer(task, spec.train_config(args, None, task), out)
+    return task, Trainer(task, spec.train_config(args, None, task), out, comm=comm)
 
 
 def train_handler(spec: TaskSpec, args) -> int:
@@ -261,17 +262,23 @@ def train_handler(spec: TaskSpec, args) -> int:
             raise UserError(str(e)) from None
     out = args.out or (os.path.dirname(os.path.abspath(args.resume)) if args.resume
                        else os.path.join("runs", spec.name))
-    with claimed(out) as lock:  # one writer for the whole command
-        task, trainer = _resumed(spec, args, out) if args.resume else _new(spec, args, config, out)
+    comm = Communicator.from_environment()  # mpiexec -n N: data-parallel; else one process, no MPI
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(comm.guard())  # several ranks: an error on one ends them all, in one line
+        if not comm.is_root:  # rank 0 alone prints, plots and writes (the Trainer: checkpoints, metrics)
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+        lock = stack.enter_context(claimed(out)) if comm.is_root else None  # one writer for the whole command
+        task, trainer = _resumed(spec, args, out, comm) if args.resume else _new(spec, args, config, out, comm)
         trainer.out_lock = lock
         spec.describe(task, trainer)
         result = spec.fit(task, trainer, lambda tr, record: spec.report_eval(task, tr, record), args)
         spec.finish(task, trainer, result, args)
         if trainer.exit_code:
             print(f"interrupted: resume with  rnnkit train {spec.name} --resume {trainer.last_path}")
-        title, ylabel = spec.plot_labels(task)
-        png = plot_loss(trainer.log_path, os.path.join(trainer.out_dir, "loss.png"), title=title, ylabel=ylabel)
-        print(f"loss curve: {png}" if png else NOT_PLOTTED)
+        if comm.is_root:
+            title, ylabel = spec.plot_labels(task)
+            png = plot_loss(trainer.log_path, os.path.join(trainer.out_dir, "loss.png"), title=title, ylabel=ylabel)
+            print(f"loss curve: {png}" if png else NOT_PLOTTED)
     return trainer.exit_code
 
 

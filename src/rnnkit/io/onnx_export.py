@@ -57,7 +57,8 @@ class OnnxGraph:
 
     def __init__(self, dtype=np.float32):
         self.onnx = onnx_module()
-        self.float_type = self.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+        self.dtype = np.dtype(dtype)
+        self.float_type = self.onnx.helper.np_dtype_to_tensor_dtype(self.dtype)
         self.nodes, self.initializers, self.inputs, self.outputs = [], [], [], []
         self._used = set()
 
@@ -190,6 +191,53 @@ def linear_nodes(g: OnnxGraph, lin: Linear, x: str, base: str = "linear") -> str
     return y
 
 
+READOUTS = ("every", "last", "mean", "max")
+"""compose_onnx's read-outs: the head at every step, or on one vector per sequence (pooled)."""
+
+
+def pool_nodes(g: OnnxGraph, layer: Recurrent, y: str, h_n: str, lengths: str, kind: str, opset: int = OPSET) -> str:
+    """One vector (B, D*H) per sequence from the outputs ``y`` (T, B, D*H) ((B, T, D*H) with
+    ``batch_first``) and final ``h_n`` (L*D, B, H), as rnnkit.classifier pools:
+
+        last   [h_n fwd; h_n bwd] of the top layer (the state at each row's last valid step)
+        mean   sum_{t < len} y_t / len          max   max_{t < len} y_t (elementwise)
+
+    ``mean`` and ``max`` mask the steps past each row's ``lengths`` (int32 (B,), required)."""
+    L, D, i64 = layer.num_layers, layer.num_directions, np.int64
+    if kind == "last":
+        top = g.node("Slice", [h_n, g.const("top_start", np.array([L * D - D], i64)),
+                               g.const("top_end", np.array([L * D], i64)), g.const("top_axis", np.array([0], i64))],
+                     base="h_top")[0]  # (D, B, H)
+        t = g.node("Transpose", [top], base="h_top_t", perm=[1, 0, 2])[0]
+        return g.node("Reshape", [t, g.const("pool_shape", np.array([0, -1], i64))], base="pooled")[0]
+    if kind not in ("mean", "max"):
+        raise ValueError(f"pooling: expected one of last, mean, max, got {kind!r}")
+    if not lengths:
+        raise ValueError(f"readout={kind!r}: needs the lengths input (lengths=True)")
+    tax = 1 if layer.batch_first else 0  # the time axis of y
+    T = g.node("Gather", [g.node("Shape", [y], base="y_shape")[0], g.const("time_axis", np.array(tax, i64))],
+               base="T", axis=0)[0]
+    steps = g.node("Range", [g.const("zero", np.array(0, i64)), T, g.const("one", np.array(1, i64))], base="steps")[0]
+    lens = g.node("Cast", [lengths], base="lengths_i64", to=g.onnx.TensorProto.INT64)[0]
+    step_axis, row_axis = (1, 0) if tax == 0 else (0, 1)  # valid[t, b] = t < lengths[b], in y's layout
+    mask = g.node("Less", [g.node("Unsqueeze", [steps, g.const("step_axis", np.array([step_axis], i64))],
+                                  base="steps_2d")[0],
+                           g.node("Unsqueeze", [lens, g.const("row_axis", np.array([row_axis], i64))],
+                                  base="lengths_2d")[0]], base="valid")[0]
+    mask = g.node("Unsqueeze", [mask, g.const("axis2", np.array([2], i64))], base="valid3")[0]  # (T, B, 1)
+    if kind == "mean":
+        masked = g.node("Mul", [y, g.node("Cast", [mask], base="valid_f", to=g.float_type)[0]], base="y_valid")[0]
+        total = g.node("ReduceSum", [masked, g.const("time", np.array([tax], i64))], base="y_sum", keepdims=0)[0]
+        n = g.node("Cast", [g.node("Unsqueeze", [lengths, g.const("axis_b", np.array([1], i64))], base="n")[0]],
+                   base="n_f", to=g.float_type)[0]
+        return g.node("Div", [total, n], base="pooled")[0]
+    low = g.const("minus_inf", np.array(-np.inf, dtype=g.dtype))
+    masked = g.node("Where", [mask, y, low], base="y_valid")[0]
+    if opset >= 18:  # ReduceMax-18 takes the axes as an input
+        return g.node("ReduceMax", [masked, g.const("time", np.array([tax], i64))], base="pooled", keepdims=0)[0]
+    return g.node("ReduceMax", [masked], base="pooled", axes=[tax], keepdims=0)[0]
+
+
 def compose_onnx(recurrent: Recurrent, *, embedding: Embedding | None = None, head: Linear | None = None,
                  readout: str = "every", lengths: bool = True, initial_state: bool = True, opset: int = OPSET):
     """A model: [embedding ->] recurrent layer [-> Linear head] as one ONNX graph.
@@ -198,14 +246,13 @@ def compose_onnx(recurrent: Recurrent, *, embedding: Embedding | None = None, he
              ``batch_first``); ``lengths`` int32 (B,) if ``lengths``; ``h0`` [``c0``] (L*D, B, H)
              if ``initial_state``.
     Outputs: ``output``: with ``readout="every"`` the head at every step (T, B, K) (no head:
-             the layer's (T, B, D*H)); with ``readout="last"`` the head on the last layer's final
-             h, (B, K) (a unidirectional layer: its h_n[-1]); then ``h_n`` [``c_n``] (L*D, B, H).
+             the layer's (T, B, D*H)); with ``readout`` "last", "mean" or "max" the head on one
+             vector per sequence (:func:`pool_nodes`), (B, K) (no head: (B, D*H)); "last" of a
+             unidirectional layer is its h_n[-1]; then ``h_n`` [``c_n``] (L*D, B, H).
     """
     op, _ = _check_layer(recurrent)
-    if readout not in ("every", "last"):
-        raise ValueError(f"readout: expected 'every' or 'last', got {readout!r}")
-    if readout == "last" and (head is None or recurrent.bidirectional):
-        raise ValueError("readout='last': needs a head and a unidirectional recurrent layer")
+    if readout not in READOUTS:
+        raise ValueError(f"readout: expected one of {', '.join(READOUTS)}, got {readout!r}")
     g = OnnxGraph(recurrent.dtype)
     L, D, H = recurrent.num_layers, recurrent.num_directions, recurrent.hidden_size
     seq = ("B", "T") if recurrent.batch_first else ("T", "B")
@@ -220,15 +267,14 @@ def compose_onnx(recurrent: Recurrent, *, embedding: Embedding | None = None, he
     state_names = ("h0", "c0") if op == "LSTM" else ("h0",)
     state = tuple(g.input(n, (L * D, "B", H)) for n in state_names) if initial_state else None
     y, finals = recurrent_nodes(g, recurrent, x, seq_lens, state)
+    if readout != "every":
+        y = pool_nodes(g, recurrent, y, finals[0], seq_lens, readout, opset)
     if head is not None:
-        if head.in_features != (H if readout == "last" else D * H):
+        if head.in_features != D * H:
             raise ValueError(f"head: in_features {head.in_features} != the recurrent output size {D * H}")
-        if readout == "last":
-            y = g.node("Gather", [finals[0], g.const("last_row", np.array(L * D - 1, dtype=np.int64))],
-                       base="h_last", axis=0)[0]
         y = linear_nodes(g, head, y, base="head")
     width = head.out_features if head is not None else D * H
-    g.output(y, "output", ("B", width) if readout == "last" else seq + (width,))
+    g.output(y, "output", seq + (width,) if readout == "every" else ("B", width))
     for n, f in zip(("h_n", "c_n"), finals):
         g.output(f, n, (L * D, "B", H))
     return g.model(graph_name=f"rnnkit_{op.lower()}", opset=opset)

@@ -47,6 +47,9 @@ from ..train import ModelPlan, TrainConfig, Trainer, load_task, save_task
 from ..validate import NONNEG_INT, POSITIVE_INT, check, check_choice, check_each
 
 
+DTYPES = ("float32", "float64")
+
+
 @dataclass(frozen=True)
 class CharLMConfig:
     """Model and batching of a char-LM (see the module docstring)."""
@@ -58,9 +61,11 @@ class CharLMConfig:
     batch: int = 32
     bptt: int = 100
     seed: int = 0  # initialisation of the weights
+    dtype: str = "float32"  # of the parameters and activations ("float64": exact comparisons)
 
     def __post_init__(self):
         check_choice("cell", self.cell, sorted(CELLS))
+        check_choice("dtype", self.dtype, DTYPES)
         check_each(self, POSITIVE_INT, "layers", "hidden", "emb", "batch", "bptt")
         check("seed", self.seed, NONNEG_INT)
 
@@ -69,10 +74,10 @@ class CharLMModel(Module):
     """emb -> rnn -> head.  forward(ids (T, B), state) -> (logits (T, B, V), state)."""
 
     def __init__(self, vocab_size: int, config: CharLMConfig):
-        rng = np.random.default_rng(config.seed)
-        self.emb = Embedding(vocab_size, config.emb, seed=rng)
-        self.rnn = CELLS[config.cell](config.emb, config.hidden, num_layers=config.layers, seed=rng)
-        self.head = Linear(config.hidden, vocab_size, seed=rng)
+        rng, dtype = np.random.default_rng(config.seed), np.dtype(config.dtype)
+        self.emb = Embedding(vocab_size, config.emb, seed=rng, dtype=dtype)
+        self.rnn = CELLS[config.cell](config.emb, config.hidden, num_layers=config.layers, seed=rng, dtype=dtype)
+        self.head = Linear(config.hidden, vocab_size, seed=rng, dtype=dtype)
 
     def forward(self, ids: np.ndarray, state=None):
         h, state = self.rnn(self.emb(ids), state)
@@ -125,6 +130,7 @@ class CharLM:
     count_unit = "tokens"
     config_class = CharLMConfig
     train_defaults = TrainConfig(steps=2000, eval_every=200)  # a new ``rnnkit train charlm`` run
+    carry_axes = {"h": 1, "c": 1}  # the carried state (layers, B, H): one column per stream (train.parallel)
 
     def __init__(self, config: CharLMConfig = CharLMConfig(), text: str | None = None, *,
                  max_chars: int = DEFAULT_MAX_CHARS, source: dict | None = None, vocab: Vocab | None = None):
@@ -214,6 +220,13 @@ class CharLM:
         x, y = ids[idx], ids[idx + 1]
         return (x, y, state), {"window": np.array([k + 1], dtype=np.int64)}
 
+    def shard_batch(self, batch, comm):
+        """This MPI rank's streams ``comm.shard(B)`` of a global batch (rnnkit.train.parallel); the
+        carried state in the batch is already this rank's own (``carry_axes``)."""
+        x, y, state = batch
+        part = comm.shard(x.shape[1])
+        return x[:, part], y[:, part], state
+
     def loss_and_backward(self, batch, carry):
         x, y, state = batch
         logits, final = self.model(x, state)
@@ -297,6 +310,13 @@ class CharLM:
     def state_arrays(self) -> dict:
         return dict(self.model.params)
 
+    def onnx_parts(self) -> dict:
+        """``rnnkit export --onnx`` (rnnkit.io.onnx_export.compose_onnx): ids (T, B) -> Embedding -> the
+        recurrent stack -> head at every step: logits (T, B, V); the vocabulary (id order) as metadata."""
+        m = self.model
+        return {"recurrent": m.rnn, "embedding": m.emb, "head": m.head, "readout": "every",
+                "metadata": {"vocab": self.vocab.chars}}
+
     def meta(self) -> dict:
         return {"config": dataclasses.asdict(self.config), "vocab": self.vocab.chars, "corpus": self.source}
 
@@ -306,11 +326,12 @@ class CharLM:
         and the vocabulary ``meta["vocab"]`` (before a new run reads its text: 1 character, a lower bound)."""
         c = CharLMConfig(**meta["config"])
         V, G = max(1, len(meta.get("vocab") or "")), GATES[c.cell]
-        est = estimate_rnn_bytes(c.emb, c.hidden, c.layers, T=c.bptt, B=c.batch, gates=G, itemsize=4)
+        dtype = np.dtype(c.dtype)
+        est = estimate_rnn_bytes(c.emb, c.hidden, c.layers, T=c.bptt, B=c.batch, gates=G, itemsize=dtype.itemsize)
         shapes = {"emb.weight": (V, c.emb), **rnn_param_shapes(c.emb, c.hidden, c.layers, 1, G, prefix="rnn."),
                   "head.weight": (V, c.hidden), "head.bias": (V,)}
-        act = est.activations + 4 * c.bptt * c.batch * (2 * c.emb + 3 * V)  # embedded ids, logits, their grads
-        return ModelPlan(shapes, np.float32, act, est.init, sizes={"hidden": c.hidden, "layers": c.layers})
+        act = est.activations + dtype.itemsize * c.bptt * c.batch * (2 * c.emb + 3 * V)  # embedded ids, logits, grads
+        return ModelPlan(shapes, dtype.type, act, est.init, sizes={"hidden": c.hidden, "layers": c.layers})
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "CharLM":

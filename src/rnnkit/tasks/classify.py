@@ -194,6 +194,18 @@ class ClassifyTask(TextTask):
                 "majority": float(np.mean(y == majority)), "examples": float(y.size), "confusion": confusion,
                 "precision": precision, "recall": recall, "f1": f1, "support": confusion.sum(1)}
 
+    def onnx_parts(self) -> dict:
+        """``rnnkit export --onnx`` (rnnkit.io.onnx_export.compose_onnx): token ids (T, B) + lengths ->
+        Embedding -> the (bidirectional) encoder -> last / mean / max pooling -> logits (B, C); the
+        classes, tokenizer and vocabulary as metadata.  Attention pooling has no ONNX form here."""
+        m = self.model
+        if self.config.pooling not in ("last", "mean", "max"):
+            raise UserError(f"export: a classifier with {self.config.pooling} pooling cannot be exported to ONNX "
+                            f"(last, mean and max pooling can)")
+        return {"recurrent": m.encoder, "embedding": m.embedding, "head": m.out, "readout": self.config.pooling,
+                "metadata": {"classes": list(self.classes), "tokenizer": self.tokenizer.to_dict(),
+                             "vocab": self.vocab.to_dict()}}
+
     def meta(self) -> dict:
         return {"config": dataclasses.asdict(self.config), "classes": list(self.classes),
                 "tokenizer": self.tokenizer.to_dict(), "vocab": self.vocab.to_dict(), "sizes": self.sizes,

@@ -167,6 +167,21 @@ class Forecaster:
         idx = rng.integers(0, len(tr.X), size=self.config.batch)
         return (self._inputs(tr.X[idx]), self.normalizer.transform(tr.Y[idx]).astype(np.float32)), None
 
+    def onnx_parts(self) -> dict:
+        """``rnnkit export --onnx``: normalised windows (W, B, 1) -> the recurrent stack -> head on the last
+        step: normalised forecasts (B, K); z = (x - mean) / std with the metadata's statistics."""
+        n = self.normalizer
+        return {"recurrent": self.model.rnn, "head": self.model.head, "readout": "last",
+                "metadata": {"normalizer_mean": n.mean, "normalizer_std": n.std,
+                             "input": "normalised values z = (x - mean) / std, time-major (window, B, 1)",
+                             "output": "normalised forecasts (B, horizon): x = z * std + mean"}}
+
+    def shard_batch(self, batch, comm):
+        """This MPI rank's windows ``comm.shard(B)`` of a global batch (rnnkit.train.parallel)."""
+        x, y = batch
+        part = comm.shard(len(y))
+        return x[:, part], y[part]
+
     def loss_and_backward(self, batch, carry=None):
         x, y = batch
         pred = self.model.last(x)

@@ -209,6 +209,12 @@ class _LongLagTask:
         """A fresh i.i.d. batch of ``config.batch`` sequences; no carry between steps."""
         return self._draw(rng, self.config.batch), None
 
+    def shard_batch(self, batch, comm):
+        """This MPI rank's sequences ``comm.shard(B)`` of a global batch (rnnkit.train.parallel): each
+        field along its item axis (``item_axes``: time-major arrays 1, per-sequence arrays 0)."""
+        part = comm.shard(self.config.batch)
+        return type(batch)(*(a[(slice(None),) * axis + (part,)] for a, axis in zip(batch, self.item_axes)))
+
     def state_arrays(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self.model.params.items()}
 
@@ -261,6 +267,7 @@ class AddingTask(_LongLagTask):
     config_class = AddingConfig
     #: Adam 3e-3, clipping at 1; 1,000,000 training sequences, an evaluation every 10,000 (of 20 per step)
     train_defaults = TrainConfig(steps=50_000, lr=3e-3, clip=1.0, eval_every=500, log_every=50)
+    item_axes = (1, 0, 0, 0)  # AddingBatch x (T, B, 2), lengths (B,), target (B,), positions (B, 2)
     input_size, output_size = 2, 1
 
     @staticmethod
@@ -308,6 +315,7 @@ class CopyTask(_LongLagTask):
     config_class = CopyConfig
     #: as adding, but lr 1e-2 (measured at T=10: 1e-3 left the loss near the baseline after 100k sequences)
     train_defaults = TrainConfig(steps=50_000, lr=1e-2, clip=1.0, eval_every=500, log_every=50)
+    item_axes = (1, 1)  # CopyBatch ids (T + 20, B), target (T + 20, B)
     input_size = output_size = COPY_CLASSES
 
     @staticmethod

@@ -3,6 +3,7 @@
 * :mod:`.task`     the Task contract (what a task supplies) and the evaluation record
 * :mod:`.config`   TrainConfig: every training setting
 * :mod:`.trainer`  Trainer: loop, optimizer, clipping, schedule, evaluation cadence, checkpoints, resume
+* :mod:`.parallel` data parallelism over MPI: the batch shards, the carry gathered and sharded, the agreed stop
 * :mod:`.state`    checkpoint layout; save_task for a model without training state
 * :mod:`.guard`    checks before anything is built: read_checkpoint (the one validated read), load_task,
                    check_model_fits (memory)

@@ -38,6 +38,16 @@ Optional (the reliability checks use it; docs/reliability.md)::
         before the task is built.  Without it, a checkpoint is still checked for its step, its
         optimizer state and NaN/inf, but not against the model's shapes.
 
+Optional, for the engines (docs/scaling.md, docs/interop.md)::
+
+    shard_batch(batch, comm) -> batch   this MPI rank's items comm.shard(B) of a global batch, and
+        carry_axes: dict[str, int]      carry arrays holding one entry per item, for ``mpiexec -n N
+                                        rnnkit train`` (rnnkit.train.parallel; without shard_batch:
+                                        the time-major split, arrays (T, B, ...) and vectors (B,))
+    onnx_parts() -> dict                {"recurrent": layer, "embedding": Embedding | None, "head":
+                                        Linear | None, "readout": "every" | "last", "metadata": {...}}:
+                                        ``rnnkit export CKPT --onnx FILE`` (rnnkit.io.onnx_export.compose_onnx)
+
 Evaluation records.  After every evaluation the Trainer logs and passes to ``on_eval`` one record
 ``{"step": int, "val_<metric>": float for every metric of evaluate(), "elapsed_s": float}``;
 ``on_eval(trainer, record) -> bool | None`` is the one callback signature: True stops training

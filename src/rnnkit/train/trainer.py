@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._checks import first_nonfinite
+from ..distributed import Communicator
 from ..errors import CheckpointError, NonFiniteError, UserError
 from ..io.checkpoint import save_checkpoint
 from ..io.lock import claim_out_dir
@@ -27,6 +28,7 @@ from ..optim import OPTIMIZERS, clip_grad_norm, grad_norm
 from .config import TrainConfig
 from .guard import read_checkpoint
 from .log import append_record, trim_after
+from .parallel import agreed_stop, gather_carry, shard_batch, shard_carry
 from .state import prefixed, saved_train_config, task_from, unprefixed
 
 
@@ -62,10 +64,16 @@ class Trainer:
     unless ``out_lock``, a held lock of that directory (the CLI holds one for the whole command),
     is set.  ``eval_split``: the split every evaluation uses (None: no evaluations, e.g. a fixed
     number of steps between two measurements).  ``rng``: the training batches' Generator
-    (default ``np.random.default_rng(config.seed)``); its state is checkpointed."""
+    (default ``np.random.default_rng(config.seed)``); its state is checkpointed.
+
+    ``comm``: the :class:`rnnkit.distributed.Communicator` (default ``from_environment()``: under
+    ``mpiexec -n N`` data-parallel over N ranks, else one process without MPI).  With N > 1 every
+    rank trains on its shard of each global batch (:mod:`rnnkit.train.parallel`), the gradients
+    are summed by one Allreduce before clipping, every rank applies the same update, and rank 0
+    alone writes checkpoints, metrics.jsonl and the progress bar."""
 
     def __init__(self, task, config: TrainConfig = TrainConfig(), out_dir=None, eval_split: str | None = "val",
-                 rng: np.random.Generator | None = None):
+                 rng: np.random.Generator | None = None, comm: Communicator | None = None):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
         self.task, self.config, self.eval_split = task, config, eval_split
@@ -81,6 +89,8 @@ class Trainer:
         self.last_loss = math.nan  # training loss of the latest step
         self.out_lock = None  # a held rnnkit.io.lock.OutDirLock of out_dir: fit does not lock again
         self.exit_code = 0  # of the latest fit: 0, or the stop signal's shell code (130, 143, 129)
+        self.comm = Communicator.from_environment() if comm is None else comm
+        self._stop_flags = (False, False)  # (this rank wants to stop, the last Allreduce said some rank does)
 
     # ------------------------------------------------------------------ paths
     def _path(self, name: str) -> str | None:
@@ -104,8 +114,9 @@ class Trainer:
         opt_arrays, opt_meta = self.optimizer.state_dict()
         arrays = prefixed(self.task.state_arrays(), "task")
         arrays.update(prefixed(opt_arrays, "optim"))
-        if self.carry is not None:
-            arrays.update(prefixed(self.carry, "carry"))
+        carry = gather_carry(self.task, self.carry, self.comm)  # every rank's items (a collective)
+        if carry is not None:
+            arrays.update(prefixed(carry, "carry"))
         train = {
             "step": self.step, "rng": self.rng.bit_generator.state, "optim": opt_meta,
             "config": dataclasses.asdict(self.config),
@@ -115,9 +126,10 @@ class Trainer:
         return arrays, {"kind": self.task.kind, "task": self.task.meta(), "train": train}
 
     def save(self, *paths) -> None:
-        """Write the training checkpoint (:meth:`state`, computed once) to every path given."""
+        """Write the training checkpoint (:meth:`state`, computed once) to every path given.
+        Every rank computes the state (the carry is gathered); rank 0 alone writes."""
         state = self.state()
-        for path in paths:
+        for path in paths if self.comm.is_root else ():
             save_checkpoint(path, *state)
 
     @classmethod
@@ -150,7 +162,7 @@ class Trainer:
                 self.optimizer.load_state_dict(unprefixed(arrays, "optim"), train["optim"])
             self.rng.bit_generator.state = train["rng"]
             self.step = int(train["step"])
-            self.carry = unprefixed(arrays, "carry") if train["has_carry"] else None
+            self.carry = shard_carry(self.task, unprefixed(arrays, "carry"), self.comm) if train["has_carry"] else None
             self.best_val = math.inf if train["best_val"] is None else float(train["best_val"])
             self.bad_evals = int(train["bad_evals"])
         except (KeyError, TypeError, ValueError) as e:
@@ -160,7 +172,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ logging
     def _log(self, record: dict) -> None:
-        if self.log_path:
+        if self.log_path and self.comm.is_root:
             append_record(self.log_path, record)
 
     # ------------------------------------------------------------------ evaluation
@@ -196,12 +208,12 @@ class Trainer:
         with self._session(result) as run:
             win_loss, win_steps, win_count, win_t = 0.0, 0, 0, run.t_start
             while self.step < stop_at:
-                if run.stop:
-                    result.stop_reason, result.exit_code = "interrupted", run.stop.exit_code
+                time_up = bool(cfg.time_limit) and time.perf_counter() - run.t_start >= cfg.time_limit
+                stop = agreed_stop(self.comm, run, time_up, self._stop_flags[1])
+                if stop:
+                    result.stop_reason, result.exit_code = stop
                     break
-                if cfg.time_limit and time.perf_counter() - run.t_start >= cfg.time_limit:
-                    result.stop_reason = "time limit"
-                    break
+                self._stop_flags = (bool(run.stop) or time_up, False)
                 loss, gn, count, lr = self.train_step()
                 result.losses.append(loss)
                 win_loss, win_steps, win_count = win_loss + loss, win_steps + 1, win_count + count
@@ -224,8 +236,9 @@ class Trainer:
                 elif cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.out_dir:
                     self.save(self.last_path)
                     run.saved_at = self.step
-            if run.stop:  # also a signal during the last evaluation: the run was stopped, never exit 0
-                result.exit_code = run.stop.exit_code
+            late = int(self.comm.max(run.stop.exit_code if run.stop else 0))  # a stop signal on any rank
+            if late:  # also a signal during the last evaluation: the run was stopped, never exit 0
+                result.exit_code = late
             if (result.stop_reason == "time limit" and result.losses
                     and (not result.evals or result.evals[-1]["step"] != self.step)):
                 # a time limit ends the run between evaluations: evaluate where it stopped
@@ -241,9 +254,13 @@ class Trainer:
         lr = self.schedule.lr_at(self.step, cfg.lr)
         self.optimizer.lr = lr
         batch, carry = task.train_batch(self.rng, self.carry)
+        batch = shard_batch(task, batch, self.comm)
         self.model.zero_grad()
         loss, carry, count = task.loss_and_backward(batch, carry)
         grads = self.model.grads
+        if self.comm.size > 1:  # the global batch's gradient and mean loss on every rank; stop agreed
+            reduced = self.comm.allreduce_grads(grads, loss, count, stop=self._stop_flags[0])
+            loss, count, self._stop_flags = reduced.loss, reduced.count, (False, reduced.stop)
         gn = clip_grad_norm(grads, cfg.clip) if cfg.clip > 0 else grad_norm(grads)
         self._check_step(float(loss), gn)
         self.optimizer.step()
@@ -294,10 +311,14 @@ class Trainer:
         from tqdm import tqdm
 
         cfg, task = self.config, self.task
+        root = self.comm.is_root
         with contextlib.ExitStack() as stack:
-            if self.out_dir and not self._holds_out_dir():
+            stack.enter_context(self.comm.guard())  # several ranks: an exception on one ends the job
+            self.comm.broadcast_params(self.model.params)  # rank 0's weights on every rank
+            self._stop_flags = (False, False)
+            if self.out_dir and root and not self._holds_out_dir():
                 stack.enter_context(claim_out_dir(self.out_dir))
-            if self.log_path:
+            if self.log_path and root:
                 trim_after(self.log_path, self.step)
             if self.step == 0:
                 self._log({"event": "start", "step": 0, "kind": task.kind, "num_params": self.model.num_params(),
@@ -315,8 +336,9 @@ class Trainer:
                         running.enter_context(threadpool_limits(limits=cfg.blas_threads, user_api="blas"))
                     except ImportError:  # optional: without threadpoolctl numpy's default applies
                         pass
-                run.bar = running.enter_context(tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress,
-                                                     unit="step", dynamic_ncols=True, file=sys.stderr, leave=False))
+                run.bar = running.enter_context(tqdm(total=cfg.steps, initial=self.step,
+                                                     disable=not (cfg.progress and root), unit="step",
+                                                     dynamic_ncols=True, file=sys.stderr, leave=False))
                 yield run
                 if self.out_dir and run.saved_at != self.step:
                     self.save(self.last_path)  # a second signal here aborts; the earlier checkpoint stays
@@ -325,8 +347,11 @@ class Trainer:
             result.checkpoint = self.last_path
             result.best_checkpoint = self.best_path if self.best_path and os.path.exists(self.best_path) else None
             self.exit_code = result.exit_code
+            stats = self.comm.stats  # several ranks: rank 0's time in the step's Allreduce (waits included)
             self._log({"event": "stop", "step": self.step, "reason": result.stop_reason, "seconds": result.seconds,
-                       **({"signal": run.stop.signame} if run.stop else {})})
+                       **({"signal": run.stop.signame} if run.stop else {}),
+                       **({"ranks": self.comm.size, "allreduce_s": stats.allreduce_seconds,
+                           "allreduce_calls": stats.allreduce_calls} if self.comm.size > 1 else {})})
 
     def _sync_config(self) -> None:
         """Apply ``self.config`` (it may have been replaced, e.g. after ``resume``) to schedule and optimizer."""

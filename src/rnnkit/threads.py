@@ -1,0 +1,139 @@
+"""Thread policy of the compiled time loops: batch shards and directions side by side.
+
+The compiled loops release the GIL, so Python threads run them in parallel.  Two kinds of
+parallelism oneDNN does not use:
+
+* the two directions of a bidirectional layer are independent recurrences: side by side;
+* the batch rows of one direction are independent recurrences too: split into shards, each
+  a whole sequence on its own thread, with one BLAS thread each.  A shard's per-step GEMM
+  has fewer rows; this pays when the rows stay enough to use the weights well
+  (``MIN_SHARD_ROWS``), or when the recurrent weights are small enough (``SMALL_W_HH``)
+  that the per-step elementwise work and the call overheads dominate.
+
+Measured on a 2-core machine with issue 9's prototype (fwd+bwd time ratios to PyTorch, one
+shard -> two): (T, B, I, H) = (200, 16, 32, 64) 1.38 -> 0.74, (100, 32, 64, 128) 1.85 -> 1.28,
+(64, 128, 256, 512) 1.04 -> 0.90, while at (35, 20, 650, 650) one shard whose GEMM runs on two
+BLAS threads was better.  ``layer.cores = 1`` keeps a layer on the calling thread (e.g. when
+several processes or trials already share the cores).
+
+With one job (one direction, no shards), the loop's BLAS runs on one thread when the per-step
+GEMM is small (``SMALL_STEP_GEMM``), else on the threads the BLAS has.  The policy only ever
+lowers the BLAS thread count: a limit the user set (threadpoolctl, ``--blas-threads``) holds.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+SMALL_STEP_GEMM = 1 << 20
+"""Multiply-adds of the per-step GEMM (B x H times H x G) up to which a single loop runs its
+BLAS on one thread: handing such a small GEMM to two threads costs more than it saves at
+every step (measured with ``bench/rnnkit_alone.py --small-step-gemm N``)."""
+MIN_SHARD_ROWS = 32
+"""Rows per shard from which sharding pays whatever the weights' size."""
+SMALL_W_HH = 1 << 20
+"""Bytes of W_hh up to which shards of at least ``MIN_SMALL_ROWS`` rows pay."""
+MIN_SMALL_ROWS = 4
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """How one layer's loops run: ``shards`` batch row ranges per direction, directions side by side
+    when ``parallel``, and ``blas_threads`` for the BLAS the loops call (None: leave it)."""
+
+    shards: tuple
+    parallel: bool
+    blas_threads: int | None
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def plan(B: int, H: int, G: int, D: int, itemsize: int, cores: int) -> ThreadPlan:
+    """The thread plan for a layer direction count D with batch B, hidden H, G gate columns."""
+    per_dir = max(1, cores // D) if cores >= D else 1
+    n = 1
+    for k in range(per_dir, 1, -1):
+        rows = B // k
+        if rows >= MIN_SHARD_ROWS or (rows >= MIN_SMALL_ROWS and G * H * itemsize <= SMALL_W_HH):
+            n = k
+            break
+    bounds = [B * k // n for k in range(n + 1)]
+    shards = tuple(zip(bounds[:-1], bounds[1:]))
+    if 1 < n * D <= cores:  # every job on its own core, one BLAS thread each
+        return ThreadPlan(shards, True, 1)
+    return ThreadPlan(shards, False, 1 if B * G * H <= SMALL_STEP_GEMM else None)
+
+
+@functools.lru_cache(maxsize=1)
+def _loop_blas():
+    """The BLAS libraries loaded in this process (scipy's is the one numba's ``np.dot`` calls)."""
+    import scipy.linalg.cython_blas  # noqa: F401  (loaded before the scan, or the limit would miss it)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas").lib_controllers
+
+
+@contextlib.contextmanager
+def blas_threads_at_most(n: int | None):
+    """Lower every loaded BLAS to at most ``n`` threads for the block (None: leave them)."""
+    changed = []
+    if n is not None:
+        for lib in _loop_blas():
+            old = lib.get_num_threads()
+            if old > n:
+                lib.set_num_threads(n)
+                changed.append((lib, old))
+    try:
+        yield
+    finally:
+        for lib, old in changed:
+            lib.set_num_threads(old)
+
+
+class LayerBusyError(RuntimeError):
+    """A layer was called from a second thread while another call on it was running."""
+
+
+class exclusive:  # noqa: N801  (used like a function: ``with exclusive(lock, "forward"):``)
+    """Hold ``lock`` (a layer's) for one call; a second thread calling meanwhile gets a clear error
+    instead of waiting or sharing the layer's buffers.  A class, not a generator: ``step`` pays it."""
+
+    __slots__ = ("lock", "what")
+
+    def __init__(self, lock, what: str):
+        self.lock, self.what = lock, what
+
+    def __enter__(self):
+        if not self.lock.acquire(blocking=False):
+            raise LayerBusyError(f"{self.what}: layer is in use by another thread; use one layer per thread")
+
+    def __exit__(self, *exc):
+        self.lock.release()
+
+
+@functools.lru_cache(maxsize=None)
+def _pool(n: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(n, thread_name_prefix="rnnkit-loop")
+
+
+def run_jobs(jobs: list, blas_threads: int | None, parallel: bool = True) -> list:
+    """Run zero-argument callables (compiled loops that release the GIL), side by side if
+    ``parallel`` and there are several, the first on this thread; returns their results in order."""
+    with blas_threads_at_most(blas_threads):
+        if len(jobs) == 1 or not parallel:
+            return [j() for j in jobs]
+        futures = [_pool(len(jobs) - 1).submit(j) for j in jobs[1:]]
+        try:
+            first = jobs[0]()
+        finally:  # never leave a thread writing into buffers the caller is about to read
+            wait(futures)
+        return [first] + [f.result() for f in futures]
