@@ -201,10 +201,11 @@ def test_save_load_round_trip(tmp_path):
 
 def test_fit_learns_and_stops_when_solved(tmp_path):
     # a real short run: the val MSE falls below the plateau of predicting the mean (1/24)
-    task = AddingTask(AddingConfig(T=11, hidden=8, batch=20, lr=1e-2, max_sequences=1600, eval_every=800))
+    task = AddingTask(AddingConfig(T=11, hidden=8, batch=20))
     before = task.evaluate("val")["loss"]
     seen = []
-    res = task.fit(out_dir=tmp_path, progress=False, on_eval=lambda tr, rec: seen.append((tr.step * 20, rec["val_loss"])))
+    train = task.train_config(max_sequences=1600, eval_every=800, lr=1e-2)
+    res = task.fit(out_dir=tmp_path, train=train, progress=False, on_eval=lambda tr, rec: seen.append((tr.step * 20, rec["val_loss"])))
     assert [n for n, _ in seen] == [800, 1600] and res.sequences == 1600 and res.stop_reason == "max sequences"
     assert seen[-1][1] < min(before, 1 / 24) and res.test["correct"] + res.test["wrong"] == 2560
     assert (tmp_path / "last.safetensors").exists()
@@ -213,7 +214,8 @@ def test_fit_learns_and_stops_when_solved(tmp_path):
         def solved(self, metrics):
             return True
 
-    res = AlwaysSolved(AddingConfig(T=11, hidden=4, batch=10, max_sequences=10_000, eval_every=100)).fit(progress=False)
+    solver = AlwaysSolved(AddingConfig(T=11, hidden=4, batch=10))
+    res = solver.fit(train=solver.train_config(max_sequences=10_000, eval_every=100), progress=False)
     assert res.stop_reason == "solved" and res.sequences == 100 and res.steps == 10
 
 
@@ -246,12 +248,16 @@ def test_cli_train_adding_copy_resume_eval(tmp_path, capsys):
 
 
 def test_non_finite_lr_and_clip_are_clear_errors(tmp_path, capsys):
+    # lr and clip are training settings: the rule (finite, > 0 for Adam with clipping) is the
+    # TrainConfig path's (task.train_config) and the CLI's, no longer the task config's
     for name in ("lr", "clip"):
         for bad in (math.inf, math.nan, 0.0, -1.0):
             with pytest.raises(ValueError, match=rf"{name}: expected a finite number > 0, got {bad!r}"):
-                AddingConfig(**{name: bad})
+                AddingTask(AddingConfig(T=11, hidden=2)).train_config(**{name: bad})
             with pytest.raises(ValueError, match=rf"{name}: expected a finite number > 0"):
-                CopyConfig(**{name: bad})
+                CopyTask(CopyConfig(T=2, hidden=2)).train_config(**{name: bad})
+        with pytest.raises(TypeError, match=name):
+            AddingConfig(**{name: 1.0})  # not a task setting any more
     from rnnkit.cli import main
 
     for task in ("adding", "copy"):
@@ -291,8 +297,9 @@ def test_solved_run_ends_like_any_run(tmp_path):
         def solved(self, metrics):
             return True
 
-    res = AlwaysSolved(AddingConfig(T=11, hidden=4, batch=10, max_sequences=10_000, eval_every=100)).fit(
-        out_dir=tmp_path, progress=False)
+    solver = AlwaysSolved(AddingConfig(T=11, hidden=4, batch=10))
+    res = solver.fit(out_dir=tmp_path, train=solver.train_config(max_sequences=10_000, eval_every=100),
+                     progress=False)
     assert res.stop_reason == "solved" and res.solved and res.sequences == 100 and res.steps == 10
     recs = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert recs[-1]["event"] == "stop" and recs[-1]["step"] == 10 and recs[-1]["reason"] == "on_eval"
@@ -329,8 +336,8 @@ def test_cli_resume_applies_training_flags_and_refuses_model_changes(tmp_path, c
     assert "       200 sequences  val" in text and "       300 sequences  val" in text and " 150 sequences" not in text
     _, meta = load_checkpoint(ck)
     assert meta["train"]["step"] == 30
-    assert {k: meta["task"]["config"][k] for k in ("max_sequences", "lr", "clip", "eval_every", "T")} == \
-        {"max_sequences": 300, "lr": 0.005, "clip": 2.0, "eval_every": 100, "T": 11}
+    assert meta["task"]["config"]["T"] == 11 and not {"max_sequences", "lr", "clip", "eval_every"} & set(
+        meta["task"]["config"])  # training settings live in the TrainConfig only (issue 10)
     assert {k: meta["train"]["config"][k] for k in ("steps", "lr", "clip", "eval_every")} == \
         {"steps": 30, "lr": 0.005, "clip": 2.0, "eval_every": 10}
     # a resume without flags keeps the (new) settings: nothing left to do
@@ -346,3 +353,44 @@ def test_cli_resume_applies_training_flags_and_refuses_model_changes(tmp_path, c
     capsys.readouterr()
     rc = main(["train", "copy", "--resume", str(cp / "last.safetensors"), "--T", "4", "--no-progress"])
     assert rc == 2 and "--T 4: differs from the checkpoint's 3" in capsys.readouterr().err
+
+
+def test_training_defaults_come_from_the_tasks_train_config(tmp_path, capsys):
+    """Issue 10: the long-lag training defaults are the task's TrainConfig (train_defaults), the budgets
+    kept in sequences for any batch; a checkpoint of rnnkit <= 0.2 holding lr etc. in its task
+    config resumes with them read into the TrainConfig (they were authoritative there)."""
+    import shutil
+
+    from rnnkit.cli import main
+    from rnnkit.io.checkpoint import load_checkpoint, save_checkpoint
+
+    t = AddingTask(AddingConfig(T=11, hidden=2))
+    assert t.train_config() == AddingTask.train_defaults  # batch 20: 1,000,000 sequences, eval every 10,000
+    t10 = AddingTask(AddingConfig(T=11, hidden=2, batch=10, seed=4)).train_config()
+    assert (t10.steps, t10.eval_every, t10.log_every, t10.lr, t10.clip, t10.seed) == (100_000, 1_000, 50, 3e-3, 1.0, 4)
+    assert CopyTask(CopyConfig(T=2, hidden=2)).train_config().lr == 1e-2
+    fixture = os.path.join(os.path.dirname(__file__), "fixtures", "v0.1.0", "adding", "last.safetensors")
+    arrays, meta = load_checkpoint(fixture)
+    assert meta["task"]["config"]["lr"] == meta["train"]["config"]["lr"] == 0.003
+    meta["task"]["config"].update(lr=0.02, max_sequences=40, eval_every=8)  # 0.1.0 resumed with these
+    run = tmp_path / "legacy"
+    run.mkdir()
+    save_checkpoint(run / "last.safetensors", arrays, meta)
+    assert main(["train", "adding", "--resume", str(run / "last.safetensors"), "--no-progress"]) == 0
+    assert "Adam lr 0.02, clip 1.0" in capsys.readouterr().out
+    _, new = load_checkpoint(run / "last.safetensors")
+    assert {k: new["train"]["config"][k] for k in ("lr", "steps", "eval_every", "log_every")} == \
+        {"lr": 0.02, "steps": 10, "eval_every": 2, "log_every": 2} and new["train"]["step"] == 10
+    assert "lr" not in new["task"]["config"]  # rewritten in the new layout
+    # a flag still overrides the legacy value; a bad legacy value is one line
+    shutil.rmtree(run)
+    run.mkdir()
+    save_checkpoint(run / "last.safetensors", arrays, meta)
+    assert main(["train", "adding", "--resume", str(run / "last.safetensors"), "--lr", "0.001",
+                 "--max-sequences", "24", "--no-progress"]) == 0
+    assert "Adam lr 0.001" in capsys.readouterr().out
+    meta["task"]["config"]["lr"] = -1.0
+    save_checkpoint(run / "bad.safetensors", arrays, meta)
+    rc = main(["eval", str(run / "bad.safetensors")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and "lr: expected a finite number > 0, got -1.0" in err, err

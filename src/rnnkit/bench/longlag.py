@@ -1,15 +1,14 @@
 """``rnnkit bench longlag``: the adding problem and the copy task for RNN, LSTM and GRU.
 
 For every task, T, cell and seed: train with Adam and gradient-norm clipping
-(settings of :class:`rnnkit.tasks.longlag.AddingConfig` / ``CopyConfig``, which
-flags may override) for at most ``budget`` training sequences, evaluate on the
+(the task's config and its ``train_defaults``, which flags may override) for at most ``budget`` training sequences, evaluate on the
 fixed test set every ``eval_every`` sequences, and record the number of training
 sequences seen when the success criterion first held:
 
     adding: at least 2557 of 2560 test sequences with |error| < 0.04
             (Hochreiter & Schmidhuber 1997, Exp. 4)
-    copy:   test loss < 0.5 x the memoryless baseline 10 ln(8) / (T + 20)
-            ("clearly below" it; Arjovsky, Shah & Bengio 2016)
+    copy:   test loss < 0.5 x the memoryless baseline 10 ln 8 / (T + 20)
+            (COPY_CRITERION; "clearly below" it; Arjovsky, Shah & Bengio 2016)
 
 The resolution of the count is ``eval_every``.  The printed markdown table puts
 the published LSTM figures of H&S 1997, Table 7, beside ours: 74,000 training
@@ -25,7 +24,7 @@ import numpy as np
 
 from ..errors import TrainingDiverged, UserError
 from ..layer_types import LAYERS
-from ..tasks.longlag import (ADDING_MAX_WRONG, ADDING_TEST_SIZE, COPY_FACTOR, AddingConfig, AddingTask, CopyConfig,
+from ..tasks.longlag import (ADDING_MAX_WRONG, ADDING_TEST_SIZE, COPY_CRITERION, AddingConfig, AddingTask, CopyConfig,
                              CopyTask)
 from ..sweep import run_grid
 from ..train import Trainer, metrics_of
@@ -53,7 +52,7 @@ class LongLagBenchConfig:
     eval_every: int = 1_000
     hidden: int | None = None  # None: the task's default (adding 32, copy 64)
     batch: int | None = None  # None: task default (20)
-    lr: float | None = None  # None: task default (adding 3e-3, copy 1e-3)
+    lr: float | None = None  # None: task default (adding 3e-3, copy 1e-2)
     forget_bias: float | None = None  # None: task default (adding +3, copy +1)
     clip: float | None = None  # None: task default (1.0)
 
@@ -71,14 +70,18 @@ class LongLagBenchConfig:
                 raise UserError(f"--{name.replace('_', '-')}: expected an integer >= 1, got {getattr(self, name)}")
 
     def task_config(self, task: str, T: int, cell: str, seed: int):
+        """The task config (model and data) of one run."""
         _, config_class = TASKS[task]
-        over = {k: getattr(self, k) for k in ("hidden", "batch", "lr", "forget_bias", "clip")
-                if getattr(self, k) is not None}
+        over = {k: getattr(self, k) for k in ("hidden", "batch", "forget_bias") if getattr(self, k) is not None}
         try:
-            return config_class(T=T, cell=cell, seed=seed, max_sequences=self.budget,
-                                eval_every=self.eval_every, **over)
+            return config_class(T=T, cell=cell, seed=seed, **over)
         except ValueError as e:
             raise UserError(f"bench longlag: {e}") from None
+
+    def train_fields(self) -> dict:
+        """The training settings of every run (``task.train_config`` arguments): the budget, --lr, --clip."""
+        over = {k: getattr(self, k) for k in ("lr", "clip") if getattr(self, k) is not None}
+        return dict(max_sequences=self.budget, eval_every=self.eval_every, **over)
 
 
 @dataclass(frozen=True)
@@ -99,17 +102,21 @@ def success(task: str, metrics: dict) -> bool:
     return TASKS[task][0].solved(metrics)
 
 
-def run_one(task_name: str, config, log=None) -> RunResult:
+def run_one(task_name: str, config, log=None, **train) -> RunResult:
     """Train one model with the Trainer until the criterion holds or the budget is spent.
 
-    ``config`` is an AddingConfig/CopyConfig; the budget is ``config.max_sequences``,
-    evaluation every ``config.eval_every`` sequences on the fixed test set.
-    ``log(dict)`` receives every evaluation (and the one before training).
+    ``config`` is an AddingConfig/CopyConfig; ``train``: arguments of ``task.train_config`` (e.g.
+    ``max_sequences``, ``eval_every`` in sequences, ``lr``; the rest the task's defaults); the
+    evaluations use the fixed test set.  ``log(dict)`` receives every evaluation (and the one before training).
     """
     task_class, _ = TASKS[task_name]
     task = task_class(config)
+    try:
+        train = task.train_config(progress=False, **train)
+    except ValueError as e:
+        raise UserError(f"bench longlag: {e}") from None
     # training batches from default_rng([seed, 3]) as in rnnkit 0.1.0, so earlier counts reproduce
-    trainer = Trainer(task, task.train_config(progress=False), eval_split="test",
+    trainer = Trainer(task, train, eval_split="test",
                       rng=np.random.default_rng([config.seed, 3]))
     t0 = time.perf_counter()
     head = dict(task=task_name, T=config.T, cell=config.cell, seed=config.seed)
@@ -155,7 +162,7 @@ def table(results: list[RunResult], cfg: LongLagBenchConfig) -> str:
     lines = [
         f"Budget {cfg.budget:,} training sequences per run, test every {cfg.eval_every:,}; "
         f"adding solved = at most {ADDING_MAX_WRONG} of {ADDING_TEST_SIZE} test sequences with |err| >= 0.04, "
-        f"copy solved = test loss < {COPY_FACTOR} x baseline 10 ln 8/(T+20).",
+        f"copy solved = test {COPY_CRITERION}.",
         "",
         "| task | T | cell | sequences until solved (per seed) | final test metric (per seed) | published LSTM |",
         "|---|---|---|---|---|---|",
@@ -173,9 +180,10 @@ def table(results: list[RunResult], cfg: LongLagBenchConfig) -> str:
 
 
 def run_logged(cell: tuple) -> tuple:
-    """``run_one`` of a grid cell (task name, task config) -> (RunResult, the records it logged)."""
+    """``run_one`` of a grid cell (task name, task config, training fields) -> (RunResult, the records it logged)."""
+    task, config, train = cell
     records = []
-    return run_one(*cell, log=records.append), records
+    return run_one(task, config, log=records.append, **train), records
 
 
 def run_bench(cfg: LongLagBenchConfig, log=None, engine: str = "local", cpus: int | None = None,
@@ -184,10 +192,10 @@ def run_bench(cfg: LongLagBenchConfig, log=None, engine: str = "local", cpus: in
     the other in this process, ``log`` called as they go; "ray": one Ray task per run
     (:func:`rnnkit.sweep.run_grid`, ``cpus`` / ``address`` as there), ``log`` called with each run's
     records afterwards, in the same order.  The runs are seeded: both engines give the same results."""
-    cells = [(task, cfg.task_config(task, T, cell, seed))
+    cells = [(task, cfg.task_config(task, T, cell, seed), cfg.train_fields())
              for task in cfg.tasks for T in cfg.T for cell in cfg.cells for seed in range(cfg.seeds)]
     if engine == "local":
-        return [run_one(task, config, log) for task, config in cells]
+        return [run_one(task, config, log, **train) for task, config, train in cells]
     done = run_grid(cells, run_logged, engine=engine, cpus=cpus, address=address)
     for _, records in done:
         for rec in records if log else ():

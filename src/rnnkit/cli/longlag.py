@@ -1,17 +1,18 @@
 """``rnnkit train adding`` / ``rnnkit train copy`` and their side of ``rnnkit eval``.
 
-Their training flags count sequences (``--max-sequences``, ``--eval-every``) and live in the task
-config (recorded in checkpoints since 0.1.0); :meth:`rnnkit.tasks.longlag._LongLagTask.train_config`
-maps them onto the TrainConfig, the one the Trainer uses.
+Their training flags (``--lr``, ``--clip``, ``--max-sequences``, ``--eval-every``; the budgets
+count sequences) set the TrainConfig only, through
+:meth:`rnnkit.tasks.longlag._LongLagTask.train_config`; their defaults are the task's
+``train_defaults``.  A checkpoint of rnnkit <= 0.2 kept them in its task config: on ``--resume``
+they are applied over its saved TrainConfig (``task.legacy_train_fields``), then the flags given.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from ..errors import UserError
 from ..layer_types import LAYERS
-from ..tasks.longlag import AddingConfig, AddingTask, CopyConfig, CopyTask
+from ..tasks.longlag import COPY_CRITERION, AddingConfig, AddingTask, CopyConfig, CopyTask
 from .args import forget_bias_arg, nonneg_int, positive_float, positive_int
 from .train import TaskSpec, add_run_args
 
@@ -28,18 +29,21 @@ _FLAGS = (  # (flag, config field, type, help): model/data fields, then the trai
     ("--eval-every", "eval_every", positive_int, "evaluate on the val set every N training sequences"),
     ("--seed", "seed", nonneg_int, "seed of weights, data and evaluation sets"),
 )
-#: fields that only steer training: ``--resume`` applies them; the others must match the checkpoint
+#: flags that only steer training (TrainConfig, via task.train_config): ``--resume`` applies them;
+#: the others are task config fields and must match the checkpoint
 _TRAIN_FIELDS = ("lr", "clip", "max_sequences", "eval_every")
 
 
 class _LongLagSpec(TaskSpec):
     def add_flags(self, p) -> None:
-        defaults = self.config_class()
+        max_sequences, eval_every = self.task_class.default_sequences()
+        defaults = {**vars(self.config_class()), "lr": self.train_defaults.lr, "clip": self.train_defaults.clip,
+                    "max_sequences": max_sequences, "eval_every": eval_every}
         for flag, name, typ, h in _FLAGS:
             kw = {"choices": tuple(LAYERS)} if name == "cell" else {}
             # not given: no attribute (a new run takes the config's default, --resume the checkpoint's value)
             p.add_argument(flag, dest=name, type=typ, default=argparse.SUPPRESS,
-                           help=f"{h} (default {getattr(defaults, name)})", **kw)
+                           help=f"{h} (default {defaults[name]})", **kw)
 
     def add_train_flags(self, p) -> None:
         add_run_args(p, f"directory for checkpoints, metrics.jsonl and loss.png (default runs/{self.name})",
@@ -47,28 +51,32 @@ class _LongLagSpec(TaskSpec):
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def given(self, args) -> dict:
-        return {name: getattr(args, name) for _, name, _, _ in _FLAGS if hasattr(args, name)}
+        """The task config fields whose flags were given (``--seed`` seeds the TrainConfig too)."""
+        return {name: getattr(args, name) for _, name, _, _ in _FLAGS if hasattr(args, name) and
+                name not in _TRAIN_FIELDS}
 
     def checked_on_resume(self, args) -> dict:
-        return {k: v for k, v in self.given(args).items() if k not in _TRAIN_FIELDS}
+        return self.given(args)
 
     def train_config(self, args, base, task):
-        if base is not None:  # --resume: the training flags given override the checkpoint's
-            try:
-                task.config = dataclasses.replace(task.config, **{k: v for k, v in self.given(args).items()
-                                                                  if k in _TRAIN_FIELDS})
-            except ValueError as e:
-                raise UserError(str(e)) from None
-        return task.train_config(progress=not args.no_progress)
+        """A new run: the task's defaults + the training flags; ``--resume``: the saved TrainConfig
+        (``base``) + a legacy checkpoint's training fields + the training flags."""
+        flags = {name: getattr(args, name) for name in _TRAIN_FIELDS if hasattr(args, name)}
+        if base is not None:
+            flags = {**task.legacy_train_fields, **flags}
+        try:
+            return task.train_config(base=base, progress=not args.no_progress, **flags)
+        except ValueError as e:
+            raise UserError(str(e)) from None
 
     def resume_line(self, task, trainer, args) -> str:
         return f"resuming {task.kind} from {args.resume} at {trainer.step * task.config.batch:,} sequences"
 
     def describe(self, task, trainer) -> None:
-        c = task.config
-        print(f"{task.kind} T={c.T}: {c.cell.upper()} {c.layers}x{c.hidden}, batch {c.batch}, Adam lr {c.lr}, "
-              f"clip {c.clip}, forget bias {c.forget_bias}, seed {c.seed}; {task.model.num_params():,} parameters; "
-              f"at most {c.max_sequences:,} sequences")
+        c, t = task.config, trainer.config
+        print(f"{task.kind} T={c.T}: {c.cell.upper()} {c.layers}x{c.hidden}, batch {c.batch}, Adam lr {t.lr}, "
+              f"clip {t.clip}, forget bias {c.forget_bias}, seed {c.seed}; {task.model.num_params():,} parameters; "
+              f"at most {t.steps * c.batch:,} sequences")
 
     def report_eval(self, task, trainer, rec) -> None:
         from tqdm import tqdm
@@ -109,7 +117,8 @@ class AddingSpec(_LongLagSpec):
 
 class CopySpec(_LongLagSpec):
     name, task_class, config_class = "copy", CopyTask, CopyConfig
-    help = description = "copy memory task (Arjovsky et al. 2016)"
+    help = "copy memory task (Arjovsky et al. 2016)"
+    description = f"{help}; solved when the val {COPY_CRITERION} (recall accuracy is reported as a metric)"
 
     def metrics_text(self, m: dict) -> str:
         return (f"loss {m['loss']:.4f} nats (memoryless baseline {m['baseline']:.4f})  "

@@ -51,7 +51,7 @@ class GradFlowConfig:
 
     def train_config(self) -> TrainConfig:
         """The training between the two measurements: Adam, clipping at the adding task's default."""
-        return TrainConfig(steps=self.steps, lr=self.lr, clip=AddingConfig.clip, eval_every=0, log_every=0,
+        return TrainConfig(steps=self.steps, lr=self.lr, clip=AddingTask.train_defaults.clip, eval_every=0, log_every=0,
                            seed=self.seed, progress=False)
 
 
@@ -81,7 +81,7 @@ def run_gradflow(cfg: GradFlowConfig, progress=print) -> list[dict]:
     (see :func:`write_gradflow_csv`)."""
     rows = []
     for cell in cfg.cells:
-        task = AddingTask(AddingConfig(T=cfg.T, cell=cell, hidden=cfg.hidden, batch=cfg.batch, lr=cfg.lr,
+        task = AddingTask(AddingConfig(T=cfg.T, cell=cell, hidden=cfg.hidden, batch=cfg.batch,
                                        forget_bias=cfg.forget_bias, seed=cfg.seed))
         probe = adding_batch(np.random.default_rng([cfg.seed, 7]), cfg.T, cfg.measure_batch)
         trainer = Trainer(task, cfg.train_config(), eval_split=None, rng=np.random.default_rng([cfg.seed, 3]))

@@ -30,7 +30,7 @@ from ..data.vocab import TokenVocab
 from ..errors import UserError
 from ..train import TrainConfig
 from ..validate import NONNEG_INT, POSITIVE_INT, check, check_choice
-from .textdata import TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise
+from .textdata import PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise, vocab_size
 
 CLASS_WEIGHTS = ("none", "balanced")
 EVAL_BATCH = 256
@@ -210,6 +210,23 @@ class ClassifyTask(TextTask):
         return {"config": dataclasses.asdict(self.config), "classes": list(self.classes),
                 "tokenizer": self.tokenizer.to_dict(), "vocab": self.vocab.to_dict(), "sizes": self.sizes,
                 "class_counts": self.class_counts}
+
+    @classmethod
+    def model_plan(cls, meta: dict):
+        """The SequenceClassifier's parameters (rnnkit.classifier) and the buffers of one training step
+        from ``meta`` alone (rnnkit.train.task): B = ``batch`` texts of T = ``max_len`` tokens (no
+        limit: 1, a lower bound); the vocabulary and classes from ``meta`` (a new run: the specials, 2)."""
+        c = ClassifyTaskConfig(**meta["config"])
+        T, D, H = c.max_len or 1, 2 if c.bidirectional else 1, c.hidden
+        classes = len(meta["classes"]) if "classes" in meta else 2
+        p = PlanParts(c.batch)
+        p.embedding("embedding", vocab_size(meta, "vocab"), c.emb, T)
+        p.recurrent("encoder", c.cell, c.emb, H, c.layers, T, D)
+        if c.pooling == "attention":  # ClassifierConfig's default score: additive
+            p.shapes["pool.query"] = (D * H,)
+            p.score("pool.score", "additive", D * H, D * H, None, 1, T)
+        p.linear("out", D * H, classes, c.batch)
+        return p.plan(hidden=c.hidden, layers=c.layers, emb=c.emb, batch=c.batch)
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "ClassifyTask":

@@ -42,7 +42,7 @@ from ..encdec import EncoderDecoder, Seq2SeqConfig
 from ..errors import UserError
 from ..train import TrainConfig
 from ..validate import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, check, check_choice, check_each
-from .textdata import TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise
+from .textdata import PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise, vocab_size
 
 SCORES = ("dot", "general", "additive")
 BLEU_TOKENIZE = "13a"
@@ -243,6 +243,30 @@ class Seq2SeqTask(TextTask):
         return {"config": dataclasses.asdict(self.config), "src_tokenizer": self.src_tok.to_dict(),
                 "tgt_tokenizer": self.tgt_tok.to_dict(), "src_vocab": self.src_vocab.to_dict(),
                 "tgt_vocab": self.tgt_vocab.to_dict(), "decode_len": self.decode_len, "sizes": self.sizes}
+
+    @classmethod
+    def model_plan(cls, meta: dict):
+        """The EncoderDecoder's parameters (rnnkit.encdec) and the buffers of one training step from
+        ``meta`` alone (rnnkit.train.task): B = ``batch`` pairs of S = ``max_src_len`` source and
+        T = ``max_tgt_len`` + 1 target tokens (no limit: 1 source token; the checkpoint's
+        ``decode_len`` or 1 target token: a lower bound); vocabularies from ``meta`` (textdata.vocab_size)."""
+        c = Seq2SeqTaskConfig(**meta["config"])
+        S = c.max_src_len or 1
+        T = c.max_tgt_len + 1 if c.max_tgt_len else int(meta.get("decode_len", 1))
+        V_src, V_tgt = vocab_size(meta, "src_vocab"), vocab_size(meta, "tgt_vocab")
+        D, H, E = 2 if c.bidirectional else 1, c.hidden, c.emb
+        p = PlanParts(c.batch)
+        p.embedding("src_embedding", V_src, E, S)
+        p.recurrent("encoder", c.cell, E, H, c.layers, S, D)
+        p.linear("bridge_h", D * H, H, c.layers * c.batch)
+        if c.cell == "lstm":
+            p.linear("bridge_c", D * H, H, c.layers * c.batch)
+        p.embedding("tgt_embedding", V_tgt, E, T)
+        p.recurrent("decoder", c.cell, E, H, c.layers, T)
+        p.score("attention.score", c.score, H, D * H, None, T, S)
+        p.linear("attention.linear_out", D * H + H, H, T * c.batch, bias=False)
+        p.linear("out", H, V_tgt, 2 * T * c.batch)  # logits, their softmax and gradient
+        return p.plan(hidden=c.hidden, layers=c.layers, emb=c.emb, batch=c.batch)
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "Seq2SeqTask":

@@ -14,6 +14,12 @@ Batch plan.  An epoch is :func:`rnnkit.data.batching.bucket_batches` of the trai
 (shuffled, sorted in pools, batches shuffled) drawn from the Trainer's rng; the plan lives in
 the carry ``{"order": (N,) indices, "bounds": (nb + 1,) batch bounds, "next": (1,) batch}``,
 so a checkpoint holds it and a resumed run takes exactly the batches the straight run would.
+
+Model plans (rnnkit.train.task.ModelPlan, ``model_plan(meta)`` of both tasks): :class:`PlanParts`
+adds up the parameter shapes (PyTorch's names, those of the built modules) and the float32
+buffers of one training step of T x B tokens from the sizes in the metadata alone; the recurrent
+layers through :func:`rnnkit.io.memory.estimate_rnn_bytes`.  A size a new run cannot know before
+reading its corpus counts as its smallest: a vocabulary as its 4 specials (:func:`vocab_size`).
 """
 from __future__ import annotations
 
@@ -23,8 +29,11 @@ import numpy as np
 
 from ..data.batching import bucket_batches
 from ..data.tokenize import SPACE_PATTERN, BpeTokenizer, CharTokenizer, WordTokenizer
+from ..data.vocab import SPECIALS
 from ..errors import CheckpointError, UserError
+from ..io.memory import GATES, estimate_rnn_bytes, rnn_param_shapes
 from ..layer_types import LAYERS
+from ..train.task import ModelPlan
 from ..validate import NONNEG_INT, POSITIVE_INT, check, check_choice, check_each
 
 TOKENS = ("char", "word", "space", "bpe")
@@ -90,6 +99,55 @@ def next_batch(lengths: np.ndarray, batch: int, rng: np.random.Generator, carry:
 def in_batches(lengths: np.ndarray, size: int):
     """Evaluation order: index arrays of at most ``size`` examples of similar length."""
     return bucket_batches(lengths, size, None)
+
+
+def vocab_size(meta: dict, key: str) -> int:
+    """Ids of the vocabulary ``meta[key]`` (a TokenVocab.to_dict(): the specials + its tokens); a new
+    run's vocabulary, not read yet, counts as the specials alone."""
+    v = meta.get(key)
+    return len(SPECIALS) if v is None else len(SPECIALS) + len(v["tokens"])
+
+
+class PlanParts:
+    """Parameter shapes and float32 step buffers (elements) of a model, added module by module."""
+
+    def __init__(self, B: int):
+        self.B, self.shapes, self.act, self.init = B, {}, 0, 0
+
+    def embedding(self, name: str, V: int, E: int, T: int) -> None:
+        """Embedding(V, E) (drawn in float64) over T x B ids: its output and gradient."""
+        self.shapes[f"{name}.weight"] = (V, E)
+        self.init = max(self.init, 8 * V * E)
+        self.act += 2 * T * self.B * E
+
+    def recurrent(self, name: str, cell: str, I: int, H: int, L: int, T: int, D: int = 1) -> None:
+        """A Recurrent stack (rnnkit.layers) over T steps of B sequences (rnnkit.io.memory)."""
+        self.shapes.update(rnn_param_shapes(I, H, L, D, GATES[cell], prefix=f"{name}."))
+        est = estimate_rnn_bytes(I, H, L, T=T, B=self.B, directions=D, gates=GATES[cell], itemsize=4)
+        self.act += est.activations // 4
+        self.init = max(self.init, est.init)
+
+    def linear(self, name: str, I: int, O: int, rows: int, bias: bool = True) -> None:
+        """Linear(I, O) over ``rows`` rows: its output and the input gradient."""
+        self.shapes[f"{name}.weight"] = (O, I)
+        if bias:
+            self.shapes[f"{name}.bias"] = (O,)
+        self.act += rows * (O + I)
+
+    def score(self, name: str, kind: str, Hq: int, Hk: int, A: int | None, T: int, S: int) -> None:
+        """An attention score of rnnkit.attention (dot, general, additive) of T queries over S keys."""
+        if kind == "general":
+            self.linear(f"{name}.linear", Hk, Hq, S * self.B, bias=False)
+        elif kind == "additive":
+            A = A or Hq
+            self.linear(f"{name}.query_proj", Hq, A, T * self.B, bias=False)
+            self.linear(f"{name}.key_proj", Hk, A, S * self.B)
+            self.linear(f"{name}.v", A, 1, T * S * self.B, bias=False)
+            self.act += 2 * T * S * self.B * A  # the tanh of every (query, key) pair and its gradient
+        self.act += 3 * T * S * self.B  # scores, weights, their gradient
+
+    def plan(self, **sizes) -> ModelPlan:
+        return ModelPlan(self.shapes, np.float32, 4 * self.act, self.init, sizes=sizes)
 
 
 class TextTask:
