@@ -358,7 +358,8 @@ class Trainer:
             stats = self.comm.stats  # several ranks: rank 0's time in the step's Allreduce (waits included)
             self._log({"event": "stop", "step": self.step, "reason": result.stop_reason, "seconds": result.seconds,
                        **({"signal": run.stop.signame} if run.stop else {}),
-                       **({"ranks": self.comm.size, "allreduce_s": stats.allreduce_seconds,
+                       **({"ranks": self.comm.size, "ranks_on_node": self.comm.ranks_on_node(),
+                           "cores": self.cores(), "allreduce_s": stats.allreduce_seconds,
                            "allreduce_calls": stats.allreduce_calls} if self.comm.size > 1 else {})})
 
     def _sync_config(self) -> None:
