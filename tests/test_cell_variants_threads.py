@@ -22,7 +22,7 @@ def test_sharded_equals_one_thread(name):
     for cores in (1, 2):
         layer = VARIANTS[name]()
         layer.cores = cores
-        assert (len(layer._plan(8).shards) > 1) == (cores == 2), "the 2-core plan must shard the batch"
+        assert (len(layer.thread_plan(8).shards) > 1) == (cores == 2), "the 2-core plan must shard the batch"
         out, final = layer.forward(x, lengths=lengths, rng=np.random.default_rng(3))
         d_x, _ = layer.backward(np.ones_like(out))
         results.append((out.copy(), d_x, {k: g.copy() for k, g in layer.grads.items()}))

@@ -15,6 +15,7 @@ import pytest
 
 from rnnkit.cli import main
 from rnnkit.distributed import _Rank  # rank and size only: another rank's shard, no collectives
+from rnnkit.train import read_metrics
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -87,6 +88,9 @@ def test_two_ranks_equal_one_rank_and_resume_with_any_rank_count(tmp_path, text)
     _mpiexec(2, "train", "charlm", "--resume", two / "last.safetensors", "--text", text, "--steps", "7",
              "--no-progress")
     _same(two, one, "2 ranks (4 + 3 resumed steps) vs 1 rank (7 steps)")
+    stop = [r for r in read_metrics(two / "metrics.jsonl") if r.get("event") == "stop"][-1]
+    assert (stop["ranks"], stop["ranks_on_node"]) == (2, 2), f"ranks sharing this node: {stop}"
+    assert stop["cores"] == 1, f"each rank's loops: --blas-threads 1 and half of this node's cores: {stop}"
     # a 1-rank checkpoint (whole carried state) resumed on 3 ranks (streams 2 + 1 + 1)
     assert main(["train", "charlm", "--text", str(text), *FLAGS, "--steps", "4", "--out", str(mixed)]) == 0
     _mpiexec(3, "train", "charlm", "--resume", mixed / "last.safetensors", "--text", text, "--steps", "7",

@@ -8,6 +8,7 @@ import signal
 import numpy as np
 import pytest
 
+from rnnkit import threads
 from rnnkit.errors import CheckpointError, TrainingDiverged
 from rnnkit.io.checkpoint import load_checkpoint
 from rnnkit.losses import mse
@@ -263,3 +264,13 @@ def test_charlm_save_with_trainer_is_the_training_checkpoint(tmp_path):
     lm.trainer.save(tmp_path / "tr.safetensors")
     assert _same_checkpoint(tmp_path / "lm.safetensors", tmp_path / "tr.safetensors")
     assert load_checkpoint(tmp_path / "lm.safetensors")[1]["train"]["step"] == 4
+
+
+@pytest.mark.parametrize("blas_threads", [1, 2, 0])
+def test_training_runs_the_loops_on_the_blas_threads_cores(blas_threads):
+    seen = []
+    cfg = TrainConfig(steps=2, eval_every=1, log_every=0, progress=False, blas_threads=blas_threads)
+    Trainer(Regression(), cfg).fit(on_eval=lambda tr, rec: seen.append(threads.usable_cores()))
+    expect = min(blas_threads, threads.available_cores()) if blas_threads else threads.available_cores()
+    assert seen == [expect, expect], f"cores while training with blas_threads={blas_threads}"
+    assert threads.usable_cores() == threads.available_cores(), "the setting outlived the run"

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import UserError
+from .threads import available_cores, shared_cores
 
 # Environment variables set for each process by an MPI launcher (MPICH/Hydra, Intel MPI,
 # Open MPI, PMIx).  Only these decide whether mpi4py is imported at all.
@@ -134,6 +135,7 @@ class Communicator:
         self._buf = None  # the flat Allreduce buffer, allocated on first use
         self._views: dict[str, np.ndarray] = {}
         self._layout = None
+        self._on_node = None  # ranks on this node, asked once (ranks_on_node)
 
     @classmethod
     def single(cls) -> "Communicator":
@@ -152,6 +154,23 @@ class Communicator:
             raise UserError(f"launched under MPI with {size} ranks, but mpi4py is not installed; "
                             f"install the extra: pip install 'rnnkit[mpi]'") from None
         return cls(MPI.COMM_WORLD)
+
+    def ranks_on_node(self) -> int:
+        """How many ranks of this job run on this rank's node (1 without MPI).  A collective the
+        first time (``MPI_Comm_split_type`` SHARED); remembered after."""
+        if self._on_node is None:
+            if self.size == 1:
+                self._on_node = 1
+            else:
+                node = self._comm.Split_type(self._mpi().COMM_TYPE_SHARED)
+                self._on_node = int(node.Get_size())
+                node.Free()
+        return self._on_node
+
+    def cores(self) -> int:
+        """Cores this rank's loops may use: the node's cores shared by its ranks, at least 1
+        (:func:`rnnkit.threads.shared_cores`)."""
+        return shared_cores(available_cores(), self.ranks_on_node())
 
     @property
     def is_root(self) -> bool:

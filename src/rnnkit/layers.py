@@ -20,7 +20,7 @@ from .init import init_weights
 from .module import Module
 from .scan import absent, compiled_loops, reuse_empty, scan_backward, scan_forward
 from .tape import LayerTape, Tape, TapeReader
-from .threads import LayerBusyError, available_cores, exclusive, plan, run_jobs  # noqa: F401  (re-exported)
+from .threads import LayerBusyError, exclusive, loop_cores, plan, run_jobs  # noqa: F401  (re-exported)
 
 _DTYPES = (np.float32, np.float64)
 
@@ -117,9 +117,9 @@ class Recurrent(TapeReader, Module):
         self._tape = None
         self._workspace = [{} for _ in self._weight_names]  # per (layer, direction): scan buffers kept between calls
         self._busy = threading.Lock()
-        self.cores = available_cores()
-        """Cores the loops may use (the thread policy, :mod:`rnnkit.threads`); 1 runs everything on
-        the calling thread."""
+        self.cores = None
+        """Cores this layer's loops may use (None: the run's setting, :func:`rnnkit.threads.use_cores`,
+        else the machine's; see :mod:`rnnkit.threads`); 1 runs everything on the calling thread."""
 
     def _make_cell(self, hidden_size: int, **cell_kwargs):
         """The cell of every layer and direction (``cell_class(**cell_kwargs)``; LSTM chooses a variant)."""
@@ -193,9 +193,10 @@ class Recurrent(TapeReader, Module):
         return LSTMState(*fields) if self._is_lstm() else fields[0]
 
     # ------------------------------------------------------------------ forward / backward
-    def _plan(self, B: int):
+    def thread_plan(self, B: int):
+        """The :class:`rnnkit.threads.ThreadPlan` a call with batch ``B`` runs under, here and now."""
         H = self.hidden_size
-        return plan(B, H, self.cell.n_gates * H, self.num_directions, self.dtype.itemsize, self.cores)
+        return plan(B, H, self.cell.n_gates * H, self.num_directions, self.dtype.itemsize, loop_cores(self.cores))
 
     def forward(self, x, state=None, lengths=None, rng=None):
         """Run the layer over a batch of sequences; see the class docstring for shapes."""
@@ -226,7 +227,7 @@ class Recurrent(TapeReader, Module):
         states0 = self._split_state(state, B)
         masks = self._draw_masks(rng, T, B)
         D, finals, layers = self.num_directions, [], []
-        threads = self._plan(B)
+        threads = self.thread_plan(B)
         layer_in = np.ascontiguousarray(x)
         for layer in range(self.num_layers):
             tapes, jobs, used_hh = [], [], []
@@ -320,7 +321,7 @@ class Recurrent(TapeReader, Module):
         self._tape = None
         d_states0 = [None] * (self.num_layers * D)
         records = [{} if record_state_grads else None for _ in d_states0]
-        threads = self._plan(B)
+        threads = self.thread_plan(B)
         d_layer_out = d_out
         masks = tape.masks
         for layer in range(self.num_layers - 1, -1, -1):

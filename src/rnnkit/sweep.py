@@ -7,6 +7,8 @@ The sweep spec (TOML, read with :func:`load_spec`)::
     metric = "val_loss"              # a key every trial reports
     mode = "min"                     # "min" or "max"
     seed = 0                         # optional: the search's random seed (same trials every run)
+    cpus_per_trial = 1               # optional: cores each trial may use (Ray's resources and the
+                                     # loops' threads, rnnkit.threads.use_cores); 1 by default
 
     [fixed]                          # flags every trial gets
     steps = 300
@@ -46,9 +48,10 @@ from dataclasses import dataclass, field
 
 from .errors import UserError
 from .io.atomic import write_bytes_atomic
+from .threads import use_cores
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "grid")
-TOP_KEYS = ("task", "num_trials", "metric", "mode", "seed", "fixed", "space", "asha")
+TOP_KEYS = ("task", "num_trials", "metric", "mode", "seed", "cpus_per_trial", "fixed", "space", "asha")
 
 
 def _is_int(v) -> bool:
@@ -108,6 +111,7 @@ class SweepSpec:
     asha: Asha | None = None
     seed: int | None = None
     source: str = "<spec>"
+    cpus_per_trial: int = 1
 
     @property
     def grid_size(self) -> int:
@@ -182,6 +186,9 @@ def parse_spec(data: dict, source: str = "<spec>") -> SweepSpec:
     seed = data.get("seed")
     if seed is not None and (not _is_int(seed) or seed < 0):
         raise UserError(f"{source}: seed: expected an integer >= 0, got {seed!r}")
+    cpus = data.get("cpus_per_trial", 1)
+    if not _is_int(cpus) or cpus < 1:
+        raise UserError(f"{source}: cpus_per_trial: expected an integer >= 1, got {cpus!r}")
     for table in ("fixed", "space", "asha"):
         if table in data and not isinstance(data[table], dict):
             raise UserError(f"{source}: {table}: expected a table [{table}], got {data[table]!r}")
@@ -207,7 +214,7 @@ def parse_spec(data: dict, source: str = "<spec>") -> SweepSpec:
         if not _is_num(rf) or rf <= 1:
             raise UserError(f"{source}: [asha].reduction_factor: expected a number > 1, got {rf!r}")
         asha = Asha(a["max_t"], grace, float(rf))
-    spec = SweepSpec(data["task"], n, data["metric"], mode, fixed, space, asha, seed, source)
+    spec = SweepSpec(data["task"], n, data["metric"], mode, fixed, space, asha, seed, source, cpus)
     if n % spec.grid_size:
         raise UserError(f"{source}: num_trials: expected a multiple of the grid's size ({spec.grid_size} "
                         f"combinations of the grid keys), got {n}")
@@ -266,11 +273,13 @@ def _reporter(tune):
     return report
 
 
-def _trial_fn(trainable):
+def _trial_fn(trainable, cores: int = 1):
+    """Ray's trial function: ``trainable`` with the loops on at most ``cores`` cores."""
     def trial(config):
         from ray import tune
 
-        trainable(dict(config), _reporter(tune))
+        with use_cores(cores):
+            trainable(dict(config), _reporter(tune))
 
     return trial
 
@@ -301,15 +310,17 @@ def _row(spec: SweepSpec, index: int, result) -> dict:
 
 
 def run_sweep(spec: SweepSpec, trainable, cpus: int | None = None, address: str | None = None,
-              storage=None, name: str = "sweep", out_dir=None, cpus_per_trial: float = 1) -> SweepResult:
+              storage=None, name: str = "sweep", out_dir=None, cpus_per_trial: int | None = None) -> SweepResult:
     """Run the sweep on Ray Tune; write ``results.md``, ``results.csv``, ``best.json`` to ``out_dir``
     (default: the experiment's directory ``storage/name``).
 
     ``trainable(config: dict, report)`` trains one trial and calls ``report(metrics, checkpoint_path)``
     at every evaluation (metrics: name -> number, holding ``spec.metric``; checkpoint_path: a file
     it wrote, or None).  A row per trial holds its sampled values, its best ``spec.metric`` over its
-    reports and that report's checkpoint (a copy in Ray's storage).
+    reports and that report's checkpoint (a copy in Ray's storage).  Each trial gets
+    ``cpus_per_trial`` cores (default: the spec's, 1): Ray's CPU resource and the loops' threads.
     """
+    cores = spec.cpus_per_trial if cpus_per_trial is None else cpus_per_trial
     storage = os.path.abspath(os.fspath(storage if storage is not None else os.path.join(os.getcwd(), "sweeps")))
     with ray_session(cpus, address):
         from ray import tune
@@ -324,7 +335,7 @@ def run_sweep(spec: SweepSpec, trainable, cpus: int | None = None, address: str 
             name=name, storage_path=storage, verbose=0,
             checkpoint_config=tune.CheckpointConfig(checkpoint_score_attribute=spec.metric,
                                                     checkpoint_score_order=spec.mode))
-        trial = tune.with_resources(_trial_fn(trainable), {"cpu": cpus_per_trial})
+        trial = tune.with_resources(_trial_fn(trainable, cores), {"cpu": cores})
         grid = tune.Tuner(trial, param_space=spec.param_space(), tune_config=tune_config,
                           run_config=run_config).fit()
         results = sorted(grid, key=lambda r: r.path or "")  # trial directories are numbered in creation order
@@ -370,7 +381,7 @@ def write_tables(rows: list, best: dict, spec: SweepSpec, out_dir) -> dict:
 def _limited(fn, cell, blas_threads: int):
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=blas_threads, user_api="blas"):
+    with threadpool_limits(limits=blas_threads, user_api="blas"), use_cores(blas_threads):
         return fn(cell)
 
 
@@ -378,7 +389,8 @@ def run_grid(cells, fn, engine: str = "local", cpus: int | None = None, address:
              blas_threads: int = 1) -> list:
     """``[fn(cell) for cell in cells]``, in this process (engine "local") or as one Ray task per cell
     (engine "ray"; ``fn`` and the cells must pickle); same results, same order, each call with
-    ``blas_threads`` BLAS threads (so both engines compute with the same arithmetic)."""
+    ``blas_threads`` BLAS threads and as many cores for the loops (so both engines compute with the
+    same arithmetic, and Ray's one CPU per task is what it uses)."""
     cells = list(cells)
     if engine == "local":
         return [_limited(fn, c, blas_threads) for c in cells]

@@ -13,8 +13,15 @@ parallelism oneDNN does not use:
 Measured on a 2-core machine with issue 9's prototype (fwd+bwd time ratios to PyTorch, one
 shard -> two): (T, B, I, H) = (200, 16, 32, 64) 1.38 -> 0.74, (100, 32, 64, 128) 1.85 -> 1.28,
 (64, 128, 256, 512) 1.04 -> 0.90, while at (35, 20, 650, 650) one shard whose GEMM runs on two
-BLAS threads was better.  ``layer.cores = 1`` keeps a layer on the calling thread (e.g. when
-several processes or trials already share the cores).
+BLAS threads was better.
+
+How many cores: ONE setting per run, :func:`use_cores` (a context, scoped like threadpoolctl's
+limits, inherited by nothing but the calling thread's code), set by the upper floors: the trainer
+(``--blas-threads N``: N cores), an MPI rank that shares its node (:func:`shared_cores`), a Ray
+trial or grid cell (1 core unless the spec says more).  Without one, the loops may use the cores
+this process may run on.  ``layer.cores`` (None by default) lowers it for one layer; a nested
+``use_cores`` never raises an outer one.  With one core, everything (BLAS included) runs on the
+calling thread.
 
 With one job (one direction, no shards), the loop's BLAS runs on one thread when the per-step
 GEMM is small (``SMALL_STEP_GEMM``), else on the threads the BLAS has.  The policy only ever
@@ -23,6 +30,7 @@ lowers the BLAS thread count: a limit the user set (threadpoolctl, ``--blas-thre
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import os
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -57,8 +65,48 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+_CORES = contextvars.ContextVar("rnnkit_cores", default=None)
+
+
+def usable_cores() -> int:
+    """Cores the compiled loops may use here: the innermost :func:`use_cores`, else
+    :func:`available_cores`."""
+    n = _CORES.get()
+    return available_cores() if n is None else n
+
+
+def loop_cores(layer_cores: int | None) -> int:
+    """The cores one layer's loops use: :func:`usable_cores`, lowered by ``layer.cores`` (its own
+    setting, which wins over the machine's count but never over an upper floor's :func:`use_cores`)."""
+    outer = _CORES.get()
+    if layer_cores is None:
+        return usable_cores()
+    return layer_cores if outer is None else min(layer_cores, outer)
+
+
+@contextlib.contextmanager
+def use_cores(n: int):
+    """Let the loops run in this block on at most ``n`` cores (n >= 1; an outer limit is never raised)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"cores: expected an integer >= 1, got {n!r}")
+    outer = _CORES.get()
+    token = _CORES.set(n if outer is None else min(n, outer))
+    try:
+        yield
+    finally:
+        _CORES.reset(token)
+
+
+def shared_cores(cores_on_node: int, ranks_on_node: int) -> int:
+    """Cores of one of ``ranks_on_node`` processes that share ``cores_on_node`` cores (at least 1)."""
+    return max(1, cores_on_node // max(1, ranks_on_node))
+
+
 def plan(B: int, H: int, G: int, D: int, itemsize: int, cores: int) -> ThreadPlan:
-    """The thread plan for a layer direction count D with batch B, hidden H, G gate columns."""
+    """The thread plan for a layer direction count D with batch B, hidden H, G gate columns, on
+    ``cores`` cores (one core: no threads, one BLAS thread)."""
+    if cores <= 1:
+        return ThreadPlan(((0, B),), False, 1)
     per_dir = max(1, cores // D) if cores >= D else 1
     n = 1
     for k in range(per_dir, 1, -1):

@@ -16,8 +16,9 @@ class TrainConfig:
     checkpoint_every 0 checkpoints at every evaluation; patience 0 disables
     early stopping (else: stop after ``patience`` evaluations without a new best
     val loss); time_limit 0 means none (seconds of training in this call).
-    blas_threads: BLAS threads while training (0 = numpy's default).  1 by default:
-    the GEMMs of these models are small, and on the project's shared 2-core machine
+    blas_threads: BLAS threads, and cores of the compiled loops (:func:`rnnkit.threads.use_cores`),
+    while training (0 = numpy's default BLAS threads, the loops on every core this rank may use).
+    1 by default: the GEMMs of these models are small, and on the project's shared 2-core machine
     one thread trained 3-5x faster than two (docs/training.md).
     """
 

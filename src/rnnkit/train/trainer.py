@@ -25,6 +25,7 @@ from ..io.checkpoint import save_checkpoint
 from ..io.lock import claim_out_dir
 from ..io.signals import StopSignals
 from ..optim import OPTIMIZERS, clip_grad_norm, grad_norm
+from ..threads import use_cores
 from .config import TrainConfig
 from .guard import read_checkpoint
 from .log import append_record, trim_after
@@ -91,6 +92,12 @@ class Trainer:
         self.exit_code = 0  # of the latest fit: 0, or the stop signal's shell code (130, 143, 129)
         self.comm = Communicator.from_environment() if comm is None else comm
         self._stop_flags = (False, False)  # (this rank wants to stop, the last Allreduce said some rank does)
+
+    def cores(self) -> int:
+        """Cores the model's loops may use while this trainer trains (:func:`rnnkit.threads.use_cores`):
+        this rank's share of its node (MPI), lowered to ``config.blas_threads`` when that is set."""
+        n = self.comm.cores()
+        return min(n, self.config.blas_threads) if self.config.blas_threads else n
 
     # ------------------------------------------------------------------ paths
     def _path(self, name: str) -> str | None:
@@ -330,6 +337,7 @@ class Trainer:
             with contextlib.ExitStack() as running:
                 running.enter_context(run.stop)
                 running.enter_context(np.errstate(over="ignore", invalid="ignore", divide="ignore"))
+                running.enter_context(use_cores(self.cores()))
                 if cfg.blas_threads:
                     try:
                         from threadpoolctl import threadpool_limits
@@ -350,7 +358,8 @@ class Trainer:
             stats = self.comm.stats  # several ranks: rank 0's time in the step's Allreduce (waits included)
             self._log({"event": "stop", "step": self.step, "reason": result.stop_reason, "seconds": result.seconds,
                        **({"signal": run.stop.signame} if run.stop else {}),
-                       **({"ranks": self.comm.size, "allreduce_s": stats.allreduce_seconds,
+                       **({"ranks": self.comm.size, "ranks_on_node": self.comm.ranks_on_node(),
+                           "cores": self.cores(), "allreduce_s": stats.allreduce_seconds,
                            "allreduce_calls": stats.allreduce_calls} if self.comm.size > 1 else {})})
 
     def _sync_config(self) -> None:
