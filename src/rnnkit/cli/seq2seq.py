@@ -9,7 +9,7 @@ from ..plots import plot_attention
 from ..tasks.seq2seq import BLEU_TOKENIZE, SCORES, Seq2SeqTask, Seq2SeqTaskConfig
 from ..train import load_task, read_metrics
 from .args import nonneg_float, nonneg_int, positive_int
-from .textargs import add_encoder_flags, add_token_flags, read_input
+from .textargs import add_encoder_flags, add_token_flags, read_input, report_val
 from .train import TaskSpec
 
 _PATHS = ("src", "tgt", "pairs", "val_src", "val_tgt", "test_src", "test_tgt")
@@ -82,10 +82,7 @@ class Seq2SeqSpec(TaskSpec):
               f"{trainer.config.steps} steps")
 
     def report_eval(self, task, trainer, rec) -> None:
-        from tqdm import tqdm
-
-        m = {k[4:]: v for k, v in rec.items() if k.startswith("val_")}
-        tqdm.write(f"step {rec['step']:6d}  train {trainer.last_loss:.4f}  val {metrics_line(m)}")
+        report_val(trainer, rec, metrics_line)
 
     def finish(self, task, trainer, res, args) -> None:
         print(f"stopped at step {res.step} ({res.stop_reason}) after {res.seconds:.0f} s{throughput(trainer, res)}")

@@ -47,3 +47,11 @@ def read_input(path) -> list:
     if lines and lines[-1] == "":
         lines.pop()
     return [s[:-1] if s.endswith("\r") else s for s in lines]
+
+
+def report_val(trainer, rec: dict, metrics_line) -> None:
+    """One evaluation line of a text task: ``step N  train L  val <metrics_line of the val_* fields>``."""
+    from tqdm import tqdm
+
+    m = {k[4:]: v for k, v in rec.items() if k.startswith("val_")}
+    tqdm.write(f"step {rec['step']:6d}  train {trainer.last_loss:.4f}  val {metrics_line(m)}")
