@@ -13,12 +13,18 @@ Usage (from the repository root)::
     python bench/torch_charlm.py --steps 1500 --eval-every 250
     python bench/torch_charlm.py --impl rnnkit --steps 1500 --eval-every 250   # same recipe in rnnkit
     python bench/torch_charlm.py --impl rnnkit --init-from-torch ...   # ... from torch's initial weights
+    python bench/torch_charlm.py --hidden 512 --dropout 0.25 --threads 1 --metrics torch.jsonl ...
+
+``--dropout P`` is ``torch.nn.LSTM(dropout=P)`` (between the layers, training only; rnnkit:
+``--dropout P`` of ``rnnkit train charlm``); ``--metrics FILE`` appends one JSON line per
+evaluation: step, the mean training loss since the previous evaluation, val loss, seconds.
 
 Prints ``step N  val_loss X nats/char  (T s)`` at every evaluation.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -50,7 +56,7 @@ def torch_model(args, V):
         def __init__(self):
             super().__init__()
             self.emb = nn.Embedding(V, args.emb)
-            self.rnn = nn.LSTM(args.emb, args.hidden, num_layers=args.layers)
+            self.rnn = nn.LSTM(args.emb, args.hidden, num_layers=args.layers, dropout=args.dropout)
             self.head = nn.Linear(args.hidden, V)
 
         def forward(self, x, state):
@@ -79,14 +85,16 @@ def run_torch(args, vocab, splits):
         X = ids[: b * Lv].reshape(b, Lv).T
         Y = ids[1 : b * Lv + 1].reshape(b, Lv).T
         total, state = 0.0, None
+        model.eval()  # no dropout while evaluating
         with torch.no_grad():
             for p in range(0, Lv, T):
                 logits, state = model(X[p : p + T], state)
                 total += float(nn.functional.cross_entropy(logits.reshape(-1, V), Y[p : p + T].reshape(-1),
                                                            reduction="sum"))
+        model.train()
         return total / (b * Lv)
 
-    state, t0 = None, time.perf_counter()
+    state, t0, window = None, time.perf_counter(), []
     for step in range(args.steps):
         k = step % n_windows
         if k == 0:
@@ -100,10 +108,20 @@ def run_torch(args, vocab, splits):
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
+        window.append(loss.item())
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
             v = evaluate(splits["val"])
+            record(args, step + 1, sum(window) / len(window), v, time.perf_counter() - t0)
+            window = []
             print(f"torch   step {step + 1:6d}  train_loss {loss.item():.4f}  val_loss {v:.4f} nats/char "
                   f"({v / math.log(2):.3f} bits/char)  ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+def record(args, step, train_loss, val_loss, seconds):
+    """Append one evaluation to ``--metrics`` (JSON lines), if given."""
+    if args.metrics:
+        with open(args.metrics, "a") as f:
+            f.write(json.dumps(dict(step=step, train_loss=train_loss, val_loss=val_loss, seconds=seconds)) + "\n")
 
 
 def run_rnnkit(args, vocab, splits, text):
@@ -111,7 +129,7 @@ def run_rnnkit(args, vocab, splits, text):
     from rnnkit.train import Trainer, TrainConfig
 
     cfg = CharLMConfig(cell="lstm", layers=args.layers, hidden=args.hidden, emb=args.emb, batch=args.batch,
-                       bptt=args.bptt, seed=args.seed)
+                       bptt=args.bptt, seed=args.seed, dropout=args.dropout)
     lm = CharLM(cfg, text)
     if args.init_from_torch:  # start from exactly the reference's initial weights
         tm = torch_model(args, len(vocab))
@@ -142,6 +160,9 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--clip", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dropout", type=float, default=0.0, help="between the LSTM layers, training only")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads, 0 = torch's default")
+    ap.add_argument("--metrics", help="--impl torch: append one JSON line per evaluation to this file")
     ap.add_argument("--init-from-torch", action="store_true",
                     help="rnnkit: copy the initial weights of the torch reference (same --seed)")
     args = ap.parse_args()
@@ -149,6 +170,9 @@ def main():
     print(f"{args.impl}: {os.path.normpath(args.text)}: {sum(len(s) for s in splits.values())} chars, vocab "
           f"{len(vocab)}, train/val/test {[len(s) for s in splits.values()]}", flush=True)
     if args.impl == "torch":
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
         run_torch(args, vocab, splits)
     else:
         run_rnnkit(args, vocab, splits, text)
