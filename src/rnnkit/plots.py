@@ -4,6 +4,7 @@ are written atomically (:func:`rnnkit.io.atomic.write_bytes_atomic`: temp file, 
 the mode follows the umask).
 
 * :func:`plot_loss`        train and validation loss from a metrics.jsonl (every ``rnnkit train``)
+* :func:`plot_runs`        several runs' validation (solid) and training (dashed) curves in one figure
 * :func:`plot_forecast`    truth vs a forecaster's and the naive forecasts, and their errors
 * :func:`plot_gradflow`    ||dL/dh_t|| vs distance from the loss, per cell (``rnnkit gradflow``)
 * :func:`plot_saturation`  gate saturation scatter (``rnnkit inspect --gates``)
@@ -61,6 +62,31 @@ def plot_loss(log_path, png_path, title: str = "Training loss", ylabel: str = "l
         ax.legend()
     else:  # e.g. --steps 0: an empty plot that says so (and no matplotlib warning about the legend)
         ax.text(0.5, 0.5, "no steps logged yet", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    return _save(fig, png_path)
+
+
+def plot_runs(runs: dict, png_path, title: str, xlabel: str = "optimizer step",
+              ylabel: str = "loss (nats/char)", ymax: float | None = None):
+    """Compare runs: ``runs`` maps a label to ``(train, val)``, each a list of (step, loss);
+    validation solid, training dashed, one colour per run.  None without matplotlib."""
+    fig = _figure(figsize=(8, 5), dpi=110)
+    if fig is None:
+        return None
+    ax = fig.add_subplot()
+    for k, (label, (train, val)) in enumerate(runs.items()):
+        if val:
+            ax.plot(*zip(*val), "-", color=f"C{k}", lw=1.6, label=f"{label}: val")
+        if train:
+            ax.plot(*zip(*train), "--", color=f"C{k}", lw=0.9, alpha=0.8, label=f"{label}: train")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ymax is not None:
+        ax.set_ylim(top=ymax)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if runs:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, png_path)
 
