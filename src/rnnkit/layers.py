@@ -86,7 +86,7 @@ class Recurrent(TapeReader, Module):
         if forget_bias is not None and not np.isfinite(forget_bias):
             raise ValueError(f"forget_bias: expected a finite number or None, got {forget_bias!r}")
         self.rates = drop.DropoutRates(dropout, input_dropout, recurrent_dropout, weight_dropout)
-        self.cell = self._make_cell(int(hidden_size), **cell_kwargs)
+        self.cell = self.make_cell(int(hidden_size), **cell_kwargs)
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
         self.h_size = self.cell.field_sizes(self.hidden_size)["h"]
@@ -121,9 +121,10 @@ class Recurrent(TapeReader, Module):
         """Cores this layer's loops may use (None: the run's setting, :func:`rnnkit.threads.use_cores`,
         else the machine's; see :mod:`rnnkit.threads`); 1 runs everything on the calling thread."""
 
-    def _make_cell(self, hidden_size: int, **cell_kwargs):
+    @classmethod
+    def make_cell(cls, hidden_size: int, **cell_kwargs):
         """The cell of every layer and direction (``cell_class(**cell_kwargs)``; LSTM chooses a variant)."""
-        return self.cell_class(**cell_kwargs)
+        return cls.cell_class(**cell_kwargs)
 
     @property
     def dropout(self) -> float:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io.memory import GATES, estimate_rnn_bytes, rnn_param_shapes
-from ..layer_types import LAYERS
+from ..io.memory import estimate_rnn_bytes, rnn_param_shapes
+from ..layer_types import LAYERS, default_bias
 from ..layers import as_rng
 from ..module import Module
 from ..nn import Linear
@@ -31,8 +31,9 @@ def check_cell(cell: str) -> str:
 def readout_plan(cell: str, input_size: int, hidden: int, output_size: int, layers: int, T: int, B: int) -> ModelPlan:
     """What a float32 :class:`Readout` will allocate (rnnkit.train.task.ModelPlan), from its sizes alone:
     its parameters, and the buffers of a forward + backward over T steps of B sequences."""
-    est = estimate_rnn_bytes(input_size, hidden, layers, T=T, B=B, gates=GATES[check_cell(cell)], itemsize=4)
-    shapes = {**rnn_param_shapes(input_size, hidden, layers, 1, GATES[cell], prefix="rnn."),
+    bias = default_bias(check_cell(cell))
+    est = estimate_rnn_bytes(input_size, hidden, layers, T=T, B=B, cell=cell, itemsize=4, bias=bias)
+    shapes = {**rnn_param_shapes(input_size, hidden, layers, 1, cell, bias=bias, prefix="rnn."),
               "head.weight": (output_size, hidden), "head.bias": (output_size,)}
     act = est.activations + 4 * T * B * (input_size + 2 * output_size)  # the input, y and dy
     return ModelPlan(shapes, np.float32, act, est.init, sizes={"hidden": hidden, "layers": layers})

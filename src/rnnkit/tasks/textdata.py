@@ -31,8 +31,8 @@ from ..data.batching import bucket_batches
 from ..data.tokenize import SPACE_PATTERN, BpeTokenizer, CharTokenizer, WordTokenizer
 from ..data.vocab import SPECIALS
 from ..errors import CheckpointError, UserError
-from ..io.memory import GATES, estimate_rnn_bytes, rnn_param_shapes
-from ..layer_types import LAYERS
+from ..io.memory import estimate_rnn_bytes, rnn_param_shapes
+from ..layer_types import LAYERS, default_bias
 from ..train.task import ModelPlan
 from ..validate import NONNEG_INT, POSITIVE_INT, check, check_choice, check_each
 
@@ -121,9 +121,9 @@ class PlanParts:
         self.act += 2 * T * self.B * E
 
     def recurrent(self, name: str, cell: str, I: int, H: int, L: int, T: int, D: int = 1) -> None:
-        """A Recurrent stack (rnnkit.layers) over T steps of B sequences (rnnkit.io.memory)."""
-        self.shapes.update(rnn_param_shapes(I, H, L, D, GATES[cell], prefix=f"{name}."))
-        est = estimate_rnn_bytes(I, H, L, T=T, B=self.B, directions=D, gates=GATES[cell], itemsize=4)
+        """A ``LAYERS[cell]`` stack (rnnkit.layers) over T steps of B sequences (rnnkit.io.memory)."""
+        self.shapes.update(rnn_param_shapes(I, H, L, D, cell, bias=default_bias(cell), prefix=f"{name}."))
+        est = estimate_rnn_bytes(I, H, L, T=T, B=self.B, directions=D, cell=cell, itemsize=4, bias=default_bias(cell))
         self.act += est.activations // 4
         self.init = max(self.init, est.init)
 
