@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import numpy as np
@@ -92,8 +93,18 @@ class GRU(Recurrent):
 LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "layernorm_lstm": LayerNormLSTM}
 """Layer class by cell name (the names the CLI and task configs take)."""
 
-CELL_OPTIONS = ("peephole", "proj_size")
-"""The cell variants a task config records beside its ``cell`` (layer arguments, default off)."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CellVariant:
+    """The cell-variant fields of a task or model config (a frozen dataclass with a ``cell`` field
+    inherits them; keyword-only): LSTM arguments, off by default, recorded in checkpoints.  The
+    config's ``__post_init__`` checks them with :func:`config_cell`."""
+
+    peephole: bool = False  # diagonal peepholes (rnnkit.cells_peephole)
+    proj_size: int = 0  # h projected to this size, 0 < P < hidden (rnnkit.cells_proj); 0: none
+
+
+CELL_OPTIONS = tuple(f.name for f in dataclasses.fields(CellVariant))
+"""The cell variants a config records beside its ``cell`` (layer arguments, falsy = off)."""
 
 
 def cell_options(cell: str, **options) -> dict:

@@ -39,7 +39,7 @@ from ..data.text import (DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_tex
 from ..data.textfile import TextFile
 from ..errors import CheckpointError, UserError
 from ..io.memory import estimate_rnn_bytes, rnn_param_shapes
-from ..layer_types import LAYERS as CELLS, config_cell, config_options, default_bias
+from ..layer_types import LAYERS as CELLS, CellVariant, config_cell, config_options, default_bias
 from ..losses import log_softmax, softmax_cross_entropy
 from ..module import Module
 from ..nn import Embedding, Linear
@@ -51,7 +51,7 @@ DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
-class CharLMConfig:
+class CharLMConfig(CellVariant):
     """Model and batching of a char-LM (see the module docstring)."""
 
     cell: str = "lstm"
@@ -66,9 +66,7 @@ class CharLMConfig:
     input_dropout: float = 0.0  # variational on every recurrent layer's input,
     recurrent_dropout: float = 0.0  # variational on h_{t-1} before W_hh,
     weight_dropout: float = 0.0  # DropConnect on W_hh,
-    emb_dropout: float = 0.0  # whole embedding rows
-    peephole: bool = False  # LSTM variants (rnnkit.layer_types.CELL_OPTIONS): diagonal peepholes,
-    proj_size: int = 0  # or h projected to this size (0: none; < hidden)
+    emb_dropout: float = 0.0  # whole embedding rows (and CellVariant's peephole, proj_size)
 
     def __post_init__(self):
         check_choice("cell", self.cell, sorted(CELLS))

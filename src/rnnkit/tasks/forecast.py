@@ -31,7 +31,7 @@ from ..data.series import (
     Normalizer, load_csv_column, mackey_glass, naive_forecast, rmse_mae, split_bounds, split_windows,
 )
 from ..errors import CheckpointError, UserError
-from ..layer_types import config_cell, config_options
+from ..layer_types import CellVariant, config_cell, config_options
 from ..losses import mse
 from ..train import Trainer, TrainConfig, load_task, metrics_of, read_checkpoint, save_task
 from ..train.state import unprefixed
@@ -42,7 +42,7 @@ SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 
 
 @dataclass(frozen=True)
-class ForecastConfig:
+class ForecastConfig(CellVariant):
     """Model and data settings of a Forecaster (training settings: :data:`FORECAST_TRAIN`).
 
     ``csv``/``column`` name the data source (None: Mackey-Glass with
@@ -59,9 +59,7 @@ class ForecastConfig:
     seed: int = 0
     series_length: int = 3000
     csv: str | None = None
-    column: str | None = None
-    peephole: bool = False  # LSTM variants (rnnkit.layer_types.CELL_OPTIONS)
-    proj_size: int = 0
+    column: str | None = None  # (and CellVariant's peephole, proj_size)
 
     def __post_init__(self):
         check_each(self, POSITIVE_INT, "window", "horizon", "hidden", "layers", "batch", "series_length")
