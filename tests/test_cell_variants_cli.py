@@ -126,3 +126,44 @@ def test_forecast_variant_trains_and_evaluates(flags, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(out / "last.safetensors")]) == 0
     assert "naive last value" in capsys.readouterr().out
+
+
+def _text_task_args(task, tmp_path):
+    """``rnnkit train classify|seq2seq`` on a tiny corpus (and the inference command's input)."""
+    rng = np.random.default_rng(0)
+    words = ["red", "blue", "cat", "dog", "sun", "moon"]
+    lines = [" ".join(words[i] for i in rng.integers(0, len(words), rng.integers(2, 5))) for _ in range(40)]
+    (tmp_path / "in.txt").write_text("red cat\nsun dog moon\n")
+    if task == "classify":
+        (tmp_path / "d.tsv").write_text("".join(f"{'long' if len(s) > 12 else 'short'}\t{s}\n" for s in lines))
+        return ["--data", str(tmp_path / "d.tsv"), "--tokens", "word"], ["classify"]
+    (tmp_path / "src.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "tgt.txt").write_text("\n".join(" ".join(reversed(s.split())) for s in lines) + "\n")
+    return ["--src", str(tmp_path / "src.txt"), "--tgt", str(tmp_path / "tgt.txt"), "--tokens", "word"], ["translate"]
+
+
+@pytest.mark.parametrize("task", ["classify", "seq2seq"])
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_text_task_variant_trains_resumes_evaluates_and_infers(task, variant, tmp_path, capsys):
+    flags, fields, own = VARIANTS[variant]
+    data, infer = _text_task_args(task, tmp_path)
+    args = ["train", task, *data, *flags, "--hidden", "6", "--emb", "4", "--batch", "4", "--layers", "2",
+            "--no-progress", "--eval-every", "0"]
+    straight, split = tmp_path / "a", tmp_path / "b"
+    assert main([*args, "--steps", "4", "--out", str(straight)]) == 0
+    assert main([*args, "--steps", "2", "--out", str(split)]) == 0
+    assert main(["train", task, "--resume", str(split / "last.safetensors"), "--steps", "4", "--no-progress"]) == 0
+    a, meta = load_checkpoint(straight / "last.safetensors", kind=task)
+    b, _ = load_checkpoint(split / "last.safetensors", kind=task)
+    assert {k: meta["task"]["config"][k] for k in fields} == fields
+    encoder_own = "task/encoder." + own.split(".", 1)[1]
+    assert encoder_own in a, f"{task} {variant}: no {encoder_own} in the checkpoint"
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k], b[k]), f"{task} {variant}: {k}: the resumed run differs from the straight one"
+    ck = str(straight / "last.safetensors")
+    capsys.readouterr()
+    assert main(["eval", ck]) == 0
+    assert "val split:" in capsys.readouterr().out
+    assert main([*infer, ck, "--input", str(tmp_path / "in.txt")]) == 0
+    assert capsys.readouterr().out.count("\n") == 2, "one output line per input line"
