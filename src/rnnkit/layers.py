@@ -146,6 +146,11 @@ class Recurrent(TapeReader, Module):
         d = self._grads if grads else self._params
         return tuple(d[n] for n in self._own_names[k])
 
+    def cell_params(self, k: int) -> tuple:
+        """The cell's own parameters of (layer, direction) index k = l*D + d, in the cell's order
+        (``cell.own_params``; () for the RNN, LSTM, GRU): the ``p`` its functions take."""
+        return self._own(k)
+
     def _step_weights(self, layer: int) -> tuple:
         """(W_ih, bias of xw, second bias of xw, W_hh, bias of hw, own parameters) for the loops'
         ``step`` (absent biases: size 0), forward direction."""
