@@ -18,9 +18,11 @@ I for l = 0, else D*Hh)::
     params        sum over l, d of  G*(I_l + Hh) + 2*G + own parameters      (+ extra_params)
     grads         = params
     optimizer     slots * params                                 (Adam m, v: 2; SGD momentum: 1)
-    tape          sum over l, d of  T*B*G (gates: the xw buffer) + (T+1)*B*sum(w_f, state fields)
-                  + T*B*sum(w_f, cache fields)  + T*B*D*Hh per layer (its output)
-    activations   tape + sum over l, d of T*B*G (d_xw), + T*B*G more without ``dhw_is_dxw`` (d_hw)
+    activations   sum over l, d of  T*B*G (xw: the input projections, then the gates)
+                  + (T+1)*B*sum(w_f, state fields) + T*B*sum(w_f, cache fields)
+                  + T*B*G (d_xw), + T*B*G more without ``dhw_is_dxw`` (d_hw)
+                  + T*B*D*Hh per layer (its output)
+    tape          the part of the activations a forward keeps for the backward (:func:`tape_elements`)
     temporaries   3 x the largest parameter (the optimizer's step works one parameter at a time)
     init          the largest (layer, direction)'s weights drawn in float64 before the cast
 
@@ -86,17 +88,30 @@ def rnn_param_shapes(input_size: int, hidden: int, layers: int = 1, directions: 
     return shapes
 
 
+def _buffers(cell, H: int, T: int, B: int) -> dict:
+    """Elements of the buffers of one (layer, direction) by kind, from the cell's declared sizes."""
+    w, G = cell.field_sizes(H), cell.n_gates * H
+    return {"xw": T * B * G,  # the input projections, then the activated gates
+            "states": (T + 1) * B * sum(w[f] for f in cell.State._fields),
+            "cache": T * B * sum(w[f] for f in cell.cache_fields),
+            "grads": T * B * G * (1 if cell.dhw_is_dxw else 2)}  # d_xw (and d_hw)
+
+
 def tape_elements(cell, input_size: int, hidden: int, layers: int = 1, T: int = 1, B: int = 1,
-                  directions: int = 1) -> int:
-    """Elements a forward keeps for its backward (the "tape" of the module docstring; what
-    ``layer.saved_for_backward()`` holds, less the input x), from the cell's declared sizes."""
+                  directions: int = 1, lengths: bool = False) -> int:
+    """Elements a forward keeps for its backward (``layer.saved_for_backward()`` less the input x and
+    the parameters), from the cell's declared sizes: per (layer, direction) the states, the caches
+    and the gates (``keeps_gates``); per layer > 0 its input, the outputs of the layer below when
+    they are a new array (two directions concatenated, or with ``lengths`` masked; else a view of
+    the states).  With ``lengths`` also the (T, B) keep mask, counted as T*B elements (its bytes:
+    at most that)."""
     H = _positive("hidden", hidden)
     cell = as_cell(cell, H)
-    w = cell.field_sizes(H)
-    G, Hh = cell.n_gates * H, w["h"]
-    per_ld = T * B * G + (T + 1) * B * sum(w[f] for f in cell.State._fields) + \
-        T * B * sum(w[f] for f in cell.cache_fields)
-    return layers * (directions * per_ld + T * B * directions * Hh)
+    n = _buffers(cell, H, T, B)
+    per_ld = n["states"] + n["cache"] + (n["xw"] if cell.keeps_gates else 0)
+    copied = directions > 1 or lengths
+    inputs = (layers - 1) * T * B * directions * cell.field_sizes(H)["h"] if copied else 0
+    return layers * directions * per_ld + inputs + (T * B if lengths else 0)
 
 
 @dataclass(frozen=True)
@@ -143,9 +158,9 @@ def estimate_rnn_bytes(input_size: int, hidden: int, layers: int = 1, T: int = 1
     per_ld = len(shapes) // (layers * directions)  # parameters per (layer, direction), in order
     groups = [sizes[k : k + per_ld] for k in range(0, len(sizes), per_ld)]
     largest = max(sum(g) for g in groups)  # one (layer, direction)'s float64 draws exist at once during init
-    G = cell.n_gates * hidden
-    grads_of_steps = T * B * G * (1 if cell.dhw_is_dxw else 2)  # d_xw (and d_hw)
-    n_act = tape_elements(cell, input_size, hidden, layers, T, B, directions) + layers * directions * grads_of_steps
+    n = _buffers(cell, hidden, T, B)
+    outputs = layers * T * B * directions * cell.field_sizes(hidden)["h"]  # each layer's output (T, B, D*Hh)
+    n_act = layers * directions * (n["xw"] + n["states"] + n["cache"] + n["grads"]) + outputs
     return MemoryEstimate(params=n_params * itemsize, grads=n_params * itemsize,
                           optimizer=optimizer_slots * n_params * itemsize, activations=n_act * itemsize,
                           temporaries=3 * biggest * itemsize, init=largest * 8)
