@@ -345,13 +345,10 @@ class CharLM:
         """Parameters and training buffers from ``meta`` alone (rnnkit.train.task): ``meta["config"]``
         and the vocabulary ``meta["vocab"]`` (before a new run reads its text: 1 character, a lower bound)."""
         c = CharLMConfig(**meta["config"])
-        V, cell = max(1, len(meta.get("vocab") or "")), config_cell(c, c.hidden)
-        dtype = np.dtype(c.dtype)
-        bias = default_bias(c.cell)
-        est = estimate_rnn_bytes(c.emb, c.hidden, c.layers, T=c.bptt, B=c.batch, cell=cell, itemsize=dtype.itemsize,
-                                 bias=bias)
-        shapes = {"emb.weight": (V, c.emb),
-                  **rnn_param_shapes(c.emb, c.hidden, c.layers, 1, cell, bias=bias, prefix="rnn."),
+        V, cell, bias = max(1, len(meta.get("vocab") or "")), config_cell(c, c.hidden), default_bias(c.cell)
+        dtype, sizes = np.dtype(c.dtype), (c.emb, c.hidden, c.layers)
+        est = estimate_rnn_bytes(*sizes, T=c.bptt, B=c.batch, cell=cell, itemsize=dtype.itemsize, bias=bias)
+        shapes = {"emb.weight": (V, c.emb), **rnn_param_shapes(*sizes, 1, cell, bias=bias, prefix="rnn."),
                   "head.weight": (V, cell.field_sizes(c.hidden)["h"]), "head.bias": (V,)}
         act = est.activations + dtype.itemsize * c.bptt * c.batch * (2 * c.emb + 3 * V)  # embedded ids, logits, grads
         return ModelPlan(shapes, dtype.type, act, est.init, sizes={"hidden": c.hidden, "layers": c.layers})
