@@ -49,6 +49,10 @@ def test_charlm_variant_trains_resumes_evaluates_and_samples(variant, tmp_path, 
     once = capsys.readouterr().out
     assert main(["sample", ck, "--prime", "the ", "--length", "15", "--seed", "2"]) == 0
     assert capsys.readouterr().out == once and len(once) == len("the ") + 15 + 1, "streaming sample, reproducible"
+    # the inspect page reads h at its width (the projected LSTM's h: proj_size units)
+    assert main(["inspect", ck, "--text", str(text), "--max-chars", "40", "--what", "h",
+                 "--out", str(tmp_path / "p.html")]) == 0
+    assert f"40 characters, {3 if variant == 'proj' else 6} units" in capsys.readouterr().out
     # a changed variant flag on --resume is refused like any model flag
     change = {"peephole": ["--proj-size", "2"], "proj": ["--proj-size", "2"], "layernorm": ["--cell", "lstm"]}[variant]
     rc = main(["train", "charlm", "--resume", ck, "--steps", "6", *change, "--no-progress"])

@@ -43,11 +43,11 @@ def inspect_main(args) -> int:
     if not text:
         raise UserError(f"--text: {args.text!r} is empty")
     lm = CharLM.load(args.checkpoint)
-    H = lm.model.rnn.hidden_size
-    if not 0 <= args.cell < H:
-        raise UserError(f"--cell: expected a unit in 0..{H - 1}, got {args.cell}")
     layer = args.layer - 1
     acts = charlm_activations(lm, text, layer, args.what)
+    H = acts.shape[1]  # units of the field shown (h may be projected)
+    if not 0 <= args.cell < H:
+        raise UserError(f"--cell: expected a unit in 0..{H - 1}, got {args.cell}")
     label = "tanh(c)" if args.what == "c" else "h"
     names = [f"layer {args.layer} {label}[{j}]" for j in range(H)]
     page = build_page(text, acts, names, title=f"{label} of layer {args.layer}: {os.path.basename(args.checkpoint)}",
