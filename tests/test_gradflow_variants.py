@@ -95,3 +95,17 @@ def test_zero_peepholes_give_the_plain_lstm_flow(rng):
     assert_close("||dL/dh_t||^2", b.h_sq, a.h_sq, atol=1e-14, rtol=1e-12)
     assert_close("||dL/dc_t||^2", b.c_sq, a.c_sq, atol=1e-14, rtol=1e-12)
     assert (b.c_sq[:, 2:, 2] == 0).all(), "0 at padded steps"
+
+
+def test_gradflow_command_takes_the_layernorm_lstm(tmp_path):
+    """``rnnkit gradflow --cell layernorm_lstm``: h and c norms in the CSV, a line in the plot."""
+    pytest.importorskip("matplotlib")
+    from rnnkit.diagnostics.gradflow_experiment import GradFlowConfig, run_gradflow
+    from rnnkit.plots import plot_gradflow
+
+    cfg = GradFlowConfig(cells=("layernorm_lstm",), T=12, steps=1, batch=4, measure_batch=5, hidden=4,
+                         out_dir=str(tmp_path))
+    rows = run_gradflow(cfg, progress=lambda s: None)
+    assert {r["state"] for r in rows} == {"h", "c"} and len(rows) == 2 * 2 * 12
+    assert all(r["norm"] > 0 for r in rows if r["stage"] == "init")
+    assert plot_gradflow(rows, tmp_path / "g.png", cfg.T) and (tmp_path / "g.png").stat().st_size > 10_000
