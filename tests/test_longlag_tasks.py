@@ -163,7 +163,7 @@ def test_forget_bias_is_applied():
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="cell: expected one of rnn, lstm, gru, got 'tanh'"):
+    with pytest.raises(ValueError, match="cell: expected one of rnn, lstm, gru, layernorm_lstm, got 'tanh'"):
         AddingConfig(cell="tanh")
     with pytest.raises(ValueError, match="batch: expected a positive integer, got 0"):
         AddingConfig(batch=0)

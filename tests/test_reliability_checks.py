@@ -9,7 +9,7 @@ import pytest
 from rnnkit._checks import check_all_finite, first_nonfinite
 from rnnkit.errors import CheckpointError, InsufficientMemory, NonFiniteError, TrainingDiverged
 from rnnkit.io.checkpoint import TensorInfo, load_checkpoint, read_header, save_checkpoint
-from rnnkit.io.memory import GATES, check_memory, estimate_rnn_bytes, physical_memory, rnn_param_shapes
+from rnnkit.io.memory import check_memory, estimate_rnn_bytes, physical_memory, rnn_param_shapes
 from rnnkit.io.validate import validate_checkpoint
 from rnnkit.layer_types import LAYERS
 from rnnkit.optim import Adam
@@ -48,9 +48,9 @@ def test_check_all_finite_names_first_offender():
 def test_rnn_param_shapes_match_the_layers(cell, layers, bidir):
     m = LAYERS[cell](5, 7, num_layers=layers, bidirectional=bidir, seed=0)
     want = {k: v.shape for k, v in m.params.items()}
-    assert rnn_param_shapes(5, 7, layers, 2 if bidir else 1, GATES[cell]) == want
+    assert rnn_param_shapes(5, 7, layers, 2 if bidir else 1, cell) == want
     m = LAYERS[cell](5, 7, num_layers=layers, bidirectional=bidir, bias=False, seed=0)
-    assert rnn_param_shapes(5, 7, layers, 2 if bidir else 1, GATES[cell], bias=False, prefix="r.") == \
+    assert rnn_param_shapes(5, 7, layers, 2 if bidir else 1, cell, bias=False, prefix="r.") == \
         {"r." + k: v.shape for k, v in m.params.items()}
 
 
@@ -78,14 +78,14 @@ def test_estimate_tracks_the_real_allocation(cell, I, H, L, D, T, B, dtype):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    est = estimate_rnn_bytes(I, H, L, T, B, D, GATES[cell], np.dtype(dtype).itemsize, optimizer_slots=2)
+    est = estimate_rnn_bytes(I, H, L, T, B, D, cell, np.dtype(dtype).itemsize, optimizer_slots=2)
     assert 0.8 <= est.total / peak <= 1.2, f"{cell}: estimate {est.total} B vs traced peak {peak} B ({est.describe()})"
     del keep
 
 
 def test_estimate_of_the_issue_cases():
     # `--layers 1 --hidden 100000` (LSTM, emb 64): 4e10 weights; the float64 init draw alone is 298 GiB
-    e = estimate_rnn_bytes(64, 100000, 1, T=100, B=32, gates=4)
+    e = estimate_rnn_bytes(64, 100000, 1, T=100, B=32, cell="lstm")
     assert e.init == 4 * 100000 * (64 + 100000 + 2) * 8 and e.init / 2**30 > 298
     assert e.params == e.grads == 4 * 100000 * (64 + 100000 + 2) * 4 and e.optimizer == 2 * e.params
     with pytest.raises(InsufficientMemory) as err:
@@ -120,7 +120,7 @@ def _expected(meta):
     """What the charlm of this metadata will allocate, from the metadata alone (as a task would)."""
     c, V = meta["task"]["config"], len(meta["task"]["vocab"])
     shapes = {"emb.weight": (V, c["emb"]), "head.weight": (V, c["hidden"]), "head.bias": (V,)}
-    shapes.update(rnn_param_shapes(c["emb"], c["hidden"], c["layers"], 1, GATES[c["cell"]], prefix="rnn."))
+    shapes.update(rnn_param_shapes(c["emb"], c["hidden"], c["layers"], 1, c["cell"], prefix="rnn."))
     return shapes
 
 

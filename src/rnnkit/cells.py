@@ -23,6 +23,8 @@ The cell protocol.  A cell class declares
   (cells_*.py) add their own);
 * ``field_sizes(hidden_size)`` -> {field: width} of every state and cache field (default:
   all H; a cell with a wider cache or a projected h says so);
+* a cell with a cell state c (the LSTM family): ``dc_from_h(dh, gates, cache, p)``, the part of
+  dL/dc_t through h_t (NumPy; the gradient-flow diagnostics add it to the carried part);
 * two compiled functions (:func:`kernels.stable_jit`), all arrays (B, .) C-contiguous views
   the loop hands out, tuples in the declared field order:
 
@@ -271,6 +273,17 @@ class LSTMCell(Cell):
     State = LSTMState
     cache_fields = ("tanh_c",)  # tanh(c_t)
     step, step_backward = staticmethod(lstm_step), staticmethod(lstm_step_backward)
+
+    def dc_from_h(self, dh, gates, cache: dict, p: tuple):
+        """The part of dL/dc_t that flows through h_t, from dL/dh_t (NumPy, for the diagnostics:
+        the total dL/dc_t is this plus the part carried in from step t+1, rnnkit.diagnostics.gradflow).
+
+        dh (..., Hh); gates (..., 4H) the activated gates; cache {field: (..., width)} of the step;
+        p the cell's own parameters.  Here h = o * tanh(c): dL/dc = dh * o * (1 - tanh(c)^2).
+        Every LSTM-family cell whose h is formed differently overrides it."""
+        H = gates.shape[-1] // 4
+        tanh_c = cache["tanh_c"]
+        return dh * gates[..., 3 * H :] * (1.0 - tanh_c * tanh_c)
 
 
 # ----------------------------------------------------------------------------- GRU

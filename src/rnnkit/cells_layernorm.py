@@ -222,7 +222,8 @@ def layernorm_lstm_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, 
 
 
 class LayerNormLSTMCell(LSTMCell):
-    """LSTM with LayerNorm on both projections and on c (see the module docstring)."""
+    """LSTM with LayerNorm on both projections and on c (see the module docstring); ``dc_from_h`` is
+    the LSTM's (h = o tanh(c) of the normalised c, the state)."""
 
     cache_fields = ("xhat", "hhat", "chat", "tanh_c", "rstd")
     dhw_is_dxw = False  # LN_i(xw) + LN_h(hw): separate gradients

@@ -85,6 +85,12 @@ class PeepholeLSTMCell(LSTMCell):
     def own_params(self, input_size: int, hidden_size: int) -> dict:
         return {"weight_p": (3 * hidden_size,)}
 
+    def dc_from_h(self, dh, gates, cache: dict, p: tuple):
+        """o = sigma(a_o + p_o c) sees c too: dL/dc = dh o (1 - tanh_c^2) + dh tanh_c o (1 - o) p_o."""
+        H = gates.shape[-1] // 4
+        o, tanh_c, p_o = gates[..., 3 * H :], cache["tanh_c"], p[0][H : 2 * H]
+        return super().dc_from_h(dh, gates, cache, p) + dh * tanh_c * o * (1.0 - o) * p_o
+
     def init_own(self, name: str, shape: tuple, rng: np.random.Generator, hidden_size: int) -> np.ndarray:
         """U(-1/sqrt(H), 1/sqrt(H)), as the other weights (ONNX's default P is 0)."""
         k = 1.0 / np.sqrt(hidden_size)

@@ -59,3 +59,7 @@ class ProjLSTMCell(LSTMCell):
 
     def field_sizes(self, hidden_size: int) -> dict:
         return dict(h=self.proj_size, c=hidden_size, tanh_c=hidden_size, m=hidden_size)
+
+    def dc_from_h(self, dh, gates, cache: dict, p: tuple):
+        """h = m W_hr^T: dL/dm = dh W_hr, then the LSTM's m = o tanh(c)."""
+        return super().dc_from_h(dh @ p[0], gates, cache, p)

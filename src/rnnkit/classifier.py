@@ -23,7 +23,7 @@ import numpy as np
 from ._checks import check_fields, check_ids, check_lengths, check_positive
 from .attention import SCORES, AttentionPooling, source_mask
 from .cells import LSTMState
-from .layer_types import LAYERS
+from .layer_types import LAYERS, CellVariant, config_cell, config_options
 from .layers import as_rng
 from .losses import softmax, softmax_cross_entropy
 from .module import Module
@@ -33,9 +33,9 @@ POOLINGS = ("last", "mean", "max", "attention")
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(CellVariant):
     """Sizes and kinds of a :class:`SequenceClassifier` (``score``/``attention_size`` only
-    for pooling='attention')."""
+    for pooling='attention'; the encoder's cell variant: CellVariant's ``peephole``, ``proj_size``)."""
 
     vocab_size: int
     num_classes: int
@@ -53,6 +53,7 @@ class ClassifierConfig:
         check_fields(self, ("vocab_size", "num_classes", "embedding_dim", "hidden_size", "num_layers"),
                      ("attention_size",), {"cell": LAYERS, "pooling": POOLINGS, "score": SCORES,
                                            "dtype": ("float32", "float64")})
+        config_cell(self, self.hidden_size)
 
 
 class SequenceClassifier(Module):
@@ -70,10 +71,11 @@ class SequenceClassifier(Module):
         self.D = 2 if c.bidirectional else 1
         self.embedding = Embedding(c.vocab_size, c.embedding_dim, dtype=dt, seed=rng)
         self.encoder = LAYERS[c.cell](c.embedding_dim, c.hidden_size, c.num_layers, bidirectional=c.bidirectional,
-                                      dtype=dt, seed=rng)
+                                      dtype=dt, seed=rng, **config_options(c))
+        width = self.D * self.encoder.h_size  # D*H, or D*proj_size
         if c.pooling == "attention":
-            self.pool = AttentionPooling(self.D * c.hidden_size, c.score, c.attention_size, dtype=dt, seed=rng)
-        self.out = Linear(self.D * c.hidden_size, c.num_classes, dtype=dt, seed=rng)
+            self.pool = AttentionPooling(width, c.score, c.attention_size, dtype=dt, seed=rng)
+        self.out = Linear(width, c.num_classes, dtype=dt, seed=rng)
         self._cache, self._T = None, None
 
     # ------------------------------------------------------------------ pooling
@@ -104,7 +106,7 @@ class SequenceClassifier(Module):
             h_n = state.h if isinstance(state, LSTMState) else state
             dh = np.zeros_like(h_n)
             dh[-self.D:] = dp.reshape(B, self.D, -1).transpose(1, 0, 2)
-            d_state = (dh, np.zeros_like(dh)) if isinstance(state, LSTMState) else dh
+            d_state = (dh, None) if isinstance(state, LSTMState) else dh  # c gets no gradient from the pooling
             return np.zeros((self._T, B, dp.shape[1]), dtype=self.dtype), d_state
         if kind == "mean":
             mask, n = cache

@@ -30,7 +30,7 @@ import numpy as np
 from ._checks import check_fields, check_ids, check_lengths
 from .attention import SCORES, GlobalAttention, source_mask
 from .cells import LSTMState
-from .layer_types import LAYERS
+from .layer_types import LAYERS, CellVariant, config_cell, config_options
 from .layers import as_rng
 from .losses import softmax_cross_entropy
 from .module import Module
@@ -38,9 +38,10 @@ from .nn import Embedding, Linear
 
 
 @dataclass(frozen=True)
-class Seq2SeqConfig:
+class Seq2SeqConfig(CellVariant):
     """Sizes and kinds of an :class:`EncoderDecoder` (hidden_size is per encoder direction
-    and the decoder's; attention_size only for the 'additive' score, default hidden_size)."""
+    and the decoder's; attention_size only for the 'additive' score, default hidden_size; the
+    cell variant of encoder and decoder: CellVariant's ``peephole``, ``proj_size``)."""
 
     src_vocab: int
     tgt_vocab: int
@@ -56,6 +57,7 @@ class Seq2SeqConfig:
     def __post_init__(self):
         check_fields(self, ("src_vocab", "tgt_vocab", "embedding_dim", "hidden_size", "num_layers"),
                      ("attention_size",), {"cell": LAYERS, "score": SCORES, "dtype": ("float32", "float64")})
+        config_cell(self, self.hidden_size)
         if self.score == "dot" and self.bidirectional:
             raise ValueError("score: 'dot' needs encoder outputs of the decoder's size; a bidirectional "
                              "encoder gives 2*hidden_size (use 'general' or 'additive')")
@@ -89,16 +91,18 @@ class EncoderDecoder(Module):
         dt, E, H, L = np.dtype(c.dtype), c.embedding_dim, c.hidden_size, c.num_layers
         self.dtype = dt
         self.D = 2 if c.bidirectional else 1
-        layer = LAYERS[c.cell]
+        layer, options = LAYERS[c.cell], config_options(c)
         self.src_embedding = Embedding(c.src_vocab, E, dtype=dt, seed=rng)
-        self.encoder = layer(E, H, L, bidirectional=c.bidirectional, dtype=dt, seed=rng)
-        self.bridge_h = Linear(self.D * H, H, dtype=dt, seed=rng)
-        if c.cell == "lstm":
-            self.bridge_c = Linear(self.D * H, H, dtype=dt, seed=rng)
+        self.encoder = layer(E, H, L, bidirectional=c.bidirectional, dtype=dt, seed=rng, **options)
+        width = self.encoder.cell.field_sizes(H)  # of h (H, or proj_size) and c
+        Hh = width["h"]
+        self.bridge_h = Linear(self.D * Hh, Hh, dtype=dt, seed=rng)
+        if "c" in self.encoder.cell.State._fields:  # the LSTMs: c is bridged too
+            self.bridge_c = Linear(self.D * width["c"], width["c"], dtype=dt, seed=rng)
         self.tgt_embedding = Embedding(c.tgt_vocab, E, dtype=dt, seed=rng)
-        self.decoder = layer(E, H, L, dtype=dt, seed=rng)
-        self.attention = GlobalAttention(H, self.D * H, c.score, c.attention_size, dtype=dt, seed=rng)
-        self.out = Linear(H, c.tgt_vocab, dtype=dt, seed=rng)
+        self.decoder = layer(E, H, L, dtype=dt, seed=rng, **options)
+        self.attention = GlobalAttention(Hh, self.D * Hh, c.score, c.attention_size, dtype=dt, seed=rng)
+        self.out = Linear(Hh, c.tgt_vocab, dtype=dt, seed=rng)
         self._h0 = None
 
     # ------------------------------------------------------------------ bridge

@@ -5,6 +5,9 @@
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
+
 import numpy as np
 
 from .cells import GRUCell, LSTMCell, RNNCell
@@ -45,7 +48,10 @@ class LSTM(Recurrent):
         super().__init__(input_size, hidden_size, num_layers, bidirectional, dtype, seed,
                          peephole=peephole, proj_size=proj_size, **kwargs)
 
-    def _make_cell(self, hidden_size: int, peephole: bool = False, proj_size: int = 0):
+    @classmethod
+    def make_cell(cls, hidden_size: int, peephole: bool = False, proj_size: int = 0):
+        if not isinstance(peephole, (bool, np.bool_)):
+            raise ValueError(f"peephole: expected True or False, got {peephole!r}")
         if not isinstance(proj_size, (int, np.integer)) or isinstance(proj_size, bool) or not 0 <= proj_size:
             raise ValueError(f"proj_size: expected an integer >= 0, got {proj_size!r}")
         if proj_size and peephole:
@@ -84,5 +90,66 @@ class GRU(Recurrent):
     cell_class = GRUCell
 
 
-LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "layernorm_lstm": LayerNormLSTM}
 """Layer class by cell name (the names the CLI and task configs take)."""
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CellVariant:
+    """The cell-variant fields of a task or model config (a frozen dataclass with a ``cell`` field
+    inherits them; keyword-only): LSTM arguments, off by default, recorded in checkpoints.  The
+    config's ``__post_init__`` checks them with :func:`config_cell`."""
+
+    peephole: bool = False  # diagonal peepholes (rnnkit.cells_peephole)
+    proj_size: int = 0  # h projected to this size, 0 < P < hidden (rnnkit.cells_proj); 0: none
+
+
+CELL_OPTIONS = tuple(f.name for f in dataclasses.fields(CellVariant))
+"""The cell variants a config records beside its ``cell`` (layer arguments, falsy = off)."""
+
+
+def cell_options(cell: str, **options) -> dict:
+    """The layer keyword arguments of the variant ``options`` (CELL_OPTIONS: value, falsy = off)
+    given with ``cell`` (a LAYERS name); ValueError naming the option when the cell's layer class
+    does not take it (derived from its signature, e.g. ``proj_size`` for a GRU)."""
+    if cell not in LAYERS:
+        raise ValueError(f"cell: expected one of {', '.join(LAYERS)}, got {cell!r}")
+    takes = inspect.signature(LAYERS[cell]).parameters
+    given = {k: v for k, v in options.items() if v}
+    for name in given:
+        if name not in takes:
+            which = [c for c, cls in LAYERS.items() if name in inspect.signature(cls).parameters]
+            raise ValueError(f"{name}: only for cell {' or '.join(which)}, got cell {cell!r}")
+    return given
+
+
+def make_cell(cell: str, hidden_size: int, **options):
+    """The cell a ``LAYERS[cell](..., hidden_size, **options)`` layer runs, without building the layer
+    (for sizes: rnnkit.io.memory); ValueError for options the cell does not take or a bad combination."""
+    return LAYERS[cell].make_cell(int(hidden_size), **cell_options(cell, **options))
+
+
+
+def default_bias(cell: str) -> bool:
+    """Whether a ``LAYERS[cell]`` layer has biases by default (from its signature: the LayerNorm LSTM
+    has none, its LayerNorm betas are the biases)."""
+    p = inspect.signature(LAYERS[cell]).parameters.get("bias") or inspect.signature(Recurrent).parameters["bias"]
+    return p.default
+
+
+def config_options(config) -> dict:
+    """The layer keyword arguments of a task config's variant fields (its CELL_OPTIONS; absent = off),
+    checked against its ``cell`` (:func:`cell_options`)."""
+    return cell_options(config.cell, **{n: getattr(config, n, 0) for n in CELL_OPTIONS})
+
+
+def config_cell(config, hidden_size: int):
+    """The cell of a task config's recurrent layers (``cell`` + variant fields, :func:`make_cell`): every
+    check of the variants before anything is built (ValueError naming the field)."""
+    return make_cell(config.cell, hidden_size, **{n: getattr(config, n, 0) for n in CELL_OPTIONS})
+
+
+def cell_label(config) -> str:
+    """The cell of a task config for people: "LSTM", "LSTM (peephole)", "LSTM (proj 16)", "LAYERNORM_LSTM"."""
+    opts = config_options(config)
+    words = [n if v is True else f"{n.split('_')[0]} {v}" for n, v in opts.items()]
+    return config.cell.upper() + (f" ({', '.join(words)})" if words else "")

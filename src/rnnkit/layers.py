@@ -86,7 +86,7 @@ class Recurrent(TapeReader, Module):
         if forget_bias is not None and not np.isfinite(forget_bias):
             raise ValueError(f"forget_bias: expected a finite number or None, got {forget_bias!r}")
         self.rates = drop.DropoutRates(dropout, input_dropout, recurrent_dropout, weight_dropout)
-        self.cell = self._make_cell(int(hidden_size), **cell_kwargs)
+        self.cell = self.make_cell(int(hidden_size), **cell_kwargs)
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
         self.h_size = self.cell.field_sizes(self.hidden_size)["h"]
@@ -121,9 +121,10 @@ class Recurrent(TapeReader, Module):
         """Cores this layer's loops may use (None: the run's setting, :func:`rnnkit.threads.use_cores`,
         else the machine's; see :mod:`rnnkit.threads`); 1 runs everything on the calling thread."""
 
-    def _make_cell(self, hidden_size: int, **cell_kwargs):
+    @classmethod
+    def make_cell(cls, hidden_size: int, **cell_kwargs):
         """The cell of every layer and direction (``cell_class(**cell_kwargs)``; LSTM chooses a variant)."""
-        return self.cell_class(**cell_kwargs)
+        return cls.cell_class(**cell_kwargs)
 
     @property
     def dropout(self) -> float:
@@ -144,6 +145,11 @@ class Recurrent(TapeReader, Module):
         """The cell's own parameters (or their gradients) of (layer, direction) index k."""
         d = self._grads if grads else self._params
         return tuple(d[n] for n in self._own_names[k])
+
+    def cell_params(self, k: int) -> tuple:
+        """The cell's own parameters of (layer, direction) index k = l*D + d, in the cell's order
+        (``cell.own_params``; () for the RNN, LSTM, GRU): the ``p`` its functions take."""
+        return self._own(k)
 
     def _step_weights(self, layer: int) -> tuple:
         """(W_ih, bias of xw, second bias of xw, W_hh, bias of hw, own parameters) for the loops'

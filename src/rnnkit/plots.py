@@ -126,7 +126,9 @@ def plot_gradflow(rows: list[dict], path, T: int):
     fig = _figure(figsize=(12, 4.6))
     if fig is None:
         return None
-    colours = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green"}
+    cells = dict.fromkeys(r["cell"] for r in rows)  # any cell of the registry; the classic three keep their colours
+    colours = {c: {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green"}.get(c, f"C{4 + k}")
+               for k, c in enumerate(cells)}
     axes = fig.subplots(1, 2, sharey=True)
     for ax, stage in zip(axes, ("init", "trained")):
         sel = [r for r in rows if r["stage"] == stage and r["layer"] == 0]

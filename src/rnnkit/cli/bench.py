@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..bench import speed
-from ..bench.longlag import LongLagBenchConfig, run_bench, table
+from ..bench.longlag import CELL_NAMES, LongLagBenchConfig, run_bench, table
 from ..bench.speed import CELLS, SUITES, BenchConfig, run_speed, write_results
 from ..errors import UserError
 from .args import comma_list, nonneg_float, positive_int
@@ -96,7 +96,7 @@ def add_longlag_args(parser, cells_flag: bool = True) -> None:
     parser.add_argument("--tasks", default=",".join(d.tasks), help="comma list of adding, copy (default: both)")
     parser.add_argument("--T", default=",".join(map(str, d.T)), help="comma list of lags T (default: 50,100,200)")
     if cells_flag:
-        parser.add_argument("--cells", default=None, help="comma list of rnn, lstm, gru (default: all)")
+        parser.add_argument("--cells", default=None, help=f"comma list of {', '.join(CELL_NAMES)} (default: all)")
     parser.add_argument("--seeds", type=int, default=d.seeds, help=f"seeds per setting (default {d.seeds})")
     parser.add_argument("--budget", type=int, default=d.budget,
                         help=f"training sequences per run (default {d.budget:,}: minutes on a CPU; "

@@ -4,10 +4,10 @@ from __future__ import annotations
 import math
 
 from ..data.text import DEFAULT_MAX_CHARS, load_text
-from ..layer_types import LAYERS
+from ..layer_types import LAYERS, cell_label
 from ..tasks.charlm import DTYPES, REGULARIZERS, CharLM, CharLMConfig
 from .args import nonneg_int, positive_int
-from .train import TaskSpec
+from .train import TaskSpec, add_cell_flags
 
 
 def describe_charlm(lm: CharLM) -> None:
@@ -20,7 +20,7 @@ def describe_charlm(lm: CharLM) -> None:
     print(f"corpus: {what}: {src.get('chars')} chars, vocabulary {len(lm.vocab)}, "
           f"train/val/test {sizes['train']}/{sizes['val']}/{sizes['test']}")
     rates = ", ".join(f"{n.replace('_', ' ')} {getattr(c, n)}" for n in REGULARIZERS if getattr(c, n))
-    print(f"model: {c.cell.upper()} {c.layers}x{c.hidden}, embedding {c.emb}, {lm.model.num_params():,} parameters; "
+    print(f"model: {cell_label(c)} {c.layers}x{c.hidden}, embedding {c.emb}, {lm.model.num_params():,} parameters; "
           f"batch {c.batch} x bptt {c.bptt}" + (f"; {rates}" if rates else ""))
 
 
@@ -37,6 +37,7 @@ class CharLMSpec(TaskSpec):
         p.add_argument("--max-chars", dest="max_chars", type=positive_int, default=DEFAULT_MAX_CHARS,
                        help=f"size of the default corpus in characters (default {DEFAULT_MAX_CHARS})")
         p.add_argument("--cell", choices=sorted(LAYERS), help=f"(default {d.cell})")
+        add_cell_flags(p)
         p.add_argument("--layers", type=positive_int, help=f"(default {d.layers})")
         p.add_argument("--hidden", type=positive_int, help=f"hidden size (default {d.hidden})")
         p.add_argument("--emb", type=positive_int, help=f"embedding size (default {d.emb})")
@@ -76,7 +77,7 @@ class CharLMSpec(TaskSpec):
 
     def plot_labels(self, lm) -> tuple[str, str]:
         c = lm.config
-        return f"char-LM ({c.cell.upper()} {c.layers}x{c.hidden})", "cross-entropy (nats/char)"
+        return f"char-LM ({cell_label(c)} {c.layers}x{c.hidden})", "cross-entropy (nats/char)"
 
     def evaluate(self, lm, args, path) -> None:
         """The split of the recorded corpus; with ``--text FILE`` the whole file, or with

@@ -5,6 +5,7 @@ import os
 
 from ..classifier import POOLINGS
 from ..errors import UserError
+from ..layer_types import cell_label
 from ..plots import plot_confusion
 from ..tasks.classify import CLASS_WEIGHTS, ClassifyTask, ClassifyTaskConfig
 from ..train import load_task
@@ -72,7 +73,7 @@ class ClassifySpec(TaskSpec):
               f"{task.sizes['val']:,}/{task.sizes['test']:,}" + (f" ({task.dropped} without tokens dropped)"
                                                                    if task.dropped else ""))
         print(f"training examples per class: {counts}")
-        enc = ("bidirectional " if c.bidirectional else "") + f"{c.cell.upper()} {c.layers}x{c.hidden}"
+        enc = ("bidirectional " if c.bidirectional else "") + f"{cell_label(c)} {c.layers}x{c.hidden}"
         print(f"model: {enc}, {c.tokens} tokens (vocabulary {len(task.vocab):,}), {c.pooling} pooling, class weights "
               f"{c.class_weights}; {task.model.num_params():,} parameters; batch {c.batch}, "
               f"{trainer.config.steps} steps")
@@ -91,7 +92,7 @@ class ClassifySpec(TaskSpec):
 
     def plot_labels(self, task) -> tuple[str, str]:
         c = task.config
-        return f"classifier ({c.cell.upper()} {c.layers}x{c.hidden}, {c.pooling} pooling)", "cross-entropy (nats)"
+        return f"classifier ({cell_label(c)} {c.layers}x{c.hidden}, {c.pooling} pooling)", "cross-entropy (nats)"
 
     def evaluate(self, task, args, path) -> None:
         if args.text:

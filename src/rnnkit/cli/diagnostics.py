@@ -8,6 +8,7 @@ from ..diagnostics.gates import write_saturation
 from ..diagnostics.gradflow_experiment import GradFlowConfig, run_gradflow, write_gradflow_csv
 from ..diagnostics.inspect_page import build_page
 from ..errors import UserError
+from ..layer_types import LAYERS
 from ..plots import plot_gradflow, plot_saturation
 from ..tasks.charlm import CharLM
 from .args import forget_bias_arg, nonneg_int, positive_float
@@ -42,11 +43,11 @@ def inspect_main(args) -> int:
     if not text:
         raise UserError(f"--text: {args.text!r} is empty")
     lm = CharLM.load(args.checkpoint)
-    H = lm.model.rnn.hidden_size
-    if not 0 <= args.cell < H:
-        raise UserError(f"--cell: expected a unit in 0..{H - 1}, got {args.cell}")
     layer = args.layer - 1
     acts = charlm_activations(lm, text, layer, args.what)
+    H = acts.shape[1]  # units of the field shown (h may be projected)
+    if not 0 <= args.cell < H:
+        raise UserError(f"--cell: expected a unit in 0..{H - 1}, got {args.cell}")
     label = "tanh(c)" if args.what == "c" else "h"
     names = [f"layer {args.layer} {label}[{j}]" for j in range(H)]
     page = build_page(text, acts, names, title=f"{label} of layer {args.layer}: {os.path.basename(args.checkpoint)}",
@@ -74,7 +75,7 @@ def register(root_subparsers) -> None:
     p = root_subparsers.add_parser("gradflow", help="gradient norm vs distance from the loss (adding problem)",
                                    description="Per-step ||dL/dh_t|| (and ||dL/dc_t||) from the BPTT pass, "
                                                "at initialisation and after brief training; PNG + CSV.")
-    p.add_argument("--cell", default=",".join(d.cells), help="comma list of rnn, lstm, gru (default: all)")
+    p.add_argument("--cell", default=",".join(d.cells), help=f"comma list of {', '.join(LAYERS)} (default: all)")
     p.add_argument("--T", type=int, default=d.T, help=f"adding-problem lag T (default {d.T})")
     p.add_argument("--steps", type=int, default=d.steps, help=f"training steps between the two measurements (default {d.steps})")
     p.add_argument("--batch", type=int, default=d.batch, help=f"training batch size (default {d.batch})")

@@ -35,8 +35,11 @@ def export_onnx(task, path, opset: int | None = None) -> dict:
     if dtype != np.float32:
         raise UserError(f"export: this {task.kind} model is {dtype.name}; ONNX export writes float32 models "
                         f"(onnxruntime runs LSTM/GRU/RNN in float32 only): train it with --dtype float32")
-    model = compose_onnx(p["recurrent"], embedding=p.get("embedding"), head=p.get("head"),
-                         readout=p.get("readout", "every"), opset=opset or OPSET)
+    try:
+        model = compose_onnx(p["recurrent"], embedding=p.get("embedding"), head=p.get("head"),
+                             readout=p.get("readout", "every"), opset=opset or OPSET)
+    except (TypeError, ValueError) as e:  # a layer with no ONNX operator (LayerNorm LSTM, proj_size)
+        raise UserError(f"export: this {task.kind} model cannot be written as ONNX ({e})") from None
     props = {"rnnkit.kind": task.kind, **{f"rnnkit.{k}": json.dumps(v) for k, v in p.get("metadata", {}).items()}}
     onnx.helper.set_model_props(model, props)
     onnx.checker.check_model(model)

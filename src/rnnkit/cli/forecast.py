@@ -7,11 +7,11 @@ import numpy as np
 
 from ..data.series import load_csv_column, make_windows, naive_forecast, rmse_mae
 from ..errors import UserError
-from ..layer_types import LAYERS
+from ..layer_types import LAYERS, cell_label
 from ..plots import plot_forecast
 from ..tasks.forecast import ForecastConfig, Forecaster, default_series
 from .args import positive_int
-from .train import TaskSpec
+from .train import TaskSpec, add_cell_flags
 
 _MODEL_FLAGS = (  # (flag, ForecastConfig field, help); types come from rnnkit.cli
     ("--csv", "csv", "CSV file with a header row (default: the Mackey-Glass series, generated)"),
@@ -54,7 +54,7 @@ def forecast_png(f: Forecaster, png_path, split: str = "test", max_points: int =
     X, Y = X[:max_points], Y[:max_points]
     src = os.path.basename(f.config.csv) if f.config.csv else "Mackey-Glass (tau=17)"
     return plot_forecast(X, Y, f.predict_windows(X), png_path, ylabel=f.config.column or "value",
-                         title=f"{src}: {f.config.cell.upper()} forecast vs truth ({split} split)")
+                         title=f"{src}: {cell_label(f.config)} forecast vs truth ({split} split)")
 
 
 class ForecastSpec(TaskSpec):
@@ -71,6 +71,7 @@ class ForecastSpec(TaskSpec):
             default = getattr(d, name)
             p.add_argument(flag, dest=name, type=typ, default=None,
                            help=h + ("" if default is None else f" (default {default})"), **kw)
+        add_cell_flags(p)
 
     def new_config(self, args):
         given = self.given(args)
@@ -88,7 +89,7 @@ class ForecastSpec(TaskSpec):
         c, s, tc = f.config, f.splits, trainer.config
         print(f"series: {_source(c)}: {len(f.series)} values; windows train/val/test "
               f"{len(s['train'].X)}/{len(s['val'].X)}/{len(s['test'].X)} (W={c.window}, K={c.horizon})")
-        print(f"model: {c.cell.upper()} {c.layers}x{c.hidden} -> Linear({c.hidden}, {c.horizon}), "
+        print(f"model: {cell_label(c)} {c.layers}x{c.hidden} -> Linear({f.model.rnn.h_size}, {c.horizon}), "
               f"{f.model.num_params():,} parameters; {tc.optimizer} lr {tc.lr} ({tc.schedule}), clip {tc.clip}, "
               f"batch {c.batch}, {tc.steps} steps")
 

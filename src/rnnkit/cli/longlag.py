@@ -18,7 +18,7 @@ from .train import TaskSpec, add_run_args
 
 _FLAGS = (  # (flag, config field, type, help): model/data fields, then the training ones (_TRAIN_FIELDS)
     ("--T", "T", positive_int, "minimal sequence length (adding: T..T+T/10) / delay (copy)"),
-    ("--cell", "cell", str, "recurrent cell: lstm, gru or rnn"),
+    ("--cell", "cell", str, "recurrent cell"),
     ("--hidden", "hidden", positive_int, "hidden units"),
     ("--layers", "layers", positive_int, "stacked recurrent layers"),
     ("--batch", "batch", positive_int, "sequences per optimizer step"),

@@ -5,6 +5,7 @@ import os
 import sys
 
 from ..errors import UserError
+from ..layer_types import cell_label
 from ..plots import plot_attention
 from ..tasks.seq2seq import BLEU_TOKENIZE, SCORES, Seq2SeqTask, Seq2SeqTaskConfig
 from ..train import load_task, read_metrics
@@ -76,8 +77,8 @@ class Seq2SeqSpec(TaskSpec):
             print(f"length filter (train): {task.filter_report}")
         print(f"tokens: {c.tokens}{' (lower-cased)' if c.lower else ''}; vocabulary source {len(task.src_vocab):,}, "
               f"target {len(task.tgt_vocab):,} (with 4 specials)")
-        enc = ("bidirectional " if c.bidirectional else "") + f"{c.cell.upper()} {c.layers}x{c.hidden}"
-        print(f"model: encoder {enc}, decoder {c.cell.upper()} {c.layers}x{c.hidden}, attention {c.score}, "
+        enc = ("bidirectional " if c.bidirectional else "") + f"{cell_label(c)} {c.layers}x{c.hidden}"
+        print(f"model: encoder {enc}, decoder {cell_label(c)} {c.layers}x{c.hidden}, attention {c.score}, "
               f"embedding {c.emb}; {task.model.num_params():,} parameters; batch {c.batch}, "
               f"{trainer.config.steps} steps")
 
@@ -93,7 +94,7 @@ class Seq2SeqSpec(TaskSpec):
 
     def plot_labels(self, task) -> tuple[str, str]:
         c = task.config
-        return f"seq2seq ({c.cell.upper()} {c.layers}x{c.hidden}, {c.score} attention)", "cross-entropy (nats/token)"
+        return f"seq2seq ({cell_label(c)} {c.layers}x{c.hidden}, {c.score} attention)", "cross-entropy (nats/token)"
 
     def evaluate(self, task, args, path) -> None:
         if args.text:

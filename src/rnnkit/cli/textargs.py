@@ -9,6 +9,7 @@ from ..data.lines import decode_utf8, read_lines
 from ..layer_types import LAYERS
 from ..tasks.textdata import TOKENS
 from .args import positive_int
+from .train import add_cell_flags
 
 
 def add_token_flags(p, d):
@@ -25,10 +26,11 @@ def add_token_flags(p, d):
 
 
 def add_encoder_flags(p, d):
-    """The "model" group with --cell, --layers, --hidden, --emb, --(no-)bidirectional, --batch; returned
+    """The "model" group with --cell (and the variants --peephole, --proj-size), --layers, --hidden, --emb, --(no-)bidirectional, --batch; returned
     for the task's own model flags."""
     g = p.add_argument_group("model")
     g.add_argument("--cell", choices=sorted(LAYERS), help=f"(default {d.cell})")
+    add_cell_flags(g)
     g.add_argument("--layers", type=positive_int, help=f"recurrent layers (default {d.layers})")
     g.add_argument("--hidden", type=positive_int, help=f"hidden size per direction (default {d.hidden})")
     g.add_argument("--emb", type=positive_int, help=f"embedding size (default {d.emb})")

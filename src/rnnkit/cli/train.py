@@ -24,6 +24,7 @@ from ..distributed import Communicator
 from ..errors import UserError
 from ..io.checkpoint import read_header
 from ..io.lock import claim_out_dir
+from ..layer_types import CELL_OPTIONS
 from ..plots import plot_loss
 from ..train import TrainConfig, Trainer, check_model_fits, metrics_of, read_checkpoint
 from ..train.state import saved_train_config, task_from
@@ -87,6 +88,17 @@ def train_config_from_args(args, base=None):
         raise UserError(str(e)) from None
 
 
+def add_cell_flags(p) -> None:
+    """``--peephole`` and ``--proj-size P``: the cell variants of a task config's CELL_OPTIONS fields
+    (rnnkit.layer_types; LSTM only: another ``--cell`` is a one-line error from the config); recorded
+    in the checkpoint like every model flag.  Not given: None (the config's default, or on
+    ``--resume`` the checkpoint's)."""
+    p.add_argument("--peephole", action="store_const", const=True,
+                   help="LSTM with diagonal peephole connections (Gers & Schmidhuber 2000)")
+    p.add_argument("--proj-size", dest="proj_size", type=nonneg_int, metavar="P",
+                   help="LSTM with h projected to P < --hidden units (torch.nn.LSTM's proj_size; default 0: none)")
+
+
 def refuse_model_changes(config, given: dict) -> None:
     """On ``--resume`` the model and data settings come from the checkpoint: ``given`` maps the
     ``config`` fields whose flags were given on the command line to their values; one that differs
@@ -131,12 +143,15 @@ class TaskSpec:
     def add_flags(self, p) -> None:
         """Model and data flags: by default one ``--field`` per config field (not ``seed``: the
         training flag ``--seed`` sets it), typed like the field's default; default None = not given."""
+        names = {f.name for f in dataclasses.fields(self.config_class)}
         for f in dataclasses.fields(self.config_class):
-            if f.name != "seed" and not f.name.endswith("dropout"):
+            if f.name != "seed" and not f.name.endswith("dropout") and f.name not in CELL_OPTIONS:
                 default = f.default
                 typ = {int: positive_int, float: float}.get(type(default), str)
                 p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=typ, help=f"(default {default})")
         self.add_rate_flags(p)
+        if names.issuperset(CELL_OPTIONS):
+            add_cell_flags(p)
 
     def add_rate_flags(self, p) -> None:
         """One ``--NAME`` per dropout rate of the config (fields named ``*dropout``), a rate in [0, 1);

@@ -8,7 +8,8 @@ from .gates import gate_saturation
 
 
 def charlm_activations(lm, text: str, layer: int, what: str) -> np.ndarray:
-    """(N, H) tanh(c_t) (``what='c'``, LSTM) or h_t of ``layer`` (0-based) after each character.
+    """(N, W) tanh(c_t) (``what='c'``, LSTM) or h_t of ``layer`` (0-based) after each character (W: the
+    field's width, ``cell.field_sizes``: H, or h's proj_size).
 
     Streams the text one character at a time from a zero state (:meth:`CharLMModel.stream`).
     """
@@ -22,7 +23,7 @@ def charlm_activations(lm, text: str, layer: int, what: str) -> np.ndarray:
         raise UserError(f"--layer: expected 1..{rnn.num_layers} (the model has {rnn.num_layers} layers), "
                         f"got {layer + 1}")
     ids = lm.vocab.encode(text, "--text")
-    out = np.empty((len(ids), rnn.hidden_size))
+    out = np.empty((len(ids), rnn.cell.field_sizes(rnn.hidden_size)[what]))
     for k, (_, state) in enumerate(lm.model.stream(ids)):
         h = state.h if is_lstm else state
         out[k] = np.tanh(state.c[layer, 0]) if what == "c" else h[layer, 0]

@@ -7,14 +7,17 @@ norm at step t is the Frobenius norm over batch rows and units,
     ||dL/dh_t|| = sqrt( sum_{b,j} (dL/dh_{t,b,j})^2 )
 
 where dL/dh_t is the *total* derivative (through the output at t and through
-every later step).  For the LSTM the cell-state gradient reported is also the
+every later step).  For a cell with a cell state c (the LSTM family: plain,
+peephole, LayerNorm, projected) the cell-state gradient reported is also the
 total derivative,
 
-    dL/dc_t = dL/dc_t|from t+1 + dL/dh_t * o_t * (1 - tanh(c_t)^2)
+    dL/dc_t = dL/dc_t|from t+1 + (dh_t/dc_t)^T dL/dh_t
 
 (the BPTT hook records the first term, the gradient carried along the cell
-state; the second, through h_t = o_t tanh(c_t), is added here from the gate
-activations of the same forward).
+state; the second, through h_t, is added here by the cell's own
+``dc_from_h`` from the gates and caches of the same forward: for the LSTM
+dL/dh_t * o_t * (1 - tanh(c_t)^2); the peephole LSTM adds its o_t's p_o path,
+the projected LSTM first maps dL/dh_t through W_hr).
 
 With a loss on the last step only (the adding problem), "distance from the
 loss" is T-1-t; a vanishing gradient shows as a norm that falls exponentially
@@ -26,7 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cells import LSTMCell
 from ..layers import Recurrent
 
 
@@ -36,8 +38,7 @@ class GradFlow:
 
     h_sq: (L*D, T, B) squared norm over units of dL/dh_t per batch row, for each
           (layer, direction) (index l*D + d), time-major; 0 at padded steps
-    c_sq: (L*D, T, B) the same for dL/dc_t (the plain LSTM only, else None: the peephole,
-          LayerNorm and projected LSTMs' dh_t/dc_t differ)
+    c_sq: (L*D, T, B) the same for dL/dc_t (cells with a cell state c, else None)
     lengths: (B,) valid lengths (T for every row when none were given)
     loss: the loss value of this batch
     """
@@ -54,7 +55,7 @@ class GradFlow:
 
     @property
     def c(self) -> np.ndarray | None:
-        """(L*D, T) ||dL/dc_t|| (LSTM), else None."""
+        """(L*D, T) ||dL/dc_t|| (the LSTM family), else None."""
         return None if self.c_sq is None else np.sqrt(self.c_sq.sum(axis=2))
 
     def by_distance(self, field: str = "h") -> np.ndarray:
@@ -66,7 +67,7 @@ class GradFlow:
         """
         sq = {"h": self.h_sq, "c": self.c_sq}[field]
         if sq is None:
-            raise ValueError(f"field: {field!r} is only recorded for the LSTM")
+            raise ValueError(f"field: {field!r} is only recorded for cells with a cell state (the LSTMs)")
         LD, T, B = sq.shape
         out = np.zeros((LD, T))
         for b, n in enumerate(self.lengths):
@@ -74,29 +75,19 @@ class GradFlow:
         return np.sqrt(out)
 
 
-def _cell_states(gates: np.ndarray, c0: np.ndarray, mask, reverse: bool) -> np.ndarray:
-    """Rebuild c_t (T, B, H) of one LSTM (layer, direction) from its gates (T, B, 4H).
-
-    c_t = f_t * c_{t-1} + i_t * g_t ; padded steps keep c (mask False).
-    """
-    T, B, G4 = gates.shape
-    H = G4 // 4
-    c = np.empty((T, B, H), dtype=np.float64)
-    prev = c0.astype(np.float64)
-    for t in range(T - 1, -1, -1) if reverse else range(T):
-        i, f, g = gates[t, :, :H], gates[t, :, H : 2 * H], gates[t, :, 2 * H : 3 * H]
-        new = f * prev + i * g
-        if mask is not None:
-            new = np.where(mask[t], new, prev)
-        c[t] = new
-        prev = new
-    return c
+def _total_dc(cell, record: dict, gates, cache: dict, p: tuple) -> np.ndarray:
+    """(T, B, H) float64 total dL/dc_t of one (layer, direction): the recorded part carried from t+1
+    plus the cell's ``dc_from_h`` of the recorded dL/dh_t (both 0 at padded steps, so is the sum)."""
+    f64 = np.float64
+    return record["c"].astype(f64) + cell.dc_from_h(record["h"].astype(f64), gates.astype(f64),
+                                                    {n: a.astype(f64) for n, a in cache.items()},
+                                                    tuple(a.astype(f64) for a in p))
 
 
 def gradient_flow(layer: Recurrent, x: np.ndarray, loss_fn, state=None, lengths=None) -> GradFlow:
     """Forward ``x`` through ``layer``, apply ``loss_fn``, run BPTT, and measure.
 
-    layer:   an rnnkit RNN/LSTM/GRU (any depth, directions, batch_first)
+    layer:   an rnnkit RNN/LSTM/GRU/LayerNormLSTM (any variant, depth, directions, batch_first)
     x:       input batch as ``layer.forward`` takes it
     loss_fn: out -> (loss, d_out); the head and loss on top of the recurrent
              output (it may run its own backward, e.g. a Linear head's)
@@ -109,31 +100,18 @@ def gradient_flow(layer: Recurrent, x: np.ndarray, loss_fn, state=None, lengths=
     if not isinstance(layer, Recurrent):
         raise TypeError(f"layer: expected an rnnkit RNN, LSTM or GRU, got {type(layer).__name__}")
     out, _ = layer.forward(x, state, lengths)
-    is_lstm = type(layer.cell) is LSTMCell  # dL/dc_t below uses the plain LSTM's dh_t/dc_t
-    gates = layer.gate_activations() if is_lstm else None
+    cell = layer.cell
+    with_c = "c" in cell.State._fields  # the LSTM family: dL/dc_t through the cell's dc_from_h
+    kept = [(t.gates.copy(), {f: a.copy() for f, a in zip(cell.cache_fields, t.cache)}, layer.cell_params(k))
+            for k, t in enumerate(layer.tape.directions())] if with_c else None
     loss, d_out = loss_fn(out)
     layer.backward(d_out, record_state_grads=True)
     records = layer.state_grads
     T, B = records[0]["h"].shape[:2]
     h = np.stack([(r["h"].astype(np.float64) ** 2).sum(axis=2) for r in records])
     c = None
-    if is_lstm:
-        H, D = layer.hidden_size, layer.num_directions
-        mask = None
-        if lengths is not None and np.min(lengths) < T:
-            mask = (np.arange(T)[:, None] < np.asarray(lengths)[None, :])[:, :, None]
-        c0 = np.zeros((len(records), B, H)) if state is None else np.asarray(state[1])
-        norms = []
-        for k, (r, gk) in enumerate(zip(records, gates)):
-            ct = _cell_states(gk.astype(np.float64), c0[k], mask, reverse=(k % D) == 1)
-            o = gk[..., 3 * H :].astype(np.float64)
-            tanh_c = np.tanh(ct)
-            # dL/dc_t = carried from t+1 + dL/dh_t * dh_t/dc_t, dh_t/dc_t = o_t (1 - tanh(c_t)^2)
-            dc = r["c"].astype(np.float64) + r["h"].astype(np.float64) * o * (1.0 - tanh_c * tanh_c)
-            if mask is not None:
-                dc = dc * mask
-            norms.append((dc**2).sum(axis=2))
-        c = np.stack(norms)
+    if with_c:
+        c = np.stack([(_total_dc(cell, r, *k) ** 2).sum(axis=2) for r, k in zip(records, kept)])
     lengths = np.full(B, T, dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
     return GradFlow(h_sq=h, c_sq=c, lengths=lengths, loss=float(loss))
 

@@ -38,9 +38,9 @@ class GradFlowConfig:
     def __post_init__(self):
         for c in self.cells:
             if c not in LAYERS:
-                raise UserError(f"--cell: expected a comma list of rnn, lstm, gru, got {c!r}")
+                raise UserError(f"--cell: expected a comma list of {', '.join(LAYERS)}, got {c!r}")
         if not self.cells:
-            raise UserError("--cell: expected at least one of rnn, lstm, gru")
+            raise UserError(f"--cell: expected at least one of {', '.join(LAYERS)}")
         if self.T < 11:
             raise UserError(f"--T: expected an integer >= 11 (adding problem), got {self.T}")
         for name in ("steps", "batch", "measure_batch", "hidden"):

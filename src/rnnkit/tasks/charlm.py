@@ -38,8 +38,8 @@ from ..data.text import (DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_tex
                          stdlib_corpus)
 from ..data.textfile import TextFile
 from ..errors import CheckpointError, UserError
-from ..io.memory import GATES, estimate_rnn_bytes, rnn_param_shapes
-from ..layer_types import LAYERS as CELLS
+from ..io.memory import estimate_rnn_bytes, rnn_param_shapes
+from ..layer_types import LAYERS as CELLS, CellVariant, config_cell, config_options, default_bias
 from ..losses import log_softmax, softmax_cross_entropy
 from ..module import Module
 from ..nn import Embedding, Linear
@@ -51,7 +51,7 @@ DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
-class CharLMConfig:
+class CharLMConfig(CellVariant):
     """Model and batching of a char-LM (see the module docstring)."""
 
     cell: str = "lstm"
@@ -66,7 +66,7 @@ class CharLMConfig:
     input_dropout: float = 0.0  # variational on every recurrent layer's input,
     recurrent_dropout: float = 0.0  # variational on h_{t-1} before W_hh,
     weight_dropout: float = 0.0  # DropConnect on W_hh,
-    emb_dropout: float = 0.0  # whole embedding rows
+    emb_dropout: float = 0.0  # whole embedding rows (and CellVariant's peephole, proj_size)
 
     def __post_init__(self):
         check_choice("cell", self.cell, sorted(CELLS))
@@ -74,6 +74,7 @@ class CharLMConfig:
         check_each(self, POSITIVE_INT, "layers", "hidden", "emb", "batch", "bptt")
         check("seed", self.seed, NONNEG_INT)
         check_each(self, RATE, *REGULARIZERS)
+        config_cell(self, self.hidden)  # the variants fit the cell and the sizes
 
     @property
     def regularized(self) -> bool:
@@ -91,8 +92,8 @@ class CharLMModel(Module):
         rng, dtype = np.random.default_rng(config.seed), np.dtype(config.dtype)
         self.emb = Embedding(vocab_size, config.emb, seed=rng, dtype=dtype, dropout=config.emb_dropout)
         self.rnn = CELLS[config.cell](config.emb, config.hidden, num_layers=config.layers, seed=rng, dtype=dtype,
-                                      **{n: getattr(config, n) for n in REGULARIZERS[:4]})
-        self.head = Linear(config.hidden, vocab_size, seed=rng, dtype=dtype)
+                                      **{n: getattr(config, n) for n in REGULARIZERS[:4]}, **config_options(config))
+        self.head = Linear(self.rnn.h_size, vocab_size, seed=rng, dtype=dtype)
 
     def forward(self, ids: np.ndarray, state=None, rng=None):
         """``rng``: the generator of the dropout masks (training mode with a rate > 0 only)."""
@@ -344,11 +345,11 @@ class CharLM:
         """Parameters and training buffers from ``meta`` alone (rnnkit.train.task): ``meta["config"]``
         and the vocabulary ``meta["vocab"]`` (before a new run reads its text: 1 character, a lower bound)."""
         c = CharLMConfig(**meta["config"])
-        V, G = max(1, len(meta.get("vocab") or "")), GATES[c.cell]
-        dtype = np.dtype(c.dtype)
-        est = estimate_rnn_bytes(c.emb, c.hidden, c.layers, T=c.bptt, B=c.batch, gates=G, itemsize=dtype.itemsize)
-        shapes = {"emb.weight": (V, c.emb), **rnn_param_shapes(c.emb, c.hidden, c.layers, 1, G, prefix="rnn."),
-                  "head.weight": (V, c.hidden), "head.bias": (V,)}
+        V, cell, bias = max(1, len(meta.get("vocab") or "")), config_cell(c, c.hidden), default_bias(c.cell)
+        dtype, sizes = np.dtype(c.dtype), (c.emb, c.hidden, c.layers)
+        est = estimate_rnn_bytes(*sizes, T=c.bptt, B=c.batch, cell=cell, itemsize=dtype.itemsize, bias=bias)
+        shapes = {"emb.weight": (V, c.emb), **rnn_param_shapes(*sizes, 1, cell, bias=bias, prefix="rnn."),
+                  "head.weight": (V, cell.field_sizes(c.hidden)["h"]), "head.bias": (V,)}
         act = est.activations + dtype.itemsize * c.bptt * c.batch * (2 * c.emb + 3 * V)  # embedded ids, logits, grads
         return ModelPlan(shapes, dtype.type, act, est.init, sizes={"hidden": c.hidden, "layers": c.layers})
 

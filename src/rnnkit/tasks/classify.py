@@ -28,6 +28,7 @@ from ..data.classify import read_labelled, stdlib_lines, stratified_split
 from ..data.tokenize import tokenizer_from_dict
 from ..data.vocab import TokenVocab
 from ..errors import UserError
+from ..layer_types import config_options
 from ..train import TrainConfig
 from ..validate import NONNEG_INT, POSITIVE_INT, check, check_choice
 from .textdata import PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise, vocab_size
@@ -110,7 +111,8 @@ class ClassifyTask(TextTask):
                         else (counts.sum() / (len(counts) * np.maximum(counts, 1))).astype(np.float32))
         self.model = SequenceClassifier(ClassifierConfig(
             vocab_size=len(self.vocab), num_classes=len(self.classes), embedding_dim=c.emb, hidden_size=c.hidden,
-            num_layers=c.layers, cell=c.cell, bidirectional=c.bidirectional, pooling=c.pooling), seed=c.seed)
+            num_layers=c.layers, cell=c.cell, bidirectional=c.bidirectional, pooling=c.pooling,
+            **config_options(c)), seed=c.seed)
 
     # ------------------------------------------------------------------ data
     def encode(self, texts) -> list:
@@ -221,11 +223,11 @@ class ClassifyTask(TextTask):
         classes = len(meta["classes"]) if "classes" in meta else 2
         p = PlanParts(c.batch)
         p.embedding("embedding", vocab_size(meta, "vocab"), c.emb, T)
-        p.recurrent("encoder", c.cell, c.emb, H, c.layers, T, D)
+        Hh = p.recurrent("encoder", c.cell, c.emb, H, c.layers, T, D, **config_options(c))["h"]
         if c.pooling == "attention":  # ClassifierConfig's default score: additive
-            p.shapes["pool.query"] = (D * H,)
-            p.score("pool.score", "additive", D * H, D * H, None, 1, T)
-        p.linear("out", D * H, classes, c.batch)
+            p.shapes["pool.query"] = (D * Hh,)
+            p.score("pool.score", "additive", D * Hh, D * Hh, None, 1, T)
+        p.linear("out", D * Hh, classes, c.batch)
         return p.plan(hidden=c.hidden, layers=c.layers, emb=c.emb, batch=c.batch)
 
     @classmethod

@@ -31,6 +31,7 @@ from ..data.series import (
     Normalizer, load_csv_column, mackey_glass, naive_forecast, rmse_mae, split_bounds, split_windows,
 )
 from ..errors import CheckpointError, UserError
+from ..layer_types import CellVariant, config_cell, config_options
 from ..losses import mse
 from ..train import Trainer, TrainConfig, load_task, metrics_of, read_checkpoint, save_task
 from ..train.state import unprefixed
@@ -41,7 +42,7 @@ SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 
 
 @dataclass(frozen=True)
-class ForecastConfig:
+class ForecastConfig(CellVariant):
     """Model and data settings of a Forecaster (training settings: :data:`FORECAST_TRAIN`).
 
     ``csv``/``column`` name the data source (None: Mackey-Glass with
@@ -58,12 +59,13 @@ class ForecastConfig:
     seed: int = 0
     series_length: int = 3000
     csv: str | None = None
-    column: str | None = None
+    column: str | None = None  # (and CellVariant's peephole, proj_size)
 
     def __post_init__(self):
         check_each(self, POSITIVE_INT, "window", "horizon", "hidden", "layers", "batch", "series_length")
         check("seed", self.seed, NONNEG_INT)
         check_cell(self.cell)
+        config_cell(self, self.hidden)  # the variants fit the cell and the sizes
 
 
 #: default training of ``rnnkit train forecast`` / ``Forecaster.fit``: Adam 3e-3 with cosine decay, clip 1
@@ -98,7 +100,8 @@ class Forecaster:
         if not isinstance(config, ForecastConfig):
             raise TypeError(f"config: expected ForecastConfig, got {type(config).__name__}")
         self.config = c = config
-        self.model = Readout(c.cell, 1, c.hidden, c.horizon, layers=c.layers, seed=np.random.default_rng([c.seed, 1]))
+        self.model = Readout(c.cell, 1, c.hidden, c.horizon, layers=c.layers, seed=np.random.default_rng([c.seed, 1]),
+                             **config_options(c))
         self.normalizer = normalizer
         self.splits = None
         if series is not None or normalizer is None:
@@ -217,7 +220,8 @@ class Forecaster:
     def model_plan(cls, meta: dict):
         """The model's parameters and training buffers from ``meta["config"]`` alone (rnnkit.train.task)."""
         c = ForecastConfig(**meta["config"])
-        return readout_plan(c.cell, 1, c.hidden, c.horizon, c.layers, T=c.window, B=max(c.batch, 4096))
+        return readout_plan(c.cell, 1, c.hidden, c.horizon, c.layers, T=c.window, B=max(c.batch, 4096),
+                            **config_options(c))
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "Forecaster":

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io.memory import GATES, estimate_rnn_bytes, rnn_param_shapes
-from ..layer_types import LAYERS
+from ..io.memory import estimate_rnn_bytes, rnn_param_shapes
+from ..layer_types import LAYERS, cell_options, default_bias, make_cell
 from ..layers import as_rng
 from ..module import Module
 from ..nn import Linear
@@ -28,30 +28,36 @@ def check_cell(cell: str) -> str:
     return cell
 
 
-def readout_plan(cell: str, input_size: int, hidden: int, output_size: int, layers: int, T: int, B: int) -> ModelPlan:
+def readout_plan(cell: str, input_size: int, hidden: int, output_size: int, layers: int, T: int, B: int,
+                 **options) -> ModelPlan:
     """What a float32 :class:`Readout` will allocate (rnnkit.train.task.ModelPlan), from its sizes alone:
-    its parameters, and the buffers of a forward + backward over T steps of B sequences."""
-    est = estimate_rnn_bytes(input_size, hidden, layers, T=T, B=B, gates=GATES[check_cell(cell)], itemsize=4)
-    shapes = {**rnn_param_shapes(input_size, hidden, layers, 1, GATES[cell], prefix="rnn."),
-              "head.weight": (output_size, hidden), "head.bias": (output_size,)}
+    its parameters, and the buffers of a forward + backward over T steps of B sequences
+    (``options``: the cell variant, rnnkit.layer_types.CELL_OPTIONS)."""
+    bias, obj = default_bias(check_cell(cell)), make_cell(cell, hidden, **options)
+    est = estimate_rnn_bytes(input_size, hidden, layers, T=T, B=B, cell=obj, itemsize=4, bias=bias)
+    shapes = {**rnn_param_shapes(input_size, hidden, layers, 1, obj, bias=bias, prefix="rnn."),
+              "head.weight": (output_size, obj.field_sizes(hidden)["h"]), "head.bias": (output_size,)}
     act = est.activations + 4 * T * B * (input_size + 2 * output_size)  # the input, y and dy
     return ModelPlan(shapes, np.float32, act, est.init, sizes={"hidden": hidden, "layers": layers})
 
 
 class Readout(Module):
-    """Recurrent layer (time-major input (T, B, I)) + Linear(H, K).
+    """Recurrent layer (time-major input (T, B, I)) + Linear(Hh, K) (Hh: the width of h).
+
+    ``options``: the cell variant (``peephole=True``, ``proj_size=P``: rnnkit.layer_types.CELL_OPTIONS).
 
     ``forget_bias`` sets the LSTM forget-gate / GRU update-gate bias (see
     rnnkit.layers.Recurrent); the Elman RNN has no such gate and ignores it.
     """
 
     def __init__(self, cell: str, input_size: int, hidden: int, output_size: int, layers: int = 1,
-                 forget_bias: float | None = None, seed=None, dtype=np.float32):
+                 forget_bias: float | None = None, seed=None, dtype=np.float32, **options):
         rng = as_rng(seed)
         self.cell_name = check_cell(cell)
         fb = forget_bias if CELLS[cell].cell_class.forget_gate is not None else None  # a cell without one ignores it
-        self.rnn = CELLS[cell](input_size, hidden, num_layers=layers, forget_bias=fb, seed=rng, dtype=dtype)
-        self.head = Linear(hidden, output_size, seed=rng, dtype=dtype)
+        self.rnn = CELLS[cell](input_size, hidden, num_layers=layers, forget_bias=fb, seed=rng, dtype=dtype,
+                               **cell_options(cell, **options))
+        self.head = Linear(self.rnn.h_size, output_size, seed=rng, dtype=dtype)
         self._last = None
 
     def _has_c(self) -> bool:

@@ -40,6 +40,7 @@ from ..data.vocab import BOS, EOS, TokenVocab
 from ..decoding import beam_search, greedy_decode
 from ..encdec import EncoderDecoder, Seq2SeqConfig
 from ..errors import UserError
+from ..layer_types import config_options
 from ..train import TrainConfig
 from ..validate import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, check, check_choice, check_each
 from .textdata import PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise, vocab_size
@@ -166,7 +167,8 @@ class Seq2SeqTask(TextTask):
             self.decode_len, self.sizes = prepared["decode_len"], prepared["sizes"]
         self.model = EncoderDecoder(Seq2SeqConfig(
             src_vocab=len(self.src_vocab), tgt_vocab=len(self.tgt_vocab), embedding_dim=c.emb, hidden_size=c.hidden,
-            num_layers=c.layers, cell=c.cell, bidirectional=c.bidirectional, score=c.score), seed=c.seed)
+            num_layers=c.layers, cell=c.cell, bidirectional=c.bidirectional, score=c.score,
+            **config_options(c)), seed=c.seed)
 
     # ------------------------------------------------------------------ data
     def _set_corpus(self, corpus: dict) -> None:
@@ -257,15 +259,16 @@ class Seq2SeqTask(TextTask):
         D, H, E = 2 if c.bidirectional else 1, c.hidden, c.emb
         p = PlanParts(c.batch)
         p.embedding("src_embedding", V_src, E, S)
-        p.recurrent("encoder", c.cell, E, H, c.layers, S, D)
-        p.linear("bridge_h", D * H, H, c.layers * c.batch)
-        if c.cell == "lstm":
-            p.linear("bridge_c", D * H, H, c.layers * c.batch)
+        width = p.recurrent("encoder", c.cell, E, H, c.layers, S, D, **config_options(c))
+        Hh = width["h"]  # H, or proj_size
+        p.linear("bridge_h", D * Hh, Hh, c.layers * c.batch)
+        if "c" in width:  # the LSTMs' cell state is bridged too
+            p.linear("bridge_c", D * width["c"], width["c"], c.layers * c.batch)
         p.embedding("tgt_embedding", V_tgt, E, T)
-        p.recurrent("decoder", c.cell, E, H, c.layers, T)
-        p.score("attention.score", c.score, H, D * H, None, T, S)
-        p.linear("attention.linear_out", D * H + H, H, T * c.batch, bias=False)
-        p.linear("out", H, V_tgt, 2 * T * c.batch)  # logits, their softmax and gradient
+        p.recurrent("decoder", c.cell, E, H, c.layers, T, **config_options(c))
+        p.score("attention.score", c.score, Hh, D * Hh, None, T, S)
+        p.linear("attention.linear_out", D * Hh + Hh, Hh, T * c.batch, bias=False)
+        p.linear("out", Hh, V_tgt, 2 * T * c.batch)  # logits, their softmax and gradient
         return p.plan(hidden=c.hidden, layers=c.layers, emb=c.emb, batch=c.batch)
 
     @classmethod

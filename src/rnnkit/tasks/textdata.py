@@ -31,8 +31,8 @@ from ..data.batching import bucket_batches
 from ..data.tokenize import SPACE_PATTERN, BpeTokenizer, CharTokenizer, WordTokenizer
 from ..data.vocab import SPECIALS
 from ..errors import CheckpointError, UserError
-from ..io.memory import GATES, estimate_rnn_bytes, rnn_param_shapes
-from ..layer_types import LAYERS
+from ..io.memory import estimate_rnn_bytes, rnn_param_shapes
+from ..layer_types import LAYERS, CellVariant, config_cell, default_bias, make_cell
 from ..train.task import ModelPlan
 from ..validate import NONNEG_INT, POSITIVE_INT, check, check_choice, check_each
 
@@ -41,10 +41,10 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
-class TextTaskConfig:
+class TextTaskConfig(CellVariant):
     """Tokens, encoder and batch: the fields the seq2seq and classify configs share (``hidden`` per
     direction, ``emb`` the embedding size, ``batch`` examples per step, ``seed`` the weights' and
-    the splits' seed)."""
+    the splits' seed; the cell variant: CellVariant's ``peephole``, ``proj_size``)."""
 
     tokens: str = "char"
     lower: bool = False
@@ -63,6 +63,7 @@ class TextTaskConfig:
         check_choice("cell", self.cell, sorted(LAYERS))
         check_each(self, POSITIVE_INT, "bpe_vocab", "min_freq", "layers", "hidden", "emb", "batch")
         check("seed", self.seed, NONNEG_INT)
+        config_cell(self, self.hidden)  # the variants fit the cell and the sizes
         if self.tokens == "bpe" and self.bpe_vocab <= 256:
             raise ValueError(f"bpe_vocab: expected an integer > 256 (256 byte symbols + merges), got {self.bpe_vocab}")
 
@@ -120,12 +121,15 @@ class PlanParts:
         self.init = max(self.init, 8 * V * E)
         self.act += 2 * T * self.B * E
 
-    def recurrent(self, name: str, cell: str, I: int, H: int, L: int, T: int, D: int = 1) -> None:
-        """A Recurrent stack (rnnkit.layers) over T steps of B sequences (rnnkit.io.memory)."""
-        self.shapes.update(rnn_param_shapes(I, H, L, D, GATES[cell], prefix=f"{name}."))
-        est = estimate_rnn_bytes(I, H, L, T=T, B=self.B, directions=D, gates=GATES[cell], itemsize=4)
+    def recurrent(self, name: str, cell: str, I: int, H: int, L: int, T: int, D: int = 1, **options):
+        """A ``LAYERS[cell](..., **options)`` stack (rnnkit.layers) over T steps of B sequences
+        (rnnkit.io.memory); returns its cell's ``field_sizes(H)`` (the width of h and c)."""
+        obj, bias = make_cell(cell, H, **options), default_bias(cell)
+        self.shapes.update(rnn_param_shapes(I, H, L, D, obj, bias=bias, prefix=f"{name}."))
+        est = estimate_rnn_bytes(I, H, L, T=T, B=self.B, directions=D, cell=obj, itemsize=4, bias=bias)
         self.act += est.activations // 4
         self.init = max(self.init, est.init)
+        return obj.field_sizes(H)
 
     def linear(self, name: str, I: int, O: int, rows: int, bias: bool = True) -> None:
         """Linear(I, O) over ``rows`` rows: its output and the input gradient."""
