@@ -1,13 +1,14 @@
 """The recurrent layers by kind: each chooses the cell that :class:`rnnkit.layers.Recurrent` runs.
 
 ``RNN`` (Elman, tanh or relu), ``LSTM`` (with ``peephole=True`` or ``proj_size=P`` its variants),
-``GRU`` and ``LayerNormLSTM``; :data:`LAYERS` names them for task configs and the command line.
+``GRU`` (with ``linear_before_reset=False`` ONNX's default GRU) and ``LayerNormLSTM``; :data:`LAYERS` names them for task configs and the command line.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .cells import GRUCell, LSTMCell, RNNCell
+from .cells_gru_reset_before import GRUResetBeforeCell
 from .cells_layernorm import LayerNormLSTMCell
 from .cells_peephole import PeepholeLSTMCell
 from .cells_proj import ProjLSTMCell
@@ -79,9 +80,27 @@ class LayerNormLSTM(Recurrent):
 
 
 class GRU(Recurrent):
-    """GRU in PyTorch's formulation (r, z, n; b_hn inside the reset product)."""
+    """GRU (gates r, z, n), by default in PyTorch's formulation, n = tanh(xn + r * (h W_hn^T + b_hn))
+    (ONNX ``linear_before_reset=1``).  ``linear_before_reset=False``: n = tanh(xn + (r * h) W_hn^T + b_hn),
+    ONNX's default and Keras's ``reset_after=False`` (:mod:`rnnkit.cells_gru_reset_before`); the same
+    parameters (names, shapes, r, z, n blocks)."""
 
     cell_class = GRUCell
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, dtype=np.float32,
+                 seed=None, linear_before_reset: bool = True, **kwargs):
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, dtype, seed,
+                         linear_before_reset=linear_before_reset, **kwargs)
+
+    def _make_cell(self, hidden_size: int, linear_before_reset: bool = True):
+        if not isinstance(linear_before_reset, (bool, np.bool_, int, np.integer)) or linear_before_reset not in (0, 1):
+            raise ValueError(f"linear_before_reset: expected True or False, got {linear_before_reset!r}")
+        return GRUCell() if linear_before_reset else GRUResetBeforeCell()
+
+    @property
+    def linear_before_reset(self) -> bool:
+        """True: PyTorch's GRU (r multiplies h W_hn^T + b_hn); False: r multiplies h before W_hn."""
+        return not isinstance(self.cell, GRUResetBeforeCell)
 
 
 LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}

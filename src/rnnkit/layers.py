@@ -18,7 +18,7 @@ from ._checks import check_array, check_lengths
 from .cells import LSTMState
 from .init import init_weights
 from .module import Module
-from .scan import absent, compiled_loops, reuse_empty, scan_backward, scan_forward
+from .scan import absent, cell_args, compiled_loops, reuse_empty, scan_backward, scan_forward, split_hh
 from .tape import LayerTape, Tape, TapeReader
 from .threads import LayerBusyError, exclusive, loop_cores, plan, run_jobs  # noqa: F401  (re-exported)
 
@@ -151,10 +151,12 @@ class Recurrent(TapeReader, Module):
         W_ih, W_hh, b_ih, b_hh = self._weights(layer, 0)
         own, none = self._own(layer * self.num_directions), absent(self.dtype, 1)
         if b_ih is None:
-            return W_ih, none, none, W_hh, none, own
+            W_hh, _, cell_hh = split_hh(self.cell, W_hh, None)
+            return W_ih, none, none, W_hh, none, own + cell_args(cell_hh, None, 0, None)
         if self.cell.dhw_is_dxw:
             return W_ih, b_ih, b_hh, W_hh, none, own
-        return W_ih, b_ih, none, W_hh, b_hh, own
+        W_hh, b_hh, cell_hh = split_hh(self.cell, W_hh, b_hh)
+        return W_ih, b_ih, none, W_hh, b_hh, own + cell_args(cell_hh, None, 0, None)
 
     # ------------------------------------------------------------------ state format
     def _is_lstm(self) -> bool:
@@ -385,7 +387,8 @@ class Recurrent(TapeReader, Module):
         bufs = self._workspace[0].get("step")  # (xw, hw, cache) of the last step, reused for the same B
         if bufs is None or bufs[0].shape[0] != B:
             G, width = self.cell.n_gates * self.hidden_size, self.cell.field_sizes(self.hidden_size)
-            bufs = self._workspace[0]["step"] = (np.empty((B, G), self.dtype), np.empty((B, G), self.dtype),
+            G_loop = self._step_args[0][3].shape[0]  # hw: the loop's part of W_hh (split_hh)
+            bufs = self._workspace[0]["step"] = (np.empty((B, G), self.dtype), np.empty((B, G_loop), self.dtype),
                                                  tuple(np.empty((B, width[f]), self.dtype)
                                                        for f in self.cell.cache_fields))
         compiled_loops(self.cell.step, self.cell.step_backward).step(np.ascontiguousarray(x_t), self._step_args,
