@@ -3,8 +3,7 @@
 rnnkit uses PyTorch's parameter names and layouts, so conversion is a copy: the LSTM's
 ``proj_size`` and ``weight_hr_l{k}`` and the ``dropout`` between layers travel both ways.
 rnnkit-only features (peepholes, LayerNormLSTM, the GRU's ``linear_before_reset=False``,
-variational/weight dropout) have no
-``torch.nn`` equivalent and are refused by :func:`to_torch`.
+variational/weight dropout) have no ``torch.nn`` equivalent and are refused by :func:`to_torch`.
 torch is an optional dependency (``pip install rnnkit[torch]``), imported here only.
 """
 from __future__ import annotations
