@@ -117,3 +117,31 @@ def test_flag_and_refusals():
     with pytest.raises(ValueError) as e:
         rnnkit.to_torch(make())
     assert "linear_before_reset=False" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_charlm_checkpoint_keeps_the_flag(tmp_path, capsys):
+    """CharLMConfig(linear_before_reset=False) builds the lbr=0 GRU; save/load restores flag and weights;
+    the flag is the GRU's only; bad values are one-line errors (config and command line, exit 2)."""
+    from rnnkit.cli import main
+    from rnnkit.tasks.charlm import CharLM, CharLMConfig
+
+    cfg = CharLMConfig(cell="gru", layers=2, hidden=6, emb=4, batch=2, bptt=5, dtype="float64",
+                       linear_before_reset=False)
+    lm = CharLM(cfg, text="the cat sat on the mat. " * 20)
+    assert lm.model.rnn.linear_before_reset is False
+    lm.save(tmp_path / "lm.safetensors")
+    back = CharLM.load(tmp_path / "lm.safetensors")
+    assert back.config.linear_before_reset is False and back.model.rnn.linear_before_reset is False
+    for k, v in lm.model.params.items():
+        assert np.array_equal(back.model.params[k], v), f"{k} differs after the round trip"
+    assert CharLM(CharLMConfig(cell="gru", batch=2, bptt=5), text="abc " * 50).model.rnn.linear_before_reset is True
+    with pytest.raises(ValueError, match=r"^linear_before_reset: False is the GRU's only, got cell 'lstm'$"):
+        CharLMConfig(cell="lstm", linear_before_reset=False)
+    with pytest.raises(ValueError, match=r"^linear_before_reset: expected True or False, got 0$"):
+        CharLMConfig(cell="gru", linear_before_reset=0)
+    rc = main(["train", "charlm", "--cell", "gru", "--linear-before-reset", "2", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "argument --linear-before-reset: expected 0 or 1, got '2'" in err and "Traceback" not in err
+    rc = main(["train", "charlm", "--cell", "lstm", "--linear-before-reset", "0", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "linear_before_reset: False is the GRU's only" in err and "Traceback" not in err, err

@@ -6,7 +6,7 @@ import math
 from ..data.text import DEFAULT_MAX_CHARS, load_text
 from ..layer_types import LAYERS
 from ..tasks.charlm import DTYPES, REGULARIZERS, CharLM, CharLMConfig
-from .args import nonneg_int, positive_int
+from .args import nonneg_int, positive_int, zero_one
 from .train import TaskSpec
 
 
@@ -43,6 +43,8 @@ class CharLMSpec(TaskSpec):
         p.add_argument("--batch", type=positive_int, help=f"parallel streams (default {d.batch})")
         p.add_argument("--bptt", type=positive_int, help=f"window length of truncated BPTT (default {d.bptt})")
         p.add_argument("--dtype", choices=DTYPES, help=f"parameters and activations (default {d.dtype})")
+        p.add_argument("--linear-before-reset", dest="linear_before_reset", type=zero_one,
+                       help="GRU: 1 = PyTorch's GRU, 0 = ONNX's default, (r * h) W_hn^T (default 1)")
         self.add_rate_flags(p)
 
     def new_task(self, config, args):

@@ -67,10 +67,15 @@ class CharLMConfig:
     recurrent_dropout: float = 0.0  # variational on h_{t-1} before W_hh,
     weight_dropout: float = 0.0  # DropConnect on W_hh,
     emb_dropout: float = 0.0  # whole embedding rows
+    linear_before_reset: bool = True  # the GRU's: False = ONNX's default GRU, (r * h) W_hn^T (rnnkit.GRU)
 
     def __post_init__(self):
         check_choice("cell", self.cell, sorted(CELLS))
         check_choice("dtype", self.dtype, DTYPES)
+        if not isinstance(self.linear_before_reset, bool):
+            raise ValueError(f"linear_before_reset: expected True or False, got {self.linear_before_reset!r}")
+        if not self.linear_before_reset and self.cell != "gru":
+            raise ValueError(f"linear_before_reset: False is the GRU's only, got cell {self.cell!r}")
         check_each(self, POSITIVE_INT, "layers", "hidden", "emb", "batch", "bptt")
         check("seed", self.seed, NONNEG_INT)
         check_each(self, RATE, *REGULARIZERS)
@@ -90,8 +95,9 @@ class CharLMModel(Module):
     def __init__(self, vocab_size: int, config: CharLMConfig):
         rng, dtype = np.random.default_rng(config.seed), np.dtype(config.dtype)
         self.emb = Embedding(vocab_size, config.emb, seed=rng, dtype=dtype, dropout=config.emb_dropout)
+        cell_kw = {} if config.linear_before_reset else {"linear_before_reset": False}
         self.rnn = CELLS[config.cell](config.emb, config.hidden, num_layers=config.layers, seed=rng, dtype=dtype,
-                                      **{n: getattr(config, n) for n in REGULARIZERS[:4]})
+                                      **{n: getattr(config, n) for n in REGULARIZERS[:4]}, **cell_kw)
         self.head = Linear(config.hidden, vocab_size, seed=rng, dtype=dtype)
 
     def forward(self, ids: np.ndarray, state=None, rng=None):
