@@ -9,7 +9,8 @@ The loops own
 
 * the recurrent GEMM ``hw = h_{t-1} @ W_hh.T (+ b_hh)``: one BLAS call per step (numba's
   ``np.dot`` calls scipy's BLAS; for cells with a = xw + hw the layer adds b_hh to xw once
-  for all steps instead),
+  for all steps instead); over the leading gate blocks only for a cell that multiplies the
+  trailing ones itself (``cell.cell_hh_blocks``, :func:`split_hh`),
 * direction (``reverse`` walks t = T-1 .. 0),
 * padding: rows whose step is past their length (``keep[t, b]``) keep their state (so the
   final state is the state at the last valid step, and the reverse direction starts at the
