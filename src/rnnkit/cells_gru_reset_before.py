@@ -15,13 +15,13 @@ computes hw for the r and z blocks, and p = (W_hn (H, H), b_hn (H,) or size 0, m
 
 Backward (per step; gates r, z, n kept, cache rh; see docs/bptt.md section 7):
 
-    da_n = dh (1 - z) (1 - n^2)            -> d_xw n block;  db_hn += sum_b da_n
+    da_n = dh (1 - z) (1 - n^2)            -> d_xw n block
     da_z = dh (h_prev - n) z (1 - z)       -> d_xw, d_hw z block
-    dW_hn += da_n^T rh                     (H, H)
     d_rh = da_n W_hn                       (B, H)
     da_r = d_rh h_in r (1 - r)             -> d_xw, d_hw r block
     dh_prev (direct and through W_hn) = dh z + d_rh r m   (m = 1 without recurrent dropout);
-    the loop adds (d_hw W_{hr,hz}) m.
+    the loop adds (d_hw W_{hr,hz}) m, and after the time loop dW_hn = sum_t da_n^T rh and
+    db_hn = sum_t da_n (d_xw's n block and the cache rh, one GEMM).
 """
 from __future__ import annotations
 
@@ -73,13 +73,12 @@ def gru_reset_before_step(xw, hw, p, prev, new, cache):
 
 
 @rowjit
-def _n_z_backward_row(dh, z, n, h_prev, dx_z, dw_z, dx_n, dan, db_n):
+def _n_z_backward_row(dh, z, n, h_prev, dx_z, dw_z, dx_n, dan):
     one = dh.dtype.type(1.0)
     for j in range(dh.shape[0]):
         d = dh[j] * (one - z[j]) * (one - n[j] * n[j])  # dh/dn = 1 - z ; tanh' = 1 - n^2
         dx_n[j] = d
         dan[j] = d
-        db_n[j] += d
         dz = dh[j] * (h_prev[j] - n[j]) * (z[j] * (one - z[j]))  # dh/dz = h_prev - n ; sigma'
         dx_z[j] = dz
         dw_z[j] = dz
@@ -107,17 +106,15 @@ def _r_masked_backward_row(dh, r, z, h_prev, m, d_rh, dx_r, dw_r, dh_prev):
 
 @stable_jit
 def gru_reset_before_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_prev, dp):
-    """dh -> d_xw (r, z, n), d_hw (r, z), dh_prev (direct and through W_hn); dW_hn, db_hn added into dp."""
+    """dh -> d_xw (r, z, n), d_hw (r, z), dh_prev (direct and through W_hn)."""
     W_n, _, m = p
-    dW_n, db_n = dp
-    dh, rh, h_prev, dh_prev = d_new[0], cache[0], prev[0], d_prev[0]
+    dh, h_prev, dh_prev = d_new[0], prev[0], d_prev[0]
     H = dh.shape[1]
-    for b in range(dh.shape[0]):  # da_n into dh_prev's rows first (contiguous, for the GEMMs)
+    for b in range(dh.shape[0]):  # da_n into dh_prev's rows first (contiguous, for the GEMM)
         g, dx, dw = gates[b], d_xw[b], d_hw[b]
         _n_z_backward_row(dh[b], g[H : 2 * H], g[2 * H :], h_prev[b], dx[H : 2 * H], dw[H:], dx[2 * H :],
-                          dh_prev[b], db_n)
-    dW_n[:] += np.dot(dh_prev.T, rh)  # n's pre-activation has + rh W_hn^T
-    d_rh = np.dot(dh_prev, W_n)
+                          dh_prev[b])
+    d_rh = np.dot(dh_prev, W_n)  # n's pre-activation has + rh W_hn^T
     for b in range(dh.shape[0]):
         g, dx, dw = gates[b], d_xw[b], d_hw[b]
         if m.shape[0]:
@@ -129,6 +126,6 @@ def gru_reset_before_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw
 class GRUResetBeforeCell(GRUCell):
     """GRU with n = tanh(xn + (r * h_prev) W_hn^T + b_hn) (see the module docstring)."""
 
-    cache_fields = ("rh",)
+    cache_fields = ("rh",)  # the input of the cell's product (first: the loop forms dW_hn from it)
     cell_hh_blocks = 1  # the n block of W_hh multiplies r * h_in: the cell's own GEMM
     step, step_backward = staticmethod(gru_reset_before_step), staticmethod(gru_reset_before_step_backward)

@@ -367,8 +367,7 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
     keep = absent(np.dtype(bool), 2) if keep is None else keep
     gates = d_xw if tape.gates is None else tape.gates  # a cell without gates does not read them
     mask = absent(dt, 2) if tape.h_mask is None else tape.h_mask
-    d_cell = () if cell_hh is None else (np.zeros_like(cell_hh[0]), np.zeros(cell_hh[0].shape[0], dt))  # dW, db rows
-    dps = [dp + d_cell if len(shards) == 1 else tuple(np.zeros_like(g) for g in dp + d_cell) for _ in shards]
+    dps = [dp if len(shards) == 1 else tuple(np.zeros_like(g) for g in dp) for _ in shards]
     backward, W_hhT = compiled_loops(cell.step, cell.step_backward).backward, transposed(W_hh, workspace)
     jobs = [functools.partial(backward, d_out, d_new, d_prev, carry, dh_w, gates, tape.states, tape.cache,
                               p + cell_args(cell_hh, tape.h_mask, b0, b1), dps[k], W_hh, W_hhT, d_xw, d_hw, keep,
@@ -377,7 +376,7 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
 
     def finish():
         if len(shards) > 1:
-            for g, *parts in zip(dp + d_cell, *dps):
+            for g, *parts in zip(dp, *dps):
                 g += sum(parts)
         d0 = d_new if T % 2 == 0 else d_prev  # the loop swaps the two buffers at every step
         # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps
@@ -385,8 +384,12 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
         h_in = tape.h_prev() if tape.h_mask is None else tape.h_prev() * tape.h_mask  # what met W_hh
         dW_hh = (h_in.reshape(T * B, H).T @ d_hw.reshape(T * B, W_hh.shape[0])).T
         db_hh = d_hw.sum(axis=(0, 1))
-        if d_cell:  # the rows the cell multiplied itself follow the loop's
-            dW_hh, db_hh = np.concatenate([dW_hh, d_cell[0]]), np.concatenate([db_hh, d_cell[1]])
+        if cell_hh is not None:  # the rows the cell multiplied itself (on its first cache field) follow the loop's
+            r = W_hh.shape[0]
+            d_own = d_xw[..., r:].reshape(T * B, G - r)
+            h_own = tape.cache[0].reshape(T * B, -1)
+            dW_hh = np.concatenate([dW_hh, (h_own.T @ d_own).T])
+            db_hh = np.concatenate([db_hh, d_own.sum(axis=0)])
         return d_xw, dW_hh, db_hh, State._make(d0)
 
     return jobs, finish
