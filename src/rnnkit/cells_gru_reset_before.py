@@ -27,20 +27,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cells import GRUCell, _sigmoid_of_sum
+from .cells import GRUCell, _copy_row, _sigmoid_of_sum
 from .kernels import add_bias, rowjit, stable_jit, tanh_
 
 
 @rowjit
-def _reset_row(r, h_prev, rh):
+def _reset_row(r, h_prev, m, masked, rh):
+    """rh = r * h_in, h_in = h_prev * m (recurrent dropout, ``masked``) or h_prev."""
     for j in range(rh.shape[0]):
-        rh[j] = r[j] * h_prev[j]
-
-
-@rowjit
-def _reset_masked_row(r, h_prev, m, rh):
-    for j in range(rh.shape[0]):
-        rh[j] = r[j] * (h_prev[j] * m[j])  # r * h_in, h_in = h_prev * m (the loop's order)
+        rh[j] = r[j] * (h_prev[j] * m[j] if masked else h_prev[j])
 
 
 @rowjit
@@ -56,14 +51,11 @@ def gru_reset_before_step(xw, hw, p, prev, new, cache):
     """r, z = sigma(x_rz + h_rz); rh = r h_in; n = tanh(xn + rh W_hn^T + b_hn); h = (1 - z) n + z h_prev."""
     W_n, b_n, m = p
     h_prev, h, rh = prev[0], new[0], cache[0]
-    H = h.shape[1]
+    H, masked = h.shape[1], m.shape[0] > 0
     for b in range(h.shape[0]):
         a = xw[b]
         _sigmoid_of_sum(a[: 2 * H], hw[b])  # r, z
-        if m.shape[0]:
-            _reset_masked_row(a[:H], h_prev[b], m[b], rh[b])
-        else:
-            _reset_row(a[:H], h_prev[b], rh[b])
+        _reset_row(a[:H], h_prev[b], m[b] if masked else h_prev[b], masked, rh[b])
     np.dot(rh, W_n.T, h)  # h holds hn = rh W_hn^T (+ b_hn) until the update
     if b_n.shape[0]:
         add_bias(h, b_n)
@@ -73,35 +65,24 @@ def gru_reset_before_step(xw, hw, p, prev, new, cache):
 
 
 @rowjit
-def _n_z_backward_row(dh, z, n, h_prev, dx_z, dw_z, dx_n, dan):
+def _z_n_backward_row(dh, z, n, h_prev, da_z, da_n):
+    """dh/dz = h_prev - n, dh/dn = 1 - z; sigma' = z (1 - z), tanh' = 1 - n^2."""
     one = dh.dtype.type(1.0)
     for j in range(dh.shape[0]):
-        d = dh[j] * (one - z[j]) * (one - n[j] * n[j])  # dh/dn = 1 - z ; tanh' = 1 - n^2
-        dx_n[j] = d
-        dan[j] = d
-        dz = dh[j] * (h_prev[j] - n[j]) * (z[j] * (one - z[j]))  # dh/dz = h_prev - n ; sigma'
-        dx_z[j] = dz
-        dw_z[j] = dz
+        da_z[j] = dh[j] * (h_prev[j] - n[j]) * (z[j] * (one - z[j]))
+        da_n[j] = dh[j] * (one - z[j]) * (one - n[j] * n[j])
 
 
 @rowjit
-def _r_backward_row(dh, r, z, h_prev, d_rh, dx_r, dw_r, dh_prev):
+def _r_backward_row(dh, r, z, h_prev, m, masked, d_rh, dx_r, dw_r, dh_prev):
+    """da_r = d_rh h_in r (1 - r); dh_prev = dh z (direct path) + d_rh r m (through rh = r h_in)."""
     one = dh.dtype.type(1.0)
     for j in range(dh.shape[0]):
-        dr = d_rh[j] * h_prev[j] * (r[j] * (one - r[j]))  # rh = r h_prev ; sigma'
+        d_in = d_rh[j] * r[j]  # dL/dh_in
+        dr = d_rh[j] * (h_prev[j] * m[j] if masked else h_prev[j]) * (r[j] * (one - r[j]))
         dx_r[j] = dr
         dw_r[j] = dr
-        dh_prev[j] = dh[j] * z[j] + d_rh[j] * r[j]  # direct path z, and through rh
-
-
-@rowjit
-def _r_masked_backward_row(dh, r, z, h_prev, m, d_rh, dx_r, dw_r, dh_prev):
-    one = dh.dtype.type(1.0)
-    for j in range(dh.shape[0]):
-        dr = d_rh[j] * (h_prev[j] * m[j]) * (r[j] * (one - r[j]))  # rh = r (h_prev m)
-        dx_r[j] = dr
-        dw_r[j] = dr
-        dh_prev[j] = dh[j] * z[j] + d_rh[j] * r[j] * m[j]
+        dh_prev[j] = dh[j] * z[j] + (d_in * m[j] if masked else d_in)
 
 
 @stable_jit
@@ -110,17 +91,17 @@ def gru_reset_before_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw
     W_n, _, m = p
     dh, h_prev, dh_prev = d_new[0], prev[0], d_prev[0]
     H = dh.shape[1]
-    for b in range(dh.shape[0]):  # da_n into dh_prev's rows first (contiguous, for the GEMM)
-        g, dx, dw = gates[b], d_xw[b], d_hw[b]
-        _n_z_backward_row(dh[b], g[H : 2 * H], g[2 * H :], h_prev[b], dx[H : 2 * H], dw[H:], dx[2 * H :],
-                          dh_prev[b])
+    for b in range(dh.shape[0]):  # da_n also into dh_prev's rows (contiguous, for the GEMM)
+        g, dx = gates[b], d_xw[b]
+        _z_n_backward_row(dh[b], g[H : 2 * H], g[2 * H :], h_prev[b], dx[H : 2 * H], dx[2 * H :])
+        _copy_row(dx[H : 2 * H], d_hw[b][H:])  # z enters as xw + hw
+        _copy_row(dx[2 * H :], dh_prev[b])
     d_rh = np.dot(dh_prev, W_n)  # n's pre-activation has + rh W_hn^T
+    masked = m.shape[0] > 0
     for b in range(dh.shape[0]):
         g, dx, dw = gates[b], d_xw[b], d_hw[b]
-        if m.shape[0]:
-            _r_masked_backward_row(dh[b], g[:H], g[H : 2 * H], h_prev[b], m[b], d_rh[b], dx[:H], dw[:H], dh_prev[b])
-        else:
-            _r_backward_row(dh[b], g[:H], g[H : 2 * H], h_prev[b], d_rh[b], dx[:H], dw[:H], dh_prev[b])
+        _r_backward_row(dh[b], g[:H], g[H : 2 * H], h_prev[b], m[b] if masked else h_prev[b], masked, d_rh[b],
+                        dx[:H], dw[:H], dh_prev[b])
 
 
 class GRUResetBeforeCell(GRUCell):
