@@ -150,13 +150,11 @@ class Recurrent(TapeReader, Module):
         ``step`` (absent biases: size 0), forward direction."""
         W_ih, W_hh, b_ih, b_hh = self._weights(layer, 0)
         own, none = self._own(layer * self.num_directions), absent(self.dtype, 1)
-        if b_ih is None:
-            W_hh, _, cell_hh = split_hh(self.cell, W_hh, None)
-            return W_ih, none, none, W_hh, none, own + cell_args(cell_hh, None, 0, None)
-        if self.cell.dhw_is_dxw:
+        if b_ih is not None and self.cell.dhw_is_dxw:
             return W_ih, b_ih, b_hh, W_hh, none, own
-        W_hh, b_hh, cell_hh = split_hh(self.cell, W_hh, b_hh)
-        return W_ih, b_ih, none, W_hh, b_hh, own + cell_args(cell_hh, None, 0, None)
+        W_hh, b_hh, cell_hh = split_hh(self.cell, W_hh, b_hh)  # the loop's rows (all but a cell_hh_blocks cell's)
+        return (W_ih, none if b_ih is None else b_ih, none, W_hh, none if b_hh is None else b_hh,
+                own + cell_args(cell_hh, None, 0, None))
 
     # ------------------------------------------------------------------ state format
     def _is_lstm(self) -> bool:
