@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .cells import GRUCell, LSTMCell, RNNCell
@@ -14,6 +16,7 @@ from .cells_layernorm import LayerNormLSTMCell
 from .cells_peephole import PeepholeLSTMCell
 from .cells_proj import ProjLSTMCell
 from .layers import Recurrent
+from .validate import check_choice
 
 
 class RNN(Recurrent):
@@ -106,3 +109,16 @@ class GRU(Recurrent):
 
 LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 """Layer class by cell name (the names the CLI and task configs take)."""
+
+
+def layer_class(cell: str, linear_before_reset: bool = True):
+    """The layer class that a task config's ``cell`` names (:data:`LAYERS`), with the GRU's
+    ``linear_before_reset=False`` bound when asked for; one-line ValueErrors for bad values."""
+    check_choice("cell", cell, sorted(LAYERS))
+    if not isinstance(linear_before_reset, bool):
+        raise ValueError(f"linear_before_reset: expected True or False, got {linear_before_reset!r}")
+    if linear_before_reset:
+        return LAYERS[cell]
+    if cell != "gru":
+        raise ValueError(f"linear_before_reset: False is the GRU's only, got cell {cell!r}")
+    return functools.partial(GRU, linear_before_reset=False)

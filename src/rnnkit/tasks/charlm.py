@@ -39,7 +39,7 @@ from ..data.text import (DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_tex
 from ..data.textfile import TextFile
 from ..errors import CheckpointError, UserError
 from ..io.memory import GATES, estimate_rnn_bytes, rnn_param_shapes
-from ..layer_types import LAYERS as CELLS
+from ..layer_types import layer_class
 from ..losses import log_softmax, softmax_cross_entropy
 from ..module import Module
 from ..nn import Embedding, Linear
@@ -70,12 +70,8 @@ class CharLMConfig:
     linear_before_reset: bool = True  # the GRU's: False = ONNX's default GRU, (r * h) W_hn^T (rnnkit.GRU)
 
     def __post_init__(self):
-        check_choice("cell", self.cell, sorted(CELLS))
+        layer_class(self.cell, self.linear_before_reset)  # checks both
         check_choice("dtype", self.dtype, DTYPES)
-        if not isinstance(self.linear_before_reset, bool):
-            raise ValueError(f"linear_before_reset: expected True or False, got {self.linear_before_reset!r}")
-        if not self.linear_before_reset and self.cell != "gru":
-            raise ValueError(f"linear_before_reset: False is the GRU's only, got cell {self.cell!r}")
         check_each(self, POSITIVE_INT, "layers", "hidden", "emb", "batch", "bptt")
         check("seed", self.seed, NONNEG_INT)
         check_each(self, RATE, *REGULARIZERS)
@@ -95,9 +91,8 @@ class CharLMModel(Module):
     def __init__(self, vocab_size: int, config: CharLMConfig):
         rng, dtype = np.random.default_rng(config.seed), np.dtype(config.dtype)
         self.emb = Embedding(vocab_size, config.emb, seed=rng, dtype=dtype, dropout=config.emb_dropout)
-        cell_kw = {} if config.linear_before_reset else {"linear_before_reset": False}
-        self.rnn = CELLS[config.cell](config.emb, config.hidden, num_layers=config.layers, seed=rng, dtype=dtype,
-                                      **{n: getattr(config, n) for n in REGULARIZERS[:4]}, **cell_kw)
+        self.rnn = layer_class(config.cell, config.linear_before_reset)(config.emb, config.hidden, dtype=dtype,
+            seed=rng, num_layers=config.layers, **{n: getattr(config, n) for n in REGULARIZERS[:4]})
         self.head = Linear(config.hidden, vocab_size, seed=rng, dtype=dtype)
 
     def forward(self, ids: np.ndarray, state=None, rng=None):
