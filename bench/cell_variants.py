@@ -1,8 +1,9 @@
-"""fwd+bwd time of the LSTM variants (issue 13) relative to the plain LSTM, rnnkit alone.
+"""fwd+bwd time of the cell variants (issues 13, 14) relative to the plain LSTM, rnnkit alone.
 
     PYTHONPATH=src .venv/bin/python bench/cell_variants.py [--repeats N] [T B I H ...]
 
-Every variant runs through the same compiled loop (rnnkit.scan) as the plain LSTM.  Per grid
+Every variant runs through the same compiled loop (rnnkit.scan) as the plain LSTM; the GRU with
+``linear_before_reset=False`` (its own n-block GEMM inside the step) is timed beside the GRU.  Per grid
 point (default: the speed grid's two mid sizes), float32, one layer: the variants are timed
 *alternately* (round r times every variant once, in an order rotated by r, r = 1..N), so
 that the load of a shared machine hits all of them alike; the report gives each one's median
@@ -35,6 +36,8 @@ def variants(I, H):
         f"LSTM proj_size={H // 2}": lambda: rnnkit.LSTM(I, H, seed=0, proj_size=H // 2),
         "LSTM recurrent+weight dropout 0.25": lambda: rnnkit.LSTM(I, H, seed=0, recurrent_dropout=0.25,
                                                                   weight_dropout=0.25),
+        "GRU": lambda: rnnkit.GRU(I, H, seed=0),
+        "GRU linear_before_reset=False": lambda: rnnkit.GRU(I, H, seed=0, linear_before_reset=False),
     }
 
 

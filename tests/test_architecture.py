@@ -11,7 +11,8 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "rnnkit"
 FLOORS = (
     ("base", ("rnnkit.errors", "rnnkit._version", "rnnkit.validate", "rnnkit.module")),
     ("kernels", ("rnnkit.kernels", "rnnkit._checks")),
-    ("cells", ("rnnkit.cells", "rnnkit.cells_peephole", "rnnkit.cells_layernorm", "rnnkit.cells_proj")),
+    ("cells", ("rnnkit.cells", "rnnkit.cells_peephole", "rnnkit.cells_layernorm", "rnnkit.cells_proj",
+               "rnnkit.cells_gru_reset_before")),
     ("scan", ("rnnkit.scan", "rnnkit.threads")),
     ("layers", ("rnnkit.layers", "rnnkit.layer_types", "rnnkit.tape", "rnnkit.init", "rnnkit.dropout")),
     ("nn/losses", ("rnnkit.nn", "rnnkit.losses", "rnnkit.optim", "rnnkit.data", "rnnkit.attention", "rnnkit.encdec",

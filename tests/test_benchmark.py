@@ -172,7 +172,7 @@ def test_report_has_peak_fractions_and_the_forced_table():
 
 
 def test_cell_variants_script_prints_a_ratio_per_variant(capsys):
-    """bench/cell_variants.py: one row per LSTM variant, the plain LSTM's ratio 1.00, ratios = ms / LSTM ms."""
+    """bench/cell_variants.py: one row per cell variant, the plain LSTM's ratio 1.00, ratios = ms / LSTM ms."""
     import importlib.util
     import os
     path = os.path.join(os.path.dirname(__file__), "..", "bench", "cell_variants.py")
@@ -181,7 +181,9 @@ def test_cell_variants_script_prints_a_ratio_per_variant(capsys):
     spec.loader.exec_module(mod)
     mod.main(["--repeats", "1", "3", "2", "3", "4"])
     rows = [r.split("|")[1:-1] for r in capsys.readouterr().out.splitlines() if r.startswith("| 3, 2, 3, 4 |")]
-    assert [r[1].strip() for r in rows][:3] == ["LSTM", "LSTM peephole", "LayerNormLSTM"] and len(rows) == 5
+    names = [r[1].strip() for r in rows]
+    assert names[:3] == ["LSTM", "LSTM peephole", "LayerNormLSTM"] and len(rows) == 7, names
+    assert names[5:] == ["GRU", "GRU linear_before_reset=False"], names
     for col in (2, 4):  # median and minimum: ms, then the ratio to the plain LSTM's
         base = float(rows[0][col])
         assert rows[0][col + 1].strip() == "1.00"

@@ -1,4 +1,4 @@
-"""The LSTM variants and the dropout masks on batch shards (threads): the same numbers as one thread."""
+"""The cell variants and the dropout masks on batch shards (threads): the same numbers as one thread."""
 import numpy as np
 import pytest
 
@@ -9,6 +9,8 @@ VARIANTS = {
     "peephole": lambda: rnnkit.LSTM(3, 4, num_layers=2, dtype=np.float64, seed=1, peephole=True),
     "layernorm": lambda: rnnkit.LayerNormLSTM(3, 4, num_layers=2, dtype=np.float64, seed=1, bias=True),
     "proj": lambda: rnnkit.LSTM(3, 4, num_layers=2, dtype=np.float64, seed=1, proj_size=2),
+    "gru_lbr0": lambda: rnnkit.GRU(3, 4, num_layers=2, dtype=np.float64, seed=1,
+                                   linear_before_reset=False, recurrent_dropout=0.3, weight_dropout=0.3),
     "dropouts": lambda: rnnkit.GRU(3, 4, num_layers=2, dtype=np.float64, seed=1, dropout=0.3, input_dropout=0.3,
                                    recurrent_dropout=0.3, weight_dropout=0.3),
 }

@@ -26,14 +26,16 @@ def _softmax(z):
     return p / p.sum(-1, keepdims=True)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "gru_lbr0"])
 def test_charlm_export_equals_rnnkit_along_sampled_text(tmp_path, capsys, cell):
+    """(gru_lbr0: ``--linear-before-reset 0``, kept by the checkpoint, written as the node's attribute.)"""
     from rnnkit.tasks.charlm import CharLM
 
     text = tmp_path / "t.txt"
     text.write_text(" ".join(np.random.default_rng(1).choice(WORDS, 150)), encoding="utf-8")
     out = tmp_path / "lm"
-    assert main(["train", "charlm", "--text", str(text), "--cell", cell, "--layers", "2", "--hidden", "12",
+    cell_flags = ["--cell", "gru", "--linear-before-reset", "0"] if cell == "gru_lbr0" else ["--cell", cell]
+    assert main(["train", "charlm", "--text", str(text), *cell_flags, "--layers", "2", "--hidden", "12",
                  "--emb", "6", "--batch", "4", "--bptt", "10", "--steps", "30", "--lr", "0.02", "--eval-every",
                  "30", "--no-progress", "--out", str(out)]) == 0
     ckpt, onnx_file = out / "last.safetensors", tmp_path / "lm.onnx"
@@ -44,8 +46,14 @@ def test_charlm_export_equals_rnnkit_along_sampled_text(tmp_path, capsys, cell):
     assert f"onnx: {onnx_file}" in capsys.readouterr().out
     sess = _session(onnx_file)
     lm = CharLM.load(ckpt)
-    meta = {p.key: p.value for p in __import__("onnx").load(str(onnx_file)).metadata_props}
+    model = __import__("onnx").load(str(onnx_file))
+    meta = {p.key: p.value for p in model.metadata_props}
     assert meta["rnnkit.kind"] == "charlm" and json.loads(meta["rnnkit.vocab"]) == lm.vocab.chars, "metadata"
+    if cell.startswith("gru"):
+        lbr = cell == "gru"
+        assert lm.config.linear_before_reset is lbr and lm.model.rnn.linear_before_reset is lbr, "checkpoint flag"
+        for node in (n for n in model.graph.node if n.op_type == "GRU"):
+            assert {a.name: a.i for a in node.attribute}["linear_before_reset"] == lbr, f"{node.name} attribute"
 
     ids = lm.vocab.encode(sampled, "sampled")
     L, H = lm.model.rnn.num_layers, lm.model.rnn.hidden_size

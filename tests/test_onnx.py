@@ -16,7 +16,8 @@ from conftest import assert_close
 from rnnkit.io.onnx_import import OnnxImportError
 
 KINDS = {"rnn": (rnnkit.RNN, {}), "rnn_relu": (rnnkit.RNN, {"nonlinearity": "relu"}),
-         "lstm": (rnnkit.LSTM, {}), "lstm_peephole": (rnnkit.LSTM, {"peephole": True}), "gru": (rnnkit.GRU, {})}
+         "lstm": (rnnkit.LSTM, {}), "lstm_peephole": (rnnkit.LSTM, {"peephole": True}), "gru": (rnnkit.GRU, {}),
+         "gru_lbr0": (rnnkit.GRU, {"linear_before_reset": False})}
 
 
 @pytest.fixture
@@ -97,6 +98,8 @@ def test_roundtrip_is_exact(onnx, kind, dtype):
             assert back.nonlinearity == m.nonlinearity
         if kind.startswith("lstm"):
             assert back.peephole == m.peephole
+        if kind.startswith("gru"):
+            assert back.linear_before_reset == m.linear_before_reset
         want, got = m.params, back.params
         assert got.keys() == want.keys()
         for k in want:
@@ -117,7 +120,6 @@ NODE_CASES = ["test_lstm_defaults", "test_lstm_with_initial_bias", "test_lstm_ba
               "test_gru_defaults", "test_gru_with_initial_bias", "test_gru_seq_length", "test_gru_batchwise",
               "test_simple_rnn_defaults", "test_simple_rnn_with_initial_bias", "test_simple_rnn_batchwise",
               "test_rnn_seq_length"]
-UNSUPPORTED = {}  # GRU cases: linear_before_reset=0
 
 
 def load_node_case(onnx, name):
@@ -141,13 +143,10 @@ def load_node_case(onnx, name):
 def test_onnx_node_cases(onnx, name):
     model, feed, expected = load_node_case(onnx, name)
     node = model.graph.node[0]
-    lbr = {a.name: a.i for a in node.attribute}.get("linear_before_reset", 0)
-    if name in UNSUPPORTED or (node.op_type == "GRU" and lbr == 0):
-        with pytest.raises(OnnxImportError, match=re.escape(UNSUPPORTED.get(name, "linear_before_reset=0"))) as e:
-            rnnkit.from_onnx(model)
-        assert "\n" not in str(e.value)
-        return
     layer = rnnkit.from_onnx(model)
+    if node.op_type == "GRU":  # the cases shipped with onnx 1.19 all use ONNX's default, 0
+        lbr = {a.name: a.i for a in node.attribute}.get("linear_before_reset", 0)
+        assert layer.linear_before_reset == bool(lbr), f"{name}: linear_before_reset {lbr} not kept"
     layout = {a.name: a.i for a in node.attribute}.get("layout", 0)
     state = feed.get("initial_h")
     if state is not None and layout:
@@ -161,6 +160,17 @@ def test_onnx_node_cases(onnx, name):
         assert_close(f"{name} Y", y if layout else y.transpose(0, 2, 1, 3), expected["Y"], atol=1e-5)
     h = h_n.h if isinstance(h_n, rnnkit.LSTMState) else h_n
     assert_close(f"{name} Y_h", h.transpose(1, 0, 2) if layout else h, expected["Y_h"], atol=1e-5)
+
+
+def test_gru_seq_length_case_tells_the_formulations_apart(onnx):
+    """The other three GRU cases use equal weights, where r * (W_hn h) = W_hn (r * h); test_gru_seq_length has
+    random weights: PyTorch's GRU with the same weights misses its expected Y_h, linear_before_reset=False meets it."""
+    model, feed, expected = load_node_case(onnx, "test_gru_seq_length")
+    layer = rnnkit.from_onnx(model)
+    plain = rnnkit.GRU(layer.input_size, layer.hidden_size, bias=layer.bias, seed=0)
+    plain.load_params(layer.params)
+    assert np.abs(plain.forward(feed["X"])[1] - expected["Y_h"]).max() > 1e-3, "PyTorch's GRU matches too"
+    assert_close("test_gru_seq_length Y_h", layer.forward(feed["X"])[1], expected["Y_h"], atol=1e-5)
 
 
 def test_torch_onnx_export_imports(onnx):
@@ -239,7 +249,7 @@ def set_attr(onnx, name, value):
     ("gru", "activations", ["HardSigmoid", "Tanh"], "activations=['HardSigmoid', 'Tanh']"),
     ("rnn", "activations", ["Sigmoid"], "activations=['Sigmoid']"),
     ("lstm", "input_forget", 1, "input_forget=1"),
-    ("gru", "linear_before_reset", 0, "linear_before_reset=0"),
+    ("gru", "linear_before_reset", 2, "linear_before_reset=2"),
     ("rnn", "direction", "reverse", "direction='reverse'"),
     ("lstm", "layout", 2, "layout=2"),
 ])
@@ -267,6 +277,15 @@ def test_unsupported_operators(onnx):
         rnnkit.from_onnx(model)
     with pytest.raises(ValueError, match="proj_size=2: the ONNX LSTM operator has no projection"):
         rnnkit.to_onnx(rnnkit.LSTM(3, 4, proj_size=2))
+
+
+def test_gru_nodes_with_different_linear_before_reset(onnx):
+    """One rnnkit layer has one GRU formulation: a stack mixing linear_before_reset 0 and 1 is refused."""
+    model = rnnkit.to_onnx(make_layer("gru_lbr0", num_layers=2))
+    second = [n for n in model.graph.node if n.op_type == "GRU"][1]
+    set_attr(onnx, "linear_before_reset", 1)(second)
+    with pytest.raises(OnnxImportError, match=r"\(layer 1\): linear_before_reset 1 differs from layer 0's 0$"):
+        rnnkit.from_onnx(model)
 
 
 def test_wrong_data_path_between_layers(onnx):

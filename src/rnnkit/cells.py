@@ -39,6 +39,17 @@ The cell protocol.  A cell class declares
   (c); the GRU's h (its direct path z * h_prev, ``direct_h = True``).  The loop puts
   ``d_hw @ W_hh`` into (or adds it to) ``d_prev[0]``.
 
+* ``cell_hh_blocks`` (default 0): the number of trailing gate blocks of W_hh whose product
+  the cell forms itself inside its step, because their input depends on the step's own gates
+  (the GRU with ``linear_before_reset=False``: (r * h_prev) W_hn^T,
+  :mod:`rnnkit.cells_gru_reset_before`).  The loop's GEMM then covers the leading blocks only
+  (hw and d_hw are that narrow); the cell gets after its own parameters in ``p`` its rows of
+  W_hh (as used: after weight dropout), of b_hh (size 0 without a bias) and its batch rows of
+  the recurrent dropout mask (size 0 without).  It adds ``u @ W_rows.T + b_rows`` to those
+  blocks of xw (so their d_xw is the product's gradient) and keeps u (B, H) as its first cache
+  field: the loop forms those rows of dW_hh and db_hh after the time loop, one GEMM over all
+  steps.  Its ``d_prev[0]`` includes the path through its product (mask included).
+
 Caches hold *outputs* of the nonlinearities, so derivatives are formed from them:
 sigma' = s(1-s), tanh' = 1-tanh^2.  The activations are :func:`kernels.tanh_` and
 :func:`kernels.sigmoid_` (exact in float64, a <= 5e-7 approximation in float32).  Each
@@ -89,6 +100,7 @@ class Cell:
     keeps_gates = True
     dhw_is_dxw = True
     direct_h = False
+    cell_hh_blocks = 0  # trailing gate blocks of W_hh the cell multiplies itself (see the module docstring)
     step = step_backward = None  # the compiled functions
 
     def own_params(self, input_size: int, hidden_size: int) -> dict:

@@ -1,7 +1,7 @@
 """The recurrent layers by kind: each chooses the cell that :class:`rnnkit.layers.Recurrent` runs.
 
 ``RNN`` (Elman, tanh or relu), ``LSTM`` (with ``peephole=True`` or ``proj_size=P`` its variants),
-``GRU`` and ``LayerNormLSTM``; :data:`LAYERS` names them for task configs and the command line.
+``GRU`` (with ``linear_before_reset=False`` ONNX's default GRU) and ``LayerNormLSTM``; :data:`LAYERS` names them for task configs and the command line.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import inspect
 import numpy as np
 
 from .cells import GRUCell, LSTMCell, RNNCell
+from .cells_gru_reset_before import GRUResetBeforeCell
 from .cells_layernorm import LayerNormLSTMCell
 from .cells_peephole import PeepholeLSTMCell
 from .cells_proj import ProjLSTMCell
@@ -85,9 +86,28 @@ class LayerNormLSTM(Recurrent):
 
 
 class GRU(Recurrent):
-    """GRU in PyTorch's formulation (r, z, n; b_hn inside the reset product)."""
+    """GRU (gates r, z, n), by default in PyTorch's formulation, n = tanh(xn + r * (h W_hn^T + b_hn))
+    (ONNX ``linear_before_reset=1``).  ``linear_before_reset=False``: n = tanh(xn + (r * h) W_hn^T + b_hn),
+    ONNX's default and Keras's ``reset_after=False`` (:mod:`rnnkit.cells_gru_reset_before`); the same
+    parameters (names, shapes, r, z, n blocks)."""
 
     cell_class = GRUCell
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False, dtype=np.float32,
+                 seed=None, linear_before_reset: bool = True, **kwargs):
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, dtype, seed,
+                         linear_before_reset=linear_before_reset, **kwargs)
+
+    @classmethod
+    def make_cell(cls, hidden_size: int, linear_before_reset: bool = True):
+        if not isinstance(linear_before_reset, (bool, np.bool_)):
+            raise ValueError(f"linear_before_reset: expected True or False, got {linear_before_reset!r}")
+        return GRUCell() if linear_before_reset else GRUResetBeforeCell()
+
+    @property
+    def linear_before_reset(self) -> bool:
+        """True: PyTorch's GRU (r multiplies h W_hn^T + b_hn); False: r multiplies h before W_hn."""
+        return not isinstance(self.cell, GRUResetBeforeCell)
 
 
 LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "layernorm_lstm": LayerNormLSTM}
@@ -101,20 +121,24 @@ class CellVariant:
 
     peephole: bool = False  # diagonal peepholes (rnnkit.cells_peephole)
     proj_size: int = 0  # h projected to this size, 0 < P < hidden (rnnkit.cells_proj); 0: none
+    linear_before_reset: bool = True  # the GRU's; False: ONNX's default GRU, (r * h) W_hn^T (rnnkit.cells_gru_reset_before)
 
 
-CELL_OPTIONS = tuple(f.name for f in dataclasses.fields(CellVariant))
-"""The cell variants a config records beside its ``cell`` (layer arguments, falsy = off)."""
+CELL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CellVariant)}
+"""The cell variants a config records beside its ``cell`` (layer arguments), each with its default
+(= the plain cell)."""
+CELL_OPTIONS = tuple(CELL_DEFAULTS)
 
 
 def cell_options(cell: str, **options) -> dict:
-    """The layer keyword arguments of the variant ``options`` (CELL_OPTIONS: value, falsy = off)
-    given with ``cell`` (a LAYERS name); ValueError naming the option when the cell's layer class
-    does not take it (derived from its signature, e.g. ``proj_size`` for a GRU)."""
+    """The layer keyword arguments of the variant ``options`` (CELL_OPTIONS: value; the default =
+    the plain cell, not passed) given with ``cell`` (a LAYERS name); ValueError naming the option
+    when the cell's layer class does not take it (derived from its signature, e.g. ``proj_size``
+    for a GRU)."""
     if cell not in LAYERS:
         raise ValueError(f"cell: expected one of {', '.join(LAYERS)}, got {cell!r}")
     takes = inspect.signature(LAYERS[cell]).parameters
-    given = {k: v for k, v in options.items() if v}
+    given = {k: v for k, v in options.items() if v != CELL_DEFAULTS[k]}
     for name in given:
         if name not in takes:
             which = [c for c, cls in LAYERS.items() if name in inspect.signature(cls).parameters]
@@ -137,19 +161,21 @@ def default_bias(cell: str) -> bool:
 
 
 def config_options(config) -> dict:
-    """The layer keyword arguments of a task config's variant fields (its CELL_OPTIONS; absent = off),
-    checked against its ``cell`` (:func:`cell_options`)."""
-    return cell_options(config.cell, **{n: getattr(config, n, 0) for n in CELL_OPTIONS})
+    """The layer keyword arguments of a task config's variant fields (its CELL_OPTIONS; absent = the
+    default), checked against its ``cell`` (:func:`cell_options`)."""
+    return cell_options(config.cell, **{n: getattr(config, n, d) for n, d in CELL_DEFAULTS.items()})
 
 
 def config_cell(config, hidden_size: int):
     """The cell of a task config's recurrent layers (``cell`` + variant fields, :func:`make_cell`): every
     check of the variants before anything is built (ValueError naming the field)."""
-    return make_cell(config.cell, hidden_size, **{n: getattr(config, n, 0) for n in CELL_OPTIONS})
+    return make_cell(config.cell, hidden_size, **{n: getattr(config, n, d) for n, d in CELL_DEFAULTS.items()})
 
 
 def cell_label(config) -> str:
-    """The cell of a task config for people: "LSTM", "LSTM (peephole)", "LSTM (proj 16)", "LAYERNORM_LSTM"."""
+    """The cell of a task config for people: "LSTM", "LSTM (peephole)", "LSTM (proj 16)", "LAYERNORM_LSTM",
+    "GRU (linear_before_reset=False)"."""
     opts = config_options(config)
-    words = [n if v is True else f"{n.split('_')[0]} {v}" for n, v in opts.items()]
+    words = [n if v is True else f"{n}={v}" if isinstance(v, bool) else f"{n.split('_')[0]} {v}"
+             for n, v in opts.items()]
     return config.cell.upper() + (f" ({', '.join(words)})" if words else "")

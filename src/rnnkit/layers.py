@@ -18,7 +18,7 @@ from ._checks import check_array, check_lengths
 from .cells import LSTMState
 from .init import init_weights
 from .module import Module
-from .scan import absent, compiled_loops, reuse_empty, scan_backward, scan_forward
+from .scan import absent, cell_args, compiled_loops, reuse_empty, scan_backward, scan_forward, split_hh
 from .tape import LayerTape, Tape, TapeReader
 from .threads import LayerBusyError, exclusive, loop_cores, plan, run_jobs  # noqa: F401  (re-exported)
 
@@ -156,11 +156,11 @@ class Recurrent(TapeReader, Module):
         ``step`` (absent biases: size 0), forward direction."""
         W_ih, W_hh, b_ih, b_hh = self._weights(layer, 0)
         own, none = self._own(layer * self.num_directions), absent(self.dtype, 1)
-        if b_ih is None:
-            return W_ih, none, none, W_hh, none, own
-        if self.cell.dhw_is_dxw:
+        if b_ih is not None and self.cell.dhw_is_dxw:
             return W_ih, b_ih, b_hh, W_hh, none, own
-        return W_ih, b_ih, none, W_hh, b_hh, own
+        W_hh, b_hh, cell_hh = split_hh(self.cell, W_hh, b_hh)  # the loop's rows (all but a cell_hh_blocks cell's)
+        return (W_ih, none if b_ih is None else b_ih, none, W_hh, none if b_hh is None else b_hh,
+                own + cell_args(cell_hh, None, 0, None))
 
     # ------------------------------------------------------------------ state format
     def _is_lstm(self) -> bool:
@@ -391,7 +391,8 @@ class Recurrent(TapeReader, Module):
         bufs = self._workspace[0].get("step")  # (xw, hw, cache) of the last step, reused for the same B
         if bufs is None or bufs[0].shape[0] != B:
             G, width = self.cell.n_gates * self.hidden_size, self.cell.field_sizes(self.hidden_size)
-            bufs = self._workspace[0]["step"] = (np.empty((B, G), self.dtype), np.empty((B, G), self.dtype),
+            G_loop = self._step_args[0][3].shape[0]  # hw: the loop's part of W_hh (split_hh)
+            bufs = self._workspace[0]["step"] = (np.empty((B, G), self.dtype), np.empty((B, G_loop), self.dtype),
                                                  tuple(np.empty((B, width[f]), self.dtype)
                                                        for f in self.cell.cache_fields))
         compiled_loops(self.cell.step, self.cell.step_backward).step(np.ascontiguousarray(x_t), self._step_args,

@@ -9,7 +9,8 @@ The loops own
 
 * the recurrent GEMM ``hw = h_{t-1} @ W_hh.T (+ b_hh)``: one BLAS call per step (numba's
   ``np.dot`` calls scipy's BLAS; for cells with a = xw + hw the layer adds b_hh to xw once
-  for all steps instead),
+  for all steps instead); over the leading gate blocks only for a cell that multiplies the
+  trailing ones itself (``cell.cell_hh_blocks``, :func:`split_hh`),
 * direction (``reverse`` walks t = T-1 .. 0),
 * padding: rows whose step is past their length (``keep[t, b]``) keep their state (so the
   final state is the state at the last valid step, and the reverse direction starts at the
@@ -273,6 +274,26 @@ def absent(dtype, ndim: int) -> np.ndarray:
     return np.empty((0,) * ndim, dtype=dtype)  # writable like the real ones: one compiled type
 
 
+def split_hh(cell, W_hh, b_hh):
+    """(W_hh, b_hh) of the loop's recurrent GEMM, and (W, b) of the trailing ``cell.cell_hh_blocks``
+    gate blocks the cell multiplies itself (None if none; b: size 0 without a bias).  Views."""
+    k = cell.cell_hh_blocks
+    if not k:
+        return W_hh, b_hh, None
+    r = W_hh.shape[0] // cell.n_gates * (cell.n_gates - k)
+    b_cell = absent(W_hh.dtype, 1) if b_hh is None else b_hh[r:]
+    return W_hh[:r], None if b_hh is None else b_hh[:r], (W_hh[r:], b_cell)
+
+
+def cell_args(cell_hh, h_mask, b0, b1) -> tuple:
+    """What a cell with ``cell_hh_blocks`` gets after its own parameters in ``p``: its rows of W_hh
+    and b_hh, and rows b0:b1 of the recurrent dropout mask (size 0 without); () for other cells."""
+    if cell_hh is None:
+        return ()
+    W, b = cell_hh
+    return W, b, absent(W.dtype, 2) if h_mask is None else h_mask[b0:b1]
+
+
 def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), shards=((0, None),),
                  workspace=None, h_mask=None):
     """Prepare the compiled forward of one layer and direction: returns (tape, jobs).
@@ -297,15 +318,16 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), s
     for buf, s0 in zip(states, state0):
         buf[T if reverse else 0] = s0
     cache = tuple(reuse_empty(workspace, "cache." + f, (T, B, width[f]), xw.dtype) for f in cell.cache_fields)
-    hw = reuse_empty(workspace, "hw", (B, G), xw.dtype)
+    W_hh, b_hh, cell_hh = split_hh(cell, W_hh, b_hh)
+    hw = reuse_empty(workspace, "hw", (B, W_hh.shape[0]), xw.dtype)
     bias = absent(xw.dtype, 1) if b_hh is None else b_hh
     keep = absent(np.dtype(bool), 2) if keep is None else keep
     mask = absent(xw.dtype, 2) if h_mask is None else h_mask
     masked = absent(xw.dtype, 2) if h_mask is None else reuse_empty(workspace, "h_masked", (B, H), xw.dtype)
     W_hhT = transposed(W_hh, workspace)
     forward = compiled_loops(cell.step, cell.step_backward).forward
-    jobs = [functools.partial(forward, xw, hw, W_hh, W_hhT, bias, states, cache, p, keep, reverse, mask, masked, b0,
-                              B if b1 is None else b1) for b0, b1 in shards]
+    jobs = [functools.partial(forward, xw, hw, W_hh, W_hhT, bias, states, cache, p + cell_args(cell_hh, h_mask, b0, b1),
+                              keep, reverse, mask, masked, b0, B if b1 is None else b1) for b0, b1 in shards]
     return ScanTape(states, xw if cell.keeps_gates else None, cache, reverse, h_mask), jobs
 
 
@@ -330,8 +352,9 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
     dt = d_out.dtype
     State = cell.State
     width = cell.field_sizes(G // cell.n_gates)
+    W_hh, _, cell_hh = split_hh(cell, W_hh, None)
     d_xw = reuse_empty(workspace, "d_xw", (T, B, G), dt)
-    d_hw = d_xw if cell.dhw_is_dxw else reuse_empty(workspace, "d_hw", (T, B, G), dt)
+    d_hw = d_xw if cell.dhw_is_dxw else reuse_empty(workspace, "d_hw", (T, B, W_hh.shape[0]), dt)
     d_new = tuple(np.array(a, dtype=dt) for a in d_state_T)
     d_prev = tuple(np.empty((B, width[f]), dtype=dt) for f in State._fields)
     carry = tuple(reuse_empty(workspace, "carry." + f, (B, width[f]), dt) for f in State._fields)
@@ -346,9 +369,10 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
     mask = absent(dt, 2) if tape.h_mask is None else tape.h_mask
     dps = [dp if len(shards) == 1 else tuple(np.zeros_like(g) for g in dp) for _ in shards]
     backward, W_hhT = compiled_loops(cell.step, cell.step_backward).backward, transposed(W_hh, workspace)
-    jobs = [functools.partial(backward, d_out, d_new, d_prev, carry, dh_w, gates, tape.states, tape.cache, p, dps[k],
-                              W_hh, W_hhT, d_xw, d_hw, keep, tape.reverse, cell.direct_h, rec, mask, b0,
-                              B if b1 is None else b1) for k, (b0, b1) in enumerate(shards)]
+    jobs = [functools.partial(backward, d_out, d_new, d_prev, carry, dh_w, gates, tape.states, tape.cache,
+                              p + cell_args(cell_hh, tape.h_mask, b0, b1), dps[k], W_hh, W_hhT, d_xw, d_hw, keep,
+                              tape.reverse, cell.direct_h, rec, mask, b0, B if b1 is None else b1)
+            for k, (b0, b1) in enumerate(shards)]
 
     def finish():
         if len(shards) > 1:
@@ -358,7 +382,14 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
         # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps
         # (written as (h_prev^T d_hw)^T: OpenBLAS runs this orientation up to 2x faster)
         h_in = tape.h_prev() if tape.h_mask is None else tape.h_prev() * tape.h_mask  # what met W_hh
-        dW_hh = (h_in.reshape(T * B, H).T @ d_hw.reshape(T * B, G)).T
-        return d_xw, dW_hh, d_hw.sum(axis=(0, 1)), State._make(d0)
+        dW_hh = (h_in.reshape(T * B, H).T @ d_hw.reshape(T * B, W_hh.shape[0])).T
+        db_hh = d_hw.sum(axis=(0, 1))
+        if cell_hh is not None:  # the rows the cell multiplied itself (on its first cache field) follow the loop's
+            r = W_hh.shape[0]
+            d_own = d_xw[..., r:].reshape(T * B, G - r)
+            h_own = tape.cache[0].reshape(T * B, -1)
+            dW_hh = np.concatenate([dW_hh, (h_own.T @ d_own).T])
+            db_hh = np.concatenate([db_hh, d_own.sum(axis=0)])
+        return d_xw, dW_hh, db_hh, State._make(d0)
 
     return jobs, finish

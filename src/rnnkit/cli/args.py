@@ -30,6 +30,13 @@ positive_float = _arg_type(float, POSITIVE_NUMBER, "a number > 0")
 rate = _arg_type(float, RATE, "a number in [0, 1)")
 
 
+def zero_one(text: str) -> bool:
+    """A 0/1 flag (as ONNX writes its integer attributes): "1" -> True, "0" -> False."""
+    if text not in ("0", "1"):
+        raise argparse.ArgumentTypeError(f"expected 0 or 1, got {text!r}")
+    return text == "1"
+
+
 def forget_bias_arg(text: str):
     """``--forget-bias``: a finite number, or 'none' (the initialisation's default bias)."""
     if text.lower() == "none":

@@ -28,7 +28,7 @@ from ..layer_types import CELL_OPTIONS
 from ..plots import plot_loss
 from ..train import TrainConfig, Trainer, check_model_fits, metrics_of, read_checkpoint
 from ..train.state import saved_train_config, task_from
-from .args import nonneg_float, nonneg_int, positive_float, positive_int, rate
+from .args import nonneg_float, nonneg_int, positive_float, positive_int, rate, zero_one
 
 NOT_PLOTTED = "loss curve: not plotted (matplotlib is not installed; pip install 'rnnkit[plot]')"
 
@@ -89,14 +89,16 @@ def train_config_from_args(args, base=None):
 
 
 def add_cell_flags(p) -> None:
-    """``--peephole`` and ``--proj-size P``: the cell variants of a task config's CELL_OPTIONS fields
-    (rnnkit.layer_types; LSTM only: another ``--cell`` is a one-line error from the config); recorded
-    in the checkpoint like every model flag.  Not given: None (the config's default, or on
+    """``--peephole``, ``--proj-size P`` (LSTM) and ``--linear-before-reset 0|1`` (GRU): the cell
+    variants of a task config's CELL_OPTIONS fields (rnnkit.layer_types; another ``--cell`` is a
+    one-line error from the config); recorded in the checkpoint like every model flag.  Not given: None (the config's default, or on
     ``--resume`` the checkpoint's)."""
     p.add_argument("--peephole", action="store_const", const=True,
                    help="LSTM with diagonal peephole connections (Gers & Schmidhuber 2000)")
     p.add_argument("--proj-size", dest="proj_size", type=nonneg_int, metavar="P",
                    help="LSTM with h projected to P < --hidden units (torch.nn.LSTM's proj_size; default 0: none)")
+    p.add_argument("--linear-before-reset", dest="linear_before_reset", type=zero_one, metavar="0|1",
+                   help="GRU: 1 = PyTorch's GRU, 0 = ONNX's default GRU, (r * h) W_hn^T (default 1)")
 
 
 def refuse_model_changes(config, given: dict) -> None:

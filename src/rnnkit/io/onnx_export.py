@@ -15,7 +15,8 @@ states.  The graph (time-major; with ``batch_first`` the input and output are (B
 Weights are a copy with the gate blocks reordered (:data:`ONNX_OPS`): ONNX's W (D, G*H, In),
 R (D, G*H, H) stack the directions; B (D, 2*G*H) is [b_ih, b_hh]; a peephole LSTM's
 ``weight_p`` (3H,) per direction is already ONNX's P row [p_i, p_o, p_f]; the GRU is written with
-``linear_before_reset=1`` (PyTorch's b_hn inside the reset product).
+``linear_before_reset=1`` (PyTorch's: r * (h W_hn^T + b_hn)), ``GRU(linear_before_reset=False)``
+with ``linear_before_reset=0`` (ONNX's default: (r * h) W_hn^T + b_hn).
 
 The pieces models are made of (:func:`embedding_nodes`, :func:`linear_nodes`,
 :func:`recurrent_nodes`) add nodes to an :class:`OnnxGraph`; :func:`compose_onnx`
@@ -146,7 +147,7 @@ def recurrent_nodes(g: OnnxGraph, layer: Recurrent, x: str, lengths: str = "", s
             states = [tuple(f[layer_k] for f in per_field) for layer_k in range(L)]
     attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
     if op == "GRU":
-        attrs["linear_before_reset"] = 1
+        attrs["linear_before_reset"] = int(layer.linear_before_reset)
     if op == "RNN":
         attrs["activations"] = [layer.nonlinearity.capitalize()] * D
     if layer.batch_first:

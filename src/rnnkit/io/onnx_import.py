@@ -17,8 +17,10 @@ standard nodes as other exporters write them (the onnx package's node test cases
 Anything else raises :class:`OnnxImportError`, one line naming the operator or attribute
 and the value: other operators, ``clip``, activations other than the defaults (RNN: Tanh or
 Relu; LSTM: Sigmoid, Tanh, Tanh; GRU: Sigmoid, Tanh), ``input_forget=1``,
-``direction="reverse"``, GRU ``linear_before_reset=0`` (not PyTorch's GRU).  An LSTM's
-peepholes (a constant P) give ``rnnkit.LSTM(peephole=True)`` (in every node, or in none).
+``direction="reverse"``, GRU ``linear_before_reset`` other than 0 or 1.  An LSTM's
+peepholes (a constant P) give ``rnnkit.LSTM(peephole=True)`` (in every node, or in none); a GRU
+node with ``linear_before_reset=1`` gives PyTorch's ``rnnkit.GRU``, with ``linear_before_reset=0``
+(ONNX's default) ``rnnkit.GRU(linear_before_reset=False)`` (the same in every node).
 """
 from __future__ import annotations
 
@@ -129,13 +131,13 @@ def _check_attrs(g: _Graph, node) -> dict:
             raise OnnxImportError(f"{where}: attribute activations={list(acts)} is not supported (expected {want})")
     if op == "LSTM" and a.get("input_forget", 0):
         raise OnnxImportError(f"{where}: attribute input_forget={a['input_forget']} is not supported (0 only)")
-    if op == "GRU" and a.get("linear_before_reset", 0) != 1:
-        raise OnnxImportError(f"{where}: attribute linear_before_reset={a.get('linear_before_reset', 0)} is not "
-                              f"supported (PyTorch's GRU is linear_before_reset=1)")
+    lbr = a.get("linear_before_reset", 0) if op == "GRU" else None
+    if lbr not in (None, 0, 1):
+        raise OnnxImportError(f"{where}: attribute linear_before_reset={lbr} is not supported (0 or 1)")
     layout = a.get("layout", 0)
     if layout not in (0, 1):
         raise OnnxImportError(f"{where}: attribute layout={layout} is not supported (0 or 1)")
-    return dict(D=D, layout=layout, nonlinearity=nonlinearity, hidden_size=a.get("hidden_size"))
+    return dict(D=D, layout=layout, nonlinearity=nonlinearity, hidden_size=a.get("hidden_size"), lbr=lbr)
 
 
 def _trace_x(g: _Graph, name: str, rec_index: dict) -> tuple:
@@ -244,13 +246,14 @@ def from_onnx(model_or_path):
     rec_index = {i: (k, a["layout"]) for k, (i, a) in enumerate(zip(rec_at, attrs))}
     dims = [_layer_dims(g, node, a) for node, a in zip(rec, attrs)]
     first = dict(D=attrs[0]["D"], nonlinearity=attrs[0]["nonlinearity"], H=dims[0]["H"],
-                 bias=dims[0]["B"] is not None, dtype=dims[0]["W"].dtype, peephole=dims[0]["P"] is not None)
+                 linear_before_reset=attrs[0]["lbr"], bias=dims[0]["B"] is not None, dtype=dims[0]["W"].dtype,
+                 peephole=dims[0]["P"] is not None)
     seq_lens = {node.input[4] if len(node.input) > 4 else "" for node in rec}
     batch_first = False
     for k, (node, a, dm) in enumerate(zip(rec, attrs, dims)):
         where = f"{_where(node)} (layer {k})"
-        here = dict(D=a["D"], nonlinearity=a["nonlinearity"], H=dm["H"], bias=dm["B"] is not None,
-                    dtype=dm["W"].dtype, peephole=dm["P"] is not None)
+        here = dict(D=a["D"], nonlinearity=a["nonlinearity"], H=dm["H"], linear_before_reset=a["lbr"],
+                    bias=dm["B"] is not None, dtype=dm["W"].dtype, peephole=dm["P"] is not None)
         for key, v in here.items():
             if v != first[key]:
                 raise OnnxImportError(f"{where}: {key} {v} differs from layer 0's {first[key]}")
@@ -276,6 +279,8 @@ def from_onnx(model_or_path):
         kwargs["nonlinearity"] = first["nonlinearity"]
     if first["peephole"]:
         kwargs["peephole"] = True
+    if first["linear_before_reset"] == 0:
+        kwargs["linear_before_reset"] = False
     layer = cls(dims[0]["I"], first["H"], **kwargs)
     inverse = np.argsort(perm)  # PyTorch block k is ONNX block inverse[k]
     params, H = {}, first["H"]

@@ -2,8 +2,8 @@
 
 rnnkit uses PyTorch's parameter names and layouts, so conversion is a copy: the LSTM's
 ``proj_size`` and ``weight_hr_l{k}`` and the ``dropout`` between layers travel both ways.
-rnnkit-only features (peepholes, LayerNormLSTM, variational/weight dropout) have no
-``torch.nn`` equivalent and are refused by :func:`to_torch`.
+rnnkit-only features (peepholes, LayerNormLSTM, the GRU's ``linear_before_reset=False``,
+variational/weight dropout) have no ``torch.nn`` equivalent and are refused by :func:`to_torch`.
 torch is an optional dependency (``pip install rnnkit[torch]``), imported here only.
 """
 from __future__ import annotations
@@ -59,6 +59,9 @@ def to_torch(layer: Recurrent):
         raise TypeError(f"to_torch: expected rnnkit.RNN, LSTM or GRU, got {type(layer).__name__}")
     if getattr(layer, "peephole", False):
         raise ValueError("to_torch: torch.nn.LSTM has no peepholes (layer built with peephole=True)")
+    if not getattr(layer, "linear_before_reset", True):
+        raise ValueError("to_torch: torch.nn.GRU has r * (W_hn h + b_hn) only (layer built with "
+                         "linear_before_reset=False; export it with to_onnx instead)")
     for name in ("input_dropout", "recurrent_dropout", "weight_dropout"):
         if getattr(layer.rates, name):
             raise ValueError(f"to_torch: torch.nn.{cls.__name__} has no {name} (the layer's is "
