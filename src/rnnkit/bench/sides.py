@@ -135,8 +135,9 @@ class Worker:
         if self.proc.is_alive():
             self.conn.send(("stop",))
             self.proc.join(timeout=10)
-        if self.proc.is_alive():
+        if self.proc.is_alive():  # did not stop in time (a loaded machine): kill, and reap it
             self.proc.kill()
+            self.proc.join(timeout=10)
 
 
 def make_sides(isolate: bool, torch_threads: int, blas_threads: int | None, native: bool = False):
