@@ -1,5 +1,5 @@
 """rnnkit.io.memory from the cell protocol: the parameter shapes, the tape and the whole training
-estimate of every cell and variant (peephole, projected, LayerNorm LSTM) come from the cell's
+estimate of every cell and variant (peephole, projected, LayerNorm LSTM, the linear_before_reset=0 GRU) come from the cell's
 declared sizes (``field_sizes``, ``own_params``, ``cache_fields``), and match what is allocated."""
 import tracemalloc
 
@@ -12,7 +12,8 @@ from rnnkit.layer_types import LAYERS, default_bias
 from rnnkit.optim import Adam
 
 VARIANTS = {"rnn": ("rnn", {}), "gru": ("gru", {}), "lstm": ("lstm", {}), "peephole": ("lstm", {"peephole": True}),
-            "proj": ("lstm", {"proj_size": 3}), "layernorm": ("layernorm_lstm", {})}
+            "proj": ("lstm", {"proj_size": 3}), "layernorm": ("layernorm_lstm", {}),
+            "gru_lbr0": ("gru", {"linear_before_reset": False})}
 
 
 def _layer(variant, I, H, L, D, dtype=np.float64):
@@ -47,7 +48,7 @@ def test_tape_estimate_is_the_measured_tape(variant):
         assert got <= est <= 1.1 * got, f"{variant} L={L} D={D} with lengths: estimated {est} B, measured {got} B"
 
 
-@pytest.mark.parametrize("variant", ["peephole", "proj", "layernorm"])
+@pytest.mark.parametrize("variant", ["peephole", "proj", "layernorm", "gru_lbr0"])
 def test_training_estimate_tracks_the_real_allocation(variant):
     """The whole estimate (parameters, gradients, Adam, activations) is within 0.8x..1.2x of what
     tracemalloc sees for layer + Adam + two forward/backward steps, as for the plain cells."""

@@ -94,7 +94,8 @@ def _buffers(cell, H: int, T: int, B: int) -> dict:
     return {"xw": T * B * G,  # the input projections, then the activated gates
             "states": (T + 1) * B * sum(w[f] for f in cell.State._fields),
             "cache": T * B * sum(w[f] for f in cell.cache_fields),
-            "grads": T * B * G * (1 if cell.dhw_is_dxw else 2)}  # d_xw (and d_hw)
+            # d_xw (T, B, G), and d_hw over the gate blocks the loop multiplies (cell_hh_blocks: the cell's own)
+            "grads": T * B * (G + (0 if cell.dhw_is_dxw else G - cell.cell_hh_blocks * H))}
 
 
 def tape_elements(cell, input_size: int, hidden: int, layers: int = 1, T: int = 1, B: int = 1,
