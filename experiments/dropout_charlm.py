@@ -65,6 +65,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("runs", nargs="+", metavar="LABEL=FILE")
     ap.add_argument("--out", required=True, help="PNG path")
+    ap.add_argument("--max-step", type=int, default=0,
+                    help="only records up to this step (runs stopped by a time limit: the same steps for all)")
     ap.add_argument("--title", default="2x512 LSTM char-LM, tinyshakespeare (first 300,000 chars), seed 0")
     args = ap.parse_args()
     print("| run | best val loss (nats/char) at step | final val loss | final train loss | val - train |")
@@ -72,7 +74,10 @@ def main() -> None:
     runs = {}
     for spec in args.runs:
         label, path = spec.split("=", 1)
-        runs[label] = read_run(path)
+        train, val = read_run(path)
+        if args.max_step:
+            train, val = ([sv for sv in xs if sv[0] <= args.max_step] for xs in (train, val))
+        runs[label] = train, val
         print(summary(label, *runs[label]))
     png = plot_runs(runs, args.out, args.title, xlabel="optimizer step (batch 32 x bptt 100)", ymax=2.6)
     print("plot:", png or "not drawn (no matplotlib)")
