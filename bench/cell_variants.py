@@ -2,7 +2,7 @@
 
     PYTHONPATH=src .venv/bin/python bench/cell_variants.py [--repeats N] [T B I H ...]
 
-Every variant runs through the same compiled loop (rnnkit.scan) as the plain LSTM; the GRU with
+Every variant runs through the same compiled loop (rnnkit.engine.scan) as the plain LSTM; the GRU with
 ``linear_before_reset=False`` (its own n-block GEMM inside the step) is timed beside the GRU.  Per grid
 point (default: the speed grid's two mid sizes), float32, one layer: the variants are timed
 *alternately* (round r times every variant once, in an order rotated by r, r = 1..N), so

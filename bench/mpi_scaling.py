@@ -5,7 +5,7 @@
 
 Each rank count runs in its own ``mpiexec -n N`` job (the venv's mpiexec), one BLAS thread per
 rank (threadpoolctl).  The global batch (``--batch`` parallel streams x ``--bptt`` steps) is
-split across the ranks exactly as rnnkit.distributed does for training (each rank: its share of
+split across the ranks exactly as rnnkit.io.distributed does for training (each rank: its share of
 the streams, one Allreduce of the flat gradient buffer per step, then clip + Adam).  Columns:
 
     tokens/s      global tokens per second (rank 0's wall time; the Allreduce synchronises)
@@ -45,8 +45,8 @@ def worker(a) -> None:
     from threadpoolctl import threadpool_limits
 
     from rnnkit import LSTM, Embedding, Linear, Module, softmax_cross_entropy
-    from rnnkit.distributed import Communicator
-    from rnnkit.optim import Adam, clip_grad_norm
+    from rnnkit.io.distributed import Communicator
+    from rnnkit.nn.optim import Adam, clip_grad_norm
 
     class CharLM(Module):
         def __init__(self):

@@ -26,9 +26,9 @@ import numpy as np
 from numba import njit
 
 import rnnkit
-from rnnkit.cells import lstm_step, lstm_step_backward
+from rnnkit.cells.lstm import lstm_step, lstm_step_backward
 from rnnkit.kernels import times_w, times_wt
-from rnnkit.threads import blas_threads_at_most
+from rnnkit.engine.threads import blas_threads_at_most
 
 
 @njit(nogil=True)

@@ -5,7 +5,7 @@
 
 For changes to rnnkit itself, where the question is "did this make rnnkit faster", not the
 ratio to PyTorch (that is ``bench/bench_rnn.py``).  ``--small-step-gemm`` overrides
-``rnnkit.threads.SMALL_STEP_GEMM`` (the per-step GEMM size up to which the time loops run BLAS
+``rnnkit.engine.threads.SMALL_STEP_GEMM`` (the per-step GEMM size up to which the time loops run BLAS
 single-threaded) for the whole run; ``--check-threads`` also reports whether the layer's
 outputs are bit-identical with the per-step GEMMs on 1 and on 2 BLAS threads.
 Medians of back-to-back calls, float32, one layer.

@@ -37,7 +37,7 @@ import numpy as np
 
 import rnnkit
 from rnnkit.module import Module
-from rnnkit.optim import SGD, clip_grad_norm, grad_norm
+from rnnkit.nn.optim import SGD, clip_grad_norm, grad_norm
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import argparse
 import json
 import math
 
-from rnnkit.plots import plot_runs
+from rnnkit.train.plots import plot_runs
 
 
 def read_run(path: str) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:

@@ -19,9 +19,9 @@ import sys
 import numpy as np
 
 from rnnkit import LSTM, Linear, Module, mse
-from rnnkit.distributed import Communicator
+from rnnkit.io.distributed import Communicator
 from rnnkit.io.checkpoint import save_checkpoint
-from rnnkit.optim import Adam, clip_grad_norm
+from rnnkit.nn.optim import Adam, clip_grad_norm
 
 T, B, I, H, K = 6, 7, 3, 5, 2
 

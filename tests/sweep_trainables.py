@@ -13,7 +13,7 @@ import numpy as np
 
 from rnnkit import LSTM, Linear, Module, mse
 from rnnkit.io.checkpoint import load_checkpoint, save_checkpoint
-from rnnkit.optim import Adam
+from rnnkit.nn.optim import Adam
 
 
 class Net(Module):

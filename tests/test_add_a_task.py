@@ -15,7 +15,7 @@ import numpy as np
 
 import rnnkit
 from rnnkit.cli import TaskSpec
-from rnnkit.losses import mse
+from rnnkit.nn.losses import mse
 from rnnkit.module import Module
 from rnnkit.train import TrainConfig
 

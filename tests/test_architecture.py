@@ -9,18 +9,17 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "rnnkit"
 
 #: bottom to top; a module belongs to the first entry that is it or a package above it
 FLOORS = (
-    ("base", ("rnnkit.errors", "rnnkit._version", "rnnkit.validate", "rnnkit.module")),
-    ("kernels", ("rnnkit.kernels", "rnnkit._checks")),
-    ("cells", ("rnnkit.cells", "rnnkit.cells_peephole", "rnnkit.cells_layernorm", "rnnkit.cells_proj",
-               "rnnkit.cells_gru_reset_before")),
-    ("scan", ("rnnkit.scan", "rnnkit.threads")),
-    ("layers", ("rnnkit.layers", "rnnkit.layer_types", "rnnkit.tape", "rnnkit.init", "rnnkit.dropout")),
-    ("nn/losses", ("rnnkit.nn", "rnnkit.losses", "rnnkit.optim", "rnnkit.data", "rnnkit.attention", "rnnkit.encdec",
-                   "rnnkit.classifier", "rnnkit.decoding")),
-    ("io", ("rnnkit.io", "rnnkit.distributed")),
-    ("train", ("rnnkit.train", "rnnkit.plots")),
+    ("base", ("rnnkit.errors", "rnnkit._version", "rnnkit.module")),
+    ("kernels", ("rnnkit.kernels", "rnnkit.checks")),
+    ("cells", ("rnnkit.cells",)),
+    ("engine", ("rnnkit.engine",)),
+    ("nn", ("rnnkit.nn",)),
+    ("data", ("rnnkit.data",)),
+    ("models", ("rnnkit.models",)),
+    ("io", ("rnnkit.io",)),
+    ("train", ("rnnkit.train",)),
     ("tasks", ("rnnkit.tasks",)),
-    ("diagnostics", ("rnnkit.diagnostics", "rnnkit.bench", "rnnkit.sweep")),
+    ("tools", ("rnnkit.diagnostics", "rnnkit.bench", "rnnkit.sweep")),
     ("cli", ("rnnkit.cli", "rnnkit.__main__")),
 )
 

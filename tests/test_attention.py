@@ -5,7 +5,7 @@ import pytest
 
 from conftest import assert_close
 from test_seq2seq import check_fd
-from rnnkit.attention import AttentionPooling, GlobalAttention, masked_softmax, source_mask
+from rnnkit.models.attention import AttentionPooling, GlobalAttention, masked_softmax, source_mask
 
 T, S, B = 3, 5, 3
 LENGTHS = np.array([5, 2, 4])

@@ -7,7 +7,7 @@ import pytest
 
 from rnnkit.cli import main
 from rnnkit.io.checkpoint import load_checkpoint
-from rnnkit.layer_types import LAYERS
+from rnnkit.engine.layer_types import LAYERS
 
 TEXT = "the cat sat on a mat. the dog ran\n" * 12
 SMALL = ["--hidden", "6", "--emb", "4", "--layers", "2", "--batch", "2", "--bptt", "5", "--no-progress"]

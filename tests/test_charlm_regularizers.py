@@ -79,7 +79,7 @@ def test_cli_exposes_the_rates_and_checkpoints_record_them(tmp_path, capsys):
 
 
 def test_mpi_ranks_draw_their_own_masks_from_the_shared_seed():
-    from rnnkit.distributed import Communicator, _Rank  # rank and size only, no collectives
+    from rnnkit.io.distributed import Communicator, _Rank  # rank and size only, no collectives
 
     lm = CharLM(dataclasses.replace(CFG, batch=4), tiny_text())
     batch, _ = lm.train_batch(np.random.default_rng(0), None)

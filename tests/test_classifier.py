@@ -7,7 +7,7 @@ import pytest
 
 from conftest import assert_close
 from test_seq2seq import check_fd
-from rnnkit.classifier import ClassifierConfig, SequenceClassifier
+from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier
 
 T, B, C = 6, 4, 3
 LENGTHS = np.array([6, 2, 1, 4])

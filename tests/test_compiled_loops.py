@@ -7,10 +7,10 @@ from numba import njit
 
 import rnnkit
 from rnnkit import threads
-from rnnkit.cells import Cell, HState
+from rnnkit.cells.protocol import Cell, HState
 from rnnkit.kernels import stable_jit, rowjit, sigmoid_, tanh_
-from rnnkit.layer_types import LAYERS
-from rnnkit.layers import LayerBusyError, Recurrent
+from rnnkit.engine.layer_types import LAYERS
+from rnnkit.engine.recurrent import LayerBusyError, Recurrent
 
 from conftest import assert_close
 from test_core_gradcheck import numeric_grad, rel_error
@@ -246,7 +246,7 @@ def test_compiled_loops_load_from_the_disk_cache_in_a_new_process():
     import sys
 
     code = ("import numpy as np, rnnkit\n"
-            "from rnnkit.scan import compiled_loops\n"
+            "from rnnkit.engine.scan import compiled_loops\n"
             "l = rnnkit.GRU(3, 4, num_layers=2, dtype=np.float64, seed=0)\n"
             "o, _ = l.forward(np.ones((3, 2, 3))); l.backward(np.ones_like(o)); l.step(np.ones((2, 3)))\n"
             "f = compiled_loops(l.cell.step, l.cell.step_backward)\n"

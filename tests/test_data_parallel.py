@@ -4,7 +4,7 @@ import re
 import pytest
 
 from rnnkit.data.lines import read_lines
-from rnnkit.data.parallel import read_parallel, read_tsv_pairs
+from rnnkit.data.pairs import read_parallel, read_tsv_pairs
 from rnnkit.errors import UserError
 
 

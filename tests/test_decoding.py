@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import assert_close
-from rnnkit.decoding import beam_search, greedy_decode
-from rnnkit.encdec import EncoderDecoder, Seq2SeqConfig
-from rnnkit.losses import log_softmax
+from rnnkit.models.decoding import beam_search, greedy_decode
+from rnnkit.models.encdec import EncoderDecoder, Seq2SeqConfig
+from rnnkit.nn.losses import log_softmax
 
 BOS, EOS, V = 0, 1, 4
 

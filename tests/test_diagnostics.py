@@ -151,7 +151,7 @@ def test_gradflow_padding_matches_unpadded_rows(rng):
 
 # ----------------------------------------------------------------------------- gate saturation
 from rnnkit.diagnostics.gates import SaturationCounter, gate_saturation, write_saturation  # noqa: E402
-from rnnkit.plots import plot_saturation  # noqa: E402
+from rnnkit.train.plots import plot_saturation  # noqa: E402
 
 
 def test_saturation_counts_hand_built_activations():
@@ -230,7 +230,7 @@ def test_adding_flow_same_loss_and_grads_as_the_task(rng):
 
 def test_gradflow_command_writes_csv_and_png(tmp_path):
     from rnnkit.diagnostics.gradflow_experiment import GradFlowConfig, run_gradflow, write_gradflow_csv
-    from rnnkit.plots import plot_gradflow
+    from rnnkit.train.plots import plot_gradflow
     import csv
 
     cfg = GradFlowConfig(cells=("rnn", "lstm"), T=12, steps=2, batch=4, measure_batch=5, hidden=4,

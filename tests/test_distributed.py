@@ -1,4 +1,4 @@
-"""rnnkit.distributed: sharding, the single-process path, and real `mpiexec -n 2` runs.
+"""rnnkit.io.distributed: sharding, the single-process path, and real `mpiexec -n 2` runs.
 
 The MPI runs launch the venv's mpiexec (next to sys.executable) on tests/mpi_worker.py and
 compare with the same training in this process on one rank (float64, relative 1e-12).
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnkit.distributed import Communicator, launched_size
+from rnnkit.io.distributed import Communicator, launched_size
 from rnnkit.errors import UserError
 
 HERE = Path(__file__).resolve().parent
@@ -56,7 +56,7 @@ def test_launched_size_reads_the_launcher_variables():
 
 
 def test_plain_run_is_single_and_never_imports_mpi4py():
-    code = ("import sys; from rnnkit.distributed import Communicator as C; c = C.from_environment(); "
+    code = ("import sys; from rnnkit.io.distributed import Communicator as C; c = C.from_environment(); "
             "print(c.rank, c.size, c.is_root, 'mpi4py' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k not in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE",
                                                             "MPI_LOCALNRANKS")}

@@ -18,7 +18,7 @@ VARIANTS = {
 
 def _torch_c_grads(torch, layer, x, R):
     """(L, T, B) squared norms over units of the total dL/dc_t, loss = sum_t R_t . out_t, by autograd
-    through the cells' equations (rnnkit.cells_peephole, cells_proj, cells_layernorm docstrings)."""
+    through the cells' equations (rnnkit.cells.peephole, cells_proj, cells_layernorm docstrings)."""
     F = torch.nn.functional
     p = {k: torch.from_numpy(v.copy()).requires_grad_() for k, v in layer.params.items()}
     H, Hh, L = layer.hidden_size, layer.h_size, layer.num_layers
@@ -101,7 +101,7 @@ def test_gradflow_command_takes_the_layernorm_lstm(tmp_path):
     """``rnnkit gradflow --cell layernorm_lstm``: h and c norms in the CSV, a line in the plot."""
     pytest.importorskip("matplotlib")
     from rnnkit.diagnostics.gradflow_experiment import GradFlowConfig, run_gradflow
-    from rnnkit.plots import plot_gradflow
+    from rnnkit.train.plots import plot_gradflow
 
     cfg = GradFlowConfig(cells=("layernorm_lstm",), T=12, steps=1, batch=4, measure_batch=5, hidden=4,
                          out_dir=str(tmp_path))

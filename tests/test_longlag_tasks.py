@@ -74,7 +74,7 @@ def test_copy_layout_and_baseline():
     assert np.all(tgt[: T + 10] == 0) and np.array_equal(tgt[T + 10 :], ids[:10])
     assert copy_baseline(100) == pytest.approx(10 * math.log(8) / 120)
     # the baseline is the loss of the memoryless strategy, computed with the real loss function
-    from rnnkit.losses import softmax_cross_entropy
+    from rnnkit.nn.losses import softmax_cross_entropy
     p = np.zeros((T + 20, B, 10))
     p[: T + 10, :, 0] = 1.0
     p[T + 10 :, :, 1:9] = 1 / 8

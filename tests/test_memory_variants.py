@@ -1,4 +1,4 @@
-"""rnnkit.io.memory from the cell protocol: the parameter shapes, the tape and the whole training
+"""rnnkit.engine.memory from the cell protocol: the parameter shapes, the tape and the whole training
 estimate of every cell and variant (peephole, projected, LayerNorm LSTM, the linear_before_reset=0 GRU) come from the cell's
 declared sizes (``field_sizes``, ``own_params``, ``cache_fields``), and match what is allocated."""
 import tracemalloc
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from rnnkit.bench.memory import tape_bytes
-from rnnkit.io.memory import estimate_rnn_bytes, rnn_param_shapes, tape_elements
-from rnnkit.layer_types import LAYERS, default_bias
-from rnnkit.optim import Adam
+from rnnkit.engine.memory import estimate_rnn_bytes, rnn_param_shapes, tape_elements
+from rnnkit.engine.layer_types import LAYERS, default_bias
+from rnnkit.nn.optim import Adam
 
 VARIANTS = {"rnn": ("rnn", {}), "gru": ("gru", {}), "lstm": ("lstm", {}), "peephole": ("lstm", {"peephole": True}),
             "proj": ("lstm", {"proj_size": 3}), "layernorm": ("layernorm_lstm", {}),

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rnnkit.cli import main
-from rnnkit.distributed import _Rank  # rank and size only: another rank's shard, no collectives
+from rnnkit.io.distributed import _Rank  # rank and size only: another rank's shard, no collectives
 from rnnkit.train import read_metrics
 
 HERE = Path(__file__).resolve().parent
@@ -105,9 +105,9 @@ def test_two_ranks_equal_one_rank_and_resume_with_any_rank_count(tmp_path, text)
 def test_a_task_without_shard_batch_gets_the_time_major_split_or_a_one_line_error():
     from collections import namedtuple
 
-    from rnnkit.distributed import Communicator
+    from rnnkit.io.distributed import Communicator
     from rnnkit.errors import UserError
-    from rnnkit.train.parallel import shard_batch
+    from rnnkit.train.data_parallel import shard_batch
 
     class NoShard:
         kind = "seq2seq"
@@ -133,7 +133,7 @@ def test_a_task_without_shard_batch_gets_the_time_major_split_or_a_one_line_erro
 @pytest.mark.parametrize("task", ["forecast", "adding", "copy"])
 def test_every_task_shards_its_batch_into_the_whole(task):
     """The shards of every rank, put together, are the global batch (the other built-in tasks)."""
-    from rnnkit.distributed import Communicator
+    from rnnkit.io.distributed import Communicator
     from rnnkit.tasks.forecast import Forecaster, ForecastConfig
     from rnnkit.tasks.longlag import AddingConfig, AddingTask, CopyConfig, CopyTask
 

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import needs_torch
 from rnnkit.errors import CheckpointError
-from rnnkit.optim import SGD, Adam, AdamW, Schedule, clip_grad_norm
+from rnnkit.nn.optim import SGD, Adam, AdamW, Schedule, clip_grad_norm
 
 
 def _problem(seed=0):

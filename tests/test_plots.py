@@ -1,7 +1,7 @@
-"""rnnkit.plots.plot_runs: several runs in one PNG (issue 13's results figure)."""
+"""rnnkit.train.plots.plot_runs: several runs in one PNG (issue 13's results figure)."""
 import pytest
 
-from rnnkit.plots import plot_runs
+from rnnkit.train.plots import plot_runs
 
 
 def test_plot_runs_writes_one_png_with_every_run(tmp_path):

@@ -6,13 +6,13 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from rnnkit._checks import check_all_finite, first_nonfinite
+from rnnkit.checks.arrays import check_all_finite, first_nonfinite
 from rnnkit.errors import CheckpointError, InsufficientMemory, NonFiniteError, TrainingDiverged
 from rnnkit.io.checkpoint import TensorInfo, load_checkpoint, read_header, save_checkpoint
-from rnnkit.io.memory import check_memory, estimate_rnn_bytes, physical_memory, rnn_param_shapes
-from rnnkit.io.validate import validate_checkpoint
-from rnnkit.layer_types import LAYERS
-from rnnkit.optim import Adam
+from rnnkit.engine.memory import check_memory, estimate_rnn_bytes, physical_memory, rnn_param_shapes
+from rnnkit.io.checkpoint_checks import validate_checkpoint
+from rnnkit.engine.layer_types import LAYERS
+from rnnkit.nn.optim import Adam
 
 
 def _one_line(e) -> str:

@@ -17,7 +17,7 @@ from rnnkit.io import atomic
 from rnnkit.io.atomic import atomic_open, remove_stray_temps, write_bytes_atomic
 from rnnkit.io.checkpoint import load_checkpoint, save_checkpoint
 from rnnkit.io.lock import LOCK_NAME, OutDirLock, claim_out_dir, prepare_out_dir
-from rnnkit.io.signals import EXIT_CODES, StopSignals
+from rnnkit.train.signals import EXIT_CODES, StopSignals
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(rnnkit.__file__)))
 
@@ -319,7 +319,7 @@ def test_stop_signal_no_escalation_and_not_in_threads():
 def test_sigterm_exit_code_seen_by_the_shell(tmp_path):
     """A process that saves and exits with stop.exit_code reports 143 for SIGTERM, as a shell would."""
     code = ("import os, signal, sys\n"
-            "from rnnkit.io.signals import StopSignals\n"
+            "from rnnkit.train.signals import StopSignals\n"
             "from rnnkit.io.atomic import write_bytes_atomic\n"
             "with StopSignals() as stop:\n"
             "    os.kill(os.getpid(), signal.SIGTERM)\n"

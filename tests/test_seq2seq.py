@@ -7,8 +7,8 @@ import pytest
 
 from conftest import assert_close
 from test_core_gradcheck import numeric_grad, rel_error
-from rnnkit.encdec import EncoderDecoder, Seq2SeqConfig
-from rnnkit.losses import softmax_cross_entropy
+from rnnkit.models.encdec import EncoderDecoder, Seq2SeqConfig
+from rnnkit.nn.losses import softmax_cross_entropy
 
 S, T, B = 5, 4, 3
 SRC_LENGTHS = np.array([5, 2, 3])  # padding on the source side ...

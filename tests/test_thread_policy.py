@@ -1,4 +1,4 @@
-"""The thread policy's one setting (rnnkit.threads.use_cores) and every floor that sets it:
+"""The thread policy's one setting (rnnkit.engine.threads.use_cores) and every floor that sets it:
 a layer, the trainer (--blas-threads), an MPI rank sharing its node, a Ray trial, run_grid."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 import rnnkit
 from rnnkit import threads
-from rnnkit.distributed import Communicator
-from rnnkit.sweep import _trial_fn, parse_spec, run_grid
+from rnnkit.io.distributed import Communicator
+from rnnkit.sweep.core import _trial_fn, parse_spec, run_grid
 
 
 def test_use_cores_sets_lowers_and_restores():

@@ -11,8 +11,8 @@ import pytest
 from rnnkit import threads
 from rnnkit.errors import CheckpointError, TrainingDiverged
 from rnnkit.io.checkpoint import load_checkpoint
-from rnnkit.losses import mse
-from rnnkit.nn import Linear
+from rnnkit.nn.losses import mse
+from rnnkit.nn.blocks import Linear
 from rnnkit.tasks.charlm import CharLM, CharLMConfig
 from rnnkit.train import Trainer, TrainConfig, read_metrics, save_task
 

@@ -53,7 +53,7 @@ def encode(torch, rnn, x, lengths, T):
 
 
 def seq2seq(torch, c):
-    """torch version of rnnkit.encdec.EncoderDecoder(c): (module, forward(src, lengths, tgt_in) -> logits)."""
+    """torch version of rnnkit.models.encdec.EncoderDecoder(c): (module, forward(src, lengths, tgt_in) -> logits)."""
     nn, dt = torch.nn, torch.float64
     D, H, L, E = 2 if c.bidirectional else 1, c.hidden_size, c.num_layers, c.embedding_dim
     rnn = getattr(nn, TORCH_RNN[c.cell])
@@ -89,7 +89,7 @@ def seq2seq(torch, c):
 
 
 def classifier(torch, c):
-    """torch version of rnnkit.classifier.SequenceClassifier(c): (module, forward(ids, lengths) -> logits)."""
+    """torch version of rnnkit.models.classifier.SequenceClassifier(c): (module, forward(ids, lengths) -> logits)."""
     nn, dt = torch.nn, torch.float64
     D, H, L = 2 if c.bidirectional else 1, c.hidden_size, c.num_layers
     m = module(torch, embedding=nn.Embedding(c.vocab_size, c.embedding_dim, dtype=dt),

@@ -70,3 +70,15 @@ class Interrupted(KeyboardInterrupt):
         except ValueError:
             self.signame = f"signal {self.signum}"
         super().__init__(f"{self.signame} received (exit code {self.exit_code})")
+
+
+def format_bytes(n: int) -> str:
+    """``1536`` -> ``'1.5 KiB'``; exact bytes below 1 KiB."""
+    n = int(n)
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        n /= 1024.0
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover

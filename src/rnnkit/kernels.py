@@ -10,7 +10,7 @@
 * ``add_bias``, ``add_biases``: a bias added to every row of a projection.
 * ``all_finite``: the NaN/inf check of small inputs.
 * :func:`stable_jit`: the compiler of the cells' step functions (the time loops of
-  :mod:`rnnkit.scan` are compiled around them, cached on disk).
+  :mod:`rnnkit.engine.scan` are compiled around them, cached on disk).
 
 No fastmath: results are IEEE in the order written.  Constants are typed like the
 arrays (``x.dtype.type(0.5)``): a float64 literal would promote every float32 product.
@@ -39,7 +39,7 @@ def _stable(decorator):
     """``decorator`` (an ``njit``), plus a stable name for the compiled function.
 
     The time loops are compiled around the cells' step functions (closures over them, see
-    :func:`rnnkit.scan.compiled_loops`); numba keys a cached closure by the pickled values it
+    :func:`rnnkit.engine.scan.compiled_loops`); numba keys a cached closure by the pickled values it
     closes over, and a compiled function pickles with its dispatcher's uuid and those of the
     compiled functions it calls, random per process, so the loops would recompile in every
     run.  The uuid is set here from the function's name and a hash of the source files it

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io.torch_interop import torch_classes
-from ..layer_types import LAYERS
-from ..losses import softmax_cross_entropy
-from ..optim import Adam
-from ..tasks.charlm import CharLMConfig, CharLMModel
+from rnnkit.io.torch_interop import torch_classes
+from rnnkit.engine.layer_types import LAYERS
+from rnnkit.nn.losses import softmax_cross_entropy
+from rnnkit.nn.optim import Adam
+from rnnkit.tasks.charlm import CharLMConfig, CharLMModel
 
 
 def torch_class(torch, kind):

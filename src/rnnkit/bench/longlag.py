@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import TrainingDiverged, UserError
-from ..layer_types import LAYERS
-from ..tasks.longlag import (ADDING_MAX_WRONG, ADDING_TEST_SIZE, COPY_CRITERION, AddingConfig, AddingTask, CopyConfig,
+from rnnkit.errors import TrainingDiverged, UserError
+from rnnkit.engine.layer_types import LAYERS
+from rnnkit.tasks.longlag import (ADDING_MAX_WRONG, ADDING_TEST_SIZE, COPY_CRITERION, AddingConfig, AddingTask, CopyConfig,
                              CopyTask)
-from ..sweep import run_grid
-from ..train import Trainer, metrics_of
+from rnnkit.sweep.core import run_grid
+from rnnkit.train import Trainer, metrics_of
 
 TASKS = {"adding": (AddingTask, AddingConfig), "copy": (CopyTask, CopyConfig)}
 CELL_NAMES = tuple(LAYERS)
@@ -190,7 +190,7 @@ def run_bench(cfg: LongLagBenchConfig, log=None, engine: str = "local", cpus: in
               address: str | None = None) -> list[RunResult]:
     """Every run of the grid task x T x cell x seed, in this order.  ``engine`` "local": one after
     the other in this process, ``log`` called as they go; "ray": one Ray task per run
-    (:func:`rnnkit.sweep.run_grid`, ``cpus`` / ``address`` as there), ``log`` called with each run's
+    (:func:`rnnkit.sweep.core.run_grid`, ``cpus`` / ``address`` as there), ``log`` called with each run's
     records afterwards, in the same order.  The runs are seeded: both engines give the same results."""
     cells = [(task, cfg.task_config(task, T, cell, seed), cfg.train_fields())
              for task in cfg.tasks for T in cfg.T for cell in cfg.cells for seed in range(cfg.seeds)]

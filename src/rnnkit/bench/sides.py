@@ -11,7 +11,7 @@ import math
 import statistics
 import time
 
-from .builders import BUILDERS
+from rnnkit.bench.builders import BUILDERS
 
 
 def _run_timed(fn, n: int, warm: int = 1) -> float:

@@ -46,10 +46,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UserError
-from .builders import kit_layer, torch_class, torch_module
-from .memory import tape_bytes, torch_saved_bytes
-from .sides import NATIVE_UNSET, InProcess, alternate_sides, make_sides
+from rnnkit.errors import UserError
+from rnnkit.bench.builders import kit_layer, torch_class, torch_module
+from rnnkit.bench.memory import tape_bytes, torch_saved_bytes
+from rnnkit.bench.sides import NATIVE_UNSET, InProcess, alternate_sides, make_sides
 
 SUITES = ("speed", "longlag")  # longlag: rnnkit.bench.longlag
 GRID = ((100, 32, 64, 128), (50, 64, 128, 256), (200, 16, 32, 64), (35, 20, 650, 650),

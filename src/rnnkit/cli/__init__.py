@@ -18,16 +18,24 @@ import argparse
 import os
 import sys
 
-from .._version import __version__
-from ..errors import CheckpointError, UserError
-from . import bench, charlm, classify, demo, diagnostics, export, forecast, seq2seq, sweep
-from .args import nonneg_float, nonneg_int, positive_float, positive_int
-from .charlm import CharLMSpec
-from .classify import ClassifySpec
-from .forecast import ForecastSpec
-from .longlag import AddingSpec, CopySpec
-from .seq2seq import Seq2SeqSpec
-from .train import (TaskSpec, add_task_parser, add_train_args, eval_handler, refuse_existing_checkpoint,
+from rnnkit._version import __version__
+from rnnkit.errors import CheckpointError, UserError
+from rnnkit.cli import bench
+from rnnkit.cli import charlm
+from rnnkit.cli import classify
+from rnnkit.cli import demo
+from rnnkit.cli import diagnostics
+from rnnkit.cli import export
+from rnnkit.cli import forecast
+from rnnkit.cli import seq2seq
+from rnnkit.cli import sweep
+from rnnkit.cli.args import nonneg_float, nonneg_int, positive_float, positive_int
+from rnnkit.cli.charlm import CharLMSpec
+from rnnkit.cli.classify import ClassifySpec
+from rnnkit.cli.forecast import ForecastSpec
+from rnnkit.cli.longlag import AddingSpec, CopySpec
+from rnnkit.cli.seq2seq import Seq2SeqSpec
+from rnnkit.cli.train import (TaskSpec, add_task_parser, add_train_args, eval_handler, refuse_existing_checkpoint,
                     refuse_model_changes, train_config_from_args, train_handler)
 
 #: the tasks of ``rnnkit train TASK`` and ``rnnkit eval``

@@ -1,11 +1,11 @@
-"""argparse types: each flag value checked on parsing with the rules of :mod:`rnnkit.validate`
+"""argparse types: each flag value checked on parsing with the rules of :mod:`rnnkit.checks.rules`
 (the same a config applies), a one-line message naming what was expected."""
 from __future__ import annotations
 
 import argparse
 import math
 
-from ..validate import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, RATE, Rule
+from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, RATE, Rule
 
 
 def _arg_type(convert, rule: Rule, parse_what: str):
@@ -52,7 +52,7 @@ def forget_bias_arg(text: str):
 
 def comma_list(value, allowed: tuple, flag: str, what: str = "bench") -> tuple:
     """``--flag a,b`` -> ("a", "b"), each one of ``allowed`` (None: all of them)."""
-    from ..errors import UserError
+    from rnnkit.errors import UserError
 
     if value is None:
         return allowed

@@ -6,12 +6,12 @@ import dataclasses
 import json
 import sys
 
-from ..bench import speed
-from ..bench.longlag import CELL_NAMES, LongLagBenchConfig, run_bench, table
-from ..bench.speed import CELLS, SUITES, BenchConfig, run_speed, write_results
-from ..errors import UserError
-from .args import comma_list, nonneg_float, positive_int
-from .train import claimed
+from rnnkit.bench import speed
+from rnnkit.bench.longlag import CELL_NAMES, LongLagBenchConfig, run_bench, table
+from rnnkit.bench.speed import CELLS, SUITES, BenchConfig, run_speed, write_results
+from rnnkit.errors import UserError
+from rnnkit.cli.args import comma_list, nonneg_float, positive_int
+from rnnkit.cli.train import claimed
 
 
 def _handler(args) -> int:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import math
 
-from ..data.text import DEFAULT_MAX_CHARS, load_text
-from ..layer_types import LAYERS, cell_label
-from ..tasks.charlm import DTYPES, REGULARIZERS, CharLM, CharLMConfig
-from .args import nonneg_int, positive_int
-from .train import TaskSpec, add_cell_flags
+from rnnkit.data.text import DEFAULT_MAX_CHARS, load_text
+from rnnkit.engine.layer_types import LAYERS, cell_label
+from rnnkit.tasks.charlm import DTYPES, REGULARIZERS, CharLM, CharLMConfig
+from rnnkit.cli.args import nonneg_int, positive_int
+from rnnkit.cli.train import TaskSpec, add_cell_flags
 
 
 def describe_charlm(lm: CharLM) -> None:

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import os
 
-from ..classifier import POOLINGS
-from ..errors import UserError
-from ..layer_types import cell_label
-from ..plots import plot_confusion
-from ..tasks.classify import CLASS_WEIGHTS, ClassifyTask, ClassifyTaskConfig
-from ..train import load_task
-from .args import nonneg_int, positive_int
-from .textargs import add_encoder_flags, add_token_flags, read_input, report_val
-from .train import TaskSpec
+from rnnkit.models.classifier import POOLINGS
+from rnnkit.errors import UserError
+from rnnkit.engine.layer_types import cell_label
+from rnnkit.train.plots import plot_confusion
+from rnnkit.tasks.classify import CLASS_WEIGHTS, ClassifyTask, ClassifyTaskConfig
+from rnnkit.train import load_task
+from rnnkit.cli.args import nonneg_int, positive_int
+from rnnkit.cli.textargs import add_encoder_flags, add_token_flags, read_input, report_val
+from rnnkit.cli.train import TaskSpec
 
 
 def metrics_line(m: dict) -> str:

@@ -6,14 +6,14 @@ import math
 import os
 import time
 
-from ..errors import UserError
-from ..io.lock import LOCK_NAME
-from ..plots import plot_loss
-from ..tasks.charlm import CharLM, CharLMConfig
-from ..train import TrainConfig, Trainer
-from .args import nonneg_float, nonneg_int, positive_int
-from .charlm import describe_charlm
-from .train import NOT_PLOTTED, claimed
+from rnnkit.errors import UserError
+from rnnkit.io.lock import LOCK_NAME
+from rnnkit.train.plots import plot_loss
+from rnnkit.tasks.charlm import CharLM, CharLMConfig
+from rnnkit.train import TrainConfig, Trainer
+from rnnkit.cli.args import nonneg_float, nonneg_int, positive_int
+from rnnkit.cli.charlm import describe_charlm
+from rnnkit.cli.train import NOT_PLOTTED, claimed
 
 #: marks a directory written by ``rnnkit demo`` (the next demo may replace its files)
 DEMO_MARKER = ".rnnkit-demo"

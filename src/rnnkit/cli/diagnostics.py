@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import os
 
-from ..diagnostics.activations import charlm_activations, charlm_gate_saturation
-from ..diagnostics.gates import write_saturation
-from ..diagnostics.gradflow_experiment import GradFlowConfig, run_gradflow, write_gradflow_csv
-from ..diagnostics.inspect_page import build_page
-from ..errors import UserError
-from ..layer_types import LAYERS
-from ..plots import plot_gradflow, plot_saturation
-from ..tasks.charlm import CharLM
-from .args import forget_bias_arg, nonneg_int, positive_float
-from .train import claimed
+from rnnkit.diagnostics.activations import charlm_activations, charlm_gate_saturation
+from rnnkit.diagnostics.gates import write_saturation
+from rnnkit.diagnostics.gradflow_experiment import GradFlowConfig, run_gradflow, write_gradflow_csv
+from rnnkit.diagnostics.inspect_page import build_page
+from rnnkit.errors import UserError
+from rnnkit.engine.layer_types import LAYERS
+from rnnkit.train.plots import plot_gradflow, plot_saturation
+from rnnkit.tasks.charlm import CharLM
+from rnnkit.cli.args import forget_bias_arg, nonneg_int, positive_float
+from rnnkit.cli.train import claimed
 
 
 def gradflow_main(args) -> int:

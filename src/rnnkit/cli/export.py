@@ -13,10 +13,10 @@ import json
 
 import numpy as np
 
-from ..errors import UserError
-from ..io.checkpoint import read_header
-from ..train import read_checkpoint
-from ..train.state import task_from
+from rnnkit.errors import UserError
+from rnnkit.io.checkpoint import read_header
+from rnnkit.train import read_checkpoint
+from rnnkit.train.state import task_from
 
 
 def export_onnx(task, path, opset: int | None = None) -> dict:
@@ -26,7 +26,7 @@ def export_onnx(task, path, opset: int | None = None) -> dict:
         raise UserError(f"export: a {task.kind!r} checkpoint cannot be exported to ONNX (this task has no "
                         f"onnx_parts(); exportable: tasks whose model is [embedding ->] recurrent layers [-> Linear])")
     try:
-        from ..io.onnx_export import OPSET, compose_onnx, save_onnx
+        from rnnkit.io.onnx_export import OPSET, compose_onnx, save_onnx
         import onnx
     except ImportError:
         raise UserError("export: ONNX export needs onnx: pip install 'rnnkit[onnx]'") from None

@@ -5,13 +5,13 @@ import os
 
 import numpy as np
 
-from ..data.series import load_csv_column, make_windows, naive_forecast, rmse_mae
-from ..errors import UserError
-from ..layer_types import LAYERS, cell_label
-from ..plots import plot_forecast
-from ..tasks.forecast import ForecastConfig, Forecaster, default_series
-from .args import positive_int
-from .train import TaskSpec, add_cell_flags
+from rnnkit.data.series import load_csv_column, make_windows, naive_forecast, rmse_mae
+from rnnkit.errors import UserError
+from rnnkit.engine.layer_types import LAYERS, cell_label
+from rnnkit.train.plots import plot_forecast
+from rnnkit.tasks.forecast import ForecastConfig, Forecaster, default_series
+from rnnkit.cli.args import positive_int
+from rnnkit.cli.train import TaskSpec, add_cell_flags
 
 _MODEL_FLAGS = (  # (flag, ForecastConfig field, help); types come from rnnkit.cli
     ("--csv", "csv", "CSV file with a header row (default: the Mackey-Glass series, generated)"),
@@ -49,7 +49,7 @@ def _source(c: ForecastConfig) -> str:
 
 
 def forecast_png(f: Forecaster, png_path, split: str = "test", max_points: int = 400):
-    """truth vs the model's and the naive forecasts on ``split`` (rnnkit.plots.plot_forecast)."""
+    """truth vs the model's and the naive forecasts on ``split`` (rnnkit.train.plots.plot_forecast)."""
     X, Y = f.splits[split]
     X, Y = X[:max_points], Y[:max_points]
     src = os.path.basename(f.config.csv) if f.config.csv else "Mackey-Glass (tau=17)"

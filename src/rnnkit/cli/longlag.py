@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import UserError
-from ..layer_types import LAYERS
-from ..tasks.longlag import COPY_CRITERION, AddingConfig, AddingTask, CopyConfig, CopyTask
-from .args import forget_bias_arg, nonneg_int, positive_float, positive_int
-from .train import TaskSpec, add_run_args
+from rnnkit.errors import UserError
+from rnnkit.engine.layer_types import LAYERS
+from rnnkit.tasks.longlag import COPY_CRITERION, AddingConfig, AddingTask, CopyConfig, CopyTask
+from rnnkit.cli.args import forget_bias_arg, nonneg_int, positive_float, positive_int
+from rnnkit.cli.train import TaskSpec, add_run_args
 
 _FLAGS = (  # (flag, config field, type, help): model/data fields, then the training ones (_TRAIN_FIELDS)
     ("--T", "T", positive_int, "minimal sequence length (adding: T..T+T/10) / delay (copy)"),
@@ -81,7 +81,7 @@ class _LongLagSpec(TaskSpec):
     def report_eval(self, task, trainer, rec) -> None:
         from tqdm import tqdm
 
-        from ..train import metrics_of
+        from rnnkit.train import metrics_of
 
         tqdm.write(f"{trainer.step * task.config.batch:>10,} sequences  val {self.metrics_text(metrics_of(rec))}")
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import UserError
-from ..layer_types import cell_label
-from ..plots import plot_attention
-from ..tasks.seq2seq import BLEU_TOKENIZE, SCORES, Seq2SeqTask, Seq2SeqTaskConfig
-from ..train import load_task, read_metrics
-from .args import nonneg_float, nonneg_int, positive_int
-from .textargs import add_encoder_flags, add_token_flags, read_input, report_val
-from .train import TaskSpec
+from rnnkit.errors import UserError
+from rnnkit.engine.layer_types import cell_label
+from rnnkit.train.plots import plot_attention
+from rnnkit.tasks.seq2seq import BLEU_TOKENIZE, SCORES, Seq2SeqTask, Seq2SeqTaskConfig
+from rnnkit.train import load_task, read_metrics
+from rnnkit.cli.args import nonneg_float, nonneg_int, positive_int
+from rnnkit.cli.textargs import add_encoder_flags, add_token_flags, read_input, report_val
+from rnnkit.cli.train import TaskSpec
 
 _PATHS = ("src", "tgt", "pairs", "val_src", "val_tgt", "test_src", "test_tgt")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..data.lines import decode_utf8, read_lines
-from ..layer_types import LAYERS
-from ..tasks.textdata import TOKENS
-from .args import positive_int
-from .train import add_cell_flags
+from rnnkit.data.lines import decode_utf8, read_lines
+from rnnkit.engine.layer_types import LAYERS
+from rnnkit.tasks.textdata import TOKENS
+from rnnkit.cli.args import positive_int
+from rnnkit.cli.train import add_cell_flags
 
 
 def add_token_flags(p, d):

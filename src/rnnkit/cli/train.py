@@ -20,15 +20,15 @@ import os
 
 import numpy as np
 
-from ..distributed import Communicator
-from ..errors import UserError
-from ..io.checkpoint import read_header
-from ..io.lock import claim_out_dir
-from ..layer_types import CELL_OPTIONS
-from ..plots import plot_loss
-from ..train import TrainConfig, Trainer, check_model_fits, metrics_of, read_checkpoint
-from ..train.state import saved_train_config, task_from
-from .args import nonneg_float, nonneg_int, positive_float, positive_int, rate, zero_one
+from rnnkit.io.distributed import Communicator
+from rnnkit.errors import UserError
+from rnnkit.io.checkpoint import read_header
+from rnnkit.io.lock import claim_out_dir
+from rnnkit.engine.layer_types import CELL_OPTIONS
+from rnnkit.train.plots import plot_loss
+from rnnkit.train import TrainConfig, Trainer, check_model_fits, metrics_of, read_checkpoint
+from rnnkit.train.state import saved_train_config, task_from
+from rnnkit.cli.args import nonneg_float, nonneg_int, positive_float, positive_int, rate, zero_one
 
 NOT_PLOTTED = "loss curve: not plotted (matplotlib is not installed; pip install 'rnnkit[plot]')"
 
@@ -90,7 +90,7 @@ def train_config_from_args(args, base=None):
 
 def add_cell_flags(p) -> None:
     """``--peephole``, ``--proj-size P`` (LSTM) and ``--linear-before-reset 0|1`` (GRU): the cell
-    variants of a task config's CELL_OPTIONS fields (rnnkit.layer_types; another ``--cell`` is a
+    variants of a task config's CELL_OPTIONS fields (rnnkit.engine.layer_types; another ``--cell`` is a
     one-line error from the config); recorded in the checkpoint like every model flag.  Not given: None (the config's default, or on
     ``--resume`` the checkpoint's)."""
     p.add_argument("--peephole", action="store_const", const=True,

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .vocab import BOS, EOS, PAD
+from rnnkit.data.vocab import BOS, EOS, PAD
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ from pathlib import PurePath
 
 import numpy as np
 
-from ..errors import UserError
-from .lines import read_lines, where
-from .parallel import check_empty_policy
-from .text import stdlib_sources
+from rnnkit.errors import UserError
+from rnnkit.data.lines import read_lines, where
+from rnnkit.data.pairs import check_empty_policy
+from rnnkit.data.text import stdlib_sources
 
 STDLIB_PACKAGES = ("asyncio", "email", "http", "importlib", "json", "logging", "multiprocessing", "unittest",
                    "urllib", "xml")

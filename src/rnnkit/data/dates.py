@@ -31,7 +31,7 @@ import re
 
 import numpy as np
 
-from .parallel import ParallelText
+from rnnkit.data.pairs import ParallelText
 
 YEAR_MIN, YEAR_MAX = 1950, 2049
 SPLIT_BOUNDS = {"test": (0.0, 0.10), "val": (0.10, 0.15), "train": (0.15, 1.0)}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import UserError
+from rnnkit.errors import UserError
 
 
 def open_input(path, what: str = "input"):

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import UserError
+from rnnkit.errors import UserError
 
 
 # ----------------------------------------------------------------------------- Mackey-Glass

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UserError
-from .lines import read_bytes
+from rnnkit.errors import UserError
+from rnnkit.data.lines import read_bytes
 
 DEFAULT_MAX_CHARS = 2_000_000
 _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}

@@ -15,8 +15,8 @@ import bisect
 import codecs
 import os
 
-from ..errors import UserError
-from .lines import open_input
+from rnnkit.errors import UserError
+from rnnkit.data.lines import open_input
 
 CHUNK_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"

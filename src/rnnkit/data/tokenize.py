@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..errors import CheckpointError, UserError
+from rnnkit.errors import CheckpointError, UserError
 
 WORD_PATTERN = r"\w+|[^\w\s]"
 SPACE_PATTERN = r"\S+"

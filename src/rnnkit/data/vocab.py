@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import CheckpointError
+from rnnkit.errors import CheckpointError
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UserError
-from .gates import gate_saturation
+from rnnkit.errors import UserError
+from rnnkit.diagnostics.gates import gate_saturation
 
 
 def charlm_activations(lm, text: str, layer: int, what: str) -> np.ndarray:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..layers import Recurrent
+from rnnkit.engine.recurrent import Recurrent
 
 LOW, HIGH = 0.1, 0.9
 

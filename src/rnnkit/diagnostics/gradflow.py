@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..layers import Recurrent
+from rnnkit.engine.recurrent import Recurrent
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cells import sigmoid
-from ..data.longlag import adding_batch
-from ..errors import UserError
-from ..io.atomic import atomic_open
-from ..layer_types import LAYERS
-from ..losses import mse
-from ..tasks.longlag import AddingConfig, AddingTask
-from ..train import TrainConfig, Trainer
-from .gradflow import gradient_flow
+from rnnkit.cells.protocol import sigmoid
+from rnnkit.data.longlag import adding_batch
+from rnnkit.errors import UserError
+from rnnkit.io.atomic import atomic_open
+from rnnkit.engine.layer_types import LAYERS
+from rnnkit.nn.losses import mse
+from rnnkit.tasks.longlag import AddingConfig, AddingTask
+from rnnkit.train import TrainConfig, Trainer
+from rnnkit.diagnostics.gradflow import gradient_flow
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import shutil
 import stat
 import tempfile
 
-from ..errors import OutputError
+from rnnkit.errors import OutputError, format_bytes
 
 TEMP_SUFFIX = ".tmp"
 _TEMP_RE = re.compile(r"^(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")  # mkstemp(prefix=name + ".", suffix=".tmp")
@@ -57,18 +57,6 @@ def current_umask() -> int:
     mask = os.umask(0o022)  # fallback: set and restore (not thread-safe, hence only a fallback)
     os.umask(mask)
     return mask
-
-
-def format_bytes(n: int) -> str:
-    """``1536`` -> ``'1.5 KiB'``; exact bytes below 1 KiB."""
-    n = int(n)
-    if n < 1024:
-        return f"{n} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
-        n /= 1024.0
-        if n < 1024 or unit == "PiB":
-            return f"{n:.1f} {unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def output_error(path: str, e: OSError, needed: int | None = None) -> OutputError | OSError:

@@ -29,8 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import CheckpointError
-from .atomic import write_bytes_atomic
+from rnnkit.errors import CheckpointError
+from rnnkit.io.atomic import write_bytes_atomic
 
 FORMAT = "rnnkit-checkpoint/1"
 _MAX_HEADER = 100 * 1024 * 1024
@@ -131,7 +131,7 @@ _ST_DTYPES = {"F16": "float16", "BF16": None, "F32": "float32", "F64": "float64"
 def read_header(path, kind: str | None = None) -> tuple[dict[str, TensorInfo], dict]:
     """The tensors (name -> TensorInfo) and the meta dict of a checkpoint, reading only its header.
 
-    For validating a checkpoint before anything is allocated (:mod:`rnnkit.io.validate`):
+    For validating a checkpoint before anything is allocated (:mod:`rnnkit.io.checkpoint_checks`):
     cheap for any file size.  The digest is not verified here (that needs the data);
     :func:`load_checkpoint` does.  Raises CheckpointError as ``load_checkpoint`` does.
     """

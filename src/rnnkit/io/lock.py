@@ -28,8 +28,8 @@ import fcntl
 import os
 import tempfile
 
-from ..errors import OutDirLocked, OutputError
-from .atomic import remove_stray_temps
+from rnnkit.errors import OutDirLocked, OutputError
+from rnnkit.io.atomic import remove_stray_temps
 
 LOCK_NAME = ".rnnkit.lock"
 _VIRTUAL = ("/proc", "/sys", "/dev")

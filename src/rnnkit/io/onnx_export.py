@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layer_types import GRU, LSTM, RNN
-from ..layers import Recurrent
-from ..nn import Embedding, Linear
-from .atomic import write_bytes_atomic
+from rnnkit.engine.layer_types import GRU, LSTM, RNN
+from rnnkit.engine.recurrent import Recurrent
+from rnnkit.nn.blocks import Embedding, Linear
+from rnnkit.io.atomic import write_bytes_atomic
 
 OPSET = 17
 """The default ONNX opset: LSTM/GRU/RNN-14 (with ``layout``), Split/Squeeze-13 (sizes as inputs)."""
@@ -206,7 +206,7 @@ READOUTS = ("every", "last", "mean", "max")
 
 def pool_nodes(g: OnnxGraph, layer: Recurrent, y: str, h_n: str, lengths: str, kind: str, opset: int = OPSET) -> str:
     """One vector (B, D*H) per sequence from the outputs ``y`` (T, B, D*H) ((B, T, D*H) with
-    ``batch_first``) and final ``h_n`` (L*D, B, H), as rnnkit.classifier pools:
+    ``batch_first``) and final ``h_n`` (L*D, B, H), as rnnkit.models.classifier pools:
 
         last   [h_n fwd; h_n bwd] of the top layer (the state at each row's last valid step)
         mean   sum_{t < len} y_t / len          max   max_{t < len} y_t (elementwise)

@@ -28,9 +28,9 @@ import os
 
 import numpy as np
 
-from ..errors import UserError
-from ..layer_types import RNN
-from .onnx_export import ONNX_OPS, onnx_module, permute_gates
+from rnnkit.errors import UserError
+from rnnkit.engine.layer_types import RNN
+from rnnkit.io.onnx_export import ONNX_OPS, onnx_module, permute_gates
 
 SHAPE_OPS = {"Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice", "Constant"}
 """Operators allowed besides the recurrent nodes (they only move data around)."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layer_types import GRU, LSTM, RNN
-from ..layers import Recurrent
+from rnnkit.engine.layer_types import GRU, LSTM, RNN
+from rnnkit.engine.recurrent import Recurrent
 
 
 def _torch():

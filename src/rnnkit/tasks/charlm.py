@@ -34,17 +34,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.text import (DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_text, split_ids, split_ranges,
+from rnnkit.data.text import (DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_text, split_ids, split_ranges,
                          stdlib_corpus)
-from ..data.textfile import TextFile
-from ..errors import CheckpointError, UserError
-from ..io.memory import estimate_rnn_bytes, rnn_param_shapes
-from ..layer_types import LAYERS as CELLS, CellVariant, config_cell, config_options, default_bias
-from ..losses import log_softmax, softmax_cross_entropy
-from ..module import Module
-from ..nn import Embedding, Linear
-from ..train import ModelPlan, TrainConfig, Trainer, load_task, save_task
-from ..validate import NONNEG_INT, POSITIVE_INT, RATE, check, check_choice, check_each
+from rnnkit.data.textfile import TextFile
+from rnnkit.errors import CheckpointError, UserError
+from rnnkit.engine.memory import estimate_rnn_bytes, rnn_param_shapes
+from rnnkit.engine.layer_types import LAYERS as CELLS, CellVariant, config_cell, config_options, default_bias
+from rnnkit.nn.losses import log_softmax, softmax_cross_entropy
+from rnnkit.module import Module
+from rnnkit.nn.blocks import Embedding, Linear
+from rnnkit.train import ModelPlan, TrainConfig, Trainer, load_task, save_task
+from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, RATE, check, check_choice, check_each
 
 
 DTYPES = ("float32", "float64")
@@ -62,7 +62,7 @@ class CharLMConfig(CellVariant):
     bptt: int = 100
     seed: int = 0  # initialisation of the weights
     dtype: str = "float32"  # of the parameters and activations ("float64": exact comparisons)
-    dropout: float = 0.0  # regularisers (training only, rnnkit.dropout): between the recurrent layers,
+    dropout: float = 0.0  # regularisers (training only, rnnkit.engine.dropout): between the recurrent layers,
     input_dropout: float = 0.0  # variational on every recurrent layer's input,
     recurrent_dropout: float = 0.0  # variational on h_{t-1} before W_hh,
     weight_dropout: float = 0.0  # DropConnect on W_hh,
@@ -239,7 +239,7 @@ class CharLM:
         return (x, y, state, masks), {"window": np.array([k + 1], dtype=np.int64)}
 
     def shard_batch(self, batch, comm):
-        """This MPI rank's streams ``comm.shard(B)`` of a global batch (rnnkit.train.parallel); the
+        """This MPI rank's streams ``comm.shard(B)`` of a global batch (rnnkit.train.data_parallel); the
         carried state in the batch is already this rank's own (``carry_axes``)."""
         x, y, state, masks = batch
         part = comm.shard(x.shape[1])

@@ -1,4 +1,4 @@
-"""Sequence classification task: a recurrent classifier (rnnkit.classifier) on labelled lines.
+"""Sequence classification task: a recurrent classifier (rnnkit.models.classifier) on labelled lines.
 
 Corpus (``ClassifyTaskConfig.data``): a ``label<TAB>text`` file or a directory with one file per
 class (rnnkit.data.classify); with none, lines of the Python standard library labelled by their
@@ -22,16 +22,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..classifier import POOLINGS, ClassifierConfig, SequenceClassifier
-from ..data.batching import pad_time_major
-from ..data.classify import read_labelled, stdlib_lines, stratified_split
-from ..data.tokenize import tokenizer_from_dict
-from ..data.vocab import TokenVocab
-from ..errors import UserError
-from ..layer_types import config_options
-from ..train import TrainConfig
-from ..validate import NONNEG_INT, POSITIVE_INT, check, check_choice
-from .textdata import PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise, vocab_size
+from rnnkit.models.classifier import POOLINGS, ClassifierConfig, SequenceClassifier
+from rnnkit.data.batching import pad_time_major
+from rnnkit.data.classify import read_labelled, stdlib_lines, stratified_split
+from rnnkit.data.tokenize import tokenizer_from_dict
+from rnnkit.data.vocab import TokenVocab
+from rnnkit.errors import UserError
+from rnnkit.engine.layer_types import config_options
+from rnnkit.train import TrainConfig
+from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, check, check_choice
+from rnnkit.tasks.textdata import PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise, vocab_size
 
 CLASS_WEIGHTS = ("none", "balanced")
 EVAL_BATCH = 256
@@ -215,7 +215,7 @@ class ClassifyTask(TextTask):
 
     @classmethod
     def model_plan(cls, meta: dict):
-        """The SequenceClassifier's parameters (rnnkit.classifier) and the buffers of one training step
+        """The SequenceClassifier's parameters (rnnkit.models.classifier) and the buffers of one training step
         from ``meta`` alone (rnnkit.train.task): B = ``batch`` texts of T = ``max_len`` tokens (no
         limit: 1, a lower bound); the vocabulary and classes from ``meta`` (a new run: the specials, 2)."""
         c = ClassifyTaskConfig(**meta["config"])

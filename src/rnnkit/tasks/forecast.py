@@ -27,16 +27,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.series import (
+from rnnkit.data.series import (
     Normalizer, load_csv_column, mackey_glass, naive_forecast, rmse_mae, split_bounds, split_windows,
 )
-from ..errors import CheckpointError, UserError
-from ..layer_types import CellVariant, config_cell, config_options
-from ..losses import mse
-from ..train import Trainer, TrainConfig, load_task, metrics_of, read_checkpoint, save_task
-from ..train.state import unprefixed
-from ..validate import NONNEG_INT, POSITIVE_INT, check, check_each
-from .readout import Readout, check_cell, readout_plan
+from rnnkit.errors import CheckpointError, UserError
+from rnnkit.engine.layer_types import CellVariant, config_cell, config_options
+from rnnkit.nn.losses import mse
+from rnnkit.train import Trainer, TrainConfig, load_task, metrics_of, read_checkpoint, save_task
+from rnnkit.train.state import unprefixed
+from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, check, check_each
+from rnnkit.tasks.readout import Readout, check_cell, readout_plan
 
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 
@@ -180,7 +180,7 @@ class Forecaster:
                              "output": "normalised forecasts (B, horizon): x = z * std + mean"}}
 
     def shard_batch(self, batch, comm):
-        """This MPI rank's windows ``comm.shard(B)`` of a global batch (rnnkit.train.parallel)."""
+        """This MPI rank's windows ``comm.shard(B)`` of a global batch (rnnkit.train.data_parallel)."""
         x, y = batch
         part = comm.shard(len(y))
         return x[:, part], y[part]

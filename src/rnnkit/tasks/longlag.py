@@ -31,15 +31,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cells import sigmoid
-from ..data.longlag import (
+from rnnkit.cells.protocol import sigmoid
+from rnnkit.data.longlag import (
     COPY_CLASSES, COPY_LENGTH, AddingBatch, adding_batch, adding_correct, copy_baseline, copy_batch, one_hot,
 )
-from ..errors import CheckpointError
-from ..losses import mse, softmax_cross_entropy
-from ..train import Trainer, TrainConfig, metrics_of
-from ..validate import FINITE_OR_NONE, NONNEG_INT, POSITIVE_INT, POSITIVE_NUMBER, check, check_each
-from .readout import Readout, check_cell, readout_plan
+from rnnkit.errors import CheckpointError
+from rnnkit.nn.losses import mse, softmax_cross_entropy
+from rnnkit.train import Trainer, TrainConfig, metrics_of
+from rnnkit.checks.rules import FINITE_OR_NONE, NONNEG_INT, POSITIVE_INT, POSITIVE_NUMBER, check, check_each
+from rnnkit.tasks.readout import Readout, check_cell, readout_plan
 
 #: H&S 1997: the test set has 2560 sequences; solved when at most 3 are wrong
 ADDING_TEST_SIZE, ADDING_MAX_WRONG = 2560, 3
@@ -210,7 +210,7 @@ class _LongLagTask:
         return self._draw(rng, self.config.batch), None
 
     def shard_batch(self, batch, comm):
-        """This MPI rank's sequences ``comm.shard(B)`` of a global batch (rnnkit.train.parallel): each
+        """This MPI rank's sequences ``comm.shard(B)`` of a global batch (rnnkit.train.data_parallel): each
         field along its item axis (``item_axes``: time-major arrays 1, per-sequence arrays 0)."""
         part = comm.shard(self.config.batch)
         return type(batch)(*(a[(slice(None),) * axis + (part,)] for a, axis in zip(batch, self.item_axes)))

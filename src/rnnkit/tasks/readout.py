@@ -1,23 +1,23 @@
 """A recurrent layer with a linear read-out: the model behind the forecast and long-lag tasks.
 
-    h_t = Recurrent(x_t, h_{t-1})            RNN, LSTM or GRU (rnnkit.layers)
+    h_t = Recurrent(x_t, h_{t-1})            RNN, LSTM or GRU (rnnkit.engine.recurrent)
     y   = W h_L + b                          ``last``:  read at each sequence's last valid step L
     y_t = W h_t + b                          ``every``: read at every step
 
 The seed's output o_t = sigma(W_o h_t + b_o) is ``sigmoid(last(x))``; the
-adding task adds the sigmoid itself (rnnkit.nn.Sigmoid has no parameters).
+adding task adds the sigmoid itself (rnnkit.nn.blocks.Sigmoid has no parameters).
 Parameter names: ``rnn.*`` (PyTorch's names) and ``head.weight`` / ``head.bias``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..io.memory import estimate_rnn_bytes, rnn_param_shapes
-from ..layer_types import LAYERS, cell_options, default_bias, make_cell
-from ..layers import as_rng
-from ..module import Module
-from ..nn import Linear
-from ..train.task import ModelPlan
+from rnnkit.engine.memory import estimate_rnn_bytes, rnn_param_shapes
+from rnnkit.engine.layer_types import LAYERS, cell_options, default_bias, make_cell
+from rnnkit.engine.recurrent import as_rng
+from rnnkit.module import Module
+from rnnkit.nn.blocks import Linear
+from rnnkit.train.task import ModelPlan
 
 CELLS = LAYERS
 
@@ -32,7 +32,7 @@ def readout_plan(cell: str, input_size: int, hidden: int, output_size: int, laye
                  **options) -> ModelPlan:
     """What a float32 :class:`Readout` will allocate (rnnkit.train.task.ModelPlan), from its sizes alone:
     its parameters, and the buffers of a forward + backward over T steps of B sequences
-    (``options``: the cell variant, rnnkit.layer_types.CELL_OPTIONS)."""
+    (``options``: the cell variant, rnnkit.engine.layer_types.CELL_OPTIONS)."""
     bias, obj = default_bias(check_cell(cell)), make_cell(cell, hidden, **options)
     est = estimate_rnn_bytes(input_size, hidden, layers, T=T, B=B, cell=obj, itemsize=4, bias=bias)
     shapes = {**rnn_param_shapes(input_size, hidden, layers, 1, obj, bias=bias, prefix="rnn."),
@@ -44,10 +44,10 @@ def readout_plan(cell: str, input_size: int, hidden: int, output_size: int, laye
 class Readout(Module):
     """Recurrent layer (time-major input (T, B, I)) + Linear(Hh, K) (Hh: the width of h).
 
-    ``options``: the cell variant (``peephole=True``, ``proj_size=P``: rnnkit.layer_types.CELL_OPTIONS).
+    ``options``: the cell variant (``peephole=True``, ``proj_size=P``: rnnkit.engine.layer_types.CELL_OPTIONS).
 
     ``forget_bias`` sets the LSTM forget-gate / GRU update-gate bias (see
-    rnnkit.layers.Recurrent); the Elman RNN has no such gate and ignores it.
+    rnnkit.engine.recurrent.Recurrent); the Elman RNN has no such gate and ignores it.
     """
 
     def __init__(self, cell: str, input_size: int, hidden: int, output_size: int, layers: int = 1,

@@ -1,8 +1,8 @@
-"""Sequence-to-sequence task: an encoder-decoder with attention (rnnkit.encdec) on a parallel corpus.
+"""Sequence-to-sequence task: an encoder-decoder with attention (rnnkit.models.encdec) on a parallel corpus.
 
 Corpus (``Seq2SeqTaskConfig``): two line-aligned files ``src``/``tgt`` (+ optional
 ``val_src``/``val_tgt``, ``test_src``/``test_tgt``), or one ``pairs`` TSV file
-(rnnkit.data.parallel); a split without files is carved out of the training pairs (5 % each,
+(rnnkit.data.pairs); a split without files is carved out of the training pairs (5 % each,
 at least one pair, drawn with the seed).  With no files: the dates corpus (rnnkit.data.dates,
 ``dates`` training pairs, 500 val and 2,000 test pairs on held-out days).
 
@@ -32,18 +32,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.batching import filter_lengths, seq2seq_batch
-from ..data.dates import dates_corpus
-from ..data.parallel import ParallelText, read_parallel, read_tsv_pairs
-from ..data.tokenize import tokenizer_from_dict
-from ..data.vocab import BOS, EOS, TokenVocab
-from ..decoding import beam_search, greedy_decode
-from ..encdec import EncoderDecoder, Seq2SeqConfig
-from ..errors import UserError
-from ..layer_types import config_options
-from ..train import TrainConfig
-from ..validate import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, check, check_choice, check_each
-from .textdata import PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise, vocab_size
+from rnnkit.data.batching import filter_lengths, seq2seq_batch
+from rnnkit.data.dates import dates_corpus
+from rnnkit.data.pairs import ParallelText, read_parallel, read_tsv_pairs
+from rnnkit.data.tokenize import tokenizer_from_dict
+from rnnkit.data.vocab import BOS, EOS, TokenVocab
+from rnnkit.models.decoding import beam_search, greedy_decode
+from rnnkit.models.encdec import EncoderDecoder, Seq2SeqConfig
+from rnnkit.errors import UserError
+from rnnkit.engine.layer_types import config_options
+from rnnkit.train import TrainConfig
+from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, check, check_choice, check_each
+from rnnkit.tasks.textdata import PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise, vocab_size
 
 SCORES = ("dot", "general", "additive")
 BLEU_TOKENIZE = "13a"
@@ -248,7 +248,7 @@ class Seq2SeqTask(TextTask):
 
     @classmethod
     def model_plan(cls, meta: dict):
-        """The EncoderDecoder's parameters (rnnkit.encdec) and the buffers of one training step from
+        """The EncoderDecoder's parameters (rnnkit.models.encdec) and the buffers of one training step from
         ``meta`` alone (rnnkit.train.task): B = ``batch`` pairs of S = ``max_src_len`` source and
         T = ``max_tgt_len`` + 1 target tokens (no limit: 1 source token; the checkpoint's
         ``decode_len`` or 1 target token: a lower bound); vocabularies from ``meta`` (textdata.vocab_size)."""
@@ -283,7 +283,7 @@ class Seq2SeqTask(TextTask):
 
     # ------------------------------------------------------------------ inference
     def decode(self, src_ids: list, beam: int = 1, max_len: int | None = None, alpha: float = 0.6) -> list:
-        """Hypotheses (rnnkit.decoding) for id sequences, in their order: greedy for beam 1, else beam search."""
+        """Hypotheses (rnnkit.models.decoding) for id sequences, in their order: greedy for beam 1, else beam search."""
         max_len = self.decode_len if max_len is None else max_len
         out = [None] * len(src_ids)
         lengths = np.array([len(s) for s in src_ids], dtype=np.int64)

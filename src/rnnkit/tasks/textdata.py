@@ -18,7 +18,7 @@ so a checkpoint holds it and a resumed run takes exactly the batches the straigh
 Model plans (rnnkit.train.task.ModelPlan, ``model_plan(meta)`` of both tasks): :class:`PlanParts`
 adds up the parameter shapes (PyTorch's names, those of the built modules) and the float32
 buffers of one training step of T x B tokens from the sizes in the metadata alone; the recurrent
-layers through :func:`rnnkit.io.memory.estimate_rnn_bytes`.  A size a new run cannot know before
+layers through :func:`rnnkit.engine.memory.estimate_rnn_bytes`.  A size a new run cannot know before
 reading its corpus counts as its smallest: a vocabulary as its 4 specials (:func:`vocab_size`).
 """
 from __future__ import annotations
@@ -27,14 +27,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.batching import bucket_batches
-from ..data.tokenize import SPACE_PATTERN, BpeTokenizer, CharTokenizer, WordTokenizer
-from ..data.vocab import SPECIALS
-from ..errors import CheckpointError, UserError
-from ..io.memory import estimate_rnn_bytes, rnn_param_shapes
-from ..layer_types import LAYERS, CellVariant, config_cell, default_bias, make_cell
-from ..train.task import ModelPlan
-from ..validate import NONNEG_INT, POSITIVE_INT, check, check_choice, check_each
+from rnnkit.data.batching import bucket_batches
+from rnnkit.data.tokenize import SPACE_PATTERN, BpeTokenizer, CharTokenizer, WordTokenizer
+from rnnkit.data.vocab import SPECIALS
+from rnnkit.errors import CheckpointError, UserError
+from rnnkit.engine.memory import estimate_rnn_bytes, rnn_param_shapes
+from rnnkit.engine.layer_types import LAYERS, CellVariant, config_cell, default_bias, make_cell
+from rnnkit.train.task import ModelPlan
+from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, check, check_choice, check_each
 
 TOKENS = ("char", "word", "space", "bpe")
 SPLITS = ("train", "val", "test")
@@ -122,8 +122,8 @@ class PlanParts:
         self.act += 2 * T * self.B * E
 
     def recurrent(self, name: str, cell: str, I: int, H: int, L: int, T: int, D: int = 1, **options):
-        """A ``LAYERS[cell](..., **options)`` stack (rnnkit.layers) over T steps of B sequences
-        (rnnkit.io.memory); returns its cell's ``field_sizes(H)`` (the width of h and c)."""
+        """A ``LAYERS[cell](..., **options)`` stack (rnnkit.engine.recurrent) over T steps of B sequences
+        (rnnkit.engine.memory); returns its cell's ``field_sizes(H)`` (the width of h and c)."""
         obj, bias = make_cell(cell, H, **options), default_bias(cell)
         self.shapes.update(rnn_param_shapes(I, H, L, D, obj, bias=bias, prefix=f"{name}."))
         est = estimate_rnn_bytes(I, H, L, T=T, B=self.B, directions=D, cell=obj, itemsize=4, bias=bias)
@@ -139,7 +139,7 @@ class PlanParts:
         self.act += rows * (O + I)
 
     def score(self, name: str, kind: str, Hq: int, Hk: int, A: int | None, T: int, S: int) -> None:
-        """An attention score of rnnkit.attention (dot, general, additive) of T queries over S keys."""
+        """An attention score of rnnkit.models.attention (dot, general, additive) of T queries over S keys."""
         if kind == "general":
             self.linear(f"{name}.linear", Hk, Hq, S * self.B, bias=False)
         elif kind == "additive":

@@ -17,12 +17,12 @@ Quick use::
 """
 import os  # noqa: F401  (tests patch rnnkit.train.os.replace: the log trim must use os.replace)
 
-from .config import TrainConfig
-from .log import read_metrics
-from .guard import check_model_fits, load_task, read_checkpoint
-from .state import save_task
-from .task import ModelPlan, Task, metrics_of
-from .trainer import Trainer, TrainResult
+from rnnkit.train.config import TrainConfig
+from rnnkit.train.log import read_metrics
+from rnnkit.train.guard import check_model_fits, load_task, read_checkpoint
+from rnnkit.train.state import save_task
+from rnnkit.train.task import ModelPlan, Task, metrics_of
+from rnnkit.train.trainer import Trainer, TrainResult
 
 __all__ = ["Task", "TrainConfig", "Trainer", "TrainResult", "load_task", "save_task", "read_checkpoint",
            "read_metrics", "metrics_of", "ModelPlan", "check_model_fits"]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..optim import OPTIMIZERS, Schedule
-from ..validate import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, check, check_choice, check_each
+from rnnkit.nn.optim import OPTIMIZERS, Schedule
+from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, check, check_choice, check_each
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class TrainConfig:
     checkpoint_every 0 checkpoints at every evaluation; patience 0 disables
     early stopping (else: stop after ``patience`` evaluations without a new best
     val loss); time_limit 0 means none (seconds of training in this call).
-    blas_threads: BLAS threads, and cores of the compiled loops (:func:`rnnkit.threads.use_cores`),
+    blas_threads: BLAS threads, and cores of the compiled loops (:func:`rnnkit.engine.threads.use_cores`),
     while training (0 = numpy's default BLAS threads, the loops on every core this rank may use).
     1 by default: the GEMMs of these models are small, and on the project's shared 2-core machine
     one thread trained 3-5x faster than two (docs/training.md).

@@ -6,7 +6,7 @@
 * :func:`read_checkpoint`: the one way rnnkit reads a checkpoint (eval, sample, forecast, resume;
   :func:`load_task` builds the task of one):
   the header first (names, dtypes, shapes, metadata; no data read), checked by
-  :func:`rnnkit.io.validate.validate_checkpoint` against the model the metadata describes and the
+  :func:`rnnkit.io.checkpoint_checks.validate_checkpoint` against the model the metadata describes and the
   machine's memory; then the data (digest checked) and NaN/inf.  Nothing is built before both pass.
 
 Both need only the task class (``model_plan``, optional) and the checkpoint layout of
@@ -18,14 +18,14 @@ import os
 
 import numpy as np
 
-from ..errors import CheckpointError
-from ..io.checkpoint import load_checkpoint, read_header
-from ..io.memory import check_memory
-from ..io.validate import validate_checkpoint
-from ..optim import OPTIMIZERS
-from .config import TrainConfig
-from .state import saved_train_config, task_from
-from .task import ModelPlan
+from rnnkit.errors import CheckpointError
+from rnnkit.io.checkpoint import load_checkpoint, read_header
+from rnnkit.engine.memory import check_memory
+from rnnkit.io.checkpoint_checks import validate_checkpoint
+from rnnkit.nn.optim import OPTIMIZERS
+from rnnkit.train.config import TrainConfig
+from rnnkit.train.state import saved_train_config, task_from
+from rnnkit.train.task import ModelPlan
 
 
 def optimizer_slots(config: TrainConfig | None) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ import json
 import math
 import os
 
-from ..io.atomic import write_bytes_atomic
+from rnnkit.io.atomic import write_bytes_atomic
 
 
 def append_record(path, record: dict) -> None:

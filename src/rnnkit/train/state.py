@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 
-from ..errors import CheckpointError
-from ..io.checkpoint import save_checkpoint
-from .config import TrainConfig
+from rnnkit.errors import CheckpointError
+from rnnkit.io.checkpoint import save_checkpoint
+from rnnkit.train.config import TrainConfig
 
 
 def prefixed(arrays: dict, prefix: str) -> dict:

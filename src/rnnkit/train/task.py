@@ -42,7 +42,7 @@ Optional, for the engines (docs/scaling.md, docs/interop.md)::
 
     shard_batch(batch, comm) -> batch   this MPI rank's items comm.shard(B) of a global batch, and
         carry_axes: dict[str, int]      carry arrays holding one entry per item, for ``mpiexec -n N
-                                        rnnkit train`` (rnnkit.train.parallel; without shard_batch:
+                                        rnnkit train`` (rnnkit.train.data_parallel; without shard_batch:
                                         the time-major split, arrays (T, B, ...) and vectors (B,))
     onnx_parts() -> dict                {"recurrent": layer, "embedding": Embedding | None, "head":
                                         Linear | None, "readout": "every" | "last", "metadata": {...}}:
@@ -62,7 +62,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..module import Module
+from rnnkit.module import Module
 
 
 @runtime_checkable

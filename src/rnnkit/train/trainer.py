@@ -18,19 +18,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import first_nonfinite
-from ..distributed import Communicator
-from ..errors import CheckpointError, NonFiniteError, UserError
-from ..io.checkpoint import save_checkpoint
-from ..io.lock import claim_out_dir
-from ..io.signals import StopSignals
-from ..optim import OPTIMIZERS, clip_grad_norm, grad_norm
-from ..threads import use_cores
-from .config import TrainConfig
-from .guard import read_checkpoint
-from .log import append_record, trim_after
-from .parallel import agreed_stop, gather_carry, shard_batch, shard_carry
-from .state import prefixed, saved_train_config, task_from, unprefixed
+from rnnkit.checks.arrays import first_nonfinite
+from rnnkit.io.distributed import Communicator
+from rnnkit.errors import CheckpointError, NonFiniteError, UserError
+from rnnkit.io.checkpoint import save_checkpoint
+from rnnkit.io.lock import claim_out_dir
+from rnnkit.train.signals import StopSignals
+from rnnkit.nn.optim import OPTIMIZERS, clip_grad_norm, grad_norm
+from rnnkit.engine.threads import use_cores
+from rnnkit.train.config import TrainConfig
+from rnnkit.train.guard import read_checkpoint
+from rnnkit.train.log import append_record, trim_after
+from rnnkit.train.data_parallel import agreed_stop, gather_carry, shard_batch, shard_carry
+from rnnkit.train.state import prefixed, saved_train_config, task_from, unprefixed
 
 
 @dataclass
@@ -67,9 +67,9 @@ class Trainer:
     number of steps between two measurements).  ``rng``: the training batches' Generator
     (default ``np.random.default_rng(config.seed)``); its state is checkpointed.
 
-    ``comm``: the :class:`rnnkit.distributed.Communicator` (default ``from_environment()``: under
+    ``comm``: the :class:`rnnkit.io.distributed.Communicator` (default ``from_environment()``: under
     ``mpiexec -n N`` data-parallel over N ranks, else one process without MPI).  With N > 1 every
-    rank trains on its shard of each global batch (:mod:`rnnkit.train.parallel`), the gradients
+    rank trains on its shard of each global batch (:mod:`rnnkit.train.data_parallel`), the gradients
     are summed by one Allreduce before clipping, every rank applies the same update, and rank 0
     alone writes checkpoints, metrics.jsonl and the progress bar."""
 
@@ -94,7 +94,7 @@ class Trainer:
         self._stop_flags = (False, False)  # (this rank wants to stop, the last Allreduce said some rank does)
 
     def cores(self) -> int:
-        """Cores the model's loops may use while this trainer trains (:func:`rnnkit.threads.use_cores`):
+        """Cores the model's loops may use while this trainer trains (:func:`rnnkit.engine.threads.use_cores`):
         this rank's share of its node (MPI), lowered to ``config.blas_threads`` when that is set."""
         n = self.comm.cores()
         return min(n, self.config.blas_threads) if self.config.blas_threads else n
@@ -310,7 +310,7 @@ class Trainer:
     def _session(self, result: TrainResult):
         """The one place a run starts and ends.  Start: output directory claimed (locked, stray
         temp files removed; :func:`rnnkit.io.lock.claim_out_dir`), log trimmed to the step
-        (resume), start/resume event, stop-signal flag (:class:`rnnkit.io.signals.StopSignals`),
+        (resume), start/resume event, stop-signal flag (:class:`rnnkit.train.signals.StopSignals`),
         BLAS thread limit, NumPy overflow warnings off (every step is checked for NaN/inf
         instead), progress bar.  End (also after an exception): all of it restored and the lock
         released; on a normal end (a stop signal included) the last checkpoint is written if the

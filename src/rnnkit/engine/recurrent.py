@@ -1,0 +1,407 @@
+"""Recurrent layers: stacking, directions, variable lengths, state handling.
+
+One class, :class:`Recurrent`, composes any cell into a multi-layer,
+optionally bidirectional layer with PyTorch's contract; ``RNN``, ``LSTM``,
+``GRU`` and ``LayerNormLSTM`` (:mod:`rnnkit.engine.layer_types`) only choose the
+cell.  Parameters use PyTorch's names and layouts (``weight_ih_l{k}[_reverse]``
+of shape (G*H, I), gate blocks in PyTorch order), so weights move to and from
+``torch.nn`` without transposes.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from rnnkit.engine import dropout as drop
+import rnnkit.kernels as kernels
+from rnnkit.checks.arrays import check_array, check_lengths
+from rnnkit.cells.protocol import LSTMState
+from rnnkit.engine.init import init_weights
+from rnnkit.module import Module
+from rnnkit.engine.scan import absent, cell_args, compiled_loops, reuse_empty, scan_backward, scan_forward, split_hh
+from rnnkit.engine.tape import LayerTape, Tape, TapeReader
+from rnnkit.engine.threads import LayerBusyError, exclusive, loop_cores, plan, run_jobs  # noqa: F401  (re-exported)
+
+_DTYPES = (np.float32, np.float64)
+
+
+def as_rng(seed) -> np.random.Generator:
+    """``seed`` may be None, an int or a Generator (used as is)."""
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+class Recurrent(TapeReader, Module):
+    """Multi-layer, optionally bidirectional recurrent layer over any cell.
+
+    forward(x, state=None, lengths=None, rng=None) -> (out, state)
+        x:      (T, B, input_size), or (B, T, input_size) with batch_first
+        out:    (T, B, D*Hh), D = 2 if bidirectional, Hh = ``h_size`` (hidden_size, or
+                proj_size); 0 past each length
+        state:  h (num_layers*D, B, Hh), or LSTMState(h, c) for the LSTMs (c: (L*D, B, H));
+                index l*D + d is layer l, direction d (PyTorch's ordering)
+        rng:    np.random.Generator the dropout masks are drawn from (training mode with a
+                rate > 0 only; see :mod:`rnnkit.engine.dropout`)
+    backward(d_out, d_state=None) -> (d_x, d_state0)
+        BPTT; adds every parameter gradient into ``grads``.
+
+    Initialisation ``init``:
+        "pytorch"     all weights and biases U(-1/sqrt(H), 1/sqrt(H)) (torch's default)
+        "orthogonal"  W_hh orthogonal per gate block, W_ih Glorot-uniform per
+                      gate block, biases 0 and forget-gate bias 1 (LSTM f; GRU z)
+    ``forget_bias`` (LSTM, GRU) overrides the forget-gate bias after either init:
+    b_ih[f] = forget_bias, b_hh[f] = 0.
+
+    Regularisation (:mod:`rnnkit.engine.dropout`), in training mode only (``train()``/``eval()``):
+    ``dropout`` between layers (torch's), ``input_dropout`` and ``recurrent_dropout``
+    (variational: one mask per sequence), ``weight_dropout`` (DropConnect on W_hh).
+    """
+
+    cell_class: type = None
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dtype=np.float32,
+        seed=None,
+        batch_first: bool = False,
+        bias: bool = True,
+        init: str = "pytorch",
+        forget_bias: float | None = None,
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
+        **cell_kwargs,
+    ):
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        if np.dtype(dtype) not in [np.dtype(d) for d in _DTYPES]:
+            raise TypeError(f"dtype: expected float32 or float64, got {np.dtype(dtype).name}")
+        if init not in ("pytorch", "orthogonal"):
+            raise ValueError(f"init: expected 'pytorch' or 'orthogonal', got {init!r}")
+        if forget_bias is not None and not np.isfinite(forget_bias):
+            raise ValueError(f"forget_bias: expected a finite number or None, got {forget_bias!r}")
+        self.rates = drop.DropoutRates(dropout, input_dropout, recurrent_dropout, weight_dropout)
+        self.cell = self.make_cell(int(hidden_size), **cell_kwargs)
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.h_size = self.cell.field_sizes(self.hidden_size)["h"]
+        """Width of h and of each direction's output (hidden_size, or an LSTM's proj_size)."""
+        self.num_layers = int(num_layers)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if bidirectional else 1
+        self.dtype = np.dtype(dtype)
+        self.batch_first = bool(batch_first)
+        self.bias = bool(bias)
+        self.init = init
+        self.forget_bias = forget_bias
+        if forget_bias is not None and self.cell.forget_gate is None:
+            raise ValueError(f"forget_bias: {type(self).__name__} has no forget gate")
+        self._params = {n: np.ascontiguousarray(v, dtype=self.dtype) for n, v in init_weights(
+            self.cell, self.input_size, self.hidden_size, self.num_layers, self.num_directions, init, forget_bias,
+            self.bias, as_rng(seed), self._suffix).items()}
+        self._grads = {n: np.zeros_like(v) for n, v in self._params.items()}
+        self._weight_names = [  # per (layer, direction), index l*D + d: the keys, formatted once
+            tuple(n + self._suffix(layer, d) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            for layer in range(self.num_layers) for d in range(self.num_directions)
+        ]
+        self._own_names = [  # per (layer, direction): the names of the cell's own parameters
+            tuple(n + self._suffix(layer, d) for n in self.cell.own_params(self.input_size, self.hidden_size))
+            for layer in range(self.num_layers) for d in range(self.num_directions)
+        ]
+        self._step_args = tuple(self._step_weights(layer) for layer in range(self.num_layers))
+        self._tape = None
+        self._workspace = [{} for _ in self._weight_names]  # per (layer, direction): scan buffers kept between calls
+        self._busy = threading.Lock()
+        self.cores = None
+        """Cores this layer's loops may use (None: the run's setting, :func:`rnnkit.engine.threads.use_cores`,
+        else the machine's; see :mod:`rnnkit.engine.threads`); 1 runs everything on the calling thread."""
+
+    @classmethod
+    def make_cell(cls, hidden_size: int, **cell_kwargs):
+        """The cell of every layer and direction (``cell_class(**cell_kwargs)``; LSTM chooses a variant)."""
+        return cls.cell_class(**cell_kwargs)
+
+    @property
+    def dropout(self) -> float:
+        """Dropout rate between layers (torch.nn.LSTM's ``dropout``)."""
+        return self.rates.dropout
+
+    # ------------------------------------------------------------------ parameters
+    def _suffix(self, layer: int, direction: int) -> str:
+        return f"_l{layer}" + ("_reverse" if direction else "")
+
+    def _weights(self, layer: int, direction: int):
+        """(W_ih, W_hh, b_ih, b_hh) of one layer and direction (biases None without ``bias``)."""
+        w_ih, w_hh, b_ih, b_hh = self._weight_names[layer * self.num_directions + direction]
+        p = self._params
+        return p[w_ih], p[w_hh], p.get(b_ih), p.get(b_hh)
+
+    def _own(self, k: int, grads: bool = False) -> tuple:
+        """The cell's own parameters (or their gradients) of (layer, direction) index k."""
+        d = self._grads if grads else self._params
+        return tuple(d[n] for n in self._own_names[k])
+
+    def cell_params(self, k: int) -> tuple:
+        """The cell's own parameters of (layer, direction) index k = l*D + d, in the cell's order
+        (``cell.own_params``; () for the RNN, LSTM, GRU): the ``p`` its functions take."""
+        return self._own(k)
+
+    def _step_weights(self, layer: int) -> tuple:
+        """(W_ih, bias of xw, second bias of xw, W_hh, bias of hw, own parameters) for the loops'
+        ``step`` (absent biases: size 0), forward direction."""
+        W_ih, W_hh, b_ih, b_hh = self._weights(layer, 0)
+        own, none = self._own(layer * self.num_directions), absent(self.dtype, 1)
+        if b_ih is not None and self.cell.dhw_is_dxw:
+            return W_ih, b_ih, b_hh, W_hh, none, own
+        W_hh, b_hh, cell_hh = split_hh(self.cell, W_hh, b_hh)  # the loop's rows (all but a cell_hh_blocks cell's)
+        return (W_ih, none if b_ih is None else b_ih, none, W_hh, none if b_hh is None else b_hh,
+                own + cell_args(cell_hh, None, 0, None))
+
+    # ------------------------------------------------------------------ state format
+    def _is_lstm(self) -> bool:
+        return self.cell.State is LSTMState
+
+    def _state_fields(self, state, B: int, name: str = "state") -> tuple:
+        """Public state -> validated (num_layers*D, B, width) array per state field (zeros for None)."""
+        LD, fields = self.num_layers * self.num_directions, self.cell.State._fields
+        width = self.cell.field_sizes(self.hidden_size)
+        if state is None:
+            return tuple(np.zeros((LD, B, width[f]), dtype=self.dtype) for f in fields)
+        if self._is_lstm():
+            if not isinstance(state, tuple) or len(state) != 2:
+                raise TypeError(f"{name}: LSTM state must be a tuple (h, c), got {type(state).__name__}")
+            for f, a in zip(fields, state):
+                check_array(f"{name}.{f}", a, (LD, B, width[f]), self.dtype)
+            return tuple(state)
+        return (check_array(name, state, (LD, B, width["h"]), self.dtype),)
+
+    def _split_state(self, state, B: int, name: str = "state") -> list:
+        """Public state -> list over (layer, direction) of the cell's state tuples."""
+        parts = self._state_fields(state, B, name)
+        return [self.cell.State(*(a[k] for a in parts)) for k in range(len(parts[0]))]
+
+    def _join_state(self, states: list):
+        stacked = []  # (L*D, B, H) per state field; np.stack's overhead matters for step()
+        for f in range(len(states[0])):
+            a = np.empty((len(states),) + states[0][f].shape, dtype=states[0][f].dtype)
+            for k, s in enumerate(states):
+                a[k] = s[f]
+            stacked.append(a)
+        return self._public_state(stacked)
+
+    def _public_state(self, fields):
+        """(L*D, B, H) array per state field -> the public state: h, or LSTMState(h, c)."""
+        return LSTMState(*fields) if self._is_lstm() else fields[0]
+
+    # ------------------------------------------------------------------ forward / backward
+    def thread_plan(self, B: int):
+        """The :class:`rnnkit.engine.threads.ThreadPlan` a call with batch ``B`` runs under, here and now."""
+        H = self.hidden_size
+        return plan(B, H, self.cell.n_gates * H, self.num_directions, self.dtype.itemsize, loop_cores(self.cores))
+
+    def forward(self, x, state=None, lengths=None, rng=None):
+        """Run the layer over a batch of sequences; see the class docstring for shapes."""
+        with exclusive(self._busy, "forward"):
+            return self._forward(x, state, lengths, rng)
+
+    def _draw_masks(self, rng, T: int, B: int):
+        """This forward's dropout masks (:mod:`rnnkit.engine.dropout`), or None (eval mode, or no rate > 0)."""
+        if not (self.training and self.rates.active):
+            return None
+        sizes = [self.input_size] + [self.num_directions * self.h_size] * (self.num_layers - 1)
+        return drop.draw_masks(self.rates, rng, T, B, sizes, self.h_size, self.cell.n_gates * self.hidden_size,
+                               self.num_directions, self.dtype)
+
+    def _forward(self, x, state, lengths, rng):
+        check_array("x", x, (None, None, self.input_size), self.dtype)
+        if self.batch_first:
+            x = x.transpose(1, 0, 2)
+        T, B, _ = x.shape
+        if T < 1 or B < 1:
+            raise ValueError(f"x: needs at least one time step and one batch row, got shape {x.shape}")
+        mask = keep = None
+        if lengths is not None:
+            lengths = check_lengths(lengths, B, T)
+            if lengths.min() < T:
+                mask = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
+                keep = np.ascontiguousarray(~mask[:, :, 0])
+        states0 = self._split_state(state, B)
+        masks = self._draw_masks(rng, T, B)
+        D, finals, layers = self.num_directions, [], []
+        threads = self.thread_plan(B)
+        layer_in = np.ascontiguousarray(x)
+        for layer in range(self.num_layers):
+            tapes, jobs, used_hh = [], [], []
+            if masks is not None:
+                layer_in = drop.apply(layer_in, masks.input[layer])
+            for d in range(D):
+                k = layer * D + d
+                work = self._workspace[k]  # this layer's last tape is dropped: reuse its buffers
+                W_ih, W_hh, b_ih, b_hh = self._weights(layer, d)
+                if masks is not None:
+                    W_hh = drop.apply(W_hh, masks.weight[k])
+                    used_hh.append(W_hh)
+                xw, b_hh = self._project(layer_in, W_ih, b_ih, b_hh, work)  # (T, B, G*H): all steps in one GEMM
+                tape, js = scan_forward(self.cell, xw, W_hh, b_hh, states0[k], keep, reverse=d == 1,
+                                        p=self._own(k), shards=threads.shards, workspace=work,
+                                        h_mask=None if masks is None else masks.recurrent[k])
+                tapes.append(tape)
+                jobs += js
+            run_jobs(jobs, threads.blas_threads, threads.parallel)  # the compiled loops, side by side
+            outs = [t.h_new() if mask is None else t.h_new() * mask for t in tapes]
+            finals += [self.cell.State._make(s[0 if t.reverse else T] for s in t.states) for t in tapes]
+            layers.append(LayerTape(layer_in, tuple(tapes), tuple(used_hh)))
+            layer_in = outs[0] if D == 1 else np.concatenate(outs, axis=-1)
+            if masks is not None and masks.output[layer] is not None:  # dropout between layers
+                layer_in = layer_in * masks.output[layer]
+        self._tape = Tape(tuple(layers), keep, T, B, masks)
+        if D == 1 and mask is None:  # out is the tape's state buffer: hand the caller a copy
+            layer_in = layer_in.copy()
+        out = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
+        return out, self._join_state(finals)
+
+    def _project(self, layer_in, W_ih, b_ih, b_hh, workspace=None):
+        """xw = layer_in @ W_ih.T + b_ih for all (t, b) rows in one GEMM: (T, B, I) -> (T, B, G*H).
+
+        Returns (xw, the b_hh left for the loop: see :meth:`_add_input_biases`).  With a
+        ``workspace`` (see :func:`scan.reuse_empty`) xw is written into a buffer kept there.
+        """
+        T, B, I = layer_in.shape
+        out = reuse_empty(workspace, "xw", (T * B, W_ih.shape[0]), self.dtype)
+        xw = np.dot(layer_in.reshape(T * B, I), W_ih.T, out=out)
+        return xw.reshape(T, B, -1), self._add_input_biases(xw, b_ih, b_hh)
+
+    def _add_input_biases(self, xw, b_ih, b_hh):
+        """xw += b_ih, and += b_hh too for cells with a = xw + hw (``dhw_is_dxw``: once for all
+        steps instead of at every step); returns the b_hh left for the loop (None then)."""
+        if b_ih is None:
+            return None
+        if self.cell.dhw_is_dxw:  # a = xw + hw: b_hh joins xw here, once for all steps
+            kernels.add_biases(xw, b_ih, b_hh)
+            return None
+        kernels.add_bias(xw, b_ih)
+        return b_hh
+
+    __call__ = forward
+
+    def backward(self, d_out, d_state=None, record_state_grads: bool = False):
+        """BPTT for the last forward.  Returns (d_x, d_state0); gradients are added to ``grads``.
+
+        With ``record_state_grads=True``, ``self.state_grads`` becomes a list over
+        (layer, direction) (index l*D + d) of dicts {"h": (T, B, H), "c": ...}
+        holding, at every step (0 at padded steps), the total dL/dh_t and, for
+        the LSTM, the part of dL/dc_t carried in from step t+1 (add
+        dL/dh_t * o_t * (1 - tanh(c_t)^2) for the total; rnnkit.diagnostics.gradflow
+        does), taken from this BPTT pass; time-major regardless of batch_first.
+        """
+        with exclusive(self._busy, "backward"):
+            return self._backward(d_out, d_state, record_state_grads)
+
+    def _backward(self, d_out, d_state, record_state_grads):
+        if self._tape is None:
+            raise RuntimeError(
+                "backward: no forward pass to differentiate (backward called before forward, "
+                "or a second time for the same forward)"
+            )
+        tape = self._tape
+        T, B = tape.T, tape.B
+        H, D = self.h_size, self.num_directions
+        shape = (B, T, D * H) if self.batch_first else (T, B, D * H)
+        check_array("d_out", d_out, shape, self.dtype)
+        if self.batch_first:
+            d_out = d_out.transpose(1, 0, 2)
+        if d_state is None:
+            d_finals = self._split_state(None, B, "d_state")
+        elif self._is_lstm():
+            if not isinstance(d_state, tuple) or len(d_state) != 2:
+                raise TypeError(f"d_state: LSTM d_state must be a tuple (dh, dc), got {type(d_state).__name__}")
+            zeros = self._state_fields(None, B)
+            d_finals = self._split_state(tuple(z if a is None else a for z, a in zip(zeros, d_state)), B, "d_state")
+        else:
+            d_finals = self._split_state(d_state, B, "d_state")
+        self._tape = None
+        d_states0 = [None] * (self.num_layers * D)
+        records = [{} if record_state_grads else None for _ in d_states0]
+        threads = self.thread_plan(B)
+        d_layer_out = d_out
+        masks = tape.masks
+        for layer in range(self.num_layers - 1, -1, -1):
+            if masks is not None and masks.output[layer] is not None:  # dropout between layers
+                d_layer_out = d_layer_out * masks.output[layer]
+            layer_in = tape.layers[layer].input
+            used_hh = tape.layers[layer].weights_hh  # W_hh after weight dropout (or ())
+            x2 = layer_in.reshape(T * B, -1)
+            jobs, finishes = [], []
+            for d in range(D):
+                k = layer * D + d
+                d_dir = d_layer_out if D == 1 else d_layer_out[..., d * H : (d + 1) * H]
+                js, finish = scan_backward(
+                    self.cell, tape.layers[layer].directions[d], d_dir, d_finals[k],
+                    used_hh[d] if used_hh else self._weights(layer, d)[1],
+                    tape.keep, self._own(k), self._own(k, grads=True), records[k], threads.shards,
+                    self._workspace[k],
+                )
+                jobs += js
+                finishes.append(finish)
+            run_jobs(jobs, threads.blas_threads, threads.parallel)  # the compiled BPTT loops, side by side
+            d_layer_in = None
+            for d, finish in enumerate(finishes):
+                k = layer * D + d
+                n_ih, n_hh, n_bih, n_bhh = self._weight_names[k]
+                W_ih, _, b_ih, _ = self._weights(layer, d)
+                d_xw, dW_hh, db_hh, d_states0[k] = finish()
+                # xw = layer_in @ W_ih.T + b_ih for all steps: one GEMM each for dW_ih and d_layer_in
+                d_xw2 = d_xw.reshape(T * B, -1)
+                self._grads[n_ih] += (x2.T @ d_xw2).T  # dW_ih = d_xw^T x, oriented as dW_hh
+                self._grads[n_hh] += dW_hh if not used_hh else drop.apply(dW_hh, masks.weight[k])
+                if b_ih is not None:
+                    self._grads[n_bih] += db_hh if self.cell.dhw_is_dxw else d_xw2.sum(axis=0)
+                    self._grads[n_bhh] += db_hh
+                d_in = np.dot(d_xw2, W_ih).reshape(layer_in.shape)
+                d_layer_in = d_in if d_layer_in is None else d_layer_in + d_in
+            d_layer_out = d_layer_in if masks is None else drop.apply(d_layer_in, masks.input[layer])
+        if record_state_grads:
+            self.state_grads = records
+        d_x = d_layer_out.transpose(1, 0, 2) if self.batch_first else d_layer_out
+        return d_x, self._join_state(d_states0)
+
+    def step(self, x_t, state=None):
+        """One time step of inference (streaming).  x_t: (B, input_size) -> (y_t (B, H), state).
+
+        One compiled call per layer (:func:`rnnkit.engine.scan.step_once`: both projections and the
+        cell's compiled step, the same step the sequence loop calls, with the biases added in
+        the same order, so streaming and ``forward`` compute the same numbers), writing each
+        layer's new state straight into the returned (num_layers, B, H) arrays.
+        """
+        with exclusive(self._busy, "step"):
+            return self._step(x_t, state)
+
+    def _step(self, x_t, state):
+        if self.bidirectional:
+            raise ValueError("step: a bidirectional layer needs the whole sequence; use forward")
+        check_array("x_t", x_t, (None, self.input_size), self.dtype)
+        B = x_t.shape[0]
+        prev = tuple([np.ascontiguousarray(a) for a in self._state_fields(state, B)])
+        new = tuple([np.empty_like(a) for a in prev])  # (L, B, width) per field: the returned state
+        bufs = self._workspace[0].get("step")  # (xw, hw, cache) of the last step, reused for the same B
+        if bufs is None or bufs[0].shape[0] != B:
+            G, width = self.cell.n_gates * self.hidden_size, self.cell.field_sizes(self.hidden_size)
+            G_loop = self._step_args[0][3].shape[0]  # hw: the loop's part of W_hh (split_hh)
+            bufs = self._workspace[0]["step"] = (np.empty((B, G), self.dtype), np.empty((B, G_loop), self.dtype),
+                                                 tuple(np.empty((B, width[f]), self.dtype)
+                                                       for f in self.cell.cache_fields))
+        compiled_loops(self.cell.step, self.cell.step_backward).step(np.ascontiguousarray(x_t), self._step_args,
+                                                                     prev, new, *bufs)
+        return new[0][-1].copy(), self._public_state(new)  # y: not a view of the state
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+            f"bidirectional={self.bidirectional}, dtype={self.dtype.name})"
+        )

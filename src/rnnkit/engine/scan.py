@@ -1,0 +1,395 @@
+"""The generic time loop, compiled whole: run any cell over a sequence, and BPTT back through it.
+
+This is the only place that knows about time.  It is written once for every cell: the
+cell's compiled ``step`` / ``step_backward`` (see :mod:`rnnkit.cells.protocol` for the protocol) are
+first-class arguments of the compiled loops here, so one call runs all T steps of one
+layer and direction (of one batch shard) without returning to Python, with the GIL released
+(``nogil``: shards and directions run side by side on threads, :mod:`rnnkit.engine.threads`).
+The loops own
+
+* the recurrent GEMM ``hw = h_{t-1} @ W_hh.T (+ b_hh)``: one BLAS call per step (numba's
+  ``np.dot`` calls scipy's BLAS; for cells with a = xw + hw the layer adds b_hh to xw once
+  for all steps instead); over the leading gate blocks only for a cell that multiplies the
+  trailing ones itself (``cell.cell_hh_blocks``, :func:`split_hh`),
+* direction (``reverse`` walks t = T-1 .. 0),
+* padding: rows whose step is past their length (``keep[t, b]``) keep their state (so the
+  final state is the state at the last valid step, and the reverse direction starts at the
+  last valid step from the initial state), emit 0, and pass gradients straight through,
+* BPTT: the sum over all steps of the per-step gradients; weight gradients of
+  ``W_hh``/``b_hh`` are formed with one GEMM after the loop.
+
+Buffers (:class:`ScanTape`): states[f] (T+1, B, width) per state field f; step t reads the
+state at ``t + reverse`` and writes the one at ``t + 1 - reverse``; the cache fields are
+(T, B, width) each (widths: ``cell.field_sizes(H)``, H by default), the activated gates are
+the xw buffer (T, B, G) itself.  Shapes: T steps, B batch, H hidden, G = n_gates * H.
+"Absent" arrays (no mask, no bias, no record) are passed as size-0 arrays, so each cell and
+dtype compiles one loop.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+from numba.extending import overload
+
+from rnnkit.kernels import add_bias, add_biases, jit, times_w, times_wt
+
+
+def at(tup, t, b0, b1):
+    """(tup[0][t, b0:b1], tup[1][t, b0:b1], ...): step t's rows b0:b1 of each buffer (compiled code only)."""
+    raise NotImplementedError("at: compiled code only")
+
+
+@overload(at, inline="always")
+def _at_impl(tup, t, b0, b1):
+    return {  # tuples of up to 6 fields (a cell's state or cache)
+        0: lambda tup, t, b0, b1: (),
+        1: lambda tup, t, b0, b1: (tup[0][t, b0:b1],),
+        2: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1]),
+        3: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1]),
+        4: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1], tup[3][t, b0:b1]),
+        5: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1], tup[3][t, b0:b1],
+                                   tup[4][t, b0:b1]),
+        6: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1], tup[3][t, b0:b1],
+                                   tup[4][t, b0:b1], tup[5][t, b0:b1]),
+    }[len(tup)]
+
+
+def rows(tup, b0, b1):
+    """(tup[0][b0:b1], tup[1][b0:b1], ...) (compiled code only)."""
+    raise NotImplementedError("rows: compiled code only")
+
+
+@overload(rows, inline="always")
+def _rows_impl(tup, b0, b1):
+    return {
+        0: lambda tup, b0, b1: (),
+        1: lambda tup, b0, b1: (tup[0][b0:b1],),
+        2: lambda tup, b0, b1: (tup[0][b0:b1], tup[1][b0:b1]),
+        3: lambda tup, b0, b1: (tup[0][b0:b1], tup[1][b0:b1], tup[2][b0:b1]),
+        4: lambda tup, b0, b1: (tup[0][b0:b1], tup[1][b0:b1], tup[2][b0:b1], tup[3][b0:b1]),
+    }[len(tup)]
+
+
+# ----------------------------------------------------------------------------- compiled loops
+@jit
+def mul_rows(a, m, out):
+    """out[b, j] = a[b, j] * m[b, j] (2-D, same shapes): the recurrent dropout mask applied to h."""
+    for b in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            out[b, j] = a[b, j] * m[b, j]
+
+
+class Loops(NamedTuple):
+    """The compiled loops of one cell (:func:`compiled_loops`)."""
+
+    forward: object
+    backward: object
+    step: object
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_loops(step, step_backward) -> Loops:
+    """The generic loops, compiled around one cell's ``step`` and ``step_backward``.
+
+    Written once here for every cell; each cell gets its own compiled copy in which the
+    calls to its step functions are direct (inlinable) calls.  Cached on disk: the cells'
+    functions carry stable names (:func:`kernels.stable_jit`).  Made once per process
+    and cell, on first use.
+    """
+
+    @jit
+    def forward_loop(xw, hw, W_hh, W_hhT, b_hh, states, cache, p, keep, reverse, h_mask, h_masked, b0, b1):
+        """Rows b0:b1 of the whole sequence: for each t, hw = h_prev @ W_hh.T (+ b_hh); step; padding.
+
+        xw (T, B, G) in: input projections, out: activated gates; hw (B, G) scratch;
+        W_hh (G, H) and W_hhT, its contiguous transpose; b_hh (G,) or size 0; states: per field (T+1, B, H) with the initial state
+        at index T (reverse) or 0; cache: per field (T, B, H); p: the cell's own parameters;
+        keep (T, B) bool (True: padded step, the state is carried) or size 0; h_mask (B, H) or
+        size 0: hw = (h_prev * h_mask) @ W_hh.T (recurrent dropout), h_masked (B, H) its scratch.
+        """
+        T = xw.shape[0]
+        hw = hw[b0:b1]
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            tp = t + 1 if reverse else t  # state entering step t
+            tn = t if reverse else t + 1  # state leaving it
+            prev, new = at(states, tp, b0, b1), at(states, tn, b0, b1)
+            if h_mask.shape[0]:  # recurrent dropout: hw = (h_prev * h_mask) @ W_hh.T
+                hm = h_masked[b0:b1]
+                mul_rows(prev[0], h_mask[b0:b1], hm)
+                times_wt(hm, W_hh, W_hhT, hw)
+            else:
+                times_wt(prev[0], W_hh, W_hhT, hw)  # hw = h_prev @ W_hh.T
+            if b_hh.shape[0]:
+                add_bias(hw, b_hh)
+            step(xw[t, b0:b1], hw, p, prev, new, at(cache, t, b0, b1))
+            if keep.shape[0]:  # padded rows keep their state
+                for b in range(b0, b1):
+                    if keep[t, b]:
+                        for k in range(len(states)):
+                            states[k][tn, b] = states[k][tp, b]
+
+
+    @jit
+    def backward_loop(d_out, d_new, d_prev, carry, dh_w, gates, states, cache, p, dp, W_hh, W_hhT, d_xw,
+                      d_hw, keep, reverse, direct_h, record, h_mask, b0, b1):
+        """BPTT of rows b0:b1 over all steps; returns dL/d(initial state) (one of the two buffer tuples).
+
+        d_out (T, B, H): dL/d out; d_new: per state field (B, H), dL/d(final state) on entry;
+        d_prev, carry: same shapes, scratch; dh_w (B, H) scratch; gates, states, cache: the forward's
+        buffers; dp: gradients of the cell's own parameters (added into); d_xw, d_hw (T, B, G)
+        outputs (the same array for cells with a = xw + hw); record: per state field (T, B, H)
+        or size 0 (see :func:`scan_backward`); h_mask (B, H) or size 0: the forward's recurrent
+        dropout mask (dL/dh_prev through W_hh is multiplied by it).
+        """
+        T = d_out.shape[0]
+        dn, dpr, cr, dhw_ = rows(d_new, b0, b1), rows(d_prev, b0, b1), rows(carry, b0, b1), dh_w[b0:b1]
+        for s in range(T):
+            t = s if reverse else T - 1 - s
+            tp = t + 1 if reverse else t
+            tn = t if reverse else t + 1
+            dh = dn[0]
+            for b in range(b1 - b0):  # out_t = h_t where valid; padded outputs were 0 and pass nothing
+                if not (keep.shape[0] and keep[t, b0 + b]):
+                    dh[b] += d_out[t, b0 + b]
+            if record[0].shape[0]:
+                for k in range(len(dn)):
+                    for b in range(b1 - b0):
+                        if not (keep.shape[0] and keep[t, b0 + b]):
+                            record[k][t, b0 + b] = dn[k][b]
+            if keep.shape[0]:  # padded rows: the state was carried through, so is its gradient; the step gets 0
+                for b in range(b1 - b0):
+                    if keep[t, b0 + b]:
+                        for k in range(len(dn)):
+                            cr[k][b] = dn[k][b]
+                            dn[k][b] = 0
+            dxw, dhw = d_xw[t, b0:b1], d_hw[t, b0:b1]
+            step_backward(dn, gates[t, b0:b1], at(cache, t, b0, b1), at(states, tp, b0, b1), at(states, tn, b0, b1),
+                          p, dxw, dhw, dpr, dp)
+            if direct_h:  # the cell wrote its direct part of dh_prev; add the part through W_hh
+                times_w(dhw, W_hh, W_hhT, dhw_)
+                if h_mask.shape[0]:
+                    mul_rows(dhw_, h_mask[b0:b1], dhw_)
+                dpr[0][:] += dhw_
+            else:
+                times_w(dhw, W_hh, W_hhT, dpr[0])  # hw = h_prev @ W_hh.T
+                if h_mask.shape[0]:  # hw = (h_prev * h_mask) @ W_hh.T
+                    mul_rows(dpr[0], h_mask[b0:b1], dpr[0])
+            if keep.shape[0]:  # padded rows: the carried gradient passes on unchanged
+                for b in range(b1 - b0):
+                    if keep[t, b0 + b]:
+                        for k in range(len(dn)):
+                            dpr[k][b] = cr[k][b]
+            dn, dpr = dpr, dn
+        return dn
+
+
+    @jit
+    def step_once(x, layers, prev, new, xw, hw, cache):
+        """One step of a stack of layers alone (streaming), in one call.
+
+        x (B, I); layers: per layer (W_ih, b_x1, b_x2, W_hh, b_h, p); prev, new: per state
+        field (L, B, H).  Per layer: xw = x @ W_ih.T + b_x1 (+ b_x2); hw = h_prev @ W_hh.T
+        (+ b_h); step; the next layer's x is this layer's new h.  The biases are added as in
+        the sequence path (b_x2 = b_hh for cells with a = xw + hw, b_h = b_hh for the others;
+        size 0 when absent), so streaming computes the same numbers.
+        """
+        B = x.shape[0]
+        for layer in range(len(layers)):
+            W_ih, b_x1, b_x2, W_hh, b_h, p = layers[layer]
+            np.dot(x, W_ih.T, xw)
+            if b_x2.shape[0]:
+                add_biases(xw, b_x1, b_x2)
+            elif b_x1.shape[0]:
+                add_bias(xw, b_x1)
+            h_prev = at(prev, layer, 0, B)
+            np.dot(h_prev[0], W_hh.T, hw)
+            if b_h.shape[0]:
+                add_bias(hw, b_h)
+            h_new = at(new, layer, 0, B)
+            step(xw, hw, p, h_prev, h_new, cache)
+            x = h_new[0]
+
+    return Loops(forward_loop, backward_loop, step_once)
+
+
+# ----------------------------------------------------------------------------- Python side
+class ScanTape(NamedTuple):
+    """What the forward of one layer and direction keeps for its backward.
+
+    states[f] (T+1, B, H) per state field f (h, and c for the LSTM): the state entering step t
+    is ``states[f][t + reverse]``, the one leaving it ``states[f][t + 1 - reverse]``.
+    gates (T, B, G): the activated gates (None for cells that do not keep them: the Elman RNN).
+    cache[k] (T, B, width): the cell's cache fields (widths: ``cell.field_sizes``).
+    h_mask: (B, H) recurrent dropout mask on h_prev, or None.
+    """
+
+    states: tuple
+    gates: np.ndarray | None
+    cache: tuple
+    reverse: bool
+    h_mask: np.ndarray | None = None
+
+    def h_prev(self) -> np.ndarray:
+        """(T, B, H): h entering each step t."""
+        return self.states[0][1:] if self.reverse else self.states[0][:-1]
+
+    def h_new(self) -> np.ndarray:
+        """(T, B, H): h leaving each step t (before masking)."""
+        return self.states[0][:-1] if self.reverse else self.states[0][1:]
+
+    def gate_values(self) -> np.ndarray:
+        """(T, B, G): activated gates of every step (the Elman RNN's only "gate" is h)."""
+        return self.h_new() if self.gates is None else self.gates
+
+
+def reuse_empty(workspace: dict | None, key: str, shape: tuple, dtype) -> np.ndarray:
+    """``np.empty(shape, dtype)``, kept in ``workspace`` (if given) and handed out again next call.
+
+    Why: a fresh multi-MB array is mapped page by page on first write, and the loops write
+    it one step at a time, so every call pays a page fault per 4 KiB inside the time loop
+    (measured: ~20-30% of an LSTM fwd+bwd at T=100, B=32, H=128).  Only for buffers that
+    never leave the layer (the caller must not return them or views of them).
+    """
+    if workspace is None:
+        return np.empty(shape, dtype=dtype)
+    a = workspace.get(key)
+    if a is None or a.shape != shape or a.dtype != dtype:
+        a = workspace[key] = np.empty(shape, dtype=dtype)
+    return a
+
+
+def transposed(W: np.ndarray, workspace: dict | None) -> np.ndarray:
+    """A contiguous copy of W.T (made per call: W changes in place between calls)."""
+    WT = reuse_empty(workspace, "W_hhT", W.shape[::-1], W.dtype)
+    np.copyto(WT, W.T)
+    return WT
+
+
+@functools.lru_cache(maxsize=None)
+def absent(dtype, ndim: int) -> np.ndarray:
+    """A size-0 array standing for "none" (no bias, no mask, no record) in the compiled loops."""
+    return np.empty((0,) * ndim, dtype=dtype)  # writable like the real ones: one compiled type
+
+
+def split_hh(cell, W_hh, b_hh):
+    """(W_hh, b_hh) of the loop's recurrent GEMM, and (W, b) of the trailing ``cell.cell_hh_blocks``
+    gate blocks the cell multiplies itself (None if none; b: size 0 without a bias).  Views."""
+    k = cell.cell_hh_blocks
+    if not k:
+        return W_hh, b_hh, None
+    r = W_hh.shape[0] // cell.n_gates * (cell.n_gates - k)
+    b_cell = absent(W_hh.dtype, 1) if b_hh is None else b_hh[r:]
+    return W_hh[:r], None if b_hh is None else b_hh[:r], (W_hh[r:], b_cell)
+
+
+def cell_args(cell_hh, h_mask, b0, b1) -> tuple:
+    """What a cell with ``cell_hh_blocks`` gets after its own parameters in ``p``: its rows of W_hh
+    and b_hh, and rows b0:b1 of the recurrent dropout mask (size 0 without); () for other cells."""
+    if cell_hh is None:
+        return ()
+    W, b = cell_hh
+    return W, b, absent(W.dtype, 2) if h_mask is None else h_mask[b0:b1]
+
+
+def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), shards=((0, None),),
+                 workspace=None, h_mask=None):
+    """Prepare the compiled forward of one layer and direction: returns (tape, jobs).
+
+    xw:     (T, B, G) input projections x_t @ W_ih.T + b_ih for all steps; the scan takes
+            it over (the activated gates are written into it)
+    W_hh:   (G, H);  b_hh: (G,) or None (None also when the caller added it to xw, which
+            cells with a = xw + hw allow: ``cell.dhw_is_dxw``)
+    state0: the cell's state tuple, each (B, H)
+    keep:   (T, B) bool or None: True where t >= length (padded step)
+    p:      tuple of the cell's own parameters
+    h_mask: (B, H) or None: recurrent dropout, hw = (h_prev * h_mask) @ W_hh.T at every step
+    shards: (b0, b1) row ranges; one job (a zero-argument callable) per shard, to be run
+            (side by side or not) before the tape is read
+    workspace: dict the caller keeps between calls: the tape's buffers are kept there
+            (:func:`reuse_empty`) and overwritten by the next call
+    """
+    T, B, G = xw.shape
+    H = W_hh.shape[1]
+    width = cell.field_sizes(G // cell.n_gates)
+    states = tuple(reuse_empty(workspace, "state." + f, (T + 1, B, width[f]), xw.dtype) for f in cell.State._fields)
+    for buf, s0 in zip(states, state0):
+        buf[T if reverse else 0] = s0
+    cache = tuple(reuse_empty(workspace, "cache." + f, (T, B, width[f]), xw.dtype) for f in cell.cache_fields)
+    W_hh, b_hh, cell_hh = split_hh(cell, W_hh, b_hh)
+    hw = reuse_empty(workspace, "hw", (B, W_hh.shape[0]), xw.dtype)
+    bias = absent(xw.dtype, 1) if b_hh is None else b_hh
+    keep = absent(np.dtype(bool), 2) if keep is None else keep
+    mask = absent(xw.dtype, 2) if h_mask is None else h_mask
+    masked = absent(xw.dtype, 2) if h_mask is None else reuse_empty(workspace, "h_masked", (B, H), xw.dtype)
+    W_hhT = transposed(W_hh, workspace)
+    forward = compiled_loops(cell.step, cell.step_backward).forward
+    jobs = [functools.partial(forward, xw, hw, W_hh, W_hhT, bias, states, cache, p + cell_args(cell_hh, h_mask, b0, b1),
+                              keep, reverse, mask, masked, b0, B if b1 is None else b1) for b0, b1 in shards]
+    return ScanTape(states, xw if cell.keeps_gates else None, cache, reverse, h_mask), jobs
+
+
+def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(), dp=(), record=None,
+                  shards=((0, None),), workspace=None):
+    """Prepare BPTT through one scan: returns (jobs, finish); run the jobs, then ``finish()``.
+
+    d_out:     (T, B, H) gradient of the loss w.r.t. the scan's output
+    d_state_T: state tuple of arrays (B, H), gradient w.r.t. the final state
+    dp:        gradients of the cell's own parameters, added into by ``finish``
+    record:    optional dict; if given, record["h"] (T, B, H) holds at [t] the total
+               dL/dh_t (output path + recurrent path) and, for the LSTM, record["c"][t]
+               the part of dL/dc_t arriving from step t+1 (via f_{t+1}); the part
+               through h_t = o_t tanh(c_t) is added inside the cell's backward; 0 in
+               padded rows
+    workspace: d_xw (and the GRU's d_hw) are written into buffers kept there
+    ``finish()`` returns d_xw (T, B, G), dW_hh (G, H), db_hh (G,), d_state0.
+    """
+    d_out = np.ascontiguousarray(d_out)
+    T, B, H = d_out.shape
+    G = W_hh.shape[0]
+    dt = d_out.dtype
+    State = cell.State
+    width = cell.field_sizes(G // cell.n_gates)
+    W_hh, _, cell_hh = split_hh(cell, W_hh, None)
+    d_xw = reuse_empty(workspace, "d_xw", (T, B, G), dt)
+    d_hw = d_xw if cell.dhw_is_dxw else reuse_empty(workspace, "d_hw", (T, B, W_hh.shape[0]), dt)
+    d_new = tuple(np.array(a, dtype=dt) for a in d_state_T)
+    d_prev = tuple(np.empty((B, width[f]), dtype=dt) for f in State._fields)
+    carry = tuple(reuse_empty(workspace, "carry." + f, (B, width[f]), dt) for f in State._fields)
+    dh_w = reuse_empty(workspace, "dh_w", (B, H), dt)
+    if record is not None:
+        record.update({f: np.zeros((T, B, width[f]), dtype=dt) for f in State._fields})
+        rec = tuple(record[f] for f in State._fields)
+    else:
+        rec = (absent(dt, 3),) * len(State._fields)
+    keep = absent(np.dtype(bool), 2) if keep is None else keep
+    gates = d_xw if tape.gates is None else tape.gates  # a cell without gates does not read them
+    mask = absent(dt, 2) if tape.h_mask is None else tape.h_mask
+    dps = [dp if len(shards) == 1 else tuple(np.zeros_like(g) for g in dp) for _ in shards]
+    backward, W_hhT = compiled_loops(cell.step, cell.step_backward).backward, transposed(W_hh, workspace)
+    jobs = [functools.partial(backward, d_out, d_new, d_prev, carry, dh_w, gates, tape.states, tape.cache,
+                              p + cell_args(cell_hh, tape.h_mask, b0, b1), dps[k], W_hh, W_hhT, d_xw, d_hw, keep,
+                              tape.reverse, cell.direct_h, rec, mask, b0, B if b1 is None else b1)
+            for k, (b0, b1) in enumerate(shards)]
+
+    def finish():
+        if len(shards) > 1:
+            for g, *parts in zip(dp, *dps):
+                g += sum(parts)
+        d0 = d_new if T % 2 == 0 else d_prev  # the loop swaps the two buffers at every step
+        # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps
+        # (written as (h_prev^T d_hw)^T: OpenBLAS runs this orientation up to 2x faster)
+        h_in = tape.h_prev() if tape.h_mask is None else tape.h_prev() * tape.h_mask  # what met W_hh
+        dW_hh = (h_in.reshape(T * B, H).T @ d_hw.reshape(T * B, W_hh.shape[0])).T
+        db_hh = d_hw.sum(axis=(0, 1))
+        if cell_hh is not None:  # the rows the cell multiplied itself (on its first cache field) follow the loop's
+            r = W_hh.shape[0]
+            d_own = d_xw[..., r:].reshape(T * B, G - r)
+            h_own = tape.cache[0].reshape(T * B, -1)
+            dW_hh = np.concatenate([dW_hh, (h_own.T @ d_own).T])
+            db_hh = np.concatenate([db_hh, d_own.sum(axis=0)])
+        return d_xw, dW_hh, db_hh, State._make(d0)
+
+    return jobs, finish
