@@ -9,7 +9,8 @@ vocabulary (V = ``tgt_vocab``; source and target share it, ``src_vocab`` must eq
 V, V+1, .. the batch's source words outside it (temporary ids).  The embeddings read an id >= V
 as <unk> (1); the copy distribution keeps the temporary id, so a source OOV can be produced.
 V_ext = max(V, max(src) + 1).  Targets (``tgt_out``) are extended ids too: a target word that
-is an OOV of its own source has that source's temporary id, any other OOV is <unk>.
+is an OOV of its own source has that source's temporary id, any other OOV is <unk> (without
+copying, every temporary id in a target reads as <unk>).
 
 For target step t (s_t the decoder output, x_t = E[tgt_in_t] its input, c_t, a_t, cov_t and h~_t
 from the attention):
@@ -91,6 +92,24 @@ def in_vocab(ids, V: int) -> np.ndarray:
     return np.where(ids >= V, UNK, ids)
 
 
+def final_distribution(p_vocab, a, p_gen, src_ext, V_ext: int) -> np.ndarray:
+    """P(w) = p_gen P_vocab(w) + (1 - p_gen) sum_{s: src_ext_s = w} a_s over the extended vocabulary.
+
+    p_vocab (..., B, V), a (..., B, S), p_gen (..., B, 1) or None (P = P_vocab), src_ext (B, S)
+    -> (..., B, V_ext); padded sources have a = 0 and add nothing.
+    """
+    V = p_vocab.shape[-1]
+    p = np.zeros(p_vocab.shape[:-1] + (V_ext,), p_vocab.dtype)
+    if p_gen is None:
+        p[..., :V] = p_vocab
+        return p
+    p[..., :V] = p_gen * p_vocab
+    rows = np.arange(p[..., 0].size).reshape(p.shape[:-1])  # one row per (..., b)
+    flat = (rows[..., None] * V_ext + src_ext).reshape(-1)
+    p += np.bincount(flat, ((1.0 - p_gen) * a).reshape(-1), minlength=p.size).reshape(p.shape)
+    return p
+
+
 class PointerGenerator(EncoderDecoder):
     """forward(src (S, B) extended ids, src_lengths (B,), tgt_in (T, B)) -> dict of the step's arrays
     loss(src, src_lengths, tgt_in, tgt_out, tgt_mask=None, backward=True) -> float (module docstring)
@@ -150,6 +169,8 @@ class PointerGenerator(EncoderDecoder):
         out = self.forward(src, src_lengths, tgt_in)
         T, B, V = out["p_vocab"].shape
         tgt_out = check_ids("tgt_out", tgt_out, extended_size(V, src), B)
+        if not self.config.copy:  # nothing produces a temporary id: the target is <unk>
+            tgt_out = in_vocab(tgt_out, V)
         m = np.ones((T, B), bool) if tgt_mask is None else np.asarray(tgt_mask, bool)
         w = (m / max(int(m.sum()), 1)).astype(self.dtype)  # each token's weight in the mean
         p_y, pv_y, copy_y, hit = self.target_probability(out, tgt_out)
@@ -211,15 +232,10 @@ class PointerGenerator(EncoderDecoder):
         h_tilde, a, c, cov = self.attention.step(s, att_memory, state.cov)
         p_vocab = softmax(self.out.forward(h_tilde))
         self.out.release()
-        B, V = p_vocab.shape
-        p = np.zeros((B, V_ext), p_vocab.dtype)
+        pg = None
         if self.config.copy:
             pg = sigmoid(self.p_gen.forward(np.concatenate([c, s, x], axis=-1)))
             self.p_gen.release()
-            p[:, :V] = pg * p_vocab
-            flat = (np.arange(B)[:, None] * V_ext + src_ext).reshape(-1)
-            p += np.bincount(flat, ((1.0 - pg) * a).reshape(-1), minlength=B * V_ext).reshape(B, V_ext)
-        else:
-            p[:, :V] = p_vocab
+        p = final_distribution(p_vocab, a, pg, src_ext, V_ext)
         with np.errstate(divide="ignore"):
             return np.log(p), PointerState(dec, cov), a
