@@ -284,12 +284,23 @@ class SummarizeTask(TextTask):
         return self.tok.detokenize(self.output_tokens(hyp, oovs))
 
     def summarize(self, documents, beam: int | None = None, max_len: int | None = None, **options):
-        """(summaries, [(hypothesis, source tokens, oovs) or None]) for raw documents; '' for an empty one."""
+        """(summaries, [(hypothesis, source tokens, oovs, source ids) or None]) for raw documents; '' for an
+        empty one."""
         enc = [self.encode_document(s) for s in documents]
         live = [k for k, e in enumerate(enc) if len(e[0])]
         hyps = self.decode([enc[k][0] for k in live], beam or self.config.beam, max_len, **options)
         out, info = [""] * len(documents), [None] * len(documents)
         for k, h in zip(live, hyps):
             out[k] = self.string(h, enc[k][2])
-            info[k] = (h, self._tokens(documents[k])[: self.config.max_src_len], enc[k][2])
+            info[k] = (h, self._tokens(documents[k])[: self.config.max_src_len], enc[k][2], enc[k][0])
         return out, info
+
+    def p_gen(self, src_ids, hyp):
+        """p_gen (n,) at each output token of ``hyp`` (and its <eos>), from the teacher-forced pass over
+        its tokens (equal to the decoding steps'); None without copying."""
+        if not self.config.copy:
+            return None
+        tokens = list(hyp.tokens) + ([EOS] if hyp.finished else [])
+        tgt_in = np.array([BOS] + tokens[:-1], dtype=np.int64)[:, None]
+        out = self.model.forward(np.asarray(src_ids, dtype=np.int64)[:, None], np.array([len(src_ids)]), tgt_in)
+        return out["p_gen"][:, 0, 0]
