@@ -67,7 +67,7 @@ class SummarizeTaskConfig(TextTaskConfig):
     skip_empty: bool = False
     tokens: str = "word"
     lower: bool = True
-    vocab: int = 20_000
+    vocab: int = 8_000
     max_src_len: int = 400
     max_tgt_len: int = 100
     hidden: int = 128
@@ -138,7 +138,7 @@ class SummarizeTask(TextTask):
 
     kind = "summarize"
     count_unit = "tokens"
-    train_defaults = TrainConfig(steps=8000, eval_every=1000, lr=1e-3, clip=2.0)
+    train_defaults = TrainConfig(steps=20_000, eval_every=500, lr=1e-3, clip=2.0)
     config_class = SummarizeTaskConfig
 
     def __init__(self, config: SummarizeTaskConfig, *, prepared: dict | None = None):
