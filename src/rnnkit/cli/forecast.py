@@ -78,8 +78,9 @@ class ForecastSpec(TaskSpec):
 
     def fit(self, f, trainer, on_eval, args):
         # the best parameters of a resumed run may be in best.safetensors next to the checkpoint
-        resumed_best = os.path.join(os.path.dirname(os.path.abspath(args.resume)), "best.safetensors")
-        return f.fit(trainer=trainer, on_eval=on_eval, best_checkpoint=resumed_best if args.resume else None)
+        resumed_best = (os.path.join(os.path.dirname(os.path.abspath(args.resume)), "best.safetensors")
+                        if args.resume else None)
+        return f.fit(trainer=trainer, on_eval=on_eval, best_checkpoint=resumed_best)
 
     def finish(self, f, trainer, result, args) -> None:
         print(f"{stopped_line(result)}; best val loss {result.best_val:.6f} (normalised MSE)")

@@ -11,6 +11,29 @@ a model flag that differs; SIGINT/SIGTERM/SIGHUP save and end with "interrupted:
 ..." and exit code 130/143/129; the loss curve is plotted once at the end.  A spec says what
 differs between tasks: its flags, how to build the task, its training defaults, what to print.
 ``rnnkit eval CKPT`` finds the spec by the checkpoint's kind (:func:`eval_handler`).
+
+Adding a task (e.g. ``asr``): the config is a frozen dataclass whose fields carry their flag,
+declared once with :func:`rnnkit.checks.fields.option` (help, rule or choices, group, metavar,
+``path=True`` for a file: recorded absolute); its ``__post_init__`` calls ``check_options(self)``.
+The spec then needs only the class attributes; flags come from the config (rnnkit.cli.options)::
+
+    @dataclass(frozen=True)
+    class AsrConfig(CellVariant):
+        audio: str | None = option(None, "directory of .wav files", metavar="DIR", path=True, group="corpus")
+        hidden: int = option(128, "hidden size", rule=POSITIVE_INT, group="model")
+        seed: int = option(0, rule=NONNEG_INT, flag=False)       # set by the training flag --seed
+
+    class AsrSpec(TaskSpec):        # a token-sequence task: rnnkit.cli.textspec.TextSpec
+        name, task_class, config_class = "asr", AsrTask, AsrConfig
+        help = "speech recognition"
+        groups = ("corpus", "model")                             # the --help sections, in order
+        plot_title, plot_ylabel = "asr ({cell} {c.layers}x{c.hidden})", "CTC loss"
+
+Override a hook only where the task differs: ``add_flags`` (flags that are not config fields:
+add them, then ``super().add_flags(p)``), ``new_config``, ``new_task``, ``attach`` (a resumed
+task's data), ``describe``, ``report_eval``, ``fit``, ``finish``, ``evaluate`` (``eval_split``
+refuses ``--text`` with ``text_hint``).  The task's ``from_checkpoint`` is one call of
+:func:`rnnkit.train.restore`.  Register the spec in ``rnnkit.cli.TASK_SPECS``.
 """
 from __future__ import annotations
 
