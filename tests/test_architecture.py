@@ -1,5 +1,5 @@
 """The floors of docs/architecture.md hold: every import inside rnnkit goes to the same floor or one
-below, nothing imports the command line, and no source file is much over 400 lines."""
+below, nothing imports the command line, no source file is over 400 lines and no line over 120 characters."""
 import ast
 import pathlib
 
@@ -92,10 +92,30 @@ def test_the_checker_sees_imports_inside_functions(tmp_path, monkeypatch):
     assert _floor("rnnkit.cli") > _floor("rnnkit.tasks.bad")
 
 
+MAX_LINES = 400
+"""Lines a source file may have: one concept per module; a longer one is split by concept."""
+MAX_LINE_LENGTH = 120
+"""Characters a source line may have (``[tool.ruff] line-length`` in pyproject.toml)."""
+
+
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: _module_name(p))
 def test_source_files_stay_small(path):
     n = len(path.read_text(encoding="utf-8").splitlines())
-    assert n <= 420, f"{_module_name(path)}: {n} lines; split it (one concept per module, about 400 lines at most)"
+    assert n <= MAX_LINES, f"{_module_name(path)}: {n} lines; split it by concept (at most {MAX_LINES} lines)"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: _module_name(p))
+def test_source_lines_stay_short(path):
+    long = [f"{path.relative_to(SRC.parent)}:{i}: {len(line)} characters"
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if len(line) > MAX_LINE_LENGTH]
+    assert long == [], f"lines over {MAX_LINE_LENGTH} characters: {long}"
+
+
+def test_the_line_limit_is_the_formatters():
+    import tomllib
+
+    ruff = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["ruff"]
+    assert ruff["line-length"] == MAX_LINE_LENGTH, "pyproject.toml [tool.ruff] line-length and the test disagree"
 
 
 def test_no_test_file_skips_whole_modules():
