@@ -128,3 +128,14 @@ def test_no_test_file_skips_whole_modules():
                     not isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == [], f"module-level importorskip: {offenders}"
+
+
+def test_every_benchmark_result_is_cited_by_name():
+    """benchmarks/results keeps only the files the docs cite, each by its own name (no wildcards); ``rnnkit bench``
+    writes new results to runs/bench, outside the source tree."""
+    root = SRC.parents[1]
+    cited = "\n".join(p.read_text(encoding="utf-8") for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
+    results = sorted(p.name for p in (root / "benchmarks" / "results").iterdir())
+    assert results, "benchmarks/results is empty"
+    uncited = [name for name in results if name not in cited]
+    assert uncited == [], f"benchmarks/results files no doc cites by name (cite them or remove them): {uncited}"

@@ -32,7 +32,8 @@ other's idle spinning threads; ``--same-process --gap 0`` times both in one proc
 Before timing, each grid point checks that both libraries compute the same outputs and
 gradients (float32 tolerances), so the timings compare the same computation.
 
-Results: a markdown table on stdout (and ``--markdown FILE``) and a JSON file in ``--out-dir``.
+Results: a markdown table on stdout (and ``--markdown FILE``) and a JSON file in ``--out-dir`` (default
+``runs/bench/`` of the working directory; never the source tree).
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ class BenchConfig:
     repeats: int = 9  # timed A/B pairs per measurement (medians reported)
     torch_threads: int = 2
     blas_threads: int | None = None  # None: numpy's BLAS default; else limited for the whole run
-    out_dir: str = "bench/results"
+    out_dir: str = "runs/bench"
     markdown: str | None = None  # also write the markdown tables here
     seed: int = 0
     sections: tuple = ("grid", "stream", "charlm")
