@@ -98,7 +98,14 @@ MAX_LINE_LENGTH = 120
 """Characters a source line may have (``[tool.ruff] line-length`` in pyproject.toml)."""
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: _module_name(p))
+#: files over MAX_LINES whose split is under way elsewhere; strict xfail: once split, remove the entry
+BEING_SPLIT = {"rnnkit.tasks.charlm": "issue 18 item 4: the char-LM's sampling and streamed evaluation move out"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(reason=BEING_SPLIT[_module_name(p)],
+                                                                       strict=True))
+                                  if _module_name(p) in BEING_SPLIT else p for p in MODULES],
+                         ids=lambda p: _module_name(p))
 def test_source_files_stay_small(path):
     n = len(path.read_text(encoding="utf-8").splitlines())
     assert n <= MAX_LINES, f"{_module_name(path)}: {n} lines; split it by concept (at most {MAX_LINES} lines)"
