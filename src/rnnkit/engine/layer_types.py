@@ -1,7 +1,8 @@
 """The recurrent layers by kind: each chooses the cell that :class:`rnnkit.engine.recurrent.Recurrent` runs.
 
 ``RNN`` (Elman, tanh or relu), ``LSTM`` (with ``peephole=True`` or ``proj_size=P`` its variants),
-``GRU`` (with ``linear_before_reset=False`` ONNX's default GRU) and ``LayerNormLSTM``; :data:`LAYERS` names them for task configs and the command line.
+``GRU`` (with ``linear_before_reset=False`` ONNX's default GRU) and ``LayerNormLSTM``; :data:`LAYERS`
+names them for task configs and the command line.
 """
 from __future__ import annotations
 

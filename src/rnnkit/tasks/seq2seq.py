@@ -44,7 +44,8 @@ from rnnkit.engine.layer_types import config_options
 from rnnkit.train import TrainConfig, restore
 from rnnkit.checks.fields import option
 from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT
-from rnnkit.tasks.textdata import PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise, vocab_size
+from rnnkit.tasks.textdata import (PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch,
+                                   normalise, vocab_size)
 
 SCORES = ("dot", "general", "additive")
 BLEU_TOKENIZE = "13a"
