@@ -102,7 +102,7 @@ def test_no_test_file_skips_whole_modules():
     """Optional extras (torch, onnx, ...) are skipped per test, so the tests that do not need them
     still run where they are missing: no test module calls importorskip at module level."""
     offenders = []
-    for path in sorted((SRC.parents[1] / "tests").glob("*.py")):
+    for path in sorted((SRC.parents[1] / "tests").rglob("*.py")):
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
             if any(isinstance(n, ast.Attribute) and n.attr == "importorskip" for n in ast.walk(node)) and \
                     not isinstance(node, (ast.FunctionDef, ast.ClassDef)):

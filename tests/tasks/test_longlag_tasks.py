@@ -369,7 +369,7 @@ def test_training_defaults_come_from_the_tasks_train_config(tmp_path, capsys):
     t10 = AddingTask(AddingConfig(T=11, hidden=2, batch=10, seed=4)).train_config()
     assert (t10.steps, t10.eval_every, t10.log_every, t10.lr, t10.clip, t10.seed) == (100_000, 1_000, 50, 3e-3, 1.0, 4)
     assert CopyTask(CopyConfig(T=2, hidden=2)).train_config().lr == 1e-2
-    fixture = os.path.join(os.path.dirname(__file__), "fixtures", "v0.1.0", "adding", "last.safetensors")
+    fixture = os.path.join(os.path.dirname(__file__), "..", "fixtures", "v0.1.0", "adding", "last.safetensors")
     arrays, meta = load_checkpoint(fixture)
     assert meta["task"]["config"]["lr"] == meta["train"]["config"]["lr"] == 0.003
     meta["task"]["config"].update(lr=0.02, max_sequences=40, eval_every=8)  # 0.1.0 resumed with these

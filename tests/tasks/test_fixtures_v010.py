@@ -20,7 +20,7 @@ import pytest
 from rnnkit.cli import main
 from rnnkit.io.checkpoint import load_checkpoint
 
-FIX = os.path.join(os.path.dirname(__file__), "fixtures", "v0.1.0")
+FIX = os.path.join(os.path.dirname(__file__), "..", "fixtures", "v0.1.0")
 TEXT = os.path.join(FIX, "charlm.txt")
 
 #: what ``rnnkit eval`` printed with rnnkit 0.1.0

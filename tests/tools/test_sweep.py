@@ -14,7 +14,7 @@ from rnnkit.cli import main
 from rnnkit.errors import UserError
 from rnnkit.sweep.core import load_spec, parse_spec, run_grid, run_sweep
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/
 sys.path.insert(0, str(HERE))
 import sweep_trainables  # noqa: E402
 

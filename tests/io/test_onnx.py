@@ -315,7 +315,7 @@ def test_rnnkit_imports_without_onnx():
     code = ("import sys; sys.modules['onnx'] = None\n"
             "import rnnkit\n"
             "try:\n    rnnkit.to_onnx(rnnkit.LSTM(2, 3))\nexcept ImportError as e:\n    print(e)\n")
-    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "src"))
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "..", "src"))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "pip install 'rnnkit[onnx]'" in r.stdout
@@ -323,10 +323,10 @@ def test_rnnkit_imports_without_onnx():
 
 def test_docs_example_runs(ort, tmp_path):
     """The ONNX example in docs/interop.md runs as written."""
-    doc = os.path.join(os.path.dirname(__file__), "..", "docs", "interop.md")
+    doc = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "interop.md")
     blocks = re.findall(r"```python\n(.*?)```", open(doc, encoding="utf-8").read(), re.S)
     example = next(b for b in blocks if "onnxruntime" in b)
-    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "src"))
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "..", "src"))
     r = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, env=env, cwd=tmp_path,
                        timeout=120)
     assert r.returncode == 0, r.stderr

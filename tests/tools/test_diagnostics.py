@@ -284,7 +284,7 @@ def test_clipping_experiment_steps_are_bounded_by_lr_times_max_norm():
     import importlib.util
     import pathlib
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "clipping.py"
+    path = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "clipping.py"
     spec = importlib.util.spec_from_file_location("clipping_experiment", path)
     mod = importlib.util.module_from_spec(spec)
     import sys

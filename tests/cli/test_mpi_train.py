@@ -17,7 +17,7 @@ from rnnkit.cli import main
 from rnnkit.io.distributed import _Rank  # rank and size only: another rank's shard, no collectives
 from rnnkit.train import read_metrics
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/
 sys.path.insert(0, str(HERE))
 import mpi_worker  # noqa: E402  (its launch helper)
 WORDS = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex".split()

@@ -97,7 +97,7 @@ class SumSpec(TaskSpec):
     train_defaults = TrainConfig(steps=40, lr=1e-2, eval_every=20)
 # --- end example
 
-DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 
 
 def test_the_document_shows_this_example_verbatim():

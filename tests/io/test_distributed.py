@@ -14,7 +14,7 @@ import pytest
 from rnnkit.io.distributed import Communicator, launched_size
 from rnnkit.errors import UserError
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/
 WORKER = HERE / "mpi_worker.py"
 sys.path.insert(0, str(HERE))
 import mpi_worker  # noqa: E402

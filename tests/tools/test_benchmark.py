@@ -175,7 +175,7 @@ def test_cell_variants_script_prints_a_ratio_per_variant(capsys):
     """bench/cell_variants.py: one row per cell variant, the plain LSTM's ratio 1.00, ratios = ms / LSTM ms."""
     import importlib.util
     import os
-    path = os.path.join(os.path.dirname(__file__), "..", "bench", "cell_variants.py")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "cell_variants.py")
     spec = importlib.util.spec_from_file_location("cell_variants", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
