@@ -15,6 +15,7 @@ def make(I=3, H=4, **kw):
     return rnnkit.GRU(I, H, seed=1, linear_before_reset=False, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("L,bidir,use_lengths", list(itertools.product([1, 2], [False, True], [False, True])))
 def test_gradients_match_finite_differences(L, bidir, use_lengths):
     rng = np.random.default_rng(L * 4 + bidir * 2 + use_lengths)
@@ -26,6 +27,7 @@ def test_gradients_match_finite_differences(L, bidir, use_lengths):
     check_layer_gradients(layer, x, h0, lengths, label=f"gru lbr=0 L={L} bidir={bidir} lengths={use_lengths}")
 
 
+@pytest.mark.slow
 def test_gradients_with_every_dropout_and_without_bias():
     """Fixed masks (a fresh generator with one seed per forward): dropout is a linear map, exact gradients."""
     rng = np.random.default_rng(7)
@@ -108,6 +110,7 @@ def test_float32_close_to_float64():
         assert_close(f"grad {k} float32", l32.grads[k], g, atol=2e-5)
 
 
+@pytest.mark.slow
 def test_flag_and_refusals():
     assert make().linear_before_reset is False and rnnkit.GRU(3, 4).linear_before_reset is True
     assert set(make().params) == set(rnnkit.GRU(3, 4).params)

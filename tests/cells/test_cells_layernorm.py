@@ -28,6 +28,7 @@ def inputs(L, D, seed, T=5, B=3, I=3, H=4):
 CASES = list(itertools.product([1, 2], [False, True], [False, True]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("L,bidir,use_lengths", CASES)
 def test_layernorm_lstm_gradients_match_finite_differences(L, bidir, use_lengths):
     layer = make_layer(L, bidir, bias=use_lengths)  # half the cases with the projection biases
@@ -85,6 +86,7 @@ def torch_reference(torch, layer, x, state, lengths, R, Rh, Rc):
             xt.grad.numpy(), h0.grad.numpy(), c0.grad.numpy(), grads)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("L,bidir,use_lengths", [(1, False, False), (2, True, True), (2, False, True)])
 def test_layernorm_lstm_equals_torch_autograd_reference(L, bidir, use_lengths):
     torch = pytest.importorskip("torch")

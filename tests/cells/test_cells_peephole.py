@@ -41,6 +41,7 @@ def test_peephole_step_equals_forward():
     assert_step_equals_forward(layer, np.random.default_rng(1).standard_normal((6, 2, 3)), atol=1e-13)
 
 
+@pytest.mark.slow
 def test_peephole_forward_equals_onnxruntime_lstm_operator():
     """One ONNX LSTM node (bidirectional, sequence_lens, initial h and c, P) built with onnx.helper from
     the layer's weights, gate blocks reordered by hand: PyTorch (i, f, g, o) -> ONNX (i, o, f, c)."""

@@ -22,6 +22,7 @@ def _train(text, out, *flags):
     return main(["train", "charlm", "--text", str(text), *SMALL, "--eval-every", "0", "--out", str(out), *flags])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_charlm_variant_trains_resumes_evaluates_and_samples(variant, tmp_path, capsys):
     flags, fields, own = VARIANTS[variant]
@@ -146,6 +147,7 @@ def _text_task_args(task, tmp_path):
     return ["--src", str(tmp_path / "src.txt"), "--tgt", str(tmp_path / "tgt.txt"), "--tokens", "word"], ["translate"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["classify", "seq2seq"])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_text_task_variant_trains_resumes_evaluates_and_infers(task, variant, tmp_path, capsys):

@@ -3,7 +3,7 @@ import re
 
 import numpy as np
 import pytest
-from test_cli import _one_line_error
+from conftest import one_line_error as _one_line_error
 
 from rnnkit.cli import main
 from rnnkit.io.checkpoint import load_checkpoint

@@ -8,18 +8,9 @@ import pytest
 
 from rnnkit.cli import main
 from rnnkit.io.checkpoint import load_checkpoint, save_checkpoint
+from conftest import one_line_error as _one_line_error
 
 SMALL = ["--hidden", "12", "--emb", "6", "--batch", "4", "--bptt", "12", "--layers", "1", "--no-progress"]
-
-
-def _one_line_error(capsys, rc, pattern):
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("rnnkit: error: "), err
-    assert "Traceback" not in err
-    import re
-    assert re.search(pattern, lines[0]), lines[0]
 
 
 @pytest.fixture
@@ -103,6 +94,7 @@ def test_bad_input(tmp_path, trained, text_file, capsys):
     assert main(["eval", str(ck), "--text", str(tmp_path / "moved.txt")]) == 0
 
 
+@pytest.mark.slow
 def test_demo_small(tmp_path, capsys, monkeypatch):
     out = tmp_path / "demo"
     rc = main(["demo", "--time-limit", "4", "--max-chars", "30000", "--hidden", "16", "--out", str(out), "--quiet"])
@@ -118,11 +110,13 @@ def test_demo_small(tmp_path, capsys, monkeypatch):
     assert "loss curve: not plotted (matplotlib is not installed" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_python_m_rnnkit_help():
     r = subprocess.run([sys.executable, "-m", "rnnkit", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "train" in r.stdout and "demo" in r.stdout
 
 
+@pytest.mark.slow
 def test_demo_never_removes_files_it_did_not_write(tmp_path, capsys, monkeypatch):
     # a run directory with metrics.jsonl and a user's file: refused, everything still there
     run = tmp_path / "run"

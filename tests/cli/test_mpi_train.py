@@ -79,6 +79,7 @@ def _same(got_dir, want_dir, what):
                                err_msg=f"{what}: val loss curve")
 
 
+@pytest.mark.slow
 def test_two_ranks_equal_one_rank_and_resume_with_any_rank_count(tmp_path, text):
     one, two, mixed = tmp_path / "one", tmp_path / "two", tmp_path / "mixed"
     assert main(["train", "charlm", "--text", str(text), *FLAGS, "--steps", "7", "--out", str(one)]) == 0
@@ -186,6 +187,7 @@ def _signal_rank_1(out, sig, *args):
     return job.returncode, stdout, stderr
 
 
+@pytest.mark.slow
 def test_under_mpiexec_a_signal_or_time_limit_stops_every_rank_and_a_killed_rank_keeps_the_checkpoint(tmp_path, text):
     import signal
 
@@ -218,6 +220,7 @@ def test_under_mpiexec_a_signal_or_time_limit_stops_every_rank_and_a_killed_rank
     assert meta["train"]["step"] > stop2["step"], "the killed job's checkpoints"
 
 
+@pytest.mark.slow
 def test_classify_without_its_own_shard_batch_trains_on_two_ranks(tmp_path):
     """The classifier (padded ids (T, B), lengths (B,), labels (B,); no shard_batch) gets the time-major
     split: 2 ranks x 5 + 4 examples equal 1 rank x 9.  Float32 (the task has no dtype flag): the

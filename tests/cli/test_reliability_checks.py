@@ -65,6 +65,7 @@ def _train_twice(cell, I, H, L, D, T, B, dtype):
     return m, opt, x
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("I,H,L,D,T,B,dtype", [(8, 64, 2, 1, 100, 16, np.float32),
                                                (16, 128, 1, 2, 20, 4, np.float64),

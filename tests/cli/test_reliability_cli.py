@@ -16,18 +16,10 @@ import rnnkit
 from rnnkit.cli import main
 from rnnkit.io.checkpoint import load_checkpoint, save_checkpoint
 from rnnkit.io.lock import LOCK_NAME
+from conftest import one_line_error
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(rnnkit.__file__)))
 SMALL = ["--hidden", "12", "--emb", "6", "--batch", "4", "--bptt", "12", "--layers", "1", "--no-progress"]
-
-
-def one_line_error(capsys, rc, pattern) -> str:
-    """rc 2, stderr one line ``rnnkit: error: ...`` matching ``pattern``, no traceback."""
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert rc == 2 and len(lines) == 1 and lines[0].startswith("rnnkit: error: "), (rc, err)
-    assert "Traceback" not in err and re.search(pattern, lines[0]), lines[0]
-    return lines[0]
 
 
 def train(text_file, out, *extra):
@@ -95,6 +87,7 @@ def _wait_for_steps(proc, log, n=3, timeout=60):
     pytest.fail("training did not log steps in time")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
 def test_stop_signal_saves_exits_nonzero_and_resume_is_bit_identical(tmp_path, text_file, capsys, sig, code):
     out = tmp_path / "run"
@@ -324,6 +317,7 @@ def test_eval_text_streams_in_chunks_with_the_same_numbers(tmp_path, text_file, 
     one_line_error(capsys, main(["eval", ck, "--text", str(p)]), r"is not valid UTF-8 \(byte at offset \d+\)")
 
 
+@pytest.mark.slow
 def test_files_follow_the_umask(tmp_path, text_file, capsys):
     """Checkpoints, the trimmed metrics.jsonl and loss.png: 0o666 & ~umask (mkstemp alone gives 0600)."""
     import shutil

@@ -3,7 +3,7 @@ import re
 
 import numpy as np
 import pytest
-from test_cli import _one_line_error
+from conftest import one_line_error as _one_line_error
 
 from rnnkit.cli import main
 from rnnkit.io.checkpoint import load_checkpoint
@@ -36,6 +36,7 @@ def _number(pattern, text):
     return float(m.group(1))
 
 
+@pytest.mark.slow
 def test_default_dates_corpus_train_translate_eval(tmp_path, capsys):
     out = tmp_path / "dates"
     assert main(["train", "seq2seq", "--dates", "400", *TINY, "--steps", "10", "--out", str(out)]) == 0
@@ -49,6 +50,7 @@ def test_default_dates_corpus_train_translate_eval(tmp_path, capsys):
     assert set(task["tgt_vocab"]["tokens"]) <= set("0123456789-")
 
 
+@pytest.mark.slow
 def test_src_tgt_files_resume_translate_eval(files, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "seq2seq", "--src", str(files / "src.txt"), "--tgt", str(files / "tgt.txt"), "--tokens", "word"]
@@ -136,6 +138,7 @@ def test_bad_flags_and_input(files, tmp_path, capsys):
     assert rc == 2 and "missing.safetensors" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_dates_attention_aligns_the_year():
     """The numbers behind the attention plot: a small model trained here for ~150 steps puts most of
     the attention of the output's year digits on the source's year digits (an even spread would put

@@ -13,7 +13,7 @@ from rnnkit.engine.layer_types import LAYERS
 from rnnkit.engine.recurrent import LayerBusyError, Recurrent
 
 from conftest import assert_close
-from test_core_gradcheck import numeric_grad, rel_error
+from conftest import fd_rel_error as rel_error, numeric_grad
 
 
 @njit
@@ -35,6 +35,7 @@ def _dense_float32_grid():
     return np.concatenate([pos, edges, -pos, -edges])
 
 
+@pytest.mark.slow
 def test_float32_tanh_and_sigmoid_within_5e7_of_exact():
     x = _dense_float32_grid()
     t, s = np.empty_like(x), np.empty_like(x)
@@ -57,6 +58,7 @@ def test_float64_activations_are_exact_libm():
     assert_close("float64 sigmoid_", s, 0.5 + 0.5 * np.tanh(0.5 * x), 1e-15)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("T,B,I,H", [(3,) + g[1:] for g in GRID])
 def test_float32_within_1e5_of_float64_on_the_grid(kind, T, B, I, H):
@@ -199,6 +201,7 @@ class ScaledRNN(Recurrent):
     cell_class = ScaledCell
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cores", [1, 2])
 def test_a_cell_with_its_own_parameter_passes_gradcheck(cores):
     T, B, I, H = 4, 8, 3, 4
@@ -240,6 +243,7 @@ def test_tape_is_a_named_structure():
     assert layer.tape is None
 
 
+@pytest.mark.slow
 def test_compiled_loops_load_from_the_disk_cache_in_a_new_process():
     """numba ``cache=True``: a second process finds every loop of a cell on disk (none compiled again)."""
     import subprocess

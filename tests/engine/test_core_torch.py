@@ -107,6 +107,7 @@ def lengths_for(cfg):
     return lengths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn", "rnn_relu"])
 @settings(max_examples=30, deadline=None, derandomize=True)
 @given(cfg=configs)

@@ -42,6 +42,7 @@ def test_dropout_gradients_match_finite_differences(cell, kind, L, bidir, use_le
                           label=f"{cell} {kind} L={L} bidir={bidir} lengths={use_lengths}")
 
 
+@pytest.mark.slow
 def test_dropout_with_the_other_cells_matches_finite_differences():
     """The RNN (no gates kept) and the LayerNorm LSTM (d_hw != d_xw) with every kind at once."""
     rng = np.random.default_rng(0)

@@ -48,6 +48,7 @@ def test_tape_estimate_is_the_measured_tape(variant):
         assert got <= est <= 1.1 * got, f"{variant} L={L} D={D} with lengths: estimated {est} B, measured {got} B"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["peephole", "proj", "layernorm", "gru_lbr0"])
 def test_training_estimate_tracks_the_real_allocation(variant):
     """The whole estimate (parameters, gradients, Adam, activations) is within 0.8x..1.2x of what

@@ -93,6 +93,7 @@ def test_run_grid_gives_each_cell_its_cores():
         assert run_grid([0], lambda c: threads.usable_cores(), blas_threads=2) == [2]
 
 
+@pytest.mark.slow
 def test_a_ray_trial_runs_on_the_specs_cores():
     pytest.importorskip("ray.tune")
     seen = []

@@ -55,6 +55,7 @@ def test_launched_size_reads_the_launcher_variables():
         launched_size({"PMI_SIZE": "x"})
 
 
+@pytest.mark.slow
 def test_plain_run_is_single_and_never_imports_mpi4py():
     code = ("import sys; from rnnkit.io.distributed import Communicator as C; c = C.from_environment(); "
             "print(c.rank, c.size, c.is_root, 'mpi4py' in sys.modules)")
@@ -95,6 +96,7 @@ def _mpiexec(n, *args, timeout=120):
     return mpi_worker.launch(n, WORKER, *args, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_two_ranks_equal_one_rank(tmp_path):
     from rnnkit.io.checkpoint import load_checkpoint
 
@@ -113,6 +115,7 @@ def test_two_ranks_equal_one_rank(tmp_path):
     assert losses[-1] < losses[0], "the tiny model did not train"
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
     from rnnkit.io.checkpoint import load_checkpoint
 
@@ -123,6 +126,7 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
     assert (meta["stopped_at"], len(meta["losses"])) == (4, 3), "rank 0 (finite loss) did not stop with rank 1"
 
 
+@pytest.mark.slow
 def test_a_dying_rank_ends_the_job_and_keeps_the_checkpoint(tmp_path):
     from rnnkit.io.checkpoint import load_checkpoint
 
@@ -134,6 +138,7 @@ def test_a_dying_rank_ends_the_job_and_keeps_the_checkpoint(tmp_path):
     assert len(meta["losses"]) in (1, 2), f"expected the checkpoint of step 1 or 2, got {len(meta['losses'])} steps"
 
 
+@pytest.mark.slow
 def test_an_exception_on_one_rank_aborts_all(tmp_path):
     run = _mpiexec(2, tmp_path / "raise.safetensors", 8, "--raise-at", 3, timeout=60)
     assert run.returncode != 0

@@ -173,6 +173,7 @@ def test_gru_seq_length_case_tells_the_formulations_apart(onnx):
     assert_close("test_gru_seq_length Y_h", layer.forward(feed["X"])[1], expected["Y_h"], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_torch_onnx_export_imports(onnx):
     """torch.onnx.export (TorchScript exporter) of nn.LSTM/GRU/RNN loads with the same weights as from_torch."""
     torch = pytest.importorskip("torch")
@@ -310,6 +311,7 @@ def test_bad_files(onnx, tmp_path):
         rnnkit.to_onnx(rnnkit.Linear(2, 2))
 
 
+@pytest.mark.slow
 def test_rnnkit_imports_without_onnx():
     """rnnkit imports with onnx absent; to_onnx then says how to install it."""
     code = ("import sys; sys.modules['onnx'] = None\n"
@@ -321,6 +323,7 @@ def test_rnnkit_imports_without_onnx():
     assert "pip install 'rnnkit[onnx]'" in r.stdout
 
 
+@pytest.mark.slow
 def test_docs_example_runs(ort, tmp_path):
     """The ONNX example in docs/interop.md runs as written."""
     doc = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "interop.md")

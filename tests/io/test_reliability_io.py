@@ -155,6 +155,7 @@ def test_remove_stray_temps_only_the_writers_own(tmp_path):
     assert remove_stray_temps(tmp_path / "missing") == []
 
 
+@pytest.mark.slow
 def test_stray_temp_from_a_killed_writer_is_removed(tmp_path):
     """A writer killed (SIGKILL) after creating its temp file: the next start removes it."""
     code = ("import sys, os, signal; from rnnkit.io import atomic; "
@@ -182,6 +183,7 @@ def _start_holder(d):
     return p
 
 
+@pytest.mark.slow
 def test_lock_held_by_another_process(tmp_path):
     holder = _start_holder(tmp_path)
     try:
@@ -197,6 +199,7 @@ def test_lock_held_by_another_process(tmp_path):
         assert lock.held and (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
 
 
+@pytest.mark.slow
 def test_stale_lock_of_a_killed_process_does_not_block(tmp_path):
     holder = _start_holder(tmp_path)
     holder.kill()  # SIGKILL: no clean-up runs, the lock file stays with the dead pid in it
@@ -316,6 +319,7 @@ def test_stop_signal_no_escalation_and_not_in_threads():
     assert got == [False]
 
 
+@pytest.mark.slow
 def test_sigterm_exit_code_seen_by_the_shell(tmp_path):
     """A process that saves and exits with stop.exit_code reports 143 for SIGTERM, as a shell would."""
     code = ("import os, signal, sys\n"

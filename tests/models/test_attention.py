@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_close
-from test_seq2seq import check_fd
+from conftest import check_fd
 from rnnkit.models.attention import AttentionPooling, GlobalAttention, masked_softmax, source_mask
 
 T, S, B = 3, 5, 3

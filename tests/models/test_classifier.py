@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_close
-from test_seq2seq import check_fd
+from conftest import check_fd
 from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier
 
 T, B, C = 6, 4, 3
@@ -30,6 +30,7 @@ FD_CONFIGS = [("last", "lstm", True, 2, "additive"), ("mean", "gru", True, 1, "a
               ("attention", "gru", False, 2, "general"), ("attention", "rnn", True, 1, "dot")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling,cell,bidir,L,score", FD_CONFIGS)
 def test_classifier_gradients_match_finite_differences(pooling, cell, bidir, L, score):
     m = model(pooling, cell, bidir, L, score)

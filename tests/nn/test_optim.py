@@ -27,6 +27,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ours,theirs,kw", CASES)
 def test_matches_torch_float64(ours, theirs, kw):
     torch = needs_torch()

@@ -97,6 +97,8 @@ class SumSpec(TaskSpec):
     train_defaults = TrainConfig(steps=40, lr=1e-2, eval_every=20)
 # --- end example
 
+import pytest  # noqa: E402  (after the example, which the document shows verbatim)
+
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 
 
@@ -121,6 +123,7 @@ def test_the_task_trains_through_the_trainer(tmp_path):
     assert {"last.safetensors", "best.safetensors", "metrics.jsonl"} <= set(os.listdir(tmp_path))
 
 
+@pytest.mark.slow
 def test_the_task_on_the_command_line_trains_resumes_and_evaluates(tmp_path, capsys):
     from rnnkit.cli import TASK_SPECS, main
 

@@ -91,6 +91,7 @@ def test_mpi_ranks_draw_their_own_masks_from_the_shared_seed():
     assert CharLM(plain, tiny_text()).train_batch(np.random.default_rng(0), None)[0][3] is None
 
 
+@pytest.mark.slow
 def test_resume_with_dropout_continues_bit_identically(tmp_path, capsys):
     """A run with every dropout kind, stopped and resumed (--steps 3, then --resume --steps 6), ends
     with the same parameters and optimizer state as 6 steps straight: the masks of steps 4–6 are

@@ -106,6 +106,7 @@ def _csv(path, start, stop, header="t,y", with_t=True):
     return path
 
 
+@pytest.mark.slow
 def test_cli_train_forecast_resume_eval_and_forecast_new_data(tmp_path, capsys):
     from rnnkit.cli import main
 
@@ -163,6 +164,7 @@ def test_cli_bad_input_one_line_exit_2(tmp_path, capsys):
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
+@pytest.mark.slow
 def test_resume_without_a_new_best_keeps_the_best_parameters(tmp_path, capsys, monkeypatch):
     # after --resume, evaluations that do not beat the checkpoint's best val loss leave the model
     # (forecast.safetensors) at the best parameters, read back from best.safetensors, not the final ones

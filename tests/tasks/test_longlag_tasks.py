@@ -219,6 +219,7 @@ def test_fit_learns_and_stops_when_solved(tmp_path):
     assert res.stop_reason == "solved" and res.sequences == 100 and res.steps == 10
 
 
+@pytest.mark.slow
 def test_cli_train_adding_copy_resume_eval(tmp_path, capsys):
     from rnnkit.cli import main
 
@@ -309,6 +310,7 @@ def test_solved_run_ends_like_any_run(tmp_path):
     assert not hasattr(longlag, "_Solved")
 
 
+@pytest.mark.slow
 def test_cli_resume_applies_training_flags_and_refuses_model_changes(tmp_path, capsys):
     from rnnkit.cli import main
     from rnnkit.io.checkpoint import load_checkpoint
@@ -355,6 +357,7 @@ def test_cli_resume_applies_training_flags_and_refuses_model_changes(tmp_path, c
     assert rc == 2 and "--T 4: differs from the checkpoint's 3" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_training_defaults_come_from_the_tasks_train_config(tmp_path, capsys):
     """Issue 10: the long-lag training defaults are the task's TrainConfig (train_defaults), the budgets
     kept in sequences for any batch; a checkpoint of rnnkit <= 0.2 holding lr etc. in its task

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_close
-from test_core_gradcheck import numeric_grad, rel_error
+from conftest import check_fd, fd_rel_error as rel_error, numeric_grad
 from rnnkit.models.encdec import EncoderDecoder, Seq2SeqConfig
 from rnnkit.nn.losses import softmax_cross_entropy
 
@@ -29,20 +29,11 @@ def model(cell, bidir, L, score, seed=1, **kw):
     return EncoderDecoder(cfg, seed=seed)
 
 
-def check_fd(loss, checks, what):
-    """Analytic vs central differences; an absolute floor for gradients too small for FD's noise."""
-    for name, (analytic, arr) in checks.items():
-        num = numeric_grad(loss, arr)
-        err = rel_error(analytic, num)
-        assert err <= 1e-6 or np.abs(analytic - num).max() <= 1e-9, \
-            f"{name}: relative error {err:.2e} vs finite differences ({what})"
-        assert np.abs(analytic).max() > 0 or np.abs(num).max() < 1e-9, f"{name}: gradient is all zero ({what})"
-
-
 FD_CONFIGS = [("lstm", True, 1, "additive"), ("gru", False, 2, "dot"), ("rnn", True, 2, "general"),
               ("lstm", False, 2, "general")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell,bidir,L,score", FD_CONFIGS)
 def test_encdec_gradients_match_finite_differences(cell, bidir, L, score):
     m = model(cell, bidir, L, score)

@@ -3,7 +3,7 @@ memory is refused before it is built, and a checkpoint is checked tensor by tens
 model its metadata describes before the task is built; through the command line.  Torch-free."""
 import numpy as np
 import pytest
-from test_reliability_cli import one_line_error
+from conftest import one_line_error
 
 from rnnkit.cli import main
 from rnnkit.io.checkpoint import load_checkpoint, save_checkpoint
@@ -36,6 +36,7 @@ def run(request, tmp_path_factory):
     return task, data, tmp / "run" / "last.safetensors"
 
 
+@pytest.mark.slow
 def test_model_plan_matches_the_model_it_builds(run):
     """Names and shapes from the metadata alone equal the built model's, for every cell, direction,
     score and pooling; the bytes grow with the sizes the plan reads (hidden, batch, T)."""

@@ -40,6 +40,7 @@ def test_torch_saved_bytes_sees_autograd_saves():
     assert torch_saved_bytes(torch, lambda: (a @ b).sum()) == (3 * 4 + 4 * 5) * 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", CELLS)
 def test_grid_point_compares_equal_computations(kind):
     torch = _torch()
@@ -61,6 +62,7 @@ def test_grid_point_compares_equal_computations(kind):
     json.dumps(res)
 
 
+@pytest.mark.slow
 def test_worker_processes_time_the_same_computations():
     """The default harness: each library in its own process, fed the same weights and data."""
     torch = _torch()
@@ -138,6 +140,7 @@ def test_bench_longlag_suite_runs_from_the_cli(capsys):
     assert len(row) == 1 and "not solved within 40" in row[0]
 
 
+@pytest.mark.slow
 def test_native_workers_start_without_the_variables_that_force_kernels(monkeypatch):
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")

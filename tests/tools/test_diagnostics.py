@@ -228,6 +228,7 @@ def test_adding_flow_same_loss_and_grads_as_the_task(rng):
     assert flow.by_distance("h")[0, 0] > 0 and np.all(flow.by_distance("c")[0, : int(batch.lengths.min())] > 0)
 
 
+@pytest.mark.slow
 def test_gradflow_command_writes_csv_and_png(tmp_path):
     from rnnkit.diagnostics.gradflow_experiment import GradFlowConfig, run_gradflow, write_gradflow_csv
     from rnnkit.train.plots import plot_gradflow

@@ -56,6 +56,7 @@ def _torch_c_grads(torch, layer, x, R):
     return np.array([[(ct.grad ** 2).sum(dim=1).numpy() for ct in cs_k] for cs_k in cs])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_cell_state_gradient_norms_equal_torch_autograd(variant, rng):
     torch = pytest.importorskip("torch")
@@ -97,6 +98,7 @@ def test_zero_peepholes_give_the_plain_lstm_flow(rng):
     assert (b.c_sq[:, 2:, 2] == 0).all(), "0 at padded steps"
 
 
+@pytest.mark.slow
 def test_gradflow_command_takes_the_layernorm_lstm(tmp_path):
     """``rnnkit gradflow --cell layernorm_lstm``: h and c norms in the CSV, a line in the plot."""
     pytest.importorskip("matplotlib")

@@ -136,6 +136,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_tiny_sweep_on_local_ray(local_ray, tmp_path):
     spec = parse_spec({"task": "regress", "num_trials": 4, "metric": "val_loss", "mode": "min", "seed": 0,
                        "fixed": {"steps": 9, "eval_every": 3, "out": str(tmp_path / "trials")},
@@ -160,6 +161,7 @@ def test_tiny_sweep_on_local_ray(local_ray, tmp_path):
     assert best["checkpoint"] == res.best["checkpoint"] and best["value"] == res.best["val_loss"]
 
 
+@pytest.mark.slow
 def test_run_grid_ray_equals_local(local_ray):
     cells = [(3, 0), (3, 1), (5, 0), (5, 1)]
     local = run_grid(cells, sweep_trainables.grid_cell, engine="local")
@@ -197,6 +199,7 @@ cell = {{ grid = ["lstm", "gru"] }}
 """
 
 
+@pytest.mark.slow
 def test_sweep_through_the_cli_and_the_best_checkpoint_evaluates_to_its_metric(local_ray, tmp_path, capsys,
                                                                                 monkeypatch):
     from rnnkit.tasks.charlm import CharLM
@@ -235,6 +238,7 @@ def test_sweep_through_the_cli_and_the_best_checkpoint_evaluates_to_its_metric(l
     assert "already holds a sweep's results" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_longlag_on_ray_gives_the_local_table(local_ray, tmp_path, capsys):
     flags = ["bench", "longlag", "--tasks", "adding,copy", "--T", "12", "--cells", "lstm,gru", "--seeds", "2",
              "--budget", "40", "--eval-every", "20", "--batch", "10", "--hidden", "4"]
@@ -252,6 +256,7 @@ def test_bench_longlag_on_ray_gives_the_local_table(local_ray, tmp_path, capsys)
     assert records("ray.jsonl") == records("local.jsonl"), "the evaluations, in the same order"
 
 
+@pytest.mark.slow
 def test_sweep_keys_become_the_task_flags():
     from rnnkit.cli import TASK_SPECS
     from rnnkit.cli.sweep import flags, task_parser
