@@ -10,7 +10,9 @@ import pytest
 import rnnkit
 from rnnkit import threads
 from rnnkit.io.distributed import Communicator
-from rnnkit.sweep.core import _trial_fn, parse_spec, run_grid
+from rnnkit.sweep.grid import run_grid
+from rnnkit.sweep.spec import parse_spec
+from rnnkit.sweep.tune import _trial_fn
 
 
 def test_use_cores_sets_lowers_and_restores():

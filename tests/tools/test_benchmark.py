@@ -104,6 +104,7 @@ def test_bench_cli_rejects_bad_flags(capsys):  # before torch is needed
     d = BenchConfig()
     got = (args.suite, args.repeats, args.torch_threads, args.gap, args.out_dir, args.seed, args.blas_threads)
     assert got == ("speed", d.repeats, d.torch_threads, d.gap, d.out_dir, d.seed, d.blas_threads), got
+    assert d.out_dir == "runs/bench", "rnnkit bench writes to runs/bench by default, never into the source tree"
 
 
 class _FakeSide:
@@ -175,10 +176,10 @@ def test_report_has_peak_fractions_and_the_forced_table():
 
 
 def test_cell_variants_script_prints_a_ratio_per_variant(capsys):
-    """bench/cell_variants.py: one row per cell variant, the plain LSTM's ratio 1.00, ratios = ms / LSTM ms."""
+    """benchmarks/cell_variants.py: one row per cell variant, the plain LSTM's ratio 1.00, ratios = ms / LSTM ms."""
     import importlib.util
     import os
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "cell_variants.py")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "cell_variants.py")
     spec = importlib.util.spec_from_file_location("cell_variants", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

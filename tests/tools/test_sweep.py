@@ -1,4 +1,4 @@
-"""rnnkit.sweep.core: the TOML spec (validation, one-line errors) and real runs on a local Ray; ``rnnkit sweep`` and
+"""rnnkit.sweep (spec, tune, grid): the TOML spec (validation, one-line errors) and real runs on a local Ray; ``rnnkit sweep`` and
 ``rnnkit bench longlag --engine ray`` through the command line on the same Ray."""
 import csv
 import json
@@ -12,7 +12,9 @@ import pytest
 
 from rnnkit.cli import main
 from rnnkit.errors import UserError
-from rnnkit.sweep.core import load_spec, parse_spec, run_grid, run_sweep
+from rnnkit.sweep.grid import run_grid
+from rnnkit.sweep.spec import load_spec, parse_spec
+from rnnkit.sweep.tune import run_sweep
 
 HERE = Path(__file__).resolve().parents[1]  # tests/
 sys.path.insert(0, str(HERE))

@@ -26,8 +26,8 @@ def add_token_flags(p, d):
 
 
 def add_encoder_flags(p, d):
-    """The "model" group with --cell (and the variants --peephole, --proj-size), --layers, --hidden, --emb, --(no-)bidirectional, --batch; returned
-    for the task's own model flags."""
+    """The "model" group with --cell (and the variants --peephole, --proj-size), --layers, --hidden, --emb,
+    --(no-)bidirectional, --batch; returned for the task's own model flags."""
     g = p.add_argument_group("model")
     g.add_argument("--cell", choices=sorted(LAYERS), help=f"(default {d.cell})")
     add_cell_flags(g)

@@ -91,8 +91,8 @@ def train_config_from_args(args, base=None):
 def add_cell_flags(p) -> None:
     """``--peephole``, ``--proj-size P`` (LSTM) and ``--linear-before-reset 0|1`` (GRU): the cell
     variants of a task config's CELL_OPTIONS fields (rnnkit.engine.layer_types; another ``--cell`` is a
-    one-line error from the config); recorded in the checkpoint like every model flag.  Not given: None (the config's default, or on
-    ``--resume`` the checkpoint's)."""
+    one-line error from the config); recorded in the checkpoint like every model flag.  Not given: None (the
+    config's default, or on ``--resume`` the checkpoint's)."""
     p.add_argument("--peephole", action="store_const", const=True,
                    help="LSTM with diagonal peephole connections (Gers & Schmidhuber 2000)")
     p.add_argument("--proj-size", dest="proj_size", type=nonneg_int, metavar="P",

@@ -1,7 +1,8 @@
 """The recurrent layers by kind: each chooses the cell that :class:`rnnkit.engine.recurrent.Recurrent` runs.
 
 ``RNN`` (Elman, tanh or relu), ``LSTM`` (with ``peephole=True`` or ``proj_size=P`` its variants),
-``GRU`` (with ``linear_before_reset=False`` ONNX's default GRU) and ``LayerNormLSTM``; :data:`LAYERS` names them for task configs and the command line.
+``GRU`` (with ``linear_before_reset=False`` ONNX's default GRU) and ``LayerNormLSTM``; :data:`LAYERS`
+names them for task configs and the command line.
 """
 from __future__ import annotations
 
@@ -123,7 +124,8 @@ class CellVariant:
 
     peephole: bool = False  # diagonal peepholes (rnnkit.cells.peephole)
     proj_size: int = 0  # h projected to this size, 0 < P < hidden (rnnkit.cells.proj); 0: none
-    linear_before_reset: bool = True  # the GRU's; False: ONNX's default GRU, (r * h) W_hn^T (rnnkit.cells.gru_reset_before)
+    # the GRU's; False: ONNX's default GRU, (r * h) W_hn^T (rnnkit.cells.gru_reset_before)
+    linear_before_reset: bool = True
 
 
 CELL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CellVariant)}

@@ -81,7 +81,10 @@ def greedy_decode(model, src, src_lengths, bos: int, eos: int, max_len: int = 50
 
 
 def select_rows(state, rows):
-    """Rows (batch index, axis 1) of a decoder state: an array (L, B, H) or a tuple of them."""
+    """Rows (batch index, axis 1) of a decoder state: an array (L, B, H) or a tuple of them, or a state
+    with its own ``select(rows)`` (rnnkit.models.pointer.PointerState)."""
+    if hasattr(state, "select"):
+        return state.select(rows)
     if isinstance(state, tuple):
         return type(state)(*(a[:, rows] for a in state))
     return state[:, rows]

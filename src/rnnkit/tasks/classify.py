@@ -31,7 +31,8 @@ from rnnkit.errors import UserError
 from rnnkit.engine.layer_types import config_options
 from rnnkit.train import TrainConfig
 from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, check, check_choice
-from rnnkit.tasks.textdata import PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise, vocab_size
+from rnnkit.tasks.textdata import (PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch,
+                                   normalise, vocab_size)
 
 CLASS_WEIGHTS = ("none", "balanced")
 EVAL_BATCH = 256

@@ -43,7 +43,8 @@ from rnnkit.errors import UserError
 from rnnkit.engine.layer_types import config_options
 from rnnkit.train import TrainConfig
 from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, check, check_choice, check_each
-from rnnkit.tasks.textdata import PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise, vocab_size
+from rnnkit.tasks.textdata import (PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch,
+                                   normalise, vocab_size)
 
 SCORES = ("dot", "general", "additive")
 BLEU_TOKENIZE = "13a"

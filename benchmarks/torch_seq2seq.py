@@ -16,8 +16,8 @@ ran 2-3x slower than 1 while other jobs ran).
 
 Usage (from the repository root; any ``rnnkit train seq2seq`` corpus/model flag works)::
 
-    python bench/torch_seq2seq.py --steps 300                       # the dates corpus
-    python bench/torch_seq2seq.py --src ../shared/data/g2p/src-train.txt --tgt ../shared/data/g2p/tgt-train.txt \\
+    python benchmarks/torch_seq2seq.py --steps 300                       # the dates corpus
+    python benchmarks/torch_seq2seq.py --src ../shared/data/g2p/src-train.txt --tgt ../shared/data/g2p/tgt-train.txt \\
         --val-src ../shared/data/g2p/src-val.txt --val-tgt ../shared/data/g2p/tgt-val.txt --tokens space --steps 1500
 
 Prints one line per library: steps, seconds, target tokens/s, val exact match (= word accuracy for

@@ -10,10 +10,10 @@ state carried, mean over every predicted character).
 
 Usage (from the repository root)::
 
-    python bench/torch_charlm.py --steps 1500 --eval-every 250
-    python bench/torch_charlm.py --impl rnnkit --steps 1500 --eval-every 250   # same recipe in rnnkit
-    python bench/torch_charlm.py --impl rnnkit --init-from-torch ...   # ... from torch's initial weights
-    python bench/torch_charlm.py --hidden 512 --dropout 0.25 --threads 1 --metrics torch.jsonl ...
+    python benchmarks/torch_charlm.py --steps 1500 --eval-every 250
+    python benchmarks/torch_charlm.py --impl rnnkit --steps 1500 --eval-every 250   # same recipe in rnnkit
+    python benchmarks/torch_charlm.py --impl rnnkit --init-from-torch ...   # ... from torch's initial weights
+    python benchmarks/torch_charlm.py --hidden 512 --dropout 0.25 --threads 1 --metrics torch.jsonl ...
 
 ``--dropout P`` is ``torch.nn.LSTM(dropout=P)`` (between the layers, training only; rnnkit:
 ``--dropout P`` of ``rnnkit train charlm``); ``--metrics FILE`` appends one JSON line per

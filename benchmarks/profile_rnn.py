@@ -1,6 +1,6 @@
 """Where rnnkit's LSTM fwd+bwd time goes: BLAS vs elementwise kernels vs Python overhead.
 
-    .venv/bin/python bench/profile_rnn.py [--threads N] [--vs-torch] [T B I H ...]
+    .venv/bin/python benchmarks/profile_rnn.py [--threads N] [--vs-torch] [T B I H ...]
 
 Times, in one process, on one thread (``layer.cores = 1``, the per-step GEMMs on one BLAS
 thread: the work of one batch shard), (1) the full ``forward`` + ``backward``, (2) the same

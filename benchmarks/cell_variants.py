@@ -1,6 +1,6 @@
 """fwd+bwd time of the cell variants (issues 13, 14) relative to the plain LSTM, rnnkit alone.
 
-    PYTHONPATH=src .venv/bin/python bench/cell_variants.py [--repeats N] [T B I H ...]
+    PYTHONPATH=src .venv/bin/python benchmarks/cell_variants.py [--repeats N] [T B I H ...]
 
 Every variant runs through the same compiled loop (rnnkit.engine.scan) as the plain LSTM; the GRU with
 ``linear_before_reset=False`` (its own n-block GEMM inside the step) is timed beside the GRU.  Per grid

@@ -1,6 +1,6 @@
 """Data-parallel scaling of a char-LM-sized LSTM over MPI: tokens/s with 1, 2, ... ranks.
 
-    .venv/bin/python bench/mpi_scaling.py [--ranks 1,2] [--steps 20] [--batch 32] [--bptt 100]
+    .venv/bin/python benchmarks/mpi_scaling.py [--ranks 1,2] [--steps 20] [--batch 32] [--bptt 100]
                                           [--hidden 128] [--layers 2] [--emb 64] [--vocab 65]
 
 Each rank count runs in its own ``mpiexec -n N`` job (the venv's mpiexec), one BLAS thread per

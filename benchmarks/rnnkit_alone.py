@@ -1,10 +1,10 @@
 """rnnkit timed alone (no PyTorch in the process): fwd+bwd, inference, streaming step.
 
-    .venv/bin/python bench/rnnkit_alone.py [--cells lstm,gru,rnn] [--small-step-gemm N] [T B I H ...]
-    PYTHONPATH=<other checkout>/src .venv/bin/python bench/rnnkit_alone.py ...   # another commit's code
+    .venv/bin/python benchmarks/rnnkit_alone.py [--cells lstm,gru,rnn] [--small-step-gemm N] [T B I H ...]
+    PYTHONPATH=<other checkout>/src .venv/bin/python benchmarks/rnnkit_alone.py ...   # another commit's code
 
 For changes to rnnkit itself, where the question is "did this make rnnkit faster", not the
-ratio to PyTorch (that is ``bench/bench_rnn.py``).  ``--small-step-gemm`` overrides
+ratio to PyTorch (that is ``benchmarks/bench_rnn.py``).  ``--small-step-gemm`` overrides
 ``rnnkit.engine.threads.SMALL_STEP_GEMM`` (the per-step GEMM size up to which the time loops run BLAS
 single-threaded) for the whole run; ``--check-threads`` also reports whether the layer's
 outputs are bit-identical with the per-step GEMMs on 1 and on 2 BLAS threads.
