@@ -100,7 +100,7 @@ def compiled_loops(step, step_backward) -> Loops:
 
     The loops take their arrays positionally: passing them as one NamedTuple instead cost 3.6 %
     of an LSTM fwd+BPTT at (T, B, I, H) = (100, 1, 32, 32) (0.232 vs 0.224 ms, 7 of 7 alternating
-    pairs slower: numba's dispatcher types a tuple argument in Python, about 4 µs a call).
+    pairs slower, about 4 µs a call: the dispatcher types a tuple argument more slowly than arrays).
     """
 
     @jit
