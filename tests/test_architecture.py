@@ -129,12 +129,23 @@ def test_no_test_file_skips_whole_modules():
     """Optional extras (torch, onnx, ...) are skipped per test, so the tests that do not need them
     still run where they are missing: no test module calls importorskip at module level."""
     offenders = []
-    for path in sorted((SRC.parents[1] / "tests").glob("*.py")):
+    for path in sorted((SRC.parents[1] / "tests").rglob("*.py")):
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
             if any(isinstance(n, ast.Attribute) and n.attr == "importorskip" for n in ast.walk(node)) and \
                     not isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == [], f"module-level importorskip: {offenders}"
+
+
+def test_tests_live_in_a_folder_per_floor():
+    """tests/<floor>/test_*.py: a test file sits in the folder of the floor it tests (tests of the whole
+    tree, such as this one and packaging, stay at the top)."""
+    tests = SRC.parents[1] / "tests"
+    floors = {"cells", "engine", "nn", "data", "models", "io", "train", "tasks", "tools", "cli"}
+    loose = sorted(p.name for p in tests.glob("test_*.py") if p.name not in ("test_architecture.py", "test_packaging.py"))
+    assert loose == [], f"test files outside a floor folder: {loose}"
+    strays = sorted(str(p.relative_to(tests)) for p in tests.glob("*/test_*.py") if p.parent.name not in floors)
+    assert strays == [], f"test files in a folder that is no floor: {strays}"
 
 
 def test_every_benchmark_result_is_cited_by_name():
