@@ -127,7 +127,8 @@ class SummarizeSpec(TaskSpec):
 
     def evaluate(self, task, args, path) -> None:
         if args.text:
-            raise UserError("eval: --text is not supported for a summarize checkpoint; use rnnkit summarize --input FILE")
+            raise UserError("eval: --text is not supported for a summarize checkpoint; "
+                            "use rnnkit summarize --input FILE")
         split = args.split or "val"
         self._report(task, split, task.evaluate(split, beam=task.config.beam))
 
@@ -136,7 +137,8 @@ def add_decoding_flags(g, d) -> None:
     """--beam, --alpha, --min-len, --no-repeat-ngram (defaults from ``d``)."""
     g.add_argument("--beam", type=positive_int, help=f"beam size, 1 = greedy (default {d.beam})")
     g.add_argument("--alpha", type=nonneg_float, help=f"length normalisation score / n^alpha (default {d.alpha})")
-    g.add_argument("--min-len", dest="min_len", type=nonneg_int, help=f"fewest tokens per summary (default {d.min_len})")
+    g.add_argument("--min-len", dest="min_len", type=nonneg_int,
+                   help=f"fewest tokens per summary (default {d.min_len})")
     g.add_argument("--no-repeat-ngram", dest="no_repeat_ngram", type=nonneg_int,
                    help=f"block repeating any n-gram, 0 = off (default {d.no_repeat_ngram})")
 
