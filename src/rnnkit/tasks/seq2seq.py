@@ -103,18 +103,23 @@ def read_corpus(c: Seq2SeqTaskConfig) -> dict:
     train = read_tsv_pairs(c.pairs, empty) if c.pairs else read_parallel(c.src, c.tgt, empty)
     out = {"val": read_parallel(c.val_src, c.val_tgt, empty) if c.val_src else None,
            "test": read_parallel(c.test_src, c.test_tgt, empty) if c.test_src else None}
+    return hold_out(train, out, c.seed, _subset, "give --val-src/--val-tgt and --test-src/--test-tgt")
+
+
+def hold_out(train, out: dict, seed: int, subset, hint: str) -> dict:
+    """``out`` with its None splits ("val", "test") carved out of ``train`` (5 % each, at least one
+    item, drawn with ``seed``) and "train" the rest; ``subset(train, indices, split)`` takes items."""
     missing = [s for s in ("val", "test") if out[s] is None]
     n = len(train)
     cut = {s: max(1, round(0.05 * n)) for s in missing}
     if n - sum(cut.values()) < 1:
-        raise UserError(f"{train.origin}: {n} pairs, too few to hold out {' and '.join(missing)} pairs "
-                        f"(give --val-src/--val-tgt and --test-src/--test-tgt)")
-    perm = np.random.default_rng([c.seed, 12]).permutation(n)
+        raise UserError(f"{train.origin}: {n} pairs, too few to hold out {' and '.join(missing)} pairs ({hint})")
+    perm = np.random.default_rng([seed, 12]).permutation(n)
     start = 0
     for s in missing:
-        out[s] = _subset(train, np.sort(perm[start:start + cut[s]]), s)
+        out[s] = subset(train, np.sort(perm[start:start + cut[s]]), s)
         start += cut[s]
-    out["train"] = _subset(train, np.sort(perm[start:]), "train") if missing else train
+    out["train"] = subset(train, np.sort(perm[start:]), "train") if missing else train
     return out
 
 
