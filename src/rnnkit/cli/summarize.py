@@ -8,7 +8,7 @@ import sys
 
 from rnnkit.cli.args import nonneg_float, nonneg_int, positive_int
 from rnnkit.cli.seq2seq import throughput
-from rnnkit.cli.textargs import add_encoder_flags, add_token_flags, read_input, report_val
+from rnnkit.cli.textspec import add_group_flags, read_input, report_val
 from rnnkit.cli.train import TaskSpec
 from rnnkit.engine.layer_types import cell_label
 from rnnkit.errors import UserError
@@ -66,13 +66,13 @@ class SummarizeSpec(TaskSpec):
                                help=f"{split[:-1] or 'training'} {what}, one a line (the two-file layout)")
         g.add_argument("--skip-empty", dest="skip_empty", action="store_const", const=True,
                        help="drop rows with an empty document or summary (default: an error)")
-        g = add_token_flags(p, d)
+        g = add_group_flags(p, d, "tokens")
         g.add_argument("--vocab", type=positive_int, help=f"most frequent tokens kept (default {d.vocab})")
         g.add_argument("--max-src-len", dest="max_src_len", type=positive_int,
                        help=f"truncate documents to their first N tokens (default {d.max_src_len})")
         g.add_argument("--max-tgt-len", dest="max_tgt_len", type=positive_int,
                        help=f"truncate training summaries to N tokens (default {d.max_tgt_len})")
-        g = add_encoder_flags(p, d)
+        g = add_group_flags(p, d, "model")
         g.add_argument("--copy", action=argparse.BooleanOptionalAction, default=None,
                        help="pointer-generator copy mechanism (default: yes)")
         g.add_argument("--coverage", action=argparse.BooleanOptionalAction, default=None,
