@@ -44,6 +44,7 @@ def metrics_line(m: dict) -> str:
 class SummarizeSpec(TaskSpec):
     name, task_class, config_class = "summarize", SummarizeTask, SummarizeTaskConfig
     help = "summarisation: pointer-generator with coverage, ROUGE beside the lead baseline"
+    text_hint = "; use rnnkit summarize --input FILE"
     description = ("Train a pointer-generator with coverage (See et al. 2017) on documents with summaries: JSON lines "
                    "(--data, --val-data, --test-data with --src-field/--tgt-field/--ref-fields) or two line-aligned "
                    "files (--src/--tgt). Evaluations report ROUGE-1/2/L F1 (rouge-score, stemming) beside the "
@@ -126,9 +127,7 @@ class SummarizeSpec(TaskSpec):
         return f"summarize ({what}, {cell_label(c)} {c.layers}x{c.hidden})", "loss (nats/token)"
 
     def evaluate(self, task, args, path) -> None:
-        if args.text:
-            raise UserError("eval: --text is not supported for a summarize checkpoint; use rnnkit summarize --input FILE")
-        split = args.split or "val"
+        split = self.eval_split(task, args)
         self._report(task, split, task.evaluate(split, beam=task.config.beam))
 
 
@@ -136,7 +135,8 @@ def add_decoding_flags(g, d) -> None:
     """--beam, --alpha, --min-len, --no-repeat-ngram (defaults from ``d``)."""
     g.add_argument("--beam", type=positive_int, help=f"beam size, 1 = greedy (default {d.beam})")
     g.add_argument("--alpha", type=nonneg_float, help=f"length normalisation score / n^alpha (default {d.alpha})")
-    g.add_argument("--min-len", dest="min_len", type=nonneg_int, help=f"fewest tokens per summary (default {d.min_len})")
+    g.add_argument("--min-len", dest="min_len", type=nonneg_int,
+                   help=f"fewest tokens per summary (default {d.min_len})")
     g.add_argument("--no-repeat-ngram", dest="no_repeat_ngram", type=nonneg_int,
                    help=f"block repeating any n-gram, 0 = off (default {d.no_repeat_ngram})")
 
