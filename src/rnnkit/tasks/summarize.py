@@ -172,7 +172,7 @@ class SummarizeTask(TextTask):
             self.decode_len, self.sizes = prepared["decode_len"], prepared["sizes"]
         V = len(self.vocab)
         self.model = PointerGenerator(PointerConfig(
-            src_vocab=V, tgt_vocab=V, embedding_dim=c.emb, hidden_size=c.hidden, num_layers=c.layers, cell=c.cell,
+            src_vocab=V, tgt_vocab=V, emb=c.emb, hidden=c.hidden, layers=c.layers, cell=c.cell,
             bidirectional=c.bidirectional, copy=c.copy, coverage=c.coverage, cov_loss_weight=c.cov_loss_weight,
             **config_options(c)), seed=c.seed)
 
