@@ -20,6 +20,7 @@ import sys
 
 from rnnkit._version import __version__
 from rnnkit.errors import CheckpointError, UserError
+from rnnkit.cli import asr
 from rnnkit.cli import bench
 from rnnkit.cli import charlm
 from rnnkit.cli import classify
@@ -30,6 +31,7 @@ from rnnkit.cli import forecast
 from rnnkit.cli import seq2seq
 from rnnkit.cli import sweep
 from rnnkit.cli.args import nonneg_float, nonneg_int, positive_float, positive_int
+from rnnkit.cli.asr import ASRSpec
 from rnnkit.cli.charlm import CharLMSpec
 from rnnkit.cli.classify import ClassifySpec
 from rnnkit.cli.forecast import ForecastSpec
@@ -39,9 +41,9 @@ from rnnkit.cli.train import (TaskSpec, add_task_parser, add_train_args, eval_ha
                     refuse_model_changes, train_config_from_args, train_handler)
 
 #: the tasks of ``rnnkit train TASK`` and ``rnnkit eval``
-TASK_SPECS = (CharLMSpec(), ForecastSpec(), AddingSpec(), CopySpec(), Seq2SeqSpec(), ClassifySpec())
+TASK_SPECS = (CharLMSpec(), ForecastSpec(), AddingSpec(), CopySpec(), Seq2SeqSpec(), ClassifySpec(), ASRSpec())
 #: modules adding other commands: ``register(root_subparsers)``
-COMMANDS = (charlm, demo, forecast, seq2seq, classify, bench, diagnostics)
+COMMANDS = (charlm, demo, forecast, seq2seq, classify, asr, bench, diagnostics)
 #: modules adding commands that work for every task: ``register(root_subparsers, specs)``
 SPEC_COMMANDS = (export, sweep)
 

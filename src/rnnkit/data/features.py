@@ -17,6 +17,8 @@ A recording shorter than one window is zero-padded to one frame.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 PREEMPHASIS = 0.97
@@ -37,6 +39,7 @@ def _mel_to_hz(m):
     return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
 
 
+@functools.lru_cache(maxsize=16)
 def mel_filters(rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
     """(n_mels, n_fft // 2 + 1) triangular filters: filter m rises from edge m to m+1 and falls to
     m+2, the n_mels + 2 edges equally spaced on the HTK mel scale from fmin to fmax (rate / 2)."""
@@ -47,22 +50,39 @@ def mel_filters(rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: flo
     ramps = edges[:, None] - fft_hz[None, :]
     lower = -ramps[:-2] / widths[:-1, None]
     upper = ramps[2:] / widths[1:, None]
-    return np.maximum(0.0, np.minimum(lower, upper))
+    W = np.maximum(0.0, np.minimum(lower, upper))
+    W.setflags(write=False)  # cached: shared by every call
+    return W
+
+
+def preemphasize(x: np.ndarray, previous: float | None = None) -> np.ndarray:
+    """y[n] = x[n] - 0.97 x[n-1]; y[0] = x[0], or x[0] - 0.97 ``previous`` (the sample before x, streaming)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.empty_like(x)
+    y[:1] = x[:1] if previous is None else x[:1] - PREEMPHASIS * previous
+    y[1:] = x[1:] - PREEMPHASIS * x[:-1]
+    return y
+
+
+def log_mel_frames(y: np.ndarray, rate: int, n_mels: int = 80) -> np.ndarray:
+    """(T, n_mels) log-mel energies of pre-emphasised samples ``y``, T = 1 + (N - win) // hop (0 if N < win)."""
+    win, hop, n_fft = frame_sizes(rate)
+    if y.size < win:
+        return np.zeros((0, n_mels))
+    frames = np.lib.stride_tricks.sliding_window_view(y, win)[::hop]
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(win) / win)  # periodic Hann
+    spec = np.fft.rfft(frames * window, n=n_fft, axis=1)
+    power = spec.real ** 2 + spec.imag ** 2
+    return np.log(np.maximum(power @ mel_filters(rate, n_fft, n_mels).T, LOG_FLOOR))
 
 
 def log_mel(x: np.ndarray, rate: int, n_mels: int = 80) -> np.ndarray:
     """(T, n_mels) float64 log-mel energies of mono samples ``x`` (see the module docstring)."""
-    win, hop, n_fft = frame_sizes(rate)
-    x = np.asarray(x, dtype=np.float64)
-    y = np.empty_like(x)
-    y[:1] = x[:1]
-    y[1:] = x[1:] - PREEMPHASIS * x[:-1]
+    y = preemphasize(x)
+    win = frame_sizes(rate)[0]
     if y.size < win:
         y = np.pad(y, (0, win - y.size))
-    frames = np.lib.stride_tricks.sliding_window_view(y, win)[::hop]
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(win) / win)  # periodic Hann
-    power = np.abs(np.fft.rfft(frames * window, n=n_fft, axis=1)) ** 2
-    return np.log(np.maximum(power @ mel_filters(rate, n_fft, n_mels).T, LOG_FLOOR))
+    return log_mel_frames(y, rate, n_mels)
 
 
 def cmvn_stats(features) -> tuple[np.ndarray, np.ndarray]:
@@ -105,3 +125,12 @@ def stack_frames(f: np.ndarray, k: int) -> np.ndarray:
     if pad:
         f = np.concatenate([f, np.repeat(f[-1:], pad, axis=0)])
     return f.reshape(-1, k * F)
+
+
+def pad_frames(feats: list) -> tuple[np.ndarray, np.ndarray]:
+    """A list of (T_i, F) arrays -> time-major (max T_i, B, F) zero-padded, lengths (B,) int64."""
+    lengths = np.array([f.shape[0] for f in feats], dtype=np.int64)
+    out = np.zeros((int(lengths.max()), len(feats), feats[0].shape[1]), dtype=feats[0].dtype)
+    for b, f in enumerate(feats):
+        out[:f.shape[0], b] = f
+    return out, lengths
