@@ -1,16 +1,14 @@
 """``rnnkit train asr``, ``rnnkit transcribe CKPT FILE...`` and the ASR side of ``rnnkit eval``."""
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 
-from rnnkit.cli.args import nonneg_float, nonneg_int, positive_float, positive_int, rate
-from rnnkit.cli.train import TaskSpec, add_cell_flags
+from rnnkit.cli.args import nonneg_float, positive_float, positive_int
+from rnnkit.cli.train import TaskSpec, stopped_line
 from rnnkit.data.audio import read_audio
 from rnnkit.data.manifest import read_manifest
-from rnnkit.engine.layer_types import LAYERS, cell_label
+from rnnkit.engine.layer_types import cell_label
 from rnnkit.errors import UserError
 from rnnkit.tasks.asr import ASRTask, ASRTaskConfig
 from rnnkit.tasks.asr_data import TEXT_NORMALISATION
@@ -18,9 +16,6 @@ from rnnkit.tasks.asr_lm import CharLMScorer
 from rnnkit.tasks.asr_stream import stream
 from rnnkit.tasks.charlm import CharLM
 from rnnkit.train import load_task, read_metrics
-
-_PATHS = ("manifest", "val_manifest", "test_manifest", "fsdd")
-
 
 def metrics_line(m: dict) -> str:
     line = f"loss {m['loss']:.4f}  CER {100 * m['cer']:.2f} %  WER {100 * m['wer']:.2f} %"
@@ -37,41 +32,10 @@ class ASRSpec(TaskSpec):
     description = ("Train a recurrent CTC acoustic model on log-mel features: --manifest FILE (TSV path<TAB>text or "
                    "NeMo JSON lines); without one, spoken digits from --fsdd (isolated, official split, and "
                    "connected sequences).  Evaluations report CTC loss, CER and WER (greedy).")
-
-    def add_flags(self, p) -> None:
-        d = ASRTaskConfig()
-        g = p.add_argument_group("corpus")
-        g.add_argument("--manifest", metavar="FILE", help="training utterances: TSV path<TAB>transcript or JSON lines "
-                                                          "(audio_filepath, text); paths relative to the file")
-        for s in ("val", "test"):
-            g.add_argument(f"--{s}-manifest", dest=f"{s}_manifest", metavar="FILE",
-                           help=f"{s} utterances (default: 5 %% of the training manifest)")
-        g.add_argument("--skip-bad-audio", dest="skip_bad_audio", action="store_const", const=True,
-                       help="skip unreadable audio files (counted) instead of stopping")
-        g.add_argument("--fsdd", metavar="DIR", help=f"FSDD recordings, without --manifest (default {d.fsdd})")
-        g.add_argument("--connected", type=nonneg_int,
-                       help=f"connected-digit training sequences; val and test get a tenth (default {d.connected})")
-        g = p.add_argument_group("features")
-        g.add_argument("--rate", type=positive_int,
-                       help="sample rate of the model (default: 8000 digits, 16000 manifest)")
-        g.add_argument("--n-mels", dest="n_mels", type=positive_int, help="mel bins (default: 40 digits, 80 manifest)")
-        g.add_argument("--stack", type=positive_int, help=f"frames stacked per recurrent step (default {d.stack})")
-        g.add_argument("--spec-augment", dest="spec_augment", action=argparse.BooleanOptionalAction, default=None,
-                       help="SpecAugment masks in training (default: yes)")
-        g = p.add_argument_group("model")
-        g.add_argument("--cell", choices=sorted(LAYERS), help=f"(default {d.cell})")
-        add_cell_flags(g)
-        g.add_argument("--layers", type=positive_int, help="recurrent layers (default: 2 digits, 4 manifest)")
-        g.add_argument("--hidden", type=positive_int,
-                       help="hidden size per direction (default: 96 digits, 256 manifest)")
-        g.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
-                       help="bidirectional layers (default: yes; --stream needs --no-bidirectional)")
-        g.add_argument("--dropout", type=rate, help=f"between layers, training only (default {d.dropout})")
-        g.add_argument("--batch", type=positive_int, help=f"utterances per step (default {d.batch})")
-
-    def given(self, args) -> dict:
-        given = super().given(args)
-        return {k: os.path.abspath(v) if k in _PATHS else v for k, v in given.items()}
+    groups = ("corpus", "features", "model")
+    plot_title = "asr ({cell} {c.layers}x{c.hidden}, CTC)"
+    plot_ylabel = "CTC loss (nats/character)"
+    text_hint = "; use rnnkit transcribe --manifest FILE"
 
     def describe(self, task, trainer) -> None:
         c, n = task.config, task.notes
@@ -99,21 +63,15 @@ class ASRSpec(TaskSpec):
         rates = [r["tokens_per_s"] for r in read_metrics(trainer.log_path) if "tokens_per_s" in r] \
             if trainer.log_path else []
         speed = f", {sum(rates) / len(rates):,.0f} frames/s" if rates else ""
-        print(f"stopped at step {res.step} ({res.stop_reason}) after {res.seconds:.0f} s{speed}")
+        print(f"{stopped_line(res)}{speed}")
         if task.infinite:
             print(f"impossible alignments (input shorter than its transcript): {task.infinite}, zeroed")
         if res.losses:
             print(f"test (greedy): {metrics_line(task.evaluate('test'))}")
         print(f"checkpoint: {res.checkpoint}")
 
-    def plot_labels(self, task) -> tuple[str, str]:
-        c = task.config
-        return f"asr ({cell_label(c)} {c.layers}x{c.hidden}, CTC)", "CTC loss (nats/character)"
-
     def evaluate(self, task, args, path) -> None:
-        if args.text:
-            raise UserError("eval: --text is not supported for an asr checkpoint; use rnnkit transcribe --manifest")
-        split = args.split or "val"
+        split = self.eval_split(task, args)
         m = task.evaluate(split)
         print(f"{split} split: {int(m['utterances']):,} utterances (greedy); {metrics_line(m)}")
         print(f"CER {100 * m['cer']:.2f} %")

@@ -27,50 +27,57 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, RATE, check, check_each
+from rnnkit.checks.fields import check_options, option
+from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, RATE
 from rnnkit.data.batching import bucket_batches
 from rnnkit.data.features import apply_cmvn, cmvn_stats, log_mel, pad_frames, spec_augment, stack_frames
-from rnnkit.engine.layer_types import CellVariant, config_options
+from rnnkit.engine.layer_types import LAYERS, CellVariant, config_options
 from rnnkit.engine.threads import blas_threads_at_most
-from rnnkit.errors import CheckpointError, UserError
+from rnnkit.errors import UserError
 from rnnkit.models.asr import ASRModel, ASRModelConfig
 from rnnkit.models.ctc_decode import greedy, prefix_beam_search
 from rnnkit.nn.ctc import ctc_nll, reduce_ctc
 from rnnkit.tasks.asr_data import (SPLITS, carve, digits_audio, features, read_manifest_audio, to_split)
 from rnnkit.tasks.textdata import next_batch
-from rnnkit.train import TrainConfig
+from rnnkit.train import TrainConfig, restore
 
 EVAL_BATCH = 64
 AUTO = {"digits": {"rate": 8000, "n_mels": 40, "layers": 2, "hidden": 96},
         "manifest": {"rate": 16000, "n_mels": 80, "layers": 4, "hidden": 256}}
 
 
+_FILE = {"metavar": "FILE", "path": True, "group": "corpus"}
+
+
 @dataclass(frozen=True)
 class ASRTaskConfig(CellVariant):
     """Corpus, features, model and batch of a speech-recognition run (see the module docstring)."""
 
-    manifest: str | None = None
-    val_manifest: str | None = None
-    test_manifest: str | None = None
-    skip_bad_audio: bool = False
-    fsdd: str = "../shared/data/fsdd"
-    connected: int = 2000
-    rate: int = 0
-    n_mels: int = 0
-    stack: int = 3
-    spec_augment: bool = True
-    cell: str = "lstm"
-    layers: int = 0
-    hidden: int = 0
-    bidirectional: bool = True
-    dropout: float = 0.0
-    batch: int = 16
-    seed: int = 0
+    manifest: str | None = option(None, "training utterances: TSV path<TAB>transcript or JSON lines (audio_filepath, "
+                                        "text); paths relative to the file", **_FILE)
+    val_manifest: str | None = option(None, "val utterances (default: 5 %% of the training manifest)", **_FILE)
+    test_manifest: str | None = option(None, "test utterances (default: 5 %% of the training manifest)", **_FILE)
+    skip_bad_audio: bool = option(False, "skip unreadable audio files (counted) instead of stopping", group="corpus")
+    fsdd: str = option("../shared/data/fsdd", "FSDD recordings, used without --manifest", metavar="DIR", path=True,
+                       group="corpus")
+    connected: int = option(2000, "connected-digit training sequences; val and test get a tenth", rule=NONNEG_INT,
+                            group="corpus")
+    rate: int = option(0, "sample rate of the model (default: 8000 digits, 16000 manifest)", rule=NONNEG_INT,
+                       group="features")
+    n_mels: int = option(0, "mel bins (default: 40 digits, 80 manifest)", rule=NONNEG_INT, group="features")
+    stack: int = option(3, "frames stacked per recurrent step", rule=POSITIVE_INT, group="features")
+    spec_augment: bool = option(True, "SpecAugment masks in training", group="features")
+    cell: str = option("lstm", "recurrent cell", choices=sorted(LAYERS), group="model")
+    layers: int = option(0, "recurrent layers (default: 2 digits, 4 manifest)", rule=NONNEG_INT, group="model")
+    hidden: int = option(0, "hidden size per direction (default: 96 digits, 256 manifest)", rule=NONNEG_INT,
+                         group="model")
+    bidirectional: bool = option(True, "bidirectional layers (--stream needs --no-bidirectional)", group="model")
+    dropout: float = option(0.0, "between layers, training only", rule=RATE, group="model")
+    batch: int = option(16, "utterances per step", rule=POSITIVE_INT, group="model")
+    seed: int = option(0, rule=NONNEG_INT, flag=False)
 
     def __post_init__(self):
-        check_each(self, NONNEG_INT, "connected", "rate", "n_mels", "layers", "hidden", "seed")
-        check_each(self, POSITIVE_INT, "stack", "batch")
-        check("dropout", self.dropout, RATE)
+        check_options(self)
 
     @property
     def corpus(self) -> str:
@@ -222,6 +229,15 @@ class ASRTask:
         rows = [(float(jiwer.cer(r, h)), n, r, h) for r, h, n in zip(d.texts, hyps, d.names)]
         return sorted(rows, key=lambda r: -r[0])[:k]
 
+    def onnx_parts(self) -> dict:
+        """``rnnkit export CKPT --onnx FILE``: stacked, normalised features (T, B, stack * n_mels) + lengths
+        -> the recurrent stack -> Linear: logits (T, B, blank + alphabet) (the log-softmax and the
+        feature pipeline stay outside the graph; the metadata holds what they need)."""
+        c = self.config
+        return {"recurrent": self.model.encoder, "embedding": None, "head": self.model.head, "readout": "every",
+                "metadata": {"alphabet": self.alphabet, "blank": 0, "rate": c.rate, "n_mels": c.n_mels,
+                             "stack": c.stack, "cmvn_mean": self.mean.tolist(), "cmvn_std": self.std.tolist()}}
+
     def state_arrays(self) -> dict:
         return dict(self.model.params)
 
@@ -231,19 +247,13 @@ class ASRTask:
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "ASRTask":
-        try:
-            prepared = {"alphabet": str(meta["alphabet"]), "mean": np.asarray(meta["cmvn"]["mean"], np.float64),
-                        "std": np.asarray(meta["cmvn"]["std"], np.float64),
-                        "sizes": {k: int(v) for k, v in meta["sizes"].items()}, "notes": dict(meta.get("notes", {}))}
-            task = cls(ASRTaskConfig(**meta["config"]), prepared=prepared)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise CheckpointError(f"asr checkpoint: bad metadata ({type(e).__name__}: {e})") from None
-        try:
-            task.model.load_params(arrays)
-        except ValueError as e:
-            raise CheckpointError(f"asr checkpoint: parameters do not fit the config ({e})") from None
-        return task
+        def build(m):
+            return cls(ASRTaskConfig(**m["config"]), prepared={
+                "alphabet": str(m["alphabet"]), "mean": np.asarray(m["cmvn"]["mean"], np.float64),
+                "std": np.asarray(m["cmvn"]["std"], np.float64), "sizes": {k: int(v) for k, v in m["sizes"].items()},
+                "notes": dict(m.get("notes", {}))})
 
+        return restore(cls, arrays, meta, build)
 
 def _pad_ids(ids: list) -> tuple[np.ndarray, np.ndarray]:
     """(B, S) padded label ids (pad 0) and lengths (B,)."""

@@ -6,7 +6,7 @@ import pytest
 
 from rnnkit.cli import main
 
-FSDD = pathlib.Path(__file__).parent / "fixtures" / "fsdd"
+FSDD = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "fsdd"
 REC = FSDD / "recordings"
 TINY = ["--fsdd", str(FSDD), "--connected", "8", "--hidden", "8", "--layers", "1", "--batch", "4",
         "--steps", "4", "--eval-every", "2", "--no-progress"]

@@ -20,7 +20,7 @@ from rnnkit.tasks.asr_data import normalise_text
 from rnnkit.tasks.asr_stream import stream
 from rnnkit.train import TrainConfig, Trainer
 
-FSDD = pathlib.Path(__file__).parent / "fixtures" / "fsdd"
+FSDD = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "fsdd"
 WAV = FSDD / "recordings" / "3_jackson_0.wav"
 TINY = {"fsdd": str(FSDD), "connected": 12, "hidden": 12, "layers": 1, "batch": 4}
 
