@@ -85,3 +85,30 @@ def test_bad_manifest_row_in_training(tmp_path, capsys):
     assert main(["train", "asr", "--manifest", str(m), "--steps", "1", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert f"{m}:2:" in err and "nope.wav" in err and "--skip-bad-audio" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_export_onnx_equals_the_model(trained, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+    import soundfile as sf
+
+    from rnnkit.nn.losses import log_softmax
+    from rnnkit.tasks.asr import ASRTask
+    from rnnkit.train import load_task
+
+    ckpt = trained / "bi" / "last.safetensors"
+    assert main(["export", str(ckpt), "--onnx", str(tmp_path / "m.onnx")]) == 0
+    task = load_task(ckpt, ASRTask)
+    x, _ = sf.read(REC / "3_jackson_0.wav", dtype="float64")
+    feats, lengths = task.prepare([x, x[: x.size // 2]])
+    task.model.eval()
+    want = task.model.forward(feats, lengths)
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    names = {i.name for i in sess.get_inputs()}
+    c = task.config
+    zeros = np.zeros((c.layers * 2, 2, c.hidden), dtype=np.float32)  # (L*D, B, H) initial state
+    feed = {"input": feats, "lengths": lengths.astype(np.int32), "h0": zeros, "c0": zeros}
+    got = sess.run(["output"], {k: v for k, v in feed.items() if k in names})[0]
+    for b, n in enumerate(lengths):
+        np.testing.assert_allclose(log_softmax(got[:n, b]), want[:n, b], atol=1e-5, err_msg="onnx log-probs")

@@ -168,6 +168,7 @@ def test_training_resumes_bit_exactly(tmp_path, tiny_task):
     assert set(m) >= {"loss", "cer", "wer", "accuracy", "cer_connected"} and 0 <= m["accuracy"] <= 1
 
 
+@pytest.mark.slow
 def test_streaming_equals_offline_greedy(tiny_task):
     sf = pytest.importorskip("soundfile")
     t = ASRTask(ASRTaskConfig(**{**TINY, "bidirectional": False}), prepared={
