@@ -130,8 +130,8 @@ def main():
     for r in rows:
         score = (f"; {r['split']} ({int(r['documents'])} documents, rnnkit's beam search) ROUGE-1 {r['rouge1']:.2f} "
                  f"ROUGE-2 {r['rouge2']:.2f} ROUGE-L {r['rougeL']:.2f}" if "rouge1" in r else "")
-        print(f"{r['impl']:>7}: {r['steps']} steps, steps 2.. in {r['seconds']:.1f} s, {r['tokens_per_s']:,.0f} summary tokens/s; "
-              f"last training loss {r['last_loss']:.4f}{score}")
+        print(f"{r['impl']:>7}: {r['steps']} steps, steps 2.. in {r['seconds']:.1f} s, "
+              f"{r['tokens_per_s']:,.0f} summary tokens/s; last training loss {r['last_loss']:.4f}{score}")
     print(f"tokens/s rnnkit / torch: {rows[0]['tokens_per_s'] / rows[1]['tokens_per_s']:.2f}"
           + (f"; ROUGE-L rnnkit - torch: {rows[0]['rougeL'] - rows[1]['rougeL']:+.2f}" if "rougeL" in rows[0] else ""))
 
