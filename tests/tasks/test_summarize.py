@@ -109,3 +109,14 @@ def test_rouge_mean_and_max_over_references_follow_rouge_score():
 def test_repetition_rate_counts_summaries_with_a_repeated_trigram():
     assert has_repeat([1, 2, 3, 9, 1, 2, 3]) and not has_repeat([1, 2, 3, 1, 2, 4])
     assert repetition_rate([[1, 2, 3, 1, 2, 3], [1, 2, 3], [5, 5, 5, 5]]) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("flags", [{}, {"copy": False, "coverage": False, "bidirectional": False},
+                                   {"cell": "lstm", "proj_size": 3, "coverage": False}])
+def test_model_plan_names_the_models_parameters(corpus, flags):
+    from rnnkit.tasks.summarize import SummarizeTask, SummarizeTaskConfig
+
+    c = SummarizeTaskConfig(data=str(corpus / "train.jsonl"), hidden=6, emb=5, vocab=50, **flags)
+    task = SummarizeTask(c)
+    plan = SummarizeTask.model_plan(task.meta())
+    assert plan.shapes == {k: v.shape for k, v in task.model.params.items()}, flags

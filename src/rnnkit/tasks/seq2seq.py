@@ -262,20 +262,7 @@ class Seq2SeqTask(TextTask):
         c = Seq2SeqTaskConfig(**meta["config"])
         S = c.max_src_len or 1
         T = c.max_tgt_len + 1 if c.max_tgt_len else int(meta.get("decode_len", 1))
-        V_src, V_tgt = vocab_size(meta, "src_vocab"), vocab_size(meta, "tgt_vocab")
-        D, H, E = 2 if c.bidirectional else 1, c.hidden, c.emb
-        p = PlanParts(c.batch)
-        p.embedding("src_embedding", V_src, E, S)
-        width = p.recurrent("encoder", c.cell, E, H, c.layers, S, D, **config_options(c))
-        Hh = width["h"]  # H, or proj_size
-        p.linear("bridge_h", D * Hh, Hh, c.layers * c.batch)
-        if "c" in width:  # the LSTMs' cell state is bridged too
-            p.linear("bridge_c", D * width["c"], width["c"], c.layers * c.batch)
-        p.embedding("tgt_embedding", V_tgt, E, T)
-        p.recurrent("decoder", c.cell, E, H, c.layers, T, **config_options(c))
-        p.score("attention.score", c.score, Hh, D * Hh, None, T, S)
-        p.linear("attention.linear_out", D * Hh + Hh, Hh, T * c.batch, bias=False)
-        p.linear("out", Hh, V_tgt, 2 * T * c.batch)  # logits, their softmax and gradient
+        p = encdec_plan(c, S, T, vocab_size(meta, "src_vocab"), vocab_size(meta, "tgt_vocab"), c.score)
         return p.plan(hidden=c.hidden, layers=c.layers, emb=c.emb, batch=c.batch)
 
     @classmethod
@@ -322,6 +309,25 @@ class Seq2SeqTask(TextTask):
     def target_tokens(self, hyp) -> list:
         """The hypothesis's target tokens, with "<eos>" if it finished (one per attention row)."""
         return list(self.tgt_vocab.decode(hyp.tokens, strip=False)) + (["<eos>"] if hyp.finished else [])
+
+
+def encdec_plan(c, S: int, T: int, V_src: int, V_tgt: int, score: str) -> PlanParts:
+    """PlanParts of an EncoderDecoder (rnnkit.models.encdec) of the text config ``c`` for one training step
+    of ``c.batch`` pairs of S source and T target tokens (Seq2SeqTask.model_plan)."""
+    D, H, E = 2 if c.bidirectional else 1, c.hidden, c.emb
+    p = PlanParts(c.batch)
+    p.embedding("src_embedding", V_src, E, S)
+    width = p.recurrent("encoder", c.cell, E, H, c.layers, S, D, **config_options(c))
+    Hh = width["h"]  # H, or proj_size
+    p.linear("bridge_h", D * Hh, Hh, c.layers * c.batch)
+    if "c" in width:  # the LSTMs' cell state is bridged too
+        p.linear("bridge_c", D * width["c"], width["c"], c.layers * c.batch)
+    p.embedding("tgt_embedding", V_tgt, E, T)
+    p.recurrent("decoder", c.cell, E, H, c.layers, T, **config_options(c))
+    p.score("attention.score", score, Hh, D * Hh, None, T, S)
+    p.linear("attention.linear_out", D * Hh + Hh, Hh, T * c.batch, bias=False)
+    p.linear("out", Hh, V_tgt, 2 * T * c.batch)  # logits, their softmax and gradient
+    return p
 
 
 def corpus_bleu(hyps: list, refs: list):

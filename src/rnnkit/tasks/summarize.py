@@ -42,9 +42,9 @@ from rnnkit.errors import UserError
 from rnnkit.models.decoding import beam_search
 from rnnkit.models.pointer import PointerConfig, PointerGenerator
 from rnnkit.tasks.rouge import repetition_rate, rouge
-from rnnkit.tasks.seq2seq import hold_out
+from rnnkit.tasks.seq2seq import encdec_plan, hold_out
 from rnnkit.tasks.textdata import (TOKENS, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch,
-                                   normalise)
+                                   normalise, vocab_size)
 from rnnkit.train import TrainConfig, restore
 
 EVAL_BATCH = 64
@@ -260,6 +260,23 @@ class SummarizeTask(TextTask):
     def meta(self) -> dict:
         return {"config": dataclasses.asdict(self.config), "tokenizer": self.tok.to_dict(),
                 "vocab": self.vocab.to_dict(), "decode_len": self.decode_len, "sizes": self.sizes}
+
+    @classmethod
+    def model_plan(cls, meta: dict):
+        """The PointerGenerator's parameters and one training step's buffers from ``meta`` alone
+        (rnnkit.train.task): the encoder-decoder of rnnkit.tasks.seq2seq.encdec_plan (additive score) with
+        S = ``max_src_len``, T = ``max_tgt_len`` + 1, V the shared vocabulary (its 4 specials for a new
+        run: a lower bound), plus ``w_cov``, ``p_gen`` and the coverage loop's a and cov (T x S x B each)."""
+        c = SummarizeTaskConfig(**meta["config"])
+        S, T, V = c.max_src_len, c.max_tgt_len + 1, vocab_size(meta, "vocab")
+        p = encdec_plan(c, S, T, V, V, "additive")
+        Hh, D = getattr(c, "proj_size", 0) or c.hidden, 2 if c.bidirectional else 1  # h's width, directions
+        if c.coverage:
+            p.shapes["attention.w_cov"] = (Hh,)  # the attention size = the decoder's h width
+        if c.copy:
+            p.linear("p_gen", D * Hh + Hh + c.emb, 1, T * c.batch)  # on [c_t; s_t; x_t]
+        p.act += 2 * T * S * c.batch
+        return p.plan(hidden=c.hidden, layers=c.layers, emb=c.emb, batch=c.batch)
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "SummarizeTask":
