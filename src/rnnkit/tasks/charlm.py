@@ -97,15 +97,15 @@ class CharLMModel(Module):
 
     def forward(self, ids: np.ndarray, state=None, rng=None):
         """``rng``: the generator of the dropout masks (training mode with a rate > 0 only)."""
-        h, state = self.rnn(self.emb(ids, rng), state, rng=rng)
+        h, state = self.rnn(self.emb.lookup(ids, rng), state, rng=rng)  # the first projection on the table
         return self.head(h), state
 
     __call__ = forward
 
     def backward(self, d_logits: np.ndarray) -> None:
         d_h = self.head.backward(d_logits)  # dL/dh = dL/dz W
-        d_e, _ = self.rnn.backward(d_h)  # BPTT within the window; no gradient into the carried state
-        self.emb.backward(d_e)  # dL/dE[k] = sum of dL/de_t where x_t = k
+        d_table, _ = self.rnn.backward(d_h)  # BPTT within the window; no gradient into the carried state
+        self.emb.backward(d_table)  # dL/dE[k] = sum of dL/de_t where x_t = k
 
     def stream(self, ids, state=None):
         """Feed characters one at a time (``rnn.step``, B = 1): for each id yield (h, state) after
@@ -249,7 +249,7 @@ class CharLM:
         x, y, state, masks = batch
         self.model.train()
         logits, final = self.model(x, state, rng=None if masks is None else np.random.default_rng(masks))
-        loss, d_logits = softmax_cross_entropy(logits, y)
+        loss, d_logits = softmax_cross_entropy(logits, y, out=logits)  # fused; d_logits over the logits
         if not math.isfinite(loss):  # the trainer stops on it; no backward through NaN
             self.model.rnn.release()
             return loss, carry, x.size
