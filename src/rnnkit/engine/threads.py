@@ -70,7 +70,7 @@ def free_cores() -> int:
     runnable threads of other processes), within 1..:func:`available_cores`.  The command line's
     default thread count (``--blas-threads``): all cores on a quiet machine, one on a busy one
     (measured on a shared 2-core machine at load 10: the char-LM trained 3.3x slower on two
-    threads than on one; on a quiet one 1.6x faster, docs/performance.md)."""
+    threads than on one; on a quieter one 1.6x faster; docs/performance.md, issue 19)."""
     n = available_cores()
     try:
         load = os.getloadavg()[0]
