@@ -10,6 +10,7 @@ from rnnkit.bench import speed
 from rnnkit.bench.longlag import CELL_NAMES, LongLagBenchConfig, run_bench, table
 from rnnkit.bench.speed import CELLS, SUITES, BenchConfig, run_speed, write_results
 from rnnkit.errors import UserError
+from rnnkit.io.outputs import write_output
 from rnnkit.cli.args import comma_list, nonneg_float, positive_int
 from rnnkit.cli.train import claimed
 
@@ -146,6 +147,5 @@ def longlag_main(args) -> int:
     text = f"`{command}`\n\n{text}\n"
     print(text)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+        write_output(args.out, text, "markdown" if args.out.endswith(".md") else "text", what="--out")
     return 0

@@ -30,7 +30,7 @@ import numpy as np
 from rnnkit.engine.layer_types import GRU, LSTM, RNN
 from rnnkit.engine.recurrent import Recurrent
 from rnnkit.nn.blocks import Embedding, Linear
-from rnnkit.io.atomic import write_bytes_atomic
+from rnnkit.io.outputs import write_output
 
 OPSET = 17
 """The default ONNX opset: LSTM/GRU/RNN-14 (with ``layout``), Split/Squeeze-13 (sizes as inputs)."""
@@ -300,5 +300,6 @@ def to_onnx(layer: Recurrent, *, lengths: bool = True, initial_state: bool = Tru
 
 
 def save_onnx(model, path) -> None:
-    """Write an ONNX model to ``path`` atomically (temp file + fsync + rename)."""
-    write_bytes_atomic(path, model.SerializeToString())
+    """Write an ONNX model to ``path`` atomically (temp file + fsync + rename), never over a file of
+    another kind (:func:`rnnkit.io.outputs.write_output`)."""
+    write_output(path, model.SerializeToString(), "onnx", what="--onnx")

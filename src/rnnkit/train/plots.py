@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from rnnkit.io.atomic import write_bytes_atomic
+from rnnkit.io.outputs import write_output
 from rnnkit.train.log import read_metrics
 
 
@@ -37,7 +37,7 @@ def _figure(**kw):
 def _save(fig, png_path, dpi=None) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", **({"dpi": dpi} if dpi else {}))
-    write_bytes_atomic(png_path, buf.getbuffer())
+    write_output(png_path, buf.getbuffer(), "png", what="plot")
     return os.fspath(png_path)
 
 
