@@ -32,7 +32,8 @@ from rnnkit.errors import UserError
 from rnnkit.engine.layer_types import RNN
 from rnnkit.io.onnx_export import ONNX_OPS, onnx_module, permute_gates
 
-SHAPE_OPS = {"Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice", "Constant"}
+SHAPE_OPS = {"Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice", "Constant",
+             "Shape", "Expand"}
 """Operators allowed besides the recurrent nodes (they only move data around)."""
 
 DEFAULT_ACTIVATIONS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh"), "RNN": ("Tanh",)}

@@ -99,13 +99,9 @@ def check_output(path, kind: str, reads=(), what: str = "output") -> str:
             raise OutputError(f"{what} {path!r}: exists and is not a regular file")
         old = file_kind(path)
         if old is not None and old != kind:
-            raise OutputError(f"{what} {path!r}: holds a {old} file, not {_a(kind)} file; it is not replaced: "
+            raise OutputError(f"{what} {path!r}: holds a file of kind {old}, not {kind}; it is not replaced: "
                               f"remove it or choose another file")
     return path
-
-
-def _a(kind: str) -> str:
-    return ("an " if kind[:1] in "aeiou" else "a ") + kind
 
 
 def write_output(path, data, kind: str, reads=(), what: str = "output") -> None:
