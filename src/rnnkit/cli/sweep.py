@@ -20,6 +20,7 @@ import os
 import tempfile
 
 from rnnkit.errors import UserError
+from rnnkit.io.outputs import refuse_earlier_run
 from rnnkit.sweep.core import load_spec, run_sweep
 from rnnkit.cli.args import positive_int
 from rnnkit.cli.train import add_task_parser, claimed, train_config_from_args
@@ -117,8 +118,7 @@ def _sweep(specs, args) -> int:
     check_fixed(task, spec)
     out = os.path.abspath(args.out or os.path.join("sweeps", os.path.splitext(os.path.basename(args.spec))[0]))
     with claimed(out):
-        if os.path.exists(os.path.join(out, "best.json")):
-            raise UserError(f"--out {out}: already holds a sweep's results; choose another --out")
+        refuse_earlier_run(out)  # an earlier sweep's tables, runs or Ray storage (rnnkit.io.outputs)
         res = run_sweep(spec, TaskTrainable(task, os.getcwd(), os.path.join(out, "runs")), cpus=args.cpus,
                         address=args.address, storage=os.path.join(out, "ray"), name="sweep", out_dir=out)
     with open(res.files["md"], encoding="utf-8") as f:

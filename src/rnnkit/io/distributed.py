@@ -351,5 +351,7 @@ class Communicator:
             sys.stderr.write(text)  # one write, then time for the launcher to forward it: MPI_Abort
             sys.stderr.flush()  # kills the processes that relay the ranks' output
             time.sleep(ABORT_GRACE_S)
+            if user:  # the one line is said: not MPI's own "Abort(2) on node 0 ..." after it
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
             self._comm.Abort(2 if user else 1)
             os._exit(2 if user else 1)  # not reached: MPI_Abort ends the process

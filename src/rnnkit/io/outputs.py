@@ -25,7 +25,7 @@ from rnnkit.io.atomic import is_writer_temp, write_bytes_atomic
 
 #: what an earlier run leaves in its directory (the lock and the writer's temp files are not artifacts)
 ARTIFACTS = ("*.safetensors", "metrics.jsonl", "*.png", "*.html", "*.csv", "*.json", "*.md", "*.onnx",
-             "train.log", "runs", "ray")
+             "runs", "ray")
 #: kinds by file name extension (text formats carry no magic bytes)
 _EXT_KINDS = {".safetensors": "safetensors", ".onnx": "onnx", ".png": "png", ".html": "html", ".htm": "html",
               ".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".md": "markdown"}
