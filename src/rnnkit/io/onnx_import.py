@@ -67,22 +67,33 @@ class _Graph:
 
     def __init__(self, onnx, graph):
         self.onnx, self.graph = onnx, graph
-        self.consts = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        self.consts = {t.name: self._array(t) for t in graph.initializer}
         self.nodes = list(graph.node)
         self.producer = {}  # tensor name -> index of the node that writes it
         for i, node in enumerate(self.nodes):
             for out in node.output:
                 self.producer[out] = i
             if node.op_type == "Constant":
+                if len(node.output) != 1:
+                    raise OnnxImportError(f"{_where(node)}: a Constant with {len(node.output)} outputs, expected 1")
                 self.consts[node.output[0]] = self._constant_value(node)
         self.inputs = [i.name for i in graph.input if i.name not in self.consts]
+
+    def _array(self, tensor):
+        """A TensorProto as an array; a malformed one (wrong byte count, unknown type) is an error."""
+        try:
+            return self.onnx.numpy_helper.to_array(tensor)
+        except Exception as e:  # onnx raises ValueError, TypeError, KeyError... for broken tensors
+            raise OnnxImportError(f"tensor {tensor.name!r}: malformed ({type(e).__name__}: {str(e)[:80]})") from None
 
     def _constant_value(self, node):
         for a in node.attribute:
             if a.name == "value":
-                return self.onnx.numpy_helper.to_array(a.t)
+                return self._array(a.t)
             if a.name in ("value_ints", "value_int", "value_floats", "value_float"):
                 return np.asarray(self.onnx.helper.get_attribute_value(a))
+        if not node.attribute:
+            raise OnnxImportError(f"{_where(node)}: a Constant without a value")
         raise OnnxImportError(f"{_where(node)}: attribute {node.attribute[0].name} is not supported")
 
     def attrs(self, node) -> dict:
@@ -104,7 +115,7 @@ def _where(node) -> str:
 
 
 def _text(v):
-    return v.decode() if isinstance(v, bytes) else v
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
 
 
 def _check_attrs(g: _Graph, node) -> dict:

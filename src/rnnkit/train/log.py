@@ -94,19 +94,30 @@ def trim_after(path, step: int) -> None:
 
 def read_metrics(log_path) -> list[dict]:
     """The records of a metrics.jsonl file.  A last line without its newline that is not valid JSON
-    (a process killed in the middle of an append) is skipped; any other bad line is an error."""
-    with open(log_path, encoding="utf-8") as f:
-        lines = f.readlines()
+    (a process killed in the middle of an append) is skipped; any other bad line (not UTF-8, not a
+    JSON object) is an OutputError naming the file and the line."""
+    path = os.fspath(log_path)
+    if os.path.isdir(path):
+        raise OutputError(f"{path!r}: is a directory, expected a metrics.jsonl file")
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().splitlines(keepends=True)
+    except OSError as e:
+        raise OutputError(f"{path!r}: cannot read the metrics ({e.strerror})", errno=e.errno) from None
     out = []
     for k, ln in enumerate(lines):
         if not ln.strip():
             continue
         try:
-            out.append(json.loads(ln))
-        except json.JSONDecodeError:
-            if k == len(lines) - 1 and not ln.endswith("\n"):
+            rec = json.loads(ln.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            if k == len(lines) - 1 and not ln.endswith(b"\n"):
                 break
-            raise
+            raise OutputError(f"{path}:{k + 1}: not a UTF-8 JSON record ({type(e).__name__}); "
+                              f"got {ln[:40]!r}") from None
+        if not isinstance(rec, dict):
+            raise OutputError(f"{path}:{k + 1}: expected a JSON object, got {type(rec).__name__}")
+        out.append(rec)
     return out
 
 
