@@ -208,3 +208,61 @@ def test_file_kinds_and_the_rule(tmp_path):
     for path, kind in ((png, "html"), (html, "png"), (text, "csv")):
         with pytest.raises(OutputError, match="it is not replaced"):
             check_output(path, kind)
+
+
+# ---------------------------------------------------------------- every writer calls the rule
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src", "rnnkit")
+#: the only places that may write a file without rnnkit.io.outputs.write_output, and why
+RAW_WRITERS = {
+    "io/atomic.py": "the atomic writer itself",
+    "io/outputs.py": "the rule, which calls the atomic writer",
+    "io/lock.py": "the lock file .rnnkit.lock (os.open; ENOSPC handled)",
+    "train/log.py": "metrics.jsonl appends (os.open O_APPEND, all or nothing)",
+    "cli/sweep.py": "a trial's train.log, in a directory mkdtemp just made",
+    "cli/train.py": "os.devnull for the other MPI ranks' stdout",
+    "cli/bench.py": "bench longlag --log, appended after check_output",
+}
+_RAW = re.compile(r"write_bytes_atomic\(|atomic_open\(|open\([^)]*[\"'][wax]b?[\"']|os\.replace\(|\.savefig\([^b]")
+
+
+def test_every_writer_goes_through_the_rule():
+    found = []
+    for folder, _, files in os.walk(SRC):
+        for f in files:
+            rel = os.path.relpath(os.path.join(folder, f), SRC)
+            if f.endswith(".py") and rel not in RAW_WRITERS:
+                for k, line in enumerate(open(os.path.join(folder, f), encoding="utf-8"), start=1):
+                    if _RAW.search(line.split("#")[0]) and not line.lstrip().startswith(("\"", "'", "``")):
+                        found.append(f"{rel}:{k}: {line.strip()}")
+    assert not found, "writes around rnnkit.io.outputs.write_output:\n" + "\n".join(found)
+
+
+def _writers():
+    """(name, write(path)) of every library writer: each must refuse a file of another kind."""
+    from rnnkit.diagnostics.gradflow_experiment import write_gradflow_csv
+    from rnnkit.io.checkpoint import save_checkpoint
+    from rnnkit.train.log import trim_after
+    from rnnkit.train.plots import plot_confusion
+
+    def onnx_model(p):
+        pytest.importorskip("onnx")
+        from rnnkit import LSTM
+        from rnnkit.io.onnx_export import save_onnx, to_onnx
+        save_onnx(to_onnx(LSTM(2, 3)), p)
+
+    return [("save_checkpoint", lambda p: save_checkpoint(p, {"w": np.zeros(2)}, {"kind": "x"})),
+            ("save_onnx", onnx_model),
+            ("plots", lambda p: plot_confusion(np.eye(2), ["a", "b"], p) or pytest.importorskip("matplotlib")),
+            ("gradflow csv", lambda p: write_gradflow_csv([{"cell": "lstm"}], p)),
+            ("metrics trim", lambda p: trim_after(p, 0))]
+
+
+@pytest.mark.parametrize("name,write", _writers(), ids=[n for n, _ in _writers()])
+def test_each_library_writer_refuses_a_file_of_another_kind(tmp_path, name, write):
+    from rnnkit.errors import OutputError
+
+    target = tmp_path / "precious.txt"
+    target.write_text("a user's notes\n")
+    with pytest.raises(OutputError, match="it is not replaced"):
+        write(str(target))
+    assert target.read_text() == "a user's notes\n"

@@ -10,7 +10,7 @@ from rnnkit.bench import speed
 from rnnkit.bench.longlag import CELL_NAMES, LongLagBenchConfig, run_bench, table
 from rnnkit.bench.speed import CELLS, SUITES, BenchConfig, run_speed, write_results
 from rnnkit.errors import UserError
-from rnnkit.io.outputs import write_output
+from rnnkit.io.outputs import check_output, write_output
 from rnnkit.cli.args import comma_list, nonneg_float, positive_int
 from rnnkit.cli.train import claimed
 
@@ -126,6 +126,10 @@ def longlag_main(args) -> int:
                              seeds=args.seeds, budget=args.budget, eval_every=args.eval_every,
                              hidden=args.hidden, batch=args.batch, lr=args.lr, forget_bias=args.forget_bias,
                              clip=args.clip)
+    if args.log:  # appended to: never a file of another kind (a checkpoint given by mistake)
+        check_output(args.log, "jsonl", what="--log")
+    if args.out:
+        check_output(args.out, "markdown" if args.out.endswith(".md") else "text", what="--out")
     log_file = open(args.log, "a") if args.log else None
 
     def log(rec):
