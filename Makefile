@@ -1,6 +1,7 @@
 # Two set-up commands for a fresh clone (see README):
 #   make demo   -> creates .venv, installs rnnkit, runs the main job (rnnkit demo)
-#   make test   -> creates .venv, installs rnnkit + test tools, runs the test suite
+#   make test   -> creates .venv, installs rnnkit + test tools, runs the test suite (CI)
+#   make test-fast -> the same without the tests marked slow
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,7 +17,7 @@ $(BIN)/.test-installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,plot]'
 	touch $@
 
-.PHONY: demo test browser bench fuzz
+.PHONY: demo test test-fast browser bench fuzz
 demo: $(BIN)/.demo-installed
 	$(BIN)/rnnkit demo
 
@@ -39,6 +40,10 @@ fuzz: $(BIN)/.test-installed
 	  (cd fuzz-out && $(abspath $(BIN))/python ../fuzz/run.py $$name -max_total_time=$(FUZZ_SECONDS) > $$name.log 2>&1) \
 	    || { tail -40 fuzz-out/$$name.log; exit 1; }; grep DONE fuzz-out/$$name.log; \
 	done
+
+# the fast tier for working: every test not marked slow (under a minute on 2 cores)
+test-fast: $(BIN)/.test-installed
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(BIN)/.test-installed
 	$(BIN)/rnnkit bench

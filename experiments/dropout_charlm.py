@@ -8,7 +8,7 @@ The runs (same recipe, same steps, same seed; each on one core)::
     rnnkit train charlm $R --out runs/r13/none
     rnnkit train charlm $R --input-dropout 0.25 --recurrent-dropout 0.25 --out runs/r13/variational
     rnnkit train charlm $R --dropout 0.25 --out runs/r13/between
-    python bench/torch_charlm.py --text runs/r13/shakespeare300k.txt --hidden 512 --layers 2 \\
+    python benchmarks/torch_charlm.py --text runs/r13/shakespeare300k.txt --hidden 512 --layers 2 \\
        --steps 800 --eval-every 25 --seed 0 --dropout 0.25 --threads 1 --metrics runs/r13/torch-between.jsonl
 
 then this script draws every run's validation loss (solid) and mean training loss over each
@@ -22,7 +22,7 @@ and its step, final val loss, final train loss, the gap val - train at the end::
         "PyTorch, between layers 0.25=runs/r13/torch-between.jsonl"
 
 Each RUN is ``LABEL=FILE``: an ``rnnkit train`` metrics.jsonl (records with ``loss`` and
-``val_loss``) or a ``bench/torch_charlm.py --metrics`` file (``train_loss`` and ``val_loss``).
+``val_loss``) or a ``benchmarks/torch_charlm.py --metrics`` file (``train_loss`` and ``val_loss``).
 """
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ def main(argv: list[str]) -> None:
         import rnnkit.io.checkpoint  # noqa: F401
         import rnnkit.io.checkpoint_checks  # noqa: F401
         import rnnkit.io.onnx_import  # noqa: F401
-        import rnnkit.sweep.core  # noqa: F401
+        import rnnkit.sweep.spec  # noqa: F401
         import rnnkit.tasks.charlm  # noqa: F401
         import rnnkit.train.guard  # noqa: F401
         import rnnkit.train.log  # noqa: F401

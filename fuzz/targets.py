@@ -89,7 +89,7 @@ def onnx(paths):
 
 
 def sweep_spec(paths):
-    from rnnkit.sweep.core import load_spec
+    from rnnkit.sweep.spec import load_spec
 
     load_spec(paths[0])
 

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -116,3 +118,22 @@ def check_layer_gradients(layer, x, state, lengths=None, forward_kw=dict, eps=1e
         for b, n in enumerate(lengths):
             assert np.all(d_x[n:, b] == 0), f"d_x: nonzero gradient in padding of row {b} ({label})"
     return checks
+
+
+def check_fd(loss, checks, what):
+    """Analytic vs central differences; an absolute floor for gradients too small for FD's noise."""
+    for name, (analytic, arr) in checks.items():
+        num = numeric_grad(loss, arr)
+        err = fd_rel_error(analytic, num)
+        assert err <= 1e-6 or np.abs(analytic - num).max() <= 1e-9, \
+            f"{name}: relative error {err:.2e} vs finite differences ({what})"
+        assert np.abs(analytic).max() > 0 or np.abs(num).max() < 1e-9, f"{name}: gradient is all zero ({what})"
+
+
+def one_line_error(capsys, rc, pattern) -> str:
+    """rc 2, stderr one line ``rnnkit: error: ...`` matching ``pattern``, no traceback."""
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("rnnkit: error: "), (rc, err)
+    assert "Traceback" not in err and re.search(pattern, lines[0]), lines[0]
+    return lines[0]

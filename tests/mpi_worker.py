@@ -1,4 +1,4 @@
-"""A tiny data-parallel training run, for tests/test_distributed.py.
+"""A tiny data-parallel training run, for tests/io/test_distributed.py.
 
     mpiexec -n N python tests/mpi_worker.py OUT.safetensors STEPS [--die-at S | --raise-at S | --nan-at S]
 

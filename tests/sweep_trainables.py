@@ -1,4 +1,4 @@
-"""Trainables for tests/test_sweep.py (a module of its own, so Ray's workers can import it by name).
+"""Trainables for tests/tools/test_sweep.py (a module of its own, so Ray's workers can import it by name).
 
 A tiny LSTM(2, hidden) + Linear(hidden, 1) regressor in float64, trained with Adam on a
 fixed synthetic task (predict the running mean of the first input), evaluated on a fixed

@@ -1,5 +1,5 @@
 """The floors of docs/architecture.md hold: every import inside rnnkit goes to the same floor or one
-below, nothing imports the command line, and no source file is much over 400 lines."""
+below, nothing imports the command line, no source file is over 400 lines and no line over 120 characters."""
 import ast
 import pathlib
 
@@ -92,19 +92,68 @@ def test_the_checker_sees_imports_inside_functions(tmp_path, monkeypatch):
     assert _floor("rnnkit.cli") > _floor("rnnkit.tasks.bad")
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: _module_name(p))
+MAX_LINES = 400
+"""Lines a source file may have: one concept per module; a longer one is split by concept."""
+MAX_LINE_LENGTH = 120
+"""Characters a source line may have (``[tool.ruff] line-length`` in pyproject.toml)."""
+
+
+#: files over MAX_LINES whose split is under way elsewhere; strict xfail: once split, remove the entry
+BEING_SPLIT = {"rnnkit.tasks.charlm": "issue 18 item 4: the char-LM's sampling and streamed evaluation move out"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(reason=BEING_SPLIT[_module_name(p)],
+                                                                       strict=True))
+                                  if _module_name(p) in BEING_SPLIT else p for p in MODULES],
+                         ids=lambda p: _module_name(p))
 def test_source_files_stay_small(path):
     n = len(path.read_text(encoding="utf-8").splitlines())
-    assert n <= 420, f"{_module_name(path)}: {n} lines; split it (one concept per module, about 400 lines at most)"
+    assert n <= MAX_LINES, f"{_module_name(path)}: {n} lines; split it by concept (at most {MAX_LINES} lines)"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: _module_name(p))
+def test_source_lines_stay_short(path):
+    long = [f"{path.relative_to(SRC.parent)}:{i}: {len(line)} characters"
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if len(line) > MAX_LINE_LENGTH]
+    assert long == [], f"lines over {MAX_LINE_LENGTH} characters: {long}"
+
+
+def test_the_line_limit_is_the_formatters():
+    import tomllib
+
+    ruff = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["ruff"]
+    assert ruff["line-length"] == MAX_LINE_LENGTH, "pyproject.toml [tool.ruff] line-length and the test disagree"
 
 
 def test_no_test_file_skips_whole_modules():
     """Optional extras (torch, onnx, ...) are skipped per test, so the tests that do not need them
     still run where they are missing: no test module calls importorskip at module level."""
     offenders = []
-    for path in sorted((SRC.parents[1] / "tests").glob("*.py")):
+    for path in sorted((SRC.parents[1] / "tests").rglob("*.py")):
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
             if any(isinstance(n, ast.Attribute) and n.attr == "importorskip" for n in ast.walk(node)) and \
                     not isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == [], f"module-level importorskip: {offenders}"
+
+
+def test_tests_live_in_a_folder_per_floor():
+    """tests/<floor>/test_*.py: a test file sits in the folder of the floor it tests (tests of the whole
+    tree, such as this one and packaging, stay at the top)."""
+    tests = SRC.parents[1] / "tests"
+    floors = {"cells", "engine", "nn", "data", "models", "io", "train", "tasks", "tools", "cli"}
+    loose = sorted(p.name for p in tests.glob("test_*.py") if p.name not in ("test_architecture.py", "test_packaging.py"))
+    assert loose == [], f"test files outside a floor folder: {loose}"
+    strays = sorted(str(p.relative_to(tests)) for p in tests.glob("*/test_*.py") if p.parent.name not in floors)
+    assert strays == [], f"test files in a folder that is no floor: {strays}"
+
+
+def test_every_benchmark_result_is_cited_by_name():
+    """benchmarks/results keeps only the files the docs cite, each by its own name (no wildcards); ``rnnkit bench``
+    writes new results to runs/bench, outside the source tree."""
+    root = SRC.parents[1]
+    cited = "\n".join(p.read_text(encoding="utf-8") for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
+    results = sorted(p.name for p in (root / "benchmarks" / "results").iterdir())
+    assert results, "benchmarks/results is empty"
+    uncited = [name for name in results if name not in cited]
+    assert uncited == [], f"benchmarks/results files no doc cites by name (cite them or remove them): {uncited}"

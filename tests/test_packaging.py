@@ -26,6 +26,7 @@ def test_version_is_defined_once():
     assert f"## {__version__}" in (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     build_meta = pytest.importorskip("setuptools.build_meta")  # the build backend of pyproject.toml
     from rnnkit._version import __version__

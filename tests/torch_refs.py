@@ -68,17 +68,8 @@ def seq2seq(torch, c):
         m.bridge_c = nn.Linear(D * H, H, dtype=dt)
 
     def forward(src, lengths, tgt_in):
-        S, B = src.shape
-        keys, st = encode(torch, m.encoder, m.src_embedding(src), lengths, S)
-
-        def merge(a):  # (L*D, B, H) -> (L, B, D*H)
-            return a.reshape(L, D, B, H).permute(0, 2, 1, 3).reshape(L, B, D * H)
-
-        if c.cell == "lstm":
-            state0 = (torch.tanh(m.bridge_h(merge(st[0]))), m.bridge_c(merge(st[1])))
-        else:
-            state0 = torch.tanh(m.bridge_h(merge(st)))
-        dec, _ = m.decoder(m.tgt_embedding(tgt_in), state0)
+        S = src.shape[0]
+        keys, dec, _ = run(torch, m, c, src, lengths, tgt_in)
         q, k = dec.transpose(0, 1), keys.transpose(0, 1)
         mask = torch.arange(S)[None, :] < torch.as_tensor(lengths)[:, None]
         ctx, _ = attend(torch, c.score, m.attention.score, q, k, mask)
@@ -86,6 +77,25 @@ def seq2seq(torch, c):
         return m.out(h_tilde).transpose(0, 1)
 
     return m, forward
+
+
+def run(torch, m, c, src, lengths, tgt_in):
+    """Embeddings, packed encoder, bridge and decoder of a :func:`seq2seq` module ``m``
+    -> (keys (S, B, D*H), decoder outputs (T, B, H), decoder inputs y (T, B, E))."""
+    D, H, L = 2 if c.bidirectional else 1, c.hidden_size, c.num_layers
+    S, B = src.shape
+    keys, st = encode(torch, m.encoder, m.src_embedding(src), lengths, S)
+
+    def merge(a):  # (L*D, B, H) -> (L, B, D*H)
+        return a.reshape(L, D, B, H).permute(0, 2, 1, 3).reshape(L, B, D * H)
+
+    if c.cell == "lstm":
+        state0 = (torch.tanh(m.bridge_h(merge(st[0]))), m.bridge_c(merge(st[1])))
+    else:
+        state0 = torch.tanh(m.bridge_h(merge(st)))
+    y = m.tgt_embedding(tgt_in)
+    dec, _ = m.decoder(y, state0)
+    return keys, dec, y
 
 
 def classifier(torch, c):

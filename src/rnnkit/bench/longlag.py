@@ -1,8 +1,8 @@
 """``rnnkit bench longlag``: the adding problem and the copy task for RNN, LSTM and GRU.
 
 For every task, T, cell and seed: train with Adam and gradient-norm clipping
-(the task's config and its ``train_defaults``, which flags may override) for at most ``budget`` training sequences, evaluate on the
-fixed test set every ``eval_every`` sequences, and record the number of training
+(the task's config and its ``train_defaults``, which flags may override) for at most ``budget``
+training sequences, evaluate on the fixed test set every ``eval_every`` sequences, and record the number of training
 sequences seen when the success criterion first held:
 
     adding: at least 2557 of 2560 test sequences with |error| < 0.04
@@ -24,9 +24,9 @@ import numpy as np
 
 from rnnkit.errors import TrainingDiverged, UserError
 from rnnkit.engine.layer_types import LAYERS
-from rnnkit.tasks.longlag import (ADDING_MAX_WRONG, ADDING_TEST_SIZE, COPY_CRITERION, AddingConfig, AddingTask, CopyConfig,
-                             CopyTask)
-from rnnkit.sweep.core import run_grid
+from rnnkit.tasks.longlag import (ADDING_MAX_WRONG, ADDING_TEST_SIZE, COPY_CRITERION, AddingConfig, AddingTask,
+                                  CopyConfig, CopyTask)
+from rnnkit.sweep.grid import run_grid
 from rnnkit.train import Trainer, metrics_of
 
 TASKS = {"adding": (AddingTask, AddingConfig), "copy": (CopyTask, CopyConfig)}
@@ -190,7 +190,7 @@ def run_bench(cfg: LongLagBenchConfig, log=None, engine: str = "local", cpus: in
               address: str | None = None) -> list[RunResult]:
     """Every run of the grid task x T x cell x seed, in this order.  ``engine`` "local": one after
     the other in this process, ``log`` called as they go; "ray": one Ray task per run
-    (:func:`rnnkit.sweep.core.run_grid`, ``cpus`` / ``address`` as there), ``log`` called with each run's
+    (:func:`rnnkit.sweep.grid.run_grid`, ``cpus`` / ``address`` as there), ``log`` called with each run's
     records afterwards, in the same order.  The runs are seeded: both engines give the same results."""
     cells = [(task, cfg.task_config(task, T, cell, seed), cfg.train_fields())
              for task in cfg.tasks for T in cfg.T for cell in cfg.cells for seed in range(cfg.seeds)]

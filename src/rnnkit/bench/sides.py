@@ -94,7 +94,7 @@ class Worker:
     while after each call; in one process the side that runs second pays for the other's
     spinning threads on these 2-core machines (measured: PyTorch's LSTM inference at T=100,
     B=32, H=128 took 3.77 ms timed in one process with rnnkit, 1.81 ms in its own worker with
-    the default rest; bench/results/quick-*.md, docs/performance.md).
+    the default rest; benchmarks/results/quick-isolated-gap0.md, docs/performance.md).
     While one worker runs, the other waits in ``recv`` and its threads go back to sleep."""
 
     def __init__(self, lib: str, torch_threads: int, blas_threads: int | None, native: bool = False):
@@ -158,8 +158,8 @@ def alternate_sides(sa, sb, name: str, repeats: int, warmup: int = 2, min_time: 
     to sleep: OpenBLAS's worker threads keep spinning for a while after a call, and a block
     started earlier shares the 2 cores with them (measured: PyTorch's LSTM inference at
     T=100, B=32, H=128 took 3.65 ms with no rest, 1.81 / 1.79 ms with 0.15 / 0.4 s; rnnkit's
-    times did not depend on it; bench/results/quick-isolated-gap*.md).  The untimed call wakes the side's own
-    threads, as they would be in a training loop."""
+    times did not depend on it; benchmarks/results/quick-isolated-gap0.15.md and quick-isolated-gap0.4.md).
+    The untimed call wakes the side's own threads, as they would be in a training loop."""
     sa.run(name, warmup, 0)
     sb.run(name, warmup, 0)
     ns = [max(1, math.ceil(min_time / max(s.run(name, 1), 1e-7))) if min_time > 0 else 1 for s in (sa, sb)]

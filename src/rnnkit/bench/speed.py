@@ -32,7 +32,8 @@ other's idle spinning threads; ``--same-process --gap 0`` times both in one proc
 Before timing, each grid point checks that both libraries compute the same outputs and
 gradients (float32 tolerances), so the timings compare the same computation.
 
-Results: a markdown table on stdout (and ``--markdown FILE``) and a JSON file in ``--out-dir``.
+Results: a markdown table on stdout (and ``--markdown FILE``) and a JSON file in ``--out-dir`` (default
+``runs/bench/`` of the working directory; never the source tree).
 """
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ class BenchConfig:
     repeats: int = 9  # timed A/B pairs per measurement (medians reported)
     torch_threads: int = 2
     blas_threads: int | None = None  # None: numpy's BLAS default; else limited for the whole run
-    out_dir: str = "bench/results"
+    out_dir: str = "runs/bench"
     markdown: str | None = None  # also write the markdown tables here
     seed: int = 0
     sections: tuple = ("grid", "stream", "charlm")
@@ -155,7 +156,8 @@ def bench_stream(torch, kind, H, repeats, steps=200, seed=0, sides=None, gap=0.0
     for x in xs:
         y, st = layer.step(x, st)
         ys.append(y)
-    err = _require_close(f"rnnkit step and torch on {kind}", float(np.abs(ref.numpy()[:, 0] - np.concatenate(ys)).max()))
+    err = _require_close(f"rnnkit step and torch on {kind}",
+                         float(np.abs(ref.numpy()[:, 0] - np.concatenate(ys)).max()))
     ts, ks = sides or (InProcess("torch"), InProcess("rnnkit"))
     for s in (ts, ks):
         s.setup("stream", kind, I, H, weights, xs)
@@ -206,7 +208,8 @@ def machine_info(torch) -> dict:
         pass
     return dict(cpu=model, cpu_count=os.cpu_count(), python=platform.python_version(),
                 numpy=np.__version__, torch=torch.__version__, torch_threads=torch.get_num_threads(),
-                numpy_blas=blas, loadavg_start=list(os.getloadavg()), OPENBLAS_CORETYPE=os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+                numpy_blas=blas, loadavg_start=list(os.getloadavg()),
+                OPENBLAS_CORETYPE=os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
                 command=" ".join(["rnnkit bench"] + sys.argv[2:]) if "bench" in sys.argv[1:2] else " ".join(sys.argv))
 
 
@@ -233,7 +236,8 @@ def to_markdown(res: dict) -> str:
                      for b in m["numpy_blas"]) or "unknown"
     lines = [f"Machine: {m['cpu']}, {m['cpu_count']} CPUs; numpy {m['numpy']} BLAS: {blas}; "
              f"torch {m['torch']} ({m['torch_threads']} threads); OPENBLAS_CORETYPE={m['OPENBLAS_CORETYPE']}.",
-             f"Load average (1/5/15 min) at start {_load(m.get('loadavg_start'))}, at end {_load(m.get('loadavg_end'))} "
+             f"Load average (1/5/15 min) at start {_load(m.get('loadavg_start'))}, "
+             f"at end {_load(m.get('loadavg_end'))} "
              f"(other jobs may share the {m['cpu_count']} CPUs).",
              f"Command: `{m['command']}`.  Ratios are rnnkit/PyTorch times (< 1 means rnnkit is faster), "
              "medians of alternating runs; "
@@ -269,7 +273,8 @@ def _tables(res: dict, peak) -> list:
                          f"{_pct(r['gflop_fwd'], r['rnnkit_infer_ms'], peak)} |")
         lines.append("")
     if res.get("stream"):
-        lines += ["| streaming step (B=1, I=H) | H | torch µs/step | rnnkit µs/step | ratio |", "|---|---|---|---|---|"]
+        lines += ["| streaming step (B=1, I=H) | H | torch µs/step | rnnkit µs/step | ratio |",
+                  "|---|---|---|---|---|"]
         for r in res["stream"]:
             lines.append(f"| {r['cell']} | {r['H']} | {_r(r['torch_step_us'])} | {_r(r['rnnkit_step_us'])} | "
                          f"**{_r(r['step_ratio'])}** |")

@@ -3,9 +3,10 @@ the tasks, diagnostics and benchmarks it offers explicitly; nothing in rnnkit im
 
 * ``rnnkit train TASK``: one generic handler (:mod:`.train`) driven by the task specs of
   :data:`TASK_SPECS` (:mod:`.charlm`, :mod:`.forecast`, :mod:`.longlag`, :mod:`.seq2seq`,
-  :mod:`.classify`)
+  :mod:`.classify`, :mod:`.summarize`)
 * ``rnnkit eval CKPT``: the spec of the checkpoint's kind evaluates it
-* ``sample`` (:mod:`.charlm`), ``translate`` (:mod:`.seq2seq`), ``classify`` (:mod:`.classify`),
+* ``sample`` (:mod:`.charlm`), ``translate`` (:mod:`.seq2seq`), ``summarize`` (:mod:`.summarize`),
+  ``classify`` (:mod:`.classify`),
   ``demo`` (:mod:`.demo`), ``forecast`` (:mod:`.forecast`), ``gradflow`` and ``inspect``
   (:mod:`.diagnostics`), ``bench`` (:mod:`.bench`)
 
@@ -31,6 +32,7 @@ from rnnkit.cli import diagnostics
 from rnnkit.cli import export
 from rnnkit.cli import forecast
 from rnnkit.cli import seq2seq
+from rnnkit.cli import summarize
 from rnnkit.cli import sweep
 from rnnkit.cli.args import Parser, nonneg_float, nonneg_int, positive_float, positive_int
 from rnnkit.cli.charlm import CharLMSpec
@@ -38,13 +40,14 @@ from rnnkit.cli.classify import ClassifySpec
 from rnnkit.cli.forecast import ForecastSpec
 from rnnkit.cli.longlag import AddingSpec, CopySpec
 from rnnkit.cli.seq2seq import Seq2SeqSpec
+from rnnkit.cli.summarize import SummarizeSpec
 from rnnkit.cli.train import (TaskSpec, add_task_parser, add_train_args, eval_handler, refuse_existing_checkpoint,
                     refuse_model_changes, train_config_from_args, train_handler)
 
 #: the tasks of ``rnnkit train TASK`` and ``rnnkit eval``
-TASK_SPECS = (CharLMSpec(), ForecastSpec(), AddingSpec(), CopySpec(), Seq2SeqSpec(), ClassifySpec())
+TASK_SPECS = (CharLMSpec(), ForecastSpec(), AddingSpec(), CopySpec(), Seq2SeqSpec(), ClassifySpec(), SummarizeSpec())
 #: modules adding other commands: ``register(root_subparsers)``
-COMMANDS = (charlm, demo, forecast, seq2seq, classify, bench, diagnostics)
+COMMANDS = (charlm, demo, forecast, seq2seq, classify, summarize, bench, diagnostics)
 #: modules adding commands that work for every task: ``register(root_subparsers, specs)``
 SPEC_COMMANDS = (export, sweep)
 

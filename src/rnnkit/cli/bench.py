@@ -49,7 +49,7 @@ def add_arguments(p) -> None:
                         "process each library's idle threads slow the other down; with --gap 0 as rounds 1-2)")
     p.add_argument("--gap", type=nonneg_float, default=BenchConfig.gap,
                    help="seconds of rest before each timed block (default 0.15; lets the other side's threads sleep)")
-    p.add_argument("--out-dir", default=BenchConfig.out_dir, help="where the JSON results go")
+    p.add_argument("--out-dir", default=BenchConfig.out_dir, help="where the JSON results go (default runs/bench)")
     p.add_argument("--markdown", default=None, help="also write the markdown tables to this file")
     p.add_argument("--seed", type=int, default=BenchConfig.seed)
 
@@ -65,7 +65,7 @@ def register(root_subparsers) -> None:
 
 
 def main(argv=None) -> int:
-    """Entry point of bench/bench_rnn.py (same flags as ``rnnkit bench``)."""
+    """Entry point of benchmarks/bench_rnn.py (same flags as ``rnnkit bench``)."""
     p = argparse.ArgumentParser(prog="bench_rnn.py", description=speed.__doc__.split("\n\n")[0])
     add_arguments(p)
     try:

@@ -21,7 +21,8 @@ def gradflow_main(args) -> int:
                          steps=args.steps, batch=args.batch, measure_batch=args.measure_batch,
                          hidden=args.hidden, lr=args.lr, forget_bias=args.forget_bias, seed=args.seed,
                          out_dir=args.out_dir)
-    with claimed(cfg.out_dir, "--out-dir", ("gradflow.csv", "gradflow.png")):  # one writer; a file, /proc or read-only path is one line
+    # one writer; a file, /proc or read-only path is one line
+    with claimed(cfg.out_dir, "--out-dir", ("gradflow.csv", "gradflow.png")):
         rows = run_gradflow(cfg)
         csv_path, png_path = os.path.join(cfg.out_dir, "gradflow.csv"), os.path.join(cfg.out_dir, "gradflow.png")
         write_gradflow_csv(rows, csv_path)
@@ -90,7 +91,8 @@ def register(root_subparsers) -> None:
                                                "at initialisation and after brief training; PNG + CSV.")
     p.add_argument("--cell", default=",".join(d.cells), help=f"comma list of {', '.join(LAYERS)} (default: all)")
     p.add_argument("--T", type=int, default=d.T, help=f"adding-problem lag T (default {d.T})")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"training steps between the two measurements (default {d.steps})")
+    p.add_argument("--steps", type=int, default=d.steps,
+                   help=f"training steps between the two measurements (default {d.steps})")
     p.add_argument("--batch", type=int, default=d.batch, help=f"training batch size (default {d.batch})")
     p.add_argument("--measure-batch", type=int, default=d.measure_batch,
                    help=f"sequences in the fixed measurement batch (default {d.measure_batch})")

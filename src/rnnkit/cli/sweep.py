@@ -5,7 +5,7 @@ spec's ``[fixed]`` flags and the trial's sampled ``[space]`` values as its flags
 name of a flag of that task (a TrainConfig field such as ``lr``, ``clip``, ``steps``, or a task
 config field such as ``hidden``, ``cell``), so any task, built-in or added, sweeps the same way.
 At every evaluation the trial reports the evaluation record (``val_loss``, ``val_bpc``, ...)
-with the checkpoint of that step.  The result (:func:`rnnkit.sweep.core.run_sweep`): ``results.md``,
+with the checkpoint of that step.  The result (:func:`rnnkit.sweep.tune.run_sweep`): ``results.md``,
 ``results.csv`` and ``best.json`` (the best configuration and its checkpoint) in ``--out``.
 
     DIR/results.md, results.csv, best.json     the table and the best trial
@@ -21,7 +21,8 @@ import tempfile
 
 from rnnkit.errors import UserError
 from rnnkit.io.outputs import refuse_earlier_run
-from rnnkit.sweep.core import load_spec, run_sweep
+from rnnkit.sweep.spec import load_spec
+from rnnkit.sweep.tune import run_sweep
 from rnnkit.cli.args import positive_int
 from rnnkit.cli.train import add_task_parser, claimed, train_config_from_args
 
@@ -75,7 +76,7 @@ def flags(config: dict, actions: dict) -> list[str]:
 
 
 class TaskTrainable:
-    """``trainable(config, report)`` of :func:`rnnkit.sweep.core.run_sweep`: one ``rnnkit train TASK`` run
+    """``trainable(config, report)`` of :func:`rnnkit.sweep.tune.run_sweep`: one ``rnnkit train TASK`` run
     with the trial's flags, in a new directory under ``runs``, relative paths taken from ``cwd``."""
 
     def __init__(self, spec, cwd: str, runs: str):

@@ -123,7 +123,8 @@ def bucket_batches(lengths, batch_size: int, rng: np.random.Generator | None = N
 
 
 def pad_time_major(seqs, pad: int = PAD):
-    """List of B non-empty 1-d id arrays -> (ids (T, B) int64 padded with ``pad``, lengths (B,) int64), T = max length."""
+    """List of B non-empty 1-d id arrays -> (ids (T, B) int64 padded with ``pad``, lengths (B,) int64),
+    T = max length."""
     if not len(seqs):
         raise ValueError("seqs: expected at least one sequence, got none")
     lengths = np.array([len(q) for q in seqs], dtype=np.int64)

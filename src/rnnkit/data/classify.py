@@ -119,7 +119,8 @@ def read_class_dir(path, empty: str = "error") -> LabelledText:
     for fn in files:
         label = PurePath(fn).stem
         if label in labels_seen:
-            raise UserError(f"data directory {path!r}: files {labels_seen[label]!r} and {fn!r} both give label {label!r}")
+            raise UserError(f"data directory {path!r}: files {labels_seen[label]!r} and {fn!r} "
+                            f"both give label {label!r}")
         labels_seen[label] = fn
         full = os.path.join(path, fn)
         for k, line in enumerate(read_lines(full, "class file"), start=1):

@@ -96,9 +96,9 @@ def run_gradflow(cfg: GradFlowConfig, progress=print) -> list[dict]:
                 norms = flow.by_distance(field)
                 for k in range(norms.shape[0]):
                     for dist in range(int(flow.lengths.min())):
-                        rows.append(dict(cell=cell, stage=stage, sequences=0 if stage == "init" else cfg.steps * cfg.batch,
-                                         layer=k, state=field, distance=dist, norm=float(norms[k, dist]),
-                                         loss=flow.loss))
+                        seen = 0 if stage == "init" else cfg.steps * cfg.batch
+                        rows.append(dict(cell=cell, stage=stage, sequences=seen, layer=k, state=field,
+                                         distance=dist, norm=float(norms[k, dist]), loss=flow.loss))
             progress(f"gradflow: {cell} {stage}: loss {flow.loss:.4f}, ||dL/dh|| at distance 0: "
                      f"{flow.by_distance('h')[0, 0]:.3e}, at {int(flow.lengths.min()) - 1}: "
                      f"{flow.by_distance('h')[0, int(flow.lengths.min()) - 1]:.3e}")

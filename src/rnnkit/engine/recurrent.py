@@ -1,11 +1,12 @@
-"""Recurrent layers: stacking, directions, variable lengths, state handling.
+"""Recurrent layers: stacking, directions, variable lengths, streaming.
 
 One class, :class:`Recurrent`, composes any cell into a multi-layer,
 optionally bidirectional layer with PyTorch's contract; ``RNN``, ``LSTM``,
 ``GRU`` and ``LayerNormLSTM`` (:mod:`rnnkit.engine.layer_types`) only choose the
 cell.  Parameters use PyTorch's names and layouts (``weight_ih_l{k}[_reverse]``
 of shape (G*H, I), gate blocks in PyTorch order), so weights move to and from
-``torch.nn`` without transposes.
+``torch.nn`` without transposes.  The state format is :mod:`rnnkit.engine.state`, BPTT
+:mod:`rnnkit.engine.backprop`, what forward keeps for it :mod:`rnnkit.engine.tape`.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import numpy as np
 from rnnkit.engine import dropout as drop
 import rnnkit.kernels as kernels
 from rnnkit.checks.arrays import check_array, check_lengths
-from rnnkit.cells.protocol import LSTMState
+from rnnkit.engine.backprop import Backprop
 from rnnkit.engine.init import init_weights
 from rnnkit.module import Module
-from rnnkit.engine.scan import absent, cell_args, compiled_loops, reuse_empty, scan_backward, scan_forward, split_hh
+from rnnkit.engine.scan import absent, cell_args, compiled_loops, reuse_empty, scan_forward, split_hh
+from rnnkit.engine.state import StateFormat
 from rnnkit.engine.tape import LayerTape, Tape, TapeReader
 from rnnkit.engine.threads import LayerBusyError, exclusive, loop_cores, plan, run_jobs  # noqa: F401  (re-exported)
 
@@ -31,7 +33,7 @@ def as_rng(seed) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
-class Recurrent(TapeReader, Module):
+class Recurrent(StateFormat, Backprop, TapeReader, Module):
     """Multi-layer, optionally bidirectional recurrent layer over any cell.
 
     forward(x, state=None, lengths=None, rng=None) -> (out, state)
@@ -163,42 +165,6 @@ class Recurrent(TapeReader, Module):
         return (W_ih, none if b_ih is None else b_ih, none, W_hh, none if b_hh is None else b_hh,
                 own + cell_args(cell_hh, None, 0, None))
 
-    # ------------------------------------------------------------------ state format
-    def _is_lstm(self) -> bool:
-        return self.cell.State is LSTMState
-
-    def _state_fields(self, state, B: int, name: str = "state") -> tuple:
-        """Public state -> validated (num_layers*D, B, width) array per state field (zeros for None)."""
-        LD, fields = self.num_layers * self.num_directions, self.cell.State._fields
-        width = self.cell.field_sizes(self.hidden_size)
-        if state is None:
-            return tuple(np.zeros((LD, B, width[f]), dtype=self.dtype) for f in fields)
-        if self._is_lstm():
-            if not isinstance(state, tuple) or len(state) != 2:
-                raise TypeError(f"{name}: LSTM state must be a tuple (h, c), got {type(state).__name__}")
-            for f, a in zip(fields, state):
-                check_array(f"{name}.{f}", a, (LD, B, width[f]), self.dtype)
-            return tuple(state)
-        return (check_array(name, state, (LD, B, width["h"]), self.dtype),)
-
-    def _split_state(self, state, B: int, name: str = "state") -> list:
-        """Public state -> list over (layer, direction) of the cell's state tuples."""
-        parts = self._state_fields(state, B, name)
-        return [self.cell.State(*(a[k] for a in parts)) for k in range(len(parts[0]))]
-
-    def _join_state(self, states: list):
-        stacked = []  # (L*D, B, H) per state field; np.stack's overhead matters for step()
-        for f in range(len(states[0])):
-            a = np.empty((len(states),) + states[0][f].shape, dtype=states[0][f].dtype)
-            for k, s in enumerate(states):
-                a[k] = s[f]
-            stacked.append(a)
-        return self._public_state(stacked)
-
-    def _public_state(self, fields):
-        """(L*D, B, H) array per state field -> the public state: h, or LSTMState(h, c)."""
-        return LSTMState(*fields) if self._is_lstm() else fields[0]
-
     # ------------------------------------------------------------------ forward / backward
     def thread_plan(self, B: int):
         """The :class:`rnnkit.engine.threads.ThreadPlan` a call with batch ``B`` runs under, here and now."""
@@ -289,87 +255,6 @@ class Recurrent(TapeReader, Module):
         return b_hh
 
     __call__ = forward
-
-    def backward(self, d_out, d_state=None, record_state_grads: bool = False):
-        """BPTT for the last forward.  Returns (d_x, d_state0); gradients are added to ``grads``.
-
-        With ``record_state_grads=True``, ``self.state_grads`` becomes a list over
-        (layer, direction) (index l*D + d) of dicts {"h": (T, B, H), "c": ...}
-        holding, at every step (0 at padded steps), the total dL/dh_t and, for
-        the LSTM, the part of dL/dc_t carried in from step t+1 (add
-        dL/dh_t * o_t * (1 - tanh(c_t)^2) for the total; rnnkit.diagnostics.gradflow
-        does), taken from this BPTT pass; time-major regardless of batch_first.
-        """
-        with exclusive(self._busy, "backward"):
-            return self._backward(d_out, d_state, record_state_grads)
-
-    def _backward(self, d_out, d_state, record_state_grads):
-        if self._tape is None:
-            raise RuntimeError(
-                "backward: no forward pass to differentiate (backward called before forward, "
-                "or a second time for the same forward)"
-            )
-        tape = self._tape
-        T, B = tape.T, tape.B
-        H, D = self.h_size, self.num_directions
-        shape = (B, T, D * H) if self.batch_first else (T, B, D * H)
-        check_array("d_out", d_out, shape, self.dtype)
-        if self.batch_first:
-            d_out = d_out.transpose(1, 0, 2)
-        if d_state is None:
-            d_finals = self._split_state(None, B, "d_state")
-        elif self._is_lstm():
-            if not isinstance(d_state, tuple) or len(d_state) != 2:
-                raise TypeError(f"d_state: LSTM d_state must be a tuple (dh, dc), got {type(d_state).__name__}")
-            zeros = self._state_fields(None, B)
-            d_finals = self._split_state(tuple(z if a is None else a for z, a in zip(zeros, d_state)), B, "d_state")
-        else:
-            d_finals = self._split_state(d_state, B, "d_state")
-        self._tape = None
-        d_states0 = [None] * (self.num_layers * D)
-        records = [{} if record_state_grads else None for _ in d_states0]
-        threads = self.thread_plan(B)
-        d_layer_out = d_out
-        masks = tape.masks
-        for layer in range(self.num_layers - 1, -1, -1):
-            if masks is not None and masks.output[layer] is not None:  # dropout between layers
-                d_layer_out = d_layer_out * masks.output[layer]
-            layer_in = tape.layers[layer].input
-            used_hh = tape.layers[layer].weights_hh  # W_hh after weight dropout (or ())
-            x2 = layer_in.reshape(T * B, -1)
-            jobs, finishes = [], []
-            for d in range(D):
-                k = layer * D + d
-                d_dir = d_layer_out if D == 1 else d_layer_out[..., d * H : (d + 1) * H]
-                js, finish = scan_backward(
-                    self.cell, tape.layers[layer].directions[d], d_dir, d_finals[k],
-                    used_hh[d] if used_hh else self._weights(layer, d)[1],
-                    tape.keep, self._own(k), self._own(k, grads=True), records[k], threads.shards,
-                    self._workspace[k],
-                )
-                jobs += js
-                finishes.append(finish)
-            run_jobs(jobs, threads.blas_threads, threads.parallel)  # the compiled BPTT loops, side by side
-            d_layer_in = None
-            for d, finish in enumerate(finishes):
-                k = layer * D + d
-                n_ih, n_hh, n_bih, n_bhh = self._weight_names[k]
-                W_ih, _, b_ih, _ = self._weights(layer, d)
-                d_xw, dW_hh, db_hh, d_states0[k] = finish()
-                # xw = layer_in @ W_ih.T + b_ih for all steps: one GEMM each for dW_ih and d_layer_in
-                d_xw2 = d_xw.reshape(T * B, -1)
-                self._grads[n_ih] += (x2.T @ d_xw2).T  # dW_ih = d_xw^T x, oriented as dW_hh
-                self._grads[n_hh] += dW_hh if not used_hh else drop.apply(dW_hh, masks.weight[k])
-                if b_ih is not None:
-                    self._grads[n_bih] += db_hh if self.cell.dhw_is_dxw else d_xw2.sum(axis=0)
-                    self._grads[n_bhh] += db_hh
-                d_in = np.dot(d_xw2, W_ih).reshape(layer_in.shape)
-                d_layer_in = d_in if d_layer_in is None else d_layer_in + d_in
-            d_layer_out = d_layer_in if masks is None else drop.apply(d_layer_in, masks.input[layer])
-        if record_state_grads:
-            self.state_grads = records
-        d_x = d_layer_out.transpose(1, 0, 2) if self.batch_first else d_layer_out
-        return d_x, self._join_state(d_states0)
 
     def step(self, x_t, state=None):
         """One time step of inference (streaming).  x_t: (B, input_size) -> (y_t (B, H), state).

@@ -104,10 +104,11 @@ def compiled_loops(step, step_backward) -> Loops:
         """Rows b0:b1 of the whole sequence: for each t, hw = h_prev @ W_hh.T (+ b_hh); step; padding.
 
         xw (T, B, G) in: input projections, out: activated gates; hw (B, G) scratch;
-        W_hh (G, H) and W_hhT, its contiguous transpose; b_hh (G,) or size 0; states: per field (T+1, B, H) with the initial state
-        at index T (reverse) or 0; cache: per field (T, B, H); p: the cell's own parameters;
-        keep (T, B) bool (True: padded step, the state is carried) or size 0; h_mask (B, H) or
-        size 0: hw = (h_prev * h_mask) @ W_hh.T (recurrent dropout), h_masked (B, H) its scratch.
+        W_hh (G, H) and W_hhT, its contiguous transpose; b_hh (G,) or size 0; states: per field
+        (T+1, B, H) with the initial state at index T (reverse) or 0; cache: per field (T, B, H);
+        p: the cell's own parameters; keep (T, B) bool (True: padded step, the state is carried) or
+        size 0; h_mask (B, H) or size 0: hw = (h_prev * h_mask) @ W_hh.T (recurrent dropout),
+        h_masked (B, H) its scratch.
         """
         T = xw.shape[0]
         hw = hw[b0:b1]

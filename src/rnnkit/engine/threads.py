@@ -39,7 +39,7 @@ from dataclasses import dataclass
 SMALL_STEP_GEMM = 1 << 20
 """Multiply-adds of the per-step GEMM (B x H times H x G) up to which a single loop runs its
 BLAS on one thread: handing such a small GEMM to two threads costs more than it saves at
-every step (measured with ``bench/rnnkit_alone.py --small-step-gemm N``)."""
+every step (measured with ``benchmarks/rnnkit_alone.py --small-step-gemm N``)."""
 MIN_SHARD_ROWS = 32
 """Rows per shard from which sharding pays whatever the weights' size."""
 SMALL_W_HH = 1 << 20

@@ -101,9 +101,14 @@ class EncoderDecoder(Module):
             self.bridge_c = Linear(self.D * width["c"], width["c"], dtype=dt, seed=rng)
         self.tgt_embedding = Embedding(c.tgt_vocab, E, dtype=dt, seed=rng)
         self.decoder = layer(E, H, L, dtype=dt, seed=rng, **options)
-        self.attention = GlobalAttention(Hh, self.D * Hh, c.score, c.attention_size, dtype=dt, seed=rng)
+        self.attention = self._attention(Hh, self.D * Hh, rng)
         self.out = Linear(Hh, c.tgt_vocab, dtype=dt, seed=rng)
         self._h0 = None
+
+    def _attention(self, query_size: int, key_size: int, rng):
+        """The attention layer (a subclass may build another one with the same interface)."""
+        c = self.config
+        return GlobalAttention(query_size, key_size, c.score, c.attention_size, dtype=self.dtype, seed=rng)
 
     # ------------------------------------------------------------------ bridge
     def _bridge(self, enc_state):
@@ -130,20 +135,31 @@ class EncoderDecoder(Module):
     # ------------------------------------------------------------------ training
     def forward(self, src, src_lengths, tgt_in):
         """Teacher-forced pass; caches for :meth:`backward`.  Returns (logits, attention weights)."""
+        keys, dec_out, _, mask = self._run(src, src_lengths, tgt_in)
+        h_tilde, weights = self.attention.forward(dec_out, keys, mask)
+        return self.out.forward(h_tilde), weights
+
+    def _run(self, src, src_lengths, tgt_in):
+        """Embeddings, encoder, bridge and decoder under teacher forcing (caching) ->
+        (keys (S, B, D*H), decoder outputs (T, B, H), decoder inputs y (T, B, E), source mask (B, S))."""
         src, src_lengths = self._check_source(src, src_lengths)
         tgt_in = check_ids("tgt_in", tgt_in, self.config.tgt_vocab, src.shape[1])
         keys, enc_state = self.encoder.forward(self.src_embedding.forward(src), lengths=src_lengths)
-        dec_out, _ = self.decoder.forward(self.tgt_embedding.forward(tgt_in), self._bridge(enc_state))
-        h_tilde, weights = self.attention.forward(dec_out, keys, source_mask(src_lengths, src.shape[0]))
-        return self.out.forward(h_tilde), weights
+        y = self.tgt_embedding.forward(tgt_in)
+        dec_out, _ = self.decoder.forward(y, self._bridge(enc_state))
+        return keys, dec_out, y, source_mask(src_lengths, src.shape[0])
 
     __call__ = forward
 
     def backward(self, d_logits) -> None:
         """Backward of the last :meth:`forward` for d_logits (T, B, V_tgt); adds into ``grads``."""
-        d_dec_out, d_keys = self.attention.backward(self.out.backward(d_logits))
+        self._run_backward(*self.attention.backward(self.out.backward(d_logits)))
+
+    def _run_backward(self, d_dec_out, d_keys, d_y_extra=None) -> None:
+        """Backward of :meth:`_run` for d decoder outputs (T, B, H), d keys (S, B, D*H) and an optional
+        gradient of the decoder inputs y (T, B, E) from another use of them; adds into ``grads``."""
         d_y, d_state0 = self.decoder.backward(np.ascontiguousarray(d_dec_out))
-        self.tgt_embedding.backward(d_y)
+        self.tgt_embedding.backward(d_y if d_y_extra is None else d_y + d_y_extra)
         d_x, _ = self.encoder.backward(np.ascontiguousarray(d_keys), self._bridge_backward(d_state0))
         self.src_embedding.backward(d_x)
 

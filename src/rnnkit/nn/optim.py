@@ -56,7 +56,8 @@ class Optimizer:
             raise TypeError(f"params, grads: expected dicts name -> array, got {type(params).__name__}, "
                             f"{type(grads).__name__}")
         if set(params) != set(grads):
-            raise ValueError(f"params and grads: expected the same names, params only {sorted(set(params) - set(grads))}, "
+            raise ValueError(f"params and grads: expected the same names, "
+                             f"params only {sorted(set(params) - set(grads))}, "
                              f"grads only {sorted(set(grads) - set(params))}")
         for k, p in params.items():
             if not isinstance(p, np.ndarray) or p.dtype.kind != "f":

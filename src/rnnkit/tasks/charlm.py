@@ -37,14 +37,15 @@ import numpy as np
 from rnnkit.data.text import (DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_text, split_ids, split_ranges,
                          stdlib_corpus)
 from rnnkit.data.textfile import TextFile
-from rnnkit.errors import CheckpointError, UserError
+from rnnkit.errors import UserError
 from rnnkit.engine.memory import estimate_rnn_bytes, rnn_param_shapes
 from rnnkit.engine.layer_types import LAYERS as CELLS, CellVariant, config_cell, config_options, default_bias
 from rnnkit.nn.losses import log_softmax, softmax_cross_entropy
 from rnnkit.module import Module
 from rnnkit.nn.blocks import Embedding, Linear
-from rnnkit.train import ModelPlan, TrainConfig, Trainer, load_task, save_task
-from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, RATE, check, check_choice, check_each
+from rnnkit.train import ModelPlan, TrainConfig, Trainer, load_task, restore, save_task
+from rnnkit.checks.fields import check_options, option
+from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, RATE
 
 
 DTYPES = ("float32", "float64")
@@ -52,28 +53,25 @@ DTYPES = ("float32", "float64")
 
 @dataclass(frozen=True)
 class CharLMConfig(CellVariant):
-    """Model and batching of a char-LM (see the module docstring)."""
+    """Model and batching of a char-LM (see the module docstring); the rates are the regularisers
+    (training only, rnnkit.engine.dropout), with CellVariant's peephole, proj_size."""
 
-    cell: str = "lstm"
-    layers: int = 2
-    hidden: int = 128
-    emb: int = 64
-    batch: int = 32
-    bptt: int = 100
-    seed: int = 0  # initialisation of the weights
-    dtype: str = "float32"  # of the parameters and activations ("float64": exact comparisons)
-    dropout: float = 0.0  # regularisers (training only, rnnkit.engine.dropout): between the recurrent layers,
-    input_dropout: float = 0.0  # variational on every recurrent layer's input,
-    recurrent_dropout: float = 0.0  # variational on h_{t-1} before W_hh,
-    weight_dropout: float = 0.0  # DropConnect on W_hh,
-    emb_dropout: float = 0.0  # whole embedding rows (and CellVariant's peephole, proj_size)
+    cell: str = option("lstm", choices=sorted(CELLS))
+    layers: int = option(2, rule=POSITIVE_INT)
+    hidden: int = option(128, "hidden size", rule=POSITIVE_INT)
+    emb: int = option(64, "embedding size", rule=POSITIVE_INT)
+    batch: int = option(32, "parallel streams", rule=POSITIVE_INT)
+    bptt: int = option(100, "window length of truncated BPTT", rule=POSITIVE_INT)
+    seed: int = option(0, rule=NONNEG_INT, flag=False)  # initialisation of the weights (the flag --seed)
+    dtype: str = option("float32", "parameters and activations", choices=DTYPES)  # "float64": exact comparisons
+    dropout: float = option(0.0, "dropout rate, training only", rule=RATE)  # between the recurrent layers,
+    input_dropout: float = option(0.0, "input dropout rate, training only", rule=RATE)  # variational, layer inputs
+    recurrent_dropout: float = option(0.0, "recurrent dropout rate, training only", rule=RATE)  # on h_{t-1}
+    weight_dropout: float = option(0.0, "weight dropout rate, training only", rule=RATE)  # DropConnect on W_hh
+    emb_dropout: float = option(0.0, "emb dropout rate, training only", rule=RATE)  # whole embedding rows
 
     def __post_init__(self):
-        check_choice("cell", self.cell, sorted(CELLS))
-        check_choice("dtype", self.dtype, DTYPES)
-        check_each(self, POSITIVE_INT, "layers", "hidden", "emb", "batch", "bptt")
-        check("seed", self.seed, NONNEG_INT)
-        check_each(self, RATE, *REGULARIZERS)
+        check_options(self)
         config_cell(self, self.hidden)  # the variants fit the cell and the sizes
 
     @property
@@ -355,18 +353,8 @@ class CharLM:
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "CharLM":
-        try:
-            config = CharLMConfig(**meta["config"])
-            vocab = Vocab(meta["vocab"])
-            source = dict(meta["corpus"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"charlm checkpoint: bad metadata ({type(e).__name__}: {e})") from None
-        lm = cls(config, None, vocab=vocab, source=source)
-        try:
-            lm.model.load_params(arrays)
-        except ValueError as e:
-            raise CheckpointError(f"charlm checkpoint: parameters do not fit the config ({e})") from None
-        return lm
+        return restore(cls, arrays, meta, lambda m: cls(CharLMConfig(**m["config"]), None, vocab=Vocab(m["vocab"]),
+                                                        source=dict(m["corpus"])))
 
     # ------------------------------------------------------------------ high level
     def fit(self, steps: int = 1000, out_dir=None, on_eval=None, **train_kwargs):

@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rnnkit.nn.optim import OPTIMIZERS, Schedule
-from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, check, check_choice, check_each
+from rnnkit.checks.rules import (NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, check, check_choice,
+                                 check_each)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ cadence, checkpoints, best checkpoint, metrics.jsonl, progress bar, resume).
 Tasks follow :mod:`rnnkit.train.task`; the checkpoint layout is :mod:`rnnkit.train.state`.
 Resuming restores parameters, optimizer state, rng, step and carry, so training N steps,
 saving, loading into fresh objects and training N more gives the same loss at every step as
-training 2N straight (tests/test_train.py).
+training 2N straight (tests/train/test_train.py).
 """
 from __future__ import annotations
 
