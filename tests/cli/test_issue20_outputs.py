@@ -162,9 +162,9 @@ def test_14_constant_series_has_no_infinite_ratio(tmp_path, capsys):
     rc = main(["train", "forecast", "--csv", str(csv), "--column", "v", "--steps", "2", "--hidden", "4",
                "--out", str(tmp_path / "f"), "--no-progress"])
     out = capsys.readouterr().out
-    if rc == 0:
-        line = next(ln for ln in out.splitlines() if ln.startswith("horizon 1:"))
-        assert "inf" not in line and "RMSE 0" in line, line
+    assert rc == 0, out
+    line = next(ln for ln in out.splitlines() if ln.startswith("horizon 1:"))
+    assert "inf" not in line and "RMSE 0" in line, line
 
 
 def test_14_gates_into_a_directory_writes_named_files(charlm_ckpt, text_file, capsys, tmp_path):
