@@ -6,7 +6,7 @@ NAME is a key of fuzz/targets.py's TARGETS.  rnnkit's modules are instrumented f
 seeds in fuzz/corpus/NAME are read (never written: new inputs go to a temporary directory, or to
 the first corpus directory given on the command line).  A crash (anything but rnnkit's UserError)
 is written by libFuzzer as crash-<sha1>; save it under fuzz/regressions/NAME/ and
-tests/test_fuzz.py replays it.  ``python fuzz/run.py --list`` prints the names.
+tests/io/test_fuzz.py replays it.  ``python fuzz/run.py --list`` prints the names.
 """
 from __future__ import annotations
 
