@@ -99,7 +99,7 @@ MAX_LINE_LENGTH = 120
 
 
 #: files over MAX_LINES whose split is under way elsewhere; strict xfail: once split, remove the entry
-BEING_SPLIT = {"rnnkit.tasks.charlm": "issue 18 item 4: the char-LM's sampling and streamed evaluation move out"}
+BEING_SPLIT = {}
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(reason=BEING_SPLIT[_module_name(p)],

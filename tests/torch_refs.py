@@ -55,7 +55,7 @@ def encode(torch, rnn, x, lengths, T):
 def seq2seq(torch, c):
     """torch version of rnnkit.models.encdec.EncoderDecoder(c): (module, forward(src, lengths, tgt_in) -> logits)."""
     nn, dt = torch.nn, torch.float64
-    D, H, L, E = 2 if c.bidirectional else 1, c.hidden_size, c.num_layers, c.embedding_dim
+    D, H, L, E = 2 if c.bidirectional else 1, c.hidden, c.layers, c.emb
     rnn = getattr(nn, TORCH_RNN[c.cell])
     m = module(torch, src_embedding=nn.Embedding(c.src_vocab, E, dtype=dt),
                encoder=rnn(E, H, L, bidirectional=c.bidirectional, dtype=dt),
@@ -82,7 +82,7 @@ def seq2seq(torch, c):
 def run(torch, m, c, src, lengths, tgt_in):
     """Embeddings, packed encoder, bridge and decoder of a :func:`seq2seq` module ``m``
     -> (keys (S, B, D*H), decoder outputs (T, B, H), decoder inputs y (T, B, E))."""
-    D, H, L = 2 if c.bidirectional else 1, c.hidden_size, c.num_layers
+    D, H, L = 2 if c.bidirectional else 1, c.hidden, c.layers
     S, B = src.shape
     keys, st = encode(torch, m.encoder, m.src_embedding(src), lengths, S)
 
@@ -101,9 +101,9 @@ def run(torch, m, c, src, lengths, tgt_in):
 def classifier(torch, c):
     """torch version of rnnkit.models.classifier.SequenceClassifier(c): (module, forward(ids, lengths) -> logits)."""
     nn, dt = torch.nn, torch.float64
-    D, H, L = 2 if c.bidirectional else 1, c.hidden_size, c.num_layers
-    m = module(torch, embedding=nn.Embedding(c.vocab_size, c.embedding_dim, dtype=dt),
-               encoder=getattr(nn, TORCH_RNN[c.cell])(c.embedding_dim, H, L, bidirectional=c.bidirectional, dtype=dt),
+    D, H, L = 2 if c.bidirectional else 1, c.hidden, c.layers
+    m = module(torch, embedding=nn.Embedding(c.vocab_size, c.emb, dtype=dt),
+               encoder=getattr(nn, TORCH_RNN[c.cell])(c.emb, H, L, bidirectional=c.bidirectional, dtype=dt),
                out=nn.Linear(D * H, c.num_classes, dtype=dt))
     if c.pooling == "attention":
         m.pool = module(torch, score=score_module(torch, c.score, D * H, D * H, c.attention_size or D * H))

@@ -14,7 +14,7 @@ BOS, EOS, V = 0, 1, 4
 
 
 def model(seed, cell="gru", bidir=True, score="general", eos_bias=0.0):
-    cfg = Seq2SeqConfig(6, V, embedding_dim=3, hidden_size=4, cell=cell, bidirectional=bidir, score=score,
+    cfg = Seq2SeqConfig(6, V, emb=3, hidden=4, cell=cell, bidirectional=bidir, score=score,
                         dtype="float64")
     m = EncoderDecoder(cfg, seed=seed)
     m.out.params["bias"][EOS] += eos_bias

@@ -19,7 +19,7 @@ MODES = [(True, True), (True, False), (False, True), (False, False)]  # (copy, c
 
 
 def model(copy, coverage, cell="lstm", bidir=True, L=1, seed=1, lam=1.0):
-    cfg = PointerConfig(V, V, embedding_dim=3, hidden_size=4, num_layers=L, cell=cell, bidirectional=bidir,
+    cfg = PointerConfig(V, V, emb=3, hidden=4, layers=L, cell=cell, bidirectional=bidir,
                         attention_size=5, dtype="float64", copy=copy, coverage=coverage, cov_loss_weight=lam)
     return PointerGenerator(cfg, seed=seed)
 
@@ -50,7 +50,7 @@ def torch_pointer(torch, m):
         tm.attention.w_cov = nn.Parameter(torch.zeros(A, dtype=dt))
     if c.copy:
         D = 2 if c.bidirectional else 1
-        tm.p_gen = nn.Linear(D * c.hidden_size + c.hidden_size + c.embedding_dim, 1, dtype=dt)  # [c; s; x]
+        tm.p_gen = nn.Linear(D * c.hidden + c.hidden + c.emb, 1, dtype=dt)  # [c; s; x]
     torch_refs.copy_params(torch, tm, m.params)
 
     def loss_fn(src, lengths, tgt_in, tgt_out, tgt_mask):
@@ -169,7 +169,7 @@ def test_decode_step_equals_the_teacher_forced_pass(copy, coverage):
 def test_pointer_generator_learns_to_copy_words_outside_its_vocabulary():
     """Every source word is an OOV (temporary ids 4+V..): only the copy path can produce them."""
     rng = np.random.default_rng(0)
-    cfg = PointerConfig(6, 6, embedding_dim=8, hidden_size=16, attention_size=16, dtype="float64")
+    cfg = PointerConfig(6, 6, emb=8, hidden=16, attention_size=16, dtype="float64")
     m = PointerGenerator(cfg, seed=0)
     opt = Adam(m.params, m.grads, lr=0.02)
 

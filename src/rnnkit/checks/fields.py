@@ -35,19 +35,30 @@ def option(default, help: str = "", *, rule: Rule | None = None, choices=None, g
     return dataclasses.field(default=default, metadata=meta)
 
 
+def meta_of(cls, f: dataclasses.Field) -> dict:
+    """The option metadata of field ``f`` of dataclass ``cls``: its own, or (a subclass that gives a
+    field a new plain default keeps its check and flag) that of the nearest base class declaring it."""
+    for klass in cls.__mro__:
+        base = getattr(klass, "__dataclass_fields__", {}).get(f.name)
+        if base is not None and base.metadata:
+            return base.metadata
+    return f.metadata
+
+
 def check_options(config) -> None:
     """Check every field of ``config`` declared with a rule or choices (ValueError naming the field)."""
     for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if f.metadata.get("rule") is not None:
-            check(f.name, value, f.metadata["rule"])
-        if f.metadata.get("choices") is not None:
-            check_choice(f.name, value, f.metadata["choices"])
+        value, m = getattr(config, f.name), meta_of(type(config), f)
+        if m.get("rule") is not None:
+            check(f.name, value, m["rule"])
+        if m.get("choices") is not None:
+            check_choice(f.name, value, m["choices"])
 
 
-def help_text(f: dataclasses.Field) -> str:
-    """The flag help of field ``f``: its help, with " (default X)" unless it names one (see above)."""
-    text = f.metadata.get("help", "").replace("{default}", str(f.default))
+def help_text(f: dataclasses.Field, meta: dict | None = None) -> str:
+    """The flag help of field ``f`` (``meta``: its metadata, default ``f.metadata``): its help, with
+    " (default X)" unless it names one (see the module docstring)."""
+    text = (f.metadata if meta is None else meta).get("help", "").replace("{default}", str(f.default))
     if (text.endswith(")") and "default" in text[text.rfind("("):]) or f.default is None or f.default is False:
         return text
     return f"{text} (default {f.default})".strip()

@@ -18,7 +18,7 @@ import argparse
 import dataclasses
 import os
 
-from rnnkit.checks.fields import help_text
+from rnnkit.checks.fields import help_text, meta_of
 from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, RATE
 from rnnkit.engine.layer_types import CELL_OPTIONS
 from rnnkit.cli.args import nonneg_float, nonneg_int, positive_float, positive_int, rate, zero_one
@@ -30,19 +30,20 @@ RULE_TYPES = {POSITIVE_INT: positive_int, NONNEG_INT: nonneg_int, POSITIVE_NUMBE
 def flag_fields(config_class) -> list:
     """(field, group) of every field of ``config_class`` with a flag, in the order of ``--help``: the
     cell-variant fields follow ``cell``, in its group."""
-    fields = [f for f in dataclasses.fields(config_class) if f.metadata.get("flag", f.name != "seed")]
+    fields = [f for f in dataclasses.fields(config_class) if meta_of(config_class, f).get("flag", f.name != "seed")]
     variants = [f for f in fields if f.name in CELL_OPTIONS]
     out = []
     for f in fields:
         if f.name not in CELL_OPTIONS:
-            group = f.metadata.get("group")
+            group = meta_of(config_class, f).get("group")
             out += [(f, group)] + ([(v, group) for v in variants] if f.name == "cell" else [])
     return out
 
 
-def add_field_flag(p, f: dataclasses.Field) -> None:
-    """``--field-name`` of one config field (see the module docstring)."""
-    m, kw = f.metadata, {"help": help_text(f)}
+def add_field_flag(p, f: dataclasses.Field, config_class) -> None:
+    """``--field-name`` of one field of ``config_class`` (see the module docstring)."""
+    m = meta_of(config_class, f)
+    kw = {"help": help_text(f, m)}
     if m.get("metavar"):
         kw["metavar"] = m["metavar"]
     if f.type in (bool, "bool") and m.get("metavar") != "0|1":
@@ -65,7 +66,7 @@ def add_config_flags(p, config_class, groups=()) -> None:
         target = p if name is None else p.add_argument_group(name)
         for f, group in fields:
             if group == name:
-                add_field_flag(target, f)
+                add_field_flag(target, f, config_class)
 
 
 def given_fields(args, config_class) -> dict:
@@ -74,5 +75,5 @@ def given_fields(args, config_class) -> dict:
     for f in dataclasses.fields(config_class):
         v = getattr(args, f.name, None)
         if v is not None:
-            out[f.name] = os.path.abspath(v) if f.metadata.get("path") else v
+            out[f.name] = os.path.abspath(v) if meta_of(config_class, f).get("path") else v
     return out

@@ -8,7 +8,7 @@ import sys
 
 from rnnkit.cli.args import nonneg_float, nonneg_int, positive_int
 from rnnkit.cli.seq2seq import throughput
-from rnnkit.cli.textargs import add_encoder_flags, add_token_flags, read_input, report_val
+from rnnkit.cli.textspec import add_group_flags, read_input, report_val
 from rnnkit.cli.train import TaskSpec
 from rnnkit.engine.layer_types import cell_label
 from rnnkit.errors import UserError
@@ -44,6 +44,7 @@ def metrics_line(m: dict) -> str:
 class SummarizeSpec(TaskSpec):
     name, task_class, config_class = "summarize", SummarizeTask, SummarizeTaskConfig
     help = "summarisation: pointer-generator with coverage, ROUGE beside the lead baseline"
+    text_hint = "; use rnnkit summarize --input FILE"
     description = ("Train a pointer-generator with coverage (See et al. 2017) on documents with summaries: JSON lines "
                    "(--data, --val-data, --test-data with --src-field/--tgt-field/--ref-fields) or two line-aligned "
                    "files (--src/--tgt). Evaluations report ROUGE-1/2/L F1 (rouge-score, stemming) beside the "
@@ -66,13 +67,13 @@ class SummarizeSpec(TaskSpec):
                                help=f"{split[:-1] or 'training'} {what}, one a line (the two-file layout)")
         g.add_argument("--skip-empty", dest="skip_empty", action="store_const", const=True,
                        help="drop rows with an empty document or summary (default: an error)")
-        g = add_token_flags(p, d)
+        g = add_group_flags(p, d, "tokens")
         g.add_argument("--vocab", type=positive_int, help=f"most frequent tokens kept (default {d.vocab})")
         g.add_argument("--max-src-len", dest="max_src_len", type=positive_int,
                        help=f"truncate documents to their first N tokens (default {d.max_src_len})")
         g.add_argument("--max-tgt-len", dest="max_tgt_len", type=positive_int,
                        help=f"truncate training summaries to N tokens (default {d.max_tgt_len})")
-        g = add_encoder_flags(p, d)
+        g = add_group_flags(p, d, "model")
         g.add_argument("--copy", action=argparse.BooleanOptionalAction, default=None,
                        help="pointer-generator copy mechanism (default: yes)")
         g.add_argument("--coverage", action=argparse.BooleanOptionalAction, default=None,
@@ -126,9 +127,7 @@ class SummarizeSpec(TaskSpec):
         return f"summarize ({what}, {cell_label(c)} {c.layers}x{c.hidden})", "loss (nats/token)"
 
     def evaluate(self, task, args, path) -> None:
-        if args.text:
-            raise UserError("eval: --text is not supported for a summarize checkpoint; use rnnkit summarize --input FILE")
-        split = args.split or "val"
+        split = self.eval_split(task, args)
         self._report(task, split, task.evaluate(split, beam=task.config.beam))
 
 
@@ -136,7 +135,8 @@ def add_decoding_flags(g, d) -> None:
     """--beam, --alpha, --min-len, --no-repeat-ngram (defaults from ``d``)."""
     g.add_argument("--beam", type=positive_int, help=f"beam size, 1 = greedy (default {d.beam})")
     g.add_argument("--alpha", type=nonneg_float, help=f"length normalisation score / n^alpha (default {d.alpha})")
-    g.add_argument("--min-len", dest="min_len", type=nonneg_int, help=f"fewest tokens per summary (default {d.min_len})")
+    g.add_argument("--min-len", dest="min_len", type=nonneg_int,
+                   help=f"fewest tokens per summary (default {d.min_len})")
     g.add_argument("--no-repeat-ngram", dest="no_repeat_ngram", type=nonneg_int,
                    help=f"block repeating any n-gram, 0 = off (default {d.no_repeat_ngram})")
 

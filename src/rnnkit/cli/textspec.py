@@ -6,6 +6,7 @@ import sys
 
 from rnnkit.data.lines import decode_utf8, read_lines
 from rnnkit.engine.layer_types import cell_label
+from rnnkit.cli.options import add_field_flag, flag_fields
 from rnnkit.cli.train import TaskSpec, stopped_line
 
 
@@ -21,10 +22,7 @@ class TextSpec(TaskSpec):
         raise NotImplementedError
 
     def report_eval(self, task, trainer, rec) -> None:
-        from tqdm import tqdm
-
-        m = {k[4:]: v for k, v in rec.items() if k.startswith("val_")}
-        tqdm.write(f"step {rec['step']:6d}  train {trainer.last_loss:.4f}  val {self.metrics_line(m)}")
+        report_val(trainer, rec, self.metrics_line)
 
     def finish(self, task, trainer, res, args) -> None:
         print(stopped_line(res) + self.speed(trainer, res))
@@ -44,6 +42,25 @@ class TextSpec(TaskSpec):
 
     def show_split(self, task, split: str) -> None:
         raise NotImplementedError
+
+
+def add_group_flags(p, config, group: str):
+    """The argument group ``group`` (returned, for a spec's own flags of that section) with the flags of
+    the fields of ``config``'s class declared in it (rnnkit.cli.options), for a spec that lays out its
+    flags by hand; ``config``: an instance (its class's defaults are shown)."""
+    g = p.add_argument_group(group)
+    for f, name in flag_fields(type(config)):
+        if name == group:
+            add_field_flag(g, f, type(config))
+    return g
+
+
+def report_val(trainer, rec: dict, metrics_line) -> None:
+    """One evaluation line of a text task: ``step N  train L  val <metrics_line of the val_* fields>``."""
+    from tqdm import tqdm
+
+    m = {k[4:]: v for k, v in rec.items() if k.startswith("val_")}
+    tqdm.write(f"step {rec['step']:6d}  train {trainer.last_loss:.4f}  val {metrics_line(m)}")
 
 
 def encoder_label(c) -> str:

@@ -107,8 +107,8 @@ class ClassifyTask(TextTask):
         self.weights = (None if c.class_weights == "none"
                         else (counts.sum() / (len(counts) * np.maximum(counts, 1))).astype(np.float32))
         self.model = SequenceClassifier(ClassifierConfig(
-            vocab_size=len(self.vocab), num_classes=len(self.classes), embedding_dim=c.emb, hidden_size=c.hidden,
-            num_layers=c.layers, cell=c.cell, bidirectional=c.bidirectional, pooling=c.pooling,
+            vocab_size=len(self.vocab), num_classes=len(self.classes), emb=c.emb, hidden=c.hidden,
+            layers=c.layers, cell=c.cell, bidirectional=c.bidirectional, pooling=c.pooling,
             **config_options(c)), seed=c.seed)
 
     # ------------------------------------------------------------------ data

@@ -173,8 +173,8 @@ class Seq2SeqTask(TextTask):
             self.src_vocab, self.tgt_vocab = prepared["src_vocab"], prepared["tgt_vocab"]
             self.decode_len, self.sizes = prepared["decode_len"], prepared["sizes"]
         self.model = EncoderDecoder(Seq2SeqConfig(
-            src_vocab=len(self.src_vocab), tgt_vocab=len(self.tgt_vocab), embedding_dim=c.emb, hidden_size=c.hidden,
-            num_layers=c.layers, cell=c.cell, bidirectional=c.bidirectional, score=c.score,
+            src_vocab=len(self.src_vocab), tgt_vocab=len(self.tgt_vocab), emb=c.emb, hidden=c.hidden,
+            layers=c.layers, cell=c.cell, bidirectional=c.bidirectional, score=c.score,
             **config_options(c)), seed=c.seed)
 
     # ------------------------------------------------------------------ data

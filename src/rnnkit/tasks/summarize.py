@@ -43,7 +43,7 @@ from rnnkit.models.pointer import PointerConfig, PointerGenerator
 from rnnkit.tasks.rouge import repetition_rate, rouge
 from rnnkit.tasks.seq2seq import hold_out
 from rnnkit.tasks.textdata import TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise
-from rnnkit.train import TrainConfig
+from rnnkit.train import TrainConfig, restore
 
 EVAL_BATCH = 64
 
@@ -163,7 +163,7 @@ class SummarizeTask(TextTask):
             self.decode_len, self.sizes = prepared["decode_len"], prepared["sizes"]
         V = len(self.vocab)
         self.model = PointerGenerator(PointerConfig(
-            src_vocab=V, tgt_vocab=V, embedding_dim=c.emb, hidden_size=c.hidden, num_layers=c.layers, cell=c.cell,
+            src_vocab=V, tgt_vocab=V, emb=c.emb, hidden=c.hidden, layers=c.layers, cell=c.cell,
             bidirectional=c.bidirectional, copy=c.copy, coverage=c.coverage, cov_loss_weight=c.cov_loss_weight,
             **config_options(c)), seed=c.seed)
 
@@ -254,12 +254,12 @@ class SummarizeTask(TextTask):
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "SummarizeTask":
-        def read(m):
-            return SummarizeTaskConfig(**m["config"]), {
+        def build(m):
+            return cls(SummarizeTaskConfig(**m["config"]), prepared={
                 "tok": tokenizer_from_dict(m["tokenizer"]), "vocab": TokenVocab.from_dict(m["vocab"]),
-                "decode_len": int(m["decode_len"]), "sizes": {k: int(v) for k, v in m["sizes"].items()}}
+                "decode_len": int(m["decode_len"]), "sizes": {k: int(v) for k, v in m["sizes"].items()}})
 
-        return cls._restore(arrays, meta, read)
+        return restore(cls, arrays, meta, build)
 
     # ------------------------------------------------------------------ inference
     def decode(self, src_ids: list, beam: int = 1, max_len: int | None = None, **options) -> list:

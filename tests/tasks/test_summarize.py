@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from test_cli import _one_line_error
+from conftest import one_line_error as _one_line_error
 
 from rnnkit.cli import main
 from rnnkit.data.documents import lead, read_jsonl, read_two_files
