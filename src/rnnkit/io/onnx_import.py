@@ -97,7 +97,17 @@ class _Graph:
         raise OnnxImportError(f"{_where(node)}: attribute {node.attribute[0].name} is not supported")
 
     def attrs(self, node) -> dict:
-        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        """name -> value of the node's attributes (one of an undefined type left out)."""
+        out = {}
+        for a in node.attribute:
+            try:
+                v = self.onnx.helper.get_attribute_value(a)
+            except Exception as e:  # onnx raises ValueError and others for a malformed attribute
+                raise OnnxImportError(f"{_where(node)}: attribute {a.name!r} is malformed ({type(e).__name__})") \
+                    from None
+            if v is not None:
+                out[a.name] = v
+        return out
 
     def const(self, node, k: int, what: str):
         """The constant array at input k of ``node`` (None if omitted)."""
@@ -112,6 +122,14 @@ class _Graph:
 
 def _where(node) -> str:
     return f"{node.op_type} node {node.name or '(unnamed)'!r}"
+
+
+def _int_list(v, where: str, what: str) -> list:
+    """``v`` (a list, an array, a number) as a list of ints, or an error naming ``what``."""
+    try:
+        return [int(x) for x in np.atleast_1d(np.asarray(v))]
+    except (TypeError, ValueError, OverflowError):
+        raise OnnxImportError(f"{where}: {what}={v!r} is not a list of integers") from None
 
 
 def _text(v):
@@ -152,7 +170,7 @@ def _check_attrs(g: _Graph, node) -> dict:
     return dict(D=D, layout=layout, nonlinearity=nonlinearity, hidden_size=a.get("hidden_size"), lbr=lbr)
 
 
-def _trace_x(g: _Graph, name: str, rec_index: dict) -> tuple:
+def _trace_x(g: _Graph, name: str, rec_index: dict, depth: int = 0) -> tuple:
     """Follow the data path back from tensor ``name`` to a graph input or a recurrent node's Y.
 
     Returns (origin, labels): origin "input" or the index of the recurrent node; labels name
@@ -161,6 +179,8 @@ def _trace_x(g: _Graph, name: str, rec_index: dict) -> tuple:
     """
     if name in g.inputs:
         return "input", ("P", "Q", "I")
+    if depth > len(g.nodes):
+        raise OnnxImportError(f"tensor {name!r}: the graph has a cycle on the path into a recurrent node's X")
     i = g.producer.get(name)
     if i is None:
         raise OnnxImportError(f"tensor {name!r}: neither a graph input nor produced by a node")
@@ -173,23 +193,25 @@ def _trace_x(g: _Graph, name: str, rec_index: dict) -> tuple:
     where = f"{_where(node)} on the path into a recurrent node's X"
     if node.op_type not in ("Identity", "Transpose", "Squeeze", "Reshape"):
         raise OnnxImportError(f"{where}: operator {node.op_type} is not supported there")
-    origin, labels = _trace_x(g, node.input[0], rec_index)
+    if not node.input:
+        raise OnnxImportError(f"{where}: no input")
+    origin, labels = _trace_x(g, node.input[0], rec_index, depth + 1)
     a = g.attrs(node)
     if node.op_type == "Identity":
         return origin, labels
     if node.op_type == "Transpose":
-        perm = list(a.get("perm", range(len(labels))[::-1]))
+        perm = _int_list(a.get("perm", range(len(labels))[::-1]), where, "perm")
         if sorted(perm) != list(range(len(labels))):
             raise OnnxImportError(f"{where}: perm={perm} does not match the tensor's {len(labels)} axes")
         return origin, tuple(labels[p] for p in perm)
     if node.op_type == "Squeeze":
         axes = g.const(node, 1, "axes") if len(node.input) > 1 else a.get("axes")
-        axes = [int(x) % len(labels) for x in np.atleast_1d(axes)] if axes is not None else None
+        axes = [x % len(labels) for x in _int_list(axes, where, "axes")] if axes is not None else None
         if axes is None or any(labels[x] != "D" for x in axes):
             raise OnnxImportError(f"{where}: axes={axes} is not supported (only the direction axis of a "
                                   f"unidirectional Y)")
         return origin, tuple(lab for x, lab in enumerate(labels) if x not in axes)
-    shape = [int(s) for s in g.const(node, 1, "shape")]  # Reshape
+    shape = _int_list(g.const(node, 1, "shape"), where, "shape") if len(node.input) > 1 else []  # Reshape
     if len(labels) == 4 and labels[2:] == ("D", "H") and shape[:2] == [0, 0] and len(shape) == 3 \
             and shape[2] < 0 and not a.get("allowzero", 0):
         return origin, labels[:2] + ("DH",)
