@@ -264,6 +264,8 @@ def from_onnx(model_or_path):
         if node.domain not in ("", "ai.onnx"):
             raise OnnxImportError(f"operator {node.domain}.{node.op_type} ({_where(node)}) is not supported")
         if node.op_type in LAYER_BY_OP:
+            if not node.input or not node.input[0]:
+                raise OnnxImportError(f"{_where(node)}: input X is required")
             rec.append(node)
         elif node.op_type not in SHAPE_OPS:
             raise OnnxImportError(f"operator {node.op_type} ({_where(node)}) is not supported: from_onnx reads "
