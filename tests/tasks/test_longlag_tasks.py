@@ -88,7 +88,7 @@ def test_copy_layout_and_baseline():
 # ----------------------------------------------------------------------------- task classes
 from conftest import needs_torch, torch_layer_classes  # noqa: E402
 from rnnkit.tasks.longlag import AddingConfig, AddingTask, CopyConfig, CopyTask  # noqa: E402
-from rnnkit.tasks.readout import Readout  # noqa: E402
+from rnnkit.models.readout import Readout  # noqa: E402
 from rnnkit.train import load_task, save_task  # noqa: E402
 
 

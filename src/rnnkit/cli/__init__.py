@@ -24,6 +24,7 @@ import sys
 from rnnkit._version import __version__
 from rnnkit.errors import UserError
 from rnnkit.io.distributed import launched_rank
+from rnnkit.cli import asr
 from rnnkit.cli import bench
 from rnnkit.cli import charlm
 from rnnkit.cli import classify
@@ -35,6 +36,7 @@ from rnnkit.cli import seq2seq
 from rnnkit.cli import summarize
 from rnnkit.cli import sweep
 from rnnkit.cli.args import Parser, nonneg_float, nonneg_int, positive_float, positive_int
+from rnnkit.cli.asr import ASRSpec
 from rnnkit.cli.charlm import CharLMSpec
 from rnnkit.cli.classify import ClassifySpec
 from rnnkit.cli.forecast import ForecastSpec
@@ -45,9 +47,10 @@ from rnnkit.cli.train import (TaskSpec, add_task_parser, add_train_args, eval_ha
                     refuse_model_changes, train_config_from_args, train_handler)
 
 #: the tasks of ``rnnkit train TASK`` and ``rnnkit eval``
-TASK_SPECS = (CharLMSpec(), ForecastSpec(), AddingSpec(), CopySpec(), Seq2SeqSpec(), ClassifySpec(), SummarizeSpec())
+TASK_SPECS = (CharLMSpec(), ForecastSpec(), AddingSpec(), CopySpec(), Seq2SeqSpec(), ClassifySpec(), SummarizeSpec(),
+              ASRSpec())
 #: modules adding other commands: ``register(root_subparsers)``
-COMMANDS = (charlm, demo, forecast, seq2seq, classify, summarize, bench, diagnostics)
+COMMANDS = (charlm, demo, forecast, seq2seq, classify, summarize, asr, bench, diagnostics)
 #: modules adding commands that work for every task: ``register(root_subparsers, specs)``
 SPEC_COMMANDS = (export, sweep)
 
