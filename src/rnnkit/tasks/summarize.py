@@ -235,13 +235,13 @@ class SummarizeTask(TextTask):
             tokens += n
         return total / tokens
 
-    def evaluate(self, split: str = "val", beam: int | None = None) -> dict:
+    def evaluate(self, split: str = "val", beam: int | None = None, **options) -> dict:
         """loss, ROUGE-1/2/L (mean over references: ``rouge1`` ..; max: ``rouge1_max`` ..), the lead's
         (``lead_rouge1`` ..), ``repetition`` and ``documents``; decoding with ``beam`` (default: val_beam
-        for "val", beam otherwise)."""
+        for "val", beam otherwise) and ``options`` (:meth:`decode`)."""
         c, d = self.config, self._split(split)
         beam = beam or (c.val_beam if split == "val" else c.beam)
-        hyps = self.decode(d.src_ids, beam)
+        hyps = self.decode(d.src_ids, beam, **options)
         out = {"loss": self.loss(split), "documents": float(len(hyps))}
         out.update(self.scores([self.string(h, o) for h, o in zip(hyps, d.oovs)], d.refs, d.leads))
         out["repetition"] = repetition_rate([h.tokens for h in hyps])
