@@ -11,6 +11,7 @@ from rnnkit.bench.longlag import CELL_NAMES, LongLagBenchConfig, run_bench, tabl
 from rnnkit.bench.plans import plan_rows, plans_markdown
 from rnnkit.bench.speed import CELLS, GRID, QUICK_GRID, SUITES, BenchConfig, run_speed, write_results
 from rnnkit.errors import UserError
+from rnnkit.io.outputs import check_output, write_output
 from rnnkit.cli.args import comma_list, nonneg_float, positive_int
 from rnnkit.cli.train import claimed
 
@@ -132,6 +133,10 @@ def longlag_main(args) -> int:
                              seeds=args.seeds, budget=args.budget, eval_every=args.eval_every,
                              hidden=args.hidden, batch=args.batch, lr=args.lr, forget_bias=args.forget_bias,
                              clip=args.clip)
+    if args.log:  # appended to: never a file of another kind (a checkpoint given by mistake)
+        check_output(args.log, "jsonl", what="--log")
+    if args.out:
+        check_output(args.out, "markdown" if args.out.endswith(".md") else "text", what="--out")
     log_file = open(args.log, "a") if args.log else None
 
     def log(rec):
@@ -153,6 +158,5 @@ def longlag_main(args) -> int:
     text = f"`{command}`\n\n{text}\n"
     print(text)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+        write_output(args.out, text, "markdown" if args.out.endswith(".md") else "text", what="--out")
     return 0
