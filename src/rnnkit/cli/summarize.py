@@ -3,22 +3,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from rnnkit.cli.args import nonneg_float, nonneg_int, positive_int
 from rnnkit.cli.seq2seq import throughput
-from rnnkit.cli.textspec import add_group_flags, read_input, report_val
-from rnnkit.cli.train import TaskSpec
+from rnnkit.cli.textspec import TextSpec, encoder_label, read_input
 from rnnkit.engine.layer_types import cell_label
 from rnnkit.errors import UserError
 from rnnkit.tasks.rouge import ROUGE_TYPES, rouge_line
 from rnnkit.tasks.summarize import SummarizeTask, SummarizeTaskConfig
 from rnnkit.train import load_task
 from rnnkit.train.plots import plot_attention
-
-_PATHS = ("data", "val_data", "test_data", "src", "tgt", "val_src", "val_tgt", "test_src", "test_tgt")
-
 
 def _pick(m: dict, prefix: str = "", suffix: str = "") -> dict:
     return {t: m[f"{prefix}{t}{suffix}"] for t in ROUGE_TYPES}
@@ -41,94 +36,44 @@ def metrics_line(m: dict) -> str:
             f"repeated trigrams {100 * m['repetition']:.1f} %")
 
 
-class SummarizeSpec(TaskSpec):
+class SummarizeSpec(TextSpec):
     name, task_class, config_class = "summarize", SummarizeTask, SummarizeTaskConfig
     help = "summarisation: pointer-generator with coverage, ROUGE beside the lead baseline"
-    text_hint = "; use rnnkit summarize --input FILE"
     description = ("Train a pointer-generator with coverage (See et al. 2017) on documents with summaries: JSON lines "
                    "(--data, --val-data, --test-data with --src-field/--tgt-field/--ref-fields) or two line-aligned "
                    "files (--src/--tgt). Evaluations report ROUGE-1/2/L F1 (rouge-score, stemming) beside the "
                    "first-sentence lead baseline.")
-
-    def add_flags(self, p) -> None:
-        d = SummarizeTaskConfig(data="-")
-        g = p.add_argument_group("corpus")
-        for split in ("", "val-", "test-"):
-            g.add_argument(f"--{split}data", dest=f"{split.replace('-', '_')}data", metavar="FILE.jsonl",
-                           help=f"{split[:-1] or 'training'} documents, JSON lines"
-                                + ("" if not split else " (default: 5 %% of the training documents)"))
-        g.add_argument("--src-field", dest="src_field", help=f"JSON field of the document (default {d.src_field})")
-        g.add_argument("--tgt-field", dest="tgt_field", help=f"JSON field of the summary (default {d.tgt_field})")
-        g.add_argument("--ref-fields", dest="ref_fields", metavar="A,B,C",
-                       help="JSON fields of the references evaluations score against (default: the summary)")
-        for split in ("", "val-", "test-"):
-            for side, what in (("src", "documents"), ("tgt", "summaries")):
-                g.add_argument(f"--{split}{side}", dest=f"{split.replace('-', '_')}{side}", metavar="FILE",
-                               help=f"{split[:-1] or 'training'} {what}, one a line (the two-file layout)")
-        g.add_argument("--skip-empty", dest="skip_empty", action="store_const", const=True,
-                       help="drop rows with an empty document or summary (default: an error)")
-        g = add_group_flags(p, d, "tokens")
-        g.add_argument("--vocab", type=positive_int, help=f"most frequent tokens kept (default {d.vocab})")
-        g.add_argument("--max-src-len", dest="max_src_len", type=positive_int,
-                       help=f"truncate documents to their first N tokens (default {d.max_src_len})")
-        g.add_argument("--max-tgt-len", dest="max_tgt_len", type=positive_int,
-                       help=f"truncate training summaries to N tokens (default {d.max_tgt_len})")
-        g = add_group_flags(p, d, "model")
-        g.add_argument("--copy", action=argparse.BooleanOptionalAction, default=None,
-                       help="pointer-generator copy mechanism (default: yes)")
-        g.add_argument("--coverage", action=argparse.BooleanOptionalAction, default=None,
-                       help="coverage in the attention and the coverage loss (default: yes)")
-        g.add_argument("--cov-loss-weight", dest="cov_loss_weight", type=nonneg_float,
-                       help=f"lambda of the coverage loss (default {d.cov_loss_weight})")
-        g = p.add_argument_group("decoding (evaluations)")
-        add_decoding_flags(g, d)
-        g.add_argument("--val-beam", dest="val_beam", type=positive_int,
-                       help=f"beam of the val evaluations during training (default {d.val_beam})")
-
-    def given(self, args) -> dict:
-        given = super().given(args)
-        return {k: os.path.abspath(v) if k in _PATHS else v for k, v in given.items()}
+    groups = ("corpus", "tokens", "model", "decoding")
+    plot_title = "summarize ({cell} {c.layers}x{c.hidden}, copy {c.copy}, coverage {c.coverage})"
+    plot_ylabel = "loss (nats/token)"
+    text_hint = "; use rnnkit summarize --input FILE"
+    metrics_line = staticmethod(metrics_line)
+    speed = staticmethod(throughput)
 
     def describe(self, task, trainer) -> None:
         c, sizes = task.config, task.sizes
         cut = {s: d.truncated for s, d in task.data.items()}
         print(f"corpus: {c.corpus}: train/val/test {sizes['train']:,}/{sizes['val']:,}/{sizes['test']:,} documents")
-        print(f"truncated to {c.max_src_len} tokens: " + ", ".join(f"{cut[s]:,} {s}" for s in ("train", "val", "test"))
-              + " documents")
+        counts = ", ".join(f"{cut[s]:,} {s}" for s in ("train", "val", "test"))
+        print(f"truncated to {c.max_src_len} tokens: {counts} documents")
         print(f"tokens: {c.tokens}{' (lower-cased)' if c.lower else ''}; vocabulary {len(task.vocab):,} "
               f"(shared, with 4 specials)")
-        enc = ("bidirectional " if c.bidirectional else "") + f"{cell_label(c)} {c.layers}x{c.hidden}"
         parts = [x for x, on in (("copy", c.copy), (f"coverage (lambda {c.cov_loss_weight})", c.coverage)) if on]
-        print(f"model: encoder {enc}, decoder {cell_label(c)} {c.layers}x{c.hidden}, additive attention"
+        print(f"model: encoder {encoder_label(c)}, decoder {cell_label(c)} {c.layers}x{c.hidden}, additive attention"
               f"{', ' + ' + '.join(parts) if parts else ''}, embedding {c.emb}; {task.model.num_params():,} "
               f"parameters; batch {c.batch}, {trainer.config.steps} steps")
 
-    def report_eval(self, task, trainer, rec) -> None:
-        report_val(trainer, rec, metrics_line)
+    def test_report(self, task, trainer) -> None:
+        self.show_split(task, "test")
 
-    def finish(self, task, trainer, res, args) -> None:
-        print(f"stopped at step {res.step} ({res.stop_reason}) after {res.seconds:.0f} s{throughput(trainer, res)}")
-        if res.losses:
-            self._report(task, "test", task.evaluate("test"))
-        print(f"checkpoint: {res.checkpoint}")
-
-    def _report(self, task, split, m) -> None:
+    def show_split(self, task, split: str) -> None:
         c = task.config
+        m = task.evaluate(split, beam=c.beam)
         print(f"{split} split: {int(m['documents']):,} documents (beam {c.beam}, alpha {c.alpha}, "
               f"no-repeat-ngram {c.no_repeat_ngram}, min-len {c.min_len}); loss {m['loss']:.4f}; "
               f"repeated trigrams {100 * m['repetition']:.1f} % of summaries")
         for line in rouge_lines(m):
             print(line)
-
-    def plot_labels(self, task) -> tuple[str, str]:
-        c = task.config
-        what = "pointer-generator" + (" + coverage" if c.coverage else "") if c.copy else "attention" + (
-            " + coverage" if c.coverage else "")
-        return f"summarize ({what}, {cell_label(c)} {c.layers}x{c.hidden})", "loss (nats/token)"
-
-    def evaluate(self, task, args, path) -> None:
-        split = self.eval_split(task, args)
-        self._report(task, split, task.evaluate(split, beam=task.config.beam))
 
 
 def add_decoding_flags(g, d) -> None:

@@ -1,6 +1,6 @@
 """Multi-step time-series forecasting: ``Forecaster``, a Task (its command line: rnnkit.cli.forecast).
 
-Model (:class:`rnnkit.tasks.readout.Readout`): the last ``window`` values,
+Model (:class:`rnnkit.models.readout.Readout`): the last ``window`` values,
 normalised with train-split statistics, go through an RNN/LSTM/GRU (input size 1);
 a Linear(H, K) on the final hidden state gives the next K values:
 
@@ -37,7 +37,8 @@ from rnnkit.train import Trainer, TrainConfig, load_task, metrics_of, read_check
 from rnnkit.train.state import unprefixed
 from rnnkit.checks.fields import check_options, option
 from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT
-from rnnkit.tasks.readout import CELLS, Readout, readout_plan
+from rnnkit.models.readout import CELLS, Readout
+from rnnkit.tasks.readout import readout_plan
 
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 

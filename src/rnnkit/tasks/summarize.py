@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, check, check_each
+from rnnkit.checks.fields import option
+from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT
 from rnnkit.data.batching import seq2seq_batch
 from rnnkit.data.documents import Documents, lead, parse_fields, read_jsonl, read_two_files, subset
 from rnnkit.data.oov import extend_ids, extended_tokens
@@ -42,51 +43,59 @@ from rnnkit.models.decoding import beam_search
 from rnnkit.models.pointer import PointerConfig, PointerGenerator
 from rnnkit.tasks.rouge import repetition_rate, rouge
 from rnnkit.tasks.seq2seq import hold_out
-from rnnkit.tasks.textdata import TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch, normalise
+from rnnkit.tasks.textdata import (TOKENS, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch,
+                                   normalise)
 from rnnkit.train import TrainConfig, restore
 
 EVAL_BATCH = 64
+
+
+_FILE = {"metavar": "FILE", "path": True, "group": "corpus"}
+_JSONL = {"metavar": "FILE.jsonl", "path": True, "group": "corpus"}
+_HELD_OUT = " (default: 5 %% of the training documents)"
 
 
 @dataclass(frozen=True)
 class SummarizeTaskConfig(TextTaskConfig):
     """Corpus, tokens, model and decoding of a summarisation run (see the module docstring)."""
 
-    data: str | None = None
-    val_data: str | None = None
-    test_data: str | None = None
-    src: str | None = None
-    tgt: str | None = None
-    val_src: str | None = None
-    val_tgt: str | None = None
-    test_src: str | None = None
-    test_tgt: str | None = None
-    src_field: str = "text"
-    tgt_field: str = "summary"
-    ref_fields: str = ""
-    skip_empty: bool = False
-    tokens: str = "word"
-    lower: bool = True
-    vocab: int = 8_000
-    max_src_len: int = 400
-    max_tgt_len: int = 100
-    hidden: int = 128
-    emb: int = 96
-    batch: int = 16
-    copy: bool = True
-    coverage: bool = True
-    cov_loss_weight: float = 1.0
-    beam: int = 4
-    val_beam: int = 1
-    alpha: float = 1.0
-    min_len: int = 0
-    no_repeat_ngram: int = 3
+    data: str | None = option(None, "training documents, JSON lines", **_JSONL)
+    val_data: str | None = option(None, "val documents, JSON lines" + _HELD_OUT, **_JSONL)
+    test_data: str | None = option(None, "test documents, JSON lines" + _HELD_OUT, **_JSONL)
+    src_field: str = option("text", "JSON field of the document", group="corpus", metavar="F")
+    tgt_field: str = option("summary", "JSON field of the summary trained on", group="corpus", metavar="F")
+    ref_fields: str | None = option(None, "JSON fields of the references evaluations score against (default: the "
+                                    "summary)", group="corpus", metavar="A,B,C")
+    src: str | None = option(None, "training documents, one a line (the two-file layout)", **_FILE)
+    tgt: str | None = option(None, "training summaries, line-aligned with --src", **_FILE)
+    val_src: str | None = option(None, "val documents" + _HELD_OUT, **_FILE)
+    val_tgt: str | None = option(None, "val summaries", **_FILE)
+    test_src: str | None = option(None, "test documents" + _HELD_OUT, **_FILE)
+    test_tgt: str | None = option(None, "test summaries", **_FILE)
+    skip_empty: bool = option(False, "drop rows with an empty document or summary (default: an error)",
+                              group="corpus")
+    tokens: str = option("word", "char, word (regex, punctuation split), space (pre-tokenised text) or bpe",
+                         choices=TOKENS, group="tokens")
+    lower: bool = option(True, "lower-case the text first (default: yes)", group="tokens")
+    vocab: int = option(8_000, "most frequent tokens kept (shared by documents and summaries)", rule=POSITIVE_INT,
+                        group="tokens")
+    max_src_len: int = option(400, "truncate documents to their first N tokens", rule=POSITIVE_INT, group="tokens")
+    max_tgt_len: int = option(100, "truncate training summaries to N tokens", rule=POSITIVE_INT, group="tokens")
+    hidden: int = option(128, "hidden size per direction", rule=POSITIVE_INT, group="model")
+    emb: int = option(96, "embedding size", rule=POSITIVE_INT, group="model")
+    batch: int = option(16, "documents per step", rule=POSITIVE_INT, group="model")
+    copy: bool = option(True, "pointer-generator copy mechanism (default: yes)", group="model")
+    coverage: bool = option(True, "coverage in the attention and the coverage loss (default: yes)", group="model")
+    cov_loss_weight: float = option(1.0, "lambda of the coverage loss", rule=NONNEG_NUMBER, group="model")
+    beam: int = option(4, "beam size of evaluations, 1 = greedy", rule=POSITIVE_INT, group="decoding")
+    val_beam: int = option(1, "beam size of the val evaluations during training", rule=POSITIVE_INT,
+                           group="decoding")
+    alpha: float = option(1.0, "length normalisation: score / length^alpha", rule=NONNEG_NUMBER, group="decoding")
+    min_len: int = option(0, "fewest tokens per summary", rule=NONNEG_INT, group="decoding")
+    no_repeat_ngram: int = option(3, "block repeating any n-gram, 0 = off", rule=NONNEG_INT, group="decoding")
 
     def __post_init__(self):
         super().__post_init__()
-        check_each(self, POSITIVE_INT, "vocab", "max_src_len", "max_tgt_len", "beam", "val_beam")
-        check_each(self, NONNEG_INT, "min_len", "no_repeat_ngram")
-        check_each(self, NONNEG_NUMBER, "cov_loss_weight", "alpha")
         parse_fields(self.ref_fields)
         if self.data is None and self.src is None:
             raise ValueError("data: give the training documents: --data FILE.jsonl or --src/--tgt FILES")
@@ -226,13 +235,13 @@ class SummarizeTask(TextTask):
             tokens += n
         return total / tokens
 
-    def evaluate(self, split: str = "val", beam: int | None = None) -> dict:
+    def evaluate(self, split: str = "val", beam: int | None = None, **options) -> dict:
         """loss, ROUGE-1/2/L (mean over references: ``rouge1`` ..; max: ``rouge1_max`` ..), the lead's
         (``lead_rouge1`` ..), ``repetition`` and ``documents``; decoding with ``beam`` (default: val_beam
-        for "val", beam otherwise)."""
+        for "val", beam otherwise) and ``options`` (:meth:`decode`)."""
         c, d = self.config, self._split(split)
         beam = beam or (c.val_beam if split == "val" else c.beam)
-        hyps = self.decode(d.src_ids, beam)
+        hyps = self.decode(d.src_ids, beam, **options)
         out = {"loss": self.loss(split), "documents": float(len(hyps))}
         out.update(self.scores([self.string(h, o) for h, o in zip(hyps, d.oovs)], d.refs, d.leads))
         out["repetition"] = repetition_rate([h.tokens for h in hyps])
