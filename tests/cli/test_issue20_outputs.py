@@ -221,6 +221,7 @@ RAW_WRITERS = {
     "cli/sweep.py": "a trial's train.log, in a directory mkdtemp just made",
     "cli/train.py": "os.devnull for the other MPI ranks' stdout",
     "cli/bench.py": "bench longlag --log, appended after check_output",
+    "engine/plans.py": "the thread-plan cache, its own JSON file in the cache directory (atomic)",
 }
 _RAW = re.compile(r"write_bytes_atomic\(|atomic_open\(|open\([^)]*[\"'][wax]b?[\"']|os\.replace\(|\.savefig\([^b]")
 
