@@ -55,7 +55,7 @@ def encode(torch, rnn, x, lengths, T):
 def seq2seq(torch, c):
     """torch version of rnnkit.models.encdec.EncoderDecoder(c): (module, forward(src, lengths, tgt_in) -> logits)."""
     nn, dt = torch.nn, torch.float64
-    D, H, L, E = 2 if c.bidirectional else 1, c.hidden_size, c.num_layers, c.embedding_dim
+    D, H, L, E = 2 if c.bidirectional else 1, c.hidden, c.layers, c.emb
     rnn = getattr(nn, TORCH_RNN[c.cell])
     m = module(torch, src_embedding=nn.Embedding(c.src_vocab, E, dtype=dt),
                encoder=rnn(E, H, L, bidirectional=c.bidirectional, dtype=dt),
@@ -82,7 +82,7 @@ def seq2seq(torch, c):
 def run(torch, m, c, src, lengths, tgt_in):
     """Embeddings, packed encoder, bridge and decoder of a :func:`seq2seq` module ``m``
     -> (keys (S, B, D*H), decoder outputs (T, B, H), decoder inputs y (T, B, E))."""
-    D, H, L = 2 if c.bidirectional else 1, c.hidden_size, c.num_layers
+    D, H, L = 2 if c.bidirectional else 1, c.hidden, c.layers
     S, B = src.shape
     keys, st = encode(torch, m.encoder, m.src_embedding(src), lengths, S)
 
@@ -98,12 +98,69 @@ def run(torch, m, c, src, lengths, tgt_in):
     return keys, dec, y
 
 
+def pointer(torch, c):
+    """torch version of rnnkit.models.pointer.PointerGenerator(c), autograd only: (module, loss_fn(src,
+    lengths, tgt_in, tgt_out, tgt_mask) -> (loss, P (B, T, V_ext), p_gen (B, T, 1) or None, a, cov (B, T, S)))
+    with numpy inputs as the rnnkit model takes them (extended source ids).  float64 until ``module.float()``."""
+    nn, dt = torch.nn, torch.float64
+    V = c.tgt_vocab
+    tm, _ = seq2seq(torch, c)
+    A = c.attention_size or c.hidden
+    if c.coverage:
+        tm.attention.w_cov = nn.Parameter(torch.zeros(A, dtype=dt))
+    if c.copy:
+        D = 2 if c.bidirectional else 1
+        tm.p_gen = nn.Linear(D * c.hidden + c.hidden + c.emb, 1, dtype=dt)  # [c; s; x]
+
+    def loss_fn(src, lengths, tgt_in, tgt_out, tgt_mask):
+        src, tgt_in, tgt_out = (torch.from_numpy(x) for x in (src, tgt_in, tgt_out))
+        Sx, Bx = src.shape
+        keys, dec, y = run(torch, tm, c, torch.where(src >= V, 1, src), lengths, torch.where(tgt_in >= V, 1, tgt_in))
+        q, k, x = dec.transpose(0, 1), keys.transpose(0, 1), y.transpose(0, 1)  # batch-major
+        mask = torch.arange(Sx)[None, :] < torch.as_tensor(lengths)[:, None]
+        sc = tm.attention.score
+        qp, kp = sc.query_proj(q), sc.key_proj(k)
+        ft = qp.dtype
+        cov, a_all, cov_all = torch.zeros(Bx, Sx, dtype=ft), [], []
+        for t in range(q.shape[1]):
+            pre = qp[:, t, None, :] + kp
+            if c.coverage:
+                pre = pre + cov[:, :, None] * tm.attention.w_cov
+            e = sc.v(torch.tanh(pre))[..., 0].masked_fill(~mask, float("-inf"))
+            a = torch.softmax(e, dim=-1)
+            a_all.append(a)
+            cov_all.append(cov)
+            cov = cov + a
+        a, covs = torch.stack(a_all, 1), torch.stack(cov_all, 1)  # (B, T, S)
+        ctx = a @ k
+        p_vocab = torch.softmax(tm.out(torch.tanh(tm.attention.linear_out(torch.cat([ctx, q], -1)))), -1)
+        V_ext = max(V, int(src.max()) + 1)
+        pg = None
+        if c.copy:
+            pg = torch.sigmoid(tm.p_gen(torch.cat([ctx, q, x], -1)))
+            P = torch.cat([pg * p_vocab, torch.zeros(Bx, q.shape[1], V_ext - V, dtype=ft)], -1)
+            P = P.scatter_add(2, src.T[:, None, :].expand(-1, q.shape[1], -1), (1 - pg) * a)
+        else:
+            P = torch.cat([p_vocab, torch.zeros(Bx, q.shape[1], V_ext - V, dtype=ft)], -1)
+        if not c.copy:
+            tgt_out = torch.where(tgt_out >= V, 1, tgt_out)
+        m_t = torch.from_numpy(tgt_mask).T.to(ft)
+        p_y = P.gather(2, tgt_out.T[:, :, None])[..., 0]
+        n = m_t.sum()
+        loss = -(torch.log(p_y) * m_t).sum() / n
+        if c.coverage:
+            loss = loss + c.cov_loss_weight * (torch.minimum(a, covs).sum(-1) * m_t).sum() / n
+        return loss, P, pg, a, covs
+
+    return tm, loss_fn
+
+
 def classifier(torch, c):
     """torch version of rnnkit.models.classifier.SequenceClassifier(c): (module, forward(ids, lengths) -> logits)."""
     nn, dt = torch.nn, torch.float64
-    D, H, L = 2 if c.bidirectional else 1, c.hidden_size, c.num_layers
-    m = module(torch, embedding=nn.Embedding(c.vocab_size, c.embedding_dim, dtype=dt),
-               encoder=getattr(nn, TORCH_RNN[c.cell])(c.embedding_dim, H, L, bidirectional=c.bidirectional, dtype=dt),
+    D, H, L = 2 if c.bidirectional else 1, c.hidden, c.layers
+    m = module(torch, embedding=nn.Embedding(c.vocab_size, c.emb, dtype=dt),
+               encoder=getattr(nn, TORCH_RNN[c.cell])(c.emb, H, L, bidirectional=c.bidirectional, dtype=dt),
                out=nn.Linear(D * H, c.num_classes, dtype=dt))
     if c.pooling == "attention":
         m.pool = module(torch, score=score_module(torch, c.score, D * H, D * H, c.attention_size or D * H))

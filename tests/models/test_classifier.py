@@ -15,7 +15,7 @@ WEIGHTS = np.array([0.5, 2.0, 1.3])
 
 
 def model(pooling, cell="lstm", bidir=True, L=2, score="additive", seed=0):
-    cfg = ClassifierConfig(8, C, embedding_dim=3, hidden_size=3, num_layers=L, cell=cell, bidirectional=bidir,
+    cfg = ClassifierConfig(8, C, emb=3, hidden=3, layers=L, cell=cell, bidirectional=bidir,
                            pooling=pooling, score=score, attention_size=3, dtype="float64")
     return SequenceClassifier(cfg, seed=seed)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_close
-from rnnkit.models.decoding import beam_search, greedy_decode
+from rnnkit.models.decoding import beam_search, blocked_tokens, greedy_decode
 from rnnkit.models.encdec import EncoderDecoder, Seq2SeqConfig
 from rnnkit.nn.losses import log_softmax
 
@@ -14,7 +14,7 @@ BOS, EOS, V = 0, 1, 4
 
 
 def model(seed, cell="gru", bidir=True, score="general", eos_bias=0.0):
-    cfg = Seq2SeqConfig(6, V, embedding_dim=3, hidden_size=4, cell=cell, bidirectional=bidir, score=score,
+    cfg = Seq2SeqConfig(6, V, emb=3, hidden=4, cell=cell, bidirectional=bidir, score=score,
                         dtype="float64")
     m = EncoderDecoder(cfg, seed=seed)
     m.out.params["bias"][EOS] += eos_bias
@@ -103,3 +103,32 @@ def test_decoding_argument_errors():
         beam_search(m, src, sl, BOS, EOS, beam_size=0)
     with pytest.raises(ValueError, match="alpha"):
         greedy_decode(m, src, sl, BOS, EOS, alpha=-1.0)
+
+
+def test_blocked_tokens_are_those_completing_a_seen_ngram():
+    assert sorted(blocked_tokens([5, 6, 7, 5, 6], 3)) == [7]
+    assert sorted(blocked_tokens([5, 6, 5, 8, 5], 2)) == [6, 8]
+    assert blocked_tokens([5, 6], 3) == [] and blocked_tokens([4, 4], 0) == []
+    assert sorted(blocked_tokens([4, 9, 4], 1)) == [4, 4, 9]
+
+
+@pytest.mark.parametrize("n,k", [(2, 1), (2, 3), (3, 2)])
+def test_no_repeat_ngram_and_min_len_hold_where_the_plain_beam_breaks_them(n, k):
+    m = model(5, eos_bias=-2.0)  # long outputs over 3 words: repeats are certain without blocking
+    src, sl = sources(5)
+    plain = beam_search(m, src, sl, BOS, EOS, beam_size=k, max_len=9)
+
+    def repeats(tokens):
+        grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+        return len(grams) != len(set(grams))
+
+    assert any(repeats(h.tokens) for h in plain), "the test needs a model that repeats itself"
+    blocked = beam_search(m, src, sl, BOS, EOS, beam_size=k, max_len=9, no_repeat_ngram=n)
+    for b, h in enumerate(blocked):
+        assert not repeats(h.tokens), f"row {b}: repeated {n}-gram in {h.tokens}"
+        assert_close(f"score row {b}", h.score, log_prob(m, src[:, b:b + 1], sl[b:b + 1], [*h.tokens] + [EOS] * h.finished), 1e-12)
+    m2 = model(6, eos_bias=4.0)  # stops at once without min_len
+    short = beam_search(m2, src, sl, BOS, EOS, beam_size=k, max_len=9)
+    assert min(len(h.tokens) for h in short) < 4
+    for b, h in enumerate(beam_search(m2, src, sl, BOS, EOS, beam_size=k, max_len=9, min_len=4)):
+        assert len(h.tokens) >= 4, f"row {b}: {len(h.tokens)} tokens with min_len 4"

@@ -19,7 +19,7 @@ MODES = [(True, True), (True, False), (False, True), (False, False)]  # (copy, c
 
 
 def model(copy, coverage, cell="lstm", bidir=True, L=1, seed=1, lam=1.0):
-    cfg = PointerConfig(V, V, embedding_dim=3, hidden_size=4, num_layers=L, cell=cell, bidirectional=bidir,
+    cfg = PointerConfig(V, V, emb=3, hidden=4, layers=L, cell=cell, bidirectional=bidir,
                         attention_size=5, dtype="float64", copy=copy, coverage=coverage, cov_loss_weight=lam)
     return PointerGenerator(cfg, seed=seed)
 
@@ -40,62 +40,18 @@ def batch(seed=0):
 
 
 def torch_pointer(torch, m):
-    """A torch.nn copy of ``m`` (weights copied by name) and its loss written with autograd."""
+    """torch_refs.pointer for ``m``'s config with ``m``'s weights; its loss function also runs backward."""
     import torch_refs
 
-    c, nn, dt = m.config, torch.nn, torch.float64
-    tm, _ = torch_refs.seq2seq(torch, c)
-    A = c.attention_size
-    if c.coverage:
-        tm.attention.w_cov = nn.Parameter(torch.zeros(A, dtype=dt))
-    if c.copy:
-        D = 2 if c.bidirectional else 1
-        tm.p_gen = nn.Linear(D * c.hidden_size + c.hidden_size + c.embedding_dim, 1, dtype=dt)  # [c; s; x]
+    tm, loss_fn = torch_refs.pointer(torch, m.config)
     torch_refs.copy_params(torch, tm, m.params)
 
-    def loss_fn(src, lengths, tgt_in, tgt_out, tgt_mask):
-        src, tgt_in, tgt_out = (torch.from_numpy(x) for x in (src, tgt_in, tgt_out))
-        Sx, Bx = src.shape
-        keys, dec, y = torch_refs.run(torch, tm, c, torch.where(src >= V, 1, src), lengths,
-                                      torch.where(tgt_in >= V, 1, tgt_in))
-        q, k, x = dec.transpose(0, 1), keys.transpose(0, 1), y.transpose(0, 1)  # batch-major
-        mask = torch.arange(Sx)[None, :] < torch.as_tensor(lengths)[:, None]
-        sc = tm.attention.score
-        qp, kp = sc.query_proj(q), sc.key_proj(k)
-        cov, a_all, cov_all = torch.zeros(Bx, Sx, dtype=dt), [], []
-        for t in range(q.shape[1]):
-            pre = qp[:, t, None, :] + kp
-            if c.coverage:
-                pre = pre + cov[:, :, None] * tm.attention.w_cov
-            e = sc.v(torch.tanh(pre))[..., 0].masked_fill(~mask, float("-inf"))
-            a = torch.softmax(e, dim=-1)
-            a_all.append(a)
-            cov_all.append(cov)
-            cov = cov + a
-        a, covs = torch.stack(a_all, 1), torch.stack(cov_all, 1)  # (B, T, S)
-        ctx = a @ k
-        p_vocab = torch.softmax(tm.out(torch.tanh(tm.attention.linear_out(torch.cat([ctx, q], -1)))), -1)
-        V_ext = max(V, int(src.max()) + 1)
-        P = torch.zeros(Bx, q.shape[1], V_ext, dtype=dt)
-        pg = None
-        if c.copy:
-            pg = torch.sigmoid(tm.p_gen(torch.cat([ctx, q, x], -1)))
-            P = torch.cat([pg * p_vocab, torch.zeros(Bx, q.shape[1], V_ext - V, dtype=dt)], -1)
-            P = P.scatter_add(2, src.T[:, None, :].expand(-1, q.shape[1], -1), (1 - pg) * a)
-        else:
-            P = torch.cat([p_vocab, torch.zeros(Bx, q.shape[1], V_ext - V, dtype=dt)], -1)
-        if not c.copy:
-            tgt_out = torch.where(tgt_out >= V, 1, tgt_out)
-        m_t = torch.from_numpy(tgt_mask).T.to(dt)
-        p_y = P.gather(2, tgt_out.T[:, :, None])[..., 0]
-        n = m_t.sum()
-        loss = -(torch.log(p_y) * m_t).sum() / n
-        if c.coverage:
-            loss = loss + c.cov_loss_weight * (torch.minimum(a, covs).sum(-1) * m_t).sum() / n
-        loss.backward()
-        return loss, P, pg, a, covs
+    def run(*data):
+        out = loss_fn(*data)
+        out[0].backward()
+        return out
 
-    return tm, loss_fn
+    return tm, run
 
 
 @pytest.mark.parametrize("copy,coverage", MODES)
@@ -169,7 +125,7 @@ def test_decode_step_equals_the_teacher_forced_pass(copy, coverage):
 def test_pointer_generator_learns_to_copy_words_outside_its_vocabulary():
     """Every source word is an OOV (temporary ids 4+V..): only the copy path can produce them."""
     rng = np.random.default_rng(0)
-    cfg = PointerConfig(6, 6, embedding_dim=8, hidden_size=16, attention_size=16, dtype="float64")
+    cfg = PointerConfig(6, 6, emb=8, hidden=16, attention_size=16, dtype="float64")
     m = PointerGenerator(cfg, seed=0)
     opt = Adam(m.params, m.grads, lr=0.02)
 

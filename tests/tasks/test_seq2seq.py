@@ -24,7 +24,7 @@ def batch(cfg, seed=0):
 
 
 def model(cell, bidir, L, score, seed=1, **kw):
-    cfg = Seq2SeqConfig(7, 6, embedding_dim=3, hidden_size=4, num_layers=L, cell=cell, bidirectional=bidir,
+    cfg = Seq2SeqConfig(7, 6, emb=3, hidden=4, layers=L, cell=cell, bidirectional=bidir,
                         score=score, attention_size=3, dtype="float64", **kw)
     return EncoderDecoder(cfg, seed=seed)
 

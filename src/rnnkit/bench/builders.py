@@ -11,7 +11,8 @@ from rnnkit.io.torch_interop import torch_classes
 from rnnkit.engine.layer_types import LAYERS
 from rnnkit.nn.losses import softmax_cross_entropy
 from rnnkit.nn.optim import Adam
-from rnnkit.tasks.charlm import CharLMConfig, CharLMModel
+from rnnkit.models.charlm import CharLMModel
+from rnnkit.tasks.charlm import CharLMConfig
 
 
 def torch_class(torch, kind):

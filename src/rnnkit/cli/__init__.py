@@ -3,14 +3,17 @@ the tasks, diagnostics and benchmarks it offers explicitly; nothing in rnnkit im
 
 * ``rnnkit train TASK``: one generic handler (:mod:`.train`) driven by the task specs of
   :data:`TASK_SPECS` (:mod:`.charlm`, :mod:`.forecast`, :mod:`.longlag`, :mod:`.seq2seq`,
-  :mod:`.classify`)
+  :mod:`.classify`, :mod:`.summarize`)
 * ``rnnkit eval CKPT``: the spec of the checkpoint's kind evaluates it
-* ``sample`` (:mod:`.charlm`), ``translate`` (:mod:`.seq2seq`), ``classify`` (:mod:`.classify`),
+* ``sample`` (:mod:`.charlm`), ``translate`` (:mod:`.seq2seq`), ``summarize`` (:mod:`.summarize`),
+  ``classify`` (:mod:`.classify`),
   ``demo`` (:mod:`.demo`), ``forecast`` (:mod:`.forecast`), ``gradflow`` and ``inspect``
   (:mod:`.diagnostics`), ``bench`` (:mod:`.bench`)
 
-User mistakes raise :class:`rnnkit.errors.UserError` (or ``CheckpointError``); ``main`` prints
-them as one line ``rnnkit: error: ...`` on stderr and returns 2.  argparse types: :mod:`.args`.
+User mistakes raise :class:`rnnkit.errors.UserError` (``CheckpointError`` and ``OutputError``
+included); ``main`` prints them as one line ``rnnkit: error: ...`` on stderr (under mpiexec: rank
+0 only) and returns 2; a usage error is one line too, ``... (see rnnkit train charlm --help)``
+(:class:`.args.Parser`).  argparse types: :mod:`.args`.
 """
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ import os
 import sys
 
 from rnnkit._version import __version__
-from rnnkit.errors import CheckpointError, UserError
+from rnnkit.errors import UserError
+from rnnkit.io.distributed import launched_rank
+from rnnkit.cli import asr
 from rnnkit.cli import bench
 from rnnkit.cli import charlm
 from rnnkit.cli import classify
@@ -28,20 +33,24 @@ from rnnkit.cli import diagnostics
 from rnnkit.cli import export
 from rnnkit.cli import forecast
 from rnnkit.cli import seq2seq
+from rnnkit.cli import summarize
 from rnnkit.cli import sweep
-from rnnkit.cli.args import nonneg_float, nonneg_int, positive_float, positive_int
+from rnnkit.cli.args import Parser, nonneg_float, nonneg_int, positive_float, positive_int
+from rnnkit.cli.asr import ASRSpec
 from rnnkit.cli.charlm import CharLMSpec
 from rnnkit.cli.classify import ClassifySpec
 from rnnkit.cli.forecast import ForecastSpec
 from rnnkit.cli.longlag import AddingSpec, CopySpec
 from rnnkit.cli.seq2seq import Seq2SeqSpec
+from rnnkit.cli.summarize import SummarizeSpec
 from rnnkit.cli.train import (TaskSpec, add_task_parser, add_train_args, eval_handler, refuse_existing_checkpoint,
                     refuse_model_changes, train_config_from_args, train_handler)
 
 #: the tasks of ``rnnkit train TASK`` and ``rnnkit eval``
-TASK_SPECS = (CharLMSpec(), ForecastSpec(), AddingSpec(), CopySpec(), Seq2SeqSpec(), ClassifySpec())
+TASK_SPECS = (CharLMSpec(), ForecastSpec(), AddingSpec(), CopySpec(), Seq2SeqSpec(), ClassifySpec(), SummarizeSpec(),
+              ASRSpec())
 #: modules adding other commands: ``register(root_subparsers)``
-COMMANDS = (charlm, demo, forecast, seq2seq, classify, bench, diagnostics)
+COMMANDS = (charlm, demo, forecast, seq2seq, classify, summarize, asr, bench, diagnostics)
 #: modules adding commands that work for every task: ``register(root_subparsers, specs)``
 SPEC_COMMANDS = (export, sweep)
 
@@ -51,7 +60,7 @@ __all__ = ["main", "build_parser", "TASK_SPECS", "TaskSpec", "train_handler", "e
 
 
 def build_parser(specs=TASK_SPECS) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rnnkit", description="Recurrent networks (RNN, LSTM, GRU) on NumPy: train, sample, evaluate.",
         epilog="Start with: rnnkit demo")
     parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
@@ -78,15 +87,17 @@ def build_parser(specs=TASK_SPECS) -> argparse.ArgumentParser:
 def main(argv=None, specs=TASK_SPECS) -> int:
     """Entry point of the ``rnnkit`` console script; returns the exit code.  ``specs``: the tasks
     offered by ``train`` and ``eval`` (a program may add its own :class:`TaskSpec`)."""
+    root = launched_rank() == 0  # under mpiexec every rank meets the same mistake: rank 0 alone says it
     try:
         parser = build_parser(specs)
         args = parser.parse_args(argv)
-    except SystemExit as e:  # --help, --version, argparse usage errors (exit 2)
+    except SystemExit as e:  # --help, --version, argparse usage errors (exit 2, one line: cli.args.Parser)
         return int(e.code or 0)
     try:
         return int(args.func(args) or 0)
-    except (UserError, CheckpointError) as e:
-        print(f"rnnkit: error: {e}", file=sys.stderr)
+    except UserError as e:  # every error a user can cause (rnnkit.errors)
+        if root:
+            print(f"rnnkit: error: {e}", file=sys.stderr)
         return 2
     except MemoryError as e:  # a model without a memory plan (rnnkit.train.task.ModelPlan) that does not fit
         print(f"rnnkit: error: out of memory: {str(e) or type(e).__name__}; use smaller sizes", file=sys.stderr)

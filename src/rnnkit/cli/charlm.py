@@ -4,10 +4,10 @@ from __future__ import annotations
 import math
 
 from rnnkit.data.text import DEFAULT_MAX_CHARS, load_text
-from rnnkit.engine.layer_types import LAYERS, cell_label
-from rnnkit.tasks.charlm import DTYPES, REGULARIZERS, CharLM, CharLMConfig
+from rnnkit.engine.layer_types import cell_label
+from rnnkit.tasks.charlm import REGULARIZERS, CharLM, CharLMConfig
 from rnnkit.cli.args import nonneg_int, positive_int
-from rnnkit.cli.train import TaskSpec, add_cell_flags
+from rnnkit.cli.train import TaskSpec, stopped_line
 
 
 def describe_charlm(lm: CharLM) -> None:
@@ -29,22 +29,14 @@ class CharLMSpec(TaskSpec):
     help = "character-level language model"
     description = ("Train a character-level language model (truncated BPTT, 90/5/5 split). "
                    "Without --text the corpus is the Python standard library's .py files.")
+    plot_title, plot_ylabel = "char-LM ({cell} {c.layers}x{c.hidden})", "cross-entropy (nats/char)"
 
     def add_flags(self, p) -> None:
-        d = CharLMConfig()
         p.add_argument("--text", metavar="FILE",
                        help="UTF-8 text file (default: the Python standard library's .py files)")
         p.add_argument("--max-chars", dest="max_chars", type=positive_int, default=DEFAULT_MAX_CHARS,
                        help=f"size of the default corpus in characters (default {DEFAULT_MAX_CHARS})")
-        p.add_argument("--cell", choices=sorted(LAYERS), help=f"(default {d.cell})")
-        add_cell_flags(p)
-        p.add_argument("--layers", type=positive_int, help=f"(default {d.layers})")
-        p.add_argument("--hidden", type=positive_int, help=f"hidden size (default {d.hidden})")
-        p.add_argument("--emb", type=positive_int, help=f"embedding size (default {d.emb})")
-        p.add_argument("--batch", type=positive_int, help=f"parallel streams (default {d.batch})")
-        p.add_argument("--bptt", type=positive_int, help=f"window length of truncated BPTT (default {d.bptt})")
-        p.add_argument("--dtype", choices=DTYPES, help=f"parameters and activations (default {d.dtype})")
-        self.add_rate_flags(p)
+        super().add_flags(p)
 
     def new_task(self, config, args):
         return CharLM.from_file(args.text, config) if args.text else CharLM(config, max_chars=args.max_chars)
@@ -68,16 +60,12 @@ class CharLMSpec(TaskSpec):
             ev = lm.evaluate("val")
             last = {"step": res.step, "val_loss": ev["loss"], "val_bpc": ev["bpc"]}
         rate = (len(res.losses) * lm.config.batch * lm.config.bptt) / max(res.seconds, 1e-9)
-        print(f"stopped at step {res.step} ({res.stop_reason}) after {res.seconds:.0f} s, {rate:,.0f} tokens/s")
+        print(f"{stopped_line(res)}, {rate:,.0f} tokens/s")
         if last:
             best = f" (best {res.best_val:.4f} at an evaluation)" if math.isfinite(res.best_val) else ""
             print(f"val loss {last['val_loss']:.4f} nats/char = {last['val_bpc']:.3f} bits/char at step "
                   f"{last['step']}{best}")
         print(f"checkpoint: {res.checkpoint}")
-
-    def plot_labels(self, lm) -> tuple[str, str]:
-        c = lm.config
-        return f"char-LM ({cell_label(c)} {c.layers}x{c.hidden})", "cross-entropy (nats/char)"
 
     def evaluate(self, lm, args, path) -> None:
         """The split of the recorded corpus; with ``--text FILE`` the whole file, or with
@@ -86,9 +74,8 @@ class CharLMSpec(TaskSpec):
             ev = lm.evaluate_file(args.text, args.split, progress=True)
             where = args.text if args.split is None else f"{args.text} {args.split} split"
         else:
-            split = args.split or "val"
-            ev = lm.evaluate(split)
-            where = f"{split} split"
+            ev = lm.evaluate(args.split or "val")
+            where = f"{args.split or 'val'} split"
         print(f"{where}: {ev['chars']} chars, loss {ev['loss']:.4f} nats/char = {ev['bpc']:.3f} bits/char")
 
 

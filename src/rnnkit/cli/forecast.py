@@ -7,32 +7,23 @@ import numpy as np
 
 from rnnkit.data.series import load_csv_column, make_windows, naive_forecast, rmse_mae
 from rnnkit.errors import UserError
-from rnnkit.engine.layer_types import LAYERS, cell_label
+from rnnkit.engine.layer_types import cell_label
 from rnnkit.train.plots import plot_forecast
 from rnnkit.tasks.forecast import ForecastConfig, Forecaster, default_series
-from rnnkit.cli.args import positive_int
-from rnnkit.cli.train import TaskSpec, add_cell_flags
-
-_MODEL_FLAGS = (  # (flag, ForecastConfig field, help); types come from rnnkit.cli
-    ("--csv", "csv", "CSV file with a header row (default: the Mackey-Glass series, generated)"),
-    ("--column", "column", "numeric column of --csv to forecast"),
-    ("--horizon", "horizon", "K: number of future steps forecast at once"),
-    ("--window", "window", "W: past values the model reads"),
-    ("--cell", "cell", "recurrent cell"),
-    ("--hidden", "hidden", "hidden units"),
-    ("--layers", "layers", "stacked recurrent layers"),
-    ("--batch", "batch", "windows per optimizer step"),
-    ("--series-length", "series_length", "Mackey-Glass samples when no --csv"),
-)
-
+from rnnkit.cli.train import TaskSpec, stopped_line
 
 def compare_to_naive(model_rmse: float, naive_rmse: float) -> str:
-    """``"model RMSE 3.2x below the naive baseline"``, or ``"... above ..."`` when the model is worse."""
+    """``"model RMSE 3.2x below the naive baseline"``, or ``"... above ..."`` when the model is worse;
+    no ratio when one of them is exact (RMSE 0, e.g. a constant series)."""
+    if naive_rmse == 0 or model_rmse == 0:
+        if naive_rmse == model_rmse:
+            return "model and naive baseline both exact (RMSE 0; a constant series?)"
+        if model_rmse == 0:
+            return f"model exact (RMSE 0), naive baseline RMSE {naive_rmse:.6g}"
+        return f"model RMSE {model_rmse:.6g} above the naive baseline, which is exact (RMSE 0; the model is worse)"
     if model_rmse <= naive_rmse:
-        ratio = naive_rmse / model_rmse if model_rmse > 0 else float("inf")
-        return f"model RMSE {ratio:.1f}x below the naive baseline"
-    ratio = model_rmse / naive_rmse if naive_rmse > 0 else float("inf")
-    return f"model RMSE {ratio:.1f}x above the naive baseline (the model is worse)"
+        return f"model RMSE {naive_rmse / model_rmse:.1f}x below the naive baseline"
+    return f"model RMSE {model_rmse / naive_rmse:.1f}x above the naive baseline (the model is worse)"
 
 
 def _report(ev: dict, K: int) -> list[str]:
@@ -62,22 +53,13 @@ class ForecastSpec(TaskSpec):
     help = "multi-step forecasting of a univariate series"
     description = ("Train a recurrent forecaster (chronological 70/15/15 split, statistics from train). "
                    "Reports test RMSE/MAE next to the naive last-value forecast; writes forecast.png.")
-
-    def add_flags(self, p) -> None:
-        d = ForecastConfig()
-        for flag, name, h in _MODEL_FLAGS:
-            kw = {"choices": tuple(LAYERS)} if name == "cell" else {}
-            typ = str if name in ("csv", "column", "cell") else positive_int
-            default = getattr(d, name)
-            p.add_argument(flag, dest=name, type=typ, default=None,
-                           help=h + ("" if default is None else f" (default {default})"), **kw)
-        add_cell_flags(p)
+    plot_title, plot_ylabel = "forecast training", "MSE (normalised units)"
+    text_hint = "; forecast new data with: rnnkit forecast CKPT --csv FILE"
 
     def new_config(self, args):
-        given = self.given(args)
-        if "column" in given and "csv" not in given:
+        if args.column is not None and args.csv is None:
             raise UserError("--column needs --csv (the file to read the column from)")
-        return ForecastConfig(**given)
+        return super().new_config(args)
 
     def new_task(self, config, args):
         return Forecaster(config, default_series(config))
@@ -106,8 +88,7 @@ class ForecastSpec(TaskSpec):
         return f.fit(trainer=trainer, on_eval=on_eval, best_checkpoint=resumed_best)
 
     def finish(self, f, trainer, result, args) -> None:
-        print(f"stopped at step {result.step} ({result.stop_reason}) after {result.seconds:.0f} s; "
-              f"best val loss {result.best_val:.6f} (normalised MSE)")
+        print(f"{stopped_line(result)}; best val loss {result.best_val:.6f} (normalised MSE)")
         ev = f.evaluate("test")
         print(f"test split ({int(ev['windows'])} windows), original units, model with the best val loss:")
         print("\n".join(_report(ev, f.config.horizon)))
@@ -118,14 +99,9 @@ class ForecastSpec(TaskSpec):
         print(f"forecast plot: {png}" if png else "forecast plot: not written (matplotlib is not installed; "
               "pip install matplotlib)")
 
-    def plot_labels(self, f) -> tuple[str, str]:
-        return "forecast training", "MSE (normalised units)"
-
     def evaluate(self, f, args, path) -> None:
         """The forecaster's own series, re-read or regenerated."""
-        if args.text:
-            raise UserError("eval --text is for char-LMs; forecast new data with: rnnkit forecast CKPT --csv FILE")
-        split = args.split or "val"
+        split = self.eval_split(f, args)
         f.attach(default_series(f.config), name=_source(f.config))
         ev = f.evaluate(split)
         print(f"{_source(f.config)}, {split} split ({int(ev['windows'])} windows), original units:")

@@ -106,23 +106,19 @@ class _LongLagSpec(TaskSpec):
 class AddingSpec(_LongLagSpec):
     name, task_class, config_class = "adding", AddingTask, AddingConfig
     help = description = "adding problem (Hochreiter & Schmidhuber 1997, Exp. 4)"
+    plot_title, plot_ylabel = "adding T={c.T}", "MSE"
 
     def metrics_text(self, m: dict) -> str:
         n = int(m["correct"] + m["wrong"])
         return f"mse {m['loss']:.5f}  correct {int(m['correct'])}/{n} ({100 * m['accuracy']:.2f}%)"
-
-    def plot_labels(self, task) -> tuple[str, str]:
-        return f"adding T={task.config.T}", "MSE"
 
 
 class CopySpec(_LongLagSpec):
     name, task_class, config_class = "copy", CopyTask, CopyConfig
     help = "copy memory task (Arjovsky et al. 2016)"
     description = f"{help}; solved when the val {COPY_CRITERION} (recall accuracy is reported as a metric)"
+    plot_title, plot_ylabel = "copy T={c.T}", "cross-entropy (nats per output)"
 
     def metrics_text(self, m: dict) -> str:
         return (f"loss {m['loss']:.4f} nats (memoryless baseline {m['baseline']:.4f})  "
                 f"recall accuracy {100 * m['recall_accuracy']:.2f}%")
-
-    def plot_labels(self, task) -> tuple[str, str]:
-        return f"copy T={task.config.T}", "cross-entropy (nats per output)"

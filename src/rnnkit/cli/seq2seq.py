@@ -1,19 +1,16 @@
 """``rnnkit train seq2seq``, ``rnnkit translate CKPT`` and the seq2seq side of ``rnnkit eval``."""
 from __future__ import annotations
 
-import os
 import sys
 
 from rnnkit.errors import UserError
+from rnnkit.io.outputs import check_output
 from rnnkit.engine.layer_types import cell_label
 from rnnkit.train.plots import plot_attention
-from rnnkit.tasks.seq2seq import BLEU_TOKENIZE, SCORES, Seq2SeqTask, Seq2SeqTaskConfig
+from rnnkit.tasks.seq2seq import BLEU_TOKENIZE, Seq2SeqTask, Seq2SeqTaskConfig
 from rnnkit.train import load_task, read_metrics
-from rnnkit.cli.args import nonneg_float, nonneg_int, positive_int
-from rnnkit.cli.textargs import add_encoder_flags, add_token_flags, read_input, report_val
-from rnnkit.cli.train import TaskSpec
-
-_PATHS = ("src", "tgt", "pairs", "val_src", "val_tgt", "test_src", "test_tgt")
+from rnnkit.cli.args import positive_int
+from rnnkit.cli.textspec import TextSpec, encoder_label, read_input
 
 
 def metrics_line(m: dict) -> str:
@@ -32,41 +29,16 @@ def throughput(trainer, res) -> str:
     return f", {sum(rates) / len(rates):,.0f} target tokens/s" if rates else ""
 
 
-class Seq2SeqSpec(TaskSpec):
+class Seq2SeqSpec(TextSpec):
     name, task_class, config_class = "seq2seq", Seq2SeqTask, Seq2SeqTaskConfig
     help = "sequence to sequence: encoder-decoder with attention (default corpus: dates -> ISO)"
     description = ("Train an encoder-decoder with attention on a parallel corpus: --src/--tgt line-aligned files or "
                    "--pairs FILE.tsv; without them, human-readable dates -> ISO 8601 (generated, held-out days). "
                    "Evaluations report loss, perplexity, exact match (greedy) and sacreBLEU.")
-
-    def add_flags(self, p) -> None:
-        d = Seq2SeqTaskConfig()
-        g = p.add_argument_group("corpus")
-        g.add_argument("--src", metavar="FILE", help="training sources, one sentence per line")
-        g.add_argument("--tgt", metavar="FILE", help="training targets, line-aligned with --src")
-        g.add_argument("--pairs", metavar="FILE", help="training pairs source<TAB>target (extra columns ignored)")
-        for split in ("val", "test"):
-            for side in ("src", "tgt"):
-                g.add_argument(f"--{split}-{side}", dest=f"{split}_{side}", metavar="FILE",
-                               help=f"{split} {'sources' if side == 'src' else 'targets'} (default: 5 %% of "
-                                    f"the training pairs)")
-        g.add_argument("--skip-empty", dest="skip_empty", action="store_const", const=True,
-                       help="drop pairs with an empty side (default: an empty line is an error)")
-        g.add_argument("--dates", type=positive_int, help=f"training pairs of the default dates corpus "
-                                                          f"(default {d.dates})")
-        g = add_token_flags(p, d)
-        g.add_argument("--max-src-len", dest="max_src_len", type=nonneg_int,
-                       help="drop training pairs whose source has more tokens, 0 = no limit (default 0)")
-        g.add_argument("--max-tgt-len", dest="max_tgt_len", type=nonneg_int,
-                       help="drop training pairs whose target has more tokens, 0 = no limit (default 0)")
-        g = add_encoder_flags(p, d)
-        g.add_argument("--score", choices=SCORES, help=f"attention score (default {d.score})")
-        g.add_argument("--label-smoothing", dest="label_smoothing", type=nonneg_float,
-                       help=f"in [0, 1) (default {d.label_smoothing})")
-
-    def given(self, args) -> dict:
-        given = super().given(args)
-        return {k: os.path.abspath(v) if k in _PATHS else v for k, v in given.items()}
+    plot_title = "seq2seq ({cell} {c.layers}x{c.hidden}, {c.score} attention)"
+    plot_ylabel = "cross-entropy (nats/token)"
+    text_hint = "; use rnnkit translate --input FILE"
+    metrics_line = staticmethod(metrics_line)
 
     def describe(self, task, trainer) -> None:
         c, sizes = task.config, task.sizes
@@ -77,35 +49,25 @@ class Seq2SeqSpec(TaskSpec):
             print(f"length filter (train): {task.filter_report}")
         print(f"tokens: {c.tokens}{' (lower-cased)' if c.lower else ''}; vocabulary source {len(task.src_vocab):,}, "
               f"target {len(task.tgt_vocab):,} (with 4 specials)")
-        enc = ("bidirectional " if c.bidirectional else "") + f"{cell_label(c)} {c.layers}x{c.hidden}"
-        print(f"model: encoder {enc}, decoder {cell_label(c)} {c.layers}x{c.hidden}, attention {c.score}, "
-              f"embedding {c.emb}; {task.model.num_params():,} parameters; batch {c.batch}, "
+        print(f"model: encoder {encoder_label(c)}, decoder {cell_label(c)} {c.layers}x{c.hidden}, attention "
+              f"{c.score}, embedding {c.emb}; {task.model.num_params():,} parameters; batch {c.batch}, "
               f"{trainer.config.steps} steps")
 
-    def report_eval(self, task, trainer, rec) -> None:
-        report_val(trainer, rec, metrics_line)
+    speed = staticmethod(throughput)
 
-    def finish(self, task, trainer, res, args) -> None:
-        print(f"stopped at step {res.step} ({res.stop_reason}) after {res.seconds:.0f} s{throughput(trainer, res)}")
-        if res.losses:
-            m = task.evaluate("test")
-            print(f"test ({int(m['pairs']):,} pairs, greedy): {metrics_line(m)}")
-        print(f"checkpoint: {res.checkpoint}")
+    def test_report(self, task, trainer) -> None:
+        m = task.evaluate("test")
+        print(f"test ({int(m['pairs']):,} pairs, greedy): {metrics_line(m)}")
 
-    def plot_labels(self, task) -> tuple[str, str]:
-        c = task.config
-        return f"seq2seq ({cell_label(c)} {c.layers}x{c.hidden}, {c.score} attention)", "cross-entropy (nats/token)"
-
-    def evaluate(self, task, args, path) -> None:
-        if args.text:
-            raise UserError("eval: --text is not supported for a seq2seq checkpoint; use rnnkit translate --input FILE")
-        split = args.split or "val"
+    def show_split(self, task, split: str) -> None:
         m = task.evaluate(split)
         print(f"{split} split: {int(m['pairs']):,} pairs (greedy decoding); {metrics_line(m)}"
               + (f"  (sacreBLEU tokenize={BLEU_TOKENIZE})" if "bleu" in m else ""))
 
 
 def _translate(args) -> int:
+    if args.attention_plot:  # before any work
+        check_output(args.attention_plot, "png", reads=[args.checkpoint, args.input], what="--attention-plot")
     task = load_task(args.checkpoint, Seq2SeqTask)
     lines = read_input(args.input)
     outs, hyps = task.translate(lines, beam=args.beam, max_len=args.max_len)

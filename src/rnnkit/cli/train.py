@@ -11,6 +11,29 @@ a model flag that differs; SIGINT/SIGTERM/SIGHUP save and end with "interrupted:
 ..." and exit code 130/143/129; the loss curve is plotted once at the end.  A spec says what
 differs between tasks: its flags, how to build the task, its training defaults, what to print.
 ``rnnkit eval CKPT`` finds the spec by the checkpoint's kind (:func:`eval_handler`).
+
+Adding a task (e.g. ``asr``): the config is a frozen dataclass whose fields carry their flag,
+declared once with :func:`rnnkit.checks.fields.option` (help, rule or choices, group, metavar,
+``path=True`` for a file: recorded absolute); its ``__post_init__`` calls ``check_options(self)``.
+The spec then needs only the class attributes; flags come from the config (rnnkit.cli.options)::
+
+    @dataclass(frozen=True)
+    class AsrConfig(CellVariant):
+        audio: str | None = option(None, "directory of .wav files", metavar="DIR", path=True, group="corpus")
+        hidden: int = option(128, "hidden size", rule=POSITIVE_INT, group="model")
+        seed: int = option(0, rule=NONNEG_INT, flag=False)       # set by the training flag --seed
+
+    class AsrSpec(TaskSpec):        # a token-sequence task: rnnkit.cli.textspec.TextSpec
+        name, task_class, config_class = "asr", AsrTask, AsrConfig
+        help = "speech recognition"
+        groups = ("corpus", "model")                             # the --help sections, in order
+        plot_title, plot_ylabel = "asr ({cell} {c.layers}x{c.hidden})", "CTC loss"
+
+Override a hook only where the task differs: ``add_flags`` (flags that are not config fields:
+add them, then ``super().add_flags(p)``), ``new_config``, ``new_task``, ``attach`` (a resumed
+task's data), ``describe``, ``report_eval``, ``fit``, ``finish``, ``evaluate`` (``eval_split``
+refuses ``--text`` with ``text_hint``).  The task's ``from_checkpoint`` is one call of
+:func:`rnnkit.train.restore`.  Register the spec in ``rnnkit.cli.TASK_SPECS``.
 """
 from __future__ import annotations
 
@@ -24,12 +47,14 @@ from rnnkit.io.distributed import Communicator
 from rnnkit.errors import UserError
 from rnnkit.io.checkpoint import read_header
 from rnnkit.io.lock import claim_out_dir
-from rnnkit.engine.layer_types import CELL_OPTIONS
+from rnnkit.io.outputs import refuse_earlier_run
+from rnnkit.engine.layer_types import cell_label
 from rnnkit.engine.threads import free_cores
 from rnnkit.train.plots import plot_loss
 from rnnkit.train import TrainConfig, Trainer, check_model_fits, metrics_of, read_checkpoint
 from rnnkit.train.state import saved_train_config, task_from
-from rnnkit.cli.args import nonneg_float, nonneg_int, positive_float, positive_int, rate, zero_one
+from rnnkit.cli.args import nonneg_float, nonneg_int, positive_float, positive_int
+from rnnkit.cli.options import add_config_flags, given_fields
 
 NOT_PLOTTED = "loss curve: not plotted (matplotlib is not installed; pip install 'rnnkit[plot]')"
 
@@ -58,10 +83,11 @@ def add_train_args(p, defaults: TrainConfig | None = None) -> None:
                    help="also checkpoint every N steps (default: at every evaluation)")
     g.add_argument("--log-every", dest="log_every", type=nonneg_int,
                    help=f"log the mean training loss every N steps, 0 = never (default {d.log_every})")
-    g.add_argument("--patience", type=nonneg_int, help="early stopping after N evaluations without a new best")
+    g.add_argument("--patience", type=nonneg_int,
+                   help="early stopping after N evaluations without a new best, 0 = off (default 0)")
     g.add_argument("--seed", type=nonneg_int, help=f"seed for initialisation and batches (default {d.seed})")
     g.add_argument("--time-limit", dest="time_limit", type=nonneg_float,
-                   help="stop (and checkpoint) after this many seconds of training")
+                   help="stop (and checkpoint) after this many seconds of training, 0 = off (default 0)")
     g.add_argument("--blas-threads", dest="blas_threads", type=nonneg_int,
                    help="BLAS threads and cores of the loops while training, 0 = every core (default: the "
                         "cores free when the run starts: the machine's cores less its load average, at least 1)")
@@ -74,6 +100,9 @@ def add_run_args(p, out_help: str = "output directory for checkpoints, metrics.j
     """``--out``, ``--resume`` and ``--reset-optimizer`` (every ``train TASK``)."""
     p.add_argument("--out", help=out_help)
     p.add_argument("--resume", metavar="CKPT", help=resume_help)
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out that holds an earlier run's files, replacing them "
+                        "(without it such an --out is refused)")
     p.add_argument("--reset-optimizer", dest="reset_optimizer", action="store_true",
                    help="with --resume: start with a fresh optimizer state (needed when the checkpoint has none "
                         "or one that does not fit; the run then no longer continues exactly)")
@@ -92,19 +121,6 @@ def train_config_from_args(args, base=None):
         raise UserError(str(e)) from None
 
 
-def add_cell_flags(p) -> None:
-    """``--peephole``, ``--proj-size P`` (LSTM) and ``--linear-before-reset 0|1`` (GRU): the cell
-    variants of a task config's CELL_OPTIONS fields (rnnkit.engine.layer_types; another ``--cell`` is a
-    one-line error from the config); recorded in the checkpoint like every model flag.  Not given: None (the
-    config's default, or on ``--resume`` the checkpoint's)."""
-    p.add_argument("--peephole", action="store_const", const=True,
-                   help="LSTM with diagonal peephole connections (Gers & Schmidhuber 2000)")
-    p.add_argument("--proj-size", dest="proj_size", type=nonneg_int, metavar="P",
-                   help="LSTM with h projected to P < --hidden units (torch.nn.LSTM's proj_size; default 0: none)")
-    p.add_argument("--linear-before-reset", dest="linear_before_reset", type=zero_one, metavar="0|1",
-                   help="GRU: 1 = PyTorch's GRU, 0 = ONNX's default GRU, (r * h) W_hn^T (default 1)")
-
-
 def refuse_model_changes(config, given: dict) -> None:
     """On ``--resume`` the model and data settings come from the checkpoint: ``given`` maps the
     ``config`` fields whose flags were given on the command line to their values; one that differs
@@ -116,21 +132,31 @@ def refuse_model_changes(config, given: dict) -> None:
                             "model settings come from the checkpoint when resuming")
 
 
-def refuse_existing_checkpoint(out: str) -> None:
-    """A new training run never overwrites the checkpoint of an earlier one in ``out``."""
+#: what a training run writes in its --out; ``--overwrite`` removes them before a new run starts
+RUN_FILES = ("last.safetensors", "best.safetensors", "forecast.safetensors", "metrics.jsonl", "loss.png",
+             "forecast.png")
+
+
+def refuse_existing_checkpoint(out: str, overwrite: bool = False) -> None:
+    """A new training run never overwrites what an earlier one left in ``out`` (checkpoints,
+    metrics, plots: :func:`rnnkit.io.outputs.refuse_earlier_run`) unless ``overwrite``; then the
+    earlier run's :data:`RUN_FILES` are removed first (its metrics.jsonl would be appended to)."""
     last = os.path.join(out, "last.safetensors")
-    if os.path.exists(last):
-        raise UserError(f"--out {out}: already holds a checkpoint; continue it with --resume {last} "
-                        "or choose another --out")
+    hint = f"continue it with --resume {last}" if os.path.exists(last) else ""
+    refuse_earlier_run(out, overwrite=overwrite, hint=hint)
+    if overwrite:
+        for name in RUN_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(out, name))
 
 
 class TaskSpec:
-    """How one task appears on the command line.  Subclass and set the four class attributes;
-    override a method only where the task differs from the default.
+    """How one task appears on the command line (see the module docstring).  Subclass and set the
+    class attributes; override a method only where the task differs from the default.
 
     ``name``: ``rnnkit train NAME``, the default ``--out runs/NAME`` and the checkpoint kind;
-    ``task_class``: follows rnnkit.train.task.Task; ``config_class``: its config dataclass;
-    ``train_defaults``: the TrainConfig of a new run before flags.
+    ``task_class``: follows rnnkit.train.task.Task; ``config_class``: its config dataclass, one flag
+    per field (rnnkit.cli.options); ``groups``: the ``--help`` sections of its fields, in order.
     """
 
     name: str
@@ -138,6 +164,10 @@ class TaskSpec:
     config_class: type
     help: str = ""
     description: str | None = None
+    groups: tuple = ()
+    plot_title: str = "{kind} training"
+    plot_ylabel: str = "loss"
+    text_hint: str = ""  # the end of the error of ``rnnkit eval CKPT --text FILE`` (what to use instead)
 
     @property
     def train_defaults(self) -> TrainConfig:
@@ -147,33 +177,16 @@ class TaskSpec:
 
     # ------------------------------------------------------------------ flags
     def add_flags(self, p) -> None:
-        """Model and data flags: by default one ``--field`` per config field (not ``seed``: the
-        training flag ``--seed`` sets it), typed like the field's default; default None = not given."""
-        names = {f.name for f in dataclasses.fields(self.config_class)}
-        for f in dataclasses.fields(self.config_class):
-            if f.name != "seed" and not f.name.endswith("dropout") and f.name not in CELL_OPTIONS:
-                default = f.default
-                typ = {int: positive_int, float: float}.get(type(default), str)
-                p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=typ, help=f"(default {default})")
-        self.add_rate_flags(p)
-        if names.issuperset(CELL_OPTIONS):
-            add_cell_flags(p)
-
-    def add_rate_flags(self, p) -> None:
-        """One ``--NAME`` per dropout rate of the config (fields named ``*dropout``), a rate in [0, 1);
-        like every config field the rates are recorded in the checkpoint, and apply in training only."""
-        for f in dataclasses.fields(self.config_class):
-            if f.name.endswith("dropout"):
-                p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=rate,
-                               help=f"{f.name.replace('_', ' ')} rate, training only (default {f.default})")
+        """Model and data flags: one per config field (rnnkit.cli.options.add_config_flags); a spec
+        with flags of its own adds them and calls this."""
+        add_config_flags(p, self.config_class, self.groups)
 
     def add_train_flags(self, p) -> None:
         add_train_args(p, self.train_defaults)
 
     def given(self, args) -> dict:
-        """The config fields whose flags were given (``seed`` from the training flag ``--seed``)."""
-        names = {f.name for f in dataclasses.fields(self.config_class)}
-        return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+        """The config fields whose flags were given (``seed`` from the training flag ``--seed``; paths absolute)."""
+        return given_fields(args, self.config_class)
 
     def checked_on_resume(self, args) -> dict:
         """The flags compared with the checkpoint's config on ``--resume`` (not ``--seed``: a training flag)."""
@@ -185,11 +198,6 @@ class TaskSpec:
 
     def new_task(self, config, args):
         return self.task_class(config)
-
-    def planned_meta(self, config, args) -> dict:
-        """What the task's ``model_plan`` reads to size a new model before it is built
-        (rnnkit.train.task): by default the config only."""
-        return {"config": dataclasses.asdict(config)}
 
     def train_config(self, args, base: TrainConfig | None, task) -> TrainConfig:
         """This run's TrainConfig: ``base`` (the checkpoint's on --resume, else ``train_defaults``) + flags."""
@@ -215,19 +223,32 @@ class TaskSpec:
         return trainer.fit(on_eval=on_eval)
 
     def finish(self, task, trainer, result, args) -> None:
-        print(f"stopped at step {result.step} ({result.stop_reason}) after {result.seconds:.0f} s")
+        print(stopped_line(result))
         print(f"checkpoint: {result.checkpoint}")
-
-    def plot_labels(self, task) -> tuple[str, str]:
-        """(title, y-axis label) of loss.png."""
-        return f"{task.kind} training", "loss"
 
     def evaluate(self, task, args, path) -> None:
         """``rnnkit eval CKPT [--split S] [--text FILE]``: print the metrics of ``task``."""
+        split = self.eval_split(task, args)
+        m = task.evaluate(split)
+        print(f"{split} split: " + "  ".join(f"{k} {v:.6g}" for k, v in m.items()))
+
+    def eval_split(self, task, args) -> str:
+        """The split ``rnnkit eval`` reports (default val); ``--text`` is a UserError ending with ``text_hint``."""
         if args.text:
-            raise UserError(f"eval: --text is not supported for a {task.kind} checkpoint")
-        m = task.evaluate(args.split or "val")
-        print(f"{args.split or 'val'} split: " + "  ".join(f"{k} {v:.6g}" for k, v in m.items()))
+            raise UserError(f"eval: --text is not supported for a {task.kind} checkpoint{self.text_hint}")
+        return args.split or "val"
+
+    def plot_labels(self, task) -> tuple[str, str]:
+        """(title, y-axis label) of loss.png: ``plot_title`` formatted with the task's ``kind``, its config
+        ``c`` and ``cell`` (rnnkit.engine.layer_types.cell_label), and ``plot_ylabel``."""
+        c = task.config
+        return self.plot_title.format(kind=task.kind, c=c, cell=cell_label(c) if hasattr(c, "cell") else ""), \
+            self.plot_ylabel
+
+
+def stopped_line(result) -> str:
+    """"stopped at step N (reason) after S s": the first line of every run's summary."""
+    return f"stopped at step {result.step} ({result.stop_reason}) after {result.seconds:.0f} s"
 
 
 def add_task_parser(train_subparsers, spec: TaskSpec) -> None:
@@ -269,8 +290,9 @@ def _resumed(spec: TaskSpec, args, out: str, comm):
 
 def _new(spec: TaskSpec, args, config, out: str, comm):
     """(task, trainer) of a new run: memory checked before the model is built."""
-    refuse_existing_checkpoint(out)
-    check_model_fits(spec.task_class, spec.planned_meta(config, args),
+    if comm.is_root:  # the rank that holds --out's lock; its refusal ends every rank (Communicator.guard)
+        refuse_existing_checkpoint(out, bool(getattr(args, "overwrite", False)))
+    check_model_fits(spec.task_class, {"config": dataclasses.asdict(config)},  # what model_plan reads of a new run
                      train_config_from_args(args, spec.train_defaults), f"train {spec.name}: this model")
     try:
         task = spec.new_task(config, args)
@@ -282,6 +304,8 @@ def _new(spec: TaskSpec, args, config, out: str, comm):
 def train_handler(spec: TaskSpec, args) -> int:
     """Train a new run or continue one (``--resume``); see the module docstring.  Returns 0, or
     the stop signal's exit code (130, 143, 129) when a signal ended the run (after its checkpoint)."""
+    if getattr(args, "overwrite", False) and args.resume:
+        raise UserError("--overwrite: only for a new run; --resume continues the checkpoint's run")
     if getattr(args, "reset_optimizer", False) and not args.resume:
         raise UserError("--reset-optimizer: only with --resume CKPT (a new run starts with a fresh optimizer)")
     config = None

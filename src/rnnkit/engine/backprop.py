@@ -57,7 +57,7 @@ class Backprop:
         self._tape = None
         d_states0 = [None] * (self.num_layers * D)
         records = [{} if record_state_grads else None for _ in d_states0]
-        threads = self.thread_plan(B)
+        threads = self.thread_plan(B, T)
         d_layer_out = d_out
         masks = tape.masks
         for layer in range(self.num_layers - 1, -1, -1):

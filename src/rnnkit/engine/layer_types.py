@@ -18,6 +18,8 @@ from rnnkit.cells.gru_reset_before import GRUResetBeforeCell
 from rnnkit.cells.layernorm import LayerNormLSTMCell
 from rnnkit.cells.peephole import PeepholeLSTMCell
 from rnnkit.cells.proj import ProjLSTMCell
+from rnnkit.checks.fields import option
+from rnnkit.checks.rules import NONNEG_INT
 from rnnkit.engine.recurrent import Recurrent
 
 
@@ -122,10 +124,14 @@ class CellVariant:
     inherits them; keyword-only): LSTM arguments, off by default, recorded in checkpoints.  The
     config's ``__post_init__`` checks them with :func:`config_cell`."""
 
-    peephole: bool = False  # diagonal peepholes (rnnkit.cells.peephole)
-    proj_size: int = 0  # h projected to this size, 0 < P < hidden (rnnkit.cells.proj); 0: none
+    # diagonal peepholes (rnnkit.cells.peephole)
+    peephole: bool = option(False, "LSTM with diagonal peephole connections (Gers & Schmidhuber 2000)")
+    # h projected to this size, 0 < P < hidden (rnnkit.cells.proj); 0: none
+    proj_size: int = option(0, "LSTM with h projected to P < --hidden units (torch.nn.LSTM's proj_size; "
+                               "default 0: none)", rule=NONNEG_INT, metavar="P")
     # the GRU's; False: ONNX's default GRU, (r * h) W_hn^T (rnnkit.cells.gru_reset_before)
-    linear_before_reset: bool = True
+    linear_before_reset: bool = option(True, "GRU: 1 = PyTorch's GRU, 0 = ONNX's default GRU, (r * h) W_hn^T "
+                                             "(default 1)", metavar="0|1")
 
 
 CELL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CellVariant)}

@@ -10,6 +10,7 @@ of shape (G*H, I), gate blocks in PyTorch order), so weights move to and from
 """
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -24,7 +25,9 @@ from rnnkit.engine.scan import absent, cell_args, compiled_loops, reuse_empty, s
 from rnnkit.engine.rows import Rows, check_rows, gather_rows, projects_on_table
 from rnnkit.engine.state import StateFormat
 from rnnkit.engine.tape import LayerTape, Tape, TapeReader
-from rnnkit.engine.threads import LayerBusyError, exclusive, loop_cores, plan, run_jobs  # noqa: F401  (re-exported)
+from rnnkit.engine import plans as planning
+from rnnkit.engine.plans import candidates, check_strategy, forced_strategy
+from rnnkit.engine.threads import LayerBusyError, exclusive, loop_cores, run_jobs  # noqa: F401  (re-exported)
 
 _DTYPES = (np.float32, np.float64)
 
@@ -81,6 +84,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
         input_dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         weight_dropout: float = 0.0,
+        strategy: str | None = None,
         **cell_kwargs,
     ):
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
@@ -111,7 +115,6 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
         self._params = {n: np.ascontiguousarray(v, dtype=self.dtype) for n, v in init_weights(
             self.cell, self.input_size, self.hidden_size, self.num_layers, self.num_directions, init, forget_bias,
             self.bias, as_rng(seed), self._suffix).items()}
-        self._grads = {n: np.zeros_like(v) for n, v in self._params.items()}
         self._weight_names = [  # per (layer, direction), index l*D + d: the keys, formatted once
             tuple(n + self._suffix(layer, d) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             for layer in range(self.num_layers) for d in range(self.num_directions)
@@ -121,12 +124,22 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
             for layer in range(self.num_layers) for d in range(self.num_directions)
         ]
         self._step_args = tuple(self._step_weights(layer) for layer in range(self.num_layers))
-        self._tape = None
-        self._workspace = [{} for _ in self._weight_names]  # per (layer, direction): scan buffers kept between calls
-        self._busy = threading.Lock()
+        self._fresh_buffers()
+        self.strategy = check_strategy(strategy)
+        """How the loops use the cores (:mod:`rnnkit.engine.plans`): None (default) measures the candidates
+        once per shape and machine (or follows ``RNNKIT_PLAN``); a candidate's name forces it."""
         self.cores = None
         """Cores this layer's loops may use (None: the run's setting, :func:`rnnkit.engine.threads.use_cores`,
         else the machine's; see :mod:`rnnkit.engine.threads`); 1 runs everything on the calling thread."""
+
+    def _fresh_buffers(self) -> None:
+        """Own (not shared) gradients, loop buffers, tape, lock and plan memo: for a new layer, and for the
+        copy :func:`rnnkit.engine.plans.time_candidates` times (which shares only the parameters)."""
+        self._grads = {n: np.zeros_like(v) for n, v in self._params.items()}
+        self._tape = None
+        self._workspace = [{} for _ in self._weight_names]  # per (layer, direction): scan buffers kept between calls
+        self._busy = threading.Lock()
+        self._plans = {}  # (T, B, cores, strategy, RNNKIT_PLAN) -> ThreadPlan
 
     @classmethod
     def make_cell(cls, hidden_size: int, **cell_kwargs):
@@ -170,10 +183,19 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
                 own + cell_args(cell_hh, None, 0, None))
 
     # ------------------------------------------------------------------ forward / backward
-    def thread_plan(self, B: int):
-        """The :class:`rnnkit.engine.threads.ThreadPlan` a call with batch ``B`` runs under, here and now."""
-        H = self.hidden_size
-        return plan(B, H, self.cell.n_gates * H, self.num_directions, self.dtype.itemsize, loop_cores(self.cores))
+    def thread_plan(self, B: int, T: int = 1):
+        """The :class:`rnnkit.engine.threads.ThreadPlan` a call with batch ``B`` and ``T`` steps runs under, here
+        and now: the forced strategy (``strategy``, else ``RNNKIT_PLAN``), else the measured one
+        (:mod:`rnnkit.engine.plans`: timed on first use per shape and machine, cached on disk)."""
+        cores = loop_cores(self.cores)
+        memo = (T, B, cores, self.strategy, os.environ.get("RNNKIT_PLAN"))
+        chosen = self._plans.get(memo)
+        if chosen is None:
+            H = self.hidden_size
+            options = candidates(B, H, self.cell.n_gates * H, self.num_directions, self.dtype.itemsize, cores)
+            name = forced_strategy(check_strategy(self.strategy))
+            chosen = self._plans[memo] = options[name or planning.default_planner().plan(self, T, B, cores, options)]
+        return chosen
 
     def forward(self, x, state=None, lengths=None, rng=None):
         """Run the layer over a batch of sequences; see the class docstring for shapes."""
@@ -208,7 +230,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
         states0 = self._split_state(state, B)
         masks = self._draw_masks(rng, T, B)
         D, finals, layers = self.num_directions, [], []
-        threads = self.thread_plan(B)
+        threads = self.thread_plan(B, T)
         layer_in = x if isinstance(x, Rows) else np.ascontiguousarray(x)
         if isinstance(x, Rows) and not (projects_on_table(x) and (masks is None or masks.input[0] is None)):
             layer_in = x.materialise()  # the GEMM on x is cheaper, or x meets an input dropout mask

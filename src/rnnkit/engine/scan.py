@@ -97,6 +97,10 @@ def compiled_loops(step, step_backward) -> Loops:
     calls to its step functions are direct (inlinable) calls.  Cached on disk: the cells'
     functions carry stable names (:func:`kernels.stable_jit`).  Made once per process
     and cell, on first use.
+
+    The loops take their arrays positionally: passing them as one NamedTuple instead cost 3.6 %
+    of an LSTM fwd+BPTT at (T, B, I, H) = (100, 1, 32, 32) (0.232 vs 0.224 ms, 7 of 7 alternating
+    pairs slower, about 4 µs a call: the dispatcher types a tuple argument more slowly than arrays).
     """
 
     @jit

@@ -136,7 +136,7 @@ def plan(B: int, H: int, G: int, D: int, itemsize: int, cores: int) -> ThreadPla
 
 
 @functools.lru_cache(maxsize=1)
-def _loop_blas():
+def loop_blas():
     """The BLAS libraries loaded in this process (scipy's is the one numba's ``np.dot`` calls)."""
     import scipy.linalg.cython_blas  # noqa: F401  (loaded before the scan, or the limit would miss it)
     from threadpoolctl import ThreadpoolController
@@ -149,7 +149,7 @@ def blas_threads_at_most(n: int | None):
     """Lower every loaded BLAS to at most ``n`` threads for the block (None: leave them)."""
     changed = []
     if n is not None:
-        for lib in _loop_blas():
+        for lib in loop_blas():
             old = lib.get_num_threads()
             if old > n:
                 lib.set_num_threads(n)

@@ -39,9 +39,9 @@ class ClassifierConfig(CellVariant):
 
     vocab_size: int
     num_classes: int
-    embedding_dim: int = 32
-    hidden_size: int = 64
-    num_layers: int = 1
+    emb: int = 32
+    hidden: int = 64
+    layers: int = 1
     cell: str = "lstm"
     bidirectional: bool = True
     pooling: str = "last"
@@ -50,10 +50,10 @@ class ClassifierConfig(CellVariant):
     dtype: str = "float32"
 
     def __post_init__(self):
-        check_fields(self, ("vocab_size", "num_classes", "embedding_dim", "hidden_size", "num_layers"),
+        check_fields(self, ("vocab_size", "num_classes", "emb", "hidden", "layers"),
                      ("attention_size",), {"cell": LAYERS, "pooling": POOLINGS, "score": SCORES,
                                            "dtype": ("float32", "float64")})
-        config_cell(self, self.hidden_size)
+        config_cell(self, self.hidden)
 
 
 class SequenceClassifier(Module):
@@ -69,8 +69,8 @@ class SequenceClassifier(Module):
         c = self.config = config
         dt = self.dtype = np.dtype(c.dtype)
         self.D = 2 if c.bidirectional else 1
-        self.embedding = Embedding(c.vocab_size, c.embedding_dim, dtype=dt, seed=rng)
-        self.encoder = LAYERS[c.cell](c.embedding_dim, c.hidden_size, c.num_layers, bidirectional=c.bidirectional,
+        self.embedding = Embedding(c.vocab_size, c.emb, dtype=dt, seed=rng)
+        self.encoder = LAYERS[c.cell](c.emb, c.hidden, c.layers, bidirectional=c.bidirectional,
                                       dtype=dt, seed=rng, **config_options(c))
         width = self.D * self.encoder.h_size  # D*H, or D*proj_size
         if c.pooling == "attention":

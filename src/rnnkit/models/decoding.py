@@ -19,6 +19,10 @@ moved to the finished list, the others become the next live hypotheses until k a
 A source stops when k hypotheses have finished or after ``max_len`` steps (then its live
 hypotheses join the finished ones as unfinished).  The answer is the hypothesis with the
 best norm_score.  With k = 1 this is exactly greedy decoding.
+
+Constraints (beam search): ``min_len`` m: <eos> gets probability 0 before m tokens are out;
+``no_repeat_ngram`` n (0 = off): a token that would complete an n-gram the hypothesis already
+contains gets probability 0 (Paulus et al. 2018's trigram blocking with n = 3).
 """
 from __future__ import annotations
 
@@ -90,10 +94,22 @@ def select_rows(state, rows):
     return state[:, rows]
 
 
+def blocked_tokens(seq, n: int) -> list:
+    """Tokens that would complete an n-gram already in ``seq`` (a token sequence) when appended."""
+    if n < 1 or len(seq) < n - 1:
+        return []
+    seq = [int(x) for x in seq]
+    prefix = seq[len(seq) - (n - 1):]
+    return [seq[i + n - 1] for i in range(len(seq) - n + 1) if seq[i:i + n - 1] == prefix]
+
+
 def beam_search(model, src, src_lengths, bos: int, eos: int, beam_size: int = 4, max_len: int = 50,
-                alpha: float = 0.6) -> list[Hypothesis]:
+                alpha: float = 0.6, min_len: int = 0, no_repeat_ngram: int = 0) -> list[Hypothesis]:
     """Beam search (see the module docstring) for each source column of ``src`` (S, B)."""
     _check(max_len, alpha, beam_size)
+    for name, v in (("min_len", min_len), ("no_repeat_ngram", no_repeat_ngram)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{name}: expected an integer >= 0, got {v!r}")
     k = int(beam_size)
     S, B = np.shape(src)
     memory, state = model.encode(np.repeat(src, k, axis=1), np.repeat(src_lengths, k))  # row b*k + j
@@ -107,6 +123,12 @@ def beam_search(model, src, src_lengths, bos: int, eos: int, beam_size: int = 4,
         logits, state, weights = model.decode_step(tokens, state, memory)
         logp = log_softmax(logits).reshape(B, k, -1)
         V = logp.shape[-1]
+        if t < min_len:
+            logp[:, :, eos] = -np.inf
+        if no_repeat_ngram and t >= no_repeat_ngram - 1:
+            for b in np.flatnonzero(~done):
+                for j in range(k):
+                    logp[b, j, blocked_tokens(hist[b, j], no_repeat_ngram)] = -np.inf
         weights = weights.reshape(B, k, 1, S)
         cand = (scores[:, :, None] + logp).reshape(B, k * V)
         top = np.argpartition(-cand, min(2 * k, k * V) - 1, axis=1)[:, : 2 * k]  # <= k of them end in <eos>

@@ -11,7 +11,7 @@ Everything is time-major, like the recurrent layers: source ids ``src`` (S, B), 
                                                               as the cell state is unbounded)
     y_t      = E_tgt[tgt_in_t]                                ``tgt_embedding``  (T, B, E)
     h_t      = decoder(y, state0 = (h0, c0))                  ``decoder`` (unidirectional, same
-                                                              cell and num_layers), one scan
+                                                              cell and layers), one scan
     h~_t, a  = attention(h, k, source mask)                   ``attention`` (GlobalAttention)
     z_t      = W_out h~_t + b_out                             ``out``  (T, B, V_tgt)
     loss     = masked cross-entropy of z against tgt_out, the MEAN over the target tokens
@@ -39,15 +39,15 @@ from rnnkit.nn.blocks import Embedding, Linear
 
 @dataclass(frozen=True)
 class Seq2SeqConfig(CellVariant):
-    """Sizes and kinds of an :class:`EncoderDecoder` (hidden_size is per encoder direction
-    and the decoder's; attention_size only for the 'additive' score, default hidden_size; the
+    """Sizes and kinds of an :class:`EncoderDecoder` (``hidden`` is per encoder direction
+    and the decoder's; attention_size only for the 'additive' score, default ``hidden``; the
     cell variant of encoder and decoder: CellVariant's ``peephole``, ``proj_size``)."""
 
     src_vocab: int
     tgt_vocab: int
-    embedding_dim: int = 32
-    hidden_size: int = 64
-    num_layers: int = 1
+    emb: int = 32
+    hidden: int = 64
+    layers: int = 1
     cell: str = "lstm"
     bidirectional: bool = True
     score: str = "general"
@@ -55,12 +55,12 @@ class Seq2SeqConfig(CellVariant):
     dtype: str = "float32"
 
     def __post_init__(self):
-        check_fields(self, ("src_vocab", "tgt_vocab", "embedding_dim", "hidden_size", "num_layers"),
+        check_fields(self, ("src_vocab", "tgt_vocab", "emb", "hidden", "layers"),
                      ("attention_size",), {"cell": LAYERS, "score": SCORES, "dtype": ("float32", "float64")})
-        config_cell(self, self.hidden_size)
+        config_cell(self, self.hidden)
         if self.score == "dot" and self.bidirectional:
             raise ValueError("score: 'dot' needs encoder outputs of the decoder's size; a bidirectional "
-                             "encoder gives 2*hidden_size (use 'general' or 'additive')")
+                             "encoder gives 2*hidden (use 'general' or 'additive')")
 
 
 def merge_directions(a: np.ndarray, D: int) -> np.ndarray:
@@ -88,7 +88,7 @@ class EncoderDecoder(Module):
     def __init__(self, config: Seq2SeqConfig, seed=None):
         rng = as_rng(seed)
         c = self.config = config
-        dt, E, H, L = np.dtype(c.dtype), c.embedding_dim, c.hidden_size, c.num_layers
+        dt, E, H, L = np.dtype(c.dtype), c.emb, c.hidden, c.layers
         self.dtype = dt
         self.D = 2 if c.bidirectional else 1
         layer, options = LAYERS[c.cell], config_options(c)

@@ -122,7 +122,7 @@ class PointerGenerator(EncoderDecoder):
         super().__init__(config, seed=rng)
         if config.copy:
             Hh, He = self.attention.query_size, self.attention.key_size
-            self.p_gen = Linear(He + Hh + config.embedding_dim, 1, dtype=self.dtype, seed=rng)
+            self.p_gen = Linear(He + Hh + config.emb, 1, dtype=self.dtype, seed=rng)
         self._cache = None
 
     def _attention(self, query_size, key_size, rng):

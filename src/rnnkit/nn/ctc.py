@@ -191,18 +191,31 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0, 
     "mean" is mean_b(nll_b / max(S_b, 1)).  ``d_log_probs`` (T, B, C), in ``log_probs``' dtype,
     is the gradient of the loss (for "none": of its sum).
     """
+    nll, d = ctc_nll(log_probs, targets, input_lengths, target_lengths, blank)
+    loss, d, _ = reduce_ctc(nll, d, target_lengths, reduction, zero_infinity)
+    dtype = np.asarray(log_probs).dtype
+    return (loss.astype(dtype) if reduction == "none" else loss), d.astype(dtype, copy=False)
+
+
+def reduce_ctc(nll: np.ndarray, d_nll: np.ndarray, target_lengths, reduction: str = "mean",
+               zero_infinity: bool = False):
+    """``(loss, d_log_probs, n_infinite)`` from :func:`ctc_nll`'s per-sequence values (changed in
+    place): infinite nll and their NaN gradients zeroed with ``zero_infinity``, then reduced."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
-    nll, d = ctc_nll(log_probs, targets, input_lengths, target_lengths, blank)
-    if zero_infinity:
-        bad = ~np.isfinite(nll)
+    bad = ~np.isfinite(nll)
+    n_infinite = int(bad.sum())
+    if zero_infinity and n_infinite:
         nll[bad] = 0.0
-        d[:, bad, :] = 0.0
-    dtype = np.asarray(log_probs).dtype
+        d_nll[:, bad, :] = 0.0
     if reduction == "none":
-        return nll.astype(dtype), d.astype(dtype)
+        return nll, d_nll, n_infinite
     if reduction == "sum":
-        return float(nll.sum()), d.astype(dtype)
-    B = nll.shape[0]
-    scale = 1.0 / (np.maximum(np.asarray(target_lengths).astype(np.float64), 1.0) * max(B, 1))
-    return float((nll * scale).sum()), (d * scale[None, :, None]).astype(dtype)
+        return float(nll.sum()), d_nll, n_infinite
+    scale = 1.0 / (np.maximum(np.asarray(target_lengths).astype(np.float64), 1.0) * max(nll.shape[0], 1))
+    d_nll *= scale[None, :, None]
+    return float((nll * scale).sum()), d_nll, n_infinite
+
+def log_softmax_backward(d_log_probs: np.ndarray, log_probs: np.ndarray) -> np.ndarray:
+    """d/dz of lp = log_softmax(z) (last axis): d_z = d_lp - softmax(z) * sum_c d_lp."""
+    return d_log_probs - np.exp(log_probs) * d_log_probs.sum(axis=-1, keepdims=True)

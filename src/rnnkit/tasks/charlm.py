@@ -16,6 +16,8 @@ over from a zero state.  Evaluation runs the whole split the same way
 (windows carried, the last window may be short) and averages over every
 predicted character.
 
+The network is :class:`rnnkit.models.charlm.CharLMModel`; evaluation with carried state and
+streamed files :mod:`rnnkit.tasks.charlm_eval`; sampling :mod:`rnnkit.models.sampling`.
 ``CharLM`` is both the high-level object and a :mod:`rnnkit.train` Task::
 
     lm = CharLM(CharLMConfig(hidden=128), text=open("input.txt").read())
@@ -26,7 +28,6 @@ predicted character.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -34,46 +35,42 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnkit.data.text import (DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_text, split_ids, split_ranges,
-                         stdlib_corpus)
-from rnnkit.data.textfile import TextFile
-from rnnkit.errors import CheckpointError, UserError
+from rnnkit.data.text import DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_text, split_ids, stdlib_corpus
+from rnnkit.errors import UserError
 from rnnkit.engine.memory import estimate_rnn_bytes, rnn_param_shapes
-from rnnkit.engine.layer_types import LAYERS as CELLS, CellVariant, config_cell, config_options, default_bias
-from rnnkit.nn.losses import log_softmax, softmax_cross_entropy
-from rnnkit.module import Module
-from rnnkit.nn.blocks import Embedding, Linear
-from rnnkit.train import ModelPlan, TrainConfig, Trainer, load_task, save_task
-from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, RATE, check, check_choice, check_each
-
+from rnnkit.engine.layer_types import LAYERS as CELLS, CellVariant, config_cell, default_bias
+from rnnkit.models.charlm import LAYER_RATES, CharLMModel
+from rnnkit.models.sampling import sample_ids
+from rnnkit.nn.losses import softmax_cross_entropy
+from rnnkit.train import ModelPlan, TrainConfig, Trainer, load_task, restore, save_task
+from rnnkit.checks.fields import check_options, option
+from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, RATE
+from rnnkit.tasks.charlm_eval import evaluate_file, evaluate_windows, streams
 
 DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
 class CharLMConfig(CellVariant):
-    """Model and batching of a char-LM (see the module docstring)."""
+    """Model and batching of a char-LM (see the module docstring); the rates are the regularisers
+    (training only, rnnkit.engine.dropout), with CellVariant's peephole, proj_size."""
 
-    cell: str = "lstm"
-    layers: int = 2
-    hidden: int = 128
-    emb: int = 64
-    batch: int = 32
-    bptt: int = 100
-    seed: int = 0  # initialisation of the weights
-    dtype: str = "float32"  # of the parameters and activations ("float64": exact comparisons)
-    dropout: float = 0.0  # regularisers (training only, rnnkit.engine.dropout): between the recurrent layers,
-    input_dropout: float = 0.0  # variational on every recurrent layer's input,
-    recurrent_dropout: float = 0.0  # variational on h_{t-1} before W_hh,
-    weight_dropout: float = 0.0  # DropConnect on W_hh,
-    emb_dropout: float = 0.0  # whole embedding rows (and CellVariant's peephole, proj_size)
+    cell: str = option("lstm", choices=sorted(CELLS))
+    layers: int = option(2, rule=POSITIVE_INT)
+    hidden: int = option(128, "hidden size", rule=POSITIVE_INT)
+    emb: int = option(64, "embedding size", rule=POSITIVE_INT)
+    batch: int = option(32, "parallel streams", rule=POSITIVE_INT)
+    bptt: int = option(100, "window length of truncated BPTT", rule=POSITIVE_INT)
+    seed: int = option(0, rule=NONNEG_INT, flag=False)  # initialisation of the weights (the flag --seed)
+    dtype: str = option("float32", "parameters and activations", choices=DTYPES)  # "float64": exact comparisons
+    dropout: float = option(0.0, "dropout rate, training only", rule=RATE)  # between the recurrent layers,
+    input_dropout: float = option(0.0, "input dropout rate, training only", rule=RATE)  # variational, layer inputs
+    recurrent_dropout: float = option(0.0, "recurrent dropout rate, training only", rule=RATE)  # on h_{t-1}
+    weight_dropout: float = option(0.0, "weight dropout rate, training only", rule=RATE)  # DropConnect on W_hh
+    emb_dropout: float = option(0.0, "emb dropout rate, training only", rule=RATE)  # whole embedding rows
 
     def __post_init__(self):
-        check_choice("cell", self.cell, sorted(CELLS))
-        check_choice("dtype", self.dtype, DTYPES)
-        check_each(self, POSITIVE_INT, "layers", "hidden", "emb", "batch", "bptt")
-        check("seed", self.seed, NONNEG_INT)
-        check_each(self, RATE, *REGULARIZERS)
+        check_options(self)
         config_cell(self, self.hidden)  # the variants fit the cell and the sizes
 
     @property
@@ -81,43 +78,8 @@ class CharLMConfig(CellVariant):
         return any(getattr(self, n) > 0 for n in REGULARIZERS)
 
 
-REGULARIZERS = ("dropout", "input_dropout", "recurrent_dropout", "weight_dropout", "emb_dropout")
+REGULARIZERS = LAYER_RATES + ("emb_dropout",)
 """The config's dropout rates; in training the masks come from the Trainer's generator."""
-
-
-class CharLMModel(Module):
-    """emb -> rnn -> head.  forward(ids (T, B), state) -> (logits (T, B, V), state)."""
-
-    def __init__(self, vocab_size: int, config: CharLMConfig):
-        rng, dtype = np.random.default_rng(config.seed), np.dtype(config.dtype)
-        self.emb = Embedding(vocab_size, config.emb, seed=rng, dtype=dtype, dropout=config.emb_dropout)
-        self.rnn = CELLS[config.cell](config.emb, config.hidden, num_layers=config.layers, seed=rng, dtype=dtype,
-                                      **{n: getattr(config, n) for n in REGULARIZERS[:4]}, **config_options(config))
-        self.head = Linear(self.rnn.h_size, vocab_size, seed=rng, dtype=dtype)
-
-    def forward(self, ids: np.ndarray, state=None, rng=None):
-        """``rng``: the generator of the dropout masks (training mode with a rate > 0 only)."""
-        h, state = self.rnn(self.emb.lookup(ids, rng), state, rng=rng)  # the first projection on the table
-        return self.head(h), state
-
-    __call__ = forward
-
-    def backward(self, d_logits: np.ndarray) -> None:
-        d_h = self.head.backward(d_logits)  # dL/dh = dL/dz W
-        d_table, _ = self.rnn.backward(d_h)  # BPTT within the window; no gradient into the carried state
-        self.emb.backward(d_table)  # dL/dE[k] = sum of dL/de_t where x_t = k
-
-    def stream(self, ids, state=None):
-        """Feed characters one at a time (``rnn.step``, B = 1): for each id yield (h, state) after
-        it, h (1, H) the top layer's output.  The one streaming path: sampling and the inspect page."""
-        E = self.emb.params["weight"]
-        for i in ids:
-            h, state = self.rnn.step(E[i : i + 1], state)
-            yield h, state
-
-    def next_logits(self, h: np.ndarray) -> np.ndarray:
-        """Logits (V,) float64 of the next character from the top layer's h (1, H)."""
-        return (h[0] @ self.head.params["weight"].T + self.head.params["bias"]).astype(np.float64)
 
 
 def _state_to_carry(state) -> dict:
@@ -262,30 +224,11 @@ class CharLM:
             if split not in SPLITS:
                 raise UserError(f"split: expected one of {list(SPLITS)}, got {split!r}")
             ids = self.splits[split]
-        B, L = self._streams(len(ids), split)
+        B, L = streams(len(ids), self.config.batch, split)
         X = ids[: B * L].reshape(B, L).T  # (L, B) time-major streams
         Y = ids[1 : B * L + 1].reshape(B, L).T
         T = self.config.bptt
-        return self._evaluate_windows(((X[p : p + T], Y[p : p + T]) for p in range(0, L, T)), B * L)
-
-    def _streams(self, n: int, split: str) -> tuple[int, int]:
-        """(B, L): ``n`` characters evaluated as B streams of L predictions (B <= batch)."""
-        if n < 2:
-            raise UserError(f"{split}: needs at least 2 characters to evaluate, has {n}")
-        B = min(self.config.batch, n - 1)
-        return B, (n - 1) // B
-
-    def _evaluate_windows(self, windows, count: int) -> dict:
-        """Mean loss over windows (x, y) of ids (t, B), the state carried from one to the next."""
-        total, state = 0.0, None
-        self.model.eval()  # no dropout in evaluation (training steps switch it back on)
-        for x, y in windows:
-            logits, state = self.model(x, state)
-            logp = log_softmax(logits.astype(np.float64))
-            # y C-contiguous: the sum's order (and so its last bit) must not depend on where the ids came from
-            total -= float(np.take_along_axis(logp, np.ascontiguousarray(y)[:, :, None], -1).sum())
-        loss = total / count
-        return {"loss": loss, "bpc": loss / math.log(2), "chars": count}
+        return evaluate_windows(self.model, ((X[p : p + T], Y[p : p + T]) for p in range(0, L, T)), B * L)
 
     def evaluate_text(self, text: str, split: str | None = None) -> dict:
         """Loss and bits/char of this model on another text (characters must be in the vocabulary):
@@ -298,34 +241,8 @@ class CharLM:
         return self.evaluate(split, split_ids(ids)[split])
 
     def evaluate_file(self, path, split: str | None = None, progress: bool = False) -> dict:
-        """:meth:`evaluate_text` of a file, streamed: the same numbers, but the file is read in chunks
-        (:class:`rnnkit.data.textfile.TextFile`: checked whole, characters included, before the
-        evaluation starts), never held in memory; ``progress``: a tqdm bar on stderr."""
-        from tqdm import tqdm
-
-        if split is not None and split not in SPLITS:
-            raise UserError(f"split: expected one of {list(SPLITS)}, got {split!r}")
-        f = TextFile(path, alphabet=self.vocab.chars)
-        a, b = (0, len(f)) if split is None else split_ranges(len(f))[split]
-        B, L = self._streams(b - a, split or "text")
-        T, encode = self.config.bptt, self.vocab.encode
-        with contextlib.ExitStack() as stack:
-            readers = [stack.enter_context(f.reader(a + j * L)) for j in range(B)]
-            bar = stack.enter_context(tqdm(total=B * L, unit="char", unit_scale=True, disable=not progress,
-                                           leave=False, dynamic_ncols=True))
-            last = [r.read(1) for r in readers]  # each stream's previous character: the next window's first input
-
-            def windows():
-                for p in range(0, L, T):
-                    t = min(T, L - p)
-                    ids = np.empty((t + 1, B), np.int32)
-                    for j, r in enumerate(readers):
-                        s = last[j] + r.read(t)
-                        ids[:, j], last[j] = encode(s), s[-1]
-                    bar.update(t * B)
-                    yield ids[:-1], ids[1:]
-
-            return self._evaluate_windows(windows(), B * L)
+        """:meth:`evaluate_text` of a file, streamed (rnnkit.tasks.charlm_eval.evaluate_file)."""
+        return evaluate_file(self.model, self.vocab, self.config.batch, self.config.bptt, path, split, progress)
 
     def state_arrays(self) -> dict:
         return dict(self.model.params)
@@ -355,18 +272,8 @@ class CharLM:
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "CharLM":
-        try:
-            config = CharLMConfig(**meta["config"])
-            vocab = Vocab(meta["vocab"])
-            source = dict(meta["corpus"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"charlm checkpoint: bad metadata ({type(e).__name__}: {e})") from None
-        lm = cls(config, None, vocab=vocab, source=source)
-        try:
-            lm.model.load_params(arrays)
-        except ValueError as e:
-            raise CheckpointError(f"charlm checkpoint: parameters do not fit the config ({e})") from None
-        return lm
+        return restore(cls, arrays, meta, lambda m: cls(CharLMConfig(**m["config"]), None, vocab=Vocab(m["vocab"]),
+                                                        source=dict(m["corpus"])))
 
     # ------------------------------------------------------------------ high level
     def fit(self, steps: int = 1000, out_dir=None, on_eval=None, **train_kwargs):
@@ -393,28 +300,9 @@ class CharLM:
         return load_task(path, cls)
 
     def sample(self, prime: str = "", length: int = 200, temperature: float = 1.0, seed=None) -> str:
-        """Generate ``length`` characters after ``prime`` (returned without the prime).
-
-        Streams one character at a time (:meth:`CharLMModel.stream`); next char ~ softmax(z / temperature).
-        An empty prime starts from a newline (or the first vocabulary character).
-        """
-        if not isinstance(length, int) or length < 0:
-            raise UserError(f"--length: expected an integer >= 0, got {length!r}")
-        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-            raise UserError(f"--temperature: expected a number > 0, got {temperature!r}")
+        """Generate ``length`` characters after ``prime`` (returned without the prime); an empty prime
+        starts from a newline (or the first vocabulary character).  rnnkit.models.sampling."""
         if not prime:
             prime = "\n" if "\n" in self.vocab.chars else self.vocab.chars[0]
         ids = self.vocab.encode(prime, "--prime")
-        rng = np.random.default_rng(seed)
-        state, out = None, []
-        for _, state in self.model.stream(ids[:-1]):
-            pass
-        cur = int(ids[-1])
-        for _ in range(length):
-            h, state = next(self.model.stream([cur], state))
-            z = self.model.next_logits(h) / temperature
-            p = np.exp(z - z.max())
-            cdf = np.cumsum(p)
-            cur = int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
-            out.append(cur)
-        return self.vocab.decode(out)
+        return self.vocab.decode(sample_ids(self.model, ids, length, temperature, np.random.default_rng(seed)))

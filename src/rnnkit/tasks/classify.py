@@ -29,8 +29,9 @@ from rnnkit.data.tokenize import tokenizer_from_dict
 from rnnkit.data.vocab import TokenVocab
 from rnnkit.errors import UserError
 from rnnkit.engine.layer_types import config_options
-from rnnkit.train import TrainConfig
-from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, check, check_choice
+from rnnkit.train import TrainConfig, restore
+from rnnkit.checks.fields import option
+from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT
 from rnnkit.tasks.textdata import (PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch,
                                    normalise, vocab_size)
 
@@ -42,19 +43,14 @@ EVAL_BATCH = 256
 class ClassifyTaskConfig(TextTaskConfig):
     """Corpus, tokens, model and batch of a classification run (see the module docstring and TextTaskConfig)."""
 
-    data: str | None = None
-    skip_empty: bool = False
-    per_class: int = 700
-    max_len: int = 200
-    pooling: str = "last"
-    class_weights: str = "none"
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_choice("pooling", self.pooling, POOLINGS)
-        check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
-        check("per_class", self.per_class, POSITIVE_INT)
-        check("max_len", self.max_len, NONNEG_INT)
+    data: str | None = option(None, "label<TAB>text file, or a directory of one file per class", metavar="FILE|DIR",
+                              path=True, group="corpus")
+    skip_empty: bool = option(False, "skip empty lines (default: an error)", group="corpus")
+    per_class: int = option(700, "lines per package of the default corpus", rule=POSITIVE_INT, group="corpus")
+    max_len: int = option(200, "keep the first N tokens of a text, 0 = all", rule=NONNEG_INT, group="tokens")
+    pooling: str = option("last", choices=POOLINGS, group="model")
+    class_weights: str = option("none", "balanced: weight class c by N / (C n_c)", choices=CLASS_WEIGHTS,
+                                group="model")
 
     @property
     def corpus(self) -> str:
@@ -111,8 +107,8 @@ class ClassifyTask(TextTask):
         self.weights = (None if c.class_weights == "none"
                         else (counts.sum() / (len(counts) * np.maximum(counts, 1))).astype(np.float32))
         self.model = SequenceClassifier(ClassifierConfig(
-            vocab_size=len(self.vocab), num_classes=len(self.classes), embedding_dim=c.emb, hidden_size=c.hidden,
-            num_layers=c.layers, cell=c.cell, bidirectional=c.bidirectional, pooling=c.pooling,
+            vocab_size=len(self.vocab), num_classes=len(self.classes), emb=c.emb, hidden=c.hidden,
+            layers=c.layers, cell=c.cell, bidirectional=c.bidirectional, pooling=c.pooling,
             **config_options(c)), seed=c.seed)
 
     # ------------------------------------------------------------------ data
@@ -233,13 +229,13 @@ class ClassifyTask(TextTask):
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "ClassifyTask":
-        def read(m):
-            return ClassifyTaskConfig(**m["config"]), {
+        def build(m):
+            return cls(ClassifyTaskConfig(**m["config"]), prepared={
                 "classes": tuple(str(x) for x in m["classes"]), "tokenizer": tokenizer_from_dict(m["tokenizer"]),
                 "vocab": TokenVocab.from_dict(m["vocab"]), "sizes": {k: int(v) for k, v in m["sizes"].items()},
-                "class_counts": [int(n) for n in m["class_counts"]]}
+                "class_counts": [int(n) for n in m["class_counts"]]})
 
-        return cls._restore(arrays, meta, read)
+        return restore(cls, arrays, meta, build)
 
     # ------------------------------------------------------------------ inference
     def top_k(self, lines, k: int = 3) -> tuple:

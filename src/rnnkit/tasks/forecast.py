@@ -1,6 +1,6 @@
 """Multi-step time-series forecasting: ``Forecaster``, a Task (its command line: rnnkit.cli.forecast).
 
-Model (:class:`rnnkit.tasks.readout.Readout`): the last ``window`` values,
+Model (:class:`rnnkit.models.readout.Readout`): the last ``window`` values,
 normalised with train-split statistics, go through an RNN/LSTM/GRU (input size 1);
 a Linear(H, K) on the final hidden state gives the next K values:
 
@@ -30,13 +30,15 @@ import numpy as np
 from rnnkit.data.series import (
     Normalizer, load_csv_column, mackey_glass, naive_forecast, rmse_mae, split_bounds, split_windows,
 )
-from rnnkit.errors import CheckpointError, UserError
+from rnnkit.errors import UserError
 from rnnkit.engine.layer_types import CellVariant, config_cell, config_options
 from rnnkit.nn.losses import mse
-from rnnkit.train import Trainer, TrainConfig, load_task, metrics_of, read_checkpoint, save_task
+from rnnkit.train import Trainer, TrainConfig, load_task, metrics_of, read_checkpoint, restore, save_task
 from rnnkit.train.state import unprefixed
-from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, check, check_each
-from rnnkit.tasks.readout import Readout, check_cell, readout_plan
+from rnnkit.checks.fields import check_options, option
+from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT
+from rnnkit.models.readout import CELLS, Readout
+from rnnkit.tasks.readout import readout_plan
 
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 
@@ -50,21 +52,19 @@ class ForecastConfig(CellVariant):
     ``seed`` fixes the initial weights (and, through fit, the batch order).
     """
 
-    window: int = 32
-    horizon: int = 1
-    cell: str = "lstm"
-    hidden: int = 32
-    layers: int = 1
-    batch: int = 32
-    seed: int = 0
-    series_length: int = 3000
-    csv: str | None = None
-    column: str | None = None  # (and CellVariant's peephole, proj_size)
+    csv: str | None = option(None, "CSV file with a header row (default: the Mackey-Glass series, generated)")
+    column: str | None = option(None, "numeric column of --csv to forecast")
+    horizon: int = option(1, "K: number of future steps forecast at once", rule=POSITIVE_INT)
+    window: int = option(32, "W: past values the model reads", rule=POSITIVE_INT)
+    cell: str = option("lstm", "recurrent cell", choices=CELLS)  # (and CellVariant's peephole, proj_size)
+    hidden: int = option(32, "hidden units", rule=POSITIVE_INT)
+    layers: int = option(1, "stacked recurrent layers", rule=POSITIVE_INT)
+    batch: int = option(32, "windows per optimizer step", rule=POSITIVE_INT)
+    seed: int = option(0, rule=NONNEG_INT, flag=False)
+    series_length: int = option(3000, "Mackey-Glass samples when no --csv", rule=POSITIVE_INT)
 
     def __post_init__(self):
-        check_each(self, POSITIVE_INT, "window", "horizon", "hidden", "layers", "batch", "series_length")
-        check("seed", self.seed, NONNEG_INT)
-        check_cell(self.cell)
+        check_options(self)
         config_cell(self, self.hidden)  # the variants fit the cell and the sizes
 
 
@@ -225,19 +225,8 @@ class Forecaster:
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "Forecaster":
-        if meta.get("kind") != cls.kind:
-            raise CheckpointError(f"checkpoint holds a {meta.get('kind')!r} model, expected {cls.kind!r}")
-        try:
-            config = ForecastConfig(**meta["config"])
-            normalizer = Normalizer(float(meta["normalizer"]["mean"]), float(meta["normalizer"]["std"]))
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"checkpoint forecast settings are invalid: {e}") from None
-        f = cls(config, normalizer=normalizer)
-        try:
-            f.model.load_params(arrays)
-        except ValueError as e:
-            raise CheckpointError(f"checkpoint parameters do not fit the model: {e}") from None
-        return f
+        return restore(cls, arrays, meta, lambda m: cls(ForecastConfig(**m["config"]), normalizer=Normalizer(
+            float(m["normalizer"]["mean"]), float(m["normalizer"]["std"]))))
 
     # ------------------------------------------------------------------ high level
     def fit(self, steps: int = FORECAST_TRAIN.steps, out_dir=None, on_eval=None, trainer: Trainer | None = None,

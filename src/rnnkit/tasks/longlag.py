@@ -39,7 +39,8 @@ from rnnkit.errors import CheckpointError
 from rnnkit.nn.losses import mse, softmax_cross_entropy
 from rnnkit.train import Trainer, TrainConfig, metrics_of
 from rnnkit.checks.rules import FINITE_OR_NONE, NONNEG_INT, POSITIVE_INT, POSITIVE_NUMBER, check, check_each
-from rnnkit.tasks.readout import Readout, check_cell, readout_plan
+from rnnkit.models.readout import Readout, check_cell
+from rnnkit.tasks.readout import readout_plan
 
 #: H&S 1997: the test set has 2560 sequences; solved when at most 3 are wrong
 ADDING_TEST_SIZE, ADDING_MAX_WRONG = 2560, 3

@@ -41,40 +41,41 @@ from rnnkit.models.decoding import beam_search, greedy_decode
 from rnnkit.models.encdec import EncoderDecoder, Seq2SeqConfig
 from rnnkit.errors import UserError
 from rnnkit.engine.layer_types import config_options
-from rnnkit.train import TrainConfig
-from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, check, check_choice, check_each
+from rnnkit.train import TrainConfig, restore
+from rnnkit.checks.fields import option
+from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT
 from rnnkit.tasks.textdata import (PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch,
                                    normalise, vocab_size)
 
 SCORES = ("dot", "general", "additive")
 BLEU_TOKENIZE = "13a"
 EVAL_BATCH = 256
+_FILE = {"metavar": "FILE", "path": True, "group": "corpus"}
 
 
 @dataclass(frozen=True)
 class Seq2SeqTaskConfig(TextTaskConfig):
     """Corpus, tokens, model and batch of a seq2seq run (see the module docstring and TextTaskConfig)."""
 
-    src: str | None = None
-    tgt: str | None = None
-    pairs: str | None = None
-    val_src: str | None = None
-    val_tgt: str | None = None
-    test_src: str | None = None
-    test_tgt: str | None = None
-    skip_empty: bool = False
-    dates: int = 50_000
-    max_src_len: int = 0
-    max_tgt_len: int = 0
-    score: str = "general"
-    label_smoothing: float = 0.0
+    src: str | None = option(None, "training sources, one sentence per line", **_FILE)
+    tgt: str | None = option(None, "training targets, line-aligned with --src", **_FILE)
+    pairs: str | None = option(None, "training pairs source<TAB>target (extra columns ignored)", **_FILE)
+    val_src: str | None = option(None, "val sources (default: 5 %% of the training pairs)", **_FILE)
+    val_tgt: str | None = option(None, "val targets (default: 5 %% of the training pairs)", **_FILE)
+    test_src: str | None = option(None, "test sources (default: 5 %% of the training pairs)", **_FILE)
+    test_tgt: str | None = option(None, "test targets (default: 5 %% of the training pairs)", **_FILE)
+    skip_empty: bool = option(False, "drop pairs with an empty side (default: an empty line is an error)",
+                              group="corpus")
+    dates: int = option(50_000, "training pairs of the default dates corpus", rule=POSITIVE_INT, group="corpus")
+    max_src_len: int = option(0, "drop training pairs whose source has more tokens, 0 = no limit", rule=NONNEG_INT,
+                              group="tokens")
+    max_tgt_len: int = option(0, "drop training pairs whose target has more tokens, 0 = no limit", rule=NONNEG_INT,
+                              group="tokens")
+    score: str = option("general", "attention score", choices=SCORES, group="model")
+    label_smoothing: float = option(0.0, "in [0, 1)", rule=NONNEG_NUMBER, group="model")
 
     def __post_init__(self):
         super().__post_init__()
-        check_choice("score", self.score, SCORES)
-        check("dates", self.dates, POSITIVE_INT)
-        check_each(self, NONNEG_INT, "max_src_len", "max_tgt_len")
-        check("label_smoothing", self.label_smoothing, NONNEG_NUMBER)
         if self.label_smoothing >= 1:
             raise ValueError(f"label_smoothing: expected a number in [0, 1), got {self.label_smoothing!r}")
         for a, b in (("src", "tgt"), ("val_src", "val_tgt"), ("test_src", "test_tgt")):
@@ -102,18 +103,23 @@ def read_corpus(c: Seq2SeqTaskConfig) -> dict:
     train = read_tsv_pairs(c.pairs, empty) if c.pairs else read_parallel(c.src, c.tgt, empty)
     out = {"val": read_parallel(c.val_src, c.val_tgt, empty) if c.val_src else None,
            "test": read_parallel(c.test_src, c.test_tgt, empty) if c.test_src else None}
+    return hold_out(train, out, c.seed, _subset, "give --val-src/--val-tgt and --test-src/--test-tgt")
+
+
+def hold_out(train, out: dict, seed: int, subset, hint: str) -> dict:
+    """``out`` with its None splits ("val", "test") carved out of ``train`` (5 % each, at least one
+    item, drawn with ``seed``) and "train" the rest; ``subset(train, indices, split)`` takes items."""
     missing = [s for s in ("val", "test") if out[s] is None]
     n = len(train)
     cut = {s: max(1, round(0.05 * n)) for s in missing}
     if n - sum(cut.values()) < 1:
-        raise UserError(f"{train.origin}: {n} pairs, too few to hold out {' and '.join(missing)} pairs "
-                        f"(give --val-src/--val-tgt and --test-src/--test-tgt)")
-    perm = np.random.default_rng([c.seed, 12]).permutation(n)
+        raise UserError(f"{train.origin}: {n} pairs, too few to hold out {' and '.join(missing)} pairs ({hint})")
+    perm = np.random.default_rng([seed, 12]).permutation(n)
     start = 0
     for s in missing:
-        out[s] = _subset(train, np.sort(perm[start:start + cut[s]]), s)
+        out[s] = subset(train, np.sort(perm[start:start + cut[s]]), s)
         start += cut[s]
-    out["train"] = _subset(train, np.sort(perm[start:]), "train") if missing else train
+    out["train"] = subset(train, np.sort(perm[start:]), "train") if missing else train
     return out
 
 
@@ -167,8 +173,8 @@ class Seq2SeqTask(TextTask):
             self.src_vocab, self.tgt_vocab = prepared["src_vocab"], prepared["tgt_vocab"]
             self.decode_len, self.sizes = prepared["decode_len"], prepared["sizes"]
         self.model = EncoderDecoder(Seq2SeqConfig(
-            src_vocab=len(self.src_vocab), tgt_vocab=len(self.tgt_vocab), embedding_dim=c.emb, hidden_size=c.hidden,
-            num_layers=c.layers, cell=c.cell, bidirectional=c.bidirectional, score=c.score,
+            src_vocab=len(self.src_vocab), tgt_vocab=len(self.tgt_vocab), emb=c.emb, hidden=c.hidden,
+            layers=c.layers, cell=c.cell, bidirectional=c.bidirectional, score=c.score,
             **config_options(c)), seed=c.seed)
 
     # ------------------------------------------------------------------ data
@@ -274,13 +280,13 @@ class Seq2SeqTask(TextTask):
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "Seq2SeqTask":
-        def read(m):
-            return Seq2SeqTaskConfig(**m["config"]), {
+        def build(m):
+            return cls(Seq2SeqTaskConfig(**m["config"]), prepared={
                 "src_tok": tokenizer_from_dict(m["src_tokenizer"]), "tgt_tok": tokenizer_from_dict(m["tgt_tokenizer"]),
                 "src_vocab": TokenVocab.from_dict(m["src_vocab"]), "tgt_vocab": TokenVocab.from_dict(m["tgt_vocab"]),
-                "decode_len": int(m["decode_len"]), "sizes": {k: int(v) for k, v in m["sizes"].items()}}
+                "decode_len": int(m["decode_len"]), "sizes": {k: int(v) for k, v in m["sizes"].items()}})
 
-        return cls._restore(arrays, meta, read)
+        return restore(cls, arrays, meta, build)
 
     # ------------------------------------------------------------------ inference
     def decode(self, src_ids: list, beam: int = 1, max_len: int | None = None, alpha: float = 0.6) -> list:

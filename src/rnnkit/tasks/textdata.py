@@ -30,11 +30,12 @@ import numpy as np
 from rnnkit.data.batching import bucket_batches
 from rnnkit.data.tokenize import SPACE_PATTERN, BpeTokenizer, CharTokenizer, WordTokenizer
 from rnnkit.data.vocab import SPECIALS
-from rnnkit.errors import CheckpointError, UserError
+from rnnkit.errors import UserError
 from rnnkit.engine.memory import estimate_rnn_bytes, rnn_param_shapes
 from rnnkit.engine.layer_types import LAYERS, CellVariant, config_cell, default_bias, make_cell
 from rnnkit.train.task import ModelPlan
-from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, check, check_choice, check_each
+from rnnkit.checks.fields import check_options, option
+from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT
 
 TOKENS = ("char", "word", "space", "bpe")
 SPLITS = ("train", "val", "test")
@@ -46,23 +47,21 @@ class TextTaskConfig(CellVariant):
     direction, ``emb`` the embedding size, ``batch`` examples per step, ``seed`` the weights' and
     the splits' seed; the cell variant: CellVariant's ``peephole``, ``proj_size``)."""
 
-    tokens: str = "char"
-    lower: bool = False
-    bpe_vocab: int = 2000
-    min_freq: int = 1
-    cell: str = "lstm"
-    layers: int = 1
-    hidden: int = 64
-    emb: int = 32
-    bidirectional: bool = True
-    batch: int = 64
-    seed: int = 0
+    tokens: str = option("char", "char, word (regex, punctuation split), space (pre-tokenised text) or bpe",
+                         choices=TOKENS, group="tokens")
+    lower: bool = option(False, "lower-case the text first", group="tokens")
+    bpe_vocab: int = option(2000, "BPE pieces (per side; > 256, default {default})", rule=POSITIVE_INT, group="tokens")
+    min_freq: int = option(1, "rarer tokens become <unk>", rule=POSITIVE_INT, group="tokens")
+    cell: str = option("lstm", choices=sorted(LAYERS), group="model")
+    layers: int = option(1, "recurrent layers", rule=POSITIVE_INT, group="model")
+    hidden: int = option(64, "hidden size per direction", rule=POSITIVE_INT, group="model")
+    emb: int = option(32, "embedding size", rule=POSITIVE_INT, group="model")
+    bidirectional: bool = option(True, "bidirectional encoder (default: yes)", group="model")
+    batch: int = option(64, "examples per step", rule=POSITIVE_INT, group="model")
+    seed: int = option(0, rule=NONNEG_INT, flag=False)
 
     def __post_init__(self):
-        check_choice("tokens", self.tokens, TOKENS)
-        check_choice("cell", self.cell, sorted(LAYERS))
-        check_each(self, POSITIVE_INT, "bpe_vocab", "min_freq", "layers", "hidden", "emb", "batch")
-        check("seed", self.seed, NONNEG_INT)
+        check_options(self)
         config_cell(self, self.hidden)  # the variants fit the cell and the sizes
         if self.tokens == "bpe" and self.bpe_vocab <= 256:
             raise ValueError(f"bpe_vocab: expected an integer > 256 (256 byte symbols + merges), got {self.bpe_vocab}")
@@ -165,18 +164,3 @@ class TextTask:
 
     def state_arrays(self) -> dict:
         return dict(self.model.params)
-
-    @classmethod
-    def _restore(cls, arrays: dict, meta: dict, read):
-        """The task of a checkpoint: ``read(meta)`` -> (config, prepared) may raise KeyError, TypeError,
-        ValueError or AttributeError for bad metadata; parameters that do not fit are a CheckpointError."""
-        try:
-            config, prepared = read(meta)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise CheckpointError(f"{cls.kind} checkpoint: bad metadata ({type(e).__name__}: {e})") from None
-        task = cls(config, prepared=prepared)
-        try:
-            task.model.load_params(arrays)
-        except ValueError as e:
-            raise CheckpointError(f"{cls.kind} checkpoint: parameters do not fit the config ({e})") from None
-        return task

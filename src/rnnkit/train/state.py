@@ -50,3 +50,20 @@ def saved_train_config(meta: dict, path="") -> TrainConfig:
 def save_task(path, task) -> None:
     """Save a task's model (no training state) as a checkpoint loadable by :func:`load_task`."""
     save_checkpoint(path, prefixed(task.state_arrays(), "task"), {"kind": task.kind, "task": task.meta()})
+
+
+def restore(cls, arrays: dict, meta: dict, build):
+    """``cls.from_checkpoint(arrays, meta)`` of a task: ``build(meta)`` makes the task from its metadata
+    (KeyError, TypeError, ValueError or AttributeError: bad metadata), then the parameters ``arrays`` are
+    loaded into ``task.model``; every failure is one CheckpointError naming the kind."""
+    if meta.get("kind", cls.kind) != cls.kind:
+        raise CheckpointError(f"checkpoint holds a {meta.get('kind')!r} model, expected {cls.kind!r}")
+    try:
+        task = build(meta)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{cls.kind} checkpoint: bad metadata ({type(e).__name__}: {e})") from None
+    try:
+        task.model.load_params(arrays)
+    except ValueError as e:
+        raise CheckpointError(f"{cls.kind} checkpoint: parameters do not fit the config ({e})") from None
+    return task

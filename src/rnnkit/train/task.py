@@ -30,9 +30,9 @@ Optional (the reliability checks use it; docs/reliability.md)::
 
     model_plan(meta) -> ModelPlan     classmethod: from a meta() dict alone, allocating nothing, the
         names, shapes and dtype of the parameters in state_arrays() and the activation bytes of one
-        training step.  For a new run ``meta`` holds only ``{"config": asdict(config)}`` plus what the
-        CLI spec knows before building (TaskSpec.planned_meta); a size it cannot know yet (e.g. the
-        vocabulary) counts as its smallest value, so the memory estimate is a lower bound.
+        training step.  For a new run ``meta`` holds only ``{"config": asdict(config)}``; a size it
+        cannot know yet (e.g. the vocabulary) counts as its smallest value, so the memory estimate
+        is a lower bound.
         With it, a model larger than the machine's memory is refused before anything is allocated,
         and a checkpoint is checked tensor by tensor against the model its metadata describes
         before the task is built.  Without it, a checkpoint is still checked for its step, its

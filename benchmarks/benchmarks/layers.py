@@ -1,0 +1,64 @@
+"""The layer grid (fwd+BPTT and inference) and the streaming step, through the public API only.
+
+Float32, wall time (``time.perf_counter``), the default thread settings of the rnnkit imported.
+The grid points are the issue's: (T, B, I, H) = (100, 32, 64, 128), (50, 64, 128, 256),
+(35, 20, 650, 650), (64, 128, 256, 512); fwd+BPTT is forward, then backward of loss = sum(out).
+Only the public layer API is used, so the same file times any commit (729b67f included).
+"""
+import numpy as np
+
+import rnnkit
+
+GRID = ["(100, 32, 64, 128)", "(50, 64, 128, 256)", "(35, 20, 650, 650)", "(64, 128, 256, 512)"]
+CELLS = ["lstm", "gru", "rnn"]
+LAYERS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
+
+
+def _shape(text: str) -> tuple:
+    return tuple(int(v) for v in text.strip("()").split(","))
+
+
+class Grid:
+    """One layer at each grid point; ``time_fwd_bptt`` and ``time_inference`` per (cell, shape)."""
+
+    params = (CELLS, GRID)
+    param_names = ["cell", "T_B_I_H"]
+    number = 1
+    repeat = (3, 10, 10.0)
+    warmup_time = 0.0
+    timeout = 600
+
+    def setup(self, cell, shape):
+        T, B, I, H = _shape(shape)
+        self.layer = getattr(rnnkit, LAYERS[cell])(I, H, seed=0)
+        rng = np.random.default_rng(0)
+        self.x = rng.standard_normal((T, B, I)).astype(np.float32)
+        self.d_out = np.ones((T, B, H), np.float32)
+        for _ in range(2):  # compile (or load the cache), plan, allocate the buffers
+            self.time_fwd_bptt(cell, shape)
+            self.time_inference(cell, shape)
+
+    def time_fwd_bptt(self, cell, shape):
+        self.layer.forward(self.x)
+        self.layer.backward(self.d_out)
+
+    def time_inference(self, cell, shape):
+        self.layer.forward(self.x)
+
+
+class Streaming:
+    """``layer.step`` at B = 1, I = H, 100 steps with the state carried (time per 100 steps)."""
+
+    params = (CELLS, [32, 128])
+    param_names = ["cell", "H"]
+    repeat = (3, 20, 5.0)
+
+    def setup(self, cell, H):
+        self.layer = getattr(rnnkit, LAYERS[cell])(H, H, seed=0)
+        self.xs = np.random.default_rng(0).standard_normal((100, 1, H)).astype(np.float32)
+        self.time_step(cell, H)
+
+    def time_step(self, cell, H):
+        state = None
+        for x in self.xs:
+            _, state = self.layer.step(x, state)
