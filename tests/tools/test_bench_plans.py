@@ -11,7 +11,7 @@ def test_plan_rows_name_the_fastest_and_print_every_candidate(tmp_path):
     def timer(layer, key, candidates):
         return {name: {"batch_shards": 1e-3}.get(name, 2e-3) for name in candidates}
 
-    planner = Planner(str(tmp_path / "plans.json"), timer=timer, log=said.append)
+    planner = Planner(str(tmp_path / "plans.json"), timer=timer, log=said.append, load=lambda: 0.0)
     with use_cores(2):
         rows = plan_rows(["lstm", "gru"], [(10, 8, 3, 4), (5, 1, 2, 3)], planner=planner)
     assert [(r["cell"], r["T"], r["B"]) for r in rows] == [("lstm", 10, 8), ("lstm", 5, 1), ("gru", 10, 8),
