@@ -31,7 +31,10 @@ def main(argv: list[str]) -> None:
 
     # numba compiles rnnkit.kernels and the loops of rnnkit.engine: instrumented bytecode breaks it
     with atheris.instrument_imports(include=["rnnkit"], exclude=["rnnkit.kernels", "rnnkit.engine"]):
-        import rnnkit.data.classify  # noqa: F401  (the readers' modules, instrumented)
+        import rnnkit.data.audio  # noqa: F401  (the readers' modules, instrumented)
+        import rnnkit.data.classify  # noqa: F401
+        import rnnkit.data.documents  # noqa: F401
+        import rnnkit.data.manifest  # noqa: F401
         import rnnkit.data.pairs  # noqa: F401
         import rnnkit.data.series  # noqa: F401
         import rnnkit.data.text  # noqa: F401

@@ -76,10 +76,39 @@ def jsonl(paths):
 
 
 def two_files(paths):
-    """Line-aligned source and target files (seq2seq --src/--tgt)."""
+    """Line-aligned source and target files (seq2seq --src/--tgt; summarize's documents and summaries)."""
+    from rnnkit.data.documents import read_two_files
     from rnnkit.data.pairs import read_parallel
+    from rnnkit.errors import UserError
 
-    read_parallel(paths[0], paths[1])
+    try:
+        read_parallel(paths[0], paths[1])
+    finally:
+        try:
+            read_two_files(paths[0], paths[1])
+        except UserError:
+            pass
+
+
+def jsonl_documents(paths):
+    """A JSON-lines corpus of documents and summaries (summarize), with a reference field."""
+    from rnnkit.data.documents import read_jsonl
+
+    read_jsonl(paths[0], "document", "summary", ref_fields=("refs",))
+
+
+def manifest(paths):
+    """A speech manifest, TSV or NeMo JSON lines (asr)."""
+    from rnnkit.data.manifest import read_manifest
+
+    read_manifest(paths[0])
+
+
+def wav(paths):
+    """A WAV file (asr), resampled to 16 kHz."""
+    from rnnkit.data.audio import read_audio
+
+    read_audio(paths[0], 16000)
 
 
 def onnx(paths):
@@ -103,6 +132,9 @@ TARGETS = {
     "two_files": Target(two_files, files=2, suffix=".txt"),
     "onnx": Target(onnx, suffix=".onnx"),
     "sweep_spec": Target(sweep_spec, suffix=".toml"),
+    "jsonl_documents": Target(jsonl_documents, suffix=".jsonl"),
+    "manifest": Target(manifest, suffix=".tsv"),
+    "wav": Target(wav, suffix=".wav"),
 }
 
 

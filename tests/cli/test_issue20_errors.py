@@ -134,6 +134,10 @@ def test_11_bad_fixed_values_are_one_line_before_ray_starts(tmp_path, capsys, mo
     spec.write_text(f'task = "charlm"\nnum_trials = 1\nmetric = "val_loss"\nmode = "min"\n[fixed]\n{fixed}\n'
                     '[space]\nhidden = { choice = [8] }\n')
     one_line_error(capsys, main(["sweep", str(spec), "--out", str(tmp_path / "o")]), r"s.toml: \[fixed\]: .*" + pattern)
+    spec.write_text('task = "charlm"\nnum_trials = 2\nmetric = "val_loss"\nmode = "min"\n[fixed]\nsteps = 5\n'
+                    '[space]\nhidden = { choice = [8, 0] }\n')  # a value a trial would get
+    one_line_error(capsys, main(["sweep", str(spec), "--out", str(tmp_path / "o")]),
+                   r"s.toml: \[space\].hidden: .*argument --hidden: expected a positive integer, got '0'")
 
 
 # ---------------------------------------------------------------- 12. the resumed log

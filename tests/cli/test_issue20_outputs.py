@@ -53,6 +53,17 @@ def test_1_an_earlier_runs_files_refuse_a_new_run_unless_overwrite(tmp_path, tex
     assert '"event": "start"' in log[0] and sum('"event": "start"' in ln for ln in log) == 1
 
 
+def test_1_gradflow_out_dir_of_an_earlier_run_is_refused_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "g"
+    out.mkdir()
+    (out / "gradflow.png").write_bytes(b"\x89PNG\r\n\x1a\n an earlier plot")
+    argv = ["gradflow", "--cell", "rnn", "--T", "12", "--steps", "1", "--batch", "4", "--measure-batch", "4",
+            "--hidden", "4", "--out-dir", str(out)]
+    one_line_error(capsys, main(argv), r"--out-dir .*g: holds an earlier run's gradflow.png; add --overwrite")
+    assert main(argv + ["--overwrite"]) == 0
+    assert (out / "gradflow.csv").exists()
+
+
 def test_1_overwrite_is_for_new_runs_only(tmp_path, text_file, capsys):
     assert train(text_file, tmp_path / "D", "--steps", "2") == 0
     capsys.readouterr()
@@ -221,6 +232,7 @@ RAW_WRITERS = {
     "cli/sweep.py": "a trial's train.log, in a directory mkdtemp just made",
     "cli/train.py": "os.devnull for the other MPI ranks' stdout",
     "cli/bench.py": "bench longlag --log, appended after check_output",
+    "engine/plans.py": "the thread-plan cache, its own JSON file in the cache directory (atomic)",
 }
 _RAW = re.compile(r"write_bytes_atomic\(|atomic_open\(|open\([^)]*[\"'][wax]b?[\"']|os\.replace\(|\.savefig\([^b]")
 

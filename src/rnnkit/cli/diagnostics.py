@@ -8,7 +8,7 @@ from rnnkit.diagnostics.gates import write_saturation
 from rnnkit.diagnostics.gradflow_experiment import GradFlowConfig, run_gradflow, write_gradflow_csv
 from rnnkit.diagnostics.inspect_page import build_page
 from rnnkit.errors import UserError
-from rnnkit.io.outputs import check_output, write_output
+from rnnkit.io.outputs import check_output, refuse_earlier_run, write_output
 from rnnkit.engine.layer_types import LAYERS
 from rnnkit.train.plots import plot_gradflow, plot_saturation
 from rnnkit.tasks.charlm import CharLM
@@ -23,6 +23,7 @@ def gradflow_main(args) -> int:
                          out_dir=args.out_dir)
     # one writer; a file, /proc or read-only path is one line
     with claimed(cfg.out_dir, "--out-dir", ("gradflow.csv", "gradflow.png")):
+        refuse_earlier_run(cfg.out_dir, overwrite=args.overwrite, what="--out-dir")  # before the run
         rows = run_gradflow(cfg)
         csv_path, png_path = os.path.join(cfg.out_dir, "gradflow.csv"), os.path.join(cfg.out_dir, "gradflow.png")
         write_gradflow_csv(rows, csv_path)
@@ -102,6 +103,8 @@ def register(root_subparsers) -> None:
                    help=f"LSTM forget / GRU update gate bias (default {d.forget_bias})")
     p.add_argument("--seed", type=nonneg_int, default=d.seed, help="seed of weights and data (default 0)")
     p.add_argument("--out-dir", default=d.out_dir, help=f"output folder (default {d.out_dir}/)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an earlier run in --out-dir (without it such a directory is refused)")
     p.set_defaults(func=gradflow_main)
 
     q = root_subparsers.add_parser("inspect", help="HTML page colouring text by a char-LM unit's activation",

@@ -94,21 +94,22 @@ class TaskTrainable:
 
 
 def check_fixed(task, spec) -> None:
-    """Before Ray starts: the spec's keys are flags of the task, and its ``[fixed]`` flags parse and
-    make a valid task and training config (UserError naming the spec); each trial's sampled
-    ``[space]`` values are checked where it runs."""
+    """Before Ray starts: the spec's keys are flags of the task; its ``[fixed]`` flags, alone and with
+    each ``[space]`` value a trial can get (every choice and grid value, a range's low end and a
+    randint's both ends), parse and make a valid task and training config.  UserError naming the
+    spec, the table and the key."""
     parser, actions = task_parser(task)
     spec.check_keys(actions)
-    fixed = [task.name] + flags(spec.fixed, actions)
-    try:
-        args = parser.parse_args(fixed)
-    except UserError as e:
-        raise UserError(f"{spec.source}: [fixed]: {e}") from None
-    try:
-        task.new_config(args)
-        train_config_from_args(args, task.train_defaults)
-    except (UserError, ValueError) as e:
-        raise UserError(f"{spec.source}: [fixed]: {e}") from None
+    trials = [("[fixed]", {})] + [(f"[space].{p.name}", {p.name: v}) for p in spec.space
+                                  for v in (p.args if p.kind in ("choice", "grid") else
+                                            p.args if p.kind == "randint" else p.args[:1])]
+    for where, extra in trials:
+        try:
+            args = parser.parse_args([task.name] + flags({**spec.fixed, **extra}, actions))
+            task.new_config(args)
+            train_config_from_args(args, task.train_defaults)
+        except (UserError, ValueError) as e:
+            raise UserError(f"{spec.source}: {where}: {e}") from None
 
 
 def _sweep(specs, args) -> int:

@@ -286,7 +286,8 @@ def _resumed(spec: TaskSpec, args, out: str, comm):
 
 def _new(spec: TaskSpec, args, config, out: str, comm):
     """(task, trainer) of a new run: memory checked before the model is built."""
-    refuse_existing_checkpoint(out, bool(getattr(args, "overwrite", False)))
+    if comm.is_root:  # the rank that holds --out's lock; its refusal ends every rank (Communicator.guard)
+        refuse_existing_checkpoint(out, bool(getattr(args, "overwrite", False)))
     check_model_fits(spec.task_class, {"config": dataclasses.asdict(config)},  # what model_plan reads of a new run
                      train_config_from_args(args, spec.train_defaults), f"train {spec.name}: this model")
     try:

@@ -307,7 +307,7 @@ def from_onnx(model_or_path):
             if dm["I"] != D * first["H"]:
                 raise OnnxImportError(f"{where}: input size {dm['I']} != {D}*{first['H']}")
     if len(seq_lens) > 1:
-        raise OnnxImportError(f"sequence_lens: the nodes take different tensors {sorted(seq_lens)}")
+        raise OnnxImportError(f"sequence_lens: the nodes take different tensors {sorted(seq_lens, key=repr)}")
     cls, perm = LAYER_BY_OP[op]
     kwargs = dict(num_layers=len(rec), bidirectional=first["D"] == 2, dtype=first["dtype"],
                   batch_first=batch_first, bias=first["bias"], seed=0)
