@@ -17,7 +17,7 @@ $(BIN)/.test-installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,plot]'
 	touch $@
 
-.PHONY: demo test test-fast browser bench
+.PHONY: demo test test-fast browser bench fuzz
 demo: $(BIN)/.demo-installed
 	$(BIN)/rnnkit demo
 
@@ -27,8 +27,19 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "note: chromium not installed; the page-rendering test will be skipped"
 
-test: $(BIN)/.test-installed browser
+test: $(BIN)/.test-installed browser fuzz
 	$(BIN)/python -m pytest -q
+
+# A short run of every fuzz harness (fuzz/targets.py), FUZZ_SECONDS each; a crash fails the target and
+# leaves its input as fuzz-out/crash-* (save it under fuzz/regressions/NAME/). Long runs: docs/reliability.md.
+FUZZ_SECONDS ?= 10
+fuzz: $(BIN)/.test-installed
+	@mkdir -p fuzz-out
+	@for name in $$($(BIN)/python fuzz/run.py --list | cut -d: -f2); do \
+	  echo "fuzz $$name ($(FUZZ_SECONDS) s)"; \
+	  (cd fuzz-out && $(abspath $(BIN))/python ../fuzz/run.py $$name -max_total_time=$(FUZZ_SECONDS) > $$name.log 2>&1) \
+	    || { tail -40 fuzz-out/$$name.log; exit 1; }; grep DONE fuzz-out/$$name.log; \
+	done
 
 # the fast tier for working: every test not marked slow (under a minute on 2 cores)
 test-fast: $(BIN)/.test-installed

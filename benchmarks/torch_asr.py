@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(HERE, "..", "src")]
 
 from rnnkit.tasks.asr import ASRTask, ASRTaskConfig  # noqa: E402
-from rnnkit.train import TrainConfig, Trainer  # noqa: E402
+from rnnkit.train import TrainConfig, Trainer, read_metrics  # noqa: E402
 
 
 def torch_model(torch, task):
@@ -112,8 +112,7 @@ def run_rnnkit(task, args):
     t0 = time.perf_counter()
     trainer = Trainer(task, cfg, out_dir=args.out)
     res = trainer.fit()
-    rates = [r["tokens_per_s"] for r in __import__("rnnkit.train", fromlist=["read_metrics"]).read_metrics(
-        trainer.log_path) if "tokens_per_s" in r]
+    rates = [r["tokens_per_s"] for r in read_metrics(trainer.log_path) if "tokens_per_s" in r]
     _, hyps = task.hypotheses("test")
     return float(np.mean(rates)), time.perf_counter() - t0, scores(task, hyps), res
 

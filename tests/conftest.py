@@ -1,6 +1,11 @@
+import os
 import re
 
-import numpy as np
+# Deterministic tests: the layers run the fixed thread rules, never a plan measured on this machine
+# (rnnkit.engine.plans; its own tests unset this).  Subprocesses of the tests inherit it.
+os.environ["RNNKIT_PLAN"] = "heuristic"
+
+import numpy as np  # noqa: E402
 import pytest
 
 import rnnkit

@@ -9,7 +9,8 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "rnnkit"
 
 #: bottom to top; a module belongs to the first entry that is it or a package above it
 FLOORS = (
-    ("base", ("rnnkit.errors", "rnnkit._version", "rnnkit.module")),
+    # rnnkit.io.atomic (atomic writes; imports only errors) is a base helper: the engine caches its plans with it
+    ("base", ("rnnkit.errors", "rnnkit._version", "rnnkit.module", "rnnkit.io.atomic")),
     ("kernels", ("rnnkit.kernels", "rnnkit.checks")),
     ("cells", ("rnnkit.cells",)),
     ("engine", ("rnnkit.engine",)),

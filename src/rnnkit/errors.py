@@ -2,10 +2,12 @@
 
 ``UserError`` marks a mistake the user can fix (a bad file, a bad argument);
 the CLI prints it as one line ``rnnkit: error: ...`` and exits with code 2,
-without a traceback.  ``CheckpointError`` is a ``ValueError`` raised for a
-checkpoint that is missing, truncated, corrupt, edited by hand or of another
-model kind; the CLI treats it like a ``UserError``.  The other classes below refine these
-for the reliability guarantees (docs/reliability.md).
+without a traceback.  Every error a user can cause derives from ``UserError``:
+``CheckpointError`` (a checkpoint that is missing, truncated, corrupt, edited by hand or of
+another model kind) is a ``UserError`` and, for code that catches it so, a ``ValueError``;
+the other classes below refine these for the reliability guarantees (docs/reliability.md).
+OS errors a user can fix (full disk, read-only, permission) become ``OutputError`` in one
+place, :func:`rnnkit.io.atomic.output_error`.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ class UserError(Exception):
     """A mistake in the user's input; the message names the problem."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file that cannot be used (missing, truncated, corrupt, edited, wrong kind)."""
 
 

@@ -112,3 +112,19 @@ def test_export_onnx_equals_the_model(trained, tmp_path):
     got = sess.run(["output"], {k: v for k, v in feed.items() if k in names})[0]
     for b, n in enumerate(lengths):
         np.testing.assert_allclose(log_softmax(got[:n, b]), want[:n, b], atol=1e-5, err_msg="onnx log-probs")
+
+
+@pytest.mark.slow
+def test_manifest_run_resamples_and_carves_splits(tmp_path, capsys):
+    pytest.importorskip("soundfile")
+    words = "zero one two three four five six seven eight nine".split()
+    rows = [f"recordings/{p.name}\t{words[int(p.name[0])].upper()}!" for p in sorted(REC.glob("*.wav"))]
+    manifest = tmp_path / "train.tsv"
+    manifest.write_text("\n".join(f"{REC.parent}/{r}" for r in rows) + "\n")
+    assert main(["train", "asr", "--manifest", str(manifest), "--layers", "1", "--hidden", "8", "--n-mels", "20",
+                 "--steps", "2", "--eval-every", "2", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "resampled 40 files from 8000 Hz to 16000 Hz" in out
+    assert "train/val/test 36/2/2 utterances" in out and "alphabet 'efghinorstuvwxz' + blank" in out
+    assert main(["eval", str(tmp_path / "run" / "last.safetensors"), "--split", "test"]) == 0
+    assert "CER " in capsys.readouterr().out

@@ -58,7 +58,7 @@ def test_bad_input(tmp_path, trained, text_file, capsys):
                                   "--out", str(tmp_path / "y")]), "looks binary")
     _one_line_error(capsys, main(["sample", str(ck), "--prime", "Q"]), "not in the model's vocabulary.*'Q'")
     _one_line_error(capsys, main(["train", "charlm", "--text", str(text_file), *SMALL, "--out", str(out)]),
-                    "already holds a checkpoint")
+                    "holds an earlier run.s .*last.safetensors.*continue it with --resume")
     _one_line_error(capsys, main(["train", "charlm", "--resume", str(ck), "--hidden", "99"]),
                     "--hidden 99: differs from the checkpoint's 12")
     _one_line_error(capsys, main(["train", "charlm", "--resume", str(ck), "--optimizer", "sgd", "--steps", "50"]),

@@ -189,3 +189,39 @@ def test_streaming_equals_offline_greedy(tiny_task):
         assert r["text"] == want, f"streamed text with {chunk_s} s chunks"
         assert len(r["latencies"]) == -(-x.size // int(round(chunk_s * 8000))) and r["rtf"] > 0
     assert want and partial and all(want.startswith(p) for p in partial), "partial texts grow into the text"
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_model_and_ctc_equal_torch(rng, bidirectional):
+    """One step of the acoustic model + CTC against nn.LSTM + nn.CTCLoss with the same weights (float64)."""
+    from conftest import needs_torch
+
+    torch = needs_torch()
+    m = ASRModel(ASRModelConfig(input_size=6, num_classes=5, hidden_size=7, num_layers=2,
+                                bidirectional=bidirectional, dtype="float64"), seed=3)
+    x = rng.standard_normal((9, 3, 6))
+    lengths, tl = np.array([9, 6, 4]), np.array([4, 2, 1])
+    targets = np.array([[1, 2, 2, 4], [3, 3, 0, 0], [4, 0, 0, 0]])
+    m.zero_grad()
+    lp = m.forward(x, lengths)
+    loss, d = ctc_loss(lp, targets, lengths, tl)
+    m.backward(d)
+    rnn = torch.nn.LSTM(6, 7, 2, bidirectional=bidirectional, dtype=torch.float64)
+    head = torch.nn.Linear(m.head.params["weight"].shape[1], 5, dtype=torch.float64)
+    with torch.no_grad():
+        for name, p in rnn.named_parameters():
+            p.copy_(torch.from_numpy(m.encoder.params[name]))
+        head.weight.copy_(torch.from_numpy(m.head.params["weight"]))
+        head.bias.copy_(torch.from_numpy(m.head.params["bias"]))
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.from_numpy(lengths),
+                                                     enforce_sorted=False)
+    h, _ = torch.nn.utils.rnn.pad_packed_sequence(rnn(packed)[0], total_length=9)
+    t_lp = head(h).log_softmax(-1)
+    t_loss = torch.nn.CTCLoss()(t_lp, torch.from_numpy(targets), torch.from_numpy(lengths), torch.from_numpy(tl))
+    t_loss.backward()
+    assert abs(loss - t_loss.item()) < 1e-10, "loss"
+    for b, n in enumerate(lengths):
+        assert_close(f"log_probs[:, {b}]", lp[:n, b], t_lp.detach().numpy()[:n, b], 1e-10)
+    assert_close("head.weight grad", m.grads["head.weight"], head.weight.grad.numpy(), 1e-10)
+    for name, p in rnn.named_parameters():
+        assert_close(f"encoder.{name} grad", m.grads[f"encoder.{name}"], p.grad.numpy(), 1e-10)

@@ -128,7 +128,7 @@ def test_cli_train_forecast_resume_eval_and_forecast_new_data(tmp_path, capsys):
     else:  # one line says why there is none
         assert not (out / "forecast.png").exists() and "forecast plot: not written (matplotlib is not installed" in text
     # the same --out again is refused (never overwrite a checkpoint); --resume continues to more steps
-    assert main(args) == 2 and "already holds a checkpoint" in capsys.readouterr().err
+    assert main(args) == 2 and "holds an earlier run" in capsys.readouterr().err
     assert main(["train", "forecast", "--resume", str(out / "last.safetensors"), "--steps", "60",
                  "--no-progress"]) == 0
     assert "resuming" in (text := capsys.readouterr().out) and "stopped at step 60" in text

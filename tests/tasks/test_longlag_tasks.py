@@ -230,7 +230,7 @@ def test_cli_train_adding_copy_resume_eval(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "       100 sequences  val mse" in text and "/2560" in text
     assert "not solved (max sequences) after 200 training sequences (20 steps" in text and "test: mse" in text
-    assert main(args) == 2 and "already holds a checkpoint" in capsys.readouterr().err
+    assert main(args) == 2 and "holds an earlier run" in capsys.readouterr().err
     # resume with a larger budget continues from 200 sequences
     import json
     from rnnkit.io.checkpoint import load_checkpoint

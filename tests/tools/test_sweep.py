@@ -237,7 +237,7 @@ def test_sweep_through_the_cli_and_the_best_checkpoint_evaluates_to_its_metric(l
     assert main(["sweep", "bad2.toml"]) == 2
     assert "bad2.toml: task: expected one of charlm, " in capsys.readouterr().err
     assert main(["sweep", "s.toml", "--out", "sw"]) == 2, "results are never overwritten"
-    assert "already holds a sweep's results" in capsys.readouterr().err
+    assert "holds an earlier run's" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnkit.errors import UserError
+from rnnkit.io.outputs import write_output
 from rnnkit.bench.builders import kit_layer, torch_class, torch_module
 from rnnkit.bench.memory import tape_bytes, torch_saved_bytes
 from rnnkit.bench.sides import NATIVE_UNSET, InProcess, alternate_sides, make_sides
@@ -354,12 +355,8 @@ def write_results(res: dict, cfg: BenchConfig) -> tuple[str, str]:
     os.makedirs(cfg.out_dir, exist_ok=True)
     stamp = res["started"].replace(":", "").replace("-", "")
     path = os.path.join(cfg.out_dir, f"speed-{'quick-' if cfg.quick else ''}{stamp}.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(res, f, indent=1)
-    os.replace(tmp, path)
+    write_output(path, json.dumps(res, indent=1), "json", what="--out-dir")
     md = to_markdown(res)
     if cfg.markdown:
-        with open(cfg.markdown, "w") as f:
-            f.write(md + "\n")
+        write_output(cfg.markdown, md + "\n", "markdown", what="--markdown")
     return path, md

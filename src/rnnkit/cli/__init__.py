@@ -10,8 +10,10 @@ the tasks, diagnostics and benchmarks it offers explicitly; nothing in rnnkit im
   ``demo`` (:mod:`.demo`), ``forecast`` (:mod:`.forecast`), ``gradflow`` and ``inspect``
   (:mod:`.diagnostics`), ``bench`` (:mod:`.bench`)
 
-User mistakes raise :class:`rnnkit.errors.UserError` (or ``CheckpointError``); ``main`` prints
-them as one line ``rnnkit: error: ...`` on stderr and returns 2.  argparse types: :mod:`.args`.
+User mistakes raise :class:`rnnkit.errors.UserError` (``CheckpointError`` and ``OutputError``
+included); ``main`` prints them as one line ``rnnkit: error: ...`` on stderr (under mpiexec: rank
+0 only) and returns 2; a usage error is one line too, ``... (see rnnkit train charlm --help)``
+(:class:`.args.Parser`).  argparse types: :mod:`.args`.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import os
 import sys
 
 from rnnkit._version import __version__
-from rnnkit.errors import CheckpointError, UserError
+from rnnkit.errors import UserError
+from rnnkit.io.distributed import launched_rank
 from rnnkit.cli import asr
 from rnnkit.cli import bench
 from rnnkit.cli import charlm
@@ -32,7 +35,7 @@ from rnnkit.cli import forecast
 from rnnkit.cli import seq2seq
 from rnnkit.cli import summarize
 from rnnkit.cli import sweep
-from rnnkit.cli.args import nonneg_float, nonneg_int, positive_float, positive_int
+from rnnkit.cli.args import Parser, nonneg_float, nonneg_int, positive_float, positive_int
 from rnnkit.cli.asr import ASRSpec
 from rnnkit.cli.charlm import CharLMSpec
 from rnnkit.cli.classify import ClassifySpec
@@ -57,7 +60,7 @@ __all__ = ["main", "build_parser", "TASK_SPECS", "TaskSpec", "train_handler", "e
 
 
 def build_parser(specs=TASK_SPECS) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rnnkit", description="Recurrent networks (RNN, LSTM, GRU) on NumPy: train, sample, evaluate.",
         epilog="Start with: rnnkit demo")
     parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
@@ -84,15 +87,17 @@ def build_parser(specs=TASK_SPECS) -> argparse.ArgumentParser:
 def main(argv=None, specs=TASK_SPECS) -> int:
     """Entry point of the ``rnnkit`` console script; returns the exit code.  ``specs``: the tasks
     offered by ``train`` and ``eval`` (a program may add its own :class:`TaskSpec`)."""
+    root = launched_rank() == 0  # under mpiexec every rank meets the same mistake: rank 0 alone says it
     try:
         parser = build_parser(specs)
         args = parser.parse_args(argv)
-    except SystemExit as e:  # --help, --version, argparse usage errors (exit 2)
+    except SystemExit as e:  # --help, --version, argparse usage errors (exit 2, one line: cli.args.Parser)
         return int(e.code or 0)
     try:
         return int(args.func(args) or 0)
-    except (UserError, CheckpointError) as e:
-        print(f"rnnkit: error: {e}", file=sys.stderr)
+    except UserError as e:  # every error a user can cause (rnnkit.errors)
+        if root:
+            print(f"rnnkit: error: {e}", file=sys.stderr)
         return 2
     except MemoryError as e:  # a model without a memory plan (rnnkit.train.task.ModelPlan) that does not fit
         print(f"rnnkit: error: out of memory: {str(e) or type(e).__name__}; use smaller sizes", file=sys.stderr)

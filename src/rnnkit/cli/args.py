@@ -4,8 +4,34 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
+from rnnkit.io.distributed import launched_rank
 from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, RATE, Rule
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, ``rnnkit: error: MESSAGE (see PROG --help)``,
+    printed by the first MPI rank only, exit code 2; subcommand parsers inherit the class."""
+
+    def error(self, message, prog: str | None = None):
+        if launched_rank() == 0:
+            sys.stderr.write(f"rnnkit: error: {message} (see {prog or self.prog} --help)\n")
+        raise SystemExit(2)
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extras = super().parse_known_args(args, namespace)
+        if not hasattr(ns, "_command_prog"):  # the innermost (sub)command parsed sets it first
+            ns._command_prog = self.prog
+        return ns, extras
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, an unknown flag pointing to the help of the command it was given to."""
+        ns, extras = self.parse_known_args(args, namespace)
+        prog = vars(ns).pop("_command_prog", self.prog)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}", prog)
+        return ns
 
 
 def _arg_type(convert, rule: Rule, parse_what: str):

@@ -37,6 +37,12 @@ class ASRSpec(TaskSpec):
     plot_ylabel = "CTC loss (nats/character)"
     text_hint = "; use rnnkit transcribe --manifest FILE"
 
+    def train_config(self, args, base, task):
+        """A new run on a manifest starts from ASRTask.manifest_train_defaults, spoken digits from train_defaults."""
+        if base is None and task.config.manifest:
+            base = ASRTask.manifest_train_defaults
+        return super().train_config(args, base, task)
+
     def describe(self, task, trainer) -> None:
         c, n = task.config, task.notes
         corpus = c.manifest if c.manifest else f"spoken digits ({c.fsdd}): isolated + {c.connected} connected"

@@ -8,8 +8,10 @@ import sys
 
 from rnnkit.bench import speed
 from rnnkit.bench.longlag import CELL_NAMES, LongLagBenchConfig, run_bench, table
-from rnnkit.bench.speed import CELLS, SUITES, BenchConfig, run_speed, write_results
+from rnnkit.bench.plans import plan_rows, plans_markdown
+from rnnkit.bench.speed import CELLS, GRID, QUICK_GRID, SUITES, BenchConfig, run_speed, write_results
 from rnnkit.errors import UserError
+from rnnkit.io.outputs import check_output, write_output
 from rnnkit.cli.args import comma_list, nonneg_float, positive_int
 from rnnkit.cli.train import claimed
 
@@ -18,6 +20,9 @@ def _handler(args) -> int:
     if args.suite == "longlag":
         return longlag_main(args)
     cells = comma_list(args.cells, CELLS, "--cells")
+    if args.plans:  # rnnkit alone, no torch: the plan of each grid point and every candidate's time
+        print(plans_markdown(plan_rows(("lstm",) if args.quick else cells, QUICK_GRID if args.quick else GRID)))
+        return 0
     sections = comma_list(args.sections, BenchConfig.sections, "--sections")
     if args.gap > 10:
         raise UserError(f"bench: --gap must be between 0 and 10 seconds, got {args.gap}")
@@ -36,6 +41,9 @@ def add_arguments(p) -> None:
     p.add_argument("suite", nargs="?", default="speed", choices=SUITES,
                    help="speed (default): rnnkit vs PyTorch; longlag: adding/copy tasks vs H&S 1997")
     p.add_argument("--quick", action="store_true", help="LSTM on two grid points, 3 repeats")
+    p.add_argument("--plans", action="store_true",
+                   help="print the thread plan chosen for each grid point and every candidate's time (measured "
+                        "now and cached; rnnkit alone), then exit")
     p.add_argument("--cells", default=None, help="comma list of lstm,gru,rnn (default: all)")
     p.add_argument("--sections", default=None, help="comma list of grid,stream,charlm (default: all)")
     p.add_argument("--repeats", type=positive_int, default=BenchConfig.repeats, help="timed A/B pairs per number")
@@ -125,6 +133,10 @@ def longlag_main(args) -> int:
                              seeds=args.seeds, budget=args.budget, eval_every=args.eval_every,
                              hidden=args.hidden, batch=args.batch, lr=args.lr, forget_bias=args.forget_bias,
                              clip=args.clip)
+    if args.log:  # appended to: never a file of another kind (a checkpoint given by mistake)
+        check_output(args.log, "jsonl", what="--log")
+    if args.out:
+        check_output(args.out, "markdown" if args.out.endswith(".md") else "text", what="--out")
     log_file = open(args.log, "a") if args.log else None
 
     def log(rec):
@@ -146,6 +158,5 @@ def longlag_main(args) -> int:
     text = f"`{command}`\n\n{text}\n"
     print(text)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+        write_output(args.out, text, "markdown" if args.out.endswith(".md") else "text", what="--out")
     return 0

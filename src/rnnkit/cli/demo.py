@@ -8,6 +8,7 @@ import time
 
 from rnnkit.errors import UserError
 from rnnkit.io.lock import LOCK_NAME
+from rnnkit.io.outputs import write_output
 from rnnkit.train.plots import plot_loss
 from rnnkit.tasks.charlm import CharLM, CharLMConfig
 from rnnkit.train import TrainConfig, Trainer
@@ -46,9 +47,8 @@ def _prepare_demo_dir(out: str) -> None:
         for n in names:
             os.remove(os.path.join(out, n))
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, DEMO_MARKER), "w", encoding="utf-8") as f:
-        f.write("written by rnnkit demo; the next rnnkit demo with this --out replaces the files listed here:\n"
-                + "\n".join(DEMO_FILES) + "\n")
+    write_output(os.path.join(out, DEMO_MARKER), "written by rnnkit demo; the next rnnkit demo with this --out "
+                 "replaces the files listed here:\n" + "\n".join(DEMO_FILES) + "\n", "text", what="--out")
 
 
 def _demo(args) -> int:

@@ -8,6 +8,7 @@ from rnnkit.diagnostics.gates import write_saturation
 from rnnkit.diagnostics.gradflow_experiment import GradFlowConfig, run_gradflow, write_gradflow_csv
 from rnnkit.diagnostics.inspect_page import build_page
 from rnnkit.errors import UserError
+from rnnkit.io.outputs import check_output, refuse_earlier_run, write_output
 from rnnkit.engine.layer_types import LAYERS
 from rnnkit.train.plots import plot_gradflow, plot_saturation
 from rnnkit.tasks.charlm import CharLM
@@ -22,6 +23,7 @@ def gradflow_main(args) -> int:
                          out_dir=args.out_dir)
     # one writer; a file, /proc or read-only path is one line
     with claimed(cfg.out_dir, "--out-dir", ("gradflow.csv", "gradflow.png")):
+        refuse_earlier_run(cfg.out_dir, overwrite=args.overwrite, what="--out-dir")  # before the run
         rows = run_gradflow(cfg)
         csv_path, png_path = os.path.join(cfg.out_dir, "gradflow.csv"), os.path.join(cfg.out_dir, "gradflow.png")
         write_gradflow_csv(rows, csv_path)
@@ -32,12 +34,27 @@ def gradflow_main(args) -> int:
     return 0
 
 
+def gates_prefix(prefix: str) -> str:
+    """``--gates PREFIX``: a directory (or a name ending in /) means PREFIX/gates, never hidden files."""
+    return os.path.join(prefix, "gates") if prefix.endswith(os.sep) or os.path.isdir(prefix) else prefix
+
+
 def inspect_main(args) -> int:
+    reads = [args.checkpoint, args.text]
+    check_output(args.out, "html", reads, what="--out")  # before any work: never over an input or another kind
+    gates = gates_prefix(args.gates) if args.gates else None
+    for ext, kind in ((".png", "png"), (".csv", "csv"), (".json", "json")) if gates else ():
+        check_output(gates + ext, kind, reads, what="--gates")
     try:
-        with open(args.text, encoding="utf-8") as f:
-            text = f.read()
+        with open(args.text, "rb") as f:
+            raw = f.read()
     except OSError as e:
         raise UserError(f"--text: cannot read {args.text!r}: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"--text {args.text!r}: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}); "
+                        f"convert it, e.g. iconv -f latin1 -t utf-8") from None
     if args.max_chars < 1:
         raise UserError(f"--max-chars: expected an integer >= 1, got {args.max_chars}")
     text = text[: args.max_chars]
@@ -54,19 +71,16 @@ def inspect_main(args) -> int:
     page = build_page(text, acts, names, title=f"{label} of layer {args.layer}: {os.path.basename(args.checkpoint)}",
                       initial=args.cell,
                       subtitle=f"{lm.config.cell.upper()} {lm.config.layers}x{H} char-LM, text {args.text!r}.")
-    tmp = args.out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp, args.out)
+    write_output(args.out, page, "html", reads, what="--out")
     print(f"wrote {args.out} ({len(text)} characters, {H} units, showing unit {args.cell})")
     if args.gates:
         if lm.model.rnn.cell.forget_gate is None:  # the Elman RNN: no gates
             raise UserError("--gates: the checkpoint's cell is rnn, which has no gates")
         sat = charlm_gate_saturation(lm, text)
-        write_saturation(sat, args.gates + ".csv", args.gates + ".json")
-        png = plot_saturation(sat, args.gates + ".png", title=f"Gate saturation, {lm.config.cell.upper()} char-LM")
-        print(f"wrote {args.gates}.png, .csv, .json" if png else
-              f"wrote {args.gates}.csv, .json (no .png: matplotlib is not installed)")
+        write_saturation(sat, gates + ".csv", gates + ".json")
+        png = plot_saturation(sat, gates + ".png", title=f"Gate saturation, {lm.config.cell.upper()} char-LM")
+        print(f"wrote {gates}.png, .csv, .json" if png else
+              f"wrote {gates}.csv, .json (no .png: matplotlib is not installed)")
     return 0
 
 
@@ -89,6 +103,8 @@ def register(root_subparsers) -> None:
                    help=f"LSTM forget / GRU update gate bias (default {d.forget_bias})")
     p.add_argument("--seed", type=nonneg_int, default=d.seed, help="seed of weights and data (default 0)")
     p.add_argument("--out-dir", default=d.out_dir, help=f"output folder (default {d.out_dir}/)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an earlier run in --out-dir (without it such a directory is refused)")
     p.set_defaults(func=gradflow_main)
 
     q = root_subparsers.add_parser("inspect", help="HTML page colouring text by a char-LM unit's activation",
@@ -102,5 +118,6 @@ def register(root_subparsers) -> None:
     q.add_argument("--out", default="page.html", help="output HTML file (default page.html)")
     q.add_argument("--max-chars", type=int, default=5000, help="use the first this many characters (default 5000)")
     q.add_argument("--gates", default=None, metavar="PREFIX",
-                   help="also write gate saturation over the text to PREFIX.png/.csv/.json (LSTM, GRU)")
+                   help="also write gate saturation over the text to PREFIX.png/.csv/.json (LSTM, GRU); "
+                        "a directory: DIR/gates.png/.csv/.json")
     q.set_defaults(func=inspect_main)

@@ -15,6 +15,7 @@ import numpy as np
 
 from rnnkit.errors import UserError
 from rnnkit.io.checkpoint import read_header
+from rnnkit.io.outputs import check_output
 from rnnkit.train import read_checkpoint
 from rnnkit.train.state import task_from
 
@@ -50,6 +51,7 @@ def export_onnx(task, path, opset: int | None = None) -> dict:
 def _export(specs, args) -> int:
     if not args.onnx:
         raise UserError("export: say what to write: --onnx FILE")
+    check_output(args.onnx, "onnx", reads=[args.checkpoint], what="--onnx")  # before any work
     kind = read_header(args.checkpoint)[1].get("kind")
     spec = next((s for s in specs if s.name == kind), None)
     if spec is None:

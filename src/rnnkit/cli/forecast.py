@@ -13,12 +13,17 @@ from rnnkit.tasks.forecast import ForecastConfig, Forecaster, default_series
 from rnnkit.cli.train import TaskSpec, stopped_line
 
 def compare_to_naive(model_rmse: float, naive_rmse: float) -> str:
-    """``"model RMSE 3.2x below the naive baseline"``, or ``"... above ..."`` when the model is worse."""
+    """``"model RMSE 3.2x below the naive baseline"``, or ``"... above ..."`` when the model is worse;
+    no ratio when one of them is exact (RMSE 0, e.g. a constant series)."""
+    if naive_rmse == 0 or model_rmse == 0:
+        if naive_rmse == model_rmse:
+            return "model and naive baseline both exact (RMSE 0; a constant series?)"
+        if model_rmse == 0:
+            return f"model exact (RMSE 0), naive baseline RMSE {naive_rmse:.6g}"
+        return f"model RMSE {model_rmse:.6g} above the naive baseline, which is exact (RMSE 0; the model is worse)"
     if model_rmse <= naive_rmse:
-        ratio = naive_rmse / model_rmse if model_rmse > 0 else float("inf")
-        return f"model RMSE {ratio:.1f}x below the naive baseline"
-    ratio = model_rmse / naive_rmse if naive_rmse > 0 else float("inf")
-    return f"model RMSE {ratio:.1f}x above the naive baseline (the model is worse)"
+        return f"model RMSE {naive_rmse / model_rmse:.1f}x below the naive baseline"
+    return f"model RMSE {model_rmse / naive_rmse:.1f}x above the naive baseline (the model is worse)"
 
 
 def _report(ev: dict, K: int) -> list[str]:

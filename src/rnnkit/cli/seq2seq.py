@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from rnnkit.errors import UserError
+from rnnkit.io.outputs import check_output
 from rnnkit.engine.layer_types import cell_label
 from rnnkit.train.plots import plot_attention
 from rnnkit.tasks.seq2seq import BLEU_TOKENIZE, Seq2SeqTask, Seq2SeqTaskConfig
@@ -65,6 +66,8 @@ class Seq2SeqSpec(TextSpec):
 
 
 def _translate(args) -> int:
+    if args.attention_plot:  # before any work
+        check_output(args.attention_plot, "png", reads=[args.checkpoint, args.input], what="--attention-plot")
     task = load_task(args.checkpoint, Seq2SeqTask)
     lines = read_input(args.input)
     outs, hyps = task.translate(lines, beam=args.beam, max_len=args.max_len)

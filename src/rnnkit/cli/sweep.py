@@ -20,12 +20,13 @@ import os
 import tempfile
 
 from rnnkit.errors import UserError
+from rnnkit.io.outputs import refuse_earlier_run
 from rnnkit.sweep.spec import load_spec
 from rnnkit.sweep.tune import run_sweep
 from rnnkit.cli.args import positive_int
-from rnnkit.cli.train import add_task_parser, claimed
+from rnnkit.cli.train import add_task_parser, claimed, train_config_from_args
 
-SKIPPED = ("help", "out", "resume", "reset_optimizer")
+SKIPPED = ("help", "out", "resume", "reset_optimizer", "overwrite")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,19 +93,34 @@ class TaskTrainable:
             args.func(args)
 
 
+def check_fixed(task, spec) -> None:
+    """Before Ray starts: the spec's keys are flags of the task; its ``[fixed]`` flags, alone and with
+    each ``[space]`` value a trial can get (every choice and grid value, a range's low end and a
+    randint's both ends), parse and make a valid task and training config.  UserError naming the
+    spec, the table and the key."""
+    parser, actions = task_parser(task)
+    spec.check_keys(actions)
+    trials = [("[fixed]", {})] + [(f"[space].{p.name}", {p.name: v}) for p in spec.space
+                                  for v in (p.args if p.kind in ("choice", "grid") else
+                                            p.args if p.kind == "randint" else p.args[:1])]
+    for where, extra in trials:
+        try:
+            args = parser.parse_args([task.name] + flags({**spec.fixed, **extra}, actions))
+            task.new_config(args)
+            train_config_from_args(args, task.train_defaults)
+        except (UserError, ValueError) as e:
+            raise UserError(f"{spec.source}: {where}: {e}") from None
+
+
 def _sweep(specs, args) -> int:
     spec = load_spec(args.spec)
     task = next((s for s in specs if s.name == spec.task), None)
     if task is None:
         raise UserError(f"{spec.source}: task: expected one of {', '.join(s.name for s in specs)}, got {spec.task!r}")
-    _, actions = task_parser(task)
-    spec.check_keys(actions)
-    for key, value in spec.fixed.items():  # the fixed flags parse (each trial's sampled ones are checked where it runs)
-        flags({key: value}, actions)
+    check_fixed(task, spec)
     out = os.path.abspath(args.out or os.path.join("sweeps", os.path.splitext(os.path.basename(args.spec))[0]))
     with claimed(out):
-        if os.path.exists(os.path.join(out, "best.json")):
-            raise UserError(f"--out {out}: already holds a sweep's results; choose another --out")
+        refuse_earlier_run(out)  # an earlier sweep's tables, runs or Ray storage (rnnkit.io.outputs)
         res = run_sweep(spec, TaskTrainable(task, os.getcwd(), os.path.join(out, "runs")), cpus=args.cpus,
                         address=args.address, storage=os.path.join(out, "ray"), name="sweep", out_dir=out)
     with open(res.files["md"], encoding="utf-8") as f:

@@ -47,7 +47,9 @@ from rnnkit.io.distributed import Communicator
 from rnnkit.errors import UserError
 from rnnkit.io.checkpoint import read_header
 from rnnkit.io.lock import claim_out_dir
+from rnnkit.io.outputs import refuse_earlier_run
 from rnnkit.engine.layer_types import cell_label
+from rnnkit.engine.threads import free_cores
 from rnnkit.train.plots import plot_loss
 from rnnkit.train import TrainConfig, Trainer, check_model_fits, metrics_of, read_checkpoint
 from rnnkit.train.state import saved_train_config, task_from
@@ -81,12 +83,14 @@ def add_train_args(p, defaults: TrainConfig | None = None) -> None:
                    help="also checkpoint every N steps (default: at every evaluation)")
     g.add_argument("--log-every", dest="log_every", type=nonneg_int,
                    help=f"log the mean training loss every N steps, 0 = never (default {d.log_every})")
-    g.add_argument("--patience", type=nonneg_int, help="early stopping after N evaluations without a new best")
+    g.add_argument("--patience", type=nonneg_int,
+                   help="early stopping after N evaluations without a new best, 0 = off (default 0)")
     g.add_argument("--seed", type=nonneg_int, help=f"seed for initialisation and batches (default {d.seed})")
     g.add_argument("--time-limit", dest="time_limit", type=nonneg_float,
-                   help="stop (and checkpoint) after this many seconds of training")
+                   help="stop (and checkpoint) after this many seconds of training, 0 = off (default 0)")
     g.add_argument("--blas-threads", dest="blas_threads", type=nonneg_int,
-                   help=f"BLAS threads while training, 0 = numpy's default (default {d.blas_threads})")
+                   help="BLAS threads and cores of the loops while training, 0 = every core (default: the "
+                        "cores free when the run starts: the machine's cores less its load average, at least 1)")
     g.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
     add_run_args(g)
 
@@ -96,6 +100,9 @@ def add_run_args(p, out_help: str = "output directory for checkpoints, metrics.j
     """``--out``, ``--resume`` and ``--reset-optimizer`` (every ``train TASK``)."""
     p.add_argument("--out", help=out_help)
     p.add_argument("--resume", metavar="CKPT", help=resume_help)
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out that holds an earlier run's files, replacing them "
+                        "(without it such an --out is refused)")
     p.add_argument("--reset-optimizer", dest="reset_optimizer", action="store_true",
                    help="with --resume: start with a fresh optimizer state (needed when the checkpoint has none "
                         "or one that does not fit; the run then no longer continues exactly)")
@@ -106,6 +113,8 @@ def train_config_from_args(args, base=None):
     base = base or TrainConfig()
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if getattr(args, f.name, None) is not None}
+    if hasattr(args, "blas_threads") and args.blas_threads is None:  # a setting of this run, not of the model
+        given["blas_threads"] = free_cores()
     try:
         return dataclasses.replace(base, **given)
     except ValueError as e:
@@ -123,12 +132,22 @@ def refuse_model_changes(config, given: dict) -> None:
                             "model settings come from the checkpoint when resuming")
 
 
-def refuse_existing_checkpoint(out: str) -> None:
-    """A new training run never overwrites the checkpoint of an earlier one in ``out``."""
+#: what a training run writes in its --out; ``--overwrite`` removes them before a new run starts
+RUN_FILES = ("last.safetensors", "best.safetensors", "forecast.safetensors", "metrics.jsonl", "loss.png",
+             "forecast.png")
+
+
+def refuse_existing_checkpoint(out: str, overwrite: bool = False) -> None:
+    """A new training run never overwrites what an earlier one left in ``out`` (checkpoints,
+    metrics, plots: :func:`rnnkit.io.outputs.refuse_earlier_run`) unless ``overwrite``; then the
+    earlier run's :data:`RUN_FILES` are removed first (its metrics.jsonl would be appended to)."""
     last = os.path.join(out, "last.safetensors")
-    if os.path.exists(last):
-        raise UserError(f"--out {out}: already holds a checkpoint; continue it with --resume {last} "
-                        "or choose another --out")
+    hint = f"continue it with --resume {last}" if os.path.exists(last) else ""
+    refuse_earlier_run(out, overwrite=overwrite, hint=hint)
+    if overwrite:
+        for name in RUN_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(out, name))
 
 
 class TaskSpec:
@@ -271,7 +290,8 @@ def _resumed(spec: TaskSpec, args, out: str, comm):
 
 def _new(spec: TaskSpec, args, config, out: str, comm):
     """(task, trainer) of a new run: memory checked before the model is built."""
-    refuse_existing_checkpoint(out)
+    if comm.is_root:  # the rank that holds --out's lock; its refusal ends every rank (Communicator.guard)
+        refuse_existing_checkpoint(out, bool(getattr(args, "overwrite", False)))
     check_model_fits(spec.task_class, {"config": dataclasses.asdict(config)},  # what model_plan reads of a new run
                      train_config_from_args(args, spec.train_defaults), f"train {spec.name}: this model")
     try:
@@ -284,6 +304,8 @@ def _new(spec: TaskSpec, args, config, out: str, comm):
 def train_handler(spec: TaskSpec, args) -> int:
     """Train a new run or continue one (``--resume``); see the module docstring.  Returns 0, or
     the stop signal's exit code (130, 143, 129) when a signal ended the run (after its checkpoint)."""
+    if getattr(args, "overwrite", False) and args.resume:
+        raise UserError("--overwrite: only for a new run; --resume continues the checkpoint's run")
     if getattr(args, "reset_optimizer", False) and not args.resume:
         raise UserError("--reset-optimizer: only with --resume CKPT (a new run starts with a fresh optimizer)")
     config = None

@@ -14,6 +14,10 @@ import numpy as np
 from rnnkit.errors import UserError
 
 
+#: sample rates a file may declare (Hz): telephone 8 kHz and below, studio 384 kHz and below
+MIN_RATE, MAX_RATE = 1000, 384000
+
+
 class AudioError(UserError):
     """A file that cannot be used as audio (missing, corrupt, empty, not audio)."""
 
@@ -36,6 +40,8 @@ def read_audio(path, rate: int | None = None):
         raise AudioError(f"{path}: not a readable audio file ({reason})") from None
     if x.shape[0] == 0:
         raise AudioError(f"{path}: empty audio file (0 samples)")
+    if not MIN_RATE <= sr <= MAX_RATE:  # a corrupt header: resampling from it would need gigabytes
+        raise AudioError(f"{path}: sample rate {sr} Hz, expected {MIN_RATE}..{MAX_RATE} Hz (a corrupt header?)")
     x = x.mean(axis=1)
     if not np.isfinite(x).all():
         raise AudioError(f"{path}: audio holds NaN or inf samples")

@@ -3,7 +3,10 @@
 Layouts:
 
 * ``label<TAB>text`` per line (a TSV file; the text is everything after the
-  first tab, so it may itself contain tabs);
+  first tab, so it may itself contain tabs).  Header rule: a first row whose label
+  column is literally ``label`` (``label<TAB>text``, as pandas and spreadsheets
+  write it) is a header and skipped; ``label`` on any later row is an error, so
+  a header never becomes a class;
 * a directory with one UTF-8 file per class, one example per line, the file
   name without its extension being the label (``names/Arabic.txt``, ... -- the
   layout of the PyTorch names-by-language tutorial).  Hidden files are ignored.
@@ -69,6 +72,10 @@ class LabelledText:
         return np.array([index[lab] for lab in self.labels], dtype=np.int64)
 
 
+#: a first TSV row with this label is a header (see the module docstring)
+HEADER_LABEL = "label"
+
+
 def read_labelled_tsv(path, empty: str = "error") -> LabelledText:
     """A ``label<TAB>text`` file -> LabelledText (see the module docstring)."""
     check_empty_policy(empty)
@@ -81,6 +88,10 @@ def read_labelled_tsv(path, empty: str = "error") -> LabelledText:
         if "\t" not in row:
             raise UserError(f"{where(path, k)}: no tab in this row; expected label<TAB>text, got {row[:40]!r}")
         label, text = row.split("\t", 1)
+        if label.strip() == HEADER_LABEL:
+            if k == 1:
+                continue  # the header row (see the module docstring)
+            raise UserError(f"{where(path, k)}: label {HEADER_LABEL!r} is reserved for a header in the first row")
         if not label.strip():
             raise UserError(f"{where(path, k)}: empty label before the tab")
         if not text.strip():

@@ -18,12 +18,14 @@ honour ``lengths`` (padded steps do not count).
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 
 import numpy as np
 
 from rnnkit.engine.recurrent import Recurrent
+from rnnkit.io.outputs import write_output
 
 LOW, HIGH = 0.1, 0.9
 
@@ -135,10 +137,10 @@ def gate_saturation(layer: Recurrent, batches) -> GateSaturation:
 
 def write_saturation(sat: GateSaturation, csv_path, json_path=None) -> None:
     """Per-unit fractions as CSV (layer, direction, gate, unit, left, right); summary JSON."""
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["layer", "direction", "gate", "unit", "left", "right"])
-        w.writeheader()
-        w.writerows(sat.rows())
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["layer", "direction", "gate", "unit", "left", "right"])
+    w.writeheader()
+    w.writerows(sat.rows())
+    write_output(csv_path, buf.getvalue(), "csv", what="--gates")  # atomic; never over another kind of file
     if json_path is not None:
-        with open(json_path, "w") as f:
-            json.dump(sat.summary(), f, indent=2)
+        write_output(json_path, json.dumps(sat.summary(), indent=2), "json", what="--gates")

@@ -5,6 +5,7 @@ the loss on a fixed batch, at initialisation and after ``steps`` steps of the Tr
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from rnnkit.cells.protocol import sigmoid
 from rnnkit.data.longlag import adding_batch
 from rnnkit.errors import UserError
-from rnnkit.io.atomic import atomic_open
+from rnnkit.io.outputs import write_output
 from rnnkit.engine.layer_types import LAYERS
 from rnnkit.nn.losses import mse
 from rnnkit.tasks.longlag import AddingConfig, AddingTask
@@ -106,7 +107,8 @@ def run_gradflow(cfg: GradFlowConfig, progress=print) -> list[dict]:
 
 def write_gradflow_csv(rows: list[dict], path) -> None:
     """Columns: cell, stage (init|trained), sequences, layer, state (h|c), distance, norm, loss."""
-    with atomic_open(path, "w") as f:  # temp file + rename; the mode follows the umask
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    write_output(path, buf.getvalue(), "csv", what="--out-dir")  # atomic; never over another kind of file

@@ -10,6 +10,7 @@ of shape (G*H, I), gate blocks in PyTorch order), so weights move to and from
 """
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -21,9 +22,12 @@ from rnnkit.engine.backprop import Backprop
 from rnnkit.engine.init import init_weights
 from rnnkit.module import Module
 from rnnkit.engine.scan import absent, cell_args, compiled_loops, reuse_empty, scan_forward, split_hh
+from rnnkit.engine.rows import Rows, check_rows, gather_rows, projects_on_table
 from rnnkit.engine.state import StateFormat
 from rnnkit.engine.tape import LayerTape, Tape, TapeReader
-from rnnkit.engine.threads import LayerBusyError, exclusive, loop_cores, plan, run_jobs  # noqa: F401  (re-exported)
+from rnnkit.engine import plans as planning
+from rnnkit.engine.plans import candidates, check_strategy, forced_strategy
+from rnnkit.engine.threads import LayerBusyError, exclusive, loop_cores, run_jobs  # noqa: F401  (re-exported)
 
 _DTYPES = (np.float32, np.float64)
 
@@ -37,15 +41,18 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
     """Multi-layer, optionally bidirectional recurrent layer over any cell.
 
     forward(x, state=None, lengths=None, rng=None) -> (out, state)
-        x:      (T, B, input_size), or (B, T, input_size) with batch_first
+        x:      (T, B, input_size), or (B, T, input_size) with batch_first; or
+                :class:`rnnkit.engine.rows.Rows` (table (V, input_size), ids (T, B)): x = table[ids],
+                projected on the table when V < T*B (an embedding's lookup)
         out:    (T, B, D*Hh), D = 2 if bidirectional, Hh = ``h_size`` (hidden_size, or
                 proj_size); 0 past each length
         state:  h (num_layers*D, B, Hh), or LSTMState(h, c) for the LSTMs (c: (L*D, B, H));
                 index l*D + d is layer l, direction d (PyTorch's ordering)
         rng:    np.random.Generator the dropout masks are drawn from (training mode with a
                 rate > 0 only; see :mod:`rnnkit.engine.dropout`)
-    backward(d_out, d_state=None) -> (d_x, d_state0)
-        BPTT; adds every parameter gradient into ``grads``.
+    backward(d_out, d_state=None, need_dx=True) -> (d_x, d_state0)
+        BPTT; adds every parameter gradient into ``grads``.  d_x: like x, or dL/d table
+        (V, input_size) for a :class:`rnnkit.engine.rows.Rows` x; None with ``need_dx=False``.
 
     Initialisation ``init``:
         "pytorch"     all weights and biases U(-1/sqrt(H), 1/sqrt(H)) (torch's default)
@@ -77,6 +84,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
         input_dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         weight_dropout: float = 0.0,
+        strategy: str | None = None,
         **cell_kwargs,
     ):
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
@@ -107,7 +115,6 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
         self._params = {n: np.ascontiguousarray(v, dtype=self.dtype) for n, v in init_weights(
             self.cell, self.input_size, self.hidden_size, self.num_layers, self.num_directions, init, forget_bias,
             self.bias, as_rng(seed), self._suffix).items()}
-        self._grads = {n: np.zeros_like(v) for n, v in self._params.items()}
         self._weight_names = [  # per (layer, direction), index l*D + d: the keys, formatted once
             tuple(n + self._suffix(layer, d) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             for layer in range(self.num_layers) for d in range(self.num_directions)
@@ -117,12 +124,22 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
             for layer in range(self.num_layers) for d in range(self.num_directions)
         ]
         self._step_args = tuple(self._step_weights(layer) for layer in range(self.num_layers))
-        self._tape = None
-        self._workspace = [{} for _ in self._weight_names]  # per (layer, direction): scan buffers kept between calls
-        self._busy = threading.Lock()
+        self._fresh_buffers()
+        self.strategy = check_strategy(strategy)
+        """How the loops use the cores (:mod:`rnnkit.engine.plans`): None (default) measures the candidates
+        once per shape and machine (or follows ``RNNKIT_PLAN``); a candidate's name forces it."""
         self.cores = None
         """Cores this layer's loops may use (None: the run's setting, :func:`rnnkit.engine.threads.use_cores`,
         else the machine's; see :mod:`rnnkit.engine.threads`); 1 runs everything on the calling thread."""
+
+    def _fresh_buffers(self) -> None:
+        """Own (not shared) gradients, loop buffers, tape, lock and plan memo: for a new layer, and for the
+        copy :func:`rnnkit.engine.plans.time_candidates` times (which shares only the parameters)."""
+        self._grads = {n: np.zeros_like(v) for n, v in self._params.items()}
+        self._tape = None
+        self._workspace = [{} for _ in self._weight_names]  # per (layer, direction): scan buffers kept between calls
+        self._busy = threading.Lock()
+        self._plans = {}  # (T, B, cores, strategy, RNNKIT_PLAN) -> ThreadPlan
 
     @classmethod
     def make_cell(cls, hidden_size: int, **cell_kwargs):
@@ -166,10 +183,19 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
                 own + cell_args(cell_hh, None, 0, None))
 
     # ------------------------------------------------------------------ forward / backward
-    def thread_plan(self, B: int):
-        """The :class:`rnnkit.engine.threads.ThreadPlan` a call with batch ``B`` runs under, here and now."""
-        H = self.hidden_size
-        return plan(B, H, self.cell.n_gates * H, self.num_directions, self.dtype.itemsize, loop_cores(self.cores))
+    def thread_plan(self, B: int, T: int = 1):
+        """The :class:`rnnkit.engine.threads.ThreadPlan` a call with batch ``B`` and ``T`` steps runs under, here
+        and now: the forced strategy (``strategy``, else ``RNNKIT_PLAN``), else the measured one
+        (:mod:`rnnkit.engine.plans`: timed on first use per shape and machine, cached on disk)."""
+        cores = loop_cores(self.cores)
+        memo = (T, B, cores, self.strategy, os.environ.get("RNNKIT_PLAN"))
+        chosen = self._plans.get(memo)
+        if chosen is None:
+            H = self.hidden_size
+            options = candidates(B, H, self.cell.n_gates * H, self.num_directions, self.dtype.itemsize, cores)
+            name = forced_strategy(check_strategy(self.strategy))
+            chosen = self._plans[memo] = options[name or planning.default_planner().plan(self, T, B, cores, options)]
+        return chosen
 
     def forward(self, x, state=None, lengths=None, rng=None):
         """Run the layer over a batch of sequences; see the class docstring for shapes."""
@@ -185,12 +211,16 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
                                self.num_directions, self.dtype)
 
     def _forward(self, x, state, lengths, rng):
-        check_array("x", x, (None, None, self.input_size), self.dtype)
-        if self.batch_first:
-            x = x.transpose(1, 0, 2)
-        T, B, _ = x.shape
+        if isinstance(x, Rows):  # x = table[ids]: see rnnkit.engine.rows
+            x = check_rows(x, self.input_size, self.dtype, self.batch_first)
+            T, B = x.ids.shape
+        else:
+            check_array("x", x, (None, None, self.input_size), self.dtype)
+            if self.batch_first:
+                x = x.transpose(1, 0, 2)
+            T, B, _ = x.shape
         if T < 1 or B < 1:
-            raise ValueError(f"x: needs at least one time step and one batch row, got shape {x.shape}")
+            raise ValueError(f"x: needs at least one time step and one batch row, got shape {(T, B)}")
         mask = keep = None
         if lengths is not None:
             lengths = check_lengths(lengths, B, T)
@@ -200,8 +230,10 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
         states0 = self._split_state(state, B)
         masks = self._draw_masks(rng, T, B)
         D, finals, layers = self.num_directions, [], []
-        threads = self.thread_plan(B)
-        layer_in = np.ascontiguousarray(x)
+        threads = self.thread_plan(B, T)
+        layer_in = x if isinstance(x, Rows) else np.ascontiguousarray(x)
+        if isinstance(x, Rows) and not (projects_on_table(x) and (masks is None or masks.input[0] is None)):
+            layer_in = x.materialise()  # the GEMM on x is cheaper, or x meets an input dropout mask
         for layer in range(self.num_layers):
             tapes, jobs, used_hh = [], [], []
             if masks is not None:
@@ -226,7 +258,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
             layer_in = outs[0] if D == 1 else np.concatenate(outs, axis=-1)
             if masks is not None and masks.output[layer] is not None:  # dropout between layers
                 layer_in = layer_in * masks.output[layer]
-        self._tape = Tape(tuple(layers), keep, T, B, masks)
+        self._tape = Tape(tuple(layers), keep, T, B, masks, x if isinstance(x, Rows) else None)
         if D == 1 and mask is None:  # out is the tape's state buffer: hand the caller a copy
             layer_in = layer_in.copy()
         out = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
@@ -237,7 +269,16 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
 
         Returns (xw, the b_hh left for the loop: see :meth:`_add_input_biases`).  With a
         ``workspace`` (see :func:`scan.reuse_empty`) xw is written into a buffer kept there.
+        ``layer_in`` a :class:`rnnkit.engine.rows.Rows`: the table is projected, P = table @ W_ih.T
+        + biases (V, G*H), and xw[t, b] = P[ids[t, b]].
         """
+        if isinstance(layer_in, Rows):
+            P = np.dot(layer_in.table, W_ih.T)
+            b_hh = self._add_input_biases(P, b_ih, b_hh)
+            T, B = layer_in.ids.shape
+            xw = reuse_empty(workspace, "xw", (T * B, W_ih.shape[0]), self.dtype).reshape(T, B, -1)
+            gather_rows(P, layer_in.ids, xw)
+            return xw, b_hh
         T, B, I = layer_in.shape
         out = reuse_empty(workspace, "xw", (T * B, W_ih.shape[0]), self.dtype)
         xw = np.dot(layer_in.reshape(T * B, I), W_ih.T, out=out)

@@ -10,7 +10,8 @@ File layout (plain safetensors, readable by any safetensors reader)::
     rest      tensor bytes
 
 No pickle anywhere.  ``save_checkpoint`` writes with
-:func:`rnnkit.io.atomic.write_bytes_atomic` (temporary file in the same directory,
+:func:`rnnkit.io.outputs.write_output` (never over a file of another kind; then
+:func:`rnnkit.io.atomic.write_bytes_atomic`: temporary file in the same directory,
 fsync, ``os.replace``), so a crash or a full disk mid-write leaves the previous
 checkpoint intact.  ``load_checkpoint`` checks
 the structure and the digest and raises :class:`CheckpointError` naming the
@@ -30,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from rnnkit.errors import CheckpointError
-from rnnkit.io.atomic import write_bytes_atomic
+from rnnkit.io.outputs import write_output
 
 FORMAT = "rnnkit-checkpoint/1"
 _MAX_HEADER = 100 * 1024 * 1024
@@ -63,7 +64,7 @@ def save_checkpoint(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
         raise TypeError(f"meta: must be JSON-serialisable with finite numbers ({e})") from None
     header_meta = {"format": FORMAT, "meta": meta_json, "sha256": _digest(meta_json, clean)}
     data = save(clean, metadata=header_meta)
-    write_bytes_atomic(path, data)
+    write_output(path, data, "safetensors", what="checkpoint")  # atomic; never over a file of another kind
 
 
 def _read(path: str, limit: int | None = None) -> tuple[bytes, int]:

@@ -107,6 +107,19 @@ def launched_size(environ=None) -> int:
     return 1
 
 
+def launched_rank(environ=None) -> int:
+    """This process's rank as the MPI launcher set it (0 for a plain run or an unreadable value)."""
+    env = os.environ if environ is None else environ
+    for var in RANK_VARS:
+        v = env.get(var)
+        if v is not None:
+            try:
+                return int(v)
+            except ValueError:
+                return 0
+    return 0
+
+
 class _Rank:
     """Just rank and size, to compute another rank's shard."""
 
@@ -315,10 +328,12 @@ class Communicator:
     def guard(self):
         """Run a rank's program: an exception on any rank ends the whole job (no hang).
 
-        With one process exceptions pass through unchanged.  With several, the exception
-        is printed as one line naming the rank (after its traceback unless it is a
-        UserError) and the job is aborted (``MPI_Abort``, exit
-        code 2 for a UserError, 1 otherwise; mpiexec then stops every rank).
+        With one process exceptions pass through unchanged.  With several, a bug is printed
+        with its traceback and one line naming the rank, and the job is aborted (``MPI_Abort``,
+        exit code 1).  A user's mistake (UserError, e.g. a bad checkpoint, which every rank
+        meets) is printed once: rank 0 prints ``rnnkit: error: ...`` and aborts with exit code
+        2; another rank waits for rank 0's abort and prints it only if rank 0 did not (an
+        error of its own); mpiexec then stops every rank.
         """
         try:
             yield self
@@ -326,11 +341,17 @@ class Communicator:
             if self.size == 1 or isinstance(e, SystemExit) and e.code in (0, None):
                 raise
             user = isinstance(e, (UserError, SystemExit))
-            text = "" if user else traceback.format_exc()  # a bug: keep its traceback
-            text += (f"rnnkit: error on MPI rank {self.rank} of {self.size}: {type(e).__name__}: {e}; "
-                     f"aborting all ranks\n")
+            if user and self.rank != 0:
+                time.sleep(4 * ABORT_GRACE_S)  # rank 0 met it too (as a rule): its abort ends this process
+            if user:
+                text = f"rnnkit: error: {e}" + (f" (MPI rank {self.rank} of {self.size})" if self.rank else "") + "\n"
+            else:  # a bug: keep its traceback
+                text = traceback.format_exc() + (f"rnnkit: error on MPI rank {self.rank} of {self.size}: "
+                                                 f"{type(e).__name__}: {e}; aborting all ranks\n")
             sys.stderr.write(text)  # one write, then time for the launcher to forward it: MPI_Abort
             sys.stderr.flush()  # kills the processes that relay the ranks' output
             time.sleep(ABORT_GRACE_S)
+            if user:  # the one line is said: not MPI's own "Abort(2) on node 0 ..." after it
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
             self._comm.Abort(2 if user else 1)
             os._exit(2 if user else 1)  # not reached: MPI_Abort ends the process

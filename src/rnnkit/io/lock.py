@@ -29,7 +29,7 @@ import os
 import tempfile
 
 from rnnkit.errors import OutDirLocked, OutputError
-from rnnkit.io.atomic import remove_stray_temps
+from rnnkit.io.atomic import output_error, remove_stray_temps
 
 LOCK_NAME = ".rnnkit.lock"
 _VIRTUAL = ("/proc", "/sys", "/dev")
@@ -89,11 +89,20 @@ class OutDirLock:
             if same:
                 break
             os.close(fd)
-        try:
+        pid = f"{os.getpid()}\n".encode("ascii")
+        try:  # all or nothing, like every write (a full disk: one line, no lock file left)
             os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
-        except BaseException:
+            if os.write(fd, pid) != len(pid):
+                raise OSError(_errno.ENOSPC, os.strerror(_errno.ENOSPC))
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # still locked by us: no other holder can be using it
             os.close(fd)
+            if isinstance(e, OSError):
+                err = output_error(self.path, e, len(pid))
+                raise (err if err is not e else OutputError(
+                    f"{self.what} {self.directory!r}: cannot write the lock file {LOCK_NAME} ({e.strerror})",
+                    e.errno)) from None
             raise
         self._fd = fd
         return self
@@ -132,6 +141,9 @@ def prepare_out_dir(path, what: str = "--out") -> str:
     for v in _VIRTUAL:
         if real == v or real.startswith(v + os.sep):
             raise OutputError(f"{what} {path!r}: is under {v}, a virtual file system; choose a directory on disk")
+    if os.path.islink(path) and not os.path.exists(path):
+        raise OutputError(f"{what} {path!r}: is a dangling symbolic link (to {os.readlink(path)!r}); create "
+                          f"its target, remove the link or choose another {what}")
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputError(f"{what} {path!r}: is a file, expected a directory")
     try:

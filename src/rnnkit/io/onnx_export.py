@@ -6,7 +6,8 @@ states.  The graph (time-major; with ``batch_first`` the input and output are (B
 
     input    (T, B, I)          float        [Transpose (1, 0, 2) first with batch_first]
     lengths  (B,)               int32        ONNX ``sequence_lens`` (PyTorch packed semantics)
-    h0 [c0]  (L*D, B, H)        float        split per layer: rows l*D .. l*D + D-1
+    h0 [c0]  (L*D, B, H)        float        optional (zeros: an initializer of the same name, expanded
+                                             to the batch); split per layer: rows l*D .. l*D + D-1
     layer l: LSTM/GRU/RNN  X (T, B, In) -> Y (T, D, B, H), Y_h [Y_c] (D, B, H)
              Y -> Transpose (0, 2, 1, 3) -> Reshape (0, 0, -1) -> (T, B, D*H), the next X
     output   (T, B, D*H)                     [Transpose (2, 0, 1, 3) instead with batch_first]
@@ -30,7 +31,7 @@ import numpy as np
 from rnnkit.engine.layer_types import GRU, LSTM, RNN
 from rnnkit.engine.recurrent import Recurrent
 from rnnkit.nn.blocks import Embedding, Linear
-from rnnkit.io.atomic import write_bytes_atomic
+from rnnkit.io.outputs import write_output
 
 OPSET = 17
 """The default ONNX opset: LSTM/GRU/RNN-14 (with ``layout``), Split/Squeeze-13 (sizes as inputs)."""
@@ -247,13 +248,29 @@ def pool_nodes(g: OnnxGraph, layer: Recurrent, y: str, h_n: str, lengths: str, k
     return g.node("ReduceMax", [masked], base="pooled", axes=[tax], keepdims=0)[0]
 
 
+def optional_state(g: OnnxGraph, name: str, dims: tuple, x: str, batch_axis: int) -> str:
+    """An initial state input ``name`` (L*D, B, H) that may be left out: an initializer of the same
+    name holds zeros (L*D, 1, H) as its default, expanded to the batch of the graph input ``x``
+    (Shape -> Slice -> Concat -> Expand); a fed (L*D, B, H) state passes through unchanged."""
+    i64 = np.int64
+    g._used.add(name)
+    g.inputs.append(g._value_info(name, g.float_type, (dims[0], None, dims[1])))
+    g.initializers.append(g.onnx.numpy_helper.from_array(np.zeros((dims[0], 1, dims[1]), g.dtype), name))
+    shape = g.node("Shape", [x], base=f"{name}_input_shape")[0]
+    batch = g.node("Slice", [shape, g.const(f"{name}_b0", np.array([batch_axis], i64)),
+                             g.const(f"{name}_b1", np.array([batch_axis + 1], i64))], base=f"{name}_batch")[0]
+    target = g.node("Concat", [g.const(f"{name}_rows", np.array([dims[0]], i64)), batch,
+                               g.const(f"{name}_width", np.array([dims[1]], i64))], base=f"{name}_shape", axis=0)[0]
+    return g.node("Expand", [name, target], base=f"{name}_expanded")[0]
+
+
 def compose_onnx(recurrent: Recurrent, *, embedding: Embedding | None = None, head: Linear | None = None,
                  readout: str = "every", lengths: bool = True, initial_state: bool = True, opset: int = OPSET):
     """A model: [embedding ->] recurrent layer [-> Linear head] as one ONNX graph.
 
     Inputs:  ``ids`` int64 (T, B) with an embedding, else ``input`` (T, B, I) (batch-major with
              ``batch_first``); ``lengths`` int32 (B,) if ``lengths``; ``h0`` [``c0``] (L*D, B, H)
-             if ``initial_state``.
+             if ``initial_state``, optional: zeros when not fed (:func:`optional_state`).
     Outputs: ``output``: with ``readout="every"`` the head at every step (T, B, K) (no head:
              the layer's (T, B, D*H)); with ``readout`` "last", "mean" or "max" the head on one
              vector per sequence (:func:`pool_nodes`), (B, K) (no head: (B, D*H)); "last" of a
@@ -269,12 +286,14 @@ def compose_onnx(recurrent: Recurrent, *, embedding: Embedding | None = None, he
         if embedding.embedding_dim != recurrent.input_size:
             raise ValueError(f"embedding: dim {embedding.embedding_dim} != the recurrent layer's input_size "
                              f"{recurrent.input_size}")
-        x = embedding_nodes(g, embedding, g.input("ids", seq, elem_type=g.onnx.TensorProto.INT64))
+        x_in = g.input("ids", seq, elem_type=g.onnx.TensorProto.INT64)
+        x = embedding_nodes(g, embedding, x_in)
     else:
-        x = g.input("input", seq + (recurrent.input_size,))
+        x = x_in = g.input("input", seq + (recurrent.input_size,))
     seq_lens = g.input("lengths", ("B",), elem_type=g.onnx.TensorProto.INT32) if lengths else ""
     state_names = ("h0", "c0") if op == "LSTM" else ("h0",)
-    state = tuple(g.input(n, (L * D, "B", H)) for n in state_names) if initial_state else None
+    state = tuple(optional_state(g, n, (L * D, H), x_in, seq.index("B")) for n in state_names) \
+        if initial_state else None
     y, finals = recurrent_nodes(g, recurrent, x, seq_lens, state)
     if readout != "every":
         y = pool_nodes(g, recurrent, y, finals[0], seq_lens, readout, opset)
@@ -300,5 +319,6 @@ def to_onnx(layer: Recurrent, *, lengths: bool = True, initial_state: bool = Tru
 
 
 def save_onnx(model, path) -> None:
-    """Write an ONNX model to ``path`` atomically (temp file + fsync + rename)."""
-    write_bytes_atomic(path, model.SerializeToString())
+    """Write an ONNX model to ``path`` atomically (temp file + fsync + rename), never over a file of
+    another kind (:func:`rnnkit.io.outputs.write_output`)."""
+    write_output(path, model.SerializeToString(), "onnx", what="--onnx")

@@ -32,7 +32,8 @@ from rnnkit.errors import UserError
 from rnnkit.engine.layer_types import RNN
 from rnnkit.io.onnx_export import ONNX_OPS, onnx_module, permute_gates
 
-SHAPE_OPS = {"Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice", "Constant"}
+SHAPE_OPS = {"Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice", "Constant",
+             "Shape", "Expand"}
 """Operators allowed besides the recurrent nodes (they only move data around)."""
 
 DEFAULT_ACTIVATIONS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh"), "RNN": ("Tanh",)}
@@ -66,26 +67,47 @@ class _Graph:
 
     def __init__(self, onnx, graph):
         self.onnx, self.graph = onnx, graph
-        self.consts = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        self.consts = {t.name: self._array(t) for t in graph.initializer}
         self.nodes = list(graph.node)
         self.producer = {}  # tensor name -> index of the node that writes it
         for i, node in enumerate(self.nodes):
             for out in node.output:
                 self.producer[out] = i
             if node.op_type == "Constant":
+                if len(node.output) != 1:
+                    raise OnnxImportError(f"{_where(node)}: a Constant with {len(node.output)} outputs, expected 1")
                 self.consts[node.output[0]] = self._constant_value(node)
         self.inputs = [i.name for i in graph.input if i.name not in self.consts]
+
+    def _array(self, tensor):
+        """A TensorProto as an array; a malformed one (wrong byte count, unknown type) is an error."""
+        try:
+            return self.onnx.numpy_helper.to_array(tensor)
+        except Exception as e:  # onnx raises ValueError, TypeError, KeyError... for broken tensors
+            raise OnnxImportError(f"tensor {tensor.name!r}: malformed ({type(e).__name__}: {str(e)[:80]})") from None
 
     def _constant_value(self, node):
         for a in node.attribute:
             if a.name == "value":
-                return self.onnx.numpy_helper.to_array(a.t)
+                return self._array(a.t)
             if a.name in ("value_ints", "value_int", "value_floats", "value_float"):
                 return np.asarray(self.onnx.helper.get_attribute_value(a))
+        if not node.attribute:
+            raise OnnxImportError(f"{_where(node)}: a Constant without a value")
         raise OnnxImportError(f"{_where(node)}: attribute {node.attribute[0].name} is not supported")
 
     def attrs(self, node) -> dict:
-        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        """name -> value of the node's attributes (one of an undefined type left out)."""
+        out = {}
+        for a in node.attribute:
+            try:
+                v = self.onnx.helper.get_attribute_value(a)
+            except Exception as e:  # onnx raises ValueError and others for a malformed attribute
+                raise OnnxImportError(f"{_where(node)}: attribute {a.name!r} is malformed ({type(e).__name__})") \
+                    from None
+            if v is not None:
+                out[a.name] = v
+        return out
 
     def const(self, node, k: int, what: str):
         """The constant array at input k of ``node`` (None if omitted)."""
@@ -102,8 +124,16 @@ def _where(node) -> str:
     return f"{node.op_type} node {node.name or '(unnamed)'!r}"
 
 
+def _int_list(v, where: str, what: str) -> list:
+    """``v`` (a list, an array, a number) as a list of ints, or an error naming ``what``."""
+    try:
+        return [int(x) for x in np.atleast_1d(np.asarray(v))]
+    except (TypeError, ValueError, OverflowError):
+        raise OnnxImportError(f"{where}: {what}={v!r} is not a list of integers") from None
+
+
 def _text(v):
-    return v.decode() if isinstance(v, bytes) else v
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
 
 
 def _check_attrs(g: _Graph, node) -> dict:
@@ -140,7 +170,7 @@ def _check_attrs(g: _Graph, node) -> dict:
     return dict(D=D, layout=layout, nonlinearity=nonlinearity, hidden_size=a.get("hidden_size"), lbr=lbr)
 
 
-def _trace_x(g: _Graph, name: str, rec_index: dict) -> tuple:
+def _trace_x(g: _Graph, name: str, rec_index: dict, depth: int = 0) -> tuple:
     """Follow the data path back from tensor ``name`` to a graph input or a recurrent node's Y.
 
     Returns (origin, labels): origin "input" or the index of the recurrent node; labels name
@@ -149,6 +179,8 @@ def _trace_x(g: _Graph, name: str, rec_index: dict) -> tuple:
     """
     if name in g.inputs:
         return "input", ("P", "Q", "I")
+    if depth > len(g.nodes):
+        raise OnnxImportError(f"tensor {name!r}: the graph has a cycle on the path into a recurrent node's X")
     i = g.producer.get(name)
     if i is None:
         raise OnnxImportError(f"tensor {name!r}: neither a graph input nor produced by a node")
@@ -161,23 +193,25 @@ def _trace_x(g: _Graph, name: str, rec_index: dict) -> tuple:
     where = f"{_where(node)} on the path into a recurrent node's X"
     if node.op_type not in ("Identity", "Transpose", "Squeeze", "Reshape"):
         raise OnnxImportError(f"{where}: operator {node.op_type} is not supported there")
-    origin, labels = _trace_x(g, node.input[0], rec_index)
+    if not node.input:
+        raise OnnxImportError(f"{where}: no input")
+    origin, labels = _trace_x(g, node.input[0], rec_index, depth + 1)
     a = g.attrs(node)
     if node.op_type == "Identity":
         return origin, labels
     if node.op_type == "Transpose":
-        perm = list(a.get("perm", range(len(labels))[::-1]))
+        perm = _int_list(a.get("perm", range(len(labels))[::-1]), where, "perm")
         if sorted(perm) != list(range(len(labels))):
             raise OnnxImportError(f"{where}: perm={perm} does not match the tensor's {len(labels)} axes")
         return origin, tuple(labels[p] for p in perm)
     if node.op_type == "Squeeze":
         axes = g.const(node, 1, "axes") if len(node.input) > 1 else a.get("axes")
-        axes = [int(x) % len(labels) for x in np.atleast_1d(axes)] if axes is not None else None
+        axes = [x % len(labels) for x in _int_list(axes, where, "axes")] if axes is not None else None
         if axes is None or any(labels[x] != "D" for x in axes):
             raise OnnxImportError(f"{where}: axes={axes} is not supported (only the direction axis of a "
                                   f"unidirectional Y)")
         return origin, tuple(lab for x, lab in enumerate(labels) if x not in axes)
-    shape = [int(s) for s in g.const(node, 1, "shape")]  # Reshape
+    shape = _int_list(g.const(node, 1, "shape"), where, "shape") if len(node.input) > 1 else []  # Reshape
     if len(labels) == 4 and labels[2:] == ("D", "H") and shape[:2] == [0, 0] and len(shape) == 3 \
             and shape[2] < 0 and not a.get("allowzero", 0):
         return origin, labels[:2] + ("DH",)
@@ -230,6 +264,8 @@ def from_onnx(model_or_path):
         if node.domain not in ("", "ai.onnx"):
             raise OnnxImportError(f"operator {node.domain}.{node.op_type} ({_where(node)}) is not supported")
         if node.op_type in LAYER_BY_OP:
+            if not node.input or not node.input[0]:
+                raise OnnxImportError(f"{_where(node)}: input X is required")
             rec.append(node)
         elif node.op_type not in SHAPE_OPS:
             raise OnnxImportError(f"operator {node.op_type} ({_where(node)}) is not supported: from_onnx reads "
@@ -271,7 +307,7 @@ def from_onnx(model_or_path):
             if dm["I"] != D * first["H"]:
                 raise OnnxImportError(f"{where}: input size {dm['I']} != {D}*{first['H']}")
     if len(seq_lens) > 1:
-        raise OnnxImportError(f"sequence_lens: the nodes take different tensors {sorted(seq_lens)}")
+        raise OnnxImportError(f"sequence_lens: the nodes take different tensors {sorted(seq_lens, key=repr)}")
     cls, perm = LAYER_BY_OP[op]
     kwargs = dict(num_layers=len(rec), bidirectional=first["D"] == 2, dtype=first["dtype"],
                   batch_first=batch_first, bias=first["bias"], seed=0)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from rnnkit.engine.threads import use_cores
 from rnnkit.errors import UserError
-from rnnkit.io.atomic import write_bytes_atomic
+from rnnkit.io.outputs import write_output
 from rnnkit.sweep.session import ray_session
 from rnnkit.sweep.spec import SweepSpec
 
@@ -151,7 +151,7 @@ def write_tables(rows: list, best: dict, spec: SweepSpec, out_dir) -> dict:
                  "trial": best["trial"], "config": config, "checkpoint": best["checkpoint"]}
     files = {"md": os.path.join(out_dir, "results.md"), "csv": os.path.join(out_dir, "results.csv"),
              "best": os.path.join(out_dir, "best.json")}
-    write_bytes_atomic(files["md"], "\n".join(md).encode("utf-8"))
-    write_bytes_atomic(files["csv"], buf.getvalue().encode("utf-8"))
-    write_bytes_atomic(files["best"], (json.dumps(best_json, indent=2) + "\n").encode("utf-8"))
+    write_output(files["md"], "\n".join(md).encode("utf-8"), "markdown", what="--out")
+    write_output(files["csv"], buf.getvalue().encode("utf-8"), "csv", what="--out")
+    write_output(files["best"], (json.dumps(best_json, indent=2) + "\n").encode("utf-8"), "json", what="--out")
     return files

@@ -211,7 +211,7 @@ class CharLM:
         x, y, state, masks = batch
         self.model.train()
         logits, final = self.model(x, state, rng=None if masks is None else np.random.default_rng(masks))
-        loss, d_logits = softmax_cross_entropy(logits, y)
+        loss, d_logits = softmax_cross_entropy(logits, y, out=logits)  # fused; d_logits over the logits
         if not math.isfinite(loss):  # the trainer stops on it; no backward through NaN
             self.model.rnn.release()
             return loss, carry, x.size

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from rnnkit.io.atomic import write_bytes_atomic
+from rnnkit.io.outputs import write_output
 from rnnkit.train.log import read_metrics
 
 
@@ -34,10 +34,20 @@ def _figure(**kw):
     return fig
 
 
+def displayable(texts) -> list[str]:
+    """``texts`` with every character the plot font has no glyph for written as its escape
+    (``\\u0d9a``): labels in any script, no matplotlib "Glyph missing" warnings."""
+    from matplotlib import font_manager, ft2font
+
+    charmap = ft2font.FT2Font(font_manager.findfont(font_manager.FontProperties())).get_charmap()
+    return ["".join(c if ord(c) in charmap or c in "\n\t" else c.encode("unicode_escape").decode("ascii")
+                    for c in str(t)) for t in texts]
+
+
 def _save(fig, png_path, dpi=None) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", **({"dpi": dpi} if dpi else {}))
-    write_bytes_atomic(png_path, buf.getbuffer())
+    write_output(png_path, buf.getbuffer(), "png", what="plot")
     return os.fspath(png_path)
 
 
@@ -194,11 +204,12 @@ def plot_attention(weights: np.ndarray, src_tokens, tgt_tokens, png_path, title:
         return None
     ax = fig.add_subplot()
     im = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(n_src), [repr(t)[1:-1] if t.strip() else "␣" for t in src_tokens], rotation=90, fontsize=8)
-    ax.set_yticks(range(n_tgt), [repr(t)[1:-1] if t.strip() else "␣" for t in tgt_tokens], fontsize=8)
+    ax.set_xticks(range(n_src), displayable(repr(t)[1:-1] if t.strip() else "␣" for t in src_tokens), rotation=90,
+                  fontsize=8)
+    ax.set_yticks(range(n_tgt), displayable(repr(t)[1:-1] if t.strip() else "␣" for t in tgt_tokens), fontsize=8)
     ax.set_xlabel("source token")
     ax.set_ylabel("generated token")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(displayable([title])[0], fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
     fig.tight_layout()
     return _save(fig, png_path)
@@ -220,11 +231,12 @@ def plot_confusion(matrix: np.ndarray, classes, png_path, title: str = "Confusio
             if m[i, j]:
                 ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=7,
                         color="white" if share[i, j] > 0.5 else "black")
+    classes = displayable(classes)
     ax.set_xticks(range(C), classes, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(C), classes, fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(displayable([title])[0], fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label="share of the true class")
     fig.tight_layout()
     return _save(fig, png_path)

@@ -28,24 +28,10 @@ from rnnkit.nn.optim import OPTIMIZERS, clip_grad_norm, grad_norm
 from rnnkit.engine.threads import use_cores
 from rnnkit.train.config import TrainConfig
 from rnnkit.train.guard import read_checkpoint
-from rnnkit.train.log import append_record, trim_after
+from rnnkit.train.log import LogWindow, append_record, trim_after
+from rnnkit.train.result import TrainResult
 from rnnkit.train.data_parallel import agreed_stop, gather_carry, shard_batch, shard_carry
 from rnnkit.train.state import prefixed, saved_train_config, task_from, unprefixed
-
-
-@dataclass
-class TrainResult:
-    """What ``Trainer.fit`` did: steps reached, why it stopped, per-step losses of this call, evaluations."""
-
-    step: int
-    stop_reason: str  # "steps", "until", "time limit", "early stopping", "on_eval", "interrupted"
-    exit_code: int = 0  # "interrupted": the shell's code of the stop signal (SIGINT 130, SIGTERM 143, SIGHUP 129)
-    losses: list = field(default_factory=list)
-    evals: list = field(default_factory=list)
-    best_val: float = math.inf
-    checkpoint: str | None = None
-    best_checkpoint: str | None = None
-    seconds: float = 0.0
 
 
 @dataclass
@@ -88,6 +74,7 @@ class Trainer:
         self.best_val = math.inf
         self.bad_evals = 0
         self.last_loss = math.nan  # training loss of the latest step
+        self.window = LogWindow()  # the steps since the last logged loss (checkpointed: the resumed log is the same)
         self.out_lock = None  # a held rnnkit.io.lock.OutDirLock of out_dir: fit does not lock again
         self.exit_code = 0  # of the latest fit: 0, or the stop signal's shell code (130, 143, 129)
         self.comm = Communicator.from_environment() if comm is None else comm
@@ -128,7 +115,7 @@ class Trainer:
             "step": self.step, "rng": self.rng.bit_generator.state, "optim": opt_meta,
             "config": dataclasses.asdict(self.config),
             "best_val": self.best_val if math.isfinite(self.best_val) else None,
-            "bad_evals": self.bad_evals, "has_carry": self.carry is not None,
+            "bad_evals": self.bad_evals, "has_carry": self.carry is not None, "log_window": self.window.state(),
         }
         return arrays, {"kind": self.task.kind, "task": self.task.meta(), "train": train}
 
@@ -172,6 +159,7 @@ class Trainer:
             self.carry = shard_carry(self.task, unprefixed(arrays, "carry"), self.comm) if train["has_carry"] else None
             self.best_val = math.inf if train["best_val"] is None else float(train["best_val"])
             self.bad_evals = int(train["bad_evals"])
+            self.window.load(train.get("log_window"), time.perf_counter())
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, CheckpointError):
                 raise
@@ -213,7 +201,8 @@ class Trainer:
         stop_at = cfg.steps if until is None else min(int(until), cfg.steps)
         unit = getattr(self.task, "count_unit", "tokens")
         with self._session(result) as run:
-            win_loss, win_steps, win_count, win_t = 0.0, 0, 0, run.t_start
+            win = self.window
+            win.t0 = run.t_start
             while self.step < stop_at:
                 time_up = bool(cfg.time_limit) and time.perf_counter() - run.t_start >= cfg.time_limit
                 stop = agreed_stop(self.comm, run, time_up, self._stop_flags[1])
@@ -223,20 +212,20 @@ class Trainer:
                 self._stop_flags = (bool(run.stop) or time_up, False)
                 loss, gn, count, lr = self.train_step()
                 result.losses.append(loss)
-                win_loss, win_steps, win_count = win_loss + loss, win_steps + 1, win_count + count
+                win.add(loss, count)
                 run.bar.update(1)
                 if cfg.log_every and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
                     now = time.perf_counter()
-                    rate = win_count / max(now - win_t, 1e-9)
-                    self._log({"step": self.step, "loss": win_loss / win_steps, "lr": lr, "grad_norm": gn,
+                    rate = win.count / max(now - win.t0, 1e-9)
+                    self._log({"step": self.step, "loss": win.loss / win.steps, "lr": lr, "grad_norm": gn,
                                f"{unit}_per_s": rate, "elapsed_s": now - run.t_start})
-                    run.bar.set_postfix({"loss": f"{win_loss / win_steps:.3f}", f"{unit}/s": f"{rate:.0f}"},
+                    run.bar.set_postfix({"loss": f"{win.loss / win.steps:.3f}", f"{unit}/s": f"{rate:.0f}"},
                                         refresh=False)
-                    win_loss, win_steps, win_count, win_t = 0.0, 0, 0, now
+                    win.reset(now)
                 if (cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == cfg.steps:
                     t_eval = time.perf_counter()
                     stop = self._eval_and_checkpoint(result, on_eval, t_eval - run.t_start, run)
-                    win_t += time.perf_counter() - t_eval  # throughput counts training time only
+                    win.t0 += time.perf_counter() - t_eval  # throughput counts training time only
                     if stop:
                         result.stop_reason = stop
                         break
@@ -341,7 +330,8 @@ class Trainer:
                 if cfg.blas_threads:
                     try:
                         from threadpoolctl import threadpool_limits
-                        running.enter_context(threadpool_limits(limits=cfg.blas_threads, user_api="blas"))
+                        # never above this rank's share of the node (MPI ranks on one node)
+                        running.enter_context(threadpool_limits(limits=self.cores(), user_api="blas"))
                     except ImportError:  # optional: without threadpoolctl numpy's default applies
                         pass
                 run.bar = running.enter_context(tqdm(total=cfg.steps, initial=self.step,
