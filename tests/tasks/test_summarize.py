@@ -1,6 +1,5 @@
 """Summarisation data and metrics: documents (JSON lines, two files, bad rows), the lead,
 extended ids, ROUGE via rouge-score (mean and max over references), the repetition rate."""
-import json
 
 import numpy as np
 import pytest
@@ -11,28 +10,10 @@ from rnnkit.data.vocab import TokenVocab
 from rnnkit.errors import UserError
 from rnnkit.tasks.rouge import has_repeat, repetition_rate, rouge
 
-WORDS = "the a man woman went to shop bought some bread milk and then home later".split()
-
-
-def _docs(n, seed, refs=False):
-    """Documents that name a made-up person (an OOV of any vocabulary) and summaries that copy the name."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for k in range(n):
-        name = f"zq{seed}x{k}"
-        body = " ".join(rng.choice(WORDS, rng.integers(8, 30)))
-        row = {"text": f"{name} went out. {body}.", "summary": f"{name} went to the shop ."}
-        if refs:
-            row.update(r1=row["summary"], r2=f"{name} bought bread .", r3="someone went out .")
-        rows.append(row)
-    return rows
-
 
 @pytest.fixture
-def corpus(tmp_path):
-    for name, n, seed, refs in (("train", 60, 0, False), ("val", 6, 1, False), ("test", 6, 2, True)):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _docs(n, seed, refs)))
-    return tmp_path
+def corpus(summary_corpus):
+    return summary_corpus
 
 
 # ---------------------------------------------------------------- data

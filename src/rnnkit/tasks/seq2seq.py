@@ -138,7 +138,43 @@ class SplitData:
     src_len: np.ndarray
 
 
-class Seq2SeqTask(TextTask):
+class PairTask(TextTask):
+    """What the tasks on (source, target) id sequences share (seq2seq, summarize): the ``data`` property
+    read again from ``corpus_reader(config)`` when needed, length-bucketed training batches and the
+    teacher-forced loss of a split.  Their split data has ``src_ids``, ``tgt_ids`` and ``src_len``;
+    ``_set_corpus(corpus)`` fills ``_data``."""
+
+    corpus_reader = None  # staticmethod(config) -> {"train", "val", "test"} corpus
+
+    @property
+    def data(self) -> dict:
+        """{"train", "val", "test"} -> split data; read again from the recorded corpus when needed."""
+        if self._data is None:
+            try:
+                self._set_corpus(type(self).corpus_reader(self.config))
+            except UserError as e:
+                raise UserError(f"the corpus recorded in this model ({self.config.corpus}) cannot be used: "
+                                f"{e}") from None
+        return self._data
+
+    def train_batch(self, rng, carry):
+        d = self.data["train"]
+        idx, carry = next_batch(d.src_len, self.config.batch, rng, carry)
+        return seq2seq_batch([d.src_ids[i] for i in idx], [d.tgt_ids[i] for i in idx]), carry
+
+    def token_loss(self, split: str, batch: int = EVAL_BATCH) -> float:
+        """The model's loss (no label smoothing, no gradients) over the target tokens of ``split``."""
+        d = self._split(split)
+        total, tokens = 0.0, 0
+        for idx in in_batches(d.src_len, batch):
+            b = seq2seq_batch([d.src_ids[i] for i in idx], [d.tgt_ids[i] for i in idx])
+            n = int(b.tgt_mask.sum())
+            total += n * self.model.loss(b.src, b.src_lengths, b.tgt_in, b.tgt_out, b.tgt_mask, backward=False)
+            tokens += n
+        return total / tokens
+
+
+class Seq2SeqTask(PairTask):
     """A seq2seq run: corpus, tokenisers, vocabularies, model; implements the Task protocol.
 
     ``translate(lines, beam=1, max_len=None)`` -> (strings, Hypothesis list) for new input.
@@ -148,6 +184,7 @@ class Seq2SeqTask(TextTask):
     count_unit = "tokens"
     train_defaults = TrainConfig(steps=2000, eval_every=250, lr=3e-3)
     config_class = Seq2SeqTaskConfig
+    corpus_reader = staticmethod(read_corpus)
 
     def __init__(self, config: Seq2SeqTaskConfig = Seq2SeqTaskConfig(), *, prepared: dict | None = None):
         if not isinstance(config, Seq2SeqTaskConfig):
@@ -203,23 +240,7 @@ class Seq2SeqTask(TextTask):
         self.skipped = len(corpus["train"].skipped)
         self._data = data
 
-    @property
-    def data(self) -> dict:
-        """{"train", "val", "test"} -> SplitData; read again from the recorded corpus when needed."""
-        if self._data is None:
-            try:
-                self._set_corpus(read_corpus(self.config))
-            except UserError as e:
-                raise UserError(f"the corpus recorded in this model ({self.config.corpus}) cannot be used: "
-                                f"{e}") from None
-        return self._data
-
     # ------------------------------------------------------------------ Task protocol
-    def train_batch(self, rng, carry):
-        d = self.data["train"]
-        idx, carry = next_batch(d.src_len, self.config.batch, rng, carry)
-        return seq2seq_batch([d.src_ids[i] for i in idx], [d.tgt_ids[i] for i in idx]), carry
-
     def loss_and_backward(self, batch, carry):
         loss = self.model.loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, batch.tgt_mask,
                                label_smoothing=self.config.label_smoothing, backward=True)
@@ -228,13 +249,7 @@ class Seq2SeqTask(TextTask):
     def evaluate(self, split: str = "val") -> dict:
         """loss (nats/target token), perplexity, exact_match, bleu (if sacreBLEU is installed), pairs."""
         d = self._split(split)
-        total, tokens = 0.0, 0
-        for idx in in_batches(d.src_len, EVAL_BATCH):
-            b = seq2seq_batch([d.src_ids[i] for i in idx], [d.tgt_ids[i] for i in idx])
-            n = int(b.tgt_mask.sum())
-            total += n * self.model.loss(b.src, b.src_lengths, b.tgt_in, b.tgt_out, b.tgt_mask, backward=False)
-            tokens += n
-        loss = total / tokens
+        loss = self.token_loss(split)
         hyps = self.hypotheses(split)
         out = {"loss": loss, "perplexity": math.exp(min(loss, 700.0)),
                "exact_match": float(np.mean([h == r for h, r in zip(hyps, d.refs)])), "pairs": float(len(hyps))}
