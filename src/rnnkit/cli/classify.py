@@ -35,10 +35,10 @@ def corpus_name(c) -> str:
 
 
 def train_plan(t: TrainConfig) -> str:
-    """"evaluation every N steps, early stopping after P evaluations without a better val loss" (or off)."""
+    """"evaluation every N steps, early stopping after P without a better val accuracy" (or off)."""
     every = f"evaluation every {t.eval_every} steps" if t.eval_every else "evaluation at the end"
-    return every + (f", early stopping after {t.patience} without a better val loss" if t.patience and t.eval_every
-                    else ", no early stopping")
+    stop = f", early stopping after {t.patience} without a better val accuracy"
+    return every + (stop if t.patience and t.eval_every else ", no early stopping")
 
 
 class ClassifySpec(TextSpec):
@@ -73,11 +73,11 @@ class ClassifySpec(TextSpec):
               f"{task.steps_per_epoch()} steps), " + train_plan(trainer.config))
 
     def test_report(self, task, trainer) -> None:
-        """The test split of the best checkpoint (the lowest val loss) where there is one, else of the last step."""
+        """The test split of the best checkpoint (the highest val accuracy) where there is one, else of the last step."""
         best = trainer.best_path
         if best and os.path.exists(best):
             task.model.load_params(load_task(best, ClassifyTask).model.params)
-            print(f"test split of the best checkpoint ({best}, val loss {trainer.best_val:.4f}):")
+            print(f"test split of the best checkpoint ({best}, val accuracy {-100 * trainer.best_val:.2f} %):")
         r = print_report(task, "test")
         png = plot_confusion(r["confusion"], task.classes, os.path.join(trainer.out_dir, "confusion.png"),
                              title=f"{corpus_name(task.config)}: test split, accuracy {100 * r['accuracy']:.1f} %")

@@ -19,7 +19,9 @@ step's masks come from a seed drawn from the Trainer's generator, so a resumed r
 Training length: ``epochs`` passes over the training split unless ``--steps`` is given
 (:meth:`ClassifyTask.scaled_train_config`: steps = ceil(epochs N / batch), N training examples; an
 evaluation on the val split once per epoch, ceil(N / batch) steps; early stopping after
-:data:`PATIENCE` evaluations without a new best val loss).
+:data:`PATIENCE` evaluations without a new best).  The best checkpoint is the one of the highest
+val accuracy (``best_metric``): the val loss of a classifier often rises (over-confident wrong
+answers) while its accuracy still improves.
 
 ``evaluate`` reports that same loss, ``accuracy``, ``macro_f1`` and ``majority`` (the accuracy of
 always answering the most frequent training class); :meth:`report` adds the confusion matrix
@@ -78,7 +80,7 @@ class ClassifyTaskConfig(TextTaskConfig):
                                    group="model")
     emb_dropout: float = option(0.0, "embedding dropout rate (whole rows), training only", rule=RATE, group="model")
     epochs: int = option(EPOCHS, "passes over the training split when --steps is not given (evaluation once "
-                         "per epoch, early stopping after %d epochs without a better val loss unless "
+                         "per epoch, early stopping after %d epochs without a better val accuracy unless "
                          "--patience)" % PATIENCE, rule=POSITIVE_INT)
 
     @property
@@ -141,6 +143,7 @@ class ClassifyTask(TextTask):
 
     kind = "classify"
     count_unit = "seqs"
+    best_metric = ("accuracy", -1)  # rnnkit.train.task: best.safetensors and early stopping by val accuracy
     train_defaults = TrainConfig(steps=1500, eval_every=250, lr=3e-3, patience=PATIENCE)  # steps, eval_every:
     # a fallback; a new ``rnnkit train classify`` scales them with the corpus (scaled_train_config)
     config_class = ClassifyTaskConfig
