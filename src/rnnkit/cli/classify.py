@@ -73,7 +73,7 @@ class ClassifySpec(TextSpec):
               f"{task.steps_per_epoch()} steps), " + train_plan(trainer.config))
 
     def test_report(self, task, trainer) -> None:
-        """The test split of the best checkpoint (the highest val accuracy) where there is one, else of the last step."""
+        """The test split of the best checkpoint (the highest val accuracy) if there is one, else of the last step."""
         best = trainer.best_path
         if best and os.path.exists(best):
             task.model.load_params(load_task(best, ClassifyTask).model.params)
