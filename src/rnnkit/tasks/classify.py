@@ -43,6 +43,7 @@ from rnnkit.data.vocab import TokenVocab
 from rnnkit.errors import UserError
 from rnnkit.engine.layer_types import config_options
 from rnnkit.train import TrainConfig, restore
+from rnnkit.train.data_parallel import shard_time_major
 from rnnkit.checks.fields import option
 from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, RATE
 from rnnkit.tasks.charlm import REGULARIZERS
@@ -233,6 +234,11 @@ class ClassifyTask(TextTask):
         ids, lengths = pad_time_major([d.ids[i] for i in idx])
         masks = [int(rng.integers(2**63))] if self.config.regularized else None  # dropout masks' seed
         return (ids, lengths, d.labels[idx], masks), carry
+
+    def shard_batch(self, batch, comm):
+        """This MPI rank's texts of a global batch (the time-major split), with dropout masks of its own."""
+        ids, lengths, labels, masks = shard_time_major(batch, comm, f"task {self.kind!r}")
+        return ids, lengths, labels, None if masks is None else masks + [comm.rank]
 
     def loss_and_backward(self, batch, carry):
         ids, lengths, labels, masks = batch
