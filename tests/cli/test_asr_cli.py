@@ -62,6 +62,7 @@ def test_fusion_with_a_charlm_checkpoint(trained, tmp_path, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make, match", [
     (lambda d: d / "missing.wav", "no such audio file"),
     (lambda d: (d / "x.wav").write_bytes(b"RIFF not really") and d / "x.wav", "not a readable audio file"),
@@ -73,12 +74,14 @@ def test_bad_audio_is_one_line_exit_2(trained, tmp_path, capsys, make, match):
     assert err.startswith("rnnkit: error: ") and match in err and str(path) in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_stream_needs_a_unidirectional_model(trained, capsys):
     assert main(["transcribe", str(trained / "bi" / "last.safetensors"), str(REC / "3_jackson_0.wav"),
                  "--stream"]) == 2
     assert "--no-bidirectional" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bad_manifest_row_in_training(tmp_path, capsys):
     m = tmp_path / "train.tsv"
     m.write_text(f"{REC / '3_jackson_0.wav'}\tthree\n{REC / 'nope.wav'}\tfour\n")
