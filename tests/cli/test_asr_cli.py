@@ -131,3 +131,16 @@ def test_manifest_run_resamples_and_carves_splits(tmp_path, capsys):
     assert "train/val/test 36/2/2 utterances" in out and "alphabet 'efghinorstuvwxz' + blank" in out
     assert main(["eval", str(tmp_path / "run" / "last.safetensors"), "--split", "test"]) == 0
     assert "CER " in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_skip_bad_audio_counts_the_skipped_files(tmp_path, capsys):
+    pytest.importorskip("soundfile")
+    (tmp_path / "bad.wav").write_bytes(b"not audio at all")
+    rows = [f"{p}\t{p.name[0]}" for p in sorted(REC.glob("*_1[01].wav"))] + ["bad.wav\tseven"]
+    m = tmp_path / "train.tsv"
+    m.write_text("\n".join(rows) + "\n")
+    assert main(["train", "asr", "--manifest", str(m), "--skip-bad-audio", "--rate", "8000", "--layers", "1",
+                 "--hidden", "8", "--steps", "1", "--no-progress", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 1 unreadable audio file (--skip-bad-audio)" in out and "train/val/test 18/1/1" in out
