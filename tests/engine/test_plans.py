@@ -72,7 +72,7 @@ def test_the_planner_picks_the_fastest_caches_it_per_machine_and_says_so_once(tm
     path = str(tmp_path / "cache" / "plans.json")
     calls, said = [], []
     times = {"one_thread": 3e-3, "blas_threads": 2e-3, "batch_shards": 1e-3, "heuristic": 1.5e-3}
-    planner = Planner(path, timer=_fake_timer(times, calls), log=said.append)
+    planner = Planner(path, timer=_fake_timer(times, calls), log=said.append, load=lambda: 0.0)
     monkeypatch.setattr(plans, "default_planner", lambda: planner)
     layer = rnnkit.GRU(4, 8, seed=0)
     with use_cores(2):
@@ -87,7 +87,7 @@ def test_the_planner_picks_the_fastest_caches_it_per_machine_and_says_so_once(tm
     assert machine == plans.machine_key() and "|" in machine  # CPU model | BLAS kernel
     key = PlanKey("GRUCell", 32, 32, 4, 8, 1, 1, "float32", 2).text()
     assert entries[key]["plan"] == "batch_shards" and entries[key]["ms"]["one_thread"] == 3.0, entries
-    again = Planner(path, timer=_fake_timer(times, calls), log=said.append)  # a new process: read from disk
+    again = Planner(path, timer=_fake_timer(times, calls), log=said.append, load=lambda: 0.0)  # a new process: read from disk
     assert again.plan(layer, 20, 32, 2, candidates(32, 8, 24, 1, 4, 2)) == "batch_shards"
     assert len(calls) == 2, "a cached plan is not timed again"
 
@@ -129,7 +129,20 @@ def test_an_unwritable_cache_is_said_and_the_plan_still_used(tmp_path, monkeypat
     blocker.write_text("")
     said = []
     planner = Planner(str(blocker / "plans.json"), timer=_fake_timer(dict.fromkeys(STRATEGIES, 1.0), []),
-                      log=said.append)
+                      log=said.append, load=lambda: 0.0)
     layer = rnnkit.RNN(4, 8, seed=0)
     assert planner.plan(layer, 10, 8, 2, candidates(8, 8, 8, 1, 4, 2)) == "one_thread"  # ties: the first
     assert any("plans not cached" in s for s in said), said
+
+
+def test_a_plan_measured_on_a_busy_machine_is_not_cached(tmp_path):
+    said, calls = [], []
+    path = tmp_path / "plans.json"
+    busy = Planner(str(path), timer=_fake_timer(dict.fromkeys(STRATEGIES, 1.0), calls), log=said.append,
+                   load=lambda: 1000.0)
+    layer = rnnkit.LSTM(4, 8, seed=0)
+    options = candidates(8, 8, 32, 1, 4, 2)
+    assert busy.plan(layer, 10, 8, 2, options) == "one_thread"
+    assert busy.plan(layer, 10, 8, 2, options) == "one_thread" and len(calls) == 1, "kept for this process"
+    assert not path.exists(), "a plan timed under load was cached"
+    assert any("not cached" in s for s in said), said

@@ -15,8 +15,10 @@ of the layer (same weights, its own gradients and buffers): forward + backward o
 ``MEASURE_STEPS`` steps, round-robin, for at most ``BUDGET_S`` seconds after a warm-up call each,
 and keeps the fastest (the smallest time of its rounds).  The choice is kept in memory and in
 ``$XDG_CACHE_HOME/rnnkit/plans.json`` (``~/.cache`` by default; written atomically), under a
-machine key of the CPU model and the BLAS kernel, so the next process reuses it.  The first
-planning of a process says so once on stderr.
+machine key of the CPU model and the BLAS kernel, so the next process reuses it.  A plan measured
+while the 1-minute load average exceeds the cores is used by this process only, not cached: other
+jobs' threads decide such timings (measured: a 2-core machine at load 8-10 ranked the candidates
+differently from one minute to the next).  The first planning of a process says so once on stderr.
 
 Forcing: ``RNNKIT_PLAN=<candidate>`` in the environment, or ``layer.strategy = "<candidate>"``
 (the layer's wins).  Every plan computes the same numbers: the per-row arithmetic does not depend
@@ -36,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnkit.engine.threads import ThreadPlan, loop_blas, plan as heuristic_plan
+from rnnkit.engine.threads import ThreadPlan, available_cores, loop_blas, plan as heuristic_plan
 from rnnkit.io.atomic import write_bytes_atomic
 
 STRATEGIES = ("one_thread", "blas_threads", "batch_shards", "heuristic")
@@ -168,13 +170,14 @@ def time_candidates(layer, key: PlanKey, plans: dict, budget_s: float = BUDGET_S
 class Planner:
     """Plans per :class:`PlanKey`, measured once per machine and cached in ``path`` (JSON)."""
 
-    def __init__(self, path: str | None = None, timer=time_candidates, log=None):
+    def __init__(self, path: str | None = None, timer=time_candidates, log=None, load=None):
         self.path = path or cache_path()
         self.timer = timer
+        self.load = load or (lambda: os.getloadavg()[0])
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self._machine = None
         self._chosen = None  # {key text: strategy} of this machine, loaded on first use
-        self._told = False
+        self._told = self._told_busy = False
 
     def _load(self) -> dict:
         if self._chosen is None:
@@ -196,7 +199,7 @@ class Planner:
     def _save(self, key: PlanKey, name: str, times: dict) -> None:
         machines = self._read()  # merge with what other processes wrote meanwhile
         entry = {"plan": name, "ms": {k: round(v * 1e3, 4) for k, v in times.items()},
-                 "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                 "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load": round(self.load(), 2)}
         machines.setdefault(self._machine, {})[key.text()] = entry
         data = {"version": CACHE_VERSION, "machines": machines}
         try:
@@ -218,7 +221,13 @@ class Planner:
         times = self.timer(layer, key, plans)
         name = min(times, key=lambda n: (times[n], STRATEGIES.index(n)))
         self._chosen[key.text()] = name
-        self._save(key, name, times)
+        load, cores = self.load(), available_cores()
+        if load <= cores:
+            self._save(key, name, times)
+        elif not self._told_busy:
+            self._told_busy = True
+            self.log(f"rnnkit: load average {load:.1f} on {cores} cores: plans measured now are used by this "
+                     "process only (not cached)")
         return name, times
 
     def plan(self, layer, T: int, B: int, cores: int, plans: dict) -> str:
