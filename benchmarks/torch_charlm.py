@@ -115,6 +115,9 @@ def run_torch(args, vocab, splits):
             window = []
             print(f"torch   step {step + 1:6d}  train_loss {loss.item():.4f}  val_loss {v:.4f} nats/char "
                   f"({v / math.log(2):.3f} bits/char)  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    # as ``rnnkit train charlm`` counts: every training token over the run's time, evaluations included
+    seconds = time.perf_counter() - t0
+    print(f"stopped at step {args.steps} after {seconds:.0f} s, {args.steps * B * T / seconds:,.0f} tokens/s")
 
 
 def record(args, step, train_loss, val_loss, seconds):

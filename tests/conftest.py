@@ -1,3 +1,4 @@
+import json
 import os
 import re
 
@@ -142,3 +143,28 @@ def one_line_error(capsys, rc, pattern) -> str:
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("rnnkit: error: "), (rc, err)
     assert "Traceback" not in err and re.search(pattern, lines[0]), lines[0]
     return lines[0]
+
+
+SUMMARY_WORDS = "the a man woman went to shop bought some bread milk and then home later".split()
+
+
+def summary_docs(n, seed, refs=False):
+    """Documents that name a made-up person (an OOV of any vocabulary) and summaries that copy the name."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(n):
+        name = f"zq{seed}x{k}"
+        body = " ".join(rng.choice(SUMMARY_WORDS, rng.integers(8, 30)))
+        row = {"text": f"{name} went out. {body}.", "summary": f"{name} went to the shop ."}
+        if refs:
+            row.update(r1=row["summary"], r2=f"{name} bought bread .", r3="someone went out .")
+        rows.append(row)
+    return rows
+
+
+@pytest.fixture
+def summary_corpus(tmp_path):
+    """train/val/test.jsonl in tmp_path: 60/6/6 generated documents (fields text, summary; test also r1..r3)."""
+    for name, n, seed, refs in (("train", 60, 0, False), ("val", 6, 1, False), ("test", 6, 2, True)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in summary_docs(n, seed, refs)))
+    return tmp_path

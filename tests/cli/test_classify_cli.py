@@ -101,3 +101,21 @@ def test_eval_of_another_kind_and_bad_input(tsv, tmp_path, capsys):
     _one_line_error(capsys, rc, r"in\.txt:2: not valid UTF-8")
     rc = main(["translate", str(out / "last.safetensors"), "--input", str(tsv)])
     _one_line_error(capsys, rc, r"classify")
+
+
+def test_val_and_test_files_are_the_splits(tsv, tmp_path, capsys):
+    """--val-data/--test-data: the given files are the val/test splits as they are; a missing one is 10 %
+    of each training class; the default split is unchanged; a label outside the training classes is one line."""
+    val, test = tmp_path / "val.tsv", tmp_path / "test.tsv"
+    val.write_text("".join(f"{lab}\t{t}\n" for lab, t in _examples(3, seed=1)))
+    test.write_text("".join(f"{lab}\t{t}\n" for lab, t in _examples(5, seed=2)))
+    args = ["train", "classify", "--data", str(tsv), *TINY, "--steps", "2"]
+    assert main([*args, "--val-data", str(val), "--test-data", str(test), "--out", str(tmp_path / "a")]) == 0
+    assert "3 classes, train/val/test 120/9/15" in capsys.readouterr().out
+    task = load_task(str(tmp_path / "a" / "last.safetensors"), ClassifyTask)
+    assert task.evaluate("test")["examples"] == 15 and task.evaluate("val")["examples"] == 9
+    assert main([*args, "--test-data", str(test), "--out", str(tmp_path / "b")]) == 0
+    assert "train/val/test 108/12/15" in capsys.readouterr().out
+    test.write_text("vowels\taei\nplanets\tmars\n")
+    rc = main([*args, "--test-data", str(test), "--out", str(tmp_path / "c")])
+    _one_line_error(capsys, rc, r"test\.tsv:2: label 'planets' is not one of the 3 training classes")

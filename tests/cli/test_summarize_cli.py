@@ -10,28 +10,10 @@ from conftest import one_line_error
 from rnnkit.cli import main
 from rnnkit.io.checkpoint import load_checkpoint
 
-WORDS = "the a man woman went to shop bought some bread milk and then home later".split()
-
-
-def _docs(n, seed, refs=False):
-    """Documents that name a made-up person (an OOV of any vocabulary) and summaries that copy the name."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for k in range(n):
-        name = f"zq{seed}x{k}"
-        body = " ".join(rng.choice(WORDS, rng.integers(8, 30)))
-        row = {"text": f"{name} went out. {body}.", "summary": f"{name} went to the shop ."}
-        if refs:
-            row.update(r1=row["summary"], r2=f"{name} bought bread .", r3="someone went out .")
-        rows.append(row)
-    return rows
-
 
 @pytest.fixture
-def corpus(tmp_path):
-    for name, n, seed, refs in (("train", 60, 0, False), ("val", 6, 1, False), ("test", 6, 2, True)):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _docs(n, seed, refs)))
-    return tmp_path
+def corpus(summary_corpus):
+    return summary_corpus
 
 
 TINY = ["--hidden", "8", "--emb", "8", "--batch", "8", "--no-progress", "--beam", "2"]

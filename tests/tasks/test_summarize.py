@@ -1,6 +1,5 @@
 """Summarisation data and metrics: documents (JSON lines, two files, bad rows), the lead,
 extended ids, ROUGE via rouge-score (mean and max over references), the repetition rate."""
-import json
 
 import numpy as np
 import pytest
@@ -11,28 +10,10 @@ from rnnkit.data.vocab import TokenVocab
 from rnnkit.errors import UserError
 from rnnkit.tasks.rouge import has_repeat, repetition_rate, rouge
 
-WORDS = "the a man woman went to shop bought some bread milk and then home later".split()
-
-
-def _docs(n, seed, refs=False):
-    """Documents that name a made-up person (an OOV of any vocabulary) and summaries that copy the name."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for k in range(n):
-        name = f"zq{seed}x{k}"
-        body = " ".join(rng.choice(WORDS, rng.integers(8, 30)))
-        row = {"text": f"{name} went out. {body}.", "summary": f"{name} went to the shop ."}
-        if refs:
-            row.update(r1=row["summary"], r2=f"{name} bought bread .", r3="someone went out .")
-        rows.append(row)
-    return rows
-
 
 @pytest.fixture
-def corpus(tmp_path):
-    for name, n, seed, refs in (("train", 60, 0, False), ("val", 6, 1, False), ("test", 6, 2, True)):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _docs(n, seed, refs)))
-    return tmp_path
+def corpus(summary_corpus):
+    return summary_corpus
 
 
 # ---------------------------------------------------------------- data
@@ -109,3 +90,14 @@ def test_rouge_mean_and_max_over_references_follow_rouge_score():
 def test_repetition_rate_counts_summaries_with_a_repeated_trigram():
     assert has_repeat([1, 2, 3, 9, 1, 2, 3]) and not has_repeat([1, 2, 3, 1, 2, 4])
     assert repetition_rate([[1, 2, 3, 1, 2, 3], [1, 2, 3], [5, 5, 5, 5]]) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("flags", [{}, {"copy": False, "coverage": False, "bidirectional": False},
+                                   {"cell": "lstm", "proj_size": 3, "coverage": False}])
+def test_model_plan_names_the_models_parameters(corpus, flags):
+    from rnnkit.tasks.summarize import SummarizeTask, SummarizeTaskConfig
+
+    c = SummarizeTaskConfig(data=str(corpus / "train.jsonl"), hidden=6, emb=5, vocab=50, **flags)
+    task = SummarizeTask(c)
+    plan = SummarizeTask.model_plan(task.meta())
+    assert plan.shapes == {k: v.shape for k, v in task.model.params.items()}, flags

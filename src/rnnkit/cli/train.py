@@ -49,6 +49,7 @@ from rnnkit.io.checkpoint import read_header
 from rnnkit.io.lock import claim_out_dir
 from rnnkit.io.outputs import refuse_earlier_run
 from rnnkit.engine.layer_types import cell_label
+from rnnkit.engine.threads import free_cores
 from rnnkit.train.plots import plot_loss
 from rnnkit.train import TrainConfig, Trainer, check_model_fits, metrics_of, read_checkpoint
 from rnnkit.train.state import saved_train_config, task_from
@@ -88,7 +89,8 @@ def add_train_args(p, defaults: TrainConfig | None = None) -> None:
     g.add_argument("--time-limit", dest="time_limit", type=nonneg_float,
                    help="stop (and checkpoint) after this many seconds of training, 0 = off (default 0)")
     g.add_argument("--blas-threads", dest="blas_threads", type=nonneg_int,
-                   help=f"BLAS threads while training, 0 = numpy's default (default {d.blas_threads})")
+                   help="BLAS threads and cores of the loops while training, 0 = every core (default: the "
+                        "cores free when the run starts: the machine's cores less its load average, at least 1)")
     g.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
     add_run_args(g)
 
@@ -111,6 +113,8 @@ def train_config_from_args(args, base=None):
     base = base or TrainConfig()
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if getattr(args, f.name, None) is not None}
+    if hasattr(args, "blas_threads") and args.blas_threads is None:  # a setting of this run, not of the model
+        given["blas_threads"] = free_cores()
     try:
         return dataclasses.replace(base, **given)
     except ValueError as e:

@@ -12,6 +12,7 @@ import numpy as np
 
 from rnnkit.checks.arrays import check_array
 from rnnkit.engine import dropout as drop
+from rnnkit.engine.rows import Rows, scatter, table_grads
 from rnnkit.engine.scan import scan_backward
 from rnnkit.engine.threads import exclusive, run_jobs
 
@@ -21,11 +22,14 @@ class Backprop:
     ``_grads``, ``_workspace``, ``_weight_names`` and the sizes, and has ``_weights``, ``_own``,
     ``thread_plan`` and the :class:`rnnkit.engine.state.StateFormat` methods)."""
 
-    def backward(self, d_out, d_state=None, record_state_grads: bool = False):
+    def backward(self, d_out, d_state=None, record_state_grads: bool = False, need_dx: bool = True):
         """BPTT for the last forward.  Returns (d_x, d_state0); gradients are added to ``grads``.
 
         d_out:   (T, B, D*Hh), or (B, T, D*Hh) with batch_first; d_state: like forward's state
         (None: zeros; for the LSTMs either of (dh, dc) may be None).
+        d_x: like x; for an x given as :class:`rnnkit.engine.rows.Rows`, dL/d table (V, I) (the
+        scatter-add and one small GEMM, :func:`rnnkit.engine.rows.table_grads`).  ``need_dx=False``
+        (nothing upstream needs it): d_x is None and its GEMM, d_xw W_ih of the first layer, is skipped.
         With ``record_state_grads=True``, ``self.state_grads`` becomes a list over
         (layer, direction) (index l*D + d) of dicts {"h": (T, B, H), "c": ...}
         holding, at every step (0 at padded steps), the total dL/dh_t and, for
@@ -34,9 +38,9 @@ class Backprop:
         does), taken from this BPTT pass; time-major regardless of batch_first.
         """
         with exclusive(self._busy, "backward"):
-            return self._backward(d_out, d_state, record_state_grads)
+            return self._backward(d_out, d_state, record_state_grads, need_dx)
 
-    def _backward(self, d_out, d_state, record_state_grads):
+    def _backward(self, d_out, d_state, record_state_grads, need_dx=True):
         if self._tape is None:
             raise RuntimeError(
                 "backward: no forward pass to differentiate (backward called before forward, "
@@ -78,28 +82,39 @@ class Backprop:
                 k = layer * D + d
                 d_xw, dW_hh, db_hh, d_states0[k] = finish()
                 d_in = self._input_grads(layer, d, tape.layers[layer].input, d_xw, dW_hh, db_hh,
-                                         masks.weight[k] if used_hh else None)
+                                         masks.weight[k] if used_hh else None, need_dx or layer > 0)
                 d_layer_in = d_in if d_layer_in is None else d_layer_in + d_in
-            d_layer_out = d_layer_in if masks is None else drop.apply(d_layer_in, masks.input[layer])
+            d_layer_out = d_layer_in if masks is None or d_layer_in is None else drop.apply(d_layer_in,
+                                                                                          masks.input[layer])
         if record_state_grads:
             self.state_grads = records
-        d_x = d_layer_out.transpose(1, 0, 2) if self.batch_first else d_layer_out
+        d_x = d_layer_out
+        if tape.rows is not None:  # x = table[ids]: d_x is dL/d table
+            if d_x is not None and not isinstance(tape.layers[0].input, Rows):  # the rows were formed
+                d_x = scatter(tape.rows, d_x)
+        elif self.batch_first and d_x is not None:
+            d_x = d_x.transpose(1, 0, 2)
         return d_x, self._join_state(d_states0)
 
-    def _input_grads(self, layer: int, d: int, layer_in, d_xw, dW_hh, db_hh, weight_mask):
-        """Add one direction's weight and bias gradients into ``grads``; return its d_layer_in.
+    def _input_grads(self, layer: int, d: int, layer_in, d_xw, dW_hh, db_hh, weight_mask, need_dx=True):
+        """Add one direction's weight and bias gradients into ``grads``; return its d_layer_in
+        (None without ``need_dx``).
 
-        layer_in (T, B, I): what met W_ih; d_xw (T, B, G): dL/d xw from the loops; dW_hh (G, H),
-        db_hh (G,): from the scan; weight_mask: the forward's DropConnect mask on W_hh, or None.
+        layer_in (T, B, I): what met W_ih (or :class:`rnnkit.engine.rows.Rows`: then the gradients go
+        through the table, and d_layer_in is dL/d table (V, I)); d_xw (T, B, G): dL/d xw from the loops;
+        dW_hh (G, H), db_hh (G,): from the scan; weight_mask: the forward's DropConnect mask on W_hh, or None.
         """
-        T, B, _ = layer_in.shape
         n_ih, n_hh, n_bih, n_bhh = self._weight_names[layer * self.num_directions + d]
         W_ih, _, b_ih, _ = self._weights(layer, d)
-        # xw = layer_in @ W_ih.T + b_ih for all steps: one GEMM each for dW_ih and d_layer_in
-        d_xw2 = d_xw.reshape(T * B, -1)
-        self._grads[n_ih] += (layer_in.reshape(T * B, -1).T @ d_xw2).T  # dW_ih = d_xw^T x, oriented as dW_hh
+        if isinstance(layer_in, Rows):  # xw = P[ids], P = table W_ih^T + b: through dP (V, G)
+            d_xw2, dW_ih, d_in = table_grads(layer_in, d_xw, W_ih, need_dx)
+        else:  # xw = layer_in @ W_ih.T + b_ih for all steps: one GEMM each for dW_ih and d_layer_in
+            d_xw2 = d_xw.reshape(-1, d_xw.shape[-1])
+            dW_ih = (layer_in.reshape(d_xw2.shape[0], -1).T @ d_xw2).T  # dW_ih = d_xw^T x, oriented as dW_hh
+            d_in = np.dot(d_xw2, W_ih).reshape(layer_in.shape) if need_dx else None
+        self._grads[n_ih] += dW_ih
         self._grads[n_hh] += dW_hh if weight_mask is None else drop.apply(dW_hh, weight_mask)
         if b_ih is not None:
             self._grads[n_bih] += db_hh if self.cell.dhw_is_dxw else d_xw2.sum(axis=0)
             self._grads[n_bhh] += db_hh
-        return np.dot(d_xw2, W_ih).reshape(layer_in.shape)
+        return d_in

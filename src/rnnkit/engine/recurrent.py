@@ -22,6 +22,7 @@ from rnnkit.engine.backprop import Backprop
 from rnnkit.engine.init import init_weights
 from rnnkit.module import Module
 from rnnkit.engine.scan import absent, cell_args, compiled_loops, reuse_empty, scan_forward, split_hh
+from rnnkit.engine.rows import Rows, check_rows, gather_rows, projects_on_table
 from rnnkit.engine.state import StateFormat
 from rnnkit.engine.tape import LayerTape, Tape, TapeReader
 from rnnkit.engine import plans as planning
@@ -40,15 +41,18 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
     """Multi-layer, optionally bidirectional recurrent layer over any cell.
 
     forward(x, state=None, lengths=None, rng=None) -> (out, state)
-        x:      (T, B, input_size), or (B, T, input_size) with batch_first
+        x:      (T, B, input_size), or (B, T, input_size) with batch_first; or
+                :class:`rnnkit.engine.rows.Rows` (table (V, input_size), ids (T, B)): x = table[ids],
+                projected on the table when V < T*B (an embedding's lookup)
         out:    (T, B, D*Hh), D = 2 if bidirectional, Hh = ``h_size`` (hidden_size, or
                 proj_size); 0 past each length
         state:  h (num_layers*D, B, Hh), or LSTMState(h, c) for the LSTMs (c: (L*D, B, H));
                 index l*D + d is layer l, direction d (PyTorch's ordering)
         rng:    np.random.Generator the dropout masks are drawn from (training mode with a
                 rate > 0 only; see :mod:`rnnkit.engine.dropout`)
-    backward(d_out, d_state=None) -> (d_x, d_state0)
-        BPTT; adds every parameter gradient into ``grads``.
+    backward(d_out, d_state=None, need_dx=True) -> (d_x, d_state0)
+        BPTT; adds every parameter gradient into ``grads``.  d_x: like x, or dL/d table
+        (V, input_size) for a :class:`rnnkit.engine.rows.Rows` x; None with ``need_dx=False``.
 
     Initialisation ``init``:
         "pytorch"     all weights and biases U(-1/sqrt(H), 1/sqrt(H)) (torch's default)
@@ -207,12 +211,16 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
                                self.num_directions, self.dtype)
 
     def _forward(self, x, state, lengths, rng):
-        check_array("x", x, (None, None, self.input_size), self.dtype)
-        if self.batch_first:
-            x = x.transpose(1, 0, 2)
-        T, B, _ = x.shape
+        if isinstance(x, Rows):  # x = table[ids]: see rnnkit.engine.rows
+            x = check_rows(x, self.input_size, self.dtype, self.batch_first)
+            T, B = x.ids.shape
+        else:
+            check_array("x", x, (None, None, self.input_size), self.dtype)
+            if self.batch_first:
+                x = x.transpose(1, 0, 2)
+            T, B, _ = x.shape
         if T < 1 or B < 1:
-            raise ValueError(f"x: needs at least one time step and one batch row, got shape {x.shape}")
+            raise ValueError(f"x: needs at least one time step and one batch row, got shape {(T, B)}")
         mask = keep = None
         if lengths is not None:
             lengths = check_lengths(lengths, B, T)
@@ -223,7 +231,9 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
         masks = self._draw_masks(rng, T, B)
         D, finals, layers = self.num_directions, [], []
         threads = self.thread_plan(B, T)
-        layer_in = np.ascontiguousarray(x)
+        layer_in = x if isinstance(x, Rows) else np.ascontiguousarray(x)
+        if isinstance(x, Rows) and not (projects_on_table(x) and (masks is None or masks.input[0] is None)):
+            layer_in = x.materialise()  # the GEMM on x is cheaper, or x meets an input dropout mask
         for layer in range(self.num_layers):
             tapes, jobs, used_hh = [], [], []
             if masks is not None:
@@ -248,7 +258,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
             layer_in = outs[0] if D == 1 else np.concatenate(outs, axis=-1)
             if masks is not None and masks.output[layer] is not None:  # dropout between layers
                 layer_in = layer_in * masks.output[layer]
-        self._tape = Tape(tuple(layers), keep, T, B, masks)
+        self._tape = Tape(tuple(layers), keep, T, B, masks, x if isinstance(x, Rows) else None)
         if D == 1 and mask is None:  # out is the tape's state buffer: hand the caller a copy
             layer_in = layer_in.copy()
         out = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
@@ -259,7 +269,16 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
 
         Returns (xw, the b_hh left for the loop: see :meth:`_add_input_biases`).  With a
         ``workspace`` (see :func:`scan.reuse_empty`) xw is written into a buffer kept there.
+        ``layer_in`` a :class:`rnnkit.engine.rows.Rows`: the table is projected, P = table @ W_ih.T
+        + biases (V, G*H), and xw[t, b] = P[ids[t, b]].
         """
+        if isinstance(layer_in, Rows):
+            P = np.dot(layer_in.table, W_ih.T)
+            b_hh = self._add_input_biases(P, b_ih, b_hh)
+            T, B = layer_in.ids.shape
+            xw = reuse_empty(workspace, "xw", (T * B, W_ih.shape[0]), self.dtype).reshape(T, B, -1)
+            gather_rows(P, layer_in.ids, xw)
+            return xw, b_hh
         T, B, I = layer_in.shape
         out = reuse_empty(workspace, "xw", (T * B, W_ih.shape[0]), self.dtype)
         xw = np.dot(layer_in.reshape(T * B, I), W_ih.T, out=out)

@@ -32,6 +32,7 @@ class Tape(NamedTuple):
     T: int
     B: int
     masks: Masks | None = None  # the dropout masks of this forward (training only)
+    rows: tuple | None = None  # x given as rnnkit.engine.rows.Rows (time-major ids), else None
 
     def directions(self) -> list:
         """ScanTape per (layer, direction), index l*D + d (PyTorch's ordering)."""

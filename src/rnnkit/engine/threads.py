@@ -65,6 +65,20 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def free_cores() -> int:
+    """Cores free for this process now: the machine's cores less its 1-minute load average (the
+    runnable threads of other processes), within 1..:func:`available_cores`.  The command line's
+    default thread count (``--blas-threads``): all cores on a quiet machine, one on a busy one
+    (measured on a shared 2-core machine at load 10: the char-LM trained 3.3x slower on two
+    threads than on one; on a quieter one 1.6x faster; docs/performance.md, issue 19)."""
+    n = available_cores()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on Unix
+        return n
+    return max(1, min(n, int((os.cpu_count() or n) - load + 0.5)))
+
+
 _CORES = contextvars.ContextVar("rnnkit_cores", default=None)
 
 

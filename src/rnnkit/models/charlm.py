@@ -31,15 +31,15 @@ class CharLMModel(Module):
 
     def forward(self, ids: np.ndarray, state=None, rng=None):
         """``rng``: the generator of the dropout masks (training mode with a rate > 0 only)."""
-        h, state = self.rnn(self.emb(ids, rng), state, rng=rng)
+        h, state = self.rnn(self.emb.lookup(ids, rng), state, rng=rng)  # the first projection on the table
         return self.head(h), state
 
     __call__ = forward
 
     def backward(self, d_logits: np.ndarray) -> None:
         d_h = self.head.backward(d_logits)  # dL/dh = dL/dz W
-        d_e, _ = self.rnn.backward(d_h)  # BPTT within the window; no gradient into the carried state
-        self.emb.backward(d_e)  # dL/dE[k] = sum of dL/de_t where x_t = k
+        d_table, _ = self.rnn.backward(d_h)  # BPTT within the window; no gradient into the carried state
+        self.emb.backward(d_table)  # dL/dE[k] = sum of dL/de_t where x_t = k (rnnkit.engine.rows)
 
     def stream(self, ids, state=None):
         """Feed characters one at a time (``rnn.step``, B = 1): for each id yield (h, state) after

@@ -11,6 +11,7 @@ from rnnkit.checks.arrays import check_array
 from rnnkit.cells.protocol import sigmoid
 from rnnkit.engine.dropout import DropoutRates, bernoulli_mask
 from rnnkit.engine.recurrent import as_rng
+from rnnkit.engine.rows import Rows
 from rnnkit.module import Module
 
 
@@ -64,6 +65,11 @@ class Embedding(Module):
     drops whole rows of the table, m = Bernoulli(1 - p) / (1 - p) of shape (num_embeddings,)
     drawn from ``forward(ids, rng=)``; y = W[ids] * m[ids] (a dropped word is dropped at every
     position), dW[k] += m[k] * (sum of dy over positions with id k).
+
+    ``lookup(ids, rng=None)``: the same rows, not formed, as a :class:`rnnkit.engine.rows.Rows`
+    (table W, or W * m[:, None] with dropout; ids) for a recurrent layer, which projects the
+    table instead of the rows when that is cheaper; ``backward`` then takes dL/d table (V, dim)
+    (the layer's d_x): dW += d_table * m[:, None].
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, dtype=np.float32, seed=None, dropout: float = 0.0):
@@ -74,25 +80,38 @@ class Embedding(Module):
         self._grads = {"weight": np.zeros_like(self._params["weight"])}
         self._ids = None
         self._row_mask = None
+        self._rows = False  # the last forward was lookup: backward takes dL/d table
 
     def forward(self, ids, rng=None):
+        """x = W[ids] (* m[ids] with dropout): ids (...) -> (..., dim)."""
+        table = self._table(ids, rng)
+        return table[self._ids]
+
+    __call__ = forward
+
+    def lookup(self, ids, rng=None) -> Rows:
+        """Rows(table, ids) standing for ``forward(ids, rng)`` (see the class docstring)."""
+        table = self._table(ids, rng)
+        self._rows = True
+        return Rows(table, self._ids)
+
+    def _table(self, ids, rng):
+        """Check ids (kept for backward), draw this forward's row mask; the table the rows come from."""
         ids = np.asarray(ids)
         if ids.dtype.kind not in "iu":
             raise TypeError(f"ids: expected integer token ids, got dtype {ids.dtype.name}")
         if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
             raise ValueError(f"ids: every id must be in 0..{self.num_embeddings - 1}, got range "
                              f"{int(ids.min())}..{int(ids.max())}")
-        self._ids = ids
+        self._ids, self._rows = ids, False
         self._row_mask = None
         if self.training and self.dropout > 0:
             if not isinstance(rng, np.random.Generator):
                 raise TypeError(f"rng: embedding dropout in training needs forward(ids, rng=np.random.Generator) "
                                 f"(or eval()), got {type(rng).__name__}")
             self._row_mask = bernoulli_mask(rng, self.dropout, (self.num_embeddings,), self.dtype)
-            return self._params["weight"][ids] * self._row_mask[ids][..., None]
-        return self._params["weight"][ids]
-
-    __call__ = forward
+            return self._params["weight"] * self._row_mask[:, None]
+        return self._params["weight"]
 
     @property
     def row_mask(self):
@@ -103,6 +122,10 @@ class Embedding(Module):
         if self._ids is None:
             raise RuntimeError("Embedding.backward: called before forward or twice for one forward")
         ids, self._ids = self._ids, None
+        if self._rows:  # dy = dL/d table (V, dim)
+            check_array("d_table", dy, (self.num_embeddings, self.embedding_dim), self.dtype, finite=False)
+            self._grads["weight"] += dy if self._row_mask is None else dy * self._row_mask[:, None]
+            return None
         if self._row_mask is not None:  # y = W[ids] * m[ids]
             dy = dy * self._row_mask[ids][..., None]
         # dL/dW[k] = sum of dy over positions whose id is k

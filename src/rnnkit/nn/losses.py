@@ -5,9 +5,12 @@ count), matching torch's ``reduction='mean'``.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from rnnkit.cells.protocol import sigmoid
+from rnnkit.kernels import jit
 
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -26,8 +29,34 @@ def _check_same(name, a, b):
         raise ValueError(f"{name}: expected shape {a.shape} (as the predictions), got {b.shape}")
 
 
+@jit
+def _xent_rows(z, y, scale, d):
+    """Log-softmax and cross-entropy fused, one row at a time: z (N, V) logits, y (N,) targets;
+    writes d = (softmax(z) - onehot(y)) * scale into d (which may be z itself) and returns
+    sum_n -log softmax(z_n)[y_n] (float64).  Per row: m = max z, s = sum exp(z - m),
+    -log p_y = log s - (z_y - m), d = exp(z - m) / s * scale, d_y -= scale."""
+    total = 0.0
+    for n in range(z.shape[0]):
+        row, out = z[n], d[n]
+        m = row[0]
+        for c in range(1, row.shape[0]):
+            m = max(m, row[c])
+        zy = row[y[n]] - m
+        s = row.dtype.type(0)
+        for c in range(row.shape[0]):
+            e = math.exp(row[c] - m)
+            out[c] = e
+            s += e
+        total += math.log(s) - zy
+        k = scale / s
+        for c in range(row.shape[0]):
+            out[c] *= k
+        out[y[n]] -= scale
+    return total
+
+
 def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None,
-                          label_smoothing: float = 0.0, weight: np.ndarray | None = None):
+                          label_smoothing: float = 0.0, weight: np.ndarray | None = None, out=None):
     """Mean cross-entropy of softmax(logits) against integer targets (torch's semantics).
 
     logits: (..., V);  targets: (...) ints in 0..V-1;  mask: (...) bool/0-1 or None
@@ -40,6 +69,9 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, mask: np.ndar
         d_logits_nc = m_n [(1-eps) w_{y_n} (p_nc - [c = y_n]) + eps/V (p_nc sum_c' w_c' - w_c)] / N
 
     Without ``weight`` (w = 1) and eps = 0: d_logits = (softmax - onehot) * mask / count.
+    Without mask, weight and smoothing the log-softmax and the loss are one compiled pass over the
+    logits (:func:`_xent_rows`), writing d_logits into ``out`` (may be ``logits`` itself: then the
+    logits are overwritten; None: a new array).
     """
     targets = np.asarray(targets)
     V = logits.shape[-1]
@@ -51,6 +83,12 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, mask: np.ndar
         raise ValueError(f"targets: class ids must be in 0..{V - 1}, got range {targets.min()}..{targets.max()}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing: expected a number in [0, 1], got {label_smoothing!r}")
+    if mask is None and weight is None and not label_smoothing and logits.dtype in (np.float32, np.float64):
+        N = max(targets.size, 1)
+        z, y = np.ascontiguousarray(logits).reshape(-1, V), np.ascontiguousarray(targets).reshape(-1)
+        d = np.empty_like(z) if out is None else out.reshape(-1, V)
+        total = _xent_rows(z, y, logits.dtype.type(1.0 / N), d)
+        return total / N, d.reshape(logits.shape)
     logp = log_softmax(logits)
     nll = -np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
     m, count = _mask_weights(mask, targets, logits.dtype)

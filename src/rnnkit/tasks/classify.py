@@ -3,7 +3,9 @@
 Corpus (``ClassifyTaskConfig.data``): a ``label<TAB>text`` file or a directory with one file per
 class (rnnkit.data.classify); with none, lines of the Python standard library labelled by their
 top-level package (``per_class`` lines per package).  Every class is split 80/10/10 into
-train/val/test with the seed (``stratified_split``).  Classes are the sorted labels.
+train/val/test with the seed (``stratified_split``); ``val_data`` / ``test_data`` (files in the
+same layout, as benchmarks ship their splits) are those splits as they are, and a split without a
+file is then 10 % of each training class.  Classes are the sorted labels of the training data.
 
 Tokens: ``tokens`` (rnnkit.tasks.textdata), one vocabulary (``min_freq``) learnt on the training
 split, saved in the checkpoint; a text longer than ``max_len`` tokens keeps its first ``max_len``
@@ -24,7 +26,7 @@ import numpy as np
 
 from rnnkit.models.classifier import POOLINGS, ClassifierConfig, SequenceClassifier
 from rnnkit.data.batching import pad_time_major
-from rnnkit.data.classify import read_labelled, stdlib_lines, stratified_split
+from rnnkit.data.classify import LabelledText, read_labelled, stdlib_lines, stratified_split
 from rnnkit.data.tokenize import tokenizer_from_dict
 from rnnkit.data.vocab import TokenVocab
 from rnnkit.errors import UserError
@@ -45,6 +47,10 @@ class ClassifyTaskConfig(TextTaskConfig):
 
     data: str | None = option(None, "label<TAB>text file, or a directory of one file per class", metavar="FILE|DIR",
                               path=True, group="corpus")
+    val_data: str | None = option(None, "val examples, the same layout (default: 10 %% of --data per class)",
+                                  metavar="FILE|DIR", path=True, group="corpus")
+    test_data: str | None = option(None, "test examples, the same layout (default: 10 %% of --data per class)",
+                                   metavar="FILE|DIR", path=True, group="corpus")
     skip_empty: bool = option(False, "skip empty lines (default: an error)", group="corpus")
     per_class: int = option(700, "lines per package of the default corpus", rule=POSITIVE_INT, group="corpus")
     max_len: int = option(200, "keep the first N tokens of a text, 0 = all", rule=NONNEG_INT, group="tokens")
@@ -58,10 +64,39 @@ class ClassifyTaskConfig(TextTaskConfig):
 
 
 def read_corpus(c: ClassifyTaskConfig):
-    """The LabelledText of the config (see the module docstring)."""
+    """(LabelledText, file sizes) of the config (see the module docstring): the training data, then the
+    examples of ``val_data`` and ``test_data`` if given; sizes {"train", "val", "test"} -> examples read
+    from each file (0 for a split without one)."""
     if c.data is None:
-        return stdlib_lines(per_class=c.per_class, seed=c.seed)
-    return read_labelled(c.data, "skip" if c.skip_empty else "error")
+        if c.val_data or c.test_data:
+            raise UserError("--val-data/--test-data need a training corpus (--data)")
+        corpus = stdlib_lines(per_class=c.per_class, seed=c.seed)
+        return corpus, {"train": len(corpus), "val": 0, "test": 0}
+    empty = "skip" if c.skip_empty else "error"
+    parts = {s: read_labelled(f, empty) for s, f in (("train", c.data), ("val", c.val_data), ("test", c.test_data))
+             if f}
+    sizes = {s: len(parts[s]) if s in parts else 0 for s in ("train", "val", "test")}
+    if len(parts) == 1:
+        return parts["train"], sizes
+    join = LabelledText(*(sum((getattr(p, k) for p in parts.values()), ()) for k in ("texts", "labels", "source")),
+                        origin=" + ".join(p.origin for p in parts.values()))
+    return join, sizes
+
+
+def split_corpus(c: ClassifyTaskConfig, corpus, sizes: dict, classes) -> dict:
+    """{"train", "val", "test"} -> sorted indices into :func:`read_corpus`'s data: a split with its own file
+    takes it whole; a split without one is 10 % of each training class (``stratified_split``, the seed)."""
+    labels = corpus.label_ids(classes)  # a val/test label outside the training classes: one line naming it
+    n = sizes["train"]
+    missing = {s: 0.1 * (sizes[s] == 0) for s in ("val", "test")}
+    out = stratified_split(labels[:n], np.random.default_rng([c.seed, 13]),
+                           (1.0 - sum(missing.values()), missing["val"], missing["test"]))
+    start = n
+    for s in ("val", "test"):
+        if sizes[s]:
+            out[s] = np.arange(start, start + sizes[s], dtype=np.int64)
+            start += sizes[s]
+    return out
 
 
 @dataclass
@@ -88,11 +123,11 @@ class ClassifyTask(TextTask):
         self.config = c = config
         self._data, self.dropped = None, 0
         if prepared is None:
-            corpus = read_corpus(c)
-            self.classes = corpus.classes
+            corpus, files = read_corpus(c)
+            self.classes = tuple(sorted(set(corpus.labels[: files["train"]])))  # the training classes
             if len(self.classes) < 2:
                 raise UserError(f"{c.corpus}: needs at least two classes, found {list(self.classes)}")
-            split = stratified_split(corpus.label_ids(self.classes), np.random.default_rng([c.seed, 13]))
+            split = split_corpus(c, corpus, files, self.classes)
             train_texts = [normalise(corpus.texts[i], c.lower) for i in split["train"]]
             self.tokenizer = build_tokenizer(c.tokens, train_texts, c.bpe_vocab)
             self.vocab = TokenVocab.build(self.tokenizer.tokenize_many(train_texts), c.min_freq)
@@ -140,11 +175,11 @@ class ClassifyTask(TextTask):
         if self._data is None:
             c = self.config
             try:
-                corpus = read_corpus(c)
-                if corpus.classes != tuple(self.classes):
-                    raise UserError(f"classes {list(corpus.classes)} differ from the model's {list(self.classes)}")
-                self._set_corpus(corpus, stratified_split(corpus.label_ids(self.classes),
-                                                          np.random.default_rng([c.seed, 13])))
+                corpus, files = read_corpus(c)
+                got = tuple(sorted(set(corpus.labels[: files["train"]])))
+                if got != tuple(self.classes):
+                    raise UserError(f"classes {list(got)} differ from the model's {list(self.classes)}")
+                self._set_corpus(corpus, split_corpus(c, corpus, files, self.classes))
             except UserError as e:
                 raise UserError(f"the corpus recorded in this model ({c.corpus}) cannot be used: {e}") from None
         return self._data

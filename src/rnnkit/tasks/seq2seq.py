@@ -45,7 +45,7 @@ from rnnkit.train import TrainConfig, restore
 from rnnkit.checks.fields import option
 from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT
 from rnnkit.tasks.textdata import (PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch,
-                                   normalise, vocab_size)
+                                   normalise, reload_corpus, vocab_size)
 
 SCORES = ("dot", "general", "additive")
 BLEU_TOKENIZE = "13a"
@@ -138,7 +138,39 @@ class SplitData:
     src_len: np.ndarray
 
 
-class Seq2SeqTask(TextTask):
+class PairTask(TextTask):
+    """What the tasks on (source, target) id sequences share (seq2seq, summarize): the ``data`` property
+    read again from ``corpus_reader(config)`` when needed, length-bucketed training batches and the
+    teacher-forced loss of a split.  Their split data has ``src_ids``, ``tgt_ids`` and ``src_len``;
+    ``_set_corpus(corpus)`` fills ``_data``."""
+
+    corpus_reader = None  # staticmethod(config) -> {"train", "val", "test"} corpus
+
+    @property
+    def data(self) -> dict:
+        """{"train", "val", "test"} -> split data; read again from the recorded corpus when needed."""
+        if self._data is None:
+            self._set_corpus(reload_corpus(self.config.corpus, lambda: type(self).corpus_reader(self.config)))
+        return self._data
+
+    def train_batch(self, rng, carry):
+        d = self.data["train"]
+        idx, carry = next_batch(d.src_len, self.config.batch, rng, carry)
+        return seq2seq_batch([d.src_ids[i] for i in idx], [d.tgt_ids[i] for i in idx]), carry
+
+    def token_loss(self, split: str, batch: int = EVAL_BATCH) -> float:
+        """The model's loss (no label smoothing, no gradients) over the target tokens of ``split``."""
+        d = self._split(split)
+        total, tokens = 0.0, 0
+        for idx in in_batches(d.src_len, batch):
+            b = seq2seq_batch([d.src_ids[i] for i in idx], [d.tgt_ids[i] for i in idx])
+            n = int(b.tgt_mask.sum())
+            total += n * self.model.loss(b.src, b.src_lengths, b.tgt_in, b.tgt_out, b.tgt_mask, backward=False)
+            tokens += n
+        return total / tokens
+
+
+class Seq2SeqTask(PairTask):
     """A seq2seq run: corpus, tokenisers, vocabularies, model; implements the Task protocol.
 
     ``translate(lines, beam=1, max_len=None)`` -> (strings, Hypothesis list) for new input.
@@ -148,6 +180,7 @@ class Seq2SeqTask(TextTask):
     count_unit = "tokens"
     train_defaults = TrainConfig(steps=2000, eval_every=250, lr=3e-3)
     config_class = Seq2SeqTaskConfig
+    corpus_reader = staticmethod(read_corpus)
 
     def __init__(self, config: Seq2SeqTaskConfig = Seq2SeqTaskConfig(), *, prepared: dict | None = None):
         if not isinstance(config, Seq2SeqTaskConfig):
@@ -203,23 +236,7 @@ class Seq2SeqTask(TextTask):
         self.skipped = len(corpus["train"].skipped)
         self._data = data
 
-    @property
-    def data(self) -> dict:
-        """{"train", "val", "test"} -> SplitData; read again from the recorded corpus when needed."""
-        if self._data is None:
-            try:
-                self._set_corpus(read_corpus(self.config))
-            except UserError as e:
-                raise UserError(f"the corpus recorded in this model ({self.config.corpus}) cannot be used: "
-                                f"{e}") from None
-        return self._data
-
     # ------------------------------------------------------------------ Task protocol
-    def train_batch(self, rng, carry):
-        d = self.data["train"]
-        idx, carry = next_batch(d.src_len, self.config.batch, rng, carry)
-        return seq2seq_batch([d.src_ids[i] for i in idx], [d.tgt_ids[i] for i in idx]), carry
-
     def loss_and_backward(self, batch, carry):
         loss = self.model.loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, batch.tgt_mask,
                                label_smoothing=self.config.label_smoothing, backward=True)
@@ -228,13 +245,7 @@ class Seq2SeqTask(TextTask):
     def evaluate(self, split: str = "val") -> dict:
         """loss (nats/target token), perplexity, exact_match, bleu (if sacreBLEU is installed), pairs."""
         d = self._split(split)
-        total, tokens = 0.0, 0
-        for idx in in_batches(d.src_len, EVAL_BATCH):
-            b = seq2seq_batch([d.src_ids[i] for i in idx], [d.tgt_ids[i] for i in idx])
-            n = int(b.tgt_mask.sum())
-            total += n * self.model.loss(b.src, b.src_lengths, b.tgt_in, b.tgt_out, b.tgt_mask, backward=False)
-            tokens += n
-        loss = total / tokens
+        loss = self.token_loss(split)
         hyps = self.hypotheses(split)
         out = {"loss": loss, "perplexity": math.exp(min(loss, 700.0)),
                "exact_match": float(np.mean([h == r for h, r in zip(hyps, d.refs)])), "pairs": float(len(hyps))}
@@ -262,20 +273,7 @@ class Seq2SeqTask(TextTask):
         c = Seq2SeqTaskConfig(**meta["config"])
         S = c.max_src_len or 1
         T = c.max_tgt_len + 1 if c.max_tgt_len else int(meta.get("decode_len", 1))
-        V_src, V_tgt = vocab_size(meta, "src_vocab"), vocab_size(meta, "tgt_vocab")
-        D, H, E = 2 if c.bidirectional else 1, c.hidden, c.emb
-        p = PlanParts(c.batch)
-        p.embedding("src_embedding", V_src, E, S)
-        width = p.recurrent("encoder", c.cell, E, H, c.layers, S, D, **config_options(c))
-        Hh = width["h"]  # H, or proj_size
-        p.linear("bridge_h", D * Hh, Hh, c.layers * c.batch)
-        if "c" in width:  # the LSTMs' cell state is bridged too
-            p.linear("bridge_c", D * width["c"], width["c"], c.layers * c.batch)
-        p.embedding("tgt_embedding", V_tgt, E, T)
-        p.recurrent("decoder", c.cell, E, H, c.layers, T, **config_options(c))
-        p.score("attention.score", c.score, Hh, D * Hh, None, T, S)
-        p.linear("attention.linear_out", D * Hh + Hh, Hh, T * c.batch, bias=False)
-        p.linear("out", Hh, V_tgt, 2 * T * c.batch)  # logits, their softmax and gradient
+        p = encdec_plan(c, S, T, vocab_size(meta, "src_vocab"), vocab_size(meta, "tgt_vocab"), c.score)
         return p.plan(hidden=c.hidden, layers=c.layers, emb=c.emb, batch=c.batch)
 
     @classmethod
@@ -322,6 +320,25 @@ class Seq2SeqTask(TextTask):
     def target_tokens(self, hyp) -> list:
         """The hypothesis's target tokens, with "<eos>" if it finished (one per attention row)."""
         return list(self.tgt_vocab.decode(hyp.tokens, strip=False)) + (["<eos>"] if hyp.finished else [])
+
+
+def encdec_plan(c, S: int, T: int, V_src: int, V_tgt: int, score: str) -> PlanParts:
+    """PlanParts of an EncoderDecoder (rnnkit.models.encdec) of the text config ``c`` for one training step
+    of ``c.batch`` pairs of S source and T target tokens (Seq2SeqTask.model_plan)."""
+    D, H, E = 2 if c.bidirectional else 1, c.hidden, c.emb
+    p = PlanParts(c.batch)
+    p.embedding("src_embedding", V_src, E, S)
+    width = p.recurrent("encoder", c.cell, E, H, c.layers, S, D, **config_options(c))
+    Hh = width["h"]  # H, or proj_size
+    p.linear("bridge_h", D * Hh, Hh, c.layers * c.batch)
+    if "c" in width:  # the LSTMs' cell state is bridged too
+        p.linear("bridge_c", D * width["c"], width["c"], c.layers * c.batch)
+    p.embedding("tgt_embedding", V_tgt, E, T)
+    p.recurrent("decoder", c.cell, E, H, c.layers, T, **config_options(c))
+    p.score("attention.score", score, Hh, D * Hh, None, T, S)
+    p.linear("attention.linear_out", D * Hh + Hh, Hh, T * c.batch, bias=False)
+    p.linear("out", Hh, V_tgt, 2 * T * c.batch)  # logits, their softmax and gradient
+    return p
 
 
 def corpus_bleu(hyps: list, refs: list):

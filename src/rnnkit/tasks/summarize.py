@@ -42,9 +42,8 @@ from rnnkit.errors import UserError
 from rnnkit.models.decoding import beam_search
 from rnnkit.models.pointer import PointerConfig, PointerGenerator
 from rnnkit.tasks.rouge import repetition_rate, rouge
-from rnnkit.tasks.seq2seq import hold_out
-from rnnkit.tasks.textdata import (TOKENS, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch,
-                                   normalise)
+from rnnkit.tasks.seq2seq import PairTask, encdec_plan, hold_out
+from rnnkit.tasks.textdata import TOKENS, TextTaskConfig, build_tokenizer, in_batches, normalise, vocab_size
 from rnnkit.train import TrainConfig, restore
 
 EVAL_BATCH = 64
@@ -142,13 +141,14 @@ class SplitData:
     truncated: int
 
 
-class SummarizeTask(TextTask):
+class SummarizeTask(PairTask):
     """A summarisation run; implements the Task protocol.  ``summarize(documents)`` -> (strings, hypotheses)."""
 
     kind = "summarize"
     count_unit = "tokens"
     train_defaults = TrainConfig(steps=20_000, eval_every=500, lr=1e-3, clip=2.0)
     config_class = SummarizeTaskConfig
+    corpus_reader = staticmethod(read_documents)
 
     def __init__(self, config: SummarizeTaskConfig, *, prepared: dict | None = None):
         if not isinstance(config, SummarizeTaskConfig):
@@ -204,36 +204,10 @@ class SummarizeTask(TextTask):
                          [lead(s) for s in d.src], np.array([len(e[0]) for e in enc], dtype=np.int64),
                          sum(e[3] for e in enc))
 
-    @property
-    def data(self) -> dict:
-        if self._data is None:
-            try:
-                self._set_corpus(read_documents(self.config))
-            except UserError as e:
-                raise UserError(f"the corpus recorded in this model ({self.config.corpus}) cannot be used: "
-                                f"{e}") from None
-        return self._data
-
     # ------------------------------------------------------------------ Task protocol
-    def train_batch(self, rng, carry):
-        d = self.data["train"]
-        idx, carry = next_batch(d.src_len, self.config.batch, rng, carry)
-        return seq2seq_batch([d.src_ids[i] for i in idx], [d.tgt_ids[i] for i in idx]), carry
-
     def loss_and_backward(self, batch, carry):
         loss = self.model.loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, batch.tgt_mask)
         return loss, carry, int(batch.tgt_mask.sum())
-
-    def loss(self, split: str) -> float:
-        """The training loss over ``split``, teacher forced (no gradients)."""
-        d = self._split(split)
-        total, tokens = 0.0, 0
-        for idx in in_batches(d.src_len, EVAL_BATCH):
-            b = seq2seq_batch([d.src_ids[i] for i in idx], [d.tgt_ids[i] for i in idx])
-            n = int(b.tgt_mask.sum())
-            total += n * self.model.loss(b.src, b.src_lengths, b.tgt_in, b.tgt_out, b.tgt_mask, backward=False)
-            tokens += n
-        return total / tokens
 
     def evaluate(self, split: str = "val", beam: int | None = None, **options) -> dict:
         """loss, ROUGE-1/2/L (mean over references: ``rouge1`` ..; max: ``rouge1_max`` ..), the lead's
@@ -242,7 +216,7 @@ class SummarizeTask(TextTask):
         c, d = self.config, self._split(split)
         beam = beam or (c.val_beam if split == "val" else c.beam)
         hyps = self.decode(d.src_ids, beam, **options)
-        out = {"loss": self.loss(split), "documents": float(len(hyps))}
+        out = {"loss": self.token_loss(split, EVAL_BATCH), "documents": float(len(hyps))}
         out.update(self.scores([self.string(h, o) for h, o in zip(hyps, d.oovs)], d.refs, d.leads))
         out["repetition"] = repetition_rate([h.tokens for h in hyps])
         return out
@@ -260,6 +234,23 @@ class SummarizeTask(TextTask):
     def meta(self) -> dict:
         return {"config": dataclasses.asdict(self.config), "tokenizer": self.tok.to_dict(),
                 "vocab": self.vocab.to_dict(), "decode_len": self.decode_len, "sizes": self.sizes}
+
+    @classmethod
+    def model_plan(cls, meta: dict):
+        """The PointerGenerator's parameters and one training step's buffers from ``meta`` alone
+        (rnnkit.train.task): the encoder-decoder of rnnkit.tasks.seq2seq.encdec_plan (additive score) with
+        S = ``max_src_len``, T = ``max_tgt_len`` + 1, V the shared vocabulary (its 4 specials for a new
+        run: a lower bound), plus ``w_cov``, ``p_gen`` and the coverage loop's a and cov (T x S x B each)."""
+        c = SummarizeTaskConfig(**meta["config"])
+        S, T, V = c.max_src_len, c.max_tgt_len + 1, vocab_size(meta, "vocab")
+        p = encdec_plan(c, S, T, V, V, "additive")
+        Hh, D = getattr(c, "proj_size", 0) or c.hidden, 2 if c.bidirectional else 1  # h's width, directions
+        if c.coverage:
+            p.shapes["attention.w_cov"] = (Hh,)  # the attention size = the decoder's h width
+        if c.copy:
+            p.linear("p_gen", D * Hh + Hh + c.emb, 1, T * c.batch)  # on [c_t; s_t; x_t]
+        p.act += 2 * T * S * c.batch
+        return p.plan(hidden=c.hidden, layers=c.layers, emb=c.emb, batch=c.batch)
 
     @classmethod
     def from_checkpoint(cls, arrays: dict, meta: dict) -> "SummarizeTask":

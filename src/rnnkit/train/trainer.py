@@ -330,7 +330,8 @@ class Trainer:
                 if cfg.blas_threads:
                     try:
                         from threadpoolctl import threadpool_limits
-                        running.enter_context(threadpool_limits(limits=cfg.blas_threads, user_api="blas"))
+                        # never above this rank's share of the node (MPI ranks on one node)
+                        running.enter_context(threadpool_limits(limits=self.cores(), user_api="blas"))
                     except ImportError:  # optional: without threadpoolctl numpy's default applies
                         pass
                 run.bar = running.enter_context(tqdm(total=cfg.steps, initial=self.step,
