@@ -62,6 +62,7 @@ def test_fusion_with_a_charlm_checkpoint(trained, tmp_path, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make, match", [
     (lambda d: d / "missing.wav", "no such audio file"),
     (lambda d: (d / "x.wav").write_bytes(b"RIFF not really") and d / "x.wav", "not a readable audio file"),
@@ -73,12 +74,14 @@ def test_bad_audio_is_one_line_exit_2(trained, tmp_path, capsys, make, match):
     assert err.startswith("rnnkit: error: ") and match in err and str(path) in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_stream_needs_a_unidirectional_model(trained, capsys):
     assert main(["transcribe", str(trained / "bi" / "last.safetensors"), str(REC / "3_jackson_0.wav"),
                  "--stream"]) == 2
     assert "--no-bidirectional" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bad_manifest_row_in_training(tmp_path, capsys):
     m = tmp_path / "train.tsv"
     m.write_text(f"{REC / '3_jackson_0.wav'}\tthree\n{REC / 'nope.wav'}\tfour\n")
@@ -128,3 +131,16 @@ def test_manifest_run_resamples_and_carves_splits(tmp_path, capsys):
     assert "train/val/test 36/2/2 utterances" in out and "alphabet 'efghinorstuvwxz' + blank" in out
     assert main(["eval", str(tmp_path / "run" / "last.safetensors"), "--split", "test"]) == 0
     assert "CER " in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_skip_bad_audio_counts_the_skipped_files(tmp_path, capsys):
+    pytest.importorskip("soundfile")
+    (tmp_path / "bad.wav").write_bytes(b"not audio at all")
+    rows = [f"{p}\t{p.name[0]}" for p in sorted(REC.glob("*_1[01].wav"))] + ["bad.wav\tseven"]
+    m = tmp_path / "train.tsv"
+    m.write_text("\n".join(rows) + "\n")
+    assert main(["train", "asr", "--manifest", str(m), "--skip-bad-audio", "--rate", "8000", "--layers", "1",
+                 "--hidden", "8", "--steps", "1", "--no-progress", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 1 unreadable audio file (--skip-bad-audio)" in out and "train/val/test 18/1/1" in out

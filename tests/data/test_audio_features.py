@@ -15,6 +15,7 @@ def _tone(rate, seconds=0.5, seed=0):
     return 0.5 * np.sin(2 * np.pi * 440 * t) + 0.05 * noise
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rate, n_mels", [(8000, 40), (16000, 80)])
 def test_log_mel_equals_librosa(rate, n_mels):
     librosa = pytest.importorskip("librosa")

@@ -191,6 +191,7 @@ def test_streaming_equals_offline_greedy(tiny_task):
     assert want and partial and all(want.startswith(p) for p in partial), "partial texts grow into the text"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_model_and_ctc_equal_torch(rng, bidirectional):
     """One step of the acoustic model + CTC against nn.LSTM + nn.CTCLoss with the same weights (float64)."""

@@ -1,8 +1,6 @@
 """``rnnkit train seq2seq``, ``rnnkit translate CKPT`` and the seq2seq side of ``rnnkit eval``."""
 from __future__ import annotations
 
-import sys
-
 from rnnkit.errors import UserError
 from rnnkit.io.outputs import check_output
 from rnnkit.engine.layer_types import cell_label
@@ -10,7 +8,7 @@ from rnnkit.train.plots import plot_attention
 from rnnkit.tasks.seq2seq import BLEU_TOKENIZE, Seq2SeqTask, Seq2SeqTaskConfig
 from rnnkit.train import load_task, read_metrics
 from rnnkit.cli.args import positive_int
-from rnnkit.cli.textspec import TextSpec, encoder_label, read_input
+from rnnkit.cli.textspec import TextSpec, encoder_label, read_input, say_plot
 
 
 def metrics_line(m: dict) -> str:
@@ -80,8 +78,7 @@ def _translate(args) -> int:
         h = hyps[first]
         png = plot_attention(h.attention, task.source_tokens(lines[first]), task.target_tokens(h), args.attention_plot,
                              title=f"{lines[first]!r} -> {outs[first]!r}")
-        print(f"attention plot (line {first + 1}): {png}" if png else
-              "attention plot: not written (matplotlib is not installed)", file=sys.stderr)
+        say_plot(f"attention plot (line {first + 1})", png)
     return 0
 
 

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from rnnkit.cli.args import nonneg_float, nonneg_int, positive_int
 from rnnkit.cli.seq2seq import throughput
-from rnnkit.cli.textspec import TextSpec, encoder_label, read_input
+from rnnkit.cli.textspec import TextSpec, encoder_label, read_input, say_plot
 from rnnkit.engine.layer_types import cell_label
 from rnnkit.errors import UserError
 from rnnkit.tasks.rouge import ROUGE_TYPES, rouge_line
@@ -123,8 +122,7 @@ def _summarize(args) -> int:
             out_tokens = [f"{t} ({p:.2f})" for t, p in zip(out_tokens, p_gen)]
         png = plot_attention(hyp.attention, src_tokens, out_tokens, args.attention_plot,
                              title=f"document {first + 1}: attention (rows: output tokens, p_gen in brackets)")
-        print(f"attention plot (document {first + 1}): {png}" if png else
-              "attention plot: not written (matplotlib is not installed)", file=sys.stderr)
+        say_plot(f"attention plot (document {first + 1})", png)
     return 0
 
 

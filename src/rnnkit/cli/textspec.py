@@ -68,6 +68,12 @@ def encoder_label(c) -> str:
     return ("bidirectional " if c.bidirectional else "") + f"{cell_label(c)} {c.layers}x{c.hidden}"
 
 
+def say_plot(what: str, png) -> None:
+    """One line on standard error: where the plot of ``what`` went, or that matplotlib is missing."""
+    print(f"{what}: {png}" if png else f"{what.split(' (')[0]}: not written (matplotlib is not installed)",
+          file=sys.stderr)
+
+
 def read_input(path) -> list:
     """Lines of ``--input FILE`` or of standard input (UTF-8; a bad byte names the line)."""
     if path:

@@ -17,8 +17,8 @@ Loss: rnnkit.nn.ctc, mean over the batch of nll / target length (torch's "mean")
 alignments count in ``infinite`` and are zeroed.  ``evaluate`` reports that loss, greedy ``cer``
 and ``wer`` (jiwer), and for digits the isolated ``accuracy`` and ``cer_connected``.
 
-Defaults: 0 means "by corpus": spoken digits 8 kHz, 40 mels, 2 x 96; a manifest 16 kHz, 80
-mels, 4 x 256 (the recipe of docs/tasks.md); ``stack`` 3 for both.
+Defaults: 0 means "by corpus": spoken digits 8 kHz, 40 mels, 2 x 128, batch 32; a manifest 16 kHz,
+80 mels, 4 x 256, batch 16 (the recipes of docs/tasks.md); ``stack`` 3 for both.
 """
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ from rnnkit.tasks.textdata import next_batch
 from rnnkit.train import TrainConfig, restore
 
 EVAL_BATCH = 64
-AUTO = {"digits": {"rate": 8000, "n_mels": 40, "layers": 2, "hidden": 96},
-        "manifest": {"rate": 16000, "n_mels": 80, "layers": 4, "hidden": 256}}
+AUTO = {"digits": {"rate": 8000, "n_mels": 40, "layers": 2, "hidden": 128, "batch": 32},
+        "manifest": {"rate": 16000, "n_mels": 80, "layers": 4, "hidden": 256, "batch": 16}}
 
 
 _FILE = {"metavar": "FILE", "path": True, "group": "corpus"}
@@ -69,11 +69,11 @@ class ASRTaskConfig(CellVariant):
     spec_augment: bool = option(True, "SpecAugment masks in training", group="features")
     cell: str = option("lstm", "recurrent cell", choices=sorted(LAYERS), group="model")
     layers: int = option(0, "recurrent layers (default: 2 digits, 4 manifest)", rule=NONNEG_INT, group="model")
-    hidden: int = option(0, "hidden size per direction (default: 96 digits, 256 manifest)", rule=NONNEG_INT,
+    hidden: int = option(0, "hidden size per direction (default: 128 digits, 256 manifest)", rule=NONNEG_INT,
                          group="model")
     bidirectional: bool = option(True, "bidirectional layers (--stream needs --no-bidirectional)", group="model")
     dropout: float = option(0.0, "between layers, training only", rule=RATE, group="model")
-    batch: int = option(16, "utterances per step", rule=POSITIVE_INT, group="model")
+    batch: int = option(0, "utterances per step (default: 32 digits, 16 manifest)", rule=NONNEG_INT, group="model")
     seed: int = option(0, rule=NONNEG_INT, flag=False)
 
     def __post_init__(self):
@@ -94,7 +94,7 @@ class ASRTask:
 
     kind = "asr"
     count_unit = "tokens"  # feature frames (10 ms each) before stacking
-    #: spoken digits: 3,000 steps of 16 utterances, Adam 3e-3 cosine to 1e-4 (docs/tasks.md: how it was chosen)
+    #: spoken digits: 3,000 steps of 32 utterances, Adam 3e-3 cosine to 1e-4 (docs/tasks.md: how it was chosen)
     train_defaults = TrainConfig(steps=3000, lr=3e-3, schedule="cosine", min_lr=1e-4, eval_every=500, clip=5.0)
     #: a manifest (about an hour of speech): Adam 1e-3, evaluated every 500 steps, run until --time-limit or
     #: --steps (not measured here: no such corpus on this machine)

@@ -43,6 +43,7 @@ from rnnkit.models.charlm import LAYER_RATES, CharLMModel
 from rnnkit.models.sampling import sample_ids
 from rnnkit.nn.losses import softmax_cross_entropy
 from rnnkit.train import ModelPlan, TrainConfig, Trainer, load_task, restore, save_task
+from rnnkit.tasks.textdata import reload_corpus
 from rnnkit.checks.fields import check_options, option
 from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, RATE
 from rnnkit.tasks.charlm_eval import evaluate_file, evaluate_windows, streams
@@ -170,18 +171,18 @@ class CharLM:
     def splits(self) -> dict:
         """{"train", "val", "test"} -> int32 ids; reloaded from the recorded source when needed."""
         if self._splits is None:
-            src = self.source.get("source")
-            try:
-                if src == "stdlib":
-                    self.attach_text(stdlib_corpus(self.source["max_chars"]))
-                elif src == "file":
-                    self.attach_text(load_text(self.source["path"]))
-                else:
-                    raise UserError("the model was trained on a text given in Python; pass it with attach_text(text)")
-            except UserError as e:
-                raise UserError(f"the corpus recorded in this model ({src}) cannot be used: {e} "
-                                f"(pass the training text again, --text FILE)") from None
+            self.attach_text(reload_corpus(self.source.get("source"), self._recorded_text,
+                                           " (pass the training text again, --text FILE)"))
         return self._splits
+
+    def _recorded_text(self) -> str:
+        """The training text, read again from the source this model recorded."""
+        src = self.source.get("source")
+        if src == "stdlib":
+            return stdlib_corpus(self.source["max_chars"])
+        if src == "file":
+            return load_text(self.source["path"])
+        raise UserError("the model was trained on a text given in Python; pass it with attach_text(text)")
 
     # ------------------------------------------------------------------ Task protocol
     def train_batch(self, rng, carry):

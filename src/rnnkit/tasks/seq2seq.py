@@ -45,7 +45,7 @@ from rnnkit.train import TrainConfig, restore
 from rnnkit.checks.fields import option
 from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT
 from rnnkit.tasks.textdata import (PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch,
-                                   normalise, vocab_size)
+                                   normalise, reload_corpus, vocab_size)
 
 SCORES = ("dot", "general", "additive")
 BLEU_TOKENIZE = "13a"
@@ -150,11 +150,7 @@ class PairTask(TextTask):
     def data(self) -> dict:
         """{"train", "val", "test"} -> split data; read again from the recorded corpus when needed."""
         if self._data is None:
-            try:
-                self._set_corpus(type(self).corpus_reader(self.config))
-            except UserError as e:
-                raise UserError(f"the corpus recorded in this model ({self.config.corpus}) cannot be used: "
-                                f"{e}") from None
+            self._set_corpus(reload_corpus(self.config.corpus, lambda: type(self).corpus_reader(self.config)))
         return self._data
 
     def train_batch(self, rng, carry):

@@ -67,6 +67,15 @@ class TextTaskConfig(CellVariant):
             raise ValueError(f"bpe_vocab: expected an integer > 256 (256 byte symbols + merges), got {self.bpe_vocab}")
 
 
+def reload_corpus(recorded: str, load, hint: str = ""):
+    """``load()`` again from the corpus a model recorded (a task rebuilt from a checkpoint reads its data
+    lazily); a UserError becomes one line naming that corpus (``hint``: what the user can do instead)."""
+    try:
+        return load()
+    except UserError as e:
+        raise UserError(f"the corpus recorded in this model ({recorded}) cannot be used: {e}{hint}") from None
+
+
 def build_tokenizer(kind: str, lines, bpe_vocab: int = 2000):
     """A tokeniser of ``kind`` (TOKENS); BPE is trained on ``lines`` (the training side only)."""
     if kind == "char":
