@@ -9,8 +9,7 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "rnnkit"
 
 #: bottom to top; a module belongs to the first entry that is it or a package above it
 FLOORS = (
-    # rnnkit.io.atomic (atomic writes; imports only errors) is a base helper: the engine caches its plans with it
-    ("base", ("rnnkit.errors", "rnnkit._version", "rnnkit.module", "rnnkit.io.atomic")),
+    ("base", ("rnnkit.errors", "rnnkit._version", "rnnkit.module", "rnnkit.atomic")),
     ("kernels", ("rnnkit.kernels", "rnnkit.checks")),
     ("cells", ("rnnkit.cells",)),
     ("engine", ("rnnkit.engine",)),
@@ -158,3 +157,14 @@ def test_every_benchmark_result_is_cited_by_name():
     assert results, "benchmarks/results is empty"
     uncited = [name for name in results if name not in cited]
     assert uncited == [], f"benchmarks/results files no doc cites by name (cite them or remove them): {uncited}"
+
+
+def test_no_module_lies_loose_but_the_base_helpers():
+    """Every floor above the kernels is a folder; at the top of src/rnnkit/ stand only the package's face
+    and the base helpers (user errors, the module protocol, the atomic writer, the version, the kernels)."""
+    loose = sorted(p.stem for p in SRC.glob("*.py"))
+    assert loose == ["__init__", "__main__", "_version", "atomic", "errors", "kernels", "module"], loose
+    for floor, prefixes in FLOORS[2:]:
+        for prefix in prefixes:
+            if prefix != "rnnkit.__main__":
+                assert (SRC.parent / prefix.replace(".", "/")).is_dir(), f"floor {floor}: {prefix} is not a folder"

@@ -7,7 +7,7 @@ without a traceback.  Every error a user can cause derives from ``UserError``:
 another model kind) is a ``UserError`` and, for code that catches it so, a ``ValueError``;
 the other classes below refine these for the reliability guarantees (docs/reliability.md).
 OS errors a user can fix (full disk, read-only, permission) become ``OutputError`` in one
-place, :func:`rnnkit.io.atomic.output_error`.
+place, :func:`rnnkit.atomic.output_error`.
 """
 from __future__ import annotations
 

@@ -134,7 +134,7 @@ def test_8_inspect_bad_out_gates_and_text_are_one_line(charlm_ckpt, text_file, c
     ro.mkdir()
     import errno
 
-    import rnnkit.io.atomic as atomic
+    import rnnkit.atomic as atomic
 
     real = atomic.tempfile.mkstemp
 
@@ -225,7 +225,7 @@ def test_file_kinds_and_the_rule(tmp_path):
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src", "rnnkit")
 #: the only places that may write a file without rnnkit.io.outputs.write_output, and why
 RAW_WRITERS = {
-    "io/atomic.py": "the atomic writer itself",
+    "atomic.py": "the atomic writer itself",
     "io/outputs.py": "the rule, which calls the atomic writer",
     "io/lock.py": "the lock file .rnnkit.lock (os.open; ENOSPC handled)",
     "train/log.py": "metrics.jsonl appends (os.open O_APPEND, all or nothing)",

@@ -13,8 +13,8 @@ import pytest
 
 import rnnkit
 from rnnkit.errors import Interrupted, OutDirLocked, OutputError
-from rnnkit.io import atomic
-from rnnkit.io.atomic import atomic_open, remove_stray_temps, write_bytes_atomic
+import rnnkit.atomic as atomic
+from rnnkit.atomic import atomic_open, remove_stray_temps, write_bytes_atomic
 from rnnkit.io.checkpoint import load_checkpoint, save_checkpoint
 from rnnkit.io.lock import LOCK_NAME, OutDirLock, claim_out_dir, prepare_out_dir
 from rnnkit.train.signals import EXIT_CODES, StopSignals
@@ -158,7 +158,7 @@ def test_remove_stray_temps_only_the_writers_own(tmp_path):
 @pytest.mark.slow
 def test_stray_temp_from_a_killed_writer_is_removed(tmp_path):
     """A writer killed (SIGKILL) after creating its temp file: the next start removes it."""
-    code = ("import sys, os, signal; from rnnkit.io import atomic; "
+    code = ("import sys, os, signal; import rnnkit.atomic as atomic; "
             "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL); "
             "atomic.write_bytes_atomic(sys.argv[1], b'x' * 1000)")
     target = tmp_path / "last.safetensors"
@@ -324,7 +324,7 @@ def test_sigterm_exit_code_seen_by_the_shell(tmp_path):
     """A process that saves and exits with stop.exit_code reports 143 for SIGTERM, as a shell would."""
     code = ("import os, signal, sys\n"
             "from rnnkit.train.signals import StopSignals\n"
-            "from rnnkit.io.atomic import write_bytes_atomic\n"
+            "from rnnkit.atomic import write_bytes_atomic\n"
             "with StopSignals() as stop:\n"
             "    os.kill(os.getpid(), signal.SIGTERM)\n"
             "    step = 0\n"

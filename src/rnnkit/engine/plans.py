@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnkit.engine.threads import ThreadPlan, available_cores, loop_blas, plan as heuristic_plan
-from rnnkit.io.atomic import write_bytes_atomic
+from rnnkit.atomic import write_bytes_atomic
 
 STRATEGIES = ("one_thread", "blas_threads", "batch_shards", "heuristic")
 """The plans a layer can be forced to (``RNNKIT_PLAN`` or ``layer.strategy``)."""

@@ -11,7 +11,7 @@ File layout (plain safetensors, readable by any safetensors reader)::
 
 No pickle anywhere.  ``save_checkpoint`` writes with
 :func:`rnnkit.io.outputs.write_output` (never over a file of another kind; then
-:func:`rnnkit.io.atomic.write_bytes_atomic`: temporary file in the same directory,
+:func:`rnnkit.atomic.write_bytes_atomic`: temporary file in the same directory,
 fsync, ``os.replace``), so a crash or a full disk mid-write leaves the previous
 checkpoint intact.  ``load_checkpoint`` checks
 the structure and the digest and raises :class:`CheckpointError` naming the

@@ -42,7 +42,7 @@ caught would hang the job (that rank waits in ``MPI_Finalize``, the others in th
 Allreduce), so the program runs inside :meth:`Communicator.guard`, which turns an
 exception on any rank into one line on stderr and ``MPI_Abort``.  Only rank 0
 (``comm.is_root``) writes checkpoints, metrics and the progress bar; checkpoint writes
-are atomic (:mod:`rnnkit.io.atomic`), so a job killed mid-run keeps its last checkpoint.
+are atomic (:mod:`rnnkit.atomic`), so a job killed mid-run keeps its last checkpoint.
 ``MPIEXEC_TIMEOUT=<seconds>`` makes MPICH end a job that runs longer than that.
 """
 from __future__ import annotations

@@ -29,7 +29,7 @@ import os
 import tempfile
 
 from rnnkit.errors import OutDirLocked, OutputError
-from rnnkit.io.atomic import output_error, remove_stray_temps
+from rnnkit.atomic import output_error, remove_stray_temps
 
 LOCK_NAME = ".rnnkit.lock"
 _VIRTUAL = ("/proc", "/sys", "/dev")
@@ -168,7 +168,7 @@ def prepare_out_dir(path, what: str = "--out") -> str:
 def claim_out_dir(path, what: str = "--out", targets=None):
     """Everything a run does before writing into its output directory, for the whole ``with`` block:
     :func:`prepare_out_dir`, then :class:`OutDirLock`, then
-    :func:`~rnnkit.io.atomic.remove_stray_temps` (safe now: no other writer can be live).
+    :func:`~rnnkit.atomic.remove_stray_temps` (safe now: no other writer can be live).
     Yields the lock; ``lock.directory`` is the absolute path, ``lock.removed`` the temp files removed."""
     with OutDirLock(prepare_out_dir(path, what), what) as lock:
         lock.removed = remove_stray_temps(lock.directory, targets)

@@ -1,6 +1,6 @@
 """The one rule for every file a command writes (docs/reliability.md, "Never lose a saved file").
 
-* A file goes through the atomic writer (:func:`rnnkit.io.atomic.write_bytes_atomic`):
+* A file goes through the atomic writer (:func:`rnnkit.atomic.write_bytes_atomic`):
   :func:`write_output` checks the target, then writes.
 * It never replaces a file the command read (the same inode, or the same resolved path:
   ``reads``), nor an existing file of another kind (:func:`file_kind`: a checkpoint is not
@@ -21,7 +21,7 @@ import fnmatch
 import os
 
 from rnnkit.errors import OutputError
-from rnnkit.io.atomic import is_writer_temp, write_bytes_atomic
+from rnnkit.atomic import is_writer_temp, write_bytes_atomic
 
 #: what an earlier run leaves in its directory (the lock and the writer's temp files are not artifacts)
 ARTIFACTS = ("*.safetensors", "metrics.jsonl", "*.png", "*.html", "*.csv", "*.json", "*.md", "*.onnx",
@@ -105,7 +105,7 @@ def check_output(path, kind: str, reads=(), what: str = "output") -> str:
 
 
 def write_output(path, data, kind: str, reads=(), what: str = "output") -> None:
-    """:func:`check_output`, then :func:`rnnkit.io.atomic.write_bytes_atomic` (``data``: bytes-like,
+    """:func:`check_output`, then :func:`rnnkit.atomic.write_bytes_atomic` (``data``: bytes-like,
     or str written as UTF-8)."""
     if isinstance(data, str):
         data = data.encode("utf-8")

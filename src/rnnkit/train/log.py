@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 
 from rnnkit.errors import OutputError
-from rnnkit.io.atomic import output_error
+from rnnkit.atomic import output_error
 from rnnkit.io.outputs import write_output
 
 

@@ -1,6 +1,6 @@
 """Every plot of rnnkit (PNG, matplotlib's Agg canvas, no pyplot state).  Each function returns the
 PNG path, or None when matplotlib is not installed (the caller prints one line instead); files
-are written atomically (:func:`rnnkit.io.atomic.write_bytes_atomic`: temp file, fsync, rename;
+are written atomically (:func:`rnnkit.atomic.write_bytes_atomic`: temp file, fsync, rename;
 the mode follows the umask).
 
 * :func:`plot_loss`        train and validation loss from a metrics.jsonl (every ``rnnkit train``)
