@@ -124,3 +124,35 @@ def test_float32_model_matches_float64(pooling):
         assert g.dtype == np.float32, f"grad {name}: dtype {g.dtype}"
         assert_close(f"grad {name}", g, g64[name], 1e-5)
     assert m32.predict_proba(ids, lengths).dtype == np.float32
+
+
+RATES = dict(dropout=0.3, input_dropout=0.2, recurrent_dropout=0.25, weight_dropout=0.2, emb_dropout=0.1)
+
+
+@pytest.mark.slow
+def test_dropout_gradients_match_finite_differences_with_fixed_masks():
+    """Every dropout kind on, training mode, the masks fixed by a fresh generator of the same seed per
+    evaluation: the hand-written backward is the gradient of that masked loss."""
+    cfg = ClassifierConfig(8, C, emb=3, hidden=3, layers=2, pooling="mean", dtype="float64", **RATES)
+    m = SequenceClassifier(cfg, seed=0)
+    ids, lengths, labels = batch()
+
+    def loss():
+        return m.loss(ids, lengths, labels, WEIGHTS, backward=False, rng=np.random.default_rng(7))
+
+    m.zero_grad()
+    m.loss(ids, lengths, labels, WEIGHTS, rng=np.random.default_rng(7))
+    assert loss() != m.loss(ids, lengths, labels, WEIGHTS, backward=False, rng=np.random.default_rng(8)), \
+        "loss: other masks, same value (dropout not applied)"
+    check_fd(loss, {f"grad {n}": (m.grads[n], p) for n, p in m.params.items()}, "mean lstm 2 layers, dropout")
+
+
+def test_predict_proba_runs_without_dropout():
+    ids, lengths, _ = batch()
+    plain = model("last")
+    m = SequenceClassifier(dataclasses.replace(plain.config, **RATES), seed=0)
+    want = plain.predict_proba(ids, lengths)
+    assert np.array_equal(m.predict_proba(ids, lengths), want), "predict_proba: dropout applied in evaluation"
+    assert m.training, "predict_proba: training mode not restored"
+    noisy = m.forward(ids, lengths, rng=np.random.default_rng(1))
+    assert not np.allclose(noisy, plain.forward(ids, lengths)), "forward in training mode: no dropout"

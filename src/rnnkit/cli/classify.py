@@ -5,7 +5,8 @@ import os
 
 from rnnkit.train.plots import plot_confusion
 from rnnkit.tasks.classify import ClassifyTask, ClassifyTaskConfig
-from rnnkit.train import load_task
+from rnnkit.train import TrainConfig, load_task
+from rnnkit.cli.train import add_train_args, train_config_from_args
 from rnnkit.cli.args import positive_int
 from rnnkit.cli.textspec import TextSpec, encoder_label, read_input
 
@@ -33,6 +34,13 @@ def corpus_name(c) -> str:
     return os.path.basename(c.data.rstrip("/")) if c.data else "standard-library lines by package"
 
 
+def train_plan(t: TrainConfig) -> str:
+    """"evaluation every N steps, early stopping after P without a better val accuracy" (or off)."""
+    every = f"evaluation every {t.eval_every} steps" if t.eval_every else "evaluation at the end"
+    stop = f", early stopping after {t.patience} without a better val accuracy"
+    return every + (stop if t.patience and t.eval_every else ", no early stopping")
+
+
 class ClassifySpec(TextSpec):
     name, task_class, config_class = "classify", ClassifyTask, ClassifyTaskConfig
     help = "sequence classification (default corpus: standard-library lines by package)"
@@ -43,6 +51,15 @@ class ClassifySpec(TextSpec):
     text_hint = "; use rnnkit classify --input FILE"
     metrics_line = staticmethod(metrics_line)
 
+    def add_train_flags(self, p) -> None:
+        add_train_args(p, self.train_defaults, {"steps": "--epochs passes over the training split",
+                                                "eval_every": "once per epoch"})
+
+    def train_config(self, args, base: TrainConfig | None, task) -> TrainConfig:
+        """A new run: steps and evaluation cadence scaled with the corpus (ClassifyTask.scaled_train_config),
+        then the flags; ``--resume``: the checkpoint's."""
+        return train_config_from_args(args, base or task.scaled_train_config())
+
     def describe(self, task, trainer) -> None:
         c = task.config
         counts = ", ".join(f"{k} {n}" for k, n in zip(task.classes, task.class_counts))
@@ -52,9 +69,15 @@ class ClassifySpec(TextSpec):
         print(f"training examples per class: {counts}")
         print(f"model: {encoder_label(c)}, {c.tokens} tokens (vocabulary {len(task.vocab):,}), {c.pooling} pooling, "
               f"class weights {c.class_weights}; {task.model.num_params():,} parameters; batch {c.batch}, "
-              f"{trainer.config.steps} steps")
+              f"{trainer.config.steps} steps ({trainer.config.steps / task.steps_per_epoch():.3g} epochs of "
+              f"{task.steps_per_epoch()} steps), " + train_plan(trainer.config))
 
     def test_report(self, task, trainer) -> None:
+        """The test split of the best checkpoint (the highest val accuracy) if there is one, else of the last step."""
+        best = trainer.best_path
+        if best and os.path.exists(best):
+            task.model.load_params(load_task(best, ClassifyTask).model.params)
+            print(f"test split of the best checkpoint ({best}, val accuracy {-100 * trainer.best_val:.2f} %):")
         r = print_report(task, "test")
         png = plot_confusion(r["confusion"], task.classes, os.path.join(trainer.out_dir, "confusion.png"),
                              title=f"{corpus_name(task.config)}: test split, accuracy {100 * r['accuracy']:.1f} %")

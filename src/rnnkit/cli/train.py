@@ -59,11 +59,13 @@ from rnnkit.cli.options import add_config_flags, given_fields
 NOT_PLOTTED = "loss curve: not plotted (matplotlib is not installed; pip install 'rnnkit[plot]')"
 
 
-def add_train_args(p, defaults: TrainConfig | None = None) -> None:
-    """Add a flag for every TrainConfig field to a ``train TASK`` parser (help shows ``defaults``)."""
+def add_train_args(p, defaults: TrainConfig | None = None, notes: dict | None = None) -> None:
+    """Add a flag for every TrainConfig field to a ``train TASK`` parser (help shows ``defaults``;
+    ``notes``: field -> the text of a default that is not a number, e.g. one scaled with the corpus)."""
     d = defaults or TrainConfig()
+    n = notes or {}
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=nonneg_int, help=f"total optimizer steps (default {d.steps})")
+    g.add_argument("--steps", type=nonneg_int, help=f"total optimizer steps (default {n.get('steps', d.steps)})")
     g.add_argument("--lr", type=nonneg_float, help=f"learning rate (default {d.lr})")
     g.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], help=f"(default {d.optimizer})")
     g.add_argument("--momentum", type=nonneg_float, help="SGD momentum (default 0)")
@@ -78,13 +80,14 @@ def add_train_args(p, defaults: TrainConfig | None = None) -> None:
     g.add_argument("--min-lr", dest="min_lr", type=nonneg_float,
                    help=f"--schedule cosine: final learning rate (default {d.min_lr})")
     g.add_argument("--eval-every", dest="eval_every", type=nonneg_int,
-                   help=f"evaluate on the val split every N steps, 0 = only at the end (default {d.eval_every})")
+                   help="evaluate on the val split every N steps, 0 = only at the end "
+                        f"(default {n.get('eval_every', d.eval_every)})")
     g.add_argument("--checkpoint-every", dest="checkpoint_every", type=nonneg_int,
                    help="also checkpoint every N steps (default: at every evaluation)")
     g.add_argument("--log-every", dest="log_every", type=nonneg_int,
                    help=f"log the mean training loss every N steps, 0 = never (default {d.log_every})")
     g.add_argument("--patience", type=nonneg_int,
-                   help="early stopping after N evaluations without a new best, 0 = off (default 0)")
+                   help=f"early stopping after N evaluations without a new best, 0 = off (default {d.patience})")
     g.add_argument("--seed", type=nonneg_int, help=f"seed for initialisation and batches (default {d.seed})")
     g.add_argument("--time-limit", dest="time_limit", type=nonneg_float,
                    help="stop (and checkpoint) after this many seconds of training, 0 = off (default 0)")

@@ -2,7 +2,7 @@
 
 Time-major like the recurrent layers: token ids ``ids`` (T, B), ``lengths`` (B,).
 
-    x_t    = E[ids_t]                               ``embedding``   (T, B, E)
+    x_t    = E[ids_t]                               ``embedding``   (T, B, E)  (emb_dropout: whole rows)
     h, h_n = encoder(x, lengths)                    ``encoder``  h: (T, B, D*H), 0 past each length
     p      = pool(h)                                (B, D*H), ``pooling``:
              last       [h_n fwd; h_n bwd] of the top layer (the state at each row's last
@@ -13,6 +13,10 @@ Time-major like the recurrent layers: token ids ``ids`` (T, B), ``lengths`` (B,)
     z      = W p + b                                ``out``  (B, C)
     loss   = cross-entropy of z with optional class weights w (torch's ``weight=``:
              sum_n w_{y_n} nll_n / sum_n w_{y_n}).
+
+Regularisers (training mode only, masks from the ``rng`` given to forward/loss): ``emb_dropout``
+on the embedding rows and the recurrent layers' rates of rnnkit.models.charlm.LAYER_RATES
+(rnnkit.engine.dropout); :meth:`SequenceClassifier.predict_proba` always runs without them.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnkit.checks.arrays import check_fields, check_ids, check_lengths, check_positive
+from rnnkit.models.charlm import LAYER_RATES
 from rnnkit.models.attention import SCORES, AttentionPooling, source_mask
 from rnnkit.cells.protocol import LSTMState
 from rnnkit.engine.layer_types import LAYERS, CellVariant, config_cell, config_options
@@ -48,6 +53,11 @@ class ClassifierConfig(CellVariant):
     score: str = "additive"
     attention_size: int | None = None
     dtype: str = "float32"
+    dropout: float = 0.0
+    input_dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    weight_dropout: float = 0.0
+    emb_dropout: float = 0.0
 
     def __post_init__(self):
         check_fields(self, ("vocab_size", "num_classes", "emb", "hidden", "layers"),
@@ -59,8 +69,9 @@ class ClassifierConfig(CellVariant):
 class SequenceClassifier(Module):
     """Embedding, (bi)directional multi-layer encoder with lengths, pooling, Linear to classes.
 
-    forward(ids (T, B), lengths (B,)) -> logits (B, C);  backward(d_logits) fills ``grads``
-    loss(ids, lengths, labels (B,), class_weights (C,) or None, backward=True) -> float
+    forward(ids (T, B), lengths (B,), rng=None) -> logits (B, C);  backward(d_logits) fills ``grads``
+    loss(ids, lengths, labels (B,), class_weights (C,) or None, backward=True, rng=None) -> float
+    (``rng``: the generator of the dropout masks, needed in training mode with a rate > 0)
     predict_proba(ids, lengths) -> (B, C);  top_k(ids, lengths, k) -> (classes (B, k), probs (B, k))
     """
 
@@ -69,9 +80,9 @@ class SequenceClassifier(Module):
         c = self.config = config
         dt = self.dtype = np.dtype(c.dtype)
         self.D = 2 if c.bidirectional else 1
-        self.embedding = Embedding(c.vocab_size, c.emb, dtype=dt, seed=rng)
-        self.encoder = LAYERS[c.cell](c.emb, c.hidden, c.layers, bidirectional=c.bidirectional,
-                                      dtype=dt, seed=rng, **config_options(c))
+        self.embedding = Embedding(c.vocab_size, c.emb, dtype=dt, seed=rng, dropout=c.emb_dropout)
+        self.encoder = LAYERS[c.cell](c.emb, c.hidden, c.layers, bidirectional=c.bidirectional, dtype=dt, seed=rng,
+                                      **{n: getattr(c, n) for n in LAYER_RATES}, **config_options(c))
         width = self.D * self.encoder.h_size  # D*H, or D*proj_size
         if c.pooling == "attention":
             self.pool = AttentionPooling(width, c.score, c.attention_size, dtype=dt, seed=rng)
@@ -119,12 +130,12 @@ class SequenceClassifier(Module):
         return np.ascontiguousarray(self.pool.backward(dp)), None
 
     # ------------------------------------------------------------------ training
-    def forward(self, ids, lengths):
-        """Logits (B, C); caches for :meth:`backward`."""
+    def forward(self, ids, lengths, rng=None):
+        """Logits (B, C); caches for :meth:`backward`; ``rng``: the dropout masks' generator."""
         ids = check_ids("ids", ids, self.config.vocab_size)
         self._T = ids.shape[0]
         lengths = check_lengths(lengths, ids.shape[1], ids.shape[0])
-        h, state = self.encoder.forward(self.embedding.forward(ids), lengths=lengths)
+        h, state = self.encoder.forward(self.embedding.forward(ids, rng), lengths=lengths, rng=rng)
         return self.out.forward(self._pool(h, state, lengths))
 
     __call__ = forward
@@ -135,17 +146,22 @@ class SequenceClassifier(Module):
         d_x, _ = self.encoder.backward(d_out, d_state)
         self.embedding.backward(d_x)
 
-    def loss(self, ids, lengths, labels, class_weights=None, backward: bool = True) -> float:
+    def loss(self, ids, lengths, labels, class_weights=None, backward: bool = True, rng=None) -> float:
         """Mean cross-entropy (weighted as torch's ``weight=``); with ``backward`` adds every gradient."""
-        loss, d_logits = softmax_cross_entropy(self.forward(ids, lengths), np.asarray(labels), weight=class_weights)
+        loss, d_logits = softmax_cross_entropy(self.forward(ids, lengths, rng), np.asarray(labels),
+                                               weight=class_weights)
         if backward:
             self.backward(d_logits)
         return loss
 
     # ------------------------------------------------------------------ inference
     def predict_proba(self, ids, lengths) -> np.ndarray:
-        """Class probabilities (B, C); keeps no caches."""
-        logits = self.forward(ids, lengths)
+        """Class probabilities (B, C) in evaluation mode (no dropout; the mode is restored); keeps no caches."""
+        mode = self.training
+        try:
+            logits = self.eval().forward(ids, lengths)
+        finally:
+            self.train(mode)
         self.encoder.release()
         self.out.release()
         self._cache = None

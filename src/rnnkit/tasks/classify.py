@@ -13,6 +13,16 @@ split, saved in the checkpoint; a text longer than ``max_len`` tokens keeps its 
 
 Loss: cross-entropy, with ``class_weights='balanced'`` weighted by w_c = N / (C n_c) (n_c the
 training examples of class c; scikit-learn's "balanced"), torch's ``weight=`` semantics.
+Regularisers: the char-LM's dropout rates (rnnkit.tasks.charlm.REGULARIZERS), training only; each
+step's masks come from a seed drawn from the Trainer's generator, so a resumed run is bit-identical.
+
+Training length: ``epochs`` passes over the training split unless ``--steps`` is given
+(:meth:`ClassifyTask.scaled_train_config`: steps = ceil(epochs N / batch), N training examples; an
+evaluation on the val split once per epoch, ceil(N / batch) steps; early stopping after
+:data:`PATIENCE` evaluations without a new best).  The best checkpoint is the one of the highest
+val accuracy (``best_metric``): the val loss of a classifier often rises (over-confident wrong
+answers) while its accuracy still improves.
+
 ``evaluate`` reports that same loss, ``accuracy``, ``macro_f1`` and ``majority`` (the accuracy of
 always answering the most frequent training class); :meth:`report` adds the confusion matrix
 (rows true, columns predicted) and per-class precision, recall, F1 and support.
@@ -20,6 +30,7 @@ always answering the most frequent training class); :meth:`report` adds the conf
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,13 +43,17 @@ from rnnkit.data.vocab import TokenVocab
 from rnnkit.errors import UserError
 from rnnkit.engine.layer_types import config_options
 from rnnkit.train import TrainConfig, restore
+from rnnkit.train.data_parallel import shard_time_major
 from rnnkit.checks.fields import option
-from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT
+from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, RATE
+from rnnkit.tasks.charlm import REGULARIZERS
 from rnnkit.tasks.textdata import (PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch,
                                    normalise, vocab_size)
 
 CLASS_WEIGHTS = ("none", "balanced")
 EVAL_BATCH = 256
+EPOCHS = 30  # the default passes over the training split (early stopping usually ends the run first)
+PATIENCE = 5  # the default early stopping: evaluations (epochs) without a new best val loss
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,21 @@ class ClassifyTaskConfig(TextTaskConfig):
     pooling: str = option("last", choices=POOLINGS, group="model")
     class_weights: str = option("none", "balanced: weight class c by N / (C n_c)", choices=CLASS_WEIGHTS,
                                 group="model")
+    dropout: float = option(0.0, "dropout rate between the recurrent layers, training only", rule=RATE,
+                            group="model")
+    input_dropout: float = option(0.0, "input dropout rate (variational), training only", rule=RATE, group="model")
+    recurrent_dropout: float = option(0.0, "recurrent dropout rate on h_{t-1}, training only", rule=RATE,
+                                      group="model")
+    weight_dropout: float = option(0.0, "weight dropout rate (DropConnect on W_hh), training only", rule=RATE,
+                                   group="model")
+    emb_dropout: float = option(0.0, "embedding dropout rate (whole rows), training only", rule=RATE, group="model")
+    epochs: int = option(EPOCHS, "passes over the training split when --steps is not given (evaluation once "
+                         "per epoch, early stopping after %d epochs without a better val accuracy unless "
+                         "--patience)" % PATIENCE, rule=POSITIVE_INT)
+
+    @property
+    def regularized(self) -> bool:
+        return any(getattr(self, n) > 0 for n in REGULARIZERS)
 
     @property
     def corpus(self) -> str:
@@ -114,7 +144,9 @@ class ClassifyTask(TextTask):
 
     kind = "classify"
     count_unit = "seqs"
-    train_defaults = TrainConfig(steps=1500, eval_every=250, lr=3e-3)
+    best_metric = ("accuracy", -1)  # rnnkit.train.task: best.safetensors and early stopping by val accuracy
+    train_defaults = TrainConfig(steps=1500, eval_every=250, lr=3e-3, patience=PATIENCE)  # steps, eval_every:
+    # a fallback; a new ``rnnkit train classify`` scales them with the corpus (scaled_train_config)
     config_class = ClassifyTaskConfig
 
     def __init__(self, config: ClassifyTaskConfig = ClassifyTaskConfig(), *, prepared: dict | None = None):
@@ -144,7 +176,18 @@ class ClassifyTask(TextTask):
         self.model = SequenceClassifier(ClassifierConfig(
             vocab_size=len(self.vocab), num_classes=len(self.classes), emb=c.emb, hidden=c.hidden,
             layers=c.layers, cell=c.cell, bidirectional=c.bidirectional, pooling=c.pooling,
-            **config_options(c)), seed=c.seed)
+            **{n: getattr(c, n) for n in REGULARIZERS}, **config_options(c)), seed=c.seed)
+
+    def steps_per_epoch(self) -> int:
+        """ceil(N / batch): the steps of one pass over the N training examples."""
+        return math.ceil(self.sizes["train"] / self.config.batch)
+
+    def scaled_train_config(self, base: TrainConfig | None = None) -> TrainConfig:
+        """``base`` (default ``train_defaults``) with steps = ceil(epochs N / batch) and an evaluation
+        once per epoch (see the module docstring)."""
+        c = self.config
+        steps = math.ceil(c.epochs * self.sizes["train"] / c.batch)
+        return dataclasses.replace(base or self.train_defaults, steps=steps, eval_every=self.steps_per_epoch())
 
     # ------------------------------------------------------------------ data
     def encode(self, texts) -> list:
@@ -189,11 +232,19 @@ class ClassifyTask(TextTask):
         d = self.data["train"]
         idx, carry = next_batch(d.lengths, self.config.batch, rng, carry)
         ids, lengths = pad_time_major([d.ids[i] for i in idx])
-        return (ids, lengths, d.labels[idx]), carry
+        masks = [int(rng.integers(2**63))] if self.config.regularized else None  # dropout masks' seed
+        return (ids, lengths, d.labels[idx], masks), carry
+
+    def shard_batch(self, batch, comm):
+        """This MPI rank's texts of a global batch (the time-major split), with dropout masks of its own."""
+        ids, lengths, labels, masks = shard_time_major(batch, comm, f"task {self.kind!r}")
+        return ids, lengths, labels, None if masks is None else masks + [comm.rank]
 
     def loss_and_backward(self, batch, carry):
-        ids, lengths, labels = batch
-        return self.model.loss(ids, lengths, labels, self.weights, backward=True), carry, int(labels.size)
+        ids, lengths, labels, masks = batch
+        self.model.train()
+        rng = None if masks is None else np.random.default_rng(masks)
+        return self.model.loss(ids, lengths, labels, self.weights, backward=True, rng=rng), carry, int(labels.size)
 
     def predict_proba(self, ids_list: list) -> np.ndarray:
         """(N, C) class probabilities of N non-empty id arrays, in their order."""

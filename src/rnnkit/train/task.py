@@ -38,6 +38,12 @@ Optional (the reliability checks use it; docs/reliability.md)::
         before the task is built.  Without it, a checkpoint is still checked for its step, its
         optimizer state and NaN/inf, but not against the model's shapes.
 
+Optional, the best checkpoint and early stopping::
+
+    best_metric: tuple[str, int]      (metric of evaluate(), sign): an evaluation is better when
+        sign * metric is lower than the best so far (Trainer.best_val holds that product);
+        default ("loss", 1).  E.g. ("accuracy", -1): the classifier keeps its most accurate model.
+
 Optional, for the engines (docs/scaling.md, docs/interop.md)::
 
     shard_batch(batch, comm) -> batch   this MPI rank's items comm.shard(B) of a global batch, and

@@ -372,9 +372,11 @@ class Trainer:
         ev = self.evaluate(self.eval_split)
         rec = {"step": self.step, **{f"{self.eval_split}_{k}": float(v) for k, v in ev.items()}, "elapsed_s": elapsed}
         result.evals.append(rec)
-        improved = ev["loss"] < self.best_val
+        name, sign = getattr(self.task, "best_metric", ("loss", 1))  # rnnkit.train.task: lower is better
+        score = sign * float(ev[name])
+        improved = score < self.best_val
         if improved:
-            self.best_val, self.bad_evals = float(ev["loss"]), 0
+            self.best_val, self.bad_evals = score, 0
         else:
             self.bad_evals += 1
         self._log(rec)
