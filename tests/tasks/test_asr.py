@@ -41,7 +41,8 @@ def test_manifests_tsv_and_jsonl(tmp_path):
 @pytest.mark.parametrize("content, match", [
     ("a.wav\tone\nno-tab-here\n", r"m:2: expected 'path<TAB>transcript'"),
     ('{"audio_filepath": "a.wav", "text": "x"}\n{"text": "y"}\n', r"m:2: expected a string 'audio_filepath'"),
-    ('{"audio_filepath": "a.wav", "text": "x"}\n{bad json\n', r"m:2: expected a JSON object per line"),
+    ('{"audio_filepath": "a.wav", "text": "x"}\n{bad json\n', r"m:2: not valid JSON .*expected a JSON object per line"),
+    ('{"audio_filepath": "a.wav", "text": "x"}\n[1]\n', r"m:2: expected a JSON object per line, got a list"),
     ("\n\n", "holds no utterance"),
 ])
 def test_bad_manifest_rows_name_file_and_line(tmp_path, content, match):

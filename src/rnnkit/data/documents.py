@@ -19,12 +19,11 @@ titles Mr. Mrs. Ms. Dr. St.).
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 
-from rnnkit.data.lines import read_lines, where
+from rnnkit.data.lines import json_object, read_lines, where
 from rnnkit.data.pairs import ParallelText, check_empty_policy, read_parallel
 from rnnkit.errors import UserError
 
@@ -71,12 +70,7 @@ def read_jsonl(path, src_field: str, tgt_field: str, ref_fields=(), empty: str =
         if not row.strip():
             continue
         at = where(path, k)
-        try:
-            obj = json.loads(row)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{at}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise UserError(f"{at}: expected a JSON object with fields, got a {type(obj).__name__}")
+        obj = json_object(row, at)
         doc = _field(obj, src_field, at, "--src-field")
         have = [f for f in ref_fields if f in obj]
         rs = tuple(_field(obj, f, at, "--ref-fields") for f in ref_fields) if have else ()

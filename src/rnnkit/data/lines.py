@@ -13,6 +13,7 @@ start an extra (empty) line.
 """
 from __future__ import annotations
 
+import json
 import os
 
 from rnnkit.errors import UserError
@@ -79,3 +80,16 @@ def read_lines(path, what: str = "input") -> list[str]:
 def where(path, line: int) -> str:
     """``FILE:LINE`` (1-based line), the prefix of every located message."""
     return f"{os.fspath(path)}:{line}"
+
+
+def json_object(line: str, at: str) -> dict:
+    """One JSON-lines row -> its object; ``at`` (``FILE:LINE``) names it in the one-line error when the
+    row is not valid JSON or not an object."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{at}: not valid JSON ({e.msg} at column {e.colno}); expected a JSON object per "
+                        "line") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{at}: expected a JSON object per line, got a {type(obj).__name__}")
+    return obj

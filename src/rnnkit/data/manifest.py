@@ -10,10 +10,10 @@ raises a UserError naming ``file:line``, what was expected and what was found.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
+from rnnkit.data.lines import json_object
 from rnnkit.errors import UserError
 
 
@@ -57,12 +57,7 @@ def _tsv_row(line: str, where: str) -> tuple[str, str]:
 
 
 def _json_row(line: str, where: str) -> tuple[str, str]:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{where}: expected a JSON object per line, got invalid JSON ({e.msg})") from None
-    if not isinstance(row, dict):
-        raise UserError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    row = json_object(line, where)
     audio, text = row.get("audio_filepath"), row.get("text")
     if not isinstance(audio, str) or not audio.strip():
         raise UserError(f"{where}: expected a string 'audio_filepath', got {audio!r}")
