@@ -20,6 +20,7 @@ import os
 
 from rnnkit.checks.fields import help_text, meta_of
 from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, RATE
+from rnnkit.engine.dropout import CONFIG_RATES
 from rnnkit.engine.layer_types import CELL_OPTIONS
 from rnnkit.cli.args import nonneg_float, nonneg_int, positive_float, positive_int, rate, zero_one
 
@@ -29,8 +30,9 @@ RULE_TYPES = {POSITIVE_INT: positive_int, NONNEG_INT: nonneg_int, POSITIVE_NUMBE
 
 def flag_fields(config_class) -> list:
     """(field, group) of every field of ``config_class`` with a flag, in the order of ``--help``: the
-    cell-variant fields follow ``cell``, in its group."""
+    cell-variant fields follow ``cell``, in its group; the dropout rates (ConfigRates) come last."""
     fields = [f for f in dataclasses.fields(config_class) if meta_of(config_class, f).get("flag", f.name != "seed")]
+    fields = [f for f in fields if f.name not in CONFIG_RATES] + [f for f in fields if f.name in CONFIG_RATES]
     variants = [f for f in fields if f.name in CELL_OPTIONS]
     out = []
     for f in fields:

@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rnnkit.checks.fields import option
 from rnnkit.checks.rules import RATE, check
 
 
@@ -53,6 +54,29 @@ class DropoutRates:
     @property
     def active(self) -> bool:
         return any(getattr(self, f.name) > 0 for f in fields(self))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfigRates:
+    """The dropout fields of a task config whose model is an Embedding and Recurrent layers (a frozen
+    dataclass inherits them, as it inherits CellVariant; keyword-only): the four rates of
+    :class:`DropoutRates` and ``emb_dropout`` (whole embedding rows), each in [0, 1), training only,
+    recorded in checkpoints.  The config's ``__post_init__`` checks them (``check_options``)."""
+
+    dropout: float = option(0.0, "dropout rate between the recurrent layers, training only", rule=RATE)
+    input_dropout: float = option(0.0, "input dropout rate (variational), training only", rule=RATE)
+    recurrent_dropout: float = option(0.0, "recurrent dropout rate on h_{t-1}, training only", rule=RATE)
+    weight_dropout: float = option(0.0, "weight dropout rate (DropConnect on W_hh), training only", rule=RATE)
+    emb_dropout: float = option(0.0, "embedding dropout rate (whole rows), training only", rule=RATE)
+
+    @property
+    def regularized(self) -> bool:
+        """Any rate above 0 (then a training step draws masks)."""
+        return any(getattr(self, n) > 0 for n in CONFIG_RATES)
+
+
+CONFIG_RATES = tuple(f.name for f in fields(ConfigRates))
+"""The rates of :class:`ConfigRates`, in order (the last of their group in ``--help``)."""
 
 
 class Masks(NamedTuple):

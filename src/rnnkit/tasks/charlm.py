@@ -38,23 +38,24 @@ import numpy as np
 from rnnkit.data.text import DEFAULT_MAX_CHARS, SPLITS, Vocab, load_text, sha256_text, split_ids, stdlib_corpus
 from rnnkit.errors import UserError
 from rnnkit.engine.memory import estimate_rnn_bytes, rnn_param_shapes
+from rnnkit.engine.dropout import CONFIG_RATES, ConfigRates
 from rnnkit.engine.layer_types import LAYERS as CELLS, CellVariant, config_cell, default_bias
-from rnnkit.models.charlm import LAYER_RATES, CharLMModel
+from rnnkit.models.charlm import CharLMModel
 from rnnkit.models.sampling import sample_ids
 from rnnkit.nn.losses import softmax_cross_entropy
 from rnnkit.train import ModelPlan, TrainConfig, Trainer, load_task, restore, save_task
 from rnnkit.tasks.textdata import reload_corpus
 from rnnkit.checks.fields import check_options, option
-from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, RATE
+from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT
 from rnnkit.tasks.charlm_eval import evaluate_file, evaluate_windows, streams
 
 DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
-class CharLMConfig(CellVariant):
-    """Model and batching of a char-LM (see the module docstring); the rates are the regularisers
-    (training only, rnnkit.engine.dropout), with CellVariant's peephole, proj_size."""
+class CharLMConfig(CellVariant, ConfigRates):
+    """Model and batching of a char-LM (see the module docstring); ConfigRates's dropout rates are the
+    regularisers (training only, rnnkit.engine.dropout), with CellVariant's peephole, proj_size."""
 
     cell: str = option("lstm", choices=sorted(CELLS))
     layers: int = option(2, rule=POSITIVE_INT)
@@ -64,22 +65,13 @@ class CharLMConfig(CellVariant):
     bptt: int = option(100, "window length of truncated BPTT", rule=POSITIVE_INT)
     seed: int = option(0, rule=NONNEG_INT, flag=False)  # initialisation of the weights (the flag --seed)
     dtype: str = option("float32", "parameters and activations", choices=DTYPES)  # "float64": exact comparisons
-    dropout: float = option(0.0, "dropout rate, training only", rule=RATE)  # between the recurrent layers,
-    input_dropout: float = option(0.0, "input dropout rate, training only", rule=RATE)  # variational, layer inputs
-    recurrent_dropout: float = option(0.0, "recurrent dropout rate, training only", rule=RATE)  # on h_{t-1}
-    weight_dropout: float = option(0.0, "weight dropout rate, training only", rule=RATE)  # DropConnect on W_hh
-    emb_dropout: float = option(0.0, "emb dropout rate, training only", rule=RATE)  # whole embedding rows
 
     def __post_init__(self):
         check_options(self)
         config_cell(self, self.hidden)  # the variants fit the cell and the sizes
 
-    @property
-    def regularized(self) -> bool:
-        return any(getattr(self, n) > 0 for n in REGULARIZERS)
 
-
-REGULARIZERS = LAYER_RATES + ("emb_dropout",)
+REGULARIZERS = CONFIG_RATES
 """The config's dropout rates; in training the masks come from the Trainer's generator."""
 
 

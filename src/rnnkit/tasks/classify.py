@@ -13,7 +13,7 @@ split, saved in the checkpoint; a text longer than ``max_len`` tokens keeps its 
 
 Loss: cross-entropy, with ``class_weights='balanced'`` weighted by w_c = N / (C n_c) (n_c the
 training examples of class c; scikit-learn's "balanced"), torch's ``weight=`` semantics.
-Regularisers: the char-LM's dropout rates (rnnkit.tasks.charlm.REGULARIZERS), training only; each
+Regularisers: the char-LM's dropout rates (rnnkit.engine.dropout.ConfigRates), training only; each
 step's masks come from a seed drawn from the Trainer's generator, so a resumed run is bit-identical.
 
 Training length: ``epochs`` passes over the training split unless ``--steps`` is given
@@ -41,12 +41,12 @@ from rnnkit.data.classify import LabelledText, read_labelled, stdlib_lines, stra
 from rnnkit.data.tokenize import tokenizer_from_dict
 from rnnkit.data.vocab import TokenVocab
 from rnnkit.errors import UserError
+from rnnkit.engine.dropout import CONFIG_RATES, ConfigRates
 from rnnkit.engine.layer_types import config_options
 from rnnkit.train import TrainConfig, restore
 from rnnkit.train.data_parallel import shard_time_major
 from rnnkit.checks.fields import option
-from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, RATE
-from rnnkit.tasks.charlm import REGULARIZERS
+from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT
 from rnnkit.tasks.textdata import (PlanParts, TextTask, TextTaskConfig, build_tokenizer, in_batches, next_batch,
                                    normalise, vocab_size)
 
@@ -57,7 +57,7 @@ PATIENCE = 5  # the default early stopping: evaluations (epochs) without a new b
 
 
 @dataclass(frozen=True)
-class ClassifyTaskConfig(TextTaskConfig):
+class ClassifyTaskConfig(TextTaskConfig, ConfigRates):
     """Corpus, tokens, model and batch of a classification run (see the module docstring and TextTaskConfig)."""
 
     data: str | None = option(None, "label<TAB>text file, or a directory of one file per class", metavar="FILE|DIR",
@@ -72,21 +72,9 @@ class ClassifyTaskConfig(TextTaskConfig):
     pooling: str = option("last", choices=POOLINGS, group="model")
     class_weights: str = option("none", "balanced: weight class c by N / (C n_c)", choices=CLASS_WEIGHTS,
                                 group="model")
-    dropout: float = option(0.0, "dropout rate between the recurrent layers, training only", rule=RATE,
-                            group="model")
-    input_dropout: float = option(0.0, "input dropout rate (variational), training only", rule=RATE, group="model")
-    recurrent_dropout: float = option(0.0, "recurrent dropout rate on h_{t-1}, training only", rule=RATE,
-                                      group="model")
-    weight_dropout: float = option(0.0, "weight dropout rate (DropConnect on W_hh), training only", rule=RATE,
-                                   group="model")
-    emb_dropout: float = option(0.0, "embedding dropout rate (whole rows), training only", rule=RATE, group="model")
     epochs: int = option(EPOCHS, "passes over the training split when --steps is not given (evaluation once "
                          "per epoch, early stopping after %d epochs without a better val accuracy unless "
                          "--patience)" % PATIENCE, rule=POSITIVE_INT)
-
-    @property
-    def regularized(self) -> bool:
-        return any(getattr(self, n) > 0 for n in REGULARIZERS)
 
     @property
     def corpus(self) -> str:
@@ -176,7 +164,7 @@ class ClassifyTask(TextTask):
         self.model = SequenceClassifier(ClassifierConfig(
             vocab_size=len(self.vocab), num_classes=len(self.classes), emb=c.emb, hidden=c.hidden,
             layers=c.layers, cell=c.cell, bidirectional=c.bidirectional, pooling=c.pooling,
-            **{n: getattr(c, n) for n in REGULARIZERS}, **config_options(c)), seed=c.seed)
+            **{n: getattr(c, n) for n in CONFIG_RATES}, **config_options(c)), seed=c.seed)
 
     def steps_per_epoch(self) -> int:
         """ceil(N / batch): the steps of one pass over the N training examples."""
