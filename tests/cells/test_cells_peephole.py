@@ -9,6 +9,7 @@ import rnnkit
 from conftest import assert_close, assert_step_equals_forward, check_layer_gradients
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("L,bidir,use_lengths", list(itertools.product([1, 2], [False, True], [False, True])))
 def test_peephole_gradients_match_finite_differences(L, bidir, use_lengths):
     rng = np.random.default_rng(L * 4 + bidir * 2 + use_lengths)

@@ -21,6 +21,7 @@ def test_proj_gradients_match_finite_differences(L, bidir, use_lengths):
     check_layer_gradients(layer, x, state, lengths, label=f"proj L={L} bidir={bidir} lengths={use_lengths}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("L,bidir,batch_first,use_lengths",
                          [(1, False, False, False), (2, True, False, True), (3, False, True, True),
                           (2, True, True, False)])

@@ -88,6 +88,7 @@ def test_cell_choices_come_from_the_registry(capsys):
     assert "--peephole" in help_text and "--proj-size" in help_text
 
 
+@pytest.mark.slow
 def test_export_writes_the_peephole_lstm_and_refuses_the_others_in_one_line(tmp_path, capsys):
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")

@@ -111,6 +111,7 @@ def test_forecaster_export_equals_rnnkit(tmp_path, capsys):
                                err_msg="forecaster: forecasts in original units")
 
 
+@pytest.mark.slow
 def test_export_refuses_what_it_cannot_write(tmp_path, capsys):
     pytest.importorskip("onnx")
     out = tmp_path / "add"

@@ -20,6 +20,7 @@ def fixed_rng():
     return {"rng": np.random.default_rng(5)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("L,bidir,use_lengths", [(2, True, True), (2, False, False), (1, True, True)])

@@ -82,6 +82,7 @@ def test_pointer_generator_matches_torch_autograd(copy, coverage, cell, bidir, L
         assert_close(f"grad {name} ({tag})", grads[name], p.grad.numpy(), 1e-10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("copy,coverage", MODES[:3])
 def test_pointer_generator_gradients_match_finite_differences(copy, coverage):
     m = model(copy, coverage)

@@ -137,6 +137,7 @@ def _torch_lrs(make_sched, n, base=0.1):
     return out
 
 
+@pytest.mark.slow
 def test_schedules_match_torch():
     torch = needs_torch()
     S = torch.optim.lr_scheduler

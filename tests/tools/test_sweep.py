@@ -112,6 +112,7 @@ def test_bad_files(tmp_path):
         load_spec(bad)
 
 
+@pytest.mark.slow
 def test_spec_maps_onto_ray_tune():
     pytest.importorskip("ray.tune")
     s = parse_spec({"task": "t", "num_trials": 2, "metric": "val_loss", "mode": "max", "fixed": {"steps": 5},
