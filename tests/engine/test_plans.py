@@ -68,7 +68,7 @@ def _fake_timer(times, calls):
 
 
 def test_the_planner_picks_the_fastest_caches_it_per_machine_and_says_so_once(tmp_path, monkeypatch):
-    monkeypatch.delenv("RNNKIT_PLAN")
+    monkeypatch.setenv("RNNKIT_PLAN", "measure")
     path = str(tmp_path / "cache" / "plans.json")
     calls, said = [], []
     times = {"one_thread": 3e-3, "blas_threads": 2e-3, "batch_shards": 1e-3, "heuristic": 1.5e-3}
@@ -124,7 +124,7 @@ def test_measuring_uses_a_copy_and_leaves_the_layer_alone(monkeypatch):
 
 
 def test_an_unwritable_cache_is_said_and_the_plan_still_used(tmp_path, monkeypatch):
-    monkeypatch.delenv("RNNKIT_PLAN")
+    monkeypatch.setenv("RNNKIT_PLAN", "measure")
     blocker = tmp_path / "file"
     blocker.write_text("")
     said = []

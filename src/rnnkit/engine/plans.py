@@ -20,8 +20,10 @@ while the 1-minute load average exceeds the cores is used by this process only, 
 jobs' threads decide such timings (measured: a 2-core machine at load 8-10 ranked the candidates
 differently from one minute to the next).  The first planning of a process says so once on stderr.
 
-Forcing: ``RNNKIT_PLAN=<candidate>`` in the environment, or ``layer.strategy = "<candidate>"``
-(the layer's wins).  Every plan computes the same numbers: the per-row arithmetic does not depend
+Measuring is opt-in: ``RNNKIT_PLAN=measure`` (see :data:`MEASURE`; without it a layer runs
+the ``heuristic`` plan).  Forcing: ``RNNKIT_PLAN=<candidate>`` in the environment, or
+``layer.strategy = "<candidate>"`` (the layer's wins).  Every plan computes the same numbers: the
+per-row arithmetic does not depend
 on the plan, except the order in which shards' cell-parameter gradients are summed (float64:
 equal to 1e-13, tested).
 """
@@ -44,8 +46,11 @@ from rnnkit.atomic import write_bytes_atomic
 STRATEGIES = ("one_thread", "blas_threads", "batch_shards", "heuristic")
 """The plans a layer can be forced to (``RNNKIT_PLAN`` or ``layer.strategy``)."""
 MEASURE = "measure"
-"""``RNNKIT_PLAN=measure`` (or unset): choose by measurement."""
-MEASURE_STEPS = 8
+"""``RNNKIT_PLAN=measure``: choose by measurement (opt-in).  Unset, a layer runs the ``heuristic`` plan: a
+quiet-machine A/B against the fixed rules (benchmarks/ab_public_grid.sh) found the measured choice slower
+at some grid points (LSTM (100, 32, 64, 128) 1.6-1.7x, (64, 128, 256, 512) 1.1-1.2x), because a few
+timed calls of a copy of the layer mispredict the real run."""
+MEASURE_STEPS = 64
 """Time steps of each timed forward + backward (the per-step cost decides; T is longer)."""
 BUDGET_S = 0.5
 """Seconds of timed rounds per new key after one warm-up call per candidate (the rounds stop when it is
@@ -65,10 +70,10 @@ def check_strategy(name, what: str = "strategy"):
 
 
 def forced_strategy(layer_strategy: str | None) -> str | None:
-    """The strategy forced by the layer, else by ``RNNKIT_PLAN``; None: measure."""
+    """The strategy forced by the layer, else by ``RNNKIT_PLAN`` (unset: ``heuristic``); None: measure."""
     if layer_strategy is not None:
         return layer_strategy
-    env = os.environ.get("RNNKIT_PLAN", "").strip() or MEASURE
+    env = os.environ.get("RNNKIT_PLAN", "").strip() or "heuristic"
     if env == MEASURE:
         return None
     return check_strategy(env, "RNNKIT_PLAN")
