@@ -23,8 +23,8 @@ differently from one minute to the next).  The first planning of a process says 
 Measuring is opt-in: ``RNNKIT_PLAN=measure`` (see :data:`MEASURE`; without it a layer runs
 the ``heuristic`` plan).  Forcing: ``RNNKIT_PLAN=<candidate>`` in the environment, or
 ``layer.strategy = "<candidate>"`` (the layer's wins).  Every plan computes the same numbers: the
-per-row arithmetic does not depend on the plan, except the order in which shards' cell-parameter gradients are summed (float64:
-equal to 1e-13, tested).
+per-row arithmetic does not depend on the plan, except the order in which shards' cell-parameter
+gradients are summed (float64: equal to 1e-13, tested).
 """
 from __future__ import annotations
 
