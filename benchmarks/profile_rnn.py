@@ -34,9 +34,9 @@ from rnnkit.engine.threads import blas_threads_at_most
 @njit(nogil=True)
 def _gemm_steps(h, W_hh, W_hhT, hw, d_xw, dh):
     for _ in range(d_xw.shape[0]):
-        times_wt(h, W_hh, W_hhT, hw)
+        times_wt(h, W_hh, W_hhT, hw, 0)
     for t in range(d_xw.shape[0]):
-        times_w(d_xw[t], W_hh, W_hhT, dh)
+        times_w(d_xw[t], W_hh, W_hhT, dh, 0)
 
 
 @njit(nogil=True)

@@ -113,8 +113,7 @@ one thread, B x H x G from 8 x 64 x 256 to 128 x 512 x 2048)."""
 
 
 @rowjit
-def times_wt(h, W, WT, out):
-    """out = h @ W.T for the recurrent GEMM; W (G, H) and its contiguous transpose WT (H, G)."""
+def _wt(h, W, WT, out):
     if h.shape[0] * W.shape[0] * W.shape[1] <= SMALL_GEMM:
         np.dot(h, WT, out)
     else:
@@ -122,12 +121,37 @@ def times_wt(h, W, WT, out):
 
 
 @rowjit
-def times_w(d, W, WT, out):
-    """out = d @ W (the recurrent GEMM's backward), from W or WT, as :func:`times_wt`."""
+def _w(d, W, WT, out):
     if d.shape[0] * W.shape[0] * W.shape[1] <= SMALL_GEMM:
         np.dot(d, W, out)
     else:
         np.dot(d, WT.T, out)
+
+
+@rowjit
+def times_wt(h, W, WT, out, rows):
+    """out = h @ W.T for the recurrent GEMM; W (G, H) and its contiguous transpose WT (H, G).
+
+    rows > 0: in blocks of that many rows of h (see :mod:`rnnkit.engine.gemm_rows`); 0: whole."""
+    M = h.shape[0]
+    if rows <= 0 or rows >= M:
+        _wt(h, W, WT, out)
+    else:
+        for b in range(0, M, rows):
+            e = min(M, b + rows)
+            _wt(h[b:e], W, WT, out[b:e])
+
+
+@rowjit
+def times_w(d, W, WT, out, rows):
+    """out = d @ W (the recurrent GEMM's backward), from W or WT, in row blocks, as :func:`times_wt`."""
+    M = d.shape[0]
+    if rows <= 0 or rows >= M:
+        _w(d, W, WT, out)
+    else:
+        for b in range(0, M, rows):
+            e = min(M, b + rows)
+            _w(d[b:e], W, WT, out[b:e])
 
 
 @jit

@@ -54,7 +54,7 @@ def test_candidates_on_one_and_two_cores():
     assert set(candidates(32, 128, 512, 1, 4, 1).values()) == {one}, "one core: one thread, whatever the name"
     two = candidates(32, 128, 512, 1, 4, 2)
     assert two["one_thread"] == one
-    assert two["blas_threads"] == ThreadPlan(((0, 32),), False, None)
+    assert two["blas_threads"] == ThreadPlan(((0, 32),), False, 2)
     assert two["batch_shards"] == ThreadPlan(((0, 16), (16, 32)), True, 1)
     assert candidates(32, 128, 512, 2, 4, 2)["batch_shards"] == ThreadPlan(((0, 32),), True, 1)  # directions
     assert candidates(1, 128, 512, 1, 4, 2)["batch_shards"] == ThreadPlan(((0, 1),), False, 1)  # B = 1: no shards
@@ -96,7 +96,7 @@ def test_a_plan_can_be_forced(monkeypatch):
     layer = rnnkit.LSTM(4, 8, seed=0)
     with use_cores(2):
         monkeypatch.setenv("RNNKIT_PLAN", "blas_threads")
-        assert layer.thread_plan(32) == ThreadPlan(((0, 32),), False, None)
+        assert layer.thread_plan(32) == ThreadPlan(((0, 32),), False, 2)
         layer.strategy = "one_thread"  # the layer's own setting wins over the environment
         assert layer.thread_plan(32) == ThreadPlan(((0, 32),), False, 1)
         layer.strategy = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnkit.checks.arrays import check_array
-from rnnkit.engine import dropout as drop
+from rnnkit.engine import big_gemm, dropout as drop
 from rnnkit.engine.rows import Rows, scatter, table_grads
 from rnnkit.engine.scan import scan_backward
 from rnnkit.engine.threads import exclusive, run_jobs
@@ -110,8 +110,8 @@ class Backprop:
             d_xw2, dW_ih, d_in = table_grads(layer_in, d_xw, W_ih, need_dx)
         else:  # xw = layer_in @ W_ih.T + b_ih for all steps: one GEMM each for dW_ih and d_layer_in
             d_xw2 = d_xw.reshape(-1, d_xw.shape[-1])
-            dW_ih = (layer_in.reshape(d_xw2.shape[0], -1).T @ d_xw2).T  # dW_ih = d_xw^T x, oriented as dW_hh
-            d_in = np.dot(d_xw2, W_ih).reshape(layer_in.shape) if need_dx else None
+            dW_ih = big_gemm.dot_t(layer_in.reshape(d_xw2.shape[0], -1), d_xw2)  # dW_ih = d_xw^T x, as dW_hh
+            d_in = big_gemm.dot(d_xw2, W_ih).reshape(layer_in.shape) if need_dx else None
         self._grads[n_ih] += dW_ih
         self._grads[n_hh] += dW_hh if weight_mask is None else drop.apply(dW_hh, weight_mask)
         if b_ih is not None:

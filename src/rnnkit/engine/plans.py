@@ -85,7 +85,7 @@ def candidates(B: int, H: int, G: int, D: int, itemsize: int, cores: int) -> dic
     bounds = [B * k // n for k in range(n + 1)]
     shards = ThreadPlan(tuple(zip(bounds[:-1], bounds[1:])), True, 1) if cores > 1 and n * D > 1 else one
     return {"one_thread": one,
-            "blas_threads": ThreadPlan(((0, B),), False, None) if cores > 1 else one,
+            "blas_threads": ThreadPlan(((0, B),), False, cores) if cores > 1 else one,
             "batch_shards": shards,
             "heuristic": heuristic_plan(B, H, G, D, itemsize, cores)}
 

@@ -15,13 +15,14 @@ import threading
 
 import numpy as np
 
-from rnnkit.engine import dropout as drop
+from rnnkit.engine import big_gemm, dropout as drop
 import rnnkit.kernels as kernels
 from rnnkit.checks.arrays import check_array, check_lengths
 from rnnkit.engine.backprop import Backprop
 from rnnkit.engine.init import init_weights
 from rnnkit.module import Module
-from rnnkit.engine.scan import absent, cell_args, compiled_loops, reuse_empty, scan_forward, split_hh
+from rnnkit.engine.buffers import absent, reuse_empty
+from rnnkit.engine.scan import cell_args, compiled_loops, scan_forward, split_hh
 from rnnkit.engine.rows import Rows, check_rows, gather_rows, projects_on_table
 from rnnkit.engine.state import StateFormat
 from rnnkit.engine.tape import LayerTape, Tape, TapeReader
@@ -273,7 +274,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
         + biases (V, G*H), and xw[t, b] = P[ids[t, b]].
         """
         if isinstance(layer_in, Rows):
-            P = np.dot(layer_in.table, W_ih.T)
+            P = big_gemm.dot(layer_in.table, W_ih.T)
             b_hh = self._add_input_biases(P, b_ih, b_hh)
             T, B = layer_in.ids.shape
             xw = reuse_empty(workspace, "xw", (T * B, W_ih.shape[0]), self.dtype).reshape(T, B, -1)
@@ -281,7 +282,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
             return xw, b_hh
         T, B, I = layer_in.shape
         out = reuse_empty(workspace, "xw", (T * B, W_ih.shape[0]), self.dtype)
-        xw = np.dot(layer_in.reshape(T * B, I), W_ih.T, out=out)
+        xw = big_gemm.dot(layer_in.reshape(T * B, I), W_ih.T, out=out)  # on all cores
         return xw.reshape(T, B, -1), self._add_input_biases(xw, b_ih, b_hh)
 
     def _add_input_biases(self, xw, b_ih, b_hh):

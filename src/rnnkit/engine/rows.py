@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from rnnkit.checks.arrays import check_array
+from rnnkit.engine import big_gemm
 from rnnkit.kernels import jit
 
 
@@ -85,5 +86,5 @@ def table_grads(rows: Rows, d_xw: np.ndarray, W_ih: np.ndarray, need_dx: bool = 
 
     d_xw: (T, B, G).  d_table is None without ``need_dx``."""
     dP = scatter(rows, d_xw)
-    dW_ih = (rows.table.T @ dP).T  # oriented as the unfused path's (x^T d_xw)^T
-    return dP, dW_ih, (dP @ W_ih if need_dx else None)
+    dW_ih = big_gemm.dot_t(rows.table, dP)  # oriented as the unfused path's (x^T d_xw)^T
+    return dP, dW_ih, (big_gemm.dot(dP, W_ih) if need_dx else None)

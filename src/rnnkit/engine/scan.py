@@ -33,6 +33,9 @@ from typing import NamedTuple
 import numpy as np
 from numba.extending import overload
 
+from rnnkit.engine import big_gemm
+from rnnkit.engine.buffers import absent, reuse_empty, transposed
+from rnnkit.engine.gemm_rows import step_gemm_rows
 from rnnkit.kernels import add_bias, add_biases, jit, times_w, times_wt
 
 
@@ -104,7 +107,7 @@ def compiled_loops(step, step_backward) -> Loops:
     """
 
     @jit
-    def forward_loop(xw, hw, W_hh, W_hhT, b_hh, states, cache, p, keep, reverse, h_mask, h_masked, b0, b1):
+    def forward_loop(xw, hw, W_hh, W_hhT, b_hh, states, cache, p, keep, reverse, h_mask, h_masked, b0, b1, gemm_rows):
         """Rows b0:b1 of the whole sequence: for each t, hw = h_prev @ W_hh.T (+ b_hh); step; padding.
 
         xw (T, B, G) in: input projections, out: activated gates; hw (B, G) scratch;
@@ -112,7 +115,7 @@ def compiled_loops(step, step_backward) -> Loops:
         (T+1, B, H) with the initial state at index T (reverse) or 0; cache: per field (T, B, H);
         p: the cell's own parameters; keep (T, B) bool (True: padded step, the state is carried) or
         size 0; h_mask (B, H) or size 0: hw = (h_prev * h_mask) @ W_hh.T (recurrent dropout),
-        h_masked (B, H) its scratch.
+        h_masked (B, H) its scratch; gemm_rows: the GEMM's row blocks (:mod:`rnnkit.engine.gemm_rows`).
         """
         T = xw.shape[0]
         hw = hw[b0:b1]
@@ -124,9 +127,9 @@ def compiled_loops(step, step_backward) -> Loops:
             if h_mask.shape[0]:  # recurrent dropout: hw = (h_prev * h_mask) @ W_hh.T
                 hm = h_masked[b0:b1]
                 mul_rows(prev[0], h_mask[b0:b1], hm)
-                times_wt(hm, W_hh, W_hhT, hw)
+                times_wt(hm, W_hh, W_hhT, hw, gemm_rows)
             else:
-                times_wt(prev[0], W_hh, W_hhT, hw)  # hw = h_prev @ W_hh.T
+                times_wt(prev[0], W_hh, W_hhT, hw, gemm_rows)  # hw = h_prev @ W_hh.T
             if b_hh.shape[0]:
                 add_bias(hw, b_hh)
             step(xw[t, b0:b1], hw, p, prev, new, at(cache, t, b0, b1))
@@ -139,7 +142,7 @@ def compiled_loops(step, step_backward) -> Loops:
 
     @jit
     def backward_loop(d_out, d_new, d_prev, carry, dh_w, gates, states, cache, p, dp, W_hh, W_hhT, d_xw,
-                      d_hw, keep, reverse, direct_h, record, h_mask, b0, b1):
+                      d_hw, keep, reverse, direct_h, record, h_mask, b0, b1, gemm_rows):
         """BPTT of rows b0:b1 over all steps; returns dL/d(initial state) (one of the two buffer tuples).
 
         d_out (T, B, H): dL/d out; d_new: per state field (B, H), dL/d(final state) on entry;
@@ -147,7 +150,7 @@ def compiled_loops(step, step_backward) -> Loops:
         buffers; dp: gradients of the cell's own parameters (added into); d_xw, d_hw (T, B, G)
         outputs (the same array for cells with a = xw + hw); record: per state field (T, B, H)
         or size 0 (see :func:`scan_backward`); h_mask (B, H) or size 0: the forward's recurrent
-        dropout mask (dL/dh_prev through W_hh is multiplied by it).
+        dropout mask (dL/dh_prev through W_hh is multiplied by it); gemm_rows: the GEMM's row blocks.
         """
         T = d_out.shape[0]
         dn, dpr, cr, dhw_ = rows(d_new, b0, b1), rows(d_prev, b0, b1), rows(carry, b0, b1), dh_w[b0:b1]
@@ -174,12 +177,12 @@ def compiled_loops(step, step_backward) -> Loops:
             step_backward(dn, gates[t, b0:b1], at(cache, t, b0, b1), at(states, tp, b0, b1), at(states, tn, b0, b1),
                           p, dxw, dhw, dpr, dp)
             if direct_h:  # the cell wrote its direct part of dh_prev; add the part through W_hh
-                times_w(dhw, W_hh, W_hhT, dhw_)
+                times_w(dhw, W_hh, W_hhT, dhw_, gemm_rows)
                 if h_mask.shape[0]:
                     mul_rows(dhw_, h_mask[b0:b1], dhw_)
                 dpr[0][:] += dhw_
             else:
-                times_w(dhw, W_hh, W_hhT, dpr[0])  # hw = h_prev @ W_hh.T
+                times_w(dhw, W_hh, W_hhT, dpr[0], gemm_rows)  # hw = h_prev @ W_hh.T
                 if h_mask.shape[0]:  # hw = (h_prev * h_mask) @ W_hh.T
                     mul_rows(dpr[0], h_mask[b0:b1], dpr[0])
             if keep.shape[0]:  # padded rows: the carried gradient passes on unchanged
@@ -250,35 +253,6 @@ class ScanTape(NamedTuple):
         return self.h_new() if self.gates is None else self.gates
 
 
-def reuse_empty(workspace: dict | None, key: str, shape: tuple, dtype) -> np.ndarray:
-    """``np.empty(shape, dtype)``, kept in ``workspace`` (if given) and handed out again next call.
-
-    Why: a fresh multi-MB array is mapped page by page on first write, and the loops write
-    it one step at a time, so every call pays a page fault per 4 KiB inside the time loop
-    (measured: ~20-30% of an LSTM fwd+bwd at T=100, B=32, H=128).  Only for buffers that
-    never leave the layer (the caller must not return them or views of them).
-    """
-    if workspace is None:
-        return np.empty(shape, dtype=dtype)
-    a = workspace.get(key)
-    if a is None or a.shape != shape or a.dtype != dtype:
-        a = workspace[key] = np.empty(shape, dtype=dtype)
-    return a
-
-
-def transposed(W: np.ndarray, workspace: dict | None) -> np.ndarray:
-    """A contiguous copy of W.T (made per call: W changes in place between calls)."""
-    WT = reuse_empty(workspace, "W_hhT", W.shape[::-1], W.dtype)
-    np.copyto(WT, W.T)
-    return WT
-
-
-@functools.lru_cache(maxsize=None)
-def absent(dtype, ndim: int) -> np.ndarray:
-    """A size-0 array standing for "none" (no bias, no mask, no record) in the compiled loops."""
-    return np.empty((0,) * ndim, dtype=dtype)  # writable like the real ones: one compiled type
-
-
 def split_hh(cell, W_hh, b_hh):
     """(W_hh, b_hh) of the loop's recurrent GEMM, and (W, b) of the trailing ``cell.cell_hh_blocks``
     gate blocks the cell multiplies itself (None if none; b: size 0 without a bias).  Views."""
@@ -288,6 +262,11 @@ def split_hh(cell, W_hh, b_hh):
     r = W_hh.shape[0] // cell.n_gates * (cell.n_gates - k)
     b_cell = absent(W_hh.dtype, 1) if b_hh is None else b_hh[r:]
     return W_hh[:r], None if b_hh is None else b_hh[:r], (W_hh[r:], b_cell)
+
+
+def bounds(shards, B: int) -> list:
+    """The shards' (b0, b1) row ranges, an open end (None) closed at B."""
+    return [(b0, B if b1 is None else b1) for b0, b1 in shards]
 
 
 def cell_args(cell_hh, h_mask, b0, b1) -> tuple:
@@ -332,7 +311,9 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), s
     W_hhT = transposed(W_hh, workspace)
     forward = compiled_loops(cell.step, cell.step_backward).forward
     jobs = [functools.partial(forward, xw, hw, W_hh, W_hhT, bias, states, cache, p + cell_args(cell_hh, h_mask, b0, b1),
-                              keep, reverse, mask, masked, b0, B if b1 is None else b1) for b0, b1 in shards]
+                              keep, reverse, mask, masked, b0, b1,
+                              step_gemm_rows(b1 - b0, H, W_hh.shape[0], xw.dtype, False))
+            for b0, b1 in bounds(shards, B)]
     return ScanTape(states, xw if cell.keeps_gates else None, cache, reverse, h_mask), jobs
 
 
@@ -376,24 +357,24 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
     backward, W_hhT = compiled_loops(cell.step, cell.step_backward).backward, transposed(W_hh, workspace)
     jobs = [functools.partial(backward, d_out, d_new, d_prev, carry, dh_w, gates, tape.states, tape.cache,
                               p + cell_args(cell_hh, tape.h_mask, b0, b1), dps[k], W_hh, W_hhT, d_xw, d_hw, keep,
-                              tape.reverse, cell.direct_h, rec, mask, b0, B if b1 is None else b1)
-            for k, (b0, b1) in enumerate(shards)]
+                              tape.reverse, cell.direct_h, rec, mask, b0, b1,
+                              step_gemm_rows(b1 - b0, H, W_hh.shape[0], dt, True))
+            for k, (b0, b1) in enumerate(bounds(shards, B))]
 
     def finish():
         if len(shards) > 1:
             for g, *parts in zip(dp, *dps):
                 g += sum(parts)
         d0 = d_new if T % 2 == 0 else d_prev  # the loop swaps the two buffers at every step
-        # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps
-        # (written as (h_prev^T d_hw)^T: OpenBLAS runs this orientation up to 2x faster)
+        # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps, on all cores
         h_in = tape.h_prev() if tape.h_mask is None else tape.h_prev() * tape.h_mask  # what met W_hh
-        dW_hh = (h_in.reshape(T * B, H).T @ d_hw.reshape(T * B, W_hh.shape[0])).T
+        dW_hh = big_gemm.dot_t(h_in.reshape(T * B, H), d_hw.reshape(T * B, W_hh.shape[0]))
         db_hh = d_hw.sum(axis=(0, 1))
         if cell_hh is not None:  # the rows the cell multiplied itself (on its first cache field) follow the loop's
             r = W_hh.shape[0]
             d_own = d_xw[..., r:].reshape(T * B, G - r)
             h_own = tape.cache[0].reshape(T * B, -1)
-            dW_hh = np.concatenate([dW_hh, (h_own.T @ d_own).T])
+            dW_hh = np.concatenate([dW_hh, big_gemm.dot_t(h_own, d_own)])
             db_hh = np.concatenate([db_hh, d_own.sum(axis=0)])
         return d_xw, dW_hh, db_hh, State._make(d0)
 

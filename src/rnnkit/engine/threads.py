@@ -24,8 +24,11 @@ this process may run on.  ``layer.cores`` (None by default) lowers it for one la
 calling thread.
 
 With one job (one direction, no shards), the loop's BLAS runs on one thread when the per-step
-GEMM is small (``SMALL_STEP_GEMM``), else on the threads the BLAS has.  The policy only ever
-lowers the BLAS thread count: a limit the user set (threadpoolctl, ``--blas-threads``) holds.
+GEMM is small (``SMALL_STEP_GEMM``), else on all the cores rnnkit may use.  :func:`run_jobs` sets
+BLAS to the plan's count for the block (raising or lowering it) and restores it after: the one
+setting of rnnkit's threads is :func:`use_cores` (``--blas-threads``), not a threadpoolctl limit
+around the call.  The trainer keeps BLAS itself on one thread: rnnkit's threads split the big
+GEMMs (:mod:`rnnkit.engine.big_gemm`), so BLAS's idle threads never spin on the loops' cores.
 """
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ class ThreadPlan:
 
     shards: tuple
     parallel: bool
-    blas_threads: int | None
+    blas_threads: int
 
 
 def available_cores() -> int:
@@ -132,7 +135,7 @@ def plan(B: int, H: int, G: int, D: int, itemsize: int, cores: int) -> ThreadPla
     shards = tuple(zip(bounds[:-1], bounds[1:]))
     if 1 < n * D <= cores:  # every job on its own core, one BLAS thread each
         return ThreadPlan(shards, True, 1)
-    return ThreadPlan(shards, False, 1 if B * G * H <= SMALL_STEP_GEMM else None)
+    return ThreadPlan(shards, False, 1 if B * G * H <= SMALL_STEP_GEMM else cores)
 
 
 @functools.lru_cache(maxsize=1)
@@ -142,6 +145,23 @@ def loop_blas():
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController().select(user_api="blas").lib_controllers
+
+
+@contextlib.contextmanager
+def blas_threads(n: int | None):
+    """Set every loaded BLAS to ``n`` threads for the block, raising or lowering (None: leave them)."""
+    changed = []
+    if n is not None:
+        for lib in loop_blas():
+            old = lib.get_num_threads()
+            if old != n:
+                lib.set_num_threads(n)
+                changed.append((lib, old))
+    try:
+        yield
+    finally:
+        for lib, old in changed:
+            lib.set_num_threads(old)
 
 
 @contextlib.contextmanager
@@ -187,10 +207,11 @@ def _pool(n: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(n, thread_name_prefix="rnnkit-loop")
 
 
-def run_jobs(jobs: list, blas_threads: int | None, parallel: bool = True) -> list:
+def run_jobs(jobs: list, blas: int | None, parallel: bool = True) -> list:
     """Run zero-argument callables (compiled loops that release the GIL), side by side if
-    ``parallel`` and there are several, the first on this thread; returns their results in order."""
-    with blas_threads_at_most(blas_threads):
+    ``parallel`` and there are several, the first on this thread, with BLAS on ``blas`` threads
+    (None: as it is); returns their results in order."""
+    with blas_threads(blas):
         if len(jobs) == 1 or not parallel:
             return [j() for j in jobs]
         futures = [_pool(len(jobs) - 1).submit(j) for j in jobs[1:]]

@@ -9,6 +9,7 @@ import numpy as np
 
 from rnnkit.checks.arrays import check_array
 from rnnkit.cells.protocol import sigmoid
+from rnnkit.engine import big_gemm
 from rnnkit.engine.dropout import DropoutRates, bernoulli_mask
 from rnnkit.engine.recurrent import as_rng
 from rnnkit.engine.rows import Rows
@@ -36,7 +37,7 @@ class Linear(Module):
         check_array("x", x, (None,) * (x.ndim - 1) + (self.in_features,) if isinstance(x, np.ndarray) else (None,),
                     self.dtype, finite=False)
         self._x = x
-        y = x @ self._params["weight"].T
+        y = big_gemm.dot(x.reshape(-1, self.in_features), self._params["weight"].T).reshape(x.shape[:-1] + (-1,))
         if "bias" in self._params:
             y += self._params["bias"]
         return y
@@ -52,10 +53,10 @@ class Linear(Module):
             raise RuntimeError("Linear.backward: called before forward or twice for one forward")
         x, self._x = self._x, None
         x2, dy2 = x.reshape(-1, self.in_features), dy.reshape(-1, self.out_features)
-        self._grads["weight"] += dy2.T @ x2  # dL/dW = sum_t dy_t^T x_t
+        self._grads["weight"] += big_gemm.dot_t(x2, dy2)  # dL/dW = sum_t dy_t^T x_t
         if "bias" in self._params:
             self._grads["bias"] += dy2.sum(axis=0)  # dL/db = sum_t dy_t
-        return dy @ self._params["weight"]  # dL/dx = dy W
+        return big_gemm.dot(dy2, self._params["weight"]).reshape(dy.shape[:-1] + (-1,))  # dL/dx = dy W
 
 
 class Embedding(Module):

@@ -17,10 +17,10 @@ class TrainConfig:
     checkpoint_every 0 checkpoints at every evaluation; patience 0 disables
     early stopping (else: stop after ``patience`` evaluations without a new best
     val loss); time_limit 0 means none (seconds of training in this call).
-    blas_threads: BLAS threads, and cores of the compiled loops (:func:`rnnkit.engine.threads.use_cores`),
-    while training (0 = numpy's default BLAS threads, the loops on every core this rank may use).
-    1 by default: the GEMMs of these models are small, and on the project's shared 2-core machine
-    one thread trained 3-5x faster than two (docs/training.md).
+    blas_threads: the cores rnnkit's threads use while training (:func:`rnnkit.engine.threads.use_cores`:
+    the loops' batch shards and directions, the big GEMMs split by rows, and BLAS's threads for a plan
+    that asks for them; BLAS itself stays on one thread otherwise); 0 = every core this rank may use.
+    1 in the dataclass; the command line's default is the cores free now (``free_cores``).
     """
 
     steps: int = 1000

@@ -25,7 +25,7 @@ from rnnkit.io.checkpoint import save_checkpoint
 from rnnkit.io.lock import claim_out_dir
 from rnnkit.train.signals import StopSignals
 from rnnkit.nn.optim import OPTIMIZERS, clip_grad_norm, grad_norm
-from rnnkit.engine.threads import use_cores
+from rnnkit.engine.threads import blas_threads, use_cores
 from rnnkit.train.config import TrainConfig
 from rnnkit.train.guard import read_checkpoint
 from rnnkit.train.log import LogWindow, append_record, trim_after
@@ -326,14 +326,10 @@ class Trainer:
             with contextlib.ExitStack() as running:
                 running.enter_context(run.stop)
                 running.enter_context(np.errstate(over="ignore", invalid="ignore", divide="ignore"))
-                running.enter_context(use_cores(self.cores()))
-                if cfg.blas_threads:
-                    try:
-                        from threadpoolctl import threadpool_limits
-                        # never above this rank's share of the node (MPI ranks on one node)
-                        running.enter_context(threadpool_limits(limits=self.cores(), user_api="blas"))
-                    except ImportError:  # optional: without threadpoolctl numpy's default applies
-                        pass
+                running.enter_context(use_cores(self.cores()))  # rnnkit's threads: this rank's share of its node
+                # BLAS itself on one thread: the loops and the big GEMMs split the work over rnnkit's threads
+                # (rnnkit.engine.big_gemm), and a plan that wants BLAS's threads sets them for its loops
+                running.enter_context(blas_threads(1))
                 run.bar = running.enter_context(tqdm(total=cfg.steps, initial=self.step,
                                                      disable=not (cfg.progress and root), unit="step",
                                                      dynamic_ncols=True, file=sys.stderr, leave=False))

@@ -1,0 +1,50 @@
+"""The big GEMMs (all T steps at once) on all the loops' cores: rows split over rnnkit's threads.
+
+A layer's input projection xw = x W_ih^T, its weight gradients dW = (x^T d)^T and its d_x = d W
+are one GEMM each over all T * B rows.  :func:`dot` splits the output's rows into one block per
+core (:func:`rnnkit.engine.threads.usable_cores`) and runs the blocks side by side on the loops'
+threads (:func:`rnnkit.engine.threads.run_jobs`; NumPy releases the GIL inside BLAS), with BLAS on
+one thread in each.  Why not BLAS's own threads: OpenBLAS's idle worker threads spin for a while
+after each threaded call, and those spinning threads take the cores the time loops' batch shards
+run on next (measured, 2-core Intel Xeon, issue 19: two LSTM shards (100, 16, 64, 128) side by side
+took 2.2x one shard's time after threaded BLAS calls, 1.05x without; the char-LM training step was
+1.13x faster with every BLAS call on one thread).  Each block is an ordinary BLAS call, so every
+element is computed as by one ``np.dot`` of its rows: the same value whatever the split (float64
+to 1e-13, tested).
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from rnnkit.engine.threads import run_jobs, usable_cores
+
+MIN_SPLIT = 1 << 21
+"""Multiply-adds (M N K) from which a product is split: below, the threads' hand-off costs more
+than half the product (about 10-20 us; a product of 2M multiply-adds takes ~20 us on one core)."""
+MIN_ROWS = 16
+"""Output rows per block at least (BLAS's kernels work on blocks of rows)."""
+
+
+def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, cores: int | None = None) -> np.ndarray:
+    """a @ b for 2-D a (M, K), b (K, N), into ``out`` (M, N) C-contiguous if given; the rows in blocks
+    on ``cores`` threads (default: :func:`rnnkit.engine.threads.usable_cores`), one BLAS thread each.
+    Any strides (NumPy's ``np.dot`` rules)."""
+    M, K = a.shape
+    N = b.shape[1]
+    if out is None:
+        out = np.empty((M, N), dtype=np.result_type(a, b))
+    n = min(cores or usable_cores(), M // MIN_ROWS)
+    if n <= 1 or M * N * K < MIN_SPLIT:
+        return np.dot(a, b, out=out)
+    bounds = [M * k // n for k in range(n + 1)]
+    jobs = [functools.partial(np.dot, a[r0:r1], b, out[r0:r1]) for r0, r1 in zip(bounds[:-1], bounds[1:])]
+    run_jobs(jobs, 1)
+    return out
+
+
+def dot_t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(a^T b)^T = b^T a, (N, M) for a (R, M), b (R, N): a weight gradient summed over R rows, formed
+    as a^T b and returned transposed (OpenBLAS runs this orientation up to 2x faster than b^T a)."""
+    return dot(a.T, b).T

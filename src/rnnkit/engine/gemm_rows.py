@@ -1,0 +1,107 @@
+"""Row blocks of the per-step recurrent GEMM, chosen by measurement once per shape and process.
+
+The time loops multiply a (M, K) block of rows by the recurrent weights at every step
+(:func:`rnnkit.kernels.times_wt` forward, :func:`rnnkit.kernels.times_w` backward).  Some BLAS builds
+run small products with a separate small-matrix kernel: OpenBLAS's SkylakeX build does when
+M N K <= 100^3, and then e.g. (32 x 128) @ (128 x 512) is 1.2x faster as four (8 x 128) blocks, and
+(32 x 512) @ (512 x 128) 1.4x (measured, 2-core Intel Xeon, one BLAS thread, issue 19).  Other
+builds and kernels (Haswell's, another BLAS) have no such kernel, and blocks only add calls.  So the
+block is not a constant: :func:`step_gemm_rows` times the candidates (the whole product, and
+blocks of 2, 4, ... rows) on this machine, in this process, and keeps the fastest.
+
+Timing: one compiled loop per candidate repeats the product until about ``BLOCK_S`` seconds, the
+candidates interleaved over ``ROUNDS`` rounds (one twice as slow as the whole product is dropped
+after a round); a candidate's time is the smallest of its rounds, and a block wins only if it is
+faster than the whole product by ``MARGIN`` (noise never buys extra calls).  About 10-30 ms per new
+(M, K, N, dtype, direction), once per process, with BLAS on one thread as in the loops.
+``RNNKIT_GEMM_ROWS`` forces it: ``0`` the whole product, ``n`` blocks of n rows.  Blocks never change
+a result's value beyond the BLAS kernels' own rounding (each row of the product is one dot product
+per column either way; tested in float64 to 1e-13).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+import numpy as np
+
+from rnnkit.engine.threads import blas_threads_at_most
+from rnnkit.kernels import jit, times_w, times_wt
+
+CANDIDATES = (2, 4, 8, 16, 32, 64)
+"""Row blocks tried (those smaller than M), besides the whole product (0)."""
+ROUNDS = 5
+BLOCK_S = 1e-3
+MARGIN = 0.95
+"""A block must take at most this share of the whole product's time to be chosen."""
+
+
+@jit
+def _repeat_wt(h, W, WT, out, rows, n):
+    for _ in range(n):
+        times_wt(h, W, WT, out, rows)
+
+
+@jit
+def _repeat_w(d, W, WT, out, rows, n):
+    for _ in range(n):
+        times_w(d, W, WT, out, rows)
+
+
+def forced_rows() -> int | None:
+    """``RNNKIT_GEMM_ROWS`` as an int (0: the whole product), or None if unset."""
+    env = os.environ.get("RNNKIT_GEMM_ROWS", "").strip()
+    if not env:
+        return None
+    if not env.isdigit():
+        raise ValueError(f"RNNKIT_GEMM_ROWS: expected an integer >= 0, got {env!r}")
+    return int(env)
+
+
+def time_rows(M: int, H: int, G: int, dtype, backward: bool, clock=time.perf_counter) -> dict:
+    """{rows: seconds per product} for each candidate (0: the whole product) at this shape:
+    forward (M, H) @ W_hh.T (G, H), backward (M, G) @ W_hh."""
+    rng = np.random.default_rng(0)
+    W = (rng.standard_normal((G, H)) * 0.1).astype(dtype)
+    WT = np.ascontiguousarray(W.T)
+    a = rng.standard_normal((M, G if backward else H)).astype(dtype)
+    out = np.empty((M, H if backward else G), dtype)
+    run = _repeat_w if backward else _repeat_wt
+    names = [0] + [r for r in CANDIDATES if r < M]
+    with blas_threads_at_most(1):
+        run(a, W, WT, out, 0, 1)  # compile (or load) and warm the caches
+        t0 = clock()
+        run(a, W, WT, out, 0, 3)
+        n = max(1, min(1000, int(BLOCK_S / max((clock() - t0) / 3, 1e-9))))
+        best = dict.fromkeys(names, float("inf"))
+        for _ in range(ROUNDS):
+            for r in names:
+                if 2 * best[0] < best[r] < float("inf"):  # far behind after a round: not timed again
+                    continue
+                t0 = clock()
+                run(a, W, WT, out, r, n)
+                best[r] = min(best[r], (clock() - t0) / n)
+    return best
+
+
+def choose(times: dict) -> int:
+    """The fastest block (0: the whole product) of :func:`time_rows`' result, blocks only with a gain."""
+    r = min(times, key=times.get)
+    return r if times[r] <= MARGIN * times[0] else 0
+
+
+@functools.lru_cache(maxsize=None)
+def _measured(M: int, H: int, G: int, dtype: str, backward: bool) -> int:
+    return choose(time_rows(M, H, G, np.dtype(dtype), backward))
+
+
+def step_gemm_rows(M: int, H: int, G: int, dtype, backward: bool) -> int:
+    """Rows per block of the per-step GEMM for M rows, hidden H, G gate columns (0: the whole
+    product): ``RNNKIT_GEMM_ROWS`` if set, else measured once per process (:func:`time_rows`)."""
+    forced = forced_rows()
+    if forced is not None:
+        return forced
+    if M <= min(CANDIDATES):
+        return 0
+    return _measured(int(M), int(H), int(G), np.dtype(dtype).name, bool(backward))

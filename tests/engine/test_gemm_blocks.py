@@ -1,0 +1,73 @@
+"""Row blocks of the per-step GEMM (rnnkit.engine.gemm_rows) and the big GEMMs split over threads
+(rnnkit.engine.big_gemm): the same numbers whatever the blocks, float64."""
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit.engine import big_gemm, gemm_rows
+from rnnkit.engine.threads import use_cores
+from rnnkit.kernels import times_w, times_wt
+
+
+@pytest.mark.parametrize("rows", [0, 1, 3, 8, 32, 100])
+def test_times_wt_and_times_w_in_row_blocks_equal_numpy(rows):
+    rng = np.random.default_rng(0)
+    M, H, G = 21, 16, 64
+    W = rng.standard_normal((G, H))
+    WT = np.ascontiguousarray(W.T)
+    h, d = rng.standard_normal((M, H)), rng.standard_normal((M, G))
+    out, back = np.empty((M, G)), np.empty((M, H))
+    times_wt(h, W, WT, out, rows)
+    times_w(d, W, WT, back, rows)
+    np.testing.assert_allclose(out, h @ W.T, rtol=1e-13, atol=1e-13, err_msg="hw = h @ W_hh.T")
+    np.testing.assert_allclose(back, d @ W, rtol=1e-13, atol=1e-13, err_msg="dh = d_hw @ W_hh")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_a_layer_computes_the_same_whatever_the_row_blocks(monkeypatch, cell):
+    cls = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}[cell]
+    x = np.random.default_rng(1).standard_normal((7, 19, 5))
+    results = []
+    for rows in ("0", "2", "8"):
+        monkeypatch.setenv("RNNKIT_GEMM_ROWS", rows)
+        layer = cls(5, 12, num_layers=2, dtype=np.float64, seed=3)
+        out, _ = layer.forward(x)
+        d_x, _ = layer.backward(np.cos(out))
+        results.append((out, d_x, {k: g.copy() for k, g in layer.grads.items()}))
+    for out, d_x, grads in results[1:]:
+        np.testing.assert_allclose(out, results[0][0], rtol=0, atol=1e-13, err_msg="out")
+        np.testing.assert_allclose(d_x, results[0][1], rtol=0, atol=1e-13, err_msg="d_x")
+        for k in grads:
+            np.testing.assert_allclose(grads[k], results[0][2][k], rtol=0, atol=1e-12, err_msg=f"grad {k}")
+
+
+def test_the_measured_block_is_a_candidate_and_the_choice_needs_a_gain(monkeypatch):
+    monkeypatch.delenv("RNNKIT_GEMM_ROWS", raising=False)
+    times = gemm_rows.time_rows(32, 16, 64, np.float32, backward=False)
+    assert set(times) == {0, 2, 4, 8, 16}
+    assert all(t > 0 for t in times.values())
+    assert gemm_rows.choose({0: 1.0, 4: 0.97, 8: 0.99}) == 0, "a block within the noise margin buys nothing"
+    assert gemm_rows.choose({0: 1.0, 4: 0.5, 8: 0.7}) == 4
+    assert gemm_rows.step_gemm_rows(2, 16, 64, np.float32, False) == 0, "too few rows to block"
+
+
+def test_rnnkit_gemm_rows_forces_the_block(monkeypatch):
+    monkeypatch.setenv("RNNKIT_GEMM_ROWS", "4")
+    assert gemm_rows.step_gemm_rows(64, 128, 512, np.float32, True) == 4
+    monkeypatch.setenv("RNNKIT_GEMM_ROWS", "four")
+    with pytest.raises(ValueError, match="RNNKIT_GEMM_ROWS: expected an integer >= 0, got 'four'"):
+        gemm_rows.step_gemm_rows(64, 128, 512, np.float32, True)
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3])
+def test_big_gemm_split_over_threads_equals_numpy(cores):
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((300, 90)), rng.standard_normal((90, 130))
+    with use_cores(cores):
+        np.testing.assert_allclose(big_gemm.dot(a, b, cores=cores), a @ b, rtol=1e-13, atol=1e-12, err_msg="a @ b")
+        x, d = rng.standard_normal((400, 70)), rng.standard_normal((400, 90))
+        np.testing.assert_allclose(big_gemm.dot_t(x, d), d.T @ x, rtol=1e-13, atol=1e-12, err_msg="dW = d^T x")
+        out = np.empty((300, 130))
+        assert big_gemm.dot(a, b, out=out, cores=cores) is out
+        strided = rng.standard_normal((90, 300)).T  # a transposed (F-ordered) operand
+        np.testing.assert_allclose(big_gemm.dot(strided, b), strided @ b, rtol=1e-13, atol=1e-12, err_msg="a.T @ b")
