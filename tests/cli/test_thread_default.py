@@ -11,9 +11,23 @@ from rnnkit.engine import threads
 @pytest.mark.parametrize("cpus, load, want", [(2, 0.1, 2), (2, 0.6, 1), (2, 10.0, 1), (16, 10.2, 6), (16, 0.0, 8)])
 def test_free_cores_is_the_cores_less_the_load(monkeypatch, cpus, load, want):
     monkeypatch.setattr(os, "cpu_count", lambda: cpus)
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(threads, "busy_threads", lambda: load)
     monkeypatch.setattr(threads, "available_cores", lambda: min(cpus, 8))  # an affinity of at most 8
     assert threads.free_cores() == want, f"free_cores with {cpus} cpus at load {load}"
+
+
+def test_busy_threads_are_the_median_runnable_count_less_the_reader(monkeypatch):
+    readings = iter(["0.90 0.80 0.70 1/200 999\n", "0.90 0.80 0.70 3/200 999\n", "0.90 0.80 0.70 2/200 999\n",
+                     "0.90 0.80 0.70 9/200 999\n", "0.90 0.80 0.70 1/200 999\n"])
+    waits = []
+    got = threads.busy_threads(read=lambda: next(readings), sleep=waits.append)
+    assert got == 1, "median of 0, 2, 1, 8, 0 others (the reader not counted), not the 1-minute load 0.90"
+    assert waits == [0.01] * 4
+
+
+def test_busy_threads_fall_back_to_the_load_average_without_proc(monkeypatch):
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.5, 1.0, 1.0))
+    assert threads.busy_threads(read=lambda: None) == 3.5
 
 
 def test_cli_default_is_free_cores_and_a_given_flag_wins(monkeypatch):

@@ -68,18 +68,48 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def busy_threads(samples: int = 5, gap_s: float = 0.01, read=None, sleep=None) -> float:
+    """Runnable threads of other processes now: the median over ``samples`` readings, ``gap_s`` apart, of
+    the kernel's count of runnable threads (/proc/loadavg's 4th field) less this reading one.  Not the
+    1-minute load average: it still counts a job that ended a minute ago (measured: in alternating
+    benchmark runs every rnnkit run saw load ~1 from the run before, and trained on one core, 0.68x).
+    Where /proc/loadavg is missing: the 1-minute load average."""
+    import statistics
+    import time
+
+    read = read or _read_loadavg
+    sleep = sleep or time.sleep
+    counts = []
+    for k in range(samples):
+        text = read()
+        if text is None:
+            return os.getloadavg()[0]
+        counts.append(max(0, int(text.split()[3].split("/")[0]) - 1))
+        if k + 1 < samples:
+            sleep(gap_s)
+    return statistics.median(counts)
+
+
+def _read_loadavg() -> str | None:
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def free_cores() -> int:
-    """Cores free for this process now: the machine's cores less its 1-minute load average (the
-    runnable threads of other processes), within 1..:func:`available_cores`.  The command line's
+    """Cores free for this process now: the machine's cores less the runnable threads of other
+    processes (:func:`busy_threads`), within 1..:func:`available_cores`.  The command line's
     default thread count (``--blas-threads``): all cores on a quiet machine, one on a busy one
     (measured on a shared 2-core machine at load 10: the char-LM trained 3.3x slower on two
     threads than on one; on a quieter one 1.6x faster; docs/performance.md, issue 19)."""
     n = available_cores()
     try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on Unix
+        busy = busy_threads()
+    except (AttributeError, OSError, ValueError, IndexError):  # no load figures here
         return n
-    return max(1, min(n, int((os.cpu_count() or n) - load + 0.5)))
+    return max(1, min(n, int((os.cpu_count() or n) - busy + 0.5)))
 
 
 _CORES = contextvars.ContextVar("rnnkit_cores", default=None)
