@@ -176,6 +176,18 @@ def add_biases(a, b1, b2):
             a[r, k] = (a[r, k] + b1[k]) + b2[k]
 
 
+@jit
+def sum_squares(a):
+    """The sum of a's squared elements (any shape, float), accumulated in float64 in index order.
+
+    Not ``np.dot(a, a)``: OpenBLAS runs a long dot product on its threads, which then spin on the
+    cores rnnkit's own threads need (:mod:`rnnkit.engine.big_gemm`)."""
+    s = 0.0
+    for v in a.flat:
+        s += float(v) * float(v)
+    return s
+
+
 # ----------------------------------------------------------------------------- input checks
 @jit
 def all_finite(a):

@@ -80,9 +80,10 @@ class Backprop:
             d_layer_in = None
             for d, finish in enumerate(finishes):
                 k = layer * D + d
-                d_xw, dW_hh, db_hh, d_states0[k] = finish()
+                d_xw, dW_hh, db_hh, d_states0[k] = finish(threads.blas_threads)
                 d_in = self._input_grads(layer, d, tape.layers[layer].input, d_xw, dW_hh, db_hh,
-                                         masks.weight[k] if used_hh else None, need_dx or layer > 0)
+                                         masks.weight[k] if used_hh else None, need_dx or layer > 0,
+                                         threads.blas_threads)
                 d_layer_in = d_in if d_layer_in is None else d_layer_in + d_in
             d_layer_out = d_layer_in if masks is None or d_layer_in is None else drop.apply(d_layer_in,
                                                                                           masks.input[layer])
@@ -96,7 +97,7 @@ class Backprop:
             d_x = d_x.transpose(1, 0, 2)
         return d_x, self._join_state(d_states0)
 
-    def _input_grads(self, layer: int, d: int, layer_in, d_xw, dW_hh, db_hh, weight_mask, need_dx=True):
+    def _input_grads(self, layer: int, d: int, layer_in, d_xw, dW_hh, db_hh, weight_mask, need_dx=True, blas=1):
         """Add one direction's weight and bias gradients into ``grads``; return its d_layer_in
         (None without ``need_dx``).
 
@@ -107,11 +108,11 @@ class Backprop:
         n_ih, n_hh, n_bih, n_bhh = self._weight_names[layer * self.num_directions + d]
         W_ih, _, b_ih, _ = self._weights(layer, d)
         if isinstance(layer_in, Rows):  # xw = P[ids], P = table W_ih^T + b: through dP (V, G)
-            d_xw2, dW_ih, d_in = table_grads(layer_in, d_xw, W_ih, need_dx)
+            d_xw2, dW_ih, d_in = table_grads(layer_in, d_xw, W_ih, need_dx, blas)
         else:  # xw = layer_in @ W_ih.T + b_ih for all steps: one GEMM each for dW_ih and d_layer_in
             d_xw2 = d_xw.reshape(-1, d_xw.shape[-1])
-            dW_ih = big_gemm.dot_t(layer_in.reshape(d_xw2.shape[0], -1), d_xw2)  # dW_ih = d_xw^T x, as dW_hh
-            d_in = big_gemm.dot(d_xw2, W_ih).reshape(layer_in.shape) if need_dx else None
+            dW_ih = big_gemm.dot_t(layer_in.reshape(d_xw2.shape[0], -1), d_xw2, blas)  # d_xw^T x, as dW_hh
+            d_in = big_gemm.dot(d_xw2, W_ih, blas=blas).reshape(layer_in.shape) if need_dx else None
         self._grads[n_ih] += dW_ih
         self._grads[n_hh] += dW_hh if weight_mask is None else drop.apply(dW_hh, weight_mask)
         if b_ih is not None:

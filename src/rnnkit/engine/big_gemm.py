@@ -18,7 +18,8 @@ import functools
 
 import numpy as np
 
-from rnnkit.engine.threads import run_jobs, usable_cores
+from rnnkit.engine.threads import blas_threads, run_jobs, usable_cores
+from rnnkit.kernels import jit
 
 MIN_SPLIT = 1 << 21
 """Multiply-adds (M N K) from which a product is split: below, the threads' hand-off costs more
@@ -27,14 +28,29 @@ MIN_ROWS = 16
 """Output rows per block at least (BLAS's kernels work on blocks of rows)."""
 
 
-def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, cores: int | None = None) -> np.ndarray:
+@jit
+def gemm(a, b, out):
+    """out = a @ b through the BLAS the compiled loops call (scipy's: numba's ``np.dot``), not NumPy's own
+    copy of OpenBLAS: two OpenBLAS copies keep two pools of threads, and one's idle threads spin while the
+    other computes (measured: LSTM (35, 20, 650, 650) fwd+BPTT 1.5x slower with the big GEMMs on NumPy's)."""
+    np.dot(a, b, out)
+
+
+def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, cores: int | None = None,
+        blas: int = 1) -> np.ndarray:
     """a @ b for 2-D a (M, K), b (K, N), into ``out`` (M, N) C-contiguous if given; the rows in blocks
     on ``cores`` threads (default: :func:`rnnkit.engine.threads.usable_cores`), one BLAS thread each.
-    Any strides (NumPy's ``np.dot`` rules)."""
+    ``blas`` > 1: one BLAS call on that many BLAS threads instead, for a layer whose thread plan gives
+    the cores to BLAS (its per-step GEMMs run on BLAS's threads, which then spin: rnnkit's threads would
+    meet them).  Any strides (NumPy's ``np.dot`` rules)."""
     M, K = a.shape
     N = b.shape[1]
     if out is None:
         out = np.empty((M, N), dtype=np.result_type(a, b))
+    if blas > 1:
+        with blas_threads(blas):
+            gemm(a, b, out)
+        return out
     n = min(cores or usable_cores(), M // MIN_ROWS)
     if n <= 1 or M * N * K < MIN_SPLIT:
         return np.dot(a, b, out=out)
@@ -44,7 +60,7 @@ def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, cores: int 
     return out
 
 
-def dot_t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def dot_t(a: np.ndarray, b: np.ndarray, blas: int = 1) -> np.ndarray:
     """(a^T b)^T = b^T a, (N, M) for a (R, M), b (R, N): a weight gradient summed over R rows, formed
     as a^T b and returned transposed (OpenBLAS runs this orientation up to 2x faster than b^T a)."""
-    return dot(a.T, b).T
+    return dot(a.T, b, blas=blas).T

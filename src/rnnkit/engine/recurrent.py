@@ -246,7 +246,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
                 if masks is not None:
                     W_hh = drop.apply(W_hh, masks.weight[k])
                     used_hh.append(W_hh)
-                xw, b_hh = self._project(layer_in, W_ih, b_ih, b_hh, work)  # (T, B, G*H): all steps in one GEMM
+                xw, b_hh = self._project(layer_in, W_ih, b_ih, b_hh, work, threads.blas_threads)  # all steps at once
                 tape, js = scan_forward(self.cell, xw, W_hh, b_hh, states0[k], keep, reverse=d == 1,
                                         p=self._own(k), shards=threads.shards, workspace=work,
                                         h_mask=None if masks is None else masks.recurrent[k])
@@ -265,7 +265,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
         out = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
         return out, self._join_state(finals)
 
-    def _project(self, layer_in, W_ih, b_ih, b_hh, workspace=None):
+    def _project(self, layer_in, W_ih, b_ih, b_hh, workspace=None, blas=1):
         """xw = layer_in @ W_ih.T + b_ih for all (t, b) rows in one GEMM: (T, B, I) -> (T, B, G*H).
 
         Returns (xw, the b_hh left for the loop: see :meth:`_add_input_biases`).  With a
@@ -274,7 +274,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
         + biases (V, G*H), and xw[t, b] = P[ids[t, b]].
         """
         if isinstance(layer_in, Rows):
-            P = big_gemm.dot(layer_in.table, W_ih.T)
+            P = big_gemm.dot(layer_in.table, W_ih.T, blas=blas)
             b_hh = self._add_input_biases(P, b_ih, b_hh)
             T, B = layer_in.ids.shape
             xw = reuse_empty(workspace, "xw", (T * B, W_ih.shape[0]), self.dtype).reshape(T, B, -1)
@@ -282,7 +282,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
             return xw, b_hh
         T, B, I = layer_in.shape
         out = reuse_empty(workspace, "xw", (T * B, W_ih.shape[0]), self.dtype)
-        xw = big_gemm.dot(layer_in.reshape(T * B, I), W_ih.T, out=out)  # on all cores
+        xw = big_gemm.dot(layer_in.reshape(T * B, I), W_ih.T, out=out, blas=blas)  # on all cores
         return xw.reshape(T, B, -1), self._add_input_biases(xw, b_ih, b_hh)
 
     def _add_input_biases(self, xw, b_ih, b_hh):

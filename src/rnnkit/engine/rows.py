@@ -81,10 +81,10 @@ def scatter(rows: Rows, d: np.ndarray) -> np.ndarray:
     return out
 
 
-def table_grads(rows: Rows, d_xw: np.ndarray, W_ih: np.ndarray, need_dx: bool = True):
+def table_grads(rows: Rows, d_xw: np.ndarray, W_ih: np.ndarray, need_dx: bool = True, blas: int = 1):
     """(dP (V, G), dW_ih (G, I), d_table (V, I) or None) of xw = P[ids], P = table @ W_ih^T + b.
 
     d_xw: (T, B, G).  d_table is None without ``need_dx``."""
     dP = scatter(rows, d_xw)
-    dW_ih = big_gemm.dot_t(rows.table, dP)  # oriented as the unfused path's (x^T d_xw)^T
-    return dP, dW_ih, (big_gemm.dot(dP, W_ih) if need_dx else None)
+    dW_ih = big_gemm.dot_t(rows.table, dP, blas)  # oriented as the unfused path's (x^T d_xw)^T
+    return dP, dW_ih, (big_gemm.dot(dP, W_ih, blas=blas) if need_dx else None)

@@ -330,7 +330,8 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
                through h_t = o_t tanh(c_t) is added inside the cell's backward; 0 in
                padded rows
     workspace: d_xw (and the GRU's d_hw) are written into buffers kept there
-    ``finish()`` returns d_xw (T, B, G), dW_hh (G, H), db_hh (G,), d_state0.
+    ``finish(blas)`` returns d_xw (T, B, G), dW_hh (G, H), db_hh (G,), d_state0 (``blas``: the thread plan's
+    BLAS threads, :func:`rnnkit.engine.big_gemm.dot`).
     """
     d_out = np.ascontiguousarray(d_out)
     T, B, H = d_out.shape
@@ -361,20 +362,20 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
                               step_gemm_rows(b1 - b0, H, W_hh.shape[0], dt, True))
             for k, (b0, b1) in enumerate(bounds(shards, B))]
 
-    def finish():
+    def finish(blas: int = 1):
         if len(shards) > 1:
             for g, *parts in zip(dp, *dps):
                 g += sum(parts)
         d0 = d_new if T % 2 == 0 else d_prev  # the loop swaps the two buffers at every step
         # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps, on all cores
         h_in = tape.h_prev() if tape.h_mask is None else tape.h_prev() * tape.h_mask  # what met W_hh
-        dW_hh = big_gemm.dot_t(h_in.reshape(T * B, H), d_hw.reshape(T * B, W_hh.shape[0]))
+        dW_hh = big_gemm.dot_t(h_in.reshape(T * B, H), d_hw.reshape(T * B, W_hh.shape[0]), blas)
         db_hh = d_hw.sum(axis=(0, 1))
         if cell_hh is not None:  # the rows the cell multiplied itself (on its first cache field) follow the loop's
             r = W_hh.shape[0]
             d_own = d_xw[..., r:].reshape(T * B, G - r)
             h_own = tape.cache[0].reshape(T * B, -1)
-            dW_hh = np.concatenate([dW_hh, big_gemm.dot_t(h_own, d_own)])
+            dW_hh = np.concatenate([dW_hh, big_gemm.dot_t(h_own, d_own, blas)])
             db_hh = np.concatenate([db_hh, d_own.sum(axis=0)])
         return d_xw, dW_hh, db_hh, State._make(d0)
 

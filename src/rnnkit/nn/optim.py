@@ -36,6 +36,7 @@ import numpy as np
 
 from rnnkit.errors import CheckpointError
 from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, check
+from rnnkit.kernels import sum_squares
 
 
 def _check_pos(name: str, v, allow_zero: bool = False) -> float:
@@ -227,11 +228,7 @@ def clip_grad_norm(grads: dict, max_norm: float) -> float:
 
 def grad_norm(grads: dict) -> float:
     """Global L2 norm of all gradient arrays (accumulated in float64)."""
-    sq = 0.0
-    for g in grads.values():
-        flat = g.reshape(-1)
-        sq += float(np.dot(flat, flat)) if g.dtype == np.float64 else float(np.dot(flat.astype(np.float64), flat))
-    return math.sqrt(sq)
+    return math.sqrt(sum(sum_squares(g) for g in grads.values()))
 
 
 @dataclass(frozen=True)
