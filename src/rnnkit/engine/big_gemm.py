@@ -60,7 +60,28 @@ def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, cores: int 
     return out
 
 
-def dot_t(a: np.ndarray, b: np.ndarray, blas: int = 1) -> np.ndarray:
+def dot_t(a: np.ndarray, b: np.ndarray, blas: int = 1, cores: int | None = None) -> np.ndarray:
     """(a^T b)^T = b^T a, (N, M) for a (R, M), b (R, N): a weight gradient summed over R rows, formed
-    as a^T b and returned transposed (OpenBLAS runs this orientation up to 2x faster than b^T a)."""
-    return dot(a.T, b, blas=blas).T
+    as a^T b and returned transposed (OpenBLAS runs this orientation up to 2x faster than b^T a).
+
+    Split over the R rows summed (each thread forms the sum over its block; the blocks' sums are
+    then added), not over the output's rows: a block of a^T's rows is a strided operand, and two such
+    products side by side ran at one core's speed (measured, (8192, 512) x (8192, 512): 134 GFLOP/s
+    against 266 split over R).  ``blas`` > 1: one BLAS call on BLAS's threads, as :func:`dot`."""
+    R, M = a.shape
+    N = b.shape[1]
+    if blas > 1:
+        out = np.empty((M, N), dtype=np.result_type(a, b))
+        with blas_threads(blas):
+            gemm(a.T, b, out)
+        return out.T
+    n = min(cores or usable_cores(), R // MIN_ROWS)
+    if n <= 1 or R * M * N < MIN_SPLIT:
+        return np.dot(a.T, b).T
+    bounds = [R * k // n for k in range(n + 1)]
+    sums = [np.empty((M, N), dtype=np.result_type(a, b)) for _ in range(n)]
+    blocks = zip(bounds[:-1], bounds[1:], sums)
+    run_jobs([functools.partial(np.dot, a[r0:r1].T, b[r0:r1], s) for r0, r1, s in blocks], 1)
+    for s in sums[1:]:
+        sums[0] += s
+    return sums[0].T
