@@ -71,3 +71,22 @@ def test_big_gemm_split_over_threads_equals_numpy(cores):
         assert big_gemm.dot(a, b, out=out, cores=cores) is out
         strided = rng.standard_normal((90, 300)).T  # a transposed (F-ordered) operand
         np.testing.assert_allclose(big_gemm.dot(strided, b), strided @ b, rtol=1e-13, atol=1e-12, err_msg="a.T @ b")
+
+
+def test_the_transpose_copy_is_made_only_where_a_block_reads_it(monkeypatch):
+    """RNN (T, B, I, H) = (3, 16, 8, 300): 16 x 300 x 300 multiply-adds a step, above SMALL_GEMM, so the
+    forward reads W_hh.T as a view (no copy); blocks of 4 rows read the copy.  Both compute the same."""
+    from rnnkit.engine.scan import needs_wt
+    W = np.zeros((300, 300))
+    assert not needs_wt(16, 0, W, backward=False) and needs_wt(16, 4, W, backward=False)
+    assert needs_wt(16, 0, W, backward=True) and not needs_wt(16, 4, W, backward=True)
+    x = np.random.default_rng(4).standard_normal((3, 16, 8))
+    outs = []
+    for rows in ("0", "4"):
+        monkeypatch.setenv("RNNKIT_GEMM_ROWS", rows)
+        layer = rnnkit.RNN(8, 300, dtype=np.float64, seed=5)
+        out, _ = layer.forward(x)
+        d_x, _ = layer.backward(np.sin(out))
+        outs.append((out, d_x))
+    np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=0, atol=1e-13, err_msg="out")
+    np.testing.assert_allclose(outs[1][1], outs[0][1], rtol=0, atol=1e-13, err_msg="d_x")

@@ -36,7 +36,7 @@ from numba.extending import overload
 from rnnkit.engine import big_gemm
 from rnnkit.engine.buffers import absent, reuse_empty, transposed
 from rnnkit.engine.gemm_rows import step_gemm_rows
-from rnnkit.kernels import add_bias, add_biases, jit, times_w, times_wt
+from rnnkit.kernels import SMALL_GEMM, add_bias, add_biases, jit, times_w, times_wt
 
 
 def at(tup, t, b0, b1):
@@ -264,6 +264,17 @@ def split_hh(cell, W_hh, b_hh):
     return W_hh[:r], None if b_hh is None else b_hh[:r], (W_hh[r:], b_cell)
 
 
+def needs_wt(M: int, rows: int, W_hh, backward: bool) -> bool:
+    """Whether the loops' GEMMs on M rows in blocks of ``rows`` (0: whole) read W_hh's contiguous transpose
+    (:func:`rnnkit.kernels.times_wt`: the forward's blocks of at most ``SMALL_GEMM`` multiply-adds;
+    :func:`rnnkit.kernels.times_w`: the backward's larger ones).  If none does, the copy (6.8 MB at
+    H = 650) is not made."""
+    whole = rows <= 0 or rows >= M
+    size = M if whole else ((M % rows or rows) if not backward else rows)  # the smallest, or the largest, block
+    small = size * W_hh.shape[0] * W_hh.shape[1] <= SMALL_GEMM
+    return not small if backward else small
+
+
 def bounds(shards, B: int) -> list:
     """The shards' (b0, b1) row ranges, an open end (None) closed at B."""
     return [(b0, B if b1 is None else b1) for b0, b1 in shards]
@@ -308,12 +319,12 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), s
     keep = absent(np.dtype(bool), 2) if keep is None else keep
     mask = absent(xw.dtype, 2) if h_mask is None else h_mask
     masked = absent(xw.dtype, 2) if h_mask is None else reuse_empty(workspace, "h_masked", (B, H), xw.dtype)
-    W_hhT = transposed(W_hh, workspace)
+    blocks = [(b0, b1, step_gemm_rows(b1 - b0, H, W_hh.shape[0], xw.dtype, False)) for b0, b1 in bounds(shards, B)]
+    needs = any(needs_wt(b1 - b0, r, W_hh, False) for b0, b1, r in blocks)
+    W_hhT = transposed(W_hh, workspace) if needs else absent(xw.dtype, 2)
     forward = compiled_loops(cell.step, cell.step_backward).forward
     jobs = [functools.partial(forward, xw, hw, W_hh, W_hhT, bias, states, cache, p + cell_args(cell_hh, h_mask, b0, b1),
-                              keep, reverse, mask, masked, b0, b1,
-                              step_gemm_rows(b1 - b0, H, W_hh.shape[0], xw.dtype, False))
-            for b0, b1 in bounds(shards, B)]
+                              keep, reverse, mask, masked, b0, b1, r) for b0, b1, r in blocks]
     return ScanTape(states, xw if cell.keeps_gates else None, cache, reverse, h_mask), jobs
 
 
@@ -355,12 +366,14 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
     gates = d_xw if tape.gates is None else tape.gates  # a cell without gates does not read them
     mask = absent(dt, 2) if tape.h_mask is None else tape.h_mask
     dps = [dp if len(shards) == 1 else tuple(np.zeros_like(g) for g in dp) for _ in shards]
-    backward, W_hhT = compiled_loops(cell.step, cell.step_backward).backward, transposed(W_hh, workspace)
+    blocks = [(b0, b1, step_gemm_rows(b1 - b0, H, W_hh.shape[0], dt, True)) for b0, b1 in bounds(shards, B)]
+    needs = any(needs_wt(b1 - b0, r, W_hh, True) for b0, b1, r in blocks)
+    W_hhT = transposed(W_hh, workspace) if needs else absent(dt, 2)
+    backward = compiled_loops(cell.step, cell.step_backward).backward
     jobs = [functools.partial(backward, d_out, d_new, d_prev, carry, dh_w, gates, tape.states, tape.cache,
                               p + cell_args(cell_hh, tape.h_mask, b0, b1), dps[k], W_hh, W_hhT, d_xw, d_hw, keep,
-                              tape.reverse, cell.direct_h, rec, mask, b0, b1,
-                              step_gemm_rows(b1 - b0, H, W_hh.shape[0], dt, True))
-            for k, (b0, b1) in enumerate(bounds(shards, B))]
+                              tape.reverse, cell.direct_h, rec, mask, b0, b1, r)
+            for k, (b0, b1, r) in enumerate(blocks)]
 
     def finish(blas: int = 1):
         if len(shards) > 1:
