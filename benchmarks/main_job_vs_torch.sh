@@ -1,6 +1,7 @@
 #!/bin/bash
 # The main job against PyTorch's same recipe: N alternating runs of `rnnkit train charlm --text TEXT
-# --steps STEPS` (default flags otherwise) and benchmarks/torch_charlm.py; prints each tokens/s line,
+# --steps STEPS` (default flags otherwise: an evaluation every 200 steps) and benchmarks/torch_charlm.py
+# --eval-every 200 (the same evaluations); prints each tokens/s line,
 # the load average before and after, and the BLAS kernel.   usage: main_job_vs_torch.sh TEXT [N] [STEPS]
 # (PYTHONPATH picks the rnnkit checkout; PY the interpreter)
 set -euo pipefail
@@ -13,6 +14,6 @@ for i in $(seq "$N"); do
     --out "$d/run" 2>&1 | grep tokens/s | sed 's/^/rnnkit: /'
   rm -rf "$d"
   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $PY "$HERE/torch_charlm.py" --text "$TEXT" --steps "$STEPS" \
-    --eval-every 100000 2>&1 | grep tokens/s | sed 's/^/torch:  /'
+    --eval-every 200 2>&1 | grep tokens/s | sed 's/^/torch:  /'
 done
 uptime
