@@ -8,7 +8,7 @@ import sys
 
 from rnnkit.bench import speed
 from rnnkit.bench.longlag import CELL_NAMES, LongLagBenchConfig, run_bench, table
-from rnnkit.bench.plans import plan_rows, plans_markdown
+from rnnkit.bench.plans import gemm_block_rows, gemm_blocks_markdown, plan_rows, plans_markdown
 from rnnkit.bench.speed import CELLS, GRID, QUICK_GRID, SUITES, BenchConfig, run_speed, write_results
 from rnnkit.errors import UserError
 from rnnkit.io.outputs import check_output, write_output
@@ -21,7 +21,10 @@ def _handler(args) -> int:
         return longlag_main(args)
     cells = comma_list(args.cells, CELLS, "--cells")
     if args.plans:  # rnnkit alone, no torch: the plan of each grid point and every candidate's time
-        print(plans_markdown(plan_rows(("lstm",) if args.quick else cells, QUICK_GRID if args.quick else GRID)))
+        which, grid = (("lstm",) if args.quick else cells), (QUICK_GRID if args.quick else GRID)
+        print(plans_markdown(plan_rows(which, grid)))
+        print()
+        print(gemm_blocks_markdown(gemm_block_rows(which, grid)))
         return 0
     sections = comma_list(args.sections, BenchConfig.sections, "--sections")
     if args.gap > 10:
