@@ -60,7 +60,8 @@ def test_rnnkit_gemm_rows_forces_the_block(monkeypatch):
 
 
 @pytest.mark.parametrize("cores", [1, 2, 3])
-def test_big_gemm_split_over_threads_equals_numpy(cores):
+def test_big_gemm_split_over_threads_equals_numpy(monkeypatch, cores):
+    monkeypatch.setattr(big_gemm, "MIN_SPLIT", 0)  # split these small products too
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((300, 90)), rng.standard_normal((90, 130))
     with use_cores(cores):

@@ -21,9 +21,11 @@ import numpy as np
 from rnnkit.engine.threads import blas_threads, run_jobs, usable_cores
 from rnnkit.kernels import jit
 
-MIN_SPLIT = 1 << 21
-"""Multiply-adds (M N K) from which a product is split: below, the threads' hand-off costs more
-than half the product (about 10-20 us; a product of 2M multiply-adds takes ~20 us on one core)."""
+MIN_SPLIT = 1 << 25
+"""Multiply-adds (M N K) from which a product is split (32M).  Measured on the 2-core Intel Xeon, one
+BLAS thread against two blocks on rnnkit's threads: (640 x 128) @ (128 x 128) 151 vs 193 us (the
+hand-off alone is 28 us), (640 x 256) @ (256 x 256) 559 vs 427, (3200 x 128) @ (128 x 512) 3106 vs 1855.
+Below it a product is one BLAS call on the threads BLAS has (the trainer's ``--blas-threads``)."""
 MIN_ROWS = 16
 """Output rows per block at least (BLAS's kernels work on blocks of rows)."""
 

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from rnnkit.engine.threads import blas_threads_at_most
-from rnnkit.kernels import jit, times_w, times_wt
+from rnnkit.kernels import SMALL_GEMM, jit, times_w, times_wt
 
 CANDIDATES = (2, 4, 8, 16, 32, 64)
 """Row blocks tried (those smaller than M), besides the whole product (0)."""
@@ -102,6 +102,6 @@ def step_gemm_rows(M: int, H: int, G: int, dtype, backward: bool) -> int:
     forced = forced_rows()
     if forced is not None:
         return forced
-    if M <= min(CANDIDATES):
+    if M <= min(CANDIDATES) or M * H * G <= SMALL_GEMM:  # already a small product: nothing to gain
         return 0
     return _measured(int(M), int(H), int(G), np.dtype(dtype).name, bool(backward))
