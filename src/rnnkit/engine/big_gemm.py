@@ -8,7 +8,7 @@ one thread in each.  Why not BLAS's own threads: OpenBLAS's idle worker threads 
 after each threaded call, and those spinning threads take the cores the time loops' batch shards
 run on next (measured, 2-core Intel Xeon, issue 19: two LSTM shards (100, 16, 64, 128) side by side
 took 2.2x one shard's time after threaded BLAS calls, 1.05x without; the char-LM training step was
-1.13x faster with every BLAS call on one thread).  Each block is an ordinary BLAS call, so every
+1.08-1.14x faster with every BLAS call on one thread).  Each block is an ordinary BLAS call, so every
 element is computed as by one ``np.dot`` of its rows: the same value whatever the split (float64
 to 1e-13, tested).
 """
@@ -25,7 +25,7 @@ MIN_SPLIT = 1 << 25
 """Multiply-adds (M N K) from which a product is split (32M).  Measured on the 2-core Intel Xeon, one
 BLAS thread against two blocks on rnnkit's threads: (640 x 128) @ (128 x 128) 151 vs 193 us (the
 hand-off alone is 28 us), (640 x 256) @ (256 x 256) 559 vs 427, (3200 x 128) @ (128 x 512) 3106 vs 1855.
-Below it a product is one BLAS call on the threads BLAS has (the trainer's ``--blas-threads``)."""
+Below it a product is one BLAS call on the threads BLAS has (one while the trainer trains)."""
 MIN_ROWS = 16
 """Output rows per block at least (BLAS's kernels work on blocks of rows)."""
 
