@@ -20,6 +20,11 @@ class CheckpointError(UserError, ValueError):
     """A checkpoint file that cannot be used (missing, truncated, corrupt, edited, wrong kind)."""
 
 
+class SettingError(UserError, ValueError):
+    """A bad value of an rnnkit setting given outside the arguments (``RNNKIT_PLAN``, ``RNNKIT_GEMM_ROWS``,
+    ``layer.strategy``); the message names the setting and what it expected."""
+
+
 class TrainingDiverged(UserError):
     """Training produced a non-finite loss or gradient; the last good checkpoint is kept."""
 

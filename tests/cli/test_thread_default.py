@@ -35,3 +35,18 @@ def test_cli_default_is_free_cores_and_a_given_flag_wins(monkeypatch):
     assert train_config_from_args(argparse.Namespace(blas_threads=None)).blas_threads == 3
     assert train_config_from_args(argparse.Namespace(blas_threads=0)).blas_threads == 0
     assert train_config_from_args(argparse.Namespace(blas_threads=1)).blas_threads == 1
+
+
+@pytest.mark.parametrize("var, value, pattern", [
+    ("RNNKIT_GEMM_ROWS", "x", r"RNNKIT_GEMM_ROWS: expected an integer >= 0, got 'x'"),
+    ("RNNKIT_PLAN", "bogus", r"RNNKIT_PLAN: expected one of one_thread, .* got 'bogus'"),
+])
+def test_a_bad_thread_setting_in_the_environment_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path, text_file,
+                                                                        var, value, pattern):
+    from conftest import one_line_error
+    from rnnkit.cli import main
+
+    monkeypatch.setenv(var, value)
+    rc = main(["train", "charlm", "--text", str(text_file), "--steps", "2", "--hidden", "8", "--emb", "4",
+               "--batch", "2", "--bptt", "5", "--no-progress", "--out", str(tmp_path / "run")])
+    one_line_error(capsys, rc, pattern)

@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from rnnkit.engine.threads import blas_threads_at_most
+from rnnkit.errors import SettingError
 from rnnkit.kernels import SMALL_GEMM, jit, times_w, times_wt
 
 CANDIDATES = (2, 4, 8, 16, 32, 64)
@@ -55,7 +56,7 @@ def forced_rows() -> int | None:
     if not env:
         return None
     if not env.isdigit():
-        raise ValueError(f"RNNKIT_GEMM_ROWS: expected an integer >= 0, got {env!r}")
+        raise SettingError(f"RNNKIT_GEMM_ROWS: expected an integer >= 0, got {env!r}")
     return int(env)
 
 

@@ -41,6 +41,7 @@ import numpy as np
 
 from rnnkit.engine.threads import ThreadPlan, available_cores, loop_blas, plan as heuristic_plan
 from rnnkit.atomic import write_bytes_atomic
+from rnnkit.errors import SettingError
 
 STRATEGIES = ("one_thread", "blas_threads", "batch_shards", "heuristic")
 """The plans a layer can be forced to (``RNNKIT_PLAN`` or ``layer.strategy``)."""
@@ -62,9 +63,10 @@ CACHE_VERSION = 1
 
 
 def check_strategy(name, what: str = "strategy"):
-    """``name`` if it is None or one of :data:`STRATEGIES`, else a one-line ValueError naming ``what``."""
+    """``name`` if it is None or one of :data:`STRATEGIES`, else a one-line error naming ``what``
+    (:class:`rnnkit.errors.SettingError`, a ValueError: the command line prints it and exits 2)."""
     if name is not None and name not in STRATEGIES:
-        raise ValueError(f"{what}: expected one of {', '.join(STRATEGIES)} or None, got {name!r}")
+        raise SettingError(f"{what}: expected one of {', '.join(STRATEGIES)} or None, got {name!r}")
     return name
 
 

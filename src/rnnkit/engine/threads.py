@@ -178,37 +178,31 @@ def loop_blas():
 
 
 @contextlib.contextmanager
+def _blas_set(n: int | None, lower_only: bool):
+    """Every loaded BLAS on ``n`` threads for the block (only where that lowers it, if ``lower_only``);
+    restored after.  None: leave them."""
+    changed = []
+    if n is not None:
+        for lib in loop_blas():
+            old = lib.get_num_threads()
+            if old > n or (old != n and not lower_only):
+                lib.set_num_threads(n)
+                changed.append((lib, old))
+    try:
+        yield
+    finally:
+        for lib, old in changed:
+            lib.set_num_threads(old)
+
+
 def blas_threads(n: int | None):
     """Set every loaded BLAS to ``n`` threads for the block, raising or lowering (None: leave them)."""
-    changed = []
-    if n is not None:
-        for lib in loop_blas():
-            old = lib.get_num_threads()
-            if old != n:
-                lib.set_num_threads(n)
-                changed.append((lib, old))
-    try:
-        yield
-    finally:
-        for lib, old in changed:
-            lib.set_num_threads(old)
+    return _blas_set(n, lower_only=False)
 
 
-@contextlib.contextmanager
 def blas_threads_at_most(n: int | None):
     """Lower every loaded BLAS to at most ``n`` threads for the block (None: leave them)."""
-    changed = []
-    if n is not None:
-        for lib in loop_blas():
-            old = lib.get_num_threads()
-            if old > n:
-                lib.set_num_threads(n)
-                changed.append((lib, old))
-    try:
-        yield
-    finally:
-        for lib, old in changed:
-            lib.set_num_threads(old)
+    return _blas_set(n, lower_only=True)
 
 
 class LayerBusyError(RuntimeError):
