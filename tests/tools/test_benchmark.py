@@ -114,7 +114,7 @@ class _FakeSide:
         self.name, self.times, self.calls = name, list(times), calls
 
     def run(self, fn, n, warm=1):
-        self.calls.append((self.name, n))
+        self.calls.append((self.name, n, warm))
         return self.times.pop(0)
 
 
@@ -123,11 +123,20 @@ def test_alternate_sides_times_a_b_a_b_and_returns_medians():
     # per side: warm-up (n=2, warm 0), one probe call for the block size, then 3 timed blocks
     a = _FakeSide("a", [9.0, 0.004, 3.0, 1.0, 2.0], calls)
     b = _FakeSide("b", [9.0, 0.001, 5.0, 7.0, 6.0], calls)
-    ta, tb = alternate_sides(a, b, "f", repeats=3, min_time=0.02)
+    ta, tb = alternate_sides(a, b, "f", repeats=3, min_time=0.02, warm_time=0.1)
     assert (ta, tb) == (2.0, 6.0)  # medians of the timed blocks only
-    # blocks repeat the call to last min_time: ceil(0.02 / 0.004) = 5 and ceil(0.02 / 0.001) = 20; A B A B
-    assert calls == [("a", 2), ("b", 2), ("a", 1), ("b", 1), ("a", 5), ("b", 20), ("a", 5), ("b", 20), ("a", 5),
-                     ("b", 20)]
+    # blocks repeat the call to last min_time: ceil(0.02 / 0.004) = 5 and ceil(0.02 / 0.001) = 20, after
+    # untimed calls lasting warm_time: ceil(0.1 / 0.004) = 25 and ceil(0.1 / 0.001) = 100; A B A B
+    block = [("a", 5, 25), ("b", 20, 100)]
+    assert calls == [("a", 2, 0), ("b", 2, 0), ("a", 1, 1), ("b", 1, 1)] + block * 3
+
+
+def test_alternate_sides_warms_each_block_at_least_once():
+    calls = []
+    a = _FakeSide("a", [1.0, 0.5, 0.5], calls)
+    b = _FakeSide("b", [1.0, 0.5, 0.5], calls)
+    alternate_sides(a, b, "f", repeats=1, min_time=0.0, warm_time=0.0)
+    assert calls[-2:] == [("a", 1, 1), ("b", 1, 1)], "a timed block with no warm-up call would time waking threads"
 
 
 def test_bench_longlag_suite_runs_from_the_cli(capsys):

@@ -150,23 +150,29 @@ def make_sides(isolate: bool, torch_threads: int, blas_threads: int | None, nati
 
 
 def alternate_sides(sa, sb, name: str, repeats: int, warmup: int = 2, min_time: float = 0.02,
-                    gap: float = 0.0) -> tuple[float, float]:
+                    gap: float = 0.0, warm_time: float = 0.1) -> tuple[float, float]:
     """Median seconds per call of ``name`` on sides ``sa`` and ``sb``, timed A B A B after warm-up.
 
     Each timed block repeats the call enough times to last ``min_time`` and is preceded by
-    ``gap`` seconds of rest and one untimed call.  The rest lets the other side's threads go
-    to sleep: OpenBLAS's worker threads keep spinning for a while after a call, and a block
-    started earlier shares the 2 cores with them (measured: PyTorch's LSTM inference at
-    T=100, B=32, H=128 took 3.65 ms with no rest, 1.81 / 1.79 ms with 0.15 / 0.4 s; rnnkit's
-    times did not depend on it; benchmarks/results/quick-isolated-gap0.15.md and quick-isolated-gap0.4.md).
-    The untimed call wakes the side's own threads, as they would be in a training loop."""
+    ``gap`` seconds of rest and untimed calls lasting ``warm_time`` (at least one).  The rest lets
+    the other side's threads go to sleep: OpenBLAS's worker threads keep spinning for a while after
+    a call, and a block started earlier shares the 2 cores with them (measured: PyTorch's LSTM
+    inference at T=100, B=32, H=128 took 3.65 ms with no rest, 1.81 / 1.79 ms with 0.15 / 0.4 s;
+    benchmarks/results/quick-isolated-gap0.15.md and quick-isolated-gap0.4.md).  The untimed calls
+    bring the side back to the steady state of a training loop: after a rest, a side whose threads
+    sleep between calls runs slower for its first tens of milliseconds (measured, 2-core Intel Xeon VM,
+    issue 19: rnnkit's LSTM inference at that point on 2 threads took 7.3 8.2 9.9 6.9 5.4 5.3 ... ms
+    per call after 0.15 s of rest, 4.8-5.1 ms in a steady loop; PyTorch's spinning OpenMP threads hide
+    it: 3.45 vs 3.36 ms); one untimed call after the rest timed rnnkit at 7.9 ms there."""
     sa.run(name, warmup, 0)
     sb.run(name, warmup, 0)
-    ns = [max(1, math.ceil(min_time / max(s.run(name, 1), 1e-7))) if min_time > 0 else 1 for s in (sa, sb)]
+    per_call = [max(s.run(name, 1), 1e-7) for s in (sa, sb)]
+    ns = [max(1, math.ceil(min_time / t)) if min_time > 0 else 1 for t in per_call]
+    warms = [max(1, math.ceil(warm_time / t)) for t in per_call]
     ta, tb = [], []
     for _ in range(repeats):
         time.sleep(gap)
-        ta.append(sa.run(name, ns[0]))
+        ta.append(sa.run(name, ns[0], warms[0]))
         time.sleep(gap)
-        tb.append(sb.run(name, ns[1]))
+        tb.append(sb.run(name, ns[1], warms[1]))
     return statistics.median(ta), statistics.median(tb)
