@@ -104,56 +104,7 @@ def _sigmoid_impl(x):
     return lambda x: half + half * tanh_(half * x)
 
 
-# ----------------------------------------------------------------------------- projections
-SMALL_GEMM = 1_000_000
-"""Multiply-adds (M N K) up to which OpenBLAS runs a GEMM with its small-matrix kernels, which
-need the other operand order: then ``h @ W.T`` is up to 3x faster from a contiguous copy of
-W.T and ``d @ W`` from W itself; above, the opposite orders are 10-20% faster (measured with
-one thread, B x H x G from 8 x 64 x 256 to 128 x 512 x 2048)."""
-
-
-@rowjit
-def _wt(h, W, WT, out):
-    if h.shape[0] * W.shape[0] * W.shape[1] <= SMALL_GEMM:
-        np.dot(h, WT, out)
-    else:
-        np.dot(h, W.T, out)
-
-
-@rowjit
-def _w(d, W, WT, out):
-    if d.shape[0] * W.shape[0] * W.shape[1] <= SMALL_GEMM:
-        np.dot(d, W, out)
-    else:
-        np.dot(d, WT.T, out)
-
-
-@rowjit
-def times_wt(h, W, WT, out, rows):
-    """out = h @ W.T for the recurrent GEMM; W (G, H) and its contiguous transpose WT (H, G).
-
-    rows > 0: in blocks of that many rows of h (see :mod:`rnnkit.engine.gemm_rows`); 0: whole."""
-    M = h.shape[0]
-    if rows <= 0 or rows >= M:
-        _wt(h, W, WT, out)
-    else:
-        for b in range(0, M, rows):
-            e = min(M, b + rows)
-            _wt(h[b:e], W, WT, out[b:e])
-
-
-@rowjit
-def times_w(d, W, WT, out, rows):
-    """out = d @ W (the recurrent GEMM's backward), from W or WT, in row blocks, as :func:`times_wt`."""
-    M = d.shape[0]
-    if rows <= 0 or rows >= M:
-        _w(d, W, WT, out)
-    else:
-        for b in range(0, M, rows):
-            e = min(M, b + rows)
-            _w(d[b:e], W, WT, out[b:e])
-
-
+# ----------------------------------------------------------------------------- biases
 @jit
 def add_bias(a, b):
     """a[r, k] += b[k] for every row r of a (R, G): a bias added to a projection in place.

@@ -6,7 +6,7 @@ import pytest
 import rnnkit
 from rnnkit.engine import big_gemm, gemm_rows
 from rnnkit.engine.threads import use_cores
-from rnnkit.kernels import times_w, times_wt
+from rnnkit.step_gemm import PACKED, pack, packed_gemm, packed_shape, times_w, times_wt
 
 
 @pytest.mark.parametrize("rows", [0, 1, 3, 8, 32, 100])
@@ -23,12 +23,41 @@ def test_times_wt_and_times_w_in_row_blocks_equal_numpy(rows):
     np.testing.assert_allclose(back, d @ W, rtol=1e-13, atol=1e-13, err_msg="dh = d_hw @ W_hh")
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("M,K,N", [(1, 1, 1), (21, 16, 64), (19, 65, 260), (7, 33, 17), (16, 128, 512), (3, 5, 100),
+                                   (9, 0, 4), (0, 3, 4)])
+def test_the_packed_micro_kernel_equals_numpy(M, K, N, dtype):
+    """Every tile height (8, 4, 2, 1 rows), full and partial panels, K = 0, float32 and float64."""
+    rng = np.random.default_rng(M * 1000 + K * 10 + N)
+    A, B = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+    Bp = np.empty(packed_shape(K, N, dtype), dtype)
+    pack(B, Bp)
+    C = np.full((M, N), np.nan, dtype)
+    packed_gemm(A, Bp, C)
+    tol = 1e-13 if dtype == np.float64 else 2e-5 * max(1, K) ** 0.5
+    np.testing.assert_allclose(C, A.astype(np.float64) @ B.astype(np.float64), rtol=tol, atol=tol, err_msg="C = A @ B")
+
+
+def test_the_micro_kernel_writes_rows_of_a_buffer_and_nothing_else():
+    rng = np.random.default_rng(4)
+    G, H, M = 70, 13, 11  # a partial last panel in both directions
+    W, h, d = rng.standard_normal((G, H)), rng.standard_normal((M, H)), rng.standard_normal((M, G))
+    out, back = np.zeros((M + 6, G)), np.zeros((M + 6, H))
+    times_wt(h, W, gemm_rows.packed_weights(W, backward=False), out[3 : 3 + M], PACKED)
+    times_w(d, W, gemm_rows.packed_weights(W, backward=True), back[3 : 3 + M], PACKED)
+    np.testing.assert_allclose(out[3 : 3 + M], h @ W.T, rtol=1e-13, atol=1e-13, err_msg="hw = h @ W_hh.T")
+    np.testing.assert_allclose(back[3 : 3 + M], d @ W, rtol=1e-13, atol=1e-13, err_msg="dh = d_hw @ W_hh")
+    assert not out[:3].any() and not out[3 + M :].any() and not back[:3].any() and not back[3 + M :].any()
+    with pytest.raises(ValueError, match="unit column strides"):
+        packed_gemm(h, gemm_rows.packed_weights(W, backward=False), np.zeros((G, M)).T)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_a_layer_computes_the_same_whatever_the_row_blocks(monkeypatch, cell):
     cls = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}[cell]
     x = np.random.default_rng(1).standard_normal((7, 19, 5))
     results = []
-    for rows in ("0", "2", "8"):
+    for rows in ("0", "2", "8", "packed"):
         monkeypatch.setenv("RNNKIT_GEMM_ROWS", rows)
         layer = cls(5, 12, num_layers=2, dtype=np.float64, seed=3)
         out, _ = layer.forward(x)
@@ -44,7 +73,7 @@ def test_a_layer_computes_the_same_whatever_the_row_blocks(monkeypatch, cell):
 def test_the_measured_block_is_a_candidate_and_the_choice_needs_a_gain(monkeypatch):
     monkeypatch.delenv("RNNKIT_GEMM_ROWS", raising=False)
     times = gemm_rows.time_rows(32, 16, 64, np.float32, backward=False)
-    assert set(times) == {0, 2, 4, 8, 16}
+    assert set(times) == {0, 2, 4, 8, 16, gemm_rows.PACKED}
     assert all(t > 0 for t in times.values())
     assert gemm_rows.choose({0: 1.0, 4: 0.97, 8: 0.99}) == 0, "a block within the noise margin buys nothing"
     assert gemm_rows.choose({0: 1.0, 4: 0.5, 8: 0.7}) == 4
@@ -54,8 +83,10 @@ def test_the_measured_block_is_a_candidate_and_the_choice_needs_a_gain(monkeypat
 def test_rnnkit_gemm_rows_forces_the_block(monkeypatch):
     monkeypatch.setenv("RNNKIT_GEMM_ROWS", "4")
     assert gemm_rows.step_gemm_rows(64, 128, 512, np.float32, True) == 4
+    monkeypatch.setenv("RNNKIT_GEMM_ROWS", "packed")
+    assert gemm_rows.step_gemm_rows(64, 128, 512, np.float32, False) == PACKED
     monkeypatch.setenv("RNNKIT_GEMM_ROWS", "four")
-    with pytest.raises(ValueError, match="RNNKIT_GEMM_ROWS: expected an integer >= 0, got 'four'"):
+    with pytest.raises(ValueError, match="RNNKIT_GEMM_ROWS: expected an integer >= 0 or .packed., got 'four'"):
         gemm_rows.step_gemm_rows(64, 128, 512, np.float32, True)
 
 
@@ -77,7 +108,7 @@ def test_big_gemm_split_over_threads_equals_numpy(monkeypatch, cores):
 def test_the_transpose_copy_is_made_only_where_a_block_reads_it(monkeypatch):
     """RNN (T, B, I, H) = (3, 16, 8, 300): 16 x 300 x 300 multiply-adds a step, above SMALL_GEMM, so the
     forward reads W_hh.T as a view (no copy); blocks of 4 rows read the copy.  Both compute the same."""
-    from rnnkit.engine.scan import needs_wt
+    from rnnkit.engine.gemm_rows import needs_wt
     W = np.zeros((300, 300))
     assert not needs_wt(16, 0, W, backward=False) and needs_wt(16, 4, W, backward=False)
     assert needs_wt(16, 0, W, backward=True) and not needs_wt(16, 4, W, backward=True)

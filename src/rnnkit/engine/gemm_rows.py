@@ -1,22 +1,25 @@
-"""Row blocks of the per-step recurrent GEMM, chosen by measurement once per shape and process.
+"""How the per-step recurrent GEMM runs, chosen by measurement once per shape and process.
 
 The time loops multiply a (M, K) block of rows by the recurrent weights at every step
-(:func:`rnnkit.kernels.times_wt` forward, :func:`rnnkit.kernels.times_w` backward).  Some BLAS builds
+(:func:`rnnkit.step_gemm.times_wt` forward, :func:`rnnkit.step_gemm.times_w` backward): in one BLAS
+call, in BLAS calls on blocks of rows, or with rnnkit's micro-kernel on W_hh packed once per call
+(:data:`rnnkit.step_gemm.PACKED`; measured 1.5-2.5x faster than OpenBLAS at the loops' shapes on an
+AVX-512 Xeon, but what it gives on another CPU is measured there).  Some BLAS builds
 run small products with a separate small-matrix kernel: OpenBLAS's SkylakeX build does when
 M N K <= 100^3, and then e.g. (32 x 128) @ (128 x 512) is 1.2x faster as four (8 x 128) blocks, and
 (32 x 512) @ (512 x 128) 1.4x (measured, 2-core Intel Xeon, one BLAS thread, issue 19).  Other
 builds and kernels (Haswell's, another BLAS) have no such kernel, and blocks only add calls.  So the
-block is not a constant: :func:`step_gemm_rows` times the candidates (the whole product, and
-blocks of 2, 4, ... rows) on this machine, in this process, and keeps the fastest.
+block is not a constant: :func:`step_gemm_rows` times the candidates (the whole product, blocks of
+2, 4, ... rows, and the micro-kernel) on this machine, in this process, and keeps the fastest.
 
 Timing: one compiled loop per candidate repeats the product until about ``BLOCK_S`` seconds, the
 candidates interleaved over ``ROUNDS`` rounds (one twice as slow as the whole product is dropped
-after a round); a candidate's time is the smallest of its rounds, and a block wins only if it is
+after a round); a candidate's time is the smallest of its rounds, and a candidate wins only if it is
 faster than the whole product by ``MARGIN`` (noise never buys extra calls).  About 10-30 ms per new
 (M, K, N, dtype, direction), once per process, with BLAS on one thread as in the loops.
-``RNNKIT_GEMM_ROWS`` forces it: ``0`` the whole product, ``n`` blocks of n rows.  Blocks never change
-a result's value beyond the BLAS kernels' own rounding (each row of the product is one dot product
-per column either way; tested in float64 to 1e-13).
+``RNNKIT_GEMM_ROWS`` forces it: ``0`` the whole product, ``n`` blocks of n rows, ``packed`` the
+micro-kernel.  No choice changes a result's value beyond the kernels' own rounding (each element is one
+dot product either way; tested in float64 to 1e-13).
 """
 from __future__ import annotations
 
@@ -26,12 +29,14 @@ import time
 
 import numpy as np
 
+from rnnkit.engine.buffers import absent, reuse_empty, transposed
 from rnnkit.engine.threads import blas_threads_at_most
 from rnnkit.errors import SettingError
-from rnnkit.kernels import SMALL_GEMM, jit, times_w, times_wt
+from rnnkit.kernels import jit
+from rnnkit.step_gemm import PACKED, SMALL_GEMM, pack, packed_shape, times_w, times_wt
 
 CANDIDATES = (2, 4, 8, 16, 32, 64)
-"""Row blocks tried (those smaller than M), besides the whole product (0)."""
+"""Row blocks tried (those smaller than M), besides the whole product (0) and the micro-kernel (PACKED)."""
 ROUNDS = 5
 BLOCK_S = 1e-3
 MARGIN = 0.95
@@ -51,25 +56,58 @@ def _repeat_w(d, W, WT, out, rows, n):
 
 
 def forced_rows() -> int | None:
-    """``RNNKIT_GEMM_ROWS`` as an int (0: the whole product), or None if unset."""
+    """``RNNKIT_GEMM_ROWS`` as an int (0: the whole product, PACKED for ``packed``), or None if unset."""
     env = os.environ.get("RNNKIT_GEMM_ROWS", "").strip()
     if not env:
         return None
+    if env == "packed":
+        return PACKED
     if not env.isdigit():
-        raise SettingError(f"RNNKIT_GEMM_ROWS: expected an integer >= 0, got {env!r}")
+        raise SettingError(f"RNNKIT_GEMM_ROWS: expected an integer >= 0 or 'packed', got {env!r}")
     return int(env)
 
 
+def packed_weights(W: np.ndarray, backward: bool, workspace: dict | None = None) -> np.ndarray:
+    """The micro-kernel's operand: W.T (forward) or W (backward) packed (:func:`rnnkit.step_gemm.pack`),
+    made per call (W changes in place between calls) in a buffer kept in ``workspace``."""
+    B = W if backward else W.T
+    Bp = reuse_empty(workspace, "W_hh_packed", packed_shape(*B.shape, W.dtype), W.dtype)
+    pack(B, Bp)
+    return Bp
+
+
+def needs_wt(M: int, rows: int, W_hh, backward: bool) -> bool:
+    """Whether the loops' BLAS GEMMs on M rows in blocks of ``rows`` (0: whole) read W_hh's contiguous
+    transpose (:func:`rnnkit.step_gemm.times_wt`: the forward's blocks of at most ``SMALL_GEMM``
+    multiply-adds; :func:`rnnkit.step_gemm.times_w`: the backward's larger ones).  If none does, the copy
+    (6.8 MB at H = 650) is not made."""
+    whole = rows <= 0 or rows >= M
+    size = M if whole else ((M % rows or rows) if not backward else rows)  # the smallest, or the largest, block
+    small = size * W_hh.shape[0] * W_hh.shape[1] <= SMALL_GEMM
+    return not small if backward else small
+
+
+def loop_operands(W_hh, blocks: list, backward: bool, workspace: dict | None) -> tuple:
+    """(blocks, second operand) for the loops of one layer direction, from ``blocks`` [(b0, b1, rows)]:
+    if any shard chose the micro-kernel, every shard uses it (one packed W_hh); else W_hh's contiguous
+    transpose where a block reads it (:func:`needs_wt`), or a size-0 array."""
+    if any(r == PACKED for _, _, r in blocks):
+        return [(b0, b1, PACKED) for b0, b1, _ in blocks], packed_weights(W_hh, backward, workspace)
+    if any(needs_wt(b1 - b0, r, W_hh, backward) for b0, b1, r in blocks):
+        return blocks, transposed(W_hh, workspace)
+    return blocks, absent(W_hh.dtype, 2)
+
+
 def time_rows(M: int, H: int, G: int, dtype, backward: bool, clock=time.perf_counter) -> dict:
-    """{rows: seconds per product} for each candidate (0: the whole product) at this shape:
-    forward (M, H) @ W_hh.T (G, H), backward (M, G) @ W_hh."""
+    """{rows: seconds per product} for each candidate (0: the whole product, PACKED: the micro-kernel) at
+    this shape: forward (M, H) @ W_hh.T (G, H), backward (M, G) @ W_hh."""
     rng = np.random.default_rng(0)
     W = (rng.standard_normal((G, H)) * 0.1).astype(dtype)
-    WT = np.ascontiguousarray(W.T)
+    WT, Wp = np.ascontiguousarray(W.T), packed_weights(W, backward)
     a = rng.standard_normal((M, G if backward else H)).astype(dtype)
     out = np.empty((M, H if backward else G), dtype)
     run = _repeat_w if backward else _repeat_wt
-    names = [0] + [r for r in CANDIDATES if r < M]
+    names = [0] + [r for r in CANDIDATES if r < M] + [PACKED]
     with blas_threads_at_most(1):
         run(a, W, WT, out, 0, 1)  # compile (or load) and warm the caches
         t0 = clock()
@@ -81,13 +119,13 @@ def time_rows(M: int, H: int, G: int, dtype, backward: bool, clock=time.perf_cou
                 if 2 * best[0] < best[r] < float("inf"):  # far behind after a round: not timed again
                     continue
                 t0 = clock()
-                run(a, W, WT, out, r, n)
+                run(a, W, Wp if r == PACKED else WT, out, r, n)
                 best[r] = min(best[r], (clock() - t0) / n)
     return best
 
 
 def choose(times: dict) -> int:
-    """The fastest block (0: the whole product) of :func:`time_rows`' result, blocks only with a gain."""
+    """The fastest candidate of :func:`time_rows`' result; the whole product (0) unless another gains."""
     r = min(times, key=times.get)
     return r if times[r] <= MARGIN * times[0] else 0
 
@@ -98,8 +136,8 @@ def _measured(M: int, H: int, G: int, dtype: str, backward: bool) -> int:
 
 
 def step_gemm_rows(M: int, H: int, G: int, dtype, backward: bool) -> int:
-    """Rows per block of the per-step GEMM for M rows, hidden H, G gate columns (0: the whole
-    product): ``RNNKIT_GEMM_ROWS`` if set, else measured once per process (:func:`time_rows`)."""
+    """How the per-step GEMM for M rows, hidden H, G gate columns runs (0: one BLAS call, n: blocks of n rows,
+    PACKED: the micro-kernel): ``RNNKIT_GEMM_ROWS`` if set, else measured once per process (:func:`time_rows`)."""
     forced = forced_rows()
     if forced is not None:
         return forced

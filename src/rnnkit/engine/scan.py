@@ -34,9 +34,10 @@ import numpy as np
 from numba.extending import overload
 
 from rnnkit.engine import big_gemm
-from rnnkit.engine.buffers import absent, reuse_empty, transposed
-from rnnkit.engine.gemm_rows import step_gemm_rows
-from rnnkit.kernels import SMALL_GEMM, add_bias, add_biases, jit, times_w, times_wt
+from rnnkit.engine.buffers import absent, reuse_empty
+from rnnkit.engine.gemm_rows import loop_operands, step_gemm_rows
+from rnnkit.kernels import add_bias, add_biases, jit
+from rnnkit.step_gemm import times_w, times_wt
 
 
 def at(tup, t, b0, b1):
@@ -111,11 +112,12 @@ def compiled_loops(step, step_backward) -> Loops:
         """Rows b0:b1 of the whole sequence: for each t, hw = h_prev @ W_hh.T (+ b_hh); step; padding.
 
         xw (T, B, G) in: input projections, out: activated gates; hw (B, G) scratch;
-        W_hh (G, H) and W_hhT, its contiguous transpose; b_hh (G,) or size 0; states: per field
+        W_hh (G, H) and W_hhT, its contiguous transpose or packed (or size 0; :func:`rnnkit.engine.gemm_rows.loop_operands`);
+        b_hh (G,) or size 0; states: per field
         (T+1, B, H) with the initial state at index T (reverse) or 0; cache: per field (T, B, H);
         p: the cell's own parameters; keep (T, B) bool (True: padded step, the state is carried) or
         size 0; h_mask (B, H) or size 0: hw = (h_prev * h_mask) @ W_hh.T (recurrent dropout),
-        h_masked (B, H) its scratch; gemm_rows: the GEMM's row blocks (:mod:`rnnkit.engine.gemm_rows`).
+        h_masked (B, H) its scratch; gemm_rows: how the GEMM runs (:mod:`rnnkit.engine.gemm_rows`).
         """
         T = xw.shape[0]
         hw = hw[b0:b1]
@@ -264,17 +266,6 @@ def split_hh(cell, W_hh, b_hh):
     return W_hh[:r], None if b_hh is None else b_hh[:r], (W_hh[r:], b_cell)
 
 
-def needs_wt(M: int, rows: int, W_hh, backward: bool) -> bool:
-    """Whether the loops' GEMMs on M rows in blocks of ``rows`` (0: whole) read W_hh's contiguous transpose
-    (:func:`rnnkit.kernels.times_wt`: the forward's blocks of at most ``SMALL_GEMM`` multiply-adds;
-    :func:`rnnkit.kernels.times_w`: the backward's larger ones).  If none does, the copy (6.8 MB at
-    H = 650) is not made."""
-    whole = rows <= 0 or rows >= M
-    size = M if whole else ((M % rows or rows) if not backward else rows)  # the smallest, or the largest, block
-    small = size * W_hh.shape[0] * W_hh.shape[1] <= SMALL_GEMM
-    return not small if backward else small
-
-
 def bounds(shards, B: int) -> list:
     """The shards' (b0, b1) row ranges, an open end (None) closed at B."""
     return [(b0, B if b1 is None else b1) for b0, b1 in shards]
@@ -320,8 +311,7 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), s
     mask = absent(xw.dtype, 2) if h_mask is None else h_mask
     masked = absent(xw.dtype, 2) if h_mask is None else reuse_empty(workspace, "h_masked", (B, H), xw.dtype)
     blocks = [(b0, b1, step_gemm_rows(b1 - b0, H, W_hh.shape[0], xw.dtype, False)) for b0, b1 in bounds(shards, B)]
-    needs = any(needs_wt(b1 - b0, r, W_hh, False) for b0, b1, r in blocks)
-    W_hhT = transposed(W_hh, workspace) if needs else absent(xw.dtype, 2)
+    blocks, W_hhT = loop_operands(W_hh, blocks, False, workspace)  # W_hh.T copied or packed, where read
     forward = compiled_loops(cell.step, cell.step_backward).forward
     jobs = [functools.partial(forward, xw, hw, W_hh, W_hhT, bias, states, cache, p + cell_args(cell_hh, h_mask, b0, b1),
                               keep, reverse, mask, masked, b0, b1, r) for b0, b1, r in blocks]
@@ -367,8 +357,7 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
     mask = absent(dt, 2) if tape.h_mask is None else tape.h_mask
     dps = [dp if len(shards) == 1 else tuple(np.zeros_like(g) for g in dp) for _ in shards]
     blocks = [(b0, b1, step_gemm_rows(b1 - b0, H, W_hh.shape[0], dt, True)) for b0, b1 in bounds(shards, B)]
-    needs = any(needs_wt(b1 - b0, r, W_hh, True) for b0, b1, r in blocks)
-    W_hhT = transposed(W_hh, workspace) if needs else absent(dt, 2)
+    blocks, W_hhT = loop_operands(W_hh, blocks, True, workspace)  # W_hh copied transposed or packed, where read
     backward = compiled_loops(cell.step, cell.step_backward).backward
     jobs = [functools.partial(backward, d_out, d_new, d_prev, carry, dh_w, gates, tape.states, tape.cache,
                               p + cell_args(cell_hh, tape.h_mask, b0, b1), dps[k], W_hh, W_hhT, d_xw, d_hw, keep,
