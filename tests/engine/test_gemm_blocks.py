@@ -122,3 +122,35 @@ def test_the_transpose_copy_is_made_only_where_a_block_reads_it(monkeypatch):
         outs.append((out, d_x))
     np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=0, atol=1e-13, err_msg="out")
     np.testing.assert_allclose(outs[1][1], outs[0][1], rtol=0, atol=1e-13, err_msg="d_x")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: rnnkit.LSTM(5, 12, num_layers=2, bidirectional=True, dtype=np.float64, seed=3, peephole=True),
+    lambda: rnnkit.LSTM(5, 12, dtype=np.float64, seed=3, proj_size=7),
+    lambda: rnnkit.LayerNormLSTM(5, 12, dtype=np.float64, seed=3),
+    lambda: rnnkit.GRU(5, 12, dtype=np.float64, seed=3, linear_before_reset=False),
+    lambda: rnnkit.RNN(5, 12, dtype=np.float64, seed=3, nonlinearity="relu"),
+], ids=["peephole-bi", "proj", "layernorm", "gru-reset-before", "rnn-relu"])
+def test_every_cell_variant_computes_the_same_on_the_micro_kernel(monkeypatch, make):
+    x = np.random.default_rng(1).standard_normal((6, 19, 5))
+    lengths = np.array([6, 3, 5] + [6] * 16)
+    results = []
+    for rows in ("0", "packed"):
+        monkeypatch.setenv("RNNKIT_GEMM_ROWS", rows)
+        layer = make()
+        out, _ = layer.forward(x, lengths=lengths)
+        d_x, _ = layer.backward(np.cos(out))
+        results.append((out, d_x, {k: g.copy() for k, g in layer.grads.items()}))
+    (out0, dx0, g0), (out1, dx1, g1) = results
+    np.testing.assert_allclose(out1, out0, rtol=0, atol=1e-13, err_msg="out")
+    np.testing.assert_allclose(dx1, dx0, rtol=0, atol=1e-13, err_msg="d_x")
+    for k in g0:
+        np.testing.assert_allclose(g1[k], g0[k], rtol=0, atol=1e-12, err_msg=f"grad {k}")
+
+
+def test_shards_of_few_rows_pay_only_on_the_micro_kernel():
+    from rnnkit.engine import threads
+    assert threads.plan(20, 650, 2600, 1, 4, 2).shards == ((0, 20),)  # BLAS's per-step GEMM: one recurrence
+    assert threads.plan(20, 650, 2600, 1, 4, 2, lambda rows: True).shards == ((0, 10), (10, 20))
+    assert threads.plan(20, 650, 2600, 1, 4, 2, lambda rows: False).shards == ((0, 20),)
+    assert threads.plan(12, 650, 2600, 1, 4, 2, lambda rows: True).shards == ((0, 12),), "6-row shards: below a tile"

@@ -39,9 +39,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rnnkit.engine.gemm_rows import step_gemm_rows
 from rnnkit.engine.threads import ThreadPlan, available_cores, loop_blas, plan as heuristic_plan
 from rnnkit.atomic import write_bytes_atomic
 from rnnkit.errors import SettingError
+from rnnkit.step_gemm import PACKED
 
 STRATEGIES = ("one_thread", "blas_threads", "batch_shards", "heuristic")
 """The plans a layer can be forced to (``RNNKIT_PLAN`` or ``layer.strategy``)."""
@@ -89,7 +91,12 @@ def candidates(B: int, H: int, G: int, D: int, itemsize: int, cores: int) -> dic
     return {"one_thread": one,
             "blas_threads": ThreadPlan(((0, B),), False, cores) if cores > 1 else one,
             "batch_shards": shards,
-            "heuristic": heuristic_plan(B, H, G, D, itemsize, cores)}
+            "heuristic": heuristic_plan(B, H, G, D, itemsize, cores, functools.partial(_gemm_packed, H, G, itemsize))}
+
+
+def _gemm_packed(H: int, G: int, itemsize: int, rows: int) -> bool:
+    """Whether the forward per-step GEMM of ``rows`` rows runs on the micro-kernel (measured once per process)."""
+    return step_gemm_rows(rows, H, G, np.float32 if itemsize == 4 else np.float64, False) == PACKED
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,10 @@ MIN_SHARD_ROWS = 32
 SMALL_W_HH = 1 << 20
 """Bytes of W_hh up to which shards of at least ``MIN_SMALL_ROWS`` rows pay."""
 MIN_SMALL_ROWS = 4
+MIN_PACKED_ROWS = 8
+"""Rows per shard (one full tile) from which shards pay when their per-step GEMM runs on rnnkit's micro-kernel
+(``shard_gemm_packed``): measured, LSTM (35, 20, 650, 650) fwd+BPTT 80 ms in two 10-row shards against 95-102
+ms in one recurrence with BLAS on 2 threads (2-core Intel Xeon, issue 19)."""
 
 
 @dataclass(frozen=True)
@@ -149,16 +153,19 @@ def shared_cores(cores_on_node: int, ranks_on_node: int) -> int:
     return max(1, cores_on_node // max(1, ranks_on_node))
 
 
-def plan(B: int, H: int, G: int, D: int, itemsize: int, cores: int) -> ThreadPlan:
+def plan(B: int, H: int, G: int, D: int, itemsize: int, cores: int, shard_gemm_packed=None) -> ThreadPlan:
     """The thread plan for a layer direction count D with batch B, hidden H, G gate columns, on
-    ``cores`` cores (one core: no threads, one BLAS thread)."""
+    ``cores`` cores (one core: no threads, one BLAS thread).  ``shard_gemm_packed(rows)``: whether a shard
+    of that many rows runs its per-step GEMM on the micro-kernel (:mod:`rnnkit.engine.gemm_rows`); such
+    shards pay from :data:`MIN_PACKED_ROWS` rows."""
     if cores <= 1:
         return ThreadPlan(((0, B),), False, 1)
     per_dir = max(1, cores // D) if cores >= D else 1
     n = 1
     for k in range(per_dir, 1, -1):
         rows = B // k
-        if rows >= MIN_SHARD_ROWS or (rows >= MIN_SMALL_ROWS and G * H * itemsize <= SMALL_W_HH):
+        if (rows >= MIN_SHARD_ROWS or (rows >= MIN_SMALL_ROWS and G * H * itemsize <= SMALL_W_HH)
+                or (rows >= MIN_PACKED_ROWS and shard_gemm_packed is not None and shard_gemm_packed(rows))):
             n = k
             break
     bounds = [B * k // n for k in range(n + 1)]
