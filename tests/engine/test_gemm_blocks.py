@@ -78,6 +78,8 @@ def test_the_measured_block_is_a_candidate_and_the_choice_needs_a_gain(monkeypat
     assert gemm_rows.choose({0: 1.0, 4: 0.97, 8: 0.99}) == 0, "a block within the noise margin buys nothing"
     assert gemm_rows.choose({0: 1.0, 4: 0.5, 8: 0.7}) == 4
     assert gemm_rows.step_gemm_rows(2, 16, 64, np.float32, False) == 0, "too few rows to block"
+    small = gemm_rows.time_rows(8, 16, 64, np.float32, backward=True, blocks=False)
+    assert set(small) == {0, gemm_rows.PACKED}, "a small product: the whole one or the micro-kernel"
 
 
 def test_rnnkit_gemm_rows_forces_the_block(monkeypatch):

@@ -98,16 +98,16 @@ def loop_operands(W_hh, blocks: list, backward: bool, workspace: dict | None) ->
     return blocks, absent(W_hh.dtype, 2)
 
 
-def time_rows(M: int, H: int, G: int, dtype, backward: bool, clock=time.perf_counter) -> dict:
-    """{rows: seconds per product} for each candidate (0: the whole product, PACKED: the micro-kernel) at
-    this shape: forward (M, H) @ W_hh.T (G, H), backward (M, G) @ W_hh."""
+def time_rows(M: int, H: int, G: int, dtype, backward: bool, clock=time.perf_counter, blocks: bool = True) -> dict:
+    """{rows: seconds per product} for each candidate (0: the whole product, PACKED: the micro-kernel, and
+    with ``blocks`` the row blocks) at this shape: forward (M, H) @ W_hh.T (G, H), backward (M, G) @ W_hh."""
     rng = np.random.default_rng(0)
     W = (rng.standard_normal((G, H)) * 0.1).astype(dtype)
     WT, Wp = np.ascontiguousarray(W.T), packed_weights(W, backward)
     a = rng.standard_normal((M, G if backward else H)).astype(dtype)
     out = np.empty((M, H if backward else G), dtype)
     run = _repeat_w if backward else _repeat_wt
-    names = [0] + [r for r in CANDIDATES if r < M] + [PACKED]
+    names = [0] + [r for r in CANDIDATES if r < M and blocks] + [PACKED]
     with blas_threads_at_most(1):
         run(a, W, WT, out, 0, 1)  # compile (or load) and warm the caches
         t0 = clock()
@@ -132,7 +132,8 @@ def choose(times: dict) -> int:
 
 @functools.lru_cache(maxsize=None)
 def _measured(M: int, H: int, G: int, dtype: str, backward: bool) -> int:
-    return choose(time_rows(M, H, G, np.dtype(dtype), backward))
+    small = M * H * G <= SMALL_GEMM  # BLAS's small-matrix kernel: blocks only add calls; 2 candidates, ~10 ms
+    return choose(time_rows(M, H, G, np.dtype(dtype), backward, blocks=not small))
 
 
 def step_gemm_rows(M: int, H: int, G: int, dtype, backward: bool) -> int:
@@ -141,6 +142,6 @@ def step_gemm_rows(M: int, H: int, G: int, dtype, backward: bool) -> int:
     forced = forced_rows()
     if forced is not None:
         return forced
-    if M <= min(CANDIDATES) or M * H * G <= SMALL_GEMM:  # already a small product: nothing to gain
+    if M <= min(CANDIDATES):  # a row or two (streaming): a tile's accumulators would wait on each other
         return 0
     return _measured(int(M), int(H), int(G), np.dtype(dtype).name, bool(backward))
