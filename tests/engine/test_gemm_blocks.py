@@ -6,7 +6,7 @@ import pytest
 import rnnkit
 from rnnkit.engine import big_gemm, gemm_rows
 from rnnkit.engine.threads import use_cores
-from rnnkit.step_gemm import PACKED, pack, packed_gemm, packed_shape, times_w, times_wt
+from rnnkit.engine.step_gemm import PACKED, pack, packed_gemm, packed_shape, times_w, times_wt
 
 
 @pytest.mark.parametrize("rows", [0, 1, 3, 8, 32, 100])

@@ -4,8 +4,8 @@ candidate's time, measured now (and cached, replacing what was there).
 One table row per (cell, T, B, I, H): the chosen strategy, the milliseconds of one forward + backward
 over min(T, MEASURE_STEPS) steps with each candidate, and the seconds the planning took.  Float32, one
 layer, the cores this process may use (or ``use_cores``).  A second table: the row blocks of the per-step
-GEMM (:mod:`rnnkit.engine.gemm_rows`) for each shard of the ``heuristic`` plan, forward and backward, with
-every candidate block's microseconds.
+GEMM (:mod:`rnnkit.engine.gemm_rows`: BLAS whole, BLAS in row blocks, or the micro-kernel) for each shard of
+the ``heuristic`` plan, forward and backward, with every candidate's microseconds.
 """
 from __future__ import annotations
 
@@ -56,18 +56,24 @@ def gemm_block_rows(cells, grid) -> list[dict]:
             plan = candidates(B, H, G, 1, layer.dtype.itemsize, loop_cores(layer.cores))["heuristic"]
             for M in sorted({b1 - b0 for b0, b1 in plan.shards}):
                 for backward in (False, True):
-                    times = gemm_rows.time_rows(M, H, G_loop, layer.dtype, backward)
+                    times = gemm_rows.time_rows(M, H, G_loop, layer.dtype, backward,
+                                                blocks=M * H * G_loop > gemm_rows.SMALL_GEMM)  # as measured in a run
                     rows.append(dict(cell=cell, B=B, H=H, M=M, direction="backward" if backward else "forward",
                                      chosen=gemm_rows.choose(times), us={r: t * 1e6 for r, t in times.items()}))
     return rows
 
 
+def _name(rows: int) -> str:
+    return "packed" if rows == gemm_rows.PACKED else str(rows)
+
+
 def gemm_blocks_markdown(rows: list[dict]) -> str:
-    lines = ["Per-step GEMM row blocks (0: the whole product), microseconds per product, BLAS on one thread:", "",
+    lines = ["Per-step GEMM (0: one BLAS call, n: BLAS in blocks of n rows, packed: rnnkit's micro-kernel), "
+             "microseconds per product, BLAS on one thread:", "",
              "| cell | B | H | shard rows | direction | chosen | each candidate (rows: us) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        each = ", ".join(f"{k}: {v:.1f}" for k, v in r["us"].items())
-        lines.append(f"| {r['cell']} | {r['B']} | {r['H']} | {r['M']} | {r['direction']} | **{r['chosen']}** | "
+        each = ", ".join(f"{_name(k)}: {v:.1f}" for k, v in r["us"].items())
+        lines.append(f"| {r['cell']} | {r['B']} | {r['H']} | {r['M']} | {r['direction']} | **{_name(r['chosen'])}** | "
                      f"{each} |")
     return "\n".join(lines)

@@ -1,9 +1,9 @@
 """How the per-step recurrent GEMM runs, chosen by measurement once per shape and process.
 
 The time loops multiply a (M, K) block of rows by the recurrent weights at every step
-(:func:`rnnkit.step_gemm.times_wt` forward, :func:`rnnkit.step_gemm.times_w` backward): in one BLAS
+(:func:`rnnkit.engine.step_gemm.times_wt` forward, :func:`rnnkit.engine.step_gemm.times_w` backward): in one BLAS
 call, in BLAS calls on blocks of rows, or with rnnkit's micro-kernel on W_hh packed once per call
-(:data:`rnnkit.step_gemm.PACKED`; measured 1.5-2.5x faster than OpenBLAS at the loops' shapes on an
+(:data:`rnnkit.engine.step_gemm.PACKED`; measured 1.5-2.5x faster than OpenBLAS at the loops' shapes on an
 AVX-512 Xeon, but what it gives on another CPU is measured there).  Some BLAS builds
 run small products with a separate small-matrix kernel: OpenBLAS's SkylakeX build does when
 M N K <= 100^3, and then e.g. (32 x 128) @ (128 x 512) is 1.2x faster as four (8 x 128) blocks, and
@@ -33,7 +33,7 @@ from rnnkit.engine.buffers import absent, reuse_empty, transposed
 from rnnkit.engine.threads import blas_threads_at_most
 from rnnkit.errors import SettingError
 from rnnkit.kernels import jit
-from rnnkit.step_gemm import PACKED, SMALL_GEMM, pack, packed_shape, times_w, times_wt
+from rnnkit.engine.step_gemm import PACKED, SMALL_GEMM, pack, packed_shape, times_w, times_wt
 
 CANDIDATES = (2, 4, 8, 16, 32, 64)
 """Row blocks tried (those smaller than M), besides the whole product (0) and the micro-kernel (PACKED)."""
@@ -68,7 +68,7 @@ def forced_rows() -> int | None:
 
 
 def packed_weights(W: np.ndarray, backward: bool, workspace: dict | None = None) -> np.ndarray:
-    """The micro-kernel's operand: W.T (forward) or W (backward) packed (:func:`rnnkit.step_gemm.pack`),
+    """The micro-kernel's operand: W.T (forward) or W (backward) packed (:func:`rnnkit.engine.step_gemm.pack`),
     made per call (W changes in place between calls) in a buffer kept in ``workspace``."""
     B = W if backward else W.T
     Bp = reuse_empty(workspace, "W_hh_packed", packed_shape(*B.shape, W.dtype), W.dtype)
@@ -78,8 +78,8 @@ def packed_weights(W: np.ndarray, backward: bool, workspace: dict | None = None)
 
 def needs_wt(M: int, rows: int, W_hh, backward: bool) -> bool:
     """Whether the loops' BLAS GEMMs on M rows in blocks of ``rows`` (0: whole) read W_hh's contiguous
-    transpose (:func:`rnnkit.step_gemm.times_wt`: the forward's blocks of at most ``SMALL_GEMM``
-    multiply-adds; :func:`rnnkit.step_gemm.times_w`: the backward's larger ones).  If none does, the copy
+    transpose (:func:`rnnkit.engine.step_gemm.times_wt`: the forward's blocks of at most ``SMALL_GEMM``
+    multiply-adds; :func:`rnnkit.engine.step_gemm.times_w`: the backward's larger ones).  If none does, the copy
     (6.8 MB at H = 650) is not made."""
     whole = rows <= 0 or rows >= M
     size = M if whole else ((M % rows or rows) if not backward else rows)  # the smallest, or the largest, block

@@ -43,7 +43,7 @@ from rnnkit.engine.gemm_rows import step_gemm_rows
 from rnnkit.engine.threads import ThreadPlan, available_cores, loop_blas, plan as heuristic_plan
 from rnnkit.atomic import write_bytes_atomic
 from rnnkit.errors import SettingError
-from rnnkit.step_gemm import PACKED
+from rnnkit.engine.step_gemm import PACKED
 
 STRATEGIES = ("one_thread", "blas_threads", "batch_shards", "heuristic")
 """The plans a layer can be forced to (``RNNKIT_PLAN`` or ``layer.strategy``)."""

@@ -37,7 +37,7 @@ from rnnkit.engine import big_gemm
 from rnnkit.engine.buffers import absent, reuse_empty
 from rnnkit.engine.gemm_rows import loop_operands, step_gemm_rows
 from rnnkit.kernels import add_bias, add_biases, jit
-from rnnkit.step_gemm import times_w, times_wt
+from rnnkit.engine.step_gemm import times_w, times_wt
 
 
 def at(tup, t, b0, b1):
@@ -112,7 +112,8 @@ def compiled_loops(step, step_backward) -> Loops:
         """Rows b0:b1 of the whole sequence: for each t, hw = h_prev @ W_hh.T (+ b_hh); step; padding.
 
         xw (T, B, G) in: input projections, out: activated gates; hw (B, G) scratch;
-        W_hh (G, H) and W_hhT, its contiguous transpose or packed (or size 0; :func:`rnnkit.engine.gemm_rows.loop_operands`);
+        W_hh (G, H) and W_hhT, its contiguous transpose or packed or size 0
+        (:func:`rnnkit.engine.gemm_rows.loop_operands`);
         b_hh (G,) or size 0; states: per field
         (T+1, B, H) with the initial state at index T (reverse) or 0; cache: per field (T, B, H);
         p: the cell's own parameters; keep (T, B) bool (True: padded step, the state is carried) or
