@@ -1,5 +1,6 @@
-"""The GEMM measurements behind engine/gemm_rows and engine/big_gemm (issue 19, round 2): microseconds of
-the per-step product (whole and in row blocks, one BLAS thread; and torch.mm when torch is installed),
+"""The GEMM measurements behind engine/gemm_rows, engine/step_gemm and engine/big_gemm (issue 19, rounds 2-3):
+microseconds of the per-step product (whole and in row blocks, one BLAS thread; rnnkit's packed micro-kernel;
+and torch.mm when torch is installed),
 and of the all-steps products on one BLAS thread, split over rnnkit's threads, and on BLAS's own threads.
 Run from the repository root with the OpenBLAS variables unset:
 
@@ -26,10 +27,14 @@ def best_us(fn, n=50):
 
 print("BLAS:", [(c.internal_api, c.version, getattr(c, "architecture", "")) for c in loop_blas()])
 print("run_jobs hand-off, two empty jobs: %.1f us" % best_us(lambda: run_jobs([lambda: None, lambda: None], 1), 500))
-for M, H, G in [(32, 128, 512), (16, 128, 512), (20, 650, 2600)]:
-    times = gemm_rows.time_rows(M, H, G, np.float32, backward=False)
-    print(f"per-step ({M} x {H}) @ ({H} x {G}), one thread, by row block:",
-          ", ".join(f"{r}: {t * 1e6:.1f} us" for r, t in times.items()), "-> chosen", gemm_rows.choose(times))
+name = {gemm_rows.PACKED: "packed"}
+for M, H, G in [(32, 128, 512), (16, 128, 512), (10, 650, 2600), (20, 650, 2600), (64, 512, 2048)]:
+    for backward in (False, True):
+        times = gemm_rows.time_rows(M, H, G, np.float32, backward=backward)
+        shape = f"({M} x {G}) @ ({G} x {H})" if backward else f"({M} x {H}) @ ({H} x {G})"
+        print(f"per-step {shape}, one thread; 0: whole, n: BLAS in n-row blocks, packed: micro-kernel:",
+              ", ".join(f"{name.get(r, r)}: {t * 1e6:.1f} us" for r, t in times.items()),
+              "-> chosen", name.get(gemm_rows.choose(times), gemm_rows.choose(times)))
 try:
     import torch
 
