@@ -9,6 +9,7 @@ import numpy as np
 
 from rnnkit.io.torch_interop import torch_classes
 from rnnkit.engine.layer_types import LAYERS
+from rnnkit.engine.threads import blas_threads
 from rnnkit.nn.losses import softmax_cross_entropy
 from rnnkit.nn.optim import Adam
 from rnnkit.models.charlm import CharLMModel
@@ -86,7 +87,10 @@ def _stream_fns(lib, kind, I, H, weights, xs):
 
 
 def _charlm_fns(lib, spec, weights, ids, tgt):
-    """{"step": one training step of the char-LM (forward, loss, backward, Adam)} for one library."""
+    """{"step": one training step of the char-LM (forward, loss, backward, Adam)} for one library, each as its
+    training loop runs it: rnnkit's with BLAS itself on one thread, as ``rnnkit train`` holds it (its own
+    threads split the work; OpenBLAS's idle threads would spin on their cores: this step took 48-53 ms with
+    BLAS on its default 2 threads against 32-34 with one, 2-core Intel Xeon, issue 19)."""
     V, E, H, layers, lr = spec["V"], spec["E"], spec["H"], spec["layers"], spec["lr"]
     if lib == "torch":
         import torch
@@ -124,11 +128,12 @@ def _charlm_fns(lib, spec, weights, ids, tgt):
     carry = [None]
 
     def kit_step():
-        klm.zero_grad()
-        logits, st = klm(ids, carry[0])
-        loss, d_logits = softmax_cross_entropy(logits, tgt)
-        klm.backward(d_logits)
-        kopt.step()
+        with blas_threads(1):  # as rnnkit's trainer runs every step (rnnkit.train.trainer, issue 19)
+            klm.zero_grad()
+            logits, st = klm(ids, carry[0])
+            loss, d_logits = softmax_cross_entropy(logits, tgt)
+            klm.backward(d_logits)
+            kopt.step()
         carry[0] = st
         return loss
 
