@@ -92,6 +92,26 @@ def test_rnnkit_gemm_rows_forces_the_block(monkeypatch):
         gemm_rows.step_gemm_rows(64, 128, 512, np.float32, True)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cores,split", [(1, False), (2, False), (2, True), (3, True)])
+def test_a_thin_big_gemm_runs_on_the_micro_kernel_and_equals_numpy(monkeypatch, cores, split, dtype):
+    monkeypatch.setattr(big_gemm, "MIN_ONE_THREAD", 0)
+    if split:
+        monkeypatch.setattr(big_gemm, "MIN_SPLIT", 0)
+    calls = []
+    monkeypatch.setattr(big_gemm, "packed_gemm", lambda a, Bp, out: (calls.append(a.shape[0]), packed_gemm(a, Bp, out)))
+    rng = np.random.default_rng(5)
+    x, W = rng.standard_normal((301, 40)).astype(dtype), rng.standard_normal((70, 40)).astype(dtype)  # K = 40
+    with use_cores(cores):
+        got = big_gemm.dot(x, W.T)
+    tol = 1e-13 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(got, x.astype(np.float64) @ W.T.astype(np.float64), rtol=tol, atol=tol, err_msg="x @ W.T")
+    assert sum(calls) == 301 and len(calls) == (cores if split else 1), calls
+    wide = rng.standard_normal((301, 100)).astype(dtype)  # K = 100 > MICRO_MAX_K: BLAS
+    np.testing.assert_allclose(big_gemm.dot(wide, rng.standard_normal((100, 8)).astype(dtype)).shape, (301, 8))
+    assert sum(calls) == 301, "a product with K > MICRO_MAX_K stays on BLAS"
+
+
 @pytest.mark.parametrize("cores", [1, 2, 3])
 def test_big_gemm_split_over_threads_equals_numpy(monkeypatch, cores):
     monkeypatch.setattr(big_gemm, "MIN_SPLIT", 0)  # split these small products too

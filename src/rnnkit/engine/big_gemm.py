@@ -18,7 +18,8 @@ import functools
 
 import numpy as np
 
-from rnnkit.engine.threads import blas_threads, run_jobs, usable_cores
+from rnnkit.engine.step_gemm import pack, packed_gemm, packed_shape
+from rnnkit.engine.threads import blas_threads, blas_threads_at_most, run_jobs, usable_cores
 from rnnkit.kernels import jit
 
 MIN_SPLIT = 1 << 25
@@ -28,6 +29,36 @@ hand-off alone is 28 us), (640 x 256) @ (256 x 256) 559 vs 427, (3200 x 128) @ (
 Below it a product is one BLAS call on the threads BLAS has (one while the trainer trains)."""
 MIN_ROWS = 16
 """Output rows per block at least (BLAS's kernels work on blocks of rows)."""
+MIN_ONE_THREAD = 1 << 22
+"""Multiply-adds (4M) from which a product that is not split runs with BLAS on one thread.  BLAS's own
+threads would be faster for that product, but they spin after it on the cores the loops' shards run on
+next (measured, 2-core Intel Xeon, issue 19: LSTM (200, 16, 32, 64) inference, its (3200 x 32) @ (32 x 256)
+projection on BLAS's two threads, then two 8-row shards: the main thread's shard took 1.93 ms, the
+other's 0.95).  Smaller products run on one BLAS thread anyway (OpenBLAS does not thread them), and
+setting the thread count costs a few microseconds."""
+
+
+MICRO_MAX_K = 64
+"""Inner dimensions up to which :func:`dot` runs on rnnkit's micro-kernel (:mod:`rnnkit.engine.step_gemm`, b packed
+once per call) instead of BLAS: OpenBLAS uses the cores poorly on such thin products.  Measured, one thread
+(2-core Intel Xeon, issue 19): (1600 x 32) @ (32 x 256) 150 us against 198, (1600 x 64) @ (64 x 512) 646 against
+750; at K = 128 the two were even ((1600 x 128) @ (128 x 1024) 2,553 against 2,615)."""
+
+
+def _micro(a, b, out) -> bool:
+    """Whether a @ b into ``out`` suits the micro-kernel: thin (K <= MICRO_MAX_K), one float dtype, unit
+    column strides in a and out."""
+    K = a.shape[1]
+    return (0 < K <= MICRO_MAX_K and a.dtype == b.dtype == out.dtype and a.dtype.kind == "f" and a.dtype.itemsize in (4, 8)
+            and a.strides[1] == a.itemsize and out.strides[1] == out.itemsize)
+
+
+def _one_thread(a, b, out, n_madds: int):
+    """a @ b into ``out`` (None: new) in one BLAS call, on one BLAS thread from :data:`MIN_ONE_THREAD`."""
+    if n_madds < MIN_ONE_THREAD:
+        return np.dot(a, b, out=out)
+    with blas_threads_at_most(1):
+        return np.dot(a, b, out=out)
 
 
 @jit
@@ -44,7 +75,9 @@ def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, cores: int 
     on ``cores`` threads (default: :func:`rnnkit.engine.threads.usable_cores`), one BLAS thread each.
     ``blas`` > 1: one BLAS call on that many BLAS threads instead, for a layer whose thread plan gives
     the cores to BLAS (its per-step GEMMs run on BLAS's threads, which then spin: rnnkit's threads would
-    meet them).  Any strides (NumPy's ``np.dot`` rules)."""
+    meet them).  Any strides (NumPy's ``np.dot`` rules).  A thin product (K <= :data:`MICRO_MAX_K`, from
+    :data:`MIN_ONE_THREAD` multiply-adds) runs on rnnkit's micro-kernel instead of BLAS; one that is not split,
+    on one BLAS thread from :data:`MIN_ONE_THREAD`."""
     M, K = a.shape
     N = b.shape[1]
     if out is None:
@@ -54,10 +87,23 @@ def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, cores: int 
             gemm(a, b, out)
         return out
     n = min(cores or usable_cores(), M // MIN_ROWS)
-    if n <= 1 or M * N * K < MIN_SPLIT:
-        return np.dot(a, b, out=out)
+    split = n > 1 and M * N * K >= MIN_SPLIT
+    if M * N * K >= MIN_ONE_THREAD and _micro(a, b, out):  # a thin product: rnnkit's micro-kernel, b packed once
+        Bp = np.empty(packed_shape(K, N, a.dtype), a.dtype)
+        pack(b, Bp)
+
+        def block(r0, r1):
+            return functools.partial(packed_gemm, a[r0:r1], Bp, out[r0:r1])
+    elif split:
+        def block(r0, r1):
+            return functools.partial(np.dot, a[r0:r1], b, out[r0:r1])
+    else:
+        return _one_thread(a, b, out, M * N * K)
+    if not split:
+        block(0, M)()
+        return out
     bounds = [M * k // n for k in range(n + 1)]
-    jobs = [functools.partial(np.dot, a[r0:r1], b, out[r0:r1]) for r0, r1 in zip(bounds[:-1], bounds[1:])]
+    jobs = [block(r0, r1) for r0, r1 in zip(bounds[:-1], bounds[1:])]
     run_jobs(jobs, 1)
     return out
 
@@ -79,7 +125,7 @@ def dot_t(a: np.ndarray, b: np.ndarray, blas: int = 1, cores: int | None = None)
         return out.T
     n = min(cores or usable_cores(), R // MIN_ROWS)
     if n <= 1 or R * M * N < MIN_SPLIT:
-        return np.dot(a.T, b).T
+        return _one_thread(a.T, b, None, R * M * N).T
     bounds = [R * k // n for k in range(n + 1)]
     sums = [np.empty((M, N), dtype=np.result_type(a, b)) for _ in range(n)]
     blocks = zip(bounds[:-1], bounds[1:], sums)
