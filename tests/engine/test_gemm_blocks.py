@@ -96,20 +96,38 @@ def test_rnnkit_gemm_rows_forces_the_block(monkeypatch):
 @pytest.mark.parametrize("cores,split", [(1, False), (2, False), (2, True), (3, True)])
 def test_a_thin_big_gemm_runs_on_the_micro_kernel_and_equals_numpy(monkeypatch, cores, split, dtype):
     monkeypatch.setattr(big_gemm, "MIN_ONE_THREAD", 0)
+    monkeypatch.setenv("RNNKIT_GEMM_ROWS", "packed")  # where it pays is measured; forced here
     if split:
         monkeypatch.setattr(big_gemm, "MIN_SPLIT", 0)
     calls = []
-    monkeypatch.setattr(big_gemm, "packed_gemm", lambda a, Bp, out: (calls.append(a.shape[0]), packed_gemm(a, Bp, out)))
+    monkeypatch.setattr(big_gemm, "packed_gemm",
+                        lambda a, Bp, out: (calls.append(a.shape[0]), packed_gemm(a, Bp, out)))
     rng = np.random.default_rng(5)
     x, W = rng.standard_normal((301, 40)).astype(dtype), rng.standard_normal((70, 40)).astype(dtype)  # K = 40
     with use_cores(cores):
         got = big_gemm.dot(x, W.T)
     tol = 1e-13 if dtype == np.float64 else 1e-4
-    np.testing.assert_allclose(got, x.astype(np.float64) @ W.T.astype(np.float64), rtol=tol, atol=tol, err_msg="x @ W.T")
+    want = x.astype(np.float64) @ W.T.astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg="x @ W.T")
     assert sum(calls) == 301 and len(calls) == (cores if split else 1), calls
     wide = rng.standard_normal((301, 100)).astype(dtype)  # K = 100 > MICRO_MAX_K: BLAS
     np.testing.assert_allclose(big_gemm.dot(wide, rng.standard_normal((100, 8)).astype(dtype)).shape, (301, 8))
     assert sum(calls) == 301, "a product with K > MICRO_MAX_K stays on BLAS"
+    monkeypatch.setenv("RNNKIT_GEMM_ROWS", "0")
+    np.testing.assert_allclose(big_gemm.dot(x, W.T), got, rtol=tol, atol=tol, err_msg="x @ W.T on BLAS")
+    assert sum(calls) == 301, "RNNKIT_GEMM_ROWS=0: BLAS only"
+
+
+def test_whether_the_micro_kernel_pays_for_thin_products_is_measured(monkeypatch):
+    monkeypatch.delenv("RNNKIT_GEMM_ROWS", raising=False)
+    big_gemm._measured_pays.cache_clear()
+    seen = []
+    monkeypatch.setattr(gemm_rows, "time_rows", lambda *a, **k: (seen.append((a, k)), {0: 1.0, PACKED: 0.5})[1])
+    assert big_gemm.micro_pays("float32") and big_gemm.micro_pays("float32")
+    assert len(seen) == 1 and seen[0][0][:3] == (256, big_gemm.MICRO_MAX_K, 512), "once per process, a thin shape"
+    monkeypatch.setattr(gemm_rows, "time_rows", lambda *a, **k: {0: 1.0, PACKED: 0.99})
+    assert not big_gemm.micro_pays("float64"), "no gain beyond the noise margin: BLAS"
+    big_gemm._measured_pays.cache_clear()
 
 
 @pytest.mark.parametrize("cores", [1, 2, 3])

@@ -18,7 +18,8 @@ import functools
 
 import numpy as np
 
-from rnnkit.engine.step_gemm import pack, packed_gemm, packed_shape
+from rnnkit.engine import gemm_rows
+from rnnkit.engine.step_gemm import PACKED, pack, packed_gemm, packed_shape
 from rnnkit.engine.threads import blas_threads, blas_threads_at_most, run_jobs, usable_cores
 from rnnkit.kernels import jit
 
@@ -46,11 +47,25 @@ once per call) instead of BLAS: OpenBLAS uses the cores poorly on such thin prod
 
 
 def _micro(a, b, out) -> bool:
-    """Whether a @ b into ``out`` suits the micro-kernel: thin (K <= MICRO_MAX_K), one float dtype, unit
-    column strides in a and out."""
+    """Whether a @ b into ``out`` runs on the micro-kernel: thin (K <= MICRO_MAX_K), one float dtype, unit
+    column strides in a and out, and the micro-kernel faster than BLAS on this machine (:func:`micro_pays`)."""
     K = a.shape[1]
-    return (0 < K <= MICRO_MAX_K and a.dtype == b.dtype == out.dtype and a.dtype.kind == "f" and a.dtype.itemsize in (4, 8)
-            and a.strides[1] == a.itemsize and out.strides[1] == out.itemsize)
+    return (0 < K <= MICRO_MAX_K and a.dtype == b.dtype == out.dtype and a.dtype in (np.float32, np.float64)
+            and a.strides[1] == a.itemsize and out.strides[1] == out.itemsize and micro_pays(a.dtype.name))
+
+
+def micro_pays(dtype: str) -> bool:
+    """Whether the micro-kernel beats BLAS on a thin product here: ``RNNKIT_GEMM_ROWS`` if set (``packed``: yes,
+    anything else: no), else (256 x 64) @ (64 x 512) timed both ways once per process and dtype, one thread
+    (:func:`rnnkit.engine.gemm_rows.time_rows`, about 10 ms; a CPU without 64-byte vectors may lose)."""
+    forced = gemm_rows.forced_rows()
+    return forced == PACKED if forced is not None else _measured_pays(dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _measured_pays(dtype: str) -> bool:
+    times = gemm_rows.time_rows(256, MICRO_MAX_K, 512, np.dtype(dtype), backward=False, blocks=False)
+    return gemm_rows.choose(times) == PACKED
 
 
 def _one_thread(a, b, out, n_madds: int):

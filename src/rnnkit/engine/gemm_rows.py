@@ -107,7 +107,7 @@ def time_rows(M: int, H: int, G: int, dtype, backward: bool, clock=time.perf_cou
     a = rng.standard_normal((M, G if backward else H)).astype(dtype)
     out = np.empty((M, H if backward else G), dtype)
     run = _repeat_w if backward else _repeat_wt
-    names = [0] + [r for r in CANDIDATES if r < M and blocks] + [PACKED]
+    names = [0, PACKED] + [r for r in CANDIDATES if r < M and blocks]  # the two contenders back to back
     with blas_threads_at_most(1):
         run(a, W, WT, out, 0, 1)  # compile (or load) and warm the caches
         t0 = clock()
