@@ -71,7 +71,8 @@ def packed_weights(W: np.ndarray, backward: bool, workspace: dict | None = None)
     """The micro-kernel's operand: W.T (forward) or W (backward) packed (:func:`rnnkit.engine.step_gemm.pack`),
     made per call (W changes in place between calls) in a buffer kept in ``workspace``."""
     B = W if backward else W.T
-    Bp = reuse_empty(workspace, "W_hh_packed", packed_shape(*B.shape, W.dtype), W.dtype)
+    key = "W_hh_packed.backward" if backward else "W_hh_packed.forward"  # two shapes: one buffer each
+    Bp = reuse_empty(workspace, key, packed_shape(*B.shape, W.dtype), W.dtype)
     pack(B, Bp)
     return Bp
 

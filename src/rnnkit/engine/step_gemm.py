@@ -171,19 +171,33 @@ def packed_gemm(A, Bp, C):
 
 
 @rowjit
-def _wt(h, W, WT, out):
-    if h.shape[0] * W.shape[0] * W.shape[1] <= SMALL_GEMM:
-        np.dot(h, WT, out)
+def _blas(a, W, WT, out, backward):
+    """One BLAS call: out = a @ W.T (forward) or a @ W (backward), W (G, H), from W or its contiguous
+    transpose WT, whichever order OpenBLAS runs faster at this size (:data:`SMALL_GEMM`)."""
+    small = a.shape[0] * W.shape[0] * W.shape[1] <= SMALL_GEMM
+    if backward:
+        if small:
+            np.dot(a, W, out)
+        else:
+            np.dot(a, WT.T, out)
+    elif small:
+        np.dot(a, WT, out)
     else:
-        np.dot(h, W.T, out)
+        np.dot(a, W.T, out)
 
 
 @rowjit
-def _w(d, W, WT, out):
-    if d.shape[0] * W.shape[0] * W.shape[1] <= SMALL_GEMM:
-        np.dot(d, W, out)
+def _times(a, W, WT, out, rows, backward):
+    """The per-step GEMM of :func:`times_wt` (``backward`` False) or :func:`times_w` (True)."""
+    M = a.shape[0]
+    if rows < 0:
+        packed_gemm(a, WT, out)
+    elif rows == 0 or rows >= M:
+        _blas(a, W, WT, out, backward)
     else:
-        np.dot(d, WT.T, out)
+        for b in range(0, M, rows):
+            e = min(M, b + rows)
+            _blas(a[b:e], W, WT, out[b:e], backward)
 
 
 @rowjit
@@ -191,26 +205,10 @@ def times_wt(h, W, WT, out, rows):
     """out = h @ W.T for the recurrent GEMM; W (G, H).  rows 0: one BLAS call; rows > 0: BLAS in blocks of
     that many rows of h, WT W's contiguous transpose (H, G) where a block needs it (:mod:`rnnkit.engine.gemm_rows`);
     rows = PACKED: the micro-kernel, WT then W.T packed (:func:`pack`)."""
-    M = h.shape[0]
-    if rows < 0:
-        packed_gemm(h, WT, out)
-    elif rows == 0 or rows >= M:
-        _wt(h, W, WT, out)
-    else:
-        for b in range(0, M, rows):
-            e = min(M, b + rows)
-            _wt(h[b:e], W, WT, out[b:e])
+    _times(h, W, WT, out, rows, False)
 
 
 @rowjit
 def times_w(d, W, WT, out, rows):
     """out = d @ W (the recurrent GEMM's backward), from W or WT, as :func:`times_wt` (PACKED: WT is W packed)."""
-    M = d.shape[0]
-    if rows < 0:
-        packed_gemm(d, WT, out)
-    elif rows == 0 or rows >= M:
-        _w(d, W, WT, out)
-    else:
-        for b in range(0, M, rows):
-            e = min(M, b + rows)
-            _w(d[b:e], W, WT, out[b:e])
+    _times(d, W, WT, out, rows, True)
