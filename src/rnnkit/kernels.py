@@ -128,6 +128,16 @@ def add_biases(a, b1, b2):
 
 
 @jit
+def add_present_biases(a, b1, b2):
+    """a += b1, then b2 (:func:`add_biases`), each only where present (size > 0; b2 only with b1): the
+    input biases a layer adds to its projection xw, before the time loop or inside it, in one order."""
+    if b2.shape[0]:
+        add_biases(a, b1, b2)
+    elif b1.shape[0]:
+        add_bias(a, b1)
+
+
+@jit
 def sum_squares(a):
     """The sum of a's squared elements (any shape, float), accumulated in float64 in index order.
 

@@ -44,13 +44,13 @@ MARGIN = 0.95
 
 
 @jit
-def _repeat_wt(h, W, WT, out, rows, n):
+def repeat_wt(h, W, WT, out, rows, n):
     for _ in range(n):
         times_wt(h, W, WT, out, rows)
 
 
 @jit
-def _repeat_w(d, W, WT, out, rows, n):
+def repeat_w(d, W, WT, out, rows, n):
     for _ in range(n):
         times_w(d, W, WT, out, rows)
 
@@ -107,7 +107,7 @@ def time_rows(M: int, H: int, G: int, dtype, backward: bool, clock=time.perf_cou
     WT, Wp = np.ascontiguousarray(W.T), packed_weights(W, backward)
     a = rng.standard_normal((M, G if backward else H)).astype(dtype)
     out = np.empty((M, H if backward else G), dtype)
-    run = _repeat_w if backward else _repeat_wt
+    run = repeat_w if backward else repeat_wt
     names = [0, PACKED] + [r for r in CANDIDATES if r < M and blocks]  # the two contenders back to back
     with blas_threads_at_most(1):
         run(a, W, WT, out, 0, 1)  # compile (or load) and warm the caches
@@ -132,9 +132,14 @@ def choose(times: dict) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _measured(M: int, H: int, G: int, dtype: str, backward: bool) -> int:
+def _timings(M: int, H: int, G: int, dtype: str, backward: bool) -> dict:
     small = M * H * G <= SMALL_GEMM  # BLAS's small-matrix kernel: blocks only add calls; 2 candidates, ~10 ms
-    return choose(time_rows(M, H, G, np.dtype(dtype), backward, blocks=not small))
+    return time_rows(M, H, G, np.dtype(dtype), backward, blocks=not small)
+
+
+def timings(M: int, H: int, G: int, dtype, backward: bool) -> dict:
+    """:func:`time_rows`' result for this shape, measured once per process (whatever ``RNNKIT_GEMM_ROWS``)."""
+    return _timings(int(M), int(H), int(G), np.dtype(dtype).name, bool(backward))
 
 
 def step_gemm_rows(M: int, H: int, G: int, dtype, backward: bool) -> int:
@@ -145,4 +150,4 @@ def step_gemm_rows(M: int, H: int, G: int, dtype, backward: bool) -> int:
         return forced
     if M <= min(CANDIDATES):  # a row or two (streaming): a tile's accumulators would wait on each other
         return 0
-    return _measured(int(M), int(H), int(G), np.dtype(dtype).name, bool(backward))
+    return choose(timings(M, H, G, dtype, backward))

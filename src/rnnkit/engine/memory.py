@@ -26,6 +26,7 @@ I for l = 0, else D*Hh)::
     temporaries   3 x the largest parameter (the optimizer's step works one parameter at a time)
                   + 2 x G*Hh per (layer, direction): the loops' copies of W_hh (transposed, or packed for
                   the micro-kernel, forward and backward; rnnkit.engine.gemm_rows.loop_operands)
+                  + G*I_l per (layer, direction): W_ih packed where the loop forms xw (rnnkit.engine.in_loop)
     init          the largest (layer, direction)'s weights drawn in float64 before the cast
 
     bytes = max((params * (2 + slots) + activations + temporaries) * itemsize,
@@ -162,11 +163,12 @@ def estimate_rnn_bytes(input_size: int, hidden: int, layers: int = 1, T: int = 1
     largest = max(sum(g) for g in groups)  # one (layer, direction)'s float64 draws exist at once during init
     n = _buffers(cell, hidden, T, B)
     w_hh = cell.n_gates * hidden * cell.field_sizes(hidden)["h"]  # one (layer, direction)'s W_hh
+    w_ih = sum(math.prod(shapes[n]) for n in shapes if n.startswith("weight_ih"))  # every W_ih: packed copies
     outputs = layers * T * B * directions * cell.field_sizes(hidden)["h"]  # each layer's output (T, B, D*Hh)
     n_act = layers * directions * (n["xw"] + n["states"] + n["cache"] + n["grads"]) + outputs
     return MemoryEstimate(params=n_params * itemsize, grads=n_params * itemsize,
                           optimizer=optimizer_slots * n_params * itemsize, activations=n_act * itemsize,
-                          temporaries=(3 * biggest + layers * directions * 2 * w_hh) * itemsize, init=largest * 8)
+                          temporaries=(3 * biggest + layers * directions * 2 * w_hh + w_ih) * itemsize, init=largest * 8)
 
 
 def check_memory(nbytes: int, what: str, available: int | None = None) -> int:

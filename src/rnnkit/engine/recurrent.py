@@ -15,14 +15,14 @@ import threading
 
 import numpy as np
 
-from rnnkit.engine import big_gemm, dropout as drop
+from rnnkit.engine import big_gemm, dropout as drop, in_loop
 import rnnkit.kernels as kernels
 from rnnkit.checks.arrays import check_array, check_lengths
 from rnnkit.engine.backprop import Backprop
 from rnnkit.engine.init import init_weights
 from rnnkit.module import Module
 from rnnkit.engine.buffers import absent, reuse_empty
-from rnnkit.engine.scan import cell_args, compiled_loops, scan_forward, split_hh
+from rnnkit.engine.scan import InputProjection, cell_args, compiled_loops, scan_forward, split_hh
 from rnnkit.engine.rows import Rows, check_rows, gather_rows, projects_on_table
 from rnnkit.engine.state import StateFormat
 from rnnkit.engine.tape import LayerTape, Tape, TapeReader
@@ -246,10 +246,11 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
                 if masks is not None:
                     W_hh = drop.apply(W_hh, masks.weight[k])
                     used_hh.append(W_hh)
-                xw, b_hh = self._project(layer_in, W_ih, b_ih, b_hh, work, threads.blas_threads)  # all steps at once
+                inside = in_loop.chosen(self.cell, layer_in, W_ih, W_hh, threads.shards)  # or all steps at once
+                xw, b_hh, proj = self._project(layer_in, W_ih, b_ih, b_hh, work, threads.blas_threads, inside)
                 tape, js = scan_forward(self.cell, xw, W_hh, b_hh, states0[k], keep, reverse=d == 1,
                                         p=self._own(k), shards=threads.shards, workspace=work,
-                                        h_mask=None if masks is None else masks.recurrent[k])
+                                        h_mask=None if masks is None else masks.recurrent[k], projection=proj)
                 tapes.append(tape)
                 jobs += js
             run_jobs(jobs, threads.blas_threads, threads.parallel)  # the compiled loops, side by side
@@ -265,36 +266,42 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
         out = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
         return out, self._join_state(finals)
 
-    def _project(self, layer_in, W_ih, b_ih, b_hh, workspace=None, blas=1):
+    def _project(self, layer_in, W_ih, b_ih, b_hh, workspace=None, blas=1, inside=False):
         """xw = layer_in @ W_ih.T + b_ih for all (t, b) rows in one GEMM: (T, B, I) -> (T, B, G*H).
 
-        Returns (xw, the b_hh left for the loop: see :meth:`_add_input_biases`).  With a
+        Returns (xw, the b_hh left for the loop (see :meth:`_input_biases`), None).  With a
         ``workspace`` (see :func:`scan.reuse_empty`) xw is written into a buffer kept there.
         ``layer_in`` a :class:`rnnkit.engine.rows.Rows`: the table is projected, P = table @ W_ih.T
-        + biases (V, G*H), and xw[t, b] = P[ids[t, b]].
+        + biases (V, G*H), and xw[t, b] = P[ids[t, b]].  ``inside``: the loop forms xw itself
+        (:mod:`rnnkit.engine.in_loop`): returns (the empty buffer, b_hh left, the loop's :class:`InputProjection`).
         """
+        b_x1, b_x2, b_hh = self._input_biases(b_ih, b_hh)
         if isinstance(layer_in, Rows):
             P = big_gemm.dot(layer_in.table, W_ih.T, blas=blas)
-            b_hh = self._add_input_biases(P, b_ih, b_hh)
+            kernels.add_present_biases(P, b_x1, b_x2)
             T, B = layer_in.ids.shape
             xw = reuse_empty(workspace, "xw", (T * B, W_ih.shape[0]), self.dtype).reshape(T, B, -1)
             gather_rows(P, layer_in.ids, xw)
-            return xw, b_hh
+            return xw, b_hh, None
         T, B, I = layer_in.shape
         out = reuse_empty(workspace, "xw", (T * B, W_ih.shape[0]), self.dtype)
+        if inside:
+            x = np.ascontiguousarray(layer_in)
+            return out.reshape(T, B, -1), b_hh, InputProjection(x, in_loop.packed_input_weights(W_ih, workspace),
+                                                                 b_x1, b_x2)
         xw = big_gemm.dot(layer_in.reshape(T * B, I), W_ih.T, out=out, blas=blas)  # on all cores
-        return xw.reshape(T, B, -1), self._add_input_biases(xw, b_ih, b_hh)
+        kernels.add_present_biases(xw, b_x1, b_x2)
+        return xw.reshape(T, B, -1), b_hh, None
 
-    def _add_input_biases(self, xw, b_ih, b_hh):
-        """xw += b_ih, and += b_hh too for cells with a = xw + hw (``dhw_is_dxw``: once for all
-        steps instead of at every step); returns the b_hh left for the loop (None then)."""
+    def _input_biases(self, b_ih, b_hh):
+        """(b_x1, b_x2, b_hh left for the loop): xw gets + b_ih, and + b_hh too for cells with a = xw + hw
+        (``dhw_is_dxw``: once per (t, b) row instead of in the loop); absent ones size 0 (b_hh left: None)."""
+        none = absent(self.dtype, 1)
         if b_ih is None:
-            return None
-        if self.cell.dhw_is_dxw:  # a = xw + hw: b_hh joins xw here, once for all steps
-            kernels.add_biases(xw, b_ih, b_hh)
-            return None
-        kernels.add_bias(xw, b_ih)
-        return b_hh
+            return none, none, None
+        if self.cell.dhw_is_dxw:  # a = xw + hw: b_hh joins xw
+            return b_ih, b_hh, None
+        return b_ih, none, b_hh
 
     __call__ = forward
 

@@ -31,49 +31,13 @@ import functools
 from typing import NamedTuple
 
 import numpy as np
-from numba.extending import overload
 
 from rnnkit.engine import big_gemm
 from rnnkit.engine.buffers import absent, reuse_empty
 from rnnkit.engine.gemm_rows import loop_operands, step_gemm_rows
-from rnnkit.kernels import add_bias, add_biases, jit
-from rnnkit.engine.step_gemm import times_w, times_wt
-
-
-def at(tup, t, b0, b1):
-    """(tup[0][t, b0:b1], tup[1][t, b0:b1], ...): step t's rows b0:b1 of each buffer (compiled code only)."""
-    raise NotImplementedError("at: compiled code only")
-
-
-@overload(at, inline="always")
-def _at_impl(tup, t, b0, b1):
-    return {  # tuples of up to 6 fields (a cell's state or cache)
-        0: lambda tup, t, b0, b1: (),
-        1: lambda tup, t, b0, b1: (tup[0][t, b0:b1],),
-        2: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1]),
-        3: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1]),
-        4: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1], tup[3][t, b0:b1]),
-        5: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1], tup[3][t, b0:b1],
-                                   tup[4][t, b0:b1]),
-        6: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1], tup[3][t, b0:b1],
-                                   tup[4][t, b0:b1], tup[5][t, b0:b1]),
-    }[len(tup)]
-
-
-def rows(tup, b0, b1):
-    """(tup[0][b0:b1], tup[1][b0:b1], ...) (compiled code only)."""
-    raise NotImplementedError("rows: compiled code only")
-
-
-@overload(rows, inline="always")
-def _rows_impl(tup, b0, b1):
-    return {
-        0: lambda tup, b0, b1: (),
-        1: lambda tup, b0, b1: (tup[0][b0:b1],),
-        2: lambda tup, b0, b1: (tup[0][b0:b1], tup[1][b0:b1]),
-        3: lambda tup, b0, b1: (tup[0][b0:b1], tup[1][b0:b1], tup[2][b0:b1]),
-        4: lambda tup, b0, b1: (tup[0][b0:b1], tup[1][b0:b1], tup[2][b0:b1], tup[3][b0:b1]),
-    }[len(tup)]
+from rnnkit.kernels import add_bias, add_present_biases, jit
+from rnnkit.engine.tuples import at, rows
+from rnnkit.engine.step_gemm import PACKED, packed_gemm, times_w, times_wt
 
 
 # ----------------------------------------------------------------------------- compiled loops
@@ -108,10 +72,13 @@ def compiled_loops(step, step_backward) -> Loops:
     """
 
     @jit
-    def forward_loop(xw, hw, W_hh, W_hhT, b_hh, states, cache, p, keep, reverse, h_mask, h_masked, b0, b1, gemm_rows):
+    def forward_loop(xw, hw, W_hh, W_hhT, b_hh, states, cache, p, keep, reverse, h_mask, h_masked, b0, b1, gemm_rows,
+                     x, W_ihP, b_x1, b_x2):
         """Rows b0:b1 of the whole sequence: for each t, hw = h_prev @ W_hh.T (+ b_hh); step; padding.
 
         xw (T, B, G) in: input projections, out: activated gates; hw (B, G) scratch;
+        x (T, B, I) or size 0: the input projection is formed here, step by step (:mod:`rnnkit.engine.in_loop`):
+        xw_t = x_t @ W_ih.T (W_ihP: W_ih.T packed) + b_x1 (+ b_x2) (size 0: absent), xw then only an output;
         W_hh (G, H) and W_hhT, its contiguous transpose or packed or size 0
         (:func:`rnnkit.engine.gemm_rows.loop_operands`);
         b_hh (G,) or size 0; states: per field
@@ -127,6 +94,10 @@ def compiled_loops(step, step_backward) -> Loops:
             tp = t + 1 if reverse else t  # state entering step t
             tn = t if reverse else t + 1  # state leaving it
             prev, new = at(states, tp, b0, b1), at(states, tn, b0, b1)
+            if x.shape[0]:  # xw_t = x_t @ W_ih.T + b_ih (+ b_hh), the biases added as before the loop
+                a = xw[t, b0:b1]
+                packed_gemm(x[t, b0:b1], W_ihP, a)
+                add_present_biases(a, b_x1, b_x2)
             if h_mask.shape[0]:  # recurrent dropout: hw = (h_prev * h_mask) @ W_hh.T
                 hm = h_masked[b0:b1]
                 mul_rows(prev[0], h_mask[b0:b1], hm)
@@ -211,10 +182,7 @@ def compiled_loops(step, step_backward) -> Loops:
         for layer in range(len(layers)):
             W_ih, b_x1, b_x2, W_hh, b_h, p = layers[layer]
             np.dot(x, W_ih.T, xw)
-            if b_x2.shape[0]:
-                add_biases(xw, b_x1, b_x2)
-            elif b_x1.shape[0]:
-                add_bias(xw, b_x1)
+            add_present_biases(xw, b_x1, b_x2)
             h_prev = at(prev, layer, 0, B)
             np.dot(h_prev[0], W_hh.T, hw)
             if b_h.shape[0]:
@@ -281,12 +249,22 @@ def cell_args(cell_hh, h_mask, b0, b1) -> tuple:
     return W, b, absent(W.dtype, 2) if h_mask is None else h_mask[b0:b1]
 
 
+class InputProjection(NamedTuple):
+    """The input projection formed inside the forward loop (:mod:`rnnkit.engine.in_loop`): xw_t = x_t @ W_ih.T
+    + b_x1 (+ b_x2); x (T, B, I) C-contiguous, W_ihP W_ih.T packed, absent biases size 0."""
+
+    x: np.ndarray
+    W_ihP: np.ndarray
+    b_x1: np.ndarray
+    b_x2: np.ndarray
+
+
 def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), shards=((0, None),),
-                 workspace=None, h_mask=None):
+                 workspace=None, h_mask=None, projection: InputProjection | None = None):
     """Prepare the compiled forward of one layer and direction: returns (tape, jobs).
 
-    xw:     (T, B, G) input projections x_t @ W_ih.T + b_ih for all steps; the scan takes
-            it over (the activated gates are written into it)
+    xw:     (T, B, G) input projections x_t @ W_ih.T + b_ih for all steps, or with ``projection`` a
+            buffer the loop forms them in; the scan takes it over (the activated gates are written into it)
     W_hh:   (G, H);  b_hh: (G,) or None (None also when the caller added it to xw, which
             cells with a = xw + hw allow: ``cell.dhw_is_dxw``)
     state0: the cell's state tuple, each (B, H)
@@ -297,6 +275,8 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), s
             (side by side or not) before the tape is read
     workspace: dict the caller keeps between calls: the tape's buffers are kept there
             (:func:`reuse_empty`) and overwritten by the next call
+    projection: an :class:`InputProjection` the loop forms xw with, step by step (its recurrent GEMM then
+            runs on the micro-kernel too), or None (xw holds the projections)
     """
     T, B, G = xw.shape
     H = W_hh.shape[1]
@@ -312,10 +292,14 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), s
     mask = absent(xw.dtype, 2) if h_mask is None else h_mask
     masked = absent(xw.dtype, 2) if h_mask is None else reuse_empty(workspace, "h_masked", (B, H), xw.dtype)
     blocks = [(b0, b1, step_gemm_rows(b1 - b0, H, W_hh.shape[0], xw.dtype, False)) for b0, b1 in bounds(shards, B)]
+    if projection is not None:  # the loop forms xw_t on the micro-kernel: its recurrent GEMM too
+        blocks = [(b0, b1, PACKED) for b0, b1, _ in blocks]
     blocks, W_hhT = loop_operands(W_hh, blocks, False, workspace)  # W_hh.T copied or packed, where read
+    if projection is None:
+        projection = InputProjection(absent(xw.dtype, 3), absent(xw.dtype, 2), absent(xw.dtype, 1), absent(xw.dtype, 1))
     forward = compiled_loops(cell.step, cell.step_backward).forward
     jobs = [functools.partial(forward, xw, hw, W_hh, W_hhT, bias, states, cache, p + cell_args(cell_hh, h_mask, b0, b1),
-                              keep, reverse, mask, masked, b0, b1, r) for b0, b1, r in blocks]
+                              keep, reverse, mask, masked, b0, b1, r, *projection) for b0, b1, r in blocks]
     return ScanTape(states, xw if cell.keeps_gates else None, cache, reverse, h_mask), jobs
 
 

@@ -1,0 +1,162 @@
+"""Where a layer's input projection xw_t = x_t @ W_ih.T (+ biases) is formed: before the time loop, for all
+T steps in one big GEMM, or inside the loop, step by step, on the micro-kernel; chosen by measurement.
+
+* Before the loop (:meth:`rnnkit.engine.recurrent.Recurrent._project`): one (T B, I) @ (I, G) GEMM on all
+  cores (:mod:`rnnkit.engine.big_gemm`) writes xw (T, B, G), a pass adds the biases, and the loop reads it
+  back, step by step: xw makes two round trips through memory (67 MB at (T, B, H) = (64, 128, 512)).
+* Inside the loop: each batch shard multiplies its rows of x_t by W_ih.T, packed once per call
+  (:func:`rnnkit.engine.step_gemm.pack`), adds the biases in the same order, and runs the step on that
+  xw_t while it is still in cache.  Same products, same order of the bias adds; only the GEMM's kernel
+  differs (float64 results equal to 1e-13, tested).
+
+Which pays depends on the CPU and the shape: the micro-kernel on a shard's few rows re-reads W_ih at every
+step, which pays while W_ih and W_hh stay in cache (LSTM (T, B, I, H) = (100, 32, 64, 128) inference: 4.1 ms
+before the loop, 3.2 ms inside; (64, 128, 256, 512): 133 against 111) and not when the weights stream from
+memory at every step ((35, 20, 650, 650): 25.4 against 30.3; 2-core Intel Xeon, issue 19).  So
+:func:`projects_in_loop` measures, once per process and shape, with BLAS on one thread:
+
+* inside: the per-step time of the shard's two products (x rows @ W_ih.T, then h rows @ W_hh.T, both on the
+  micro-kernel, as the loop runs them) less that of the second alone;
+* before: the time of the big GEMM (on one thread, :func:`rnnkit.engine.big_gemm.dot`) over a sample of
+  ``SAMPLE_ROWS`` rows, per shard-row.
+
+It chooses inside when ``inside <= MARGIN * before``: the margin stands for what the measurement leaves out,
+the bias pass and xw's round trips through memory, which only the "before" path pays ((64, 128, 256, 512):
+ratio 0.97 measured, and the layer 1.2x faster inside).  Measured ratios: 0.70, 0.76, 0.84 at the small
+grid points, 1.66 at (35, 20, 650, 650) and 1.43 at (35, 20, 128, 650).
+
+``RNNKIT_INPUT_PROJECTION`` forces it: ``loop`` (inside, wherever the loop's GEMM is the micro-kernel) or
+``gemm`` (before); any other value is one line, exit 2.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from functools import partial
+import time
+
+import numpy as np
+
+from rnnkit.engine import big_gemm
+from rnnkit.engine.buffers import reuse_empty
+from rnnkit.engine.gemm_rows import CANDIDATES, forced_rows, packed_weights, repeat_wt, step_gemm_rows
+from rnnkit.engine.scan import bounds, split_hh
+from rnnkit.engine.step_gemm import PACKED, pack, packed_gemm, packed_shape
+from rnnkit.engine.threads import blas_threads_at_most, run_jobs
+from rnnkit.errors import SettingError
+from rnnkit.kernels import jit
+
+MARGIN = 1.1
+"""Inside the loop when its measured cost is at most this times the big GEMM's (see the module docstring)."""
+SAMPLE_ROWS = 512
+"""Rows of the big GEMM timed (at most T * B): enough for BLAS's blocking, a few ms at most."""
+ROUNDS = 5
+BLOCK_S = 4e-3
+CHOICES = ("loop", "gemm")
+MIN_ROWS = min(CANDIDATES)
+"""Shards of at most this many rows (streaming) never: the loop's GEMM stays on BLAS there."""
+
+
+@jit
+def _both(x, W_ihP, h, W_hhP, xw, hw, n):
+    for _ in range(n):
+        packed_gemm(x, W_ihP, xw)
+        packed_gemm(h, W_hhP, hw)
+
+
+def forced() -> str | None:
+    """``RNNKIT_INPUT_PROJECTION`` (``loop`` or ``gemm``), or None if unset."""
+    env = os.environ.get("RNNKIT_INPUT_PROJECTION", "").strip()
+    if not env:
+        return None
+    if env not in CHOICES:
+        raise SettingError(f"RNNKIT_INPUT_PROJECTION: expected one of {', '.join(CHOICES)}, got {env!r}")
+    return env
+
+
+def _best(make_jobs, clock) -> float:
+    """Seconds per repetition of the jobs ``make_jobs(n)`` (each repeating its work n times) run side by side
+    (:func:`run_jobs`): the smallest of ``ROUNDS`` blocks, a block's time the longest any job took, each
+    timed on its own thread (a thread that wakes late does not count its wait)."""
+
+    def timed(job):
+        def run():
+            t0 = clock()
+            job()
+            return clock() - t0
+        return run
+
+    run_jobs(make_jobs(1), 1)  # compile (or load) and warm the caches
+    n = max(1, min(10000, int(BLOCK_S / max(max(run_jobs([timed(j) for j in make_jobs(2)], 1)) / 2, 1e-9))))
+    return min(max(run_jobs([timed(j) for j in make_jobs(n)], 1)) for _ in range(ROUNDS)) / n
+
+
+def time_projection(M: int, S: int, TB: int, I: int, H: int, G: int, G_loop: int, rows: int, dtype,
+                    clock=time.perf_counter) -> dict:
+    """Wall seconds per step of S shards of M rows side by side, as the loops run them, W_ih (G, I) and the
+    loop's W_hh (G_loop, H): {"loop": both products on the micro-kernel, "alone": the recurrent product alone on
+    its kernel ``rows`` (:mod:`rnnkit.engine.gemm_rows`), "gemm": the big GEMM's share of one step (on S cores,
+    over a sample of at most ``SAMPLE_ROWS`` rows per core of its T B)}."""
+    rng = np.random.default_rng(0)
+    W_ih = (rng.standard_normal((G, I)) * 0.1).astype(dtype)
+    W_hh = (rng.standard_normal((G_loop, H)) * 0.1).astype(dtype)
+    W_ihP, W_hhP = np.empty(packed_shape(I, G, dtype), dtype), packed_weights(W_hh, False)
+    pack(W_ih.T, W_ihP)
+    WT = W_hhP if rows == PACKED else np.ascontiguousarray(W_hh.T)
+    shards = [(rng.standard_normal((M, I)).astype(dtype), rng.standard_normal((M, H)).astype(dtype),
+               np.empty((M, G), dtype), np.empty((M, G_loop), dtype)) for _ in range(S)]
+    R = min(TB, SAMPLE_ROWS * S)
+    X, XW = rng.standard_normal((R, I)).astype(dtype), np.empty((R, G), dtype)
+
+    def big(n):
+        for _ in range(n):
+            big_gemm.dot(X, W_ih.T, out=XW, cores=S)
+
+    with blas_threads_at_most(1):
+        both = _best(lambda n: [partial(_both, x, W_ihP, h, W_hhP, xw, hw, n) for x, h, xw, hw in shards], clock)
+        alone = _best(lambda n: [partial(repeat_wt, h, W_hh, WT, hw, rows, n) for x, h, xw, hw in shards], clock)
+        whole = _best(lambda n: [partial(big, n)], clock)
+    return {"loop": both, "alone": alone, "gemm": whole / R * (M * S)}
+
+
+@functools.lru_cache(maxsize=None)
+def _measured(M: int, S: int, TB: int, I: int, H: int, G: int, G_loop: int, dtype: str) -> bool:
+    rows = step_gemm_rows(M, H, G_loop, dtype, False)
+    t = time_projection(M, S, TB, I, H, G, G_loop, rows, np.dtype(dtype))
+    return t["loop"] - t["alone"] <= MARGIN * t["gemm"]
+
+
+def projects_in_loop(M: int, S: int, TB: int, I: int, H: int, G: int, G_loop: int, dtype) -> bool:
+    """Whether S shards of at most M rows (T B rows in all) form their input projection inside the loop, for
+    W_ih (G, I) and the loop's W_hh (G_loop, H): ``RNNKIT_INPUT_PROJECTION`` if set, else measured once per
+    process and shape (:func:`time_projection`): inside if the shards' step with both products on the
+    micro-kernel takes at most ``MARGIN`` x the big GEMM's share of a step longer than with the recurrent product
+    alone on its chosen kernel.  ``RNNKIT_GEMM_ROWS`` set to BLAS: never inside."""
+    choice, rows_forced = forced(), forced_rows()
+    if rows_forced not in (None, PACKED):
+        return False
+    if choice is not None:
+        return choice == "loop"
+    return _measured(int(M), int(S), int(TB), int(I), int(H), int(G), int(G_loop), np.dtype(dtype).name)
+
+
+def packed_input_weights(W_ih: np.ndarray, workspace: dict | None = None) -> np.ndarray:
+    """W_ih.T packed for the micro-kernel (:func:`rnnkit.engine.step_gemm.pack`), made per call (W_ih changes
+    in place between calls) in a buffer kept in ``workspace``."""
+    G, I = W_ih.shape
+    Wp = reuse_empty(workspace, "W_ih_packed", packed_shape(I, G, W_ih.dtype), W_ih.dtype)
+    pack(W_ih.T, Wp)
+    return Wp
+
+
+def chosen(cell, x, W_ih: np.ndarray, W_hh: np.ndarray, shards) -> bool:
+    """Whether the forward of one layer and direction forms its input projection inside the loop (whose
+    recurrent GEMM then runs on the micro-kernel): ``x`` an array (not :class:`rnnkit.engine.rows.Rows`, whose
+    rows are gathered from a projected table), shards of more than ``MIN_ROWS`` rows, :func:`projects_in_loop`."""
+    if not isinstance(x, np.ndarray) or forced() == "gemm":
+        return False
+    T, B, I = x.shape
+    W_loop = split_hh(cell, W_hh, None)[0]
+    G_loop, H = W_loop.shape
+    M = max(b1 - b0 for b0, b1 in bounds(shards, B))
+    return M > MIN_ROWS and projects_in_loop(M, len(shards), T * B, I, H, W_ih.shape[0], G_loop, x.dtype)

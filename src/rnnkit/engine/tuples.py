@@ -1,0 +1,41 @@
+"""Compiled helpers of the time loops (:mod:`rnnkit.engine.scan`): the rows of every buffer in a tuple of
+buffers (a cell's state fields, its cache fields) at one step, inlined into the loops."""
+from __future__ import annotations
+
+from numba.extending import overload
+
+
+def at(tup, t, b0, b1):
+    """(tup[0][t, b0:b1], tup[1][t, b0:b1], ...): step t's rows b0:b1 of each buffer (compiled code only)."""
+    raise NotImplementedError("at: compiled code only")
+
+
+@overload(at, inline="always")
+def _at_impl(tup, t, b0, b1):
+    return {  # tuples of up to 6 fields (a cell's state or cache)
+        0: lambda tup, t, b0, b1: (),
+        1: lambda tup, t, b0, b1: (tup[0][t, b0:b1],),
+        2: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1]),
+        3: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1]),
+        4: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1], tup[3][t, b0:b1]),
+        5: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1], tup[3][t, b0:b1],
+                                   tup[4][t, b0:b1]),
+        6: lambda tup, t, b0, b1: (tup[0][t, b0:b1], tup[1][t, b0:b1], tup[2][t, b0:b1], tup[3][t, b0:b1],
+                                   tup[4][t, b0:b1], tup[5][t, b0:b1]),
+    }[len(tup)]
+
+
+def rows(tup, b0, b1):
+    """(tup[0][b0:b1], tup[1][b0:b1], ...) (compiled code only)."""
+    raise NotImplementedError("rows: compiled code only")
+
+
+@overload(rows, inline="always")
+def _rows_impl(tup, b0, b1):
+    return {
+        0: lambda tup, b0, b1: (),
+        1: lambda tup, b0, b1: (tup[0][b0:b1],),
+        2: lambda tup, b0, b1: (tup[0][b0:b1], tup[1][b0:b1]),
+        3: lambda tup, b0, b1: (tup[0][b0:b1], tup[1][b0:b1], tup[2][b0:b1]),
+        4: lambda tup, b0, b1: (tup[0][b0:b1], tup[1][b0:b1], tup[2][b0:b1], tup[3][b0:b1]),
+    }[len(tup)]
