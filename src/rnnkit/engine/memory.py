@@ -163,12 +163,13 @@ def estimate_rnn_bytes(input_size: int, hidden: int, layers: int = 1, T: int = 1
     largest = max(sum(g) for g in groups)  # one (layer, direction)'s float64 draws exist at once during init
     n = _buffers(cell, hidden, T, B)
     w_hh = cell.n_gates * hidden * cell.field_sizes(hidden)["h"]  # one (layer, direction)'s W_hh
-    w_ih = sum(math.prod(shapes[n]) for n in shapes if n.startswith("weight_ih"))  # every W_ih: packed copies
+    w_ih = sum(math.prod(shape) for n, shape in shapes.items() if n.startswith("weight_ih"))  # packed copies
     outputs = layers * T * B * directions * cell.field_sizes(hidden)["h"]  # each layer's output (T, B, D*Hh)
     n_act = layers * directions * (n["xw"] + n["states"] + n["cache"] + n["grads"]) + outputs
     return MemoryEstimate(params=n_params * itemsize, grads=n_params * itemsize,
                           optimizer=optimizer_slots * n_params * itemsize, activations=n_act * itemsize,
-                          temporaries=(3 * biggest + layers * directions * 2 * w_hh + w_ih) * itemsize, init=largest * 8)
+                          temporaries=(3 * biggest + layers * directions * 2 * w_hh + w_ih) * itemsize,
+                          init=largest * 8)
 
 
 def check_memory(nbytes: int, what: str, available: int | None = None) -> int:
