@@ -12,18 +12,21 @@ T steps in one big GEMM, or inside the loop, step by step, on the micro-kernel; 
 Which pays depends on the CPU and the shape: the micro-kernel on a shard's few rows re-reads W_ih at every
 step, which pays while W_ih and W_hh stay in cache (LSTM (T, B, I, H) = (100, 32, 64, 128) inference: 4.1 ms
 before the loop, 3.2 ms inside; (64, 128, 256, 512): 133 against 111) and not when the weights stream from
-memory at every step ((35, 20, 650, 650): 25.4 against 30.3; 2-core Intel Xeon, issue 19).  So
-:func:`projects_in_loop` measures, once per process and shape, with BLAS on one thread:
+L3 at every step on both cores at once ((35, 20, 650, 650): 25.4 against 30.3; 2-core Intel Xeon, issue 19).
+So :func:`projects_in_loop` measures, once per process and shape, with BLAS on one thread and the shards
+side by side on their threads, as the loops run (timed on one thread, the L3 contention is missed: the
+ratio below was 0.82 at (35, 20, 650, 650) alone, 2.1-2.2 side by side):
 
-* inside: the per-step time of the shard's two products (x rows @ W_ih.T, then h rows @ W_hh.T, both on the
-  micro-kernel, as the loop runs them) less that of the second alone;
-* before: the time of the big GEMM (on one thread, :func:`rnnkit.engine.big_gemm.dot`) over a sample of
-  ``SAMPLE_ROWS`` rows, per shard-row.
+* inside: the step's two products (x rows @ W_ih.T, then h rows @ W_hh.T, both on the micro-kernel) less the
+  recurrent product alone on the kernel :mod:`rnnkit.engine.gemm_rows` chose;
+* before: the big GEMM's share of a step (:func:`rnnkit.engine.big_gemm.dot` on the same cores, over a
+  sample of at most ``SAMPLE_ROWS`` rows a core).
 
 It chooses inside when ``inside <= MARGIN * before``: the margin stands for what the measurement leaves out,
-the bias pass and xw's round trips through memory, which only the "before" path pays ((64, 128, 256, 512):
-ratio 0.97 measured, and the layer 1.2x faster inside).  Measured ratios: 0.70, 0.76, 0.84 at the small
-grid points, 1.66 at (35, 20, 650, 650) and 1.43 at (35, 20, 128, 650).
+the bias pass and xw's round trips through memory, which only the "before" path pays.  Measured ratios:
+0.57-0.64 at (100, 32, 64, 128), 0.64 at (50, 64, 128, 256), 0.17-0.37 at (200, 16, 32, 64), 0.59-0.93 at
+(64, 128, 256, 512), 2.1-2.2 at (35, 20, 650, 650).  Projections of at most ``MIN_MACS`` multiply-adds
+keep the big GEMM unmeasured.
 
 ``RNNKIT_INPUT_PROJECTION`` forces it: ``loop`` (inside, wherever the loop's GEMM is the micro-kernel) or
 ``gemm`` (before); any other value is one line, exit 2.
@@ -53,6 +56,9 @@ SAMPLE_ROWS = 512
 ROUNDS = 5
 BLOCK_S = 4e-3
 CHOICES = ("loop", "gemm")
+MIN_MACS = 1 << 20
+"""Projections (T B I G multiply-adds) up to which the big GEMM is kept without measuring: it takes under
+about 10 us there, less than the measurement's 30-70 ms could ever win back."""
 MIN_ROWS = min(CANDIDATES)
 """Shards of at most this many rows (streaming) never: the loop's GEMM stays on BLAS there."""
 
@@ -152,11 +158,14 @@ def packed_input_weights(W_ih: np.ndarray, workspace: dict | None = None) -> np.
 def chosen(cell, x, W_ih: np.ndarray, W_hh: np.ndarray, shards) -> bool:
     """Whether the forward of one layer and direction forms its input projection inside the loop (whose
     recurrent GEMM then runs on the micro-kernel): ``x`` an array (not :class:`rnnkit.engine.rows.Rows`, whose
-    rows are gathered from a projected table), shards of more than ``MIN_ROWS`` rows, :func:`projects_in_loop`."""
+    rows are gathered from a projected table), shards of more than ``MIN_ROWS`` rows, more than ``MIN_MACS``
+    multiply-adds (unless forced), and :func:`projects_in_loop`."""
     if not isinstance(x, np.ndarray) or forced() == "gemm":
         return False
     T, B, I = x.shape
     W_loop = split_hh(cell, W_hh, None)[0]
     G_loop, H = W_loop.shape
     M = max(b1 - b0 for b0, b1 in bounds(shards, B))
-    return M > MIN_ROWS and projects_in_loop(M, len(shards), T * B, I, H, W_ih.shape[0], G_loop, x.dtype)
+    if M <= MIN_ROWS or (T * B * I * W_ih.shape[0] <= MIN_MACS and forced() is None):
+        return False
+    return projects_in_loop(M, len(shards), T * B, I, H, W_ih.shape[0], G_loop, x.dtype)

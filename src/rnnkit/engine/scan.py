@@ -37,7 +37,7 @@ from rnnkit.engine.buffers import absent, reuse_empty
 from rnnkit.engine.gemm_rows import loop_operands, step_gemm_rows
 from rnnkit.kernels import add_bias, add_present_biases, jit
 from rnnkit.engine.tuples import at, rows
-from rnnkit.engine.step_gemm import PACKED, packed_gemm, times_w, times_wt
+from rnnkit.engine.step_gemm import PACKED, packed_product, times_w, times_wt
 
 
 # ----------------------------------------------------------------------------- compiled loops
@@ -96,7 +96,7 @@ def compiled_loops(step, step_backward) -> Loops:
             prev, new = at(states, tp, b0, b1), at(states, tn, b0, b1)
             if x.shape[0]:  # xw_t = x_t @ W_ih.T + b_ih (+ b_hh), the biases added as before the loop
                 a = xw[t, b0:b1]
-                packed_gemm(x[t, b0:b1], W_ihP, a)
+                packed_product(x[t, b0:b1], W_ihP, a)
                 add_present_biases(a, b_x1, b_x2)
             if h_mask.shape[0]:  # recurrent dropout: hw = (h_prev * h_mask) @ W_hh.T
                 hm = h_masked[b0:b1]

@@ -170,6 +170,13 @@ def packed_gemm(A, Bp, C):
         C[:, full * nb:] = scratch[:, : N - full * nb]
 
 
+@jit
+def packed_product(A, Bp, C):
+    """:func:`packed_gemm` as a compiled call, not inlined: the loops' input projection
+    (:mod:`rnnkit.engine.in_loop`) calls it, and one copy per dtype is compiled instead of one in every loop."""
+    packed_gemm(A, Bp, C)
+
+
 @rowjit
 def _blas(a, W, WT, out, backward):
     """One BLAS call: out = a @ W.T (forward) or a @ W (backward), W (G, H), from W or its contiguous
