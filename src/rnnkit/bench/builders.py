@@ -58,7 +58,7 @@ def _grid_fns(lib, kind, I, H, weights, x_np):
         layer.forward(x_np)
         layer.backward(ones)
 
-    return {"train": kit_train, "infer": lambda: layer.forward(x_np)}
+    return {"train": kit_train, "infer": lambda: layer.forward(x_np, need_backward=False)}  # as inference_mode
 
 
 def _stream_fns(lib, kind, I, H, weights, xs):

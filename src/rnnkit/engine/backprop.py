@@ -44,7 +44,7 @@ class Backprop:
         if self._tape is None:
             raise RuntimeError(
                 "backward: no forward pass to differentiate (backward called before forward, "
-                "or a second time for the same forward)"
+                "a second time for the same forward, or after forward(..., need_backward=False))"
             )
         tape = self._tape
         T, B = tape.T, tape.B

@@ -41,7 +41,7 @@ def as_rng(seed) -> np.random.Generator:
 class Recurrent(StateFormat, Backprop, TapeReader, Module):
     """Multi-layer, optionally bidirectional recurrent layer over any cell.
 
-    forward(x, state=None, lengths=None, rng=None) -> (out, state)
+    forward(x, state=None, lengths=None, rng=None, need_backward=True) -> (out, state)
         x:      (T, B, input_size), or (B, T, input_size) with batch_first; or
                 :class:`rnnkit.engine.rows.Rows` (table (V, input_size), ids (T, B)): x = table[ids],
                 projected on the table when V < T*B (an embedding's lookup)
@@ -51,6 +51,8 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
                 index l*D + d is layer l, direction d (PyTorch's ordering)
         rng:    np.random.Generator the dropout masks are drawn from (training mode with a
                 rate > 0 only; see :mod:`rnnkit.engine.dropout`)
+        need_backward: False for inference (``torch.no_grad()``'s use): the gates, caches and cell states of
+                past steps are not kept (the layer holds about one step of them, not T), and backward raises
     backward(d_out, d_state=None, need_dx=True) -> (d_x, d_state0)
         BPTT; adds every parameter gradient into ``grads``.  d_x: like x, or dL/d table
         (V, input_size) for a :class:`rnnkit.engine.rows.Rows` x; None with ``need_dx=False``.
@@ -198,10 +200,10 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
             chosen = self._plans[memo] = options[name or planning.default_planner().plan(self, T, B, cores, options)]
         return chosen
 
-    def forward(self, x, state=None, lengths=None, rng=None):
+    def forward(self, x, state=None, lengths=None, rng=None, need_backward: bool = True):
         """Run the layer over a batch of sequences; see the class docstring for shapes."""
         with exclusive(self._busy, "forward"):
-            return self._forward(x, state, lengths, rng)
+            return self._forward(x, state, lengths, rng, bool(need_backward))
 
     def _draw_masks(self, rng, T: int, B: int):
         """This forward's dropout masks (:mod:`rnnkit.engine.dropout`), or None (eval mode, or no rate > 0)."""
@@ -211,7 +213,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
         return drop.draw_masks(self.rates, rng, T, B, sizes, self.h_size, self.cell.n_gates * self.hidden_size,
                                self.num_directions, self.dtype)
 
-    def _forward(self, x, state, lengths, rng):
+    def _forward(self, x, state, lengths, rng, need_backward=True):
         if isinstance(x, Rows):  # x = table[ids]: see rnnkit.engine.rows
             x = check_rows(x, self.input_size, self.dtype, self.batch_first)
             T, B = x.ids.shape
@@ -247,33 +249,37 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
                     W_hh = drop.apply(W_hh, masks.weight[k])
                     used_hh.append(W_hh)
                 inside = in_loop.chosen(self.cell, layer_in, W_ih, W_hh, threads.shards)  # or all steps at once
-                xw, b_hh, proj = self._project(layer_in, W_ih, b_ih, b_hh, work, threads.blas_threads, inside)
+                xw, b_hh, proj = self._project(layer_in, W_ih, b_ih, b_hh, work, threads.blas_threads, inside,
+                                               need_backward)
                 tape, js = scan_forward(self.cell, xw, W_hh, b_hh, states0[k], keep, reverse=d == 1,
                                         p=self._own(k), shards=threads.shards, workspace=work,
-                                        h_mask=None if masks is None else masks.recurrent[k], projection=proj)
+                                        h_mask=None if masks is None else masks.recurrent[k], projection=proj,
+                                        tape=need_backward)
                 tapes.append(tape)
                 jobs += js
             run_jobs(jobs, threads.blas_threads, threads.parallel)  # the compiled loops, side by side
             outs = [t.h_new() if mask is None else t.h_new() * mask for t in tapes]
-            finals += [self.cell.State._make(s[0 if t.reverse else T] for s in t.states) for t in tapes]
+            finals += [self.cell.State._make(t.final()) for t in tapes]
             layers.append(LayerTape(layer_in, tuple(tapes), tuple(used_hh)))
             layer_in = outs[0] if D == 1 else np.concatenate(outs, axis=-1)
             if masks is not None and masks.output[layer] is not None:  # dropout between layers
                 layer_in = layer_in * masks.output[layer]
-        self._tape = Tape(tuple(layers), keep, T, B, masks, x if isinstance(x, Rows) else None)
+        self._tape = None if not need_backward else Tape(tuple(layers), keep, T, B, masks,
+                                                         x if isinstance(x, Rows) else None)
         if D == 1 and mask is None:  # out is the tape's state buffer: hand the caller a copy
             layer_in = layer_in.copy()
         out = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
         return out, self._join_state(finals)
 
-    def _project(self, layer_in, W_ih, b_ih, b_hh, workspace=None, blas=1, inside=False):
+    def _project(self, layer_in, W_ih, b_ih, b_hh, workspace=None, blas=1, inside=False, every_step=True):
         """xw = layer_in @ W_ih.T + b_ih for all (t, b) rows in one GEMM: (T, B, I) -> (T, B, G*H).
 
         Returns (xw, the b_hh left for the loop (see :meth:`_input_biases`), None).  With a
         ``workspace`` (see :func:`scan.reuse_empty`) xw is written into a buffer kept there.
         ``layer_in`` a :class:`rnnkit.engine.rows.Rows`: the table is projected, P = table @ W_ih.T
         + biases (V, G*H), and xw[t, b] = P[ids[t, b]].  ``inside``: the loop forms xw itself
-        (:mod:`rnnkit.engine.in_loop`): returns (the empty buffer, b_hh left, the loop's :class:`InputProjection`).
+        (:mod:`rnnkit.engine.in_loop`): returns (the empty buffer, b_hh left, the loop's :class:`InputProjection`);
+        without ``every_step`` (inference) that buffer holds one step (1, B, G*H), overwritten at every step.
         """
         b_x1, b_x2, b_hh = self._input_biases(b_ih, b_hh)
         if isinstance(layer_in, Rows):
@@ -284,11 +290,12 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
             gather_rows(P, layer_in.ids, xw)
             return xw, b_hh, None
         T, B, I = layer_in.shape
-        out = reuse_empty(workspace, "xw", (T * B, W_ih.shape[0]), self.dtype)
+        rows = T * B if every_step or not inside else B  # without a tape the loop overwrites one step's xw
+        out = reuse_empty(workspace, "xw", (rows, W_ih.shape[0]), self.dtype)
         if inside:
             x = np.ascontiguousarray(layer_in)
-            return out.reshape(T, B, -1), b_hh, InputProjection(x, in_loop.packed_input_weights(W_ih, workspace),
-                                                                 b_x1, b_x2)
+            proj = InputProjection(x, in_loop.packed_input_weights(W_ih, workspace), b_x1, b_x2)
+            return out.reshape(-1, B, out.shape[1]), b_hh, proj
         xw = big_gemm.dot(layer_in.reshape(T * B, I), W_ih.T, out=out, blas=blas)  # on all cores
         kernels.add_present_biases(xw, b_x1, b_x2)
         return xw.reshape(T, B, -1), b_hh, None

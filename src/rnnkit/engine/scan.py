@@ -82,12 +82,15 @@ def compiled_loops(step, step_backward) -> Loops:
         W_hh (G, H) and W_hhT, its contiguous transpose or packed or size 0
         (:func:`rnnkit.engine.gemm_rows.loop_operands`);
         b_hh (G,) or size 0; states: per field
-        (T+1, B, H) with the initial state at index T (reverse) or 0; cache: per field (T, B, H);
+        (T+1, B, H) with the initial state at index T (reverse) or 0; cache: per field (T, B, H).
+        Without a tape (inference) xw (with x), the cache and the state fields after h may hold one step (1, B, .)
+        or two (2, B, .), indexed modulo their length (:func:`rnnkit.engine.tuples.at`);
         p: the cell's own parameters; keep (T, B) bool (True: padded step, the state is carried) or
         size 0; h_mask (B, H) or size 0: hw = (h_prev * h_mask) @ W_hh.T (recurrent dropout),
         h_masked (B, H) its scratch; gemm_rows: how the GEMM runs (:mod:`rnnkit.engine.gemm_rows`).
         """
-        T = xw.shape[0]
+        T = states[0].shape[0] - 1  # h: (T+1, B, H) always (it is the output)
+        Tx = xw.shape[0]  # T, or 1: xw_t overwritten at every step (inference without a tape)
         hw = hw[b0:b1]
         for s in range(T):
             t = T - 1 - s if reverse else s
@@ -95,7 +98,7 @@ def compiled_loops(step, step_backward) -> Loops:
             tn = t if reverse else t + 1  # state leaving it
             prev, new = at(states, tp, b0, b1), at(states, tn, b0, b1)
             if x.shape[0]:  # xw_t = x_t @ W_ih.T + b_ih (+ b_hh), the biases added as before the loop
-                a = xw[t, b0:b1]
+                a = xw[t % Tx, b0:b1]
                 packed_product(x[t, b0:b1], W_ihP, a)
                 add_present_biases(a, b_x1, b_x2)
             if h_mask.shape[0]:  # recurrent dropout: hw = (h_prev * h_mask) @ W_hh.T
@@ -106,12 +109,13 @@ def compiled_loops(step, step_backward) -> Loops:
                 times_wt(prev[0], W_hh, W_hhT, hw, gemm_rows)  # hw = h_prev @ W_hh.T
             if b_hh.shape[0]:
                 add_bias(hw, b_hh)
-            step(xw[t, b0:b1], hw, p, prev, new, at(cache, t, b0, b1))
+            step(xw[t % Tx, b0:b1], hw, p, prev, new, at(cache, t, b0, b1))
             if keep.shape[0]:  # padded rows keep their state
                 for b in range(b0, b1):
                     if keep[t, b]:
                         for k in range(len(states)):
-                            states[k][tn, b] = states[k][tp, b]
+                            n = states[k].shape[0]
+                            states[k][tn % n, b] = states[k][tp % n, b]
 
 
     @jit
@@ -219,6 +223,11 @@ class ScanTape(NamedTuple):
         """(T, B, H): h leaving each step t (before masking)."""
         return self.states[0][:-1] if self.reverse else self.states[0][1:]
 
+    def final(self) -> tuple:
+        """The state fields after the last step, each (B, width) (a buffer of two steps: the one last written)."""
+        T = len(self.states[0]) - 1
+        return tuple(s[(0 if self.reverse else T) % len(s)] for s in self.states)
+
     def gate_values(self) -> np.ndarray:
         """(T, B, G): activated gates of every step (the Elman RNN's only "gate" is h)."""
         return self.h_new() if self.gates is None else self.gates
@@ -260,7 +269,7 @@ class InputProjection(NamedTuple):
 
 
 def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), shards=((0, None),),
-                 workspace=None, h_mask=None, projection: InputProjection | None = None):
+                 workspace=None, h_mask=None, projection: InputProjection | None = None, tape: bool = True):
     """Prepare the compiled forward of one layer and direction: returns (tape, jobs).
 
     xw:     (T, B, G) input projections x_t @ W_ih.T + b_ih for all steps, or with ``projection`` a
@@ -277,14 +286,20 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), s
             (:func:`reuse_empty`) and overwritten by the next call
     projection: an :class:`InputProjection` the loop forms xw with, step by step (its recurrent GEMM then
             runs on the micro-kernel too), or None (xw holds the projections)
+    tape:   False (inference): only h is kept for every step (it is the output); the other state fields
+            alternate between two steps and the cache holds one, and with ``projection`` xw may be (1, B, G):
+            the returned ScanTape then serves :meth:`ScanTape.h_new` and :meth:`ScanTape.final`, not a backward
     """
-    T, B, G = xw.shape
+    _, B, G = xw.shape
+    T = xw.shape[0] if projection is None else projection.x.shape[0]
     H = W_hh.shape[1]
     width = cell.field_sizes(G // cell.n_gates)
-    states = tuple(reuse_empty(workspace, "state." + f, (T + 1, B, width[f]), xw.dtype) for f in cell.State._fields)
+    kept = {f: T + 1 if tape or f == "h" else 2 for f in cell.State._fields}
+    states = tuple(reuse_empty(workspace, "state." + f, (kept[f], B, width[f]), xw.dtype) for f in cell.State._fields)
     for buf, s0 in zip(states, state0):
-        buf[T if reverse else 0] = s0
-    cache = tuple(reuse_empty(workspace, "cache." + f, (T, B, width[f]), xw.dtype) for f in cell.cache_fields)
+        buf[(T if reverse else 0) % len(buf)] = s0
+    cache = tuple(reuse_empty(workspace, "cache." + f, (T if tape else 1, B, width[f]), xw.dtype)
+                  for f in cell.cache_fields)
     W_hh, b_hh, cell_hh = split_hh(cell, W_hh, b_hh)
     hw = reuse_empty(workspace, "hw", (B, W_hh.shape[0]), xw.dtype)
     bias = absent(xw.dtype, 1) if b_hh is None else b_hh

@@ -29,9 +29,10 @@ class CharLMModel(Module):
                                       **{n: getattr(config, n) for n in LAYER_RATES}, **config_options(config))
         self.head = Linear(self.rnn.h_size, vocab_size, seed=rng, dtype=dtype)
 
-    def forward(self, ids: np.ndarray, state=None, rng=None):
-        """``rng``: the generator of the dropout masks (training mode with a rate > 0 only)."""
-        h, state = self.rnn(self.emb.lookup(ids, rng), state, rng=rng)  # the first projection on the table
+    def forward(self, ids: np.ndarray, state=None, rng=None, need_backward: bool = True):
+        """``rng``: the generator of the dropout masks (training mode with a rate > 0 only); ``need_backward``
+        False (evaluation): the recurrent layers keep no tape (``Recurrent.forward``)."""
+        h, state = self.rnn(self.emb.lookup(ids, rng), state, rng=rng, need_backward=need_backward)  # table path
         return self.head(h), state
 
     __call__ = forward

@@ -28,7 +28,7 @@ def evaluate_windows(model, windows, count: int) -> dict:
     total, state = 0.0, None
     model.eval()  # no dropout in evaluation (training steps switch it back on)
     for x, y in windows:
-        logits, state = model(x, state)
+        logits, state = model(x, state, need_backward=False)
         logp = log_softmax(logits.astype(np.float64))
         # y C-contiguous: the sum's order (and so its last bit) must not depend on where the ids came from
         total -= float(np.take_along_axis(logp, np.ascontiguousarray(y)[:, :, None], -1).sum())
