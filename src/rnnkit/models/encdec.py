@@ -177,7 +177,8 @@ class EncoderDecoder(Module):
     def encode(self, src, src_lengths):
         """Run the encoder and bridge without caches: -> (memory for the attention, decoder state0)."""
         src, src_lengths = self._check_source(src, src_lengths)
-        keys, enc_state = self.encoder.forward(self.src_embedding.params["weight"][src], lengths=src_lengths)
+        keys, enc_state = self.encoder.forward(self.src_embedding.params["weight"][src], lengths=src_lengths,
+                                               need_backward=False)
         self.encoder.release()
         state0 = self._bridge(enc_state)
         for m in (self.bridge_h, getattr(self, "bridge_c", None)):
