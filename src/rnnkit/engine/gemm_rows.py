@@ -37,6 +37,9 @@ from rnnkit.engine.step_gemm import PACKED, SMALL_GEMM, pack, packed_shape, time
 
 CANDIDATES = (2, 4, 8, 16, 32, 64)
 """Row blocks tried (those smaller than M), besides the whole product (0) and the micro-kernel (PACKED)."""
+STREAMING_ROWS = min(CANDIDATES)
+"""Products of at most this many rows (streaming) stay one BLAS call, unmeasured: a tile's accumulators would
+wait on each other."""
 ROUNDS = 5
 BLOCK_S = 1e-3
 MARGIN = 0.95
@@ -67,11 +70,12 @@ def forced_rows() -> int | None:
     return int(env)
 
 
-def packed_weights(W: np.ndarray, backward: bool, workspace: dict | None = None) -> np.ndarray:
+def packed_weights(W: np.ndarray, backward: bool, workspace: dict | None = None, key: str | None = None) -> np.ndarray:
     """The micro-kernel's operand: W.T (forward) or W (backward) packed (:func:`rnnkit.engine.step_gemm.pack`),
-    made per call (W changes in place between calls) in a buffer kept in ``workspace``."""
+    made per call (W changes in place between calls) in a buffer kept in ``workspace`` under ``key`` (default:
+    W_hh's forward or backward buffer; the input projection inside the loop keeps W_ih's under its own)."""
     B = W if backward else W.T
-    key = "W_hh_packed.backward" if backward else "W_hh_packed.forward"  # two shapes: one buffer each
+    key = key or ("W_hh_packed.backward" if backward else "W_hh_packed.forward")  # two shapes: one buffer each
     Bp = reuse_empty(workspace, key, packed_shape(*B.shape, W.dtype), W.dtype)
     pack(B, Bp)
     return Bp
@@ -148,6 +152,6 @@ def step_gemm_rows(M: int, H: int, G: int, dtype, backward: bool) -> int:
     forced = forced_rows()
     if forced is not None:
         return forced
-    if M <= min(CANDIDATES):  # a row or two (streaming): a tile's accumulators would wait on each other
+    if M <= STREAMING_ROWS:
         return 0
     return choose(timings(M, H, G, dtype, backward))

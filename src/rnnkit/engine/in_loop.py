@@ -13,7 +13,7 @@ Which pays depends on the CPU and the shape: the micro-kernel on a shard's few r
 step, which pays while W_ih and W_hh stay in cache (LSTM (T, B, I, H) = (100, 32, 64, 128) inference: 4.1 ms
 before the loop, 3.2 ms inside; (64, 128, 256, 512): 133 against 111) and not when the weights stream from
 L3 at every step on both cores at once ((35, 20, 650, 650): 25.4 against 30.3; 2-core Intel Xeon, issue 19).
-So :func:`projects_in_loop` measures, once per process and shape, with BLAS on one thread and the shards
+So :func:`chosen` measures, once per process and shape, with BLAS on one thread and the shards
 side by side on their threads, as the loops run (timed on one thread, the L3 contention is missed: the
 ratio below was 0.82 at (35, 20, 650, 650) alone, 2.1-2.2 side by side):
 
@@ -41,10 +41,9 @@ import time
 import numpy as np
 
 from rnnkit.engine import big_gemm
-from rnnkit.engine.buffers import reuse_empty
-from rnnkit.engine.gemm_rows import CANDIDATES, forced_rows, packed_weights, repeat_wt, step_gemm_rows
+from rnnkit.engine.gemm_rows import STREAMING_ROWS, forced_rows, packed_weights, repeat_wt, step_gemm_rows
 from rnnkit.engine.scan import bounds, split_hh
-from rnnkit.engine.step_gemm import PACKED, pack, packed_gemm, packed_shape
+from rnnkit.engine.step_gemm import PACKED, packed_gemm
 from rnnkit.engine.threads import blas_threads_at_most, run_jobs
 from rnnkit.errors import SettingError
 from rnnkit.kernels import jit
@@ -59,8 +58,6 @@ CHOICES = ("loop", "gemm")
 MIN_MACS = 1 << 20
 """Projections (T B I G multiply-adds) up to which the big GEMM is kept without measuring: it takes under
 about 10 us there, less than the measurement's 30-70 ms could ever win back."""
-MIN_ROWS = min(CANDIDATES)
-"""Shards of at most this many rows (streaming) never: the loop's GEMM stays on BLAS there."""
 
 
 @jit
@@ -106,8 +103,7 @@ def time_projection(M: int, S: int, TB: int, I: int, H: int, G: int, G_loop: int
     rng = np.random.default_rng(0)
     W_ih = (rng.standard_normal((G, I)) * 0.1).astype(dtype)
     W_hh = (rng.standard_normal((G_loop, H)) * 0.1).astype(dtype)
-    W_ihP, W_hhP = np.empty(packed_shape(I, G, dtype), dtype), packed_weights(W_hh, False)
-    pack(W_ih.T, W_ihP)
+    W_ihP, W_hhP = packed_weights(W_ih, False), packed_weights(W_hh, False)
     WT = W_hhP if rows == PACKED else np.ascontiguousarray(W_hh.T)
     shards = [(rng.standard_normal((M, I)).astype(dtype), rng.standard_normal((M, H)).astype(dtype),
                np.empty((M, G), dtype), np.empty((M, G_loop), dtype)) for _ in range(S)]
@@ -132,40 +128,23 @@ def _measured(M: int, S: int, TB: int, I: int, H: int, G: int, G_loop: int, dtyp
     return t["loop"] - t["alone"] <= MARGIN * t["gemm"]
 
 
-def projects_in_loop(M: int, S: int, TB: int, I: int, H: int, G: int, G_loop: int, dtype) -> bool:
-    """Whether S shards of at most M rows (T B rows in all) form their input projection inside the loop, for
-    W_ih (G, I) and the loop's W_hh (G_loop, H): ``RNNKIT_INPUT_PROJECTION`` if set, else measured once per
-    process and shape (:func:`time_projection`): inside if the shards' step with both products on the
-    micro-kernel takes at most ``MARGIN`` x the big GEMM's share of a step longer than with the recurrent product
-    alone on its chosen kernel.  ``RNNKIT_GEMM_ROWS`` set to BLAS: never inside."""
-    choice, rows_forced = forced(), forced_rows()
-    if rows_forced not in (None, PACKED):
-        return False
-    if choice is not None:
-        return choice == "loop"
-    return _measured(int(M), int(S), int(TB), int(I), int(H), int(G), int(G_loop), np.dtype(dtype).name)
-
-
-def packed_input_weights(W_ih: np.ndarray, workspace: dict | None = None) -> np.ndarray:
-    """W_ih.T packed for the micro-kernel (:func:`rnnkit.engine.step_gemm.pack`), made per call (W_ih changes
-    in place between calls) in a buffer kept in ``workspace``."""
-    G, I = W_ih.shape
-    Wp = reuse_empty(workspace, "W_ih_packed", packed_shape(I, G, W_ih.dtype), W_ih.dtype)
-    pack(W_ih.T, Wp)
-    return Wp
-
-
 def chosen(cell, x, W_ih: np.ndarray, W_hh: np.ndarray, shards) -> bool:
     """Whether the forward of one layer and direction forms its input projection inside the loop (whose
-    recurrent GEMM then runs on the micro-kernel): ``x`` an array (not :class:`rnnkit.engine.rows.Rows`, whose
-    rows are gathered from a projected table), shards of more than ``MIN_ROWS`` rows, more than ``MIN_MACS``
-    multiply-adds (unless forced), and :func:`projects_in_loop`."""
-    if not isinstance(x, np.ndarray) or forced() == "gemm":
+    recurrent GEMM then runs on the micro-kernel).  Never for ``x`` a :class:`rnnkit.engine.rows.Rows` (its rows
+    are gathered from a projected table), for shards of at most ``STREAMING_ROWS`` rows, or with
+    ``RNNKIT_GEMM_ROWS`` set to BLAS; else ``RNNKIT_INPUT_PROJECTION`` if set; else not for projections of at
+    most ``MIN_MACS`` multiply-adds; else measured once per process and shape (:func:`time_projection`):
+    inside if the shards' step with both products on the micro-kernel takes at most ``MARGIN`` x the big GEMM's
+    share of a step longer than with the recurrent product alone on its chosen kernel."""
+    if not isinstance(x, np.ndarray) or forced_rows() not in (None, PACKED):
         return False
     T, B, I = x.shape
-    W_loop = split_hh(cell, W_hh, None)[0]
-    G_loop, H = W_loop.shape
     M = max(b1 - b0 for b0, b1 in bounds(shards, B))
-    if M <= MIN_ROWS or (T * B * I * W_ih.shape[0] <= MIN_MACS and forced() is None):
+    choice = forced()
+    if M <= STREAMING_ROWS or choice is not None:
+        return M > STREAMING_ROWS and choice == "loop"
+    G = W_ih.shape[0]
+    if T * B * I * G <= MIN_MACS:
         return False
-    return projects_in_loop(M, len(shards), T * B, I, H, W_ih.shape[0], G_loop, x.dtype)
+    G_loop, H = split_hh(cell, W_hh, None)[0].shape
+    return _measured(M, len(shards), T * B, I, H, G, G_loop, x.dtype.name)

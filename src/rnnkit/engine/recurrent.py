@@ -22,6 +22,7 @@ from rnnkit.engine.backprop import Backprop
 from rnnkit.engine.init import init_weights
 from rnnkit.module import Module
 from rnnkit.engine.buffers import absent, reuse_empty
+from rnnkit.engine.gemm_rows import packed_weights
 from rnnkit.engine.scan import InputProjection, cell_args, compiled_loops, scan_forward, split_hh
 from rnnkit.engine.rows import Rows, check_rows, gather_rows, projects_on_table
 from rnnkit.engine.state import StateFormat
@@ -294,7 +295,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
         out = reuse_empty(workspace, "xw", (rows, W_ih.shape[0]), self.dtype)
         if inside:
             x = np.ascontiguousarray(layer_in)
-            proj = InputProjection(x, in_loop.packed_input_weights(W_ih, workspace), b_x1, b_x2)
+            proj = InputProjection(x, packed_weights(W_ih, False, workspace, "W_ih_packed"), b_x1, b_x2)
             return out.reshape(-1, B, out.shape[1]), b_hh, proj
         xw = big_gemm.dot(layer_in.reshape(T * B, I), W_ih.T, out=out, blas=blas)  # on all cores
         kernels.add_present_biases(xw, b_x1, b_x2)
