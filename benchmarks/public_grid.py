@@ -1,5 +1,6 @@
 """Public API only (runs on any rnnkit commit): median ms of fwd+BPTT ("fb") and inference ("inf"), float32,
-one layer per (cell, T, B, I, H) of the benchmark grid; one JSON object on stdout.  Driven by ab_public_grid.sh."""
+one layer per (cell, T, B, I, H) of the benchmark grid, and inference without a tape ("nt": forward(x,
+need_backward=False), where the commit has it); one JSON object on stdout.  Driven by ab_public_grid.sh."""
 import json, statistics, sys, time
 import numpy as np
 import rnnkit
@@ -13,7 +14,14 @@ for cell, cls in (("lstm", rnnkit.LSTM), ("gru", rnnkit.GRU), ("rnn", rnnkit.RNN
             o, _ = layer.forward(x); layer.backward(np.ones_like(o))
         def inf():
             layer.forward(x)
-        for name, fn in (("fb", fb), ("inf", inf)):
+        def nt():
+            layer.forward(x, need_backward=False)
+        try:
+            nt()
+            kinds = (("fb", fb), ("inf", inf), ("nt", nt))
+        except TypeError:  # a commit before need_backward
+            kinds = (("fb", fb), ("inf", inf))
+        for name, fn in kinds:
             fn(); fn()
             ts = []
             for _ in range(5):

@@ -31,7 +31,7 @@ def test_the_packed_micro_kernel_equals_numpy(M, K, N, dtype):
     rng = np.random.default_rng(M * 1000 + K * 10 + N)
     A, B = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
     Bp = np.empty(packed_shape(K, N, dtype), dtype)
-    pack(B, Bp)
+    pack(B, Bp, np.empty(0, np.intp))
     C = np.full((M, N), np.nan, dtype)
     packed_gemm(A, Bp, C)
     tol = 1e-13 if dtype == np.float64 else 2e-5 * max(1, K) ** 0.5

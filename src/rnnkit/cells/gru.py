@@ -80,6 +80,7 @@ class GRUCell(Cell):
     """
 
     n_gates = 3
+    unit_local = True  # a unit's step reads only its own gate columns and state (engine/unit_shards)
     gate_names = ("r", "z", "n")
     sigmoid_gates = ("r", "z")
     forget_gate = 1  # z keeps h_prev, the GRU's forget-like gate

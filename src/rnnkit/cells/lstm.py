@@ -104,6 +104,7 @@ class LSTMCell(Cell):
     """
 
     n_gates = 4
+    unit_local = True  # a unit's step reads only its own gate columns and state (engine/unit_shards)
     gate_names = ("i", "f", "g", "o")
     sigmoid_gates = ("i", "f", "o")
     forget_gate = 1

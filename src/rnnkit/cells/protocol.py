@@ -49,6 +49,10 @@ The cell protocol.  A cell class declares
   blocks of xw (so their d_xw is the product's gradient) and keeps u (B, H) as its first cache
   field: the loop forms those rows of dW_hh and db_hh after the time loop, one GEMM over all
   steps.  Its ``d_prev[0]`` includes the path through its product (mask included).
+* ``unit_local`` (default False): True when hidden unit j's step reads only column j of each gate
+  block of xw and hw and unit j of the state (the RNN, LSTM, GRU): inference may then run in unit
+  shards, each thread the steps of some units (:mod:`rnnkit.engine.unit_shards`).  A subclass that
+  owns parameters or a GEMM (``cell_hh_blocks``) is never split, whatever it inherits.
 
 Caches hold *outputs* of the nonlinearities, so derivatives are formed from them:
 sigma' = s(1-s), tanh' = 1-tanh^2.  The activations are :func:`kernels.tanh_` and
@@ -100,6 +104,7 @@ class Cell:
     dhw_is_dxw = True
     direct_h = False
     cell_hh_blocks = 0  # trailing gate blocks of W_hh the cell multiplies itself (see the module docstring)
+    unit_local = False  # True: each hidden unit's step reads only its own gate columns and state
     step = step_backward = None  # the compiled functions
 
     def own_params(self, input_size: int, hidden_size: int) -> dict:

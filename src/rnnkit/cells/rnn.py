@@ -62,6 +62,7 @@ class RNNCell(Cell):
     """
 
     n_gates = 1
+    unit_local = True  # a unit's step reads only its own gate columns and state (engine/unit_shards)
     gate_names = ("a",)  # gate_activations() gives h = nonlinearity(a) for this block
     keeps_gates = False  # its backward needs only h
 

@@ -105,7 +105,7 @@ def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, cores: int 
     split = n > 1 and M * N * K >= MIN_SPLIT
     if M * N * K >= MIN_ONE_THREAD and _micro(a, b, out):  # a thin product: rnnkit's micro-kernel, b packed once
         Bp = np.empty(packed_shape(K, N, a.dtype), a.dtype)
-        pack(b, Bp)
+        pack(b, Bp, np.empty(0, np.intp))  # every column
 
         def block(r0, r1):
             return functools.partial(packed_gemm, a[r0:r1], Bp, out[r0:r1])

@@ -70,14 +70,17 @@ def forced_rows() -> int | None:
     return int(env)
 
 
-def packed_weights(W: np.ndarray, backward: bool, workspace: dict | None = None, key: str | None = None) -> np.ndarray:
+def packed_weights(W: np.ndarray, backward: bool, workspace: dict | None = None, key: str | None = None,
+                   rows: np.ndarray | None = None) -> np.ndarray:
     """The micro-kernel's operand: W.T (forward) or W (backward) packed (:func:`rnnkit.engine.step_gemm.pack`),
     made per call (W changes in place between calls) in a buffer kept in ``workspace`` under ``key`` (default:
-    W_hh's forward or backward buffer; the input projection inside the loop keeps W_ih's under its own)."""
+    W_hh's forward or backward buffer; the input projection inside the loop keeps W_ih's under its own).
+    ``rows`` (forward only): W[rows].T, gathered while packing (a unit shard's gate rows)."""
     B = W if backward else W.T
     key = key or ("W_hh_packed.backward" if backward else "W_hh_packed.forward")  # two shapes: one buffer each
-    Bp = reuse_empty(workspace, key, packed_shape(*B.shape, W.dtype), W.dtype)
-    pack(B, Bp)
+    cols = np.empty(0, np.intp) if rows is None else np.asarray(rows, np.intp)
+    Bp = reuse_empty(workspace, key, packed_shape(B.shape[0], len(cols) or B.shape[1], W.dtype), W.dtype)
+    pack(B, Bp, cols)
     return Bp
 
 

@@ -44,7 +44,7 @@ from rnnkit.engine import big_gemm
 from rnnkit.engine.gemm_rows import STREAMING_ROWS, forced_rows, packed_weights, repeat_wt, step_gemm_rows
 from rnnkit.engine.scan import bounds, split_hh
 from rnnkit.engine.step_gemm import PACKED, packed_gemm
-from rnnkit.engine.threads import blas_threads_at_most, run_jobs
+from rnnkit.engine.threads import blas_threads_at_most, time_side_by_side
 from rnnkit.errors import SettingError
 from rnnkit.kernels import jit
 
@@ -52,8 +52,6 @@ MARGIN = 1.1
 """Inside the loop when its measured cost is at most this times the big GEMM's (see the module docstring)."""
 SAMPLE_ROWS = 512
 """Rows of the big GEMM timed (at most T * B): enough for BLAS's blocking, a few ms at most."""
-ROUNDS = 5
-BLOCK_S = 4e-3
 CHOICES = ("loop", "gemm")
 MIN_MACS = 1 << 20
 """Projections (T B I G multiply-adds) up to which the big GEMM is kept without measuring: it takes under
@@ -77,23 +75,6 @@ def forced() -> str | None:
     return env
 
 
-def _best(make_jobs, clock) -> float:
-    """Seconds per repetition of the jobs ``make_jobs(n)`` (each repeating its work n times) run side by side
-    (:func:`run_jobs`): the smallest of ``ROUNDS`` blocks, a block's time the longest any job took, each
-    timed on its own thread (a thread that wakes late does not count its wait)."""
-
-    def timed(job):
-        def run():
-            t0 = clock()
-            job()
-            return clock() - t0
-        return run
-
-    run_jobs(make_jobs(1), 1)  # compile (or load) and warm the caches
-    n = max(1, min(10000, int(BLOCK_S / max(max(run_jobs([timed(j) for j in make_jobs(2)], 1)) / 2, 1e-9))))
-    return min(max(run_jobs([timed(j) for j in make_jobs(n)], 1)) for _ in range(ROUNDS)) / n
-
-
 def time_projection(M: int, S: int, TB: int, I: int, H: int, G: int, G_loop: int, rows: int, dtype,
                     clock=time.perf_counter) -> dict:
     """Wall seconds per step of S shards of M rows side by side, as the loops run them, W_ih (G, I) and the
@@ -115,9 +96,11 @@ def time_projection(M: int, S: int, TB: int, I: int, H: int, G: int, G_loop: int
             big_gemm.dot(X, W_ih.T, out=XW, cores=S)
 
     with blas_threads_at_most(1):
-        both = _best(lambda n: [partial(_both, x, W_ihP, h, W_hhP, xw, hw, n) for x, h, xw, hw in shards], clock)
-        alone = _best(lambda n: [partial(repeat_wt, h, W_hh, WT, hw, rows, n) for x, h, xw, hw in shards], clock)
-        whole = _best(lambda n: [partial(big, n)], clock)
+        both = time_side_by_side(lambda n: [partial(_both, x, W_ihP, h, W_hhP, xw, hw, n) for x, h, xw, hw in shards],
+                                 clock)
+        alone = time_side_by_side(lambda n: [partial(repeat_wt, h, W_hh, WT, hw, rows, n) for x, h, xw, hw in shards],
+                                  clock)
+        whole = time_side_by_side(lambda n: [partial(big, n)], clock)
     return {"loop": both, "alone": alone, "gemm": whole / R * (M * S)}
 
 

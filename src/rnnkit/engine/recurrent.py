@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from rnnkit.engine import big_gemm, dropout as drop, in_loop
+from rnnkit.engine import big_gemm, dropout as drop, in_loop, unit_shards
 import rnnkit.kernels as kernels
 from rnnkit.checks.arrays import check_array, check_lengths
 from rnnkit.engine.backprop import Backprop
@@ -249,6 +249,16 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
                 if masks is not None:
                     W_hh = drop.apply(W_hh, masks.weight[k])
                     used_hh.append(W_hh)
+                units, inside = unit_shards.chosen(self.cell, layer_in, W_ih, W_hh, threads.shards, need_backward,
+                                                   masks) if D == 1 and threads.parallel else (False, False)
+                if units:  # split over the hidden units, not the batch rows
+                    b_x1, b_x2, b_hh = self._input_biases(b_ih, b_hh)
+                    tape, js = unit_shards.unit_forward(self.cell, np.ascontiguousarray(layer_in), W_ih, b_x1, b_x2,
+                                                        W_hh, b_hh, states0[k], keep, len(threads.shards), inside,
+                                                        work)
+                    tapes.append(tape)
+                    jobs += js
+                    continue
                 inside = in_loop.chosen(self.cell, layer_in, W_ih, W_hh, threads.shards)  # or all steps at once
                 xw, b_hh, proj = self._project(layer_in, W_ih, b_ih, b_hh, work, threads.blas_threads, inside,
                                                need_backward)

@@ -3,14 +3,13 @@
 This is the only place that knows about time.  It is written once for every cell: the
 cell's compiled ``step`` / ``step_backward`` (see :mod:`rnnkit.cells.protocol` for the protocol) are
 first-class arguments of the compiled loops here, so one call runs all T steps of one
-layer and direction (of one batch shard) without returning to Python, with the GIL released
-(``nogil``: shards and directions run side by side on threads, :mod:`rnnkit.engine.threads`).
+layer and direction (of one shard: batch rows, or hidden units in inference, :mod:`rnnkit.engine.unit_shards`)
+without returning to Python, with the GIL released (``nogil``: shards and directions run side by side on threads).
 The loops own
 
-* the recurrent GEMM ``hw = h_{t-1} @ W_hh.T (+ b_hh)``: one BLAS call per step (numba's
-  ``np.dot`` calls scipy's BLAS; for cells with a = xw + hw the layer adds b_hh to xw once
-  for all steps instead); over the leading gate blocks only for a cell that multiplies the
-  trailing ones itself (``cell.cell_hh_blocks``, :func:`split_hh`),
+* the recurrent GEMM ``hw = h_{t-1} @ W_hh.T (+ b_hh)`` at every step (:mod:`rnnkit.engine.step_gemm`; b_hh
+  joins xw instead for cells with a = xw + hw), over the leading gate blocks only for a cell that multiplies
+  the trailing ones itself (``cell.cell_hh_blocks``, :func:`split_hh`),
 * direction (``reverse`` walks t = T-1 .. 0),
 * padding: rows whose step is past their length (``keep[t, b]``) keep their state (so the
   final state is the state at the last valid step, and the reverse direction starts at the
@@ -33,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from rnnkit.engine import big_gemm
+from rnnkit.engine.barrier import wait
 from rnnkit.engine.buffers import absent, reuse_empty
 from rnnkit.engine.gemm_rows import loop_operands, step_gemm_rows
 from rnnkit.kernels import add_bias, add_present_biases, jit
@@ -73,7 +73,7 @@ def compiled_loops(step, step_backward) -> Loops:
 
     @jit
     def forward_loop(xw, hw, W_hh, W_hhT, b_hh, states, cache, p, keep, reverse, h_mask, h_masked, b0, b1, gemm_rows,
-                     x, W_ihP, b_x1, b_x2):
+                     h_all, u0, bar, n_shards, x, W_ihP, b_x1, b_x2):
         """Rows b0:b1 of the whole sequence: for each t, hw = h_prev @ W_hh.T (+ b_hh); step; padding.
 
         xw (T, B, G) in: input projections, out: activated gates; hw (B, G) scratch;
@@ -88,8 +88,12 @@ def compiled_loops(step, step_backward) -> Loops:
         p: the cell's own parameters; keep (T, B) bool (True: padded step, the state is carried) or
         size 0; h_mask (B, H) or size 0: hw = (h_prev * h_mask) @ W_hh.T (recurrent dropout),
         h_masked (B, H) its scratch; gemm_rows: how the GEMM runs (:mod:`rnnkit.engine.gemm_rows`).
+        A unit shard (:mod:`rnnkit.engine.unit_shards`; else h_all size 0): h_all (T+1, B, H) every unit's h (the
+        GEMM's input, the output), this shard's units from column u0; its part of h_t goes there, then it waits
+        at ``bar`` for the other ``n_shards - 1`` (:func:`rnnkit.engine.barrier.wait`).
         """
-        T = states[0].shape[0] - 1  # h: (T+1, B, H) always (it is the output)
+        n_all = h_all.shape[0]
+        T = (n_all if n_all else states[0].shape[0]) - 1  # h: (T+1, B, H) always (it is the output)
         Tx = xw.shape[0]  # T, or 1: xw_t overwritten at every step (inference without a tape)
         hw = hw[b0:b1]
         for s in range(T):
@@ -97,16 +101,17 @@ def compiled_loops(step, step_backward) -> Loops:
             tp = t + 1 if reverse else t  # state entering step t
             tn = t if reverse else t + 1  # state leaving it
             prev, new = at(states, tp, b0, b1), at(states, tn, b0, b1)
+            h_in = h_all[tp % n_all, b0:b1] if n_all else prev[0]  # the GEMM's h_prev: every unit
             if x.shape[0]:  # xw_t = x_t @ W_ih.T + b_ih (+ b_hh), the biases added as before the loop
                 a = xw[t % Tx, b0:b1]
                 packed_product(x[t, b0:b1], W_ihP, a)
                 add_present_biases(a, b_x1, b_x2)
             if h_mask.shape[0]:  # recurrent dropout: hw = (h_prev * h_mask) @ W_hh.T
                 hm = h_masked[b0:b1]
-                mul_rows(prev[0], h_mask[b0:b1], hm)
+                mul_rows(h_in, h_mask[b0:b1], hm)
                 times_wt(hm, W_hh, W_hhT, hw, gemm_rows)
             else:
-                times_wt(prev[0], W_hh, W_hhT, hw, gemm_rows)  # hw = h_prev @ W_hh.T
+                times_wt(h_in, W_hh, W_hhT, hw, gemm_rows)  # hw = h_prev @ W_hh.T
             if b_hh.shape[0]:
                 add_bias(hw, b_hh)
             step(xw[t % Tx, b0:b1], hw, p, prev, new, at(cache, t, b0, b1))
@@ -116,6 +121,11 @@ def compiled_loops(step, step_backward) -> Loops:
                         for k in range(len(states)):
                             n = states[k].shape[0]
                             states[k][tn % n, b] = states[k][tp % n, b]
+            if n_all:  # a unit shard: its part of h_t into every unit's h, then all shards meet
+                h_out = h_all[tn % n_all, b0:b1]
+                for b in range(h_out.shape[0]):
+                    h_out[b, u0:u0 + new[0].shape[1]] = new[0][b]
+                wait(bar, n_shards)
 
 
     @jit
@@ -258,6 +268,11 @@ def cell_args(cell_hh, h_mask, b0, b1) -> tuple:
     return W, b, absent(W.dtype, 2) if h_mask is None else h_mask[b0:b1]
 
 
+def no_units(dtype) -> tuple:
+    """The forward loop's unit-shard arguments (h_all, u0, bar, n_shards) for a batch shard: none."""
+    return absent(dtype, 3), 0, absent(np.dtype(np.int64), 1), 0
+
+
 class InputProjection(NamedTuple):
     """The input projection formed inside the forward loop (:mod:`rnnkit.engine.in_loop`): xw_t = x_t @ W_ih.T
     + b_x1 (+ b_x2); x (T, B, I) C-contiguous, W_ihP W_ih.T packed, absent biases size 0."""
@@ -314,7 +329,8 @@ def scan_forward(cell, xw, W_hh, b_hh, state0, keep=None, reverse=False, p=(), s
         projection = InputProjection(absent(xw.dtype, 3), absent(xw.dtype, 2), absent(xw.dtype, 1), absent(xw.dtype, 1))
     forward = compiled_loops(cell.step, cell.step_backward).forward
     jobs = [functools.partial(forward, xw, hw, W_hh, W_hhT, bias, states, cache, p + cell_args(cell_hh, h_mask, b0, b1),
-                              keep, reverse, mask, masked, b0, b1, r, *projection) for b0, b1, r in blocks]
+                              keep, reverse, mask, masked, b0, b1, r, *no_units(xw.dtype), *projection)
+            for b0, b1, r in blocks]
     return ScanTape(states, xw if cell.keeps_gates else None, cache, reverse, h_mask), jobs
 
 

@@ -251,3 +251,20 @@ def run_jobs(jobs: list, blas: int | None, parallel: bool = True) -> list:
         finally:  # never leave a thread writing into buffers the caller is about to read
             wait(futures)
         return [first] + [f.result() for f in futures]
+
+
+def time_side_by_side(make_jobs, clock, rounds: int = 5, block_s: float = 4e-3) -> float:
+    """Seconds per repetition of the jobs ``make_jobs(n)`` (each repeating its work n times) run side by side
+    (:func:`run_jobs`): the smallest of ``rounds`` blocks of about ``block_s``, a block's time the longest any job
+    took, each timed on its own thread (a thread that wakes late does not count its wait)."""
+
+    def timed(job):
+        def run():
+            t0 = clock()
+            job()
+            return clock() - t0
+        return run
+
+    run_jobs(make_jobs(1), 1)  # compile (or load) and warm the caches
+    n = max(1, min(10000, int(block_s / max(max(run_jobs([timed(j) for j in make_jobs(2)], 1)) / 2, 1e-9))))
+    return min(max(run_jobs([timed(j) for j in make_jobs(n)], 1)) for _ in range(rounds)) / n
