@@ -40,6 +40,7 @@ def test_cli_default_is_free_cores_and_a_given_flag_wins(monkeypatch):
 @pytest.mark.parametrize("var, value, pattern", [
     ("RNNKIT_GEMM_ROWS", "x", r"RNNKIT_GEMM_ROWS: expected an integer >= 0 or 'packed', got 'x'"),
     ("RNNKIT_PLAN", "bogus", r"RNNKIT_PLAN: expected one of one_thread, .* got 'bogus'"),
+    ("RNNKIT_UNIT_SHARDS", "yes", r"RNNKIT_UNIT_SHARDS: expected one of on, off, got 'yes'"),
 ])
 def test_a_bad_thread_setting_in_the_environment_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path, text_file,
                                                                         var, value, pattern):

@@ -249,8 +249,8 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
                 if masks is not None:
                     W_hh = drop.apply(W_hh, masks.weight[k])
                     used_hh.append(W_hh)
-                units, inside = unit_shards.chosen(self.cell, layer_in, W_ih, W_hh, threads.shards, need_backward,
-                                                   masks) if D == 1 and threads.parallel else (False, False)
+                units, inside = unit_shards.chosen(self.cell, layer_in, W_ih, W_hh, threads.shards if D == 1 and
+                                                   threads.parallel else (), need_backward, masks)
                 if units:  # split over the hidden units, not the batch rows
                     b_x1, b_x2, b_hh = self._input_biases(b_ih, b_hh)
                     tape, js = unit_shards.unit_forward(self.cell, np.ascontiguousarray(layer_in), W_ih, b_x1, b_x2,

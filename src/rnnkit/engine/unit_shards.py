@@ -130,16 +130,16 @@ def _measured(T: int, B: int, S: int, I: int, H: int, n_gates: int, dtype: str) 
 
 
 def chosen(cell, x, W_ih: np.ndarray, W_hh: np.ndarray, shards, tape: bool, dropout) -> tuple:
-    """(unit shards?, xw inside their loop?) for one layer's forward: never where :func:`supported` says no;
+    """(unit shards?, xw inside their loop?) for one layer's forward (``shards``: the plan's batch shards when
+    one direction runs them side by side, else ()): never where :func:`supported` says no;
     ``RNNKIT_UNIT_SHARDS`` if set (with xw inside the loop as :mod:`rnnkit.engine.in_loop` chooses for
     the batch shards); else measured once per process and shape (the module docstring)."""
-    H = W_hh.shape[1]
+    choice, H = forced(), W_hh.shape[1]  # a bad RNNKIT_UNIT_SHARDS is an error wherever it is read
     if not supported(cell, x, W_ih.shape[1], H, 1, shards, tape, dropout):
         return False, False
     T, B, I = x.shape
     if B <= STREAMING_ROWS:
         return False, False
-    choice = forced()
     if choice is not None:
         return choice == "on", in_loop.chosen(cell, x, W_ih, W_hh, shards)
     if B * H * cell.n_gates * H <= MIN_STEP_MACS:
