@@ -46,6 +46,31 @@ class Grid:
         self.layer.forward(self.x)
 
 
+class GridNoTape:
+    """Inference without a tape (``forward(x, need_backward=False)``: what unit shards serve) at each grid point;
+    skipped on commits before ``need_backward``."""
+
+    params = (CELLS, GRID)
+    param_names = ["cell", "T_B_I_H"]
+    number = 1
+    repeat = (3, 10, 10.0)
+    warmup_time = 0.0
+    timeout = 600
+
+    def setup(self, cell, shape):
+        T, B, I, H = _shape(shape)
+        self.layer = getattr(rnnkit, LAYERS[cell])(I, H, seed=0)
+        self.x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
+        try:
+            for _ in range(2):  # compile (or load the cache), measure the choices, allocate the buffers
+                self.time_inference_no_tape(cell, shape)
+        except TypeError:  # asv skips a benchmark whose setup raises NotImplementedError
+            raise NotImplementedError("forward(..., need_backward=False) is newer than this commit")
+
+    def time_inference_no_tape(self, cell, shape):
+        self.layer.forward(self.x, need_backward=False)
+
+
 class Streaming:
     """``layer.step`` at B = 1, I = H, 100 steps with the state carried (time per 100 steps)."""
 

@@ -25,6 +25,9 @@ def test_the_grid_is_the_issues_and_each_cell_runs_at_the_smallest_point():
         b.time_fwd_bptt(cell, "(3, 2, 4, 5)")
         b.time_inference(cell, "(3, 2, 4, 5)")
         assert b.layer.grads["weight_hh_l0"].any(), f"{cell}: time_fwd_bptt ran no backward"
+        n = layers.GridNoTape()
+        n.setup(cell, "(3, 2, 4, 5)")
+        n.time_inference_no_tape(cell, "(3, 2, 4, 5)")
         s = layers.Streaming()
         s.setup(cell, 4)
         s.time_step(cell, 4)
