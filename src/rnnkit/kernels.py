@@ -149,6 +149,19 @@ def sum_squares(a):
     return s
 
 
+@jit
+def sum_rows(a):
+    """The sum of a's rows (a (R, C), rows with unit stride), in row order: one pass, vectorised over the columns.
+    NumPy's ``a.sum(axis=0)`` took 270 us for (3200, 512) float32 (a bias gradient at (T, B, H) = (100, 32, 128)),
+    twice the time of reading a once."""
+    out = np.zeros(a.shape[1], a.dtype)
+    for r in range(a.shape[0]):
+        row = a[r]
+        for j in range(row.shape[0]):
+            out[j] += row[j]
+    return out
+
+
 # ----------------------------------------------------------------------------- input checks
 @jit
 def all_finite(a):

@@ -47,11 +47,14 @@ def test_inference_keeps_one_step_and_a_taped_forward_after_it_trains(monkeypatc
     monkeypatch.setenv("RNNKIT_INPUT_PROJECTION", "loop")
     layer = rnnkit.LSTM(5, 12, dtype=np.float64, seed=3)
     x = np.random.default_rng(2).standard_normal((30, 8, 5))
-    layer.forward(x, need_backward=False)
+    out1, _ = layer.forward(x, need_backward=False)
     work = layer._workspace[0]
-    assert work["state.h"].shape == (31, 8, 12), "h is the output: every step"
+    assert "state.h" not in work, "h is the output: every step, in a buffer handed to the caller, not kept"
     assert work["state.c"].shape == (2, 8, 12), "c: the two steps the loop alternates between"
     assert work["cache.tanh_c"].shape == (1, 8, 12) and work["xw"].shape == (8, 48), "one step of cache and gates"
+    kept = out1.copy()
+    layer.forward(np.cos(x), need_backward=False)
+    np.testing.assert_array_equal(out1, kept, err_msg="the next call wrote into the first call's output")
     out, _ = layer.forward(x)  # taped again: full buffers, and the backward equals a fresh layer's
     d_x, _ = layer.backward(np.cos(out))
     fresh = rnnkit.LSTM(5, 12, dtype=np.float64, seed=3)

@@ -72,6 +72,20 @@ def test_unit_shards_compute_what_batch_shards_compute(monkeypatch, spy, variant
         np.testing.assert_allclose(a, b, rtol=0, atol=tol, err_msg=f"final state {name}")
 
 
+def test_each_call_hands_over_its_own_output(monkeypatch, spy):
+    """The unit shards write every step's h into a fresh buffer, the caller's: the next call writes elsewhere."""
+    monkeypatch.setenv("RNNKIT_PLAN", "batch_shards")
+    monkeypatch.setenv("RNNKIT_UNIT_SHARDS", "on")
+    layer = rnnkit.GRU(5, 13, dtype=np.float64, seed=3)
+    x = np.random.default_rng(5).standard_normal((6, 16, 5))
+    out1, _ = layer.forward(x, need_backward=False)
+    kept = out1.copy()
+    out2, _ = layer.forward(np.cos(x), need_backward=False)
+    assert len(spy) == 2 and "units.h" not in layer._workspace[0]
+    np.testing.assert_array_equal(out1, kept, err_msg="the second call wrote into the first call's output")
+    assert not np.shares_memory(out1, out2)
+
+
 def test_unit_shards_equal_torch(monkeypatch, spy):
     torch = pytest.importorskip("torch")
     monkeypatch.setenv("RNNKIT_PLAN", "batch_shards")

@@ -15,6 +15,7 @@ from rnnkit.engine import big_gemm, dropout as drop
 from rnnkit.engine.rows import Rows, scatter, table_grads
 from rnnkit.engine.scan import scan_backward
 from rnnkit.engine.threads import exclusive, run_jobs
+from rnnkit.kernels import sum_rows
 
 
 class Backprop:
@@ -116,6 +117,6 @@ class Backprop:
         self._grads[n_ih] += dW_ih
         self._grads[n_hh] += dW_hh if weight_mask is None else drop.apply(dW_hh, weight_mask)
         if b_ih is not None:
-            self._grads[n_bih] += db_hh if self.cell.dhw_is_dxw else d_xw2.sum(axis=0)
+            self._grads[n_bih] += db_hh if self.cell.dhw_is_dxw else sum_rows(d_xw2)
             self._grads[n_bhh] += db_hh
         return d_in

@@ -240,6 +240,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
             layer_in = x.materialise()  # the GEMM on x is cheaper, or x meets an input dropout mask
         for layer in range(self.num_layers):
             tapes, jobs, used_hh = [], [], []
+            hand_over = not need_backward and layer == self.num_layers - 1 and D == 1 and mask is None
             if masks is not None:
                 layer_in = drop.apply(layer_in, masks.input[layer])
             for d in range(D):
@@ -251,6 +252,9 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
                     used_hh.append(W_hh)
                 units, inside = unit_shards.chosen(self.cell, layer_in, W_ih, W_hh, threads.shards if D == 1 and
                                                    threads.parallel else (), need_backward, masks)
+                out_key = "units.h" if units else "state.h"  # the buffer the loops write every step's h into
+                if hand_over:  # the output is that buffer itself: a fresh one, handed to the caller, not kept
+                    work[out_key] = np.empty((T + 1, B, self.h_size), self.dtype)
                 if units:  # split over the hidden units, not the batch rows
                     b_x1, b_x2, b_hh = self._input_biases(b_ih, b_hh)
                     tape, js = unit_shards.unit_forward(self.cell, np.ascontiguousarray(layer_in), W_ih, b_x1, b_x2,
@@ -269,6 +273,8 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
                 tapes.append(tape)
                 jobs += js
             run_jobs(jobs, threads.blas_threads, threads.parallel)  # the compiled loops, side by side
+            if hand_over:
+                del work[out_key]
             outs = [t.h_new() if mask is None else t.h_new() * mask for t in tapes]
             finals += [self.cell.State._make(t.final()) for t in tapes]
             layers.append(LayerTape(layer_in, tuple(tapes), tuple(used_hh)))
@@ -277,7 +283,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
                 layer_in = layer_in * masks.output[layer]
         self._tape = None if not need_backward else Tape(tuple(layers), keep, T, B, masks,
                                                          x if isinstance(x, Rows) else None)
-        if D == 1 and mask is None:  # out is the tape's state buffer: hand the caller a copy
+        if D == 1 and mask is None and need_backward:  # out is the tape's state buffer: hand the caller a copy
             layer_in = layer_in.copy()
         out = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
         return out, self._join_state(finals)

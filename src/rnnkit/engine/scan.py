@@ -35,7 +35,7 @@ from rnnkit.engine import big_gemm
 from rnnkit.engine.barrier import wait
 from rnnkit.engine.buffers import absent, reuse_empty
 from rnnkit.engine.gemm_rows import loop_operands, step_gemm_rows
-from rnnkit.kernels import add_bias, add_present_biases, jit
+from rnnkit.kernels import add_bias, add_present_biases, jit, sum_rows
 from rnnkit.engine.tuples import at, rows
 from rnnkit.engine.step_gemm import PACKED, packed_product, times_w, times_wt
 
@@ -388,13 +388,13 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
         # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps, on all cores
         h_in = tape.h_prev() if tape.h_mask is None else tape.h_prev() * tape.h_mask  # what met W_hh
         dW_hh = big_gemm.dot_t(h_in.reshape(T * B, H), d_hw.reshape(T * B, W_hh.shape[0]), blas)
-        db_hh = d_hw.sum(axis=(0, 1))
+        db_hh = sum_rows(d_hw.reshape(T * B, -1))
         if cell_hh is not None:  # the rows the cell multiplied itself (on its first cache field) follow the loop's
             r = W_hh.shape[0]
             d_own = d_xw[..., r:].reshape(T * B, G - r)
             h_own = tape.cache[0].reshape(T * B, -1)
             dW_hh = np.concatenate([dW_hh, big_gemm.dot_t(h_own, d_own, blas)])
-            db_hh = np.concatenate([db_hh, d_own.sum(axis=0)])
+            db_hh = np.concatenate([db_hh, sum_rows(d_own)])
         return d_xw, dW_hh, db_hh, State._make(d0)
 
     return jobs, finish
