@@ -86,6 +86,35 @@ def test_each_call_hands_over_its_own_output(monkeypatch, spy):
     assert not np.shares_memory(out1, out2)
 
 
+def test_a_shard_that_fails_before_its_loop_raises_instead_of_hanging(monkeypatch):
+    """The other shard would wait at the barrier for ever: the failing one aborts it, and its error is raised."""
+    monkeypatch.setenv("RNNKIT_PLAN", "batch_shards")
+    monkeypatch.setenv("RNNKIT_UNIT_SHARDS", "on")
+    real = unit_shards.packed_weights
+
+    def fails_for_the_second_shard(W, backward, workspace=None, key=None, rows=None):
+        if key is not None and key.startswith("units.1."):
+            raise MemoryError("no room for shard 1's weights")
+        return real(W, backward, workspace, key, rows)
+
+    monkeypatch.setattr(unit_shards, "packed_weights", fails_for_the_second_shard)
+    layer = rnnkit.LSTM(5, 13, dtype=np.float64, seed=3)
+    x = np.random.default_rng(6).standard_normal((6, 16, 5))
+    outcome = []
+
+    def run():
+        try:
+            layer.forward(x, need_backward=False)
+        except MemoryError as e:
+            outcome.append(str(e))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "the forward hung at the barrier"
+    assert outcome == ["no room for shard 1's weights"]
+
+
 def test_unit_shards_equal_torch(monkeypatch, spy):
     torch = pytest.importorskip("torch")
     monkeypatch.setenv("RNNKIT_PLAN", "batch_shards")

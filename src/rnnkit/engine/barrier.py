@@ -11,7 +11,8 @@ machine with more threads than cores still makes progress.
 The state is one int64 array of ``SIZE`` elements, zero at the start (:func:`new_barrier`): the number of
 threads arrived in the current round at index 0, the round number at index ``GENERATION`` (another cache
 line).  :func:`wait` is the classic centralised barrier: read the round, arrive; the last thread to arrive
-resets the count and advances the round; the others spin until the round changes.
+resets the count and advances the round; the others spin until the round changes (or the barrier is aborted,
+:func:`abort`: a thread that fails never arrives).
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from rnnkit.kernels import jit
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 GENERATION = 8
 """Index of the round counter: 64 bytes after the arrival count (its own cache line)."""
+ABORTED = 15
+"""Index of the abort flag (:func:`abort`): non-zero, every wait returns at once."""
 SIZE = 16
 SPINS_BEFORE_YIELD = 2_000
 """Spins (each with a ``pause``) before a waiting thread starts yielding its core: tens of microseconds."""
@@ -121,6 +124,13 @@ def wait(bar, n_threads):
         atomic_add(bar, GENERATION, 1)
         return
     spins = 0
-    while atomic_load(bar, GENERATION) == round_:
+    while atomic_load(bar, GENERATION) == round_ and atomic_load(bar, ABORTED) == 0:
         spins += 1
         pause_or_yield(spins > SPINS_BEFORE_YIELD)
+
+
+@jit
+def abort(bar):
+    """Release every thread waiting at ``bar``, now and in every later round: for a thread that failed before it
+    could arrive (its partners then finish their loops on whatever they have, and its error is raised)."""
+    atomic_store(bar, ABORTED, 1)

@@ -27,15 +27,17 @@ dtype compiles one loop.
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import NamedTuple
 
 import numpy as np
 
-from rnnkit.engine import big_gemm
+from rnnkit.engine import barrier, big_gemm, step_gemm, tuples
 from rnnkit.engine.barrier import wait
 from rnnkit.engine.buffers import absent, reuse_empty
 from rnnkit.engine.gemm_rows import loop_operands, step_gemm_rows
 from rnnkit.kernels import add_bias, add_present_biases, jit, sum_rows
+from rnnkit.engine.tape import ScanTape
 from rnnkit.engine.tuples import at, rows
 from rnnkit.engine.step_gemm import PACKED, packed_product, times_w, times_wt
 
@@ -57,19 +59,37 @@ class Loops(NamedTuple):
     step: object
 
 
+INLINED = (barrier, step_gemm, tuples)
+"""Modules whose compiled code the loops inline: their sources key the loops' disk cache (:func:`helpers_key`)."""
+
+
+@functools.lru_cache(maxsize=None)
+def helpers_key() -> str:
+    """A hash of the :data:`INLINED` modules' sources.  numba keys a closure's disk cache by its bytecode and the
+    values it closes over, not by the files of the functions it calls: after an edit of step_gemm.py alone the
+    loops still ran the old micro-kernel from the cache (seen in issue 19, round 5).  Closing over this key ties
+    the cache to those files too."""
+    h = hashlib.sha256()
+    for module in INLINED:
+        with open(module.__file__, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:20]
+
+
 @functools.lru_cache(maxsize=None)
 def compiled_loops(step, step_backward) -> Loops:
     """The generic loops, compiled around one cell's ``step`` and ``step_backward``.
 
     Written once here for every cell; each cell gets its own compiled copy in which the
     calls to its step functions are direct (inlinable) calls.  Cached on disk: the cells'
-    functions carry stable names (:func:`kernels.stable_jit`).  Made once per process
-    and cell, on first use.
+    functions carry stable names (:func:`kernels.stable_jit`), and each loop closes over
+    :func:`helpers_key`.  Made once per process and cell, on first use.
 
     The loops take their arrays positionally: passing them as one NamedTuple instead cost 3.6 %
     of an LSTM fwd+BPTT at (T, B, I, H) = (100, 1, 32, 32) (0.232 vs 0.224 ms, 7 of 7 alternating
     pairs slower, about 4 µs a call: the dispatcher types a tuple argument more slowly than arrays).
     """
+    helpers = helpers_key()
 
     @jit
     def forward_loop(xw, hw, W_hh, W_hhT, b_hh, states, cache, p, keep, reverse, h_mask, h_masked, b0, b1, gemm_rows,
@@ -92,7 +112,7 @@ def compiled_loops(step, step_backward) -> Loops:
         GEMM's input, the output), this shard's units from column u0; its part of h_t goes there, then it waits
         at ``bar`` for the other ``n_shards - 1`` (:func:`rnnkit.engine.barrier.wait`).
         """
-        n_all = h_all.shape[0]
+        n_all = h_all.shape[0] + 0 * len(helpers)  # + 0: the key is in the closure (helpers_key)
         T = (n_all if n_all else states[0].shape[0]) - 1  # h: (T+1, B, H) always (it is the output)
         Tx = xw.shape[0]  # T, or 1: xw_t overwritten at every step (inference without a tape)
         hw = hw[b0:b1]
@@ -140,7 +160,7 @@ def compiled_loops(step, step_backward) -> Loops:
         or size 0 (see :func:`scan_backward`); h_mask (B, H) or size 0: the forward's recurrent
         dropout mask (dL/dh_prev through W_hh is multiplied by it); gemm_rows: the GEMM's row blocks.
         """
-        T = d_out.shape[0]
+        T = d_out.shape[0] + 0 * len(helpers)  # + 0: the key is in the closure (helpers_key)
         dn, dpr, cr, dhw_ = rows(d_new, b0, b1), rows(d_prev, b0, b1), rows(carry, b0, b1), dh_w[b0:b1]
         for s in range(T):
             t = s if reverse else T - 1 - s
@@ -192,7 +212,7 @@ def compiled_loops(step, step_backward) -> Loops:
         the sequence path (b_x2 = b_hh for cells with a = xw + hw, b_h = b_hh for the others;
         size 0 when absent), so streaming computes the same numbers.
         """
-        B = x.shape[0]
+        B = x.shape[0] + 0 * len(helpers)  # + 0: the key is in the closure (helpers_key)
         for layer in range(len(layers)):
             W_ih, b_x1, b_x2, W_hh, b_h, p = layers[layer]
             np.dot(x, W_ih.T, xw)
@@ -209,40 +229,6 @@ def compiled_loops(step, step_backward) -> Loops:
 
 
 # ----------------------------------------------------------------------------- Python side
-class ScanTape(NamedTuple):
-    """What the forward of one layer and direction keeps for its backward.
-
-    states[f] (T+1, B, H) per state field f (h, and c for the LSTM): the state entering step t
-    is ``states[f][t + reverse]``, the one leaving it ``states[f][t + 1 - reverse]``.
-    gates (T, B, G): the activated gates (None for cells that do not keep them: the Elman RNN).
-    cache[k] (T, B, width): the cell's cache fields (widths: ``cell.field_sizes``).
-    h_mask: (B, H) recurrent dropout mask on h_prev, or None.
-    """
-
-    states: tuple
-    gates: np.ndarray | None
-    cache: tuple
-    reverse: bool
-    h_mask: np.ndarray | None = None
-
-    def h_prev(self) -> np.ndarray:
-        """(T, B, H): h entering each step t."""
-        return self.states[0][1:] if self.reverse else self.states[0][:-1]
-
-    def h_new(self) -> np.ndarray:
-        """(T, B, H): h leaving each step t (before masking)."""
-        return self.states[0][:-1] if self.reverse else self.states[0][1:]
-
-    def final(self) -> tuple:
-        """The state fields after the last step, each (B, width) (a buffer of two steps: the one last written)."""
-        T = len(self.states[0]) - 1
-        return tuple(s[(0 if self.reverse else T) % len(s)] for s in self.states)
-
-    def gate_values(self) -> np.ndarray:
-        """(T, B, G): activated gates of every step (the Elman RNN's only "gate" is h)."""
-        return self.h_new() if self.gates is None else self.gates
-
-
 def split_hh(cell, W_hh, b_hh):
     """(W_hh, b_hh) of the loop's recurrent GEMM, and (W, b) of the trailing ``cell.cell_hh_blocks``
     gate blocks the cell multiplies itself (None if none; b: size 0 without a bias).  Views."""

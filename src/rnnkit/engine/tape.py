@@ -1,7 +1,7 @@
 """What a recurrent layer's forward keeps for its backward: a named structure, per layer and direction.
 
 ``Recurrent.tape`` is a :class:`Tape`; its ``layers[k]`` a :class:`LayerTape` (the layer's
-input, one :class:`rnnkit.engine.scan.ScanTape` per direction: states, activated gates and caches
+input, one :class:`ScanTape` per direction: states, activated gates and caches
 of every step, and the W_hh each direction used under weight dropout), and the forward's
 dropout masks.  Outside code (memory accounting, diagnostics) reads it, never writes it;
 the next forward overwrites the buffers.  :class:`TapeReader` gives a layer the public ways
@@ -14,6 +14,40 @@ from typing import NamedTuple
 import numpy as np
 
 from rnnkit.engine.dropout import Masks
+
+
+class ScanTape(NamedTuple):
+    """What the forward of one layer and direction keeps for its backward.
+
+    states[f] (T+1, B, H) per state field f (h, and c for the LSTM): the state entering step t
+    is ``states[f][t + reverse]``, the one leaving it ``states[f][t + 1 - reverse]``.
+    gates (T, B, G): the activated gates (None for cells that do not keep them: the Elman RNN).
+    cache[k] (T, B, width): the cell's cache fields (widths: ``cell.field_sizes``).
+    h_mask: (B, H) recurrent dropout mask on h_prev, or None.
+    """
+
+    states: tuple
+    gates: np.ndarray | None
+    cache: tuple
+    reverse: bool
+    h_mask: np.ndarray | None = None
+
+    def h_prev(self) -> np.ndarray:
+        """(T, B, H): h entering each step t."""
+        return self.states[0][1:] if self.reverse else self.states[0][:-1]
+
+    def h_new(self) -> np.ndarray:
+        """(T, B, H): h leaving each step t (before masking)."""
+        return self.states[0][:-1] if self.reverse else self.states[0][1:]
+
+    def final(self) -> tuple:
+        """The state fields after the last step, each (B, width) (a buffer of two steps: the one last written)."""
+        T = len(self.states[0]) - 1
+        return tuple(s[(0 if self.reverse else T) % len(s)] for s in self.states)
+
+    def gate_values(self) -> np.ndarray:
+        """(T, B, G): activated gates of every step (the Elman RNN's only "gate" is h)."""
+        return self.h_new() if self.gates is None else self.gates
 
 
 class LayerTape(NamedTuple):
@@ -58,7 +92,7 @@ class TapeReader:
     def tape(self) -> Tape | None:
         """What the last forward kept for ``backward`` (None after backward or release): per layer its
         input and per direction the states, activated gates and caches of every step
-        (:class:`Tape`, :class:`rnnkit.engine.scan.ScanTape`).  For reading (memory accounting,
+        (:class:`Tape`, :class:`ScanTape`).  For reading (memory accounting,
         diagnostics); the next forward overwrites these buffers."""
         return self._tape
 

@@ -37,7 +37,7 @@ from functools import partial
 import numpy as np
 
 from rnnkit.engine import big_gemm, in_loop
-from rnnkit.engine.barrier import new_barrier, wait
+from rnnkit.engine.barrier import abort, new_barrier, wait
 from rnnkit.engine.rows import gather_rows
 from rnnkit.engine.buffers import absent, reuse_empty
 from rnnkit.engine.gemm_rows import STREAMING_ROWS, forced_rows, packed_weights
@@ -163,23 +163,29 @@ class UnitTape:
                      for f in range(len(self.parts[0])))
 
 
-def _shard(forward, loop_args: tuple, x, W_ih, W_hh, rows, b_x1, b_x2, inside: bool, workspace: dict, name: str):
+def _shard(forward, loop_args: tuple, bar, x, W_ih, W_hh, rows, b_x1, b_x2, inside: bool, workspace: dict,
+           name: str):
     """The job of one unit shard, all on its own thread (the compiled calls release the GIL): pack its rows of
     W_hh (and of W_ih inside the loop), else form its xw (T, B, G_k) for all steps on one BLAS thread, then run
-    the forward loop (``loop_args``: its arguments but W_hh's packed rows and the projection)."""
+    the forward loop (``loop_args``: its arguments but W_hh's packed rows and the projection; ``bar`` among them).
+    A shard that fails before its loop aborts the barrier, so that the others finish instead of waiting for it."""
     T, B, I = x.shape
     dt = W_hh.dtype
-    W_hhP = packed_weights(W_hh, False, workspace, name + "W_hh", rows)  # W_hh[rows].T, gathered
-    if inside:
-        projection = (x, packed_weights(W_ih, False, workspace, name + "W_ih", rows), b_x1, b_x2)
-    else:
-        W_ih_k = reuse_empty(workspace, name + "W_ih", (1, len(rows), I), dt)
-        gather_rows(W_ih, rows[None, :], W_ih_k)  # W_ih[rows]
-        xw2 = loop_args[0].reshape(T * B, -1)
-        big_gemm.gemm(x.reshape(T * B, I), W_ih_k[0].T, xw2)  # one BLAS thread (run_jobs)
-        add_present_biases(xw2, b_x1, b_x2)
-        projection = (absent(dt, 3), absent(dt, 2), absent(dt, 1), absent(dt, 1))
     xw, hw, W_none, *rest = loop_args
+    try:
+        W_hhP = packed_weights(W_hh, False, workspace, name + "W_hh", rows)  # W_hh[rows].T, gathered
+        if inside:
+            projection = (x, packed_weights(W_ih, False, workspace, name + "W_ih", rows), b_x1, b_x2)
+        else:
+            W_ih_k = reuse_empty(workspace, name + "W_ih", (1, len(rows), I), dt)
+            gather_rows(W_ih, rows[None, :], W_ih_k)  # W_ih[rows]
+            xw2 = xw.reshape(T * B, -1)
+            big_gemm.gemm(x.reshape(T * B, I), W_ih_k[0].T, xw2)  # one BLAS thread (run_jobs)
+            add_present_biases(xw2, b_x1, b_x2)
+            projection = (absent(dt, 3), absent(dt, 2), absent(dt, 1), absent(dt, 1))
+    except BaseException:  # this shard will never meet the others: release them, then raise
+        abort(bar)
+        raise
     forward(xw, hw, W_none, W_hhP, *rest, *projection)
 
 
@@ -213,7 +219,7 @@ def unit_forward(cell, x, W_ih, b_x1, b_x2, W_hh, b_hh, state0, keep, S: int, in
         hw = reuse_empty(workspace, name + "hw", (B, len(rows)), dt)
         bias = absent(dt, 1) if b_hh is None else sub(b_hh)
         loop_args = (xw, hw, none2, bias, states, cache, (), keep, False, none2, none2, 0, B, PACKED, h_all, u0, bar, S)
-        jobs.append(partial(_shard, forward, loop_args, x, W_ih, W_hh, rows, sub(b_x1), sub(b_x2), inside, workspace,
-                            name))
+        jobs.append(partial(_shard, forward, loop_args, bar, x, W_ih, W_hh, rows, sub(b_x1), sub(b_x2), inside,
+                            workspace, name))
         parts.append(states)
     return UnitTape(h_all, parts, T), jobs
