@@ -18,8 +18,8 @@ def _shape(text: str) -> tuple:
     return tuple(int(v) for v in text.strip("()").split(","))
 
 
-class Grid:
-    """One layer at each grid point; ``time_fwd_bptt`` and ``time_inference`` per (cell, shape)."""
+class _GridPoints:
+    """The grid's parameters and timing settings, and one layer with its input at a point (no benchmark itself)."""
 
     params = (CELLS, GRID)
     param_names = ["cell", "T_B_I_H"]
@@ -28,12 +28,18 @@ class Grid:
     warmup_time = 0.0
     timeout = 600
 
-    def setup(self, cell, shape):
+    def make_layer(self, cell, shape):
         T, B, I, H = _shape(shape)
         self.layer = getattr(rnnkit, LAYERS[cell])(I, H, seed=0)
-        rng = np.random.default_rng(0)
-        self.x = rng.standard_normal((T, B, I)).astype(np.float32)
+        self.x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
         self.d_out = np.ones((T, B, H), np.float32)
+
+
+class Grid(_GridPoints):
+    """One layer at each grid point; ``time_fwd_bptt`` and ``time_inference`` per (cell, shape)."""
+
+    def setup(self, cell, shape):
+        self.make_layer(cell, shape)
         for _ in range(2):  # compile (or load the cache), plan, allocate the buffers
             self.time_fwd_bptt(cell, shape)
             self.time_inference(cell, shape)
@@ -46,21 +52,12 @@ class Grid:
         self.layer.forward(self.x)
 
 
-class GridNoTape:
+class GridNoTape(_GridPoints):
     """Inference without a tape (``forward(x, need_backward=False)``: what unit shards serve) at each grid point;
     skipped on commits before ``need_backward``."""
 
-    params = (CELLS, GRID)
-    param_names = ["cell", "T_B_I_H"]
-    number = 1
-    repeat = (3, 10, 10.0)
-    warmup_time = 0.0
-    timeout = 600
-
     def setup(self, cell, shape):
-        T, B, I, H = _shape(shape)
-        self.layer = getattr(rnnkit, LAYERS[cell])(I, H, seed=0)
-        self.x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
+        self.make_layer(cell, shape)
         try:
             for _ in range(2):  # compile (or load the cache), measure the choices, allocate the buffers
                 self.time_inference_no_tape(cell, shape)

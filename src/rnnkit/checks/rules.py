@@ -5,10 +5,13 @@ config helpers of rnnkit.checks.arrays (check_positive, check_choice, check_fiel
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from rnnkit.errors import SettingError
 
 
 @dataclass(frozen=True)
@@ -49,3 +52,12 @@ def check_each(obj, rule: Rule, *names: str) -> None:
 def check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def env_choice(var: str, choices) -> str | None:
+    """The environment variable ``var`` (stripped), None if unset or empty; a value not in ``choices`` is a
+    :class:`rnnkit.errors.SettingError` naming the variable (one line, exit 2 on the command line)."""
+    env = os.environ.get(var, "").strip()
+    if env and env not in choices:
+        raise SettingError(f"{var}: expected one of {', '.join(choices)}, got {env!r}")
+    return env or None

@@ -41,6 +41,11 @@ def new_barrier() -> np.ndarray:
     return np.zeros(SIZE, np.int64)
 
 
+def _int64_vector(arr) -> bool:
+    """Whether numba type ``arr`` is what the atomics take: a 1-D int64 array."""
+    return isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.ndim == 1
+
+
 def _pointer(context, builder, arr_type, arr, index):
     array = context.make_array(arr_type)(context, builder, arr)
     return cgutils.get_item_pointer(context, builder, arr_type, array, [index])
@@ -49,7 +54,7 @@ def _pointer(context, builder, arr_type, arr, index):
 @intrinsic
 def atomic_add(typingctx, arr, index, value):
     """arr[index] += value atomically (sequentially consistent); returns the old value.  arr: int64 1-D."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.ndim == 1):
+    if not _int64_vector(arr):
         return None
     sig = types.int64(arr, types.intp, types.int64)
 
@@ -63,7 +68,7 @@ def atomic_add(typingctx, arr, index, value):
 @intrinsic
 def atomic_load(typingctx, arr, index):
     """arr[index], read atomically (acquire): never hoisted out of a loop.  arr: int64 1-D."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.ndim == 1):
+    if not _int64_vector(arr):
         return None
     sig = types.int64(arr, types.intp)
 
@@ -77,7 +82,7 @@ def atomic_load(typingctx, arr, index):
 @intrinsic
 def atomic_store(typingctx, arr, index, value):
     """arr[index] = value atomically (release).  arr: int64 1-D."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.ndim == 1):
+    if not _int64_vector(arr):
         return None
     sig = types.void(arr, types.intp, types.int64)
 

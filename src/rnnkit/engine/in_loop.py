@@ -34,7 +34,6 @@ keep the big GEMM unmeasured.
 from __future__ import annotations
 
 import functools
-import os
 from functools import partial
 import time
 
@@ -45,7 +44,7 @@ from rnnkit.engine.gemm_rows import STREAMING_ROWS, forced_rows, packed_weights,
 from rnnkit.engine.scan import bounds, split_hh
 from rnnkit.engine.step_gemm import PACKED, packed_gemm
 from rnnkit.engine.threads import blas_threads_at_most, time_side_by_side
-from rnnkit.errors import SettingError
+from rnnkit.checks.rules import env_choice
 from rnnkit.kernels import jit
 
 MARGIN = 1.1
@@ -67,12 +66,7 @@ def _both(x, W_ihP, h, W_hhP, xw, hw, n):
 
 def forced() -> str | None:
     """``RNNKIT_INPUT_PROJECTION`` (``loop`` or ``gemm``), or None if unset."""
-    env = os.environ.get("RNNKIT_INPUT_PROJECTION", "").strip()
-    if not env:
-        return None
-    if env not in CHOICES:
-        raise SettingError(f"RNNKIT_INPUT_PROJECTION: expected one of {', '.join(CHOICES)}, got {env!r}")
-    return env
+    return env_choice("RNNKIT_INPUT_PROJECTION", CHOICES)
 
 
 def time_projection(M: int, S: int, TB: int, I: int, H: int, G: int, G_loop: int, rows: int, dtype,

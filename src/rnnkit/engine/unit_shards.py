@@ -30,7 +30,6 @@ exit 2).
 from __future__ import annotations
 
 import functools
-import os
 import time
 from functools import partial
 
@@ -45,7 +44,7 @@ from rnnkit.engine.in_loop import MARGIN as INSIDE_MARGIN, MIN_MACS, time_projec
 from rnnkit.engine.scan import bounds, compiled_loops
 from rnnkit.engine.step_gemm import PACKED, packed_gemm
 from rnnkit.engine.threads import blas_threads_at_most, time_side_by_side
-from rnnkit.errors import SettingError
+from rnnkit.checks.rules import env_choice
 from rnnkit.kernels import add_present_biases, jit
 
 MARGIN = 0.9
@@ -62,12 +61,7 @@ microseconds a step, where the measurement (tens of ms) could never pay back."""
 
 def forced() -> str | None:
     """``RNNKIT_UNIT_SHARDS`` (``on`` or ``off``), or None if unset."""
-    env = os.environ.get("RNNKIT_UNIT_SHARDS", "").strip()
-    if not env:
-        return None
-    if env not in CHOICES:
-        raise SettingError(f"RNNKIT_UNIT_SHARDS: expected one of {', '.join(CHOICES)}, got {env!r}")
-    return env
+    return env_choice("RNNKIT_UNIT_SHARDS", CHOICES)
 
 
 def unit_bounds(H: int, S: int) -> list:
@@ -150,8 +144,8 @@ def chosen(cell, x, W_ih: np.ndarray, W_hh: np.ndarray, shards, tape: bool, drop
 class UnitTape:
     """What a unit-shard forward leaves: every unit's h (T+1, B, H), and each shard's state fields (2, B, H_k)."""
 
-    def __init__(self, h_all: np.ndarray, parts: list, T: int):
-        self.h_all, self.parts, self.T = h_all, parts, T
+    def __init__(self, h_all: np.ndarray, parts: list):
+        self.h_all, self.parts = h_all, parts
 
     def h_new(self) -> np.ndarray:
         """(T, B, H): h leaving each step t."""
@@ -159,7 +153,8 @@ class UnitTape:
 
     def final(self) -> tuple:
         """The state fields after the last step, each (B, H): the shards' units side by side."""
-        return tuple(np.concatenate([states[f][self.T % 2] for states in self.parts], axis=1)
+        last = (len(self.h_all) - 1) % 2  # T % 2: the two-step buffer written last
+        return tuple(np.concatenate([states[f][last] for states in self.parts], axis=1)
                      for f in range(len(self.parts[0])))
 
 
@@ -222,4 +217,4 @@ def unit_forward(cell, x, W_ih, b_x1, b_x2, W_hh, b_hh, state0, keep, S: int, in
         jobs.append(partial(_shard, forward, loop_args, bar, x, W_ih, W_hh, rows, sub(b_x1), sub(b_x2), inside,
                             workspace, name))
         parts.append(states)
-    return UnitTape(h_all, parts, T), jobs
+    return UnitTape(h_all, parts), jobs
