@@ -32,6 +32,26 @@ def test_nan_in_x(lstm):
         lstm.forward(x)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_in_step_input_and_state(dtype):
+    """step() checks finiteness inside its compiled call: the error still names the argument and index,
+    and the state given is left alone."""
+    lstm = rnnkit.LSTM(3, 4, num_layers=2, dtype=dtype, seed=0)
+    x, h, c = np.zeros((2, 3), dtype), np.zeros((2, 2, 4), dtype), np.zeros((2, 2, 4), dtype)
+    lstm.step(x, (h, c))  # finite: fine
+    x[1, 2] = np.inf
+    with pytest.raises(ValueError, match=r"x_t: contains NaN or inf \(first at index \(1, 2\)\)"):
+        lstm.step(x, (h, c))
+    x[1, 2] = 0
+    c[1, 0, 3] = np.nan
+    with pytest.raises(ValueError, match=r"state.c: contains NaN or inf \(first at index \(1, 0, 3\)\)"):
+        lstm.step(x, (h, c))
+    assert np.isnan(c[1, 0, 3]) and not h.any(), "state: step must not write into the state it was given"
+    gru = rnnkit.GRU(3, 4, dtype=dtype)
+    with pytest.raises(ValueError, match=r"state: contains NaN or inf \(first at index \(0, 1, 0\)\)"):
+        gru.step(np.zeros((2, 3), dtype), np.array([[[0, 0, 0, 0], [np.nan, 0, 0, 0]]], dtype))
+
+
 @pytest.mark.parametrize("lengths,exc,pattern", [
     (np.array([5, 0]), ValueError, r"lengths: every length must be in 1..5 \(T\), got lengths\[1\] = 0"),
     (np.array([6, 2]), ValueError, r"lengths\[0\] = 6"),

@@ -30,8 +30,8 @@ def check_array(name: str, a, shape: tuple, dtype=None, finite: bool = True) -> 
     Raises TypeError for non-arrays or a wrong dtype, ValueError for a wrong
     rank/size or non-finite values.
     """
-    if (type(a) is np.ndarray and a.dtype == dtype and a.shape[1:] == shape[1:] and a.ndim == len(shape)
-            and (shape[0] is None or a.shape[0] == shape[0])
+    if (type(a) is np.ndarray and a.dtype == dtype
+            and (a.shape == shape or (shape[0] is None and a.ndim == len(shape) and a.shape[1:] == shape[1:]))
             and (not finite or (a.size <= SMALL_FINITE_CHECK and dtype in _COMPILED_DTYPES and all_finite(a)))):
         return a  # the common valid call, in few operations (``step()`` pays this per call)
     if not isinstance(a, np.ndarray):

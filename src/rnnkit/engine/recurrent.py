@@ -106,6 +106,8 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
         self.hidden_size = int(hidden_size)
         self.h_size = self.cell.field_sizes(self.hidden_size)["h"]
         """Width of h and of each direction's output (hidden_size, or an LSTM's proj_size)."""
+        self.state_widths = tuple(self.cell.field_sizes(self.hidden_size)[f] for f in self.cell.State._fields)
+        """Width of each state field, in the order of ``cell.State`` (h; an LSTM's h, c)."""
         self.num_layers = int(num_layers)
         self.bidirectional = bool(bidirectional)
         self.num_directions = 2 if bidirectional else 1
@@ -343,9 +345,9 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
     def _step(self, x_t, state):
         if self.bidirectional:
             raise ValueError("step: a bidirectional layer needs the whole sequence; use forward")
-        check_array("x_t", x_t, (None, self.input_size), self.dtype)
+        check_array("x_t", x_t, (None, self.input_size), self.dtype, finite=False)  # finite: checked in the call
         B = x_t.shape[0]
-        prev = tuple([np.ascontiguousarray(a) for a in self._state_fields(state, B)])
+        prev = tuple([np.ascontiguousarray(a) for a in self._state_fields(state, B, finite=False)])
         new = tuple([np.empty_like(a) for a in prev])  # (L, B, width) per field: the returned state
         bufs = self._workspace[0].get("step")  # (xw, hw, cache) of the last step, reused for the same B
         if bufs is None or bufs[0].shape[0] != B:
@@ -354,8 +356,11 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
             bufs = self._workspace[0]["step"] = (np.empty((B, G), self.dtype), np.empty((B, G_loop), self.dtype),
                                                  tuple(np.empty((B, width[f]), self.dtype)
                                                        for f in self.cell.cache_fields))
-        compiled_loops(self.cell.step, self.cell.step_backward).step(np.ascontiguousarray(x_t), self._step_args,
-                                                                     prev, new, *bufs)
+        finite = compiled_loops(self.cell.step, self.cell.step_backward).step(np.ascontiguousarray(x_t),
+                                                                              self._step_args, prev, new, *bufs)
+        if not finite:  # the full checks name the first non-finite element
+            check_array("x_t", x_t, (None, self.input_size), self.dtype)
+            self._state_fields(state, B)
         return new[0][-1].copy(), self._public_state(new)  # y: not a view of the state
 
     def __repr__(self) -> str:

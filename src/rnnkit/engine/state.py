@@ -16,24 +16,24 @@ from rnnkit.checks.arrays import check_array
 
 class StateFormat:
     """The state-handling part of :class:`rnnkit.engine.recurrent.Recurrent` (which sets ``cell``,
-    ``hidden_size``, ``num_layers``, ``num_directions`` and ``dtype``)."""
+    ``hidden_size``, ``h_size``, ``state_widths``, ``num_layers``, ``num_directions`` and ``dtype``)."""
 
     def _is_lstm(self) -> bool:
         return self.cell.State is LSTMState
 
-    def _state_fields(self, state, B: int, name: str = "state") -> tuple:
-        """Public state -> validated (num_layers*D, B, width) array per state field (zeros for None)."""
-        LD, fields = self.num_layers * self.num_directions, self.cell.State._fields
-        width = self.cell.field_sizes(self.hidden_size)
+    def _state_fields(self, state, B: int, name: str = "state", finite: bool = True) -> tuple:
+        """Public state -> validated (num_layers*D, B, width) array per state field (zeros for None).
+        ``finite=False``: shapes and dtypes only (``step`` checks finiteness inside its compiled call)."""
+        LD = self.num_layers * self.num_directions
         if state is None:
-            return tuple(np.zeros((LD, B, width[f]), dtype=self.dtype) for f in fields)
+            return tuple(np.zeros((LD, B, w), dtype=self.dtype) for w in self.state_widths)
         if self._is_lstm():
             if not isinstance(state, tuple) or len(state) != 2:
                 raise TypeError(f"{name}: LSTM state must be a tuple (h, c), got {type(state).__name__}")
-            for f, a in zip(fields, state):
-                check_array(f"{name}.{f}", a, (LD, B, width[f]), self.dtype)
+            for f, w, a in zip(self.cell.State._fields, self.state_widths, state):
+                check_array(f"{name}.{f}", a, (LD, B, w), self.dtype, finite)
             return tuple(state)
-        return (check_array(name, state, (LD, B, width["h"]), self.dtype),)
+        return (check_array(name, state, (LD, B, self.h_size), self.dtype, finite),)
 
     def _split_state(self, state, B: int, name: str = "state") -> list:
         """Public state -> list over (layer, direction) of the cell's state tuples."""
