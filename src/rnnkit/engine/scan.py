@@ -340,8 +340,9 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
                through h_t = o_t tanh(c_t) is added inside the cell's backward; 0 in
                padded rows
     workspace: d_xw (and the GRU's d_hw) are written into buffers kept there
-    ``finish(blas)`` returns d_xw (T, B, G), dW_hh (G, H), db_hh (G,), d_state0 (``blas``: the thread plan's
-    BLAS threads, :func:`rnnkit.engine.big_gemm.dot`).
+    ``finish(blas, dW_into)`` returns d_xw (T, B, G), dW_hh (G, H), db_hh (G,), d_state0 (``blas``: the thread plan's
+    BLAS threads, :func:`rnnkit.engine.big_gemm.dot`); given ``dW_into`` (G, H), dW_hh is added into it instead
+    (:func:`rnnkit.engine.big_gemm.add_t`: no temporary) and returned as None.
     """
     d_out = np.ascontiguousarray(d_out)
     T, B, H = d_out.shape
@@ -373,21 +374,26 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
                               tape.reverse, cell.direct_h, rec, mask, b0, b1, r)
             for k, (b0, b1, r) in enumerate(blocks)]
 
-    def finish(blas: int = 1):
+    def finish(blas: int = 1, dW_into=None):
         if len(shards) > 1:
             for g, *parts in zip(dp, *dps):
                 g += sum(parts)
         d0 = d_new if T % 2 == 0 else d_prev  # the loop swaps the two buffers at every step
         # hw_t = h_prev_t @ W_hh.T + b_hh summed over t: one GEMM for all steps, on all cores
         h_in = tape.h_prev() if tape.h_mask is None else tape.h_prev() * tape.h_mask  # what met W_hh
-        dW_hh = big_gemm.dot_t(h_in.reshape(T * B, H), d_hw.reshape(T * B, W_hh.shape[0]), blas)
+        r = W_hh.shape[0]  # the loop's rows; the rows the cell multiplied itself (cell_hh) follow
+        parts = [(h_in.reshape(T * B, H), d_hw.reshape(T * B, r))]
         db_hh = sum_rows(d_hw.reshape(T * B, -1))
-        if cell_hh is not None:  # the rows the cell multiplied itself (on its first cache field) follow the loop's
-            r = W_hh.shape[0]
+        if cell_hh is not None:  # those rows met the cell's first cache field
             d_own = d_xw[..., r:].reshape(T * B, G - r)
-            h_own = tape.cache[0].reshape(T * B, -1)
-            dW_hh = np.concatenate([dW_hh, big_gemm.dot_t(h_own, d_own, blas)])
+            parts.append((tape.cache[0].reshape(T * B, -1), d_own))
             db_hh = np.concatenate([db_hh, sum_rows(d_own)])
+        if dW_into is not None:
+            for (a, d), rows in zip(parts, (slice(0, r), slice(r, G))):
+                big_gemm.add_t(dW_into[rows], a, d, blas)
+            return d_xw, None, db_hh, State._make(d0)
+        dW_hh = np.concatenate([big_gemm.dot_t(a, d, blas) for a, d in parts]) if len(parts) > 1 else \
+            big_gemm.dot_t(*parts[0], blas)
         return d_xw, dW_hh, db_hh, State._make(d0)
 
     return jobs, finish

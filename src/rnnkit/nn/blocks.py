@@ -53,7 +53,7 @@ class Linear(Module):
             raise RuntimeError("Linear.backward: called before forward or twice for one forward")
         x, self._x = self._x, None
         x2, dy2 = x.reshape(-1, self.in_features), dy.reshape(-1, self.out_features)
-        self._grads["weight"] += big_gemm.dot_t(x2, dy2)  # dL/dW = sum_t dy_t^T x_t
+        big_gemm.add_t(self._grads["weight"], x2, dy2)  # dL/dW += sum_t dy_t^T x_t
         if "bias" in self._params:
             self._grads["bias"] += dy2.sum(axis=0)  # dL/db = sum_t dy_t
         return big_gemm.dot(dy2, self._params["weight"]).reshape(dy.shape[:-1] + (-1,))  # dL/dx = dy W
