@@ -194,17 +194,3 @@ def test_shards_of_few_rows_pay_only_on_the_micro_kernel():
     assert threads.plan(20, 650, 2600, 1, 4, 2, lambda rows: True).shards == ((0, 10), (10, 20))
     assert threads.plan(20, 650, 2600, 1, 4, 2, lambda rows: False).shards == ((0, 20),)
     assert threads.plan(12, 650, 2600, 1, 4, 2, lambda rows: True).shards == ((0, 12),), "6-row shards: below a tile"
-
-
-@pytest.mark.parametrize("backward,gather", [(False, False), (True, False), (False, True)])  # gathered: forward
-@pytest.mark.parametrize("cores", [2, 3, 7])
-def test_weights_packed_on_several_cores_equal_the_one_core_pack(monkeypatch, backward, gather, cores):
-    """Panels in blocks side by side (a partial last panel; more cores than panels; a unit shard's gathered rows):
-    bit for bit the one-core pack."""
-    monkeypatch.setattr(gemm_rows, "PARALLEL_PACK_BYTES", 0)
-    W = np.random.default_rng(cores).standard_normal((70, 45)).astype(np.float32)
-    rows = np.array([3, 1, 4, 15, 9, 26, 5, 35, 8, 69, 7, 32, 38, 46, 2, 6, 43, 38, 32, 0, 28, 41, 12, 50, 60, 61, 62,
-                     63, 64, 65, 66, 67, 68, 22, 23, 24, 25]) if gather else None
-    one = gemm_rows.packed_weights(W, backward, rows=rows).copy()
-    many = gemm_rows.packed_weights(W, backward, rows=rows, cores=cores)
-    np.testing.assert_array_equal(many, one, err_msg="packed W")

@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from rnnkit.engine.buffers import absent, reuse_empty, transposed
-from rnnkit.engine.threads import blas_threads_at_most, run_jobs
+from rnnkit.engine.threads import blas_threads_at_most
 from rnnkit.errors import SettingError
 from rnnkit.kernels import jit
 from rnnkit.engine.step_gemm import PACKED, SMALL_GEMM, pack, packed_shape, times_w, times_wt
@@ -70,33 +70,17 @@ def forced_rows() -> int | None:
     return int(env)
 
 
-PARALLEL_PACK_BYTES = 1 << 22
-"""Packed weights of at least this size (4 MB: H = 512 and up for an LSTM) are packed on all the shards' cores:
-the pack streams W from memory (about 1.5 ms for W_hh at LSTM H = 650 within a training step, 0.5 with W in
-cache), and a Python hand-off to another thread costs about 0.1 ms."""
-
-
 def packed_weights(W: np.ndarray, backward: bool, workspace: dict | None = None, key: str | None = None,
-                   rows: np.ndarray | None = None, cores: int = 1) -> np.ndarray:
+                   rows: np.ndarray | None = None) -> np.ndarray:
     """The micro-kernel's operand: W.T (forward) or W (backward) packed (:func:`rnnkit.engine.step_gemm.pack`),
     made per call (W changes in place between calls) in a buffer kept in ``workspace`` under ``key`` (default:
     W_hh's forward or backward buffer; the input projection inside the loop keeps W_ih's under its own).
-    ``rows`` (forward only): W[rows].T, gathered while packing (a unit shard's gate rows).  ``cores`` > 1 (only
-    from the calling thread, never inside a job): from :data:`PARALLEL_PACK_BYTES`, the panels in that many
-    blocks side by side."""
+    ``rows`` (forward only): W[rows].T, gathered while packing (a unit shard's gate rows)."""
     B = W if backward else W.T
     key = key or ("W_hh_packed.backward" if backward else "W_hh_packed.forward")  # two shapes: one buffer each
     cols = np.empty(0, np.intp) if rows is None else np.asarray(rows, np.intp)
-    N, K = len(cols) or B.shape[1], B.shape[0]
-    Bp = reuse_empty(workspace, key, packed_shape(K, N, W.dtype), W.dtype)
-    panels, nb = Bp.shape[0] // max(K, 1), Bp.shape[1]
-    n = min(cores, panels) if Bp.nbytes >= PARALLEL_PACK_BYTES else 1
-    if n <= 1:
-        pack(B, Bp, cols)
-        return Bp
-    cuts = [panels * k // n * nb for k in range(n + 1)]  # first column of each block, on a panel's edge
-    run_jobs([functools.partial(pack, B[:, c0:c1] if not len(cols) else B, Bp[c0 // nb * K : c1 // nb * K],
-                                cols[c0:c1]) for c0, c1 in zip(cuts[:-1], cuts[1:])], None)
+    Bp = reuse_empty(workspace, key, packed_shape(B.shape[0], len(cols) or B.shape[1], W.dtype), W.dtype)
+    pack(B, Bp, cols)
     return Bp
 
 
@@ -115,9 +99,8 @@ def loop_operands(W_hh, blocks: list, backward: bool, workspace: dict | None) ->
     """(blocks, second operand) for the loops of one layer direction, from ``blocks`` [(b0, b1, rows)]:
     if any shard chose the micro-kernel, every shard uses it (one packed W_hh); else W_hh's contiguous
     transpose where a block reads it (:func:`needs_wt`), or a size-0 array."""
-    if any(r == PACKED for _, _, r in blocks):  # packed on the shards' cores
-        return [(b0, b1, PACKED) for b0, b1, _ in blocks], packed_weights(W_hh, backward, workspace,
-                                                                          cores=len(blocks))
+    if any(r == PACKED for _, _, r in blocks):
+        return [(b0, b1, PACKED) for b0, b1, _ in blocks], packed_weights(W_hh, backward, workspace)
     if any(needs_wt(b1 - b0, r, W_hh, backward) for b0, b1, r in blocks):
         return blocks, transposed(W_hh, workspace)
     return blocks, absent(W_hh.dtype, 2)
