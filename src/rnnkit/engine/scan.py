@@ -36,7 +36,7 @@ from rnnkit.engine import barrier, big_gemm, step_gemm, tuples
 from rnnkit.engine.barrier import wait
 from rnnkit.engine.buffers import absent, reuse_empty
 from rnnkit.engine.gemm_rows import loop_operands, step_gemm_rows
-from rnnkit import kernels
+import rnnkit.kernels as kernels
 from rnnkit.kernels import add_bias, add_present_biases, all_finite, jit, sum_rows
 from rnnkit.engine.tape import ScanTape
 from rnnkit.engine.tuples import at, rows
