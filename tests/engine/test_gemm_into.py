@@ -74,7 +74,9 @@ def test_add_t_way_is_measured_and_small_products_go_straight_in():
     assert big_gemm.add_t_way(8, 4, 4, "float64", 2) == big_gemm.INTO, "below MIN_ONE_THREAD: no temporary"
     ticks = iter(range(100))
     way = big_gemm.add_t_way.__wrapped__(64, 256, 256, "float32", 2, clock=lambda: next(ticks))
-    assert way == big_gemm.INTO, "equal times: INTO (no temporary)"
+    assert way == big_gemm.SUM, "equal times: SUM (INTO must gain a margin)"
+    ticks = iter([0, 0, 0, 10, 10, 40, 40, 50, 50, 80])  # warm-up starts, then INTO 10 and SUM 30 ticks twice
+    assert big_gemm.add_t_way.__wrapped__(64, 256, 256, "float32", 2, clock=lambda: next(ticks)) == big_gemm.INTO
     assert big_gemm.add_t_way(64, 256, 256, "float32", 2) in (big_gemm.INTO, big_gemm.SUM)
 
 
