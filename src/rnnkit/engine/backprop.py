@@ -14,7 +14,7 @@ from rnnkit.checks.arrays import check_array
 from rnnkit.engine import big_gemm, dropout as drop
 from rnnkit.engine.rows import Rows, scatter, table_grads
 from rnnkit.engine.scan import scan_backward
-from rnnkit.engine.threads import exclusive, run_jobs
+from rnnkit.engine.threads import exclusively, run_jobs
 from rnnkit.kernels import sum_rows
 
 
@@ -38,8 +38,7 @@ class Backprop:
         dL/dh_t * o_t * (1 - tanh(c_t)^2) for the total; rnnkit.diagnostics.gradflow
         does), taken from this BPTT pass; time-major regardless of batch_first.
         """
-        with exclusive(self._busy, "backward"):
-            return self._backward(d_out, d_state, record_state_grads, need_dx)
+        return exclusively(self._busy, "backward", self._backward, d_out, d_state, record_state_grads, need_dx)
 
     def _backward(self, d_out, d_state, record_state_grads, need_dx=True):
         if self._tape is None:

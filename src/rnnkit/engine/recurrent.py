@@ -29,7 +29,7 @@ from rnnkit.engine.state import StateFormat
 from rnnkit.engine.tape import LayerTape, Tape, TapeReader
 from rnnkit.engine import plans as planning
 from rnnkit.engine.plans import candidates, check_strategy, forced_strategy
-from rnnkit.engine.threads import LayerBusyError, exclusive, loop_cores, run_jobs  # noqa: F401  (re-exported)
+from rnnkit.engine.threads import LayerBusyError, exclusively, loop_cores, run_jobs  # noqa: F401  (re-exported)
 
 _DTYPES = (np.float32, np.float64)
 
@@ -205,8 +205,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
 
     def forward(self, x, state=None, lengths=None, rng=None, need_backward: bool = True):
         """Run the layer over a batch of sequences; see the class docstring for shapes."""
-        with exclusive(self._busy, "forward"):
-            return self._forward(x, state, lengths, rng, bool(need_backward))
+        return exclusively(self._busy, "forward", self._forward, x, state, lengths, rng, bool(need_backward))
 
     def _draw_masks(self, rng, T: int, B: int):
         """This forward's dropout masks (:mod:`rnnkit.engine.dropout`), or None (eval mode, or no rate > 0)."""
@@ -339,8 +338,7 @@ class Recurrent(StateFormat, Backprop, TapeReader, Module):
         the same order, so streaming and ``forward`` compute the same numbers), writing each
         layer's new state straight into the returned (num_layers, B, H) arrays.
         """
-        with exclusive(self._busy, "step"):
-            return self._step(x_t, state)
+        return exclusively(self._busy, "step", self._step, x_t, state)
 
     def _step(self, x_t, state):
         if self.bidirectional:

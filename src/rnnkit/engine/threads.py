@@ -216,21 +216,16 @@ class LayerBusyError(RuntimeError):
     """A layer was called from a second thread while another call on it was running."""
 
 
-class exclusive:  # noqa: N801  (used like a function: ``with exclusive(lock, "forward"):``)
-    """Hold ``lock`` (a layer's) for one call; a second thread calling meanwhile gets a clear error
-    instead of waiting or sharing the layer's buffers.  A class, not a generator: ``step`` pays it."""
-
-    __slots__ = ("lock", "what")
-
-    def __init__(self, lock, what: str):
-        self.lock, self.what = lock, what
-
-    def __enter__(self):
-        if not self.lock.acquire(blocking=False):
-            raise LayerBusyError(f"{self.what}: layer is in use by another thread; use one layer per thread")
-
-    def __exit__(self, *exc):
-        self.lock.release()
+def exclusively(lock, what: str, fn, *args):
+    """``fn(*args)`` holding ``lock`` (a layer's) for the call; a second thread calling meanwhile gets a clear error
+    instead of waiting or sharing the layer's buffers.  A function, not a context manager: ``step`` pays it on
+    every call (the class with ``__enter__``/``__exit__`` cost 0.36 us, about 4 % of a GRU step at H = 128)."""
+    if not lock.acquire(blocking=False):
+        raise LayerBusyError(f"{what}: layer is in use by another thread; use one layer per thread")
+    try:
+        return fn(*args)
+    finally:
+        lock.release()
 
 
 @functools.lru_cache(maxsize=None)
