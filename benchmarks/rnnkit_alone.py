@@ -19,7 +19,11 @@ import time
 import numpy as np
 
 import rnnkit
-from rnnkit import threads
+
+try:
+    from rnnkit.engine import threads
+except ImportError:  # a commit from before the engine/ folder
+    from rnnkit import threads
 
 STEP_H = (32, 128)
 

@@ -80,10 +80,12 @@ class Backprop:
             d_layer_in = None
             for d, finish in enumerate(finishes):
                 k = layer * D + d
-                into = self._grads[self._weight_names[k][1]] if not used_hh else None  # masked: added below
-                d_xw, dW_hh, db_hh, d_states0[k] = finish(threads.blas_threads, into)
-                d_in = self._input_grads(layer, d, tape.layers[layer].input, d_xw, dW_hh, db_hh,
-                                         masks.weight[k] if used_hh else None, need_dx or layer > 0,
+                grad_hh = self._grads[self._weight_names[k][1]]
+                dW_hh = np.zeros_like(grad_hh) if used_hh else grad_hh  # the scan adds dL/dW_hh into it
+                d_xw, db_hh, d_states0[k] = finish(threads.blas_threads, dW_hh)
+                if used_hh:  # dL/dW_hh through the forward's DropConnect mask on W_hh
+                    grad_hh += drop.apply(dW_hh, masks.weight[k])
+                d_in = self._input_grads(layer, d, tape.layers[layer].input, d_xw, db_hh, need_dx or layer > 0,
                                          threads.blas_threads)
                 d_layer_in = d_in if d_layer_in is None else d_layer_in + d_in
             d_layer_out = d_layer_in if masks is None or d_layer_in is None else drop.apply(d_layer_in,
@@ -98,16 +100,15 @@ class Backprop:
             d_x = d_x.transpose(1, 0, 2)
         return d_x, self._join_state(d_states0)
 
-    def _input_grads(self, layer: int, d: int, layer_in, d_xw, dW_hh, db_hh, weight_mask, need_dx=True, blas=1):
-        """Add one direction's weight and bias gradients into ``grads``; return its d_layer_in
+    def _input_grads(self, layer: int, d: int, layer_in, d_xw, db_hh, need_dx=True, blas=1):
+        """Add one direction's W_ih and bias gradients into ``grads``; return its d_layer_in
         (None without ``need_dx``).
 
         layer_in (T, B, I): what met W_ih (or :class:`rnnkit.engine.rows.Rows`: then the gradients go
         through the table, and d_layer_in is dL/d table (V, I)); d_xw (T, B, G): dL/d xw from the loops;
-        dW_hh (G, H), db_hh (G,): from the scan (dW_hh None: the scan added it into ``grads`` itself);
-        weight_mask: the forward's DropConnect mask on W_hh, or None.
+        db_hh (G,): from the scan (which adds dW_hh itself).
         """
-        n_ih, n_hh, n_bih, n_bhh = self._weight_names[layer * self.num_directions + d]
+        n_ih, _, n_bih, n_bhh = self._weight_names[layer * self.num_directions + d]
         W_ih, _, b_ih, _ = self._weights(layer, d)
         if isinstance(layer_in, Rows):  # xw = P[ids], P = table W_ih^T + b: through dP (V, G)
             d_xw2, dW_ih, d_in = table_grads(layer_in, d_xw, W_ih, need_dx, blas)
@@ -116,8 +117,6 @@ class Backprop:
             d_xw2 = d_xw.reshape(-1, d_xw.shape[-1])
             big_gemm.add_t(self._grads[n_ih], layer_in.reshape(d_xw2.shape[0], -1), d_xw2, blas)  # += d_xw^T x
             d_in = big_gemm.dot(d_xw2, W_ih, blas=blas).reshape(layer_in.shape) if need_dx else None
-        if dW_hh is not None:
-            self._grads[n_hh] += dW_hh if weight_mask is None else drop.apply(dW_hh, weight_mask)
         if b_ih is not None:
             self._grads[n_bih] += db_hh if self.cell.dhw_is_dxw else sum_rows(d_xw2)
             self._grads[n_bhh] += db_hh

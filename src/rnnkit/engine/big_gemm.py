@@ -184,7 +184,7 @@ def add_t(out: np.ndarray, a: np.ndarray, b: np.ndarray, blas: int = 1, cores: i
         return out
     n = min(cores or usable_cores(), N // MIN_ROWS)
     if (how or add_t_way(R, M, N, a.dtype.name, n)) == SUM:
-        out += dot_t(a, b, 1, n)
+        out += dot_t(a, b, 1, cores)
         return out
     if n <= 1 or R * M * N < MIN_SPLIT:
         with blas_threads_at_most(1 if R * M * N >= MIN_ONE_THREAD else None):

@@ -340,9 +340,9 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
                through h_t = o_t tanh(c_t) is added inside the cell's backward; 0 in
                padded rows
     workspace: d_xw (and the GRU's d_hw) are written into buffers kept there
-    ``finish(blas, dW_into)`` returns d_xw (T, B, G), dW_hh (G, H), db_hh (G,), d_state0 (``blas``: the thread plan's
-    BLAS threads, :func:`rnnkit.engine.big_gemm.dot`); given ``dW_into`` (G, H), dW_hh is added into it instead
-    (:func:`rnnkit.engine.big_gemm.add_t`: no temporary) and returned as None.
+    ``finish(blas, dW_hh)`` adds dL/dW_hh into ``dW_hh`` (G, H) (:func:`rnnkit.engine.big_gemm.add_t`: no temporary)
+    and returns d_xw (T, B, G), db_hh (G,), d_state0 (``blas``: the thread plan's BLAS threads,
+    :func:`rnnkit.engine.big_gemm.dot`).
     """
     d_out = np.ascontiguousarray(d_out)
     T, B, H = d_out.shape
@@ -374,7 +374,7 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
                               tape.reverse, cell.direct_h, rec, mask, b0, b1, r)
             for k, (b0, b1, r) in enumerate(blocks)]
 
-    def finish(blas: int = 1, dW_into=None):
+    def finish(blas: int, dW_hh):
         if len(shards) > 1:
             for g, *parts in zip(dp, *dps):
                 g += sum(parts)
@@ -388,12 +388,8 @@ def scan_backward(cell, tape: ScanTape, d_out, d_state_T, W_hh, keep=None, p=(),
             d_own = d_xw[..., r:].reshape(T * B, G - r)
             parts.append((tape.cache[0].reshape(T * B, -1), d_own))
             db_hh = np.concatenate([db_hh, sum_rows(d_own)])
-        if dW_into is not None:
-            for (a, d), rows in zip(parts, (slice(0, r), slice(r, G))):
-                big_gemm.add_t(dW_into[rows], a, d, blas)
-            return d_xw, None, db_hh, State._make(d0)
-        dW_hh = np.concatenate([big_gemm.dot_t(a, d, blas) for a, d in parts]) if len(parts) > 1 else \
-            big_gemm.dot_t(*parts[0], blas)
-        return d_xw, dW_hh, db_hh, State._make(d0)
+        for (a, d), rows in zip(parts, (slice(0, r), slice(r, G))):
+            big_gemm.add_t(dW_hh[rows], a, d, blas)
+        return d_xw, db_hh, State._make(d0)
 
     return jobs, finish
