@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnkit.kernels import stable_jit, rowjit, sigmoid_, tanh_
+from rnnkit.kernels import stable_jit, rowjit, sigmoid_of_sum, tanh_of
 from rnnkit.cells.protocol import Cell, HState, LSTMState
-from rnnkit.cells.lstm import _sigmoid_of_sum, _tanh_of_sum
 
 @rowjit
 def _gru_candidate_row(r, n, hn_w, hn):
     for j in range(n.shape[0]):
         hn[j] = hn_w[j]  # kept: W_hn h_prev + b_hn, the part r multiplies
-        n[j] = tanh_(n[j] + r[j] * hn_w[j])
+        n[j] = n[j] + r[j] * hn_w[j]
+    tanh_of(n, None, n)
 
 
 @rowjit
@@ -29,7 +29,7 @@ def gru_step(xw, hw, p, prev, new, cache):
     H = h.shape[1]
     for b in range(h.shape[0]):  # loops over few arrays each: LLVM vectorises them
         a, w = xw[b], hw[b]
-        _sigmoid_of_sum(a[: 2 * H], w[: 2 * H])  # r, z = sigma(xr + hr), sigma(xz + hz)
+        sigmoid_of_sum(a[: 2 * H], w[: 2 * H], a[: 2 * H])  # r, z = sigma(xr + hr), sigma(xz + hz)
         _gru_candidate_row(a[:H], a[2 * H :], w[2 * H :], hn[b])  # n = tanh(xn + r hn)
         _gru_hidden_row(a[H : 2 * H], a[2 * H :], h_prev[b], h[b])  # h = (1 - z) n + z h_prev
 

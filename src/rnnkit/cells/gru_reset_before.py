@@ -28,8 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnkit.cells.gru import GRUCell, _copy_row
-from rnnkit.cells.lstm import _sigmoid_of_sum
-from rnnkit.kernels import add_bias, rowjit, stable_jit, tanh_
+from rnnkit.kernels import add_bias, rowjit, sigmoid_of_sum, stable_jit, tanh_of_sum
 
 
 @rowjit
@@ -42,8 +41,8 @@ def _reset_row(r, h_prev, m, masked, rh):
 @rowjit
 def _update_row(z, n, h_prev, h):
     """n = tanh(xn + hn) in place; h = (1 - z) n + z h_prev (h holds hn on entry)."""
+    tanh_of_sum(n, h, n)
     for j in range(h.shape[0]):
-        n[j] = tanh_(n[j] + h[j])
         h[j] = n[j] + z[j] * (h_prev[j] - n[j])
 
 
@@ -55,7 +54,7 @@ def gru_reset_before_step(xw, hw, p, prev, new, cache):
     H, masked = h.shape[1], m.shape[0] > 0
     for b in range(h.shape[0]):
         a = xw[b]
-        _sigmoid_of_sum(a[: 2 * H], hw[b])  # r, z
+        sigmoid_of_sum(a[: 2 * H], hw[b], a[: 2 * H])  # r, z
         _reset_row(a[:H], h_prev[b], m[b] if masked else h_prev[b], masked, rh[b])
     np.dot(rh, W_n.T, h)  # h holds hn = rh W_hn^T (+ b_hn) until the update
     if b_n.shape[0]:

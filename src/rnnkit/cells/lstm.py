@@ -5,22 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnkit.kernels import stable_jit, rowjit, sigmoid_, tanh_
+from rnnkit.kernels import stable_jit, rowjit, sigmoid_of_sum, tanh_of, tanh_of_sum
 from rnnkit.cells.protocol import Cell, HState, LSTMState
-
-@rowjit
-def _sigmoid_of_sum(a, w):
-    """a <- sigma(a + w) (a gate block: xw + hw, activated in place)."""
-    for j in range(a.shape[0]):
-        a[j] = sigmoid_(a[j] + w[j])
-
-
-@rowjit
-def _tanh_of_sum(a, w):
-    """a <- tanh(a + w)."""
-    for j in range(a.shape[0]):
-        a[j] = tanh_(a[j] + w[j])
-
 
 @rowjit
 def _lstm_cell_row(i, f, g, c_prev, c):
@@ -30,8 +16,8 @@ def _lstm_cell_row(i, f, g, c_prev, c):
 
 @rowjit
 def _lstm_hidden_row(o, c, tanh_c, h):
+    tanh_of(c, None, tanh_c)
     for j in range(h.shape[0]):
-        tanh_c[j] = tanh_(c[j])
         h[j] = o[j] * tanh_c[j]
 
 
@@ -43,9 +29,9 @@ def lstm_step(xw, hw, p, prev, new, cache):
     for b in range(h.shape[0]):  # loops over few arrays each: LLVM vectorises them
         a, w = xw[b], hw[b]
         i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
-        _sigmoid_of_sum(a[: 2 * H], w[: 2 * H])  # i, f = sigma(a_i), sigma(a_f)
-        _tanh_of_sum(g, w[2 * H : 3 * H])  # g = tanh(a_g)
-        _sigmoid_of_sum(o, w[3 * H :])  # o = sigma(a_o)
+        sigmoid_of_sum(a[: 2 * H], w[: 2 * H], a[: 2 * H])  # i, f = sigma(a_i), sigma(a_f)
+        tanh_of_sum(g, w[2 * H : 3 * H], g)  # g = tanh(a_g)
+        sigmoid_of_sum(o, w[3 * H :], o)  # o = sigma(a_o)
         _lstm_cell_row(i, f, g, c_prev[b], c[b])  # c = f * c_prev + i * g
         _lstm_hidden_row(o, c[b], tanh_c[b], h[b])  # h = o * tanh(c)
 

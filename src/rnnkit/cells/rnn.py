@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnkit.kernels import stable_jit, rowjit, sigmoid_, tanh_
+from rnnkit.kernels import stable_jit, rowjit, tanh_of_sum
 from rnnkit.cells.protocol import Cell, HState, LSTMState
 
 @rowjit
 def _rnn_row(a, ha, h, relu):
     zero = h.dtype.type(0.0)
+    if not relu:
+        tanh_of_sum(a, ha, h)  # a = xw + hw
+        return
     for j in range(h.shape[0]):
-        v = a[j] + ha[j]  # a = xw + hw
-        h[j] = max(v, zero) if relu else tanh_(v)
+        h[j] = max(a[j] + ha[j], zero)
 
 
 @rowjit
