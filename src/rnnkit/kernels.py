@@ -8,8 +8,8 @@
   SVML here, so ``math.tanh`` is a scalar libm call, 5-7x slower); max abs error <= 5e-7
   (tested over a dense float32 grid).  sigma(x) = tanh(x/2)/2 + 1/2 in both (halving is exact).
 * ``sigmoid_of_sum``, ``tanh_of_sum``, ``tanh_of``: out <- act(x + w) or act(x) over a row.  float32
-  rows run in vectors of :data:`LANES` floats, then one element at a time, with the same
-  operations lane by lane as ``tanh_``/``sigmoid_``: the same bits wherever an element falls.
+  rows run in vectors of :data:`WIDE` or :data:`NARROW` floats, then one element at a time, with the
+  same operations lane by lane as ``tanh_``/``sigmoid_``: the same bits wherever an element falls.
 * ``add_bias``, ``add_biases``: a bias added to every row of a projection.
 * ``all_finite``: the NaN/inf check of small inputs.
 * :func:`stable_jit`: the compiler of the cells' step functions (the time loops of
@@ -154,9 +154,9 @@ def _sigmoid_impl(x):
 
 
 # ----------------------------------------------------------------------------- activations of rows
-def _lanes_intrinsic(name: str):
-    """dst[j:j+LANES] = act(x[j:j+LANES] (+ w[j:j+LANES])) for float32 C-contiguous 1-D arrays, as one vector of
-    LANES floats (w None: no sum)."""
+def _lanes_intrinsic(name: str, n_lanes: int):
+    """dst[j:j+n] = act(x[j:j+n] (+ w[j:j+n])) for float32 C-contiguous 1-D arrays, as one vector of n = n_lanes
+    floats (w None: no sum)."""
 
     @intrinsic
     def lanes(typingctx, dst, x, w, j):
@@ -165,9 +165,9 @@ def _lanes_intrinsic(name: str):
             return None
 
         def codegen(context, builder, sig, args):
-            vt = ir.VectorType(ir.FloatType(), LANES)
+            vt = ir.VectorType(ir.FloatType(), n_lanes)
 
-            def at(k):  # a pointer to LANES floats of argument k from element j
+            def at(k):  # a pointer to n_lanes floats of argument k from element j
                 data = context.make_array(sig.args[k])(context, builder, args[k]).data
                 return builder.bitcast(builder.gep(data, [args[3]]), vt.as_pointer())
 
@@ -182,20 +182,26 @@ def _lanes_intrinsic(name: str):
     return lanes
 
 
-LANES = 16
-"""float32 lanes of the activations' vectors (one 64-byte AVX-512 register; LLVM splits it where vectors are
-narrower).  LLVM's own vectoriser chooses half that on AVX-512 Xeons (it prefers 32-byte vectors there), and
-without fused multiply-adds: a sigmoid cost 0.45 ns an element that way, 0.23 with these (2-core Intel Xeon)."""
-_LANES = {name: _lanes_intrinsic(name) for name in ACTIVATIONS_IR}
+WIDE, NARROW = 16, 8
+"""float32 lanes of the activations' vectors: 64 bytes (an AVX-512 register) in steps of many rows, 32 bytes in
+steps of few (:data:`WIDE_ROWS`); LLVM splits them where vectors are narrower.  LLVM's own vectoriser took 32-byte
+vectors without fused multiply-adds, and in the time loops it left the fused version scalar: one sigmoid 0.45 ns
+an element that way, 0.23 with these 64-byte vectors (2-core Intel Xeon; LSTM inference (100, 32, 64, 128)
+3.2-3.3 ms -> 2.7-2.9).  But 64-byte fused multiply-adds lower an Intel core's clock for a while: the streaming
+step (B = 1), whose BLAS and Python work runs at that clock, took 5-10 % longer with them (LSTM H = 128: 12.8-13.7
+-> 13.9-14.7 us) and none with 32-byte vectors.  The time loops' micro-kernel runs 64-byte vectors anyway."""
+WIDE_ROWS = 2
+"""Batch rows from which a step's activations run in WIDE vectors (below: NARROW)."""
+_LANES = {(name, n): _lanes_intrinsic(name, n) for name in ACTIVATIONS_IR for n in (WIDE, NARROW)}
 _SCALAR = {"tanh": tanh_, "sigmoid": sigmoid_}
 
 
 def _row(name: str, summed: bool):
-    """The overload of a row function out <- act(x + w) (summed) or act(x): whole vectors of LANES floats, then
-    the rest one element at a time (the same bits: the same operations)."""
-    lanes, scalar = _LANES[name], _SCALAR[name]
+    """The overload of a row function out <- act(x + w) (summed) or act(x): whole vectors of WIDE floats (if
+    ``wide``), then of NARROW, then the rest one element at a time (the same bits: the same operations)."""
+    wide_lanes, narrow_lanes, scalar = _LANES[name, WIDE], _LANES[name, NARROW], _SCALAR[name]
 
-    def impl(x, w, out):
+    def impl(x, w, out, wide):
         arrays = (x, w, out) if summed else (x, out)
         vector = all(isinstance(t, types.Array) and t.dtype == types.float32 and t.layout == "C" for t in arrays)
 
@@ -204,29 +210,34 @@ def _row(name: str, summed: bool):
             for j in range(m, out.shape[0]):
                 out[j] = scalar(x[j] + w[j]) if summed else scalar(x[j])
 
-        def vector_row(x, w, out):
-            m = out.shape[0] - out.shape[0] % LANES
-            for j in range(0, m, LANES):
-                lanes(out, x, w, j)
-            rest(x, w, out, m)
+        def vector_row(x, w, out, wide):
+            n = out.shape[0]
+            m = (n - n % WIDE) * wide  # no branch: numba's inlining of a variable set in one lost track of it
+            for j in range(0, m, WIDE):
+                wide_lanes(out, x, w, j)
+            m8 = n - (n - m) % NARROW
+            for j in range(m, m8, NARROW):
+                narrow_lanes(out, x, w, j)
+            rest(x, w, out, m8)
 
-        return vector_row if vector else lambda x, w, out: rest(x, w, out, 0)
+        return vector_row if vector else lambda x, w, out, wide: rest(x, w, out, 0)
 
     return impl
 
 
-def sigmoid_of_sum(x, w, out):
-    """out <- sigma(x + w) for 1-D x, w, out (out may be x: a gate block xw + hw activated in place)."""
+def sigmoid_of_sum(x, w, out, wide):
+    """out <- sigma(x + w) for 1-D x, w, out (out may be x: a gate block xw + hw activated in place); ``wide``:
+    the step has at least :data:`WIDE_ROWS` rows."""
     out[:] = 0.5 + 0.5 * np.tanh(0.5 * (x + w))
 
 
-def tanh_of_sum(x, w, out):
-    """out <- tanh(x + w) for 1-D x, w, out (out may be x)."""
+def tanh_of_sum(x, w, out, wide):
+    """out <- tanh(x + w) for 1-D x, w, out (out may be x); ``wide`` as :func:`sigmoid_of_sum`."""
     out[:] = np.tanh(x + w)
 
 
-def tanh_of(x, w, out):
-    """out <- tanh(x) for 1-D x and out (out may be x); w is not read (None)."""
+def tanh_of(x, w, out, wide):
+    """out <- tanh(x) for 1-D x and out (out may be x); w is not read (None); ``wide`` as :func:`sigmoid_of_sum`."""
     out[:] = np.tanh(x)
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnkit.kernels import stable_jit, rowjit, sigmoid_of_sum, tanh_of
+from rnnkit.kernels import WIDE_ROWS, stable_jit, rowjit, sigmoid_of_sum, tanh_of
 from rnnkit.cells.protocol import Cell, HState, LSTMState
 
 @rowjit
-def _gru_candidate_row(r, n, hn_w, hn):
+def _gru_candidate_row(r, n, hn_w, hn, wide):
     for j in range(n.shape[0]):
         hn[j] = hn_w[j]  # kept: W_hn h_prev + b_hn, the part r multiplies
         n[j] = n[j] + r[j] * hn_w[j]
-    tanh_of(n, None, n)
+    tanh_of(n, None, n, wide)
 
 
 @rowjit
@@ -26,11 +26,11 @@ def _gru_hidden_row(z, n, h_prev, h):
 def gru_step(xw, hw, p, prev, new, cache):
     """r, z = sigma(x_rz + h_rz); n = tanh(xn + r hn); h = (1 - z) n + z h_prev."""
     h_prev, h, hn = prev[0], new[0], cache[0]
-    H = h.shape[1]
+    H, wide = h.shape[1], h.shape[0] >= WIDE_ROWS
     for b in range(h.shape[0]):  # loops over few arrays each: LLVM vectorises them
         a, w = xw[b], hw[b]
-        sigmoid_of_sum(a[: 2 * H], w[: 2 * H], a[: 2 * H])  # r, z = sigma(xr + hr), sigma(xz + hz)
-        _gru_candidate_row(a[:H], a[2 * H :], w[2 * H :], hn[b])  # n = tanh(xn + r hn)
+        sigmoid_of_sum(a[: 2 * H], w[: 2 * H], a[: 2 * H], wide)  # r, z = sigma(xr + hr), sigma(xz + hz)
+        _gru_candidate_row(a[:H], a[2 * H :], w[2 * H :], hn[b], wide)  # n = tanh(xn + r hn)
         _gru_hidden_row(a[H : 2 * H], a[2 * H :], h_prev[b], h[b])  # h = (1 - z) n + z h_prev
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnkit.cells.gru import GRUCell, _copy_row
-from rnnkit.kernels import add_bias, rowjit, sigmoid_of_sum, stable_jit, tanh_of_sum
+from rnnkit.kernels import WIDE_ROWS, add_bias, rowjit, sigmoid_of_sum, stable_jit, tanh_of_sum
 
 
 @rowjit
@@ -39,9 +39,9 @@ def _reset_row(r, h_prev, m, masked, rh):
 
 
 @rowjit
-def _update_row(z, n, h_prev, h):
+def _update_row(z, n, h_prev, h, wide):
     """n = tanh(xn + hn) in place; h = (1 - z) n + z h_prev (h holds hn on entry)."""
-    tanh_of_sum(n, h, n)
+    tanh_of_sum(n, h, n, wide)
     for j in range(h.shape[0]):
         h[j] = n[j] + z[j] * (h_prev[j] - n[j])
 
@@ -51,17 +51,17 @@ def gru_reset_before_step(xw, hw, p, prev, new, cache):
     """r, z = sigma(x_rz + h_rz); rh = r h_in; n = tanh(xn + rh W_hn^T + b_hn); h = (1 - z) n + z h_prev."""
     W_n, b_n, m = p
     h_prev, h, rh = prev[0], new[0], cache[0]
-    H, masked = h.shape[1], m.shape[0] > 0
+    H, masked, wide = h.shape[1], m.shape[0] > 0, h.shape[0] >= WIDE_ROWS
     for b in range(h.shape[0]):
         a = xw[b]
-        sigmoid_of_sum(a[: 2 * H], hw[b], a[: 2 * H])  # r, z
+        sigmoid_of_sum(a[: 2 * H], hw[b], a[: 2 * H], wide)  # r, z
         _reset_row(a[:H], h_prev[b], m[b] if masked else h_prev[b], masked, rh[b])
     np.dot(rh, W_n.T, h)  # h holds hn = rh W_hn^T (+ b_hn) until the update
     if b_n.shape[0]:
         add_bias(h, b_n)
     for b in range(h.shape[0]):
         a = xw[b]
-        _update_row(a[H : 2 * H], a[2 * H :], h_prev[b], h[b])
+        _update_row(a[H : 2 * H], a[2 * H :], h_prev[b], h[b], wide)
 
 
 @rowjit

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnkit.kernels import stable_jit, rowjit, sigmoid_of_sum, tanh_of, tanh_of_sum
+from rnnkit.kernels import WIDE_ROWS, stable_jit, rowjit, sigmoid_of_sum, tanh_of, tanh_of_sum
 from rnnkit.cells.protocol import Cell, HState, LSTMState
 
 @rowjit
@@ -15,8 +15,8 @@ def _lstm_cell_row(i, f, g, c_prev, c):
 
 
 @rowjit
-def _lstm_hidden_row(o, c, tanh_c, h):
-    tanh_of(c, None, tanh_c)
+def _lstm_hidden_row(o, c, tanh_c, h, wide):
+    tanh_of(c, None, tanh_c, wide)
     for j in range(h.shape[0]):
         h[j] = o[j] * tanh_c[j]
 
@@ -25,15 +25,15 @@ def _lstm_hidden_row(o, c, tanh_c, h):
 def lstm_step(xw, hw, p, prev, new, cache):
     """i, f, g, o = sigma, sigma, tanh, sigma of xw + hw; c = f c_prev + i g; h = o tanh(c)."""
     c_prev, h, c, tanh_c = prev[1], new[0], new[1], cache[0]
-    H = h.shape[1]
+    H, wide = h.shape[1], h.shape[0] >= WIDE_ROWS
     for b in range(h.shape[0]):  # loops over few arrays each: LLVM vectorises them
         a, w = xw[b], hw[b]
         i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
-        sigmoid_of_sum(a[: 2 * H], w[: 2 * H], a[: 2 * H])  # i, f = sigma(a_i), sigma(a_f)
-        tanh_of_sum(g, w[2 * H : 3 * H], g)  # g = tanh(a_g)
-        sigmoid_of_sum(o, w[3 * H :], o)  # o = sigma(a_o)
+        sigmoid_of_sum(a[: 2 * H], w[: 2 * H], a[: 2 * H], wide)  # i, f = sigma(a_i), sigma(a_f)
+        tanh_of_sum(g, w[2 * H : 3 * H], g, wide)  # g = tanh(a_g)
+        sigmoid_of_sum(o, w[3 * H :], o, wide)  # o = sigma(a_o)
         _lstm_cell_row(i, f, g, c_prev[b], c[b])  # c = f * c_prev + i * g
-        _lstm_hidden_row(o, c[b], tanh_c[b], h[b])  # h = o * tanh(c)
+        _lstm_hidden_row(o, c[b], tanh_c[b], h[b], wide)  # h = o * tanh(c)
 
 
 @rowjit

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnkit.kernels import stable_jit, rowjit, tanh_of_sum
+from rnnkit.kernels import WIDE_ROWS, stable_jit, rowjit, tanh_of_sum
 from rnnkit.cells.protocol import Cell, HState, LSTMState
 
 @rowjit
-def _rnn_row(a, ha, h, relu):
+def _rnn_row(a, ha, h, relu, wide):
     zero = h.dtype.type(0.0)
     if not relu:
-        tanh_of_sum(a, ha, h)  # a = xw + hw
+        tanh_of_sum(a, ha, h, wide)  # a = xw + hw
         return
     for j in range(h.shape[0]):
         h[j] = max(a[j] + ha[j], zero)
@@ -30,7 +30,7 @@ def rnn_tanh_step(xw, hw, p, prev, new, cache):
     """h = tanh(xw + hw)."""
     h = new[0]
     for b in range(h.shape[0]):
-        _rnn_row(xw[b], hw[b], h[b], False)
+        _rnn_row(xw[b], hw[b], h[b], False, h.shape[0] >= WIDE_ROWS)
 
 
 @stable_jit
@@ -38,7 +38,7 @@ def rnn_relu_step(xw, hw, p, prev, new, cache):
     """h = max(xw + hw, 0)."""
     h = new[0]
     for b in range(h.shape[0]):
-        _rnn_row(xw[b], hw[b], h[b], True)
+        _rnn_row(xw[b], hw[b], h[b], True, False)
 
 
 @stable_jit
