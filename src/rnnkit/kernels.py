@@ -26,8 +26,6 @@ import hashlib
 import inspect
 import math
 
-from functools import partial
-
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -96,7 +94,7 @@ def _tanh_ir(builder, x):
     """The float32 tanh of ``x`` (a float or a vector of floats, lane by lane: the same operations, so the same
     bits either way): x clamped to +-TANH_CLAMP (NaN passes), x p(x^2) / q(x^2) with Horner's steps as fused
     multiply-adds."""
-    k = partial(_float32_constant, x.type)
+    k = functools.partial(_float32_constant, x.type)
     x = builder.select(builder.fcmp_ordered("<", x, k(-TANH_CLAMP)), k(-TANH_CLAMP), x)
     x = builder.select(builder.fcmp_ordered(">", x, k(TANH_CLAMP)), k(TANH_CLAMP), x)
     x2 = builder.fmul(x, x)
