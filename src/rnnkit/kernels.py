@@ -186,10 +186,16 @@ steps of few (:data:`WIDE_ROWS`); LLVM splits them where vectors are narrower.  
 vectors without fused multiply-adds, and in the time loops it left the fused version scalar: one sigmoid 0.45 ns
 an element that way, 0.23 with these 64-byte vectors (2-core Intel Xeon; LSTM inference (100, 32, 64, 128)
 3.2-3.3 ms -> 2.7-2.9).  But 64-byte fused multiply-adds lower an Intel core's clock for a while: the streaming
-step (B = 1), whose BLAS and Python work runs at that clock, took 5-10 % longer with them (LSTM H = 128: 12.8-13.7
+step (B = 1), whose BLAS and Python work runs at that clock, took 5-12 % longer with them (LSTM H = 128: 12.8-13.7
 -> 13.9-14.7 us) and none with 32-byte vectors.  The time loops' micro-kernel runs 64-byte vectors anyway."""
 WIDE_ROWS = 2
 """Batch rows from which a step's activations run in WIDE vectors (below: NARROW)."""
+
+
+@rowjit
+def wide_step(h):
+    """Whether a step whose state h is (B, H) runs its row activations in WIDE vectors: B >= :data:`WIDE_ROWS`."""
+    return h.shape[0] >= WIDE_ROWS
 _LANES = {(name, n): _lanes_intrinsic(name, n) for name in ACTIVATIONS_IR for n in (WIDE, NARROW)}
 _SCALAR = {"tanh": tanh_, "sigmoid": sigmoid_}
 
@@ -225,7 +231,7 @@ def _row(name: str, summed: bool):
 
 def sigmoid_of_sum(x, w, out, wide):
     """out <- sigma(x + w) for 1-D x, w, out (out may be x: a gate block xw + hw activated in place); ``wide``:
-    the step has at least :data:`WIDE_ROWS` rows."""
+    :func:`wide_step` of the step."""
     out[:] = 0.5 + 0.5 * np.tanh(0.5 * (x + w))
 
 

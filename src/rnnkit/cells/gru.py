@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnkit.kernels import WIDE_ROWS, stable_jit, rowjit, sigmoid_of_sum, tanh_of
+from rnnkit.kernels import stable_jit, rowjit, sigmoid_of_sum, tanh_of, wide_step
 from rnnkit.cells.protocol import Cell, HState, LSTMState
 
 @rowjit
@@ -26,7 +26,7 @@ def _gru_hidden_row(z, n, h_prev, h):
 def gru_step(xw, hw, p, prev, new, cache):
     """r, z = sigma(x_rz + h_rz); n = tanh(xn + r hn); h = (1 - z) n + z h_prev."""
     h_prev, h, hn = prev[0], new[0], cache[0]
-    H, wide = h.shape[1], h.shape[0] >= WIDE_ROWS
+    H, wide = h.shape[1], wide_step(h)
     for b in range(h.shape[0]):  # loops over few arrays each: LLVM vectorises them
         a, w = xw[b], hw[b]
         sigmoid_of_sum(a[: 2 * H], w[: 2 * H], a[: 2 * H], wide)  # r, z = sigma(xr + hr), sigma(xz + hz)

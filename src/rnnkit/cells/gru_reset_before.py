@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnkit.cells.gru import GRUCell, _copy_row
-from rnnkit.kernels import WIDE_ROWS, add_bias, rowjit, sigmoid_of_sum, stable_jit, tanh_of_sum
+from rnnkit.kernels import add_bias, rowjit, sigmoid_of_sum, stable_jit, tanh_of_sum, wide_step
 
 
 @rowjit
@@ -51,7 +51,7 @@ def gru_reset_before_step(xw, hw, p, prev, new, cache):
     """r, z = sigma(x_rz + h_rz); rh = r h_in; n = tanh(xn + rh W_hn^T + b_hn); h = (1 - z) n + z h_prev."""
     W_n, b_n, m = p
     h_prev, h, rh = prev[0], new[0], cache[0]
-    H, masked, wide = h.shape[1], m.shape[0] > 0, h.shape[0] >= WIDE_ROWS
+    H, masked, wide = h.shape[1], m.shape[0] > 0, wide_step(h)
     for b in range(h.shape[0]):
         a = xw[b]
         sigmoid_of_sum(a[: 2 * H], hw[b], a[: 2 * H], wide)  # r, z

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnkit.kernels import WIDE_ROWS, stable_jit, rowjit, sigmoid_of_sum, tanh_of, tanh_of_sum
+from rnnkit.kernels import stable_jit, rowjit, sigmoid_of_sum, tanh_of, tanh_of_sum, wide_step
 from rnnkit.cells.protocol import Cell, HState, LSTMState
 
 @rowjit
@@ -25,7 +25,7 @@ def _lstm_hidden_row(o, c, tanh_c, h, wide):
 def lstm_step(xw, hw, p, prev, new, cache):
     """i, f, g, o = sigma, sigma, tanh, sigma of xw + hw; c = f c_prev + i g; h = o tanh(c)."""
     c_prev, h, c, tanh_c = prev[1], new[0], new[1], cache[0]
-    H, wide = h.shape[1], h.shape[0] >= WIDE_ROWS
+    H, wide = h.shape[1], wide_step(h)
     for b in range(h.shape[0]):  # loops over few arrays each: LLVM vectorises them
         a, w = xw[b], hw[b]
         i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnkit.kernels import WIDE_ROWS, stable_jit, rowjit, tanh_of_sum
+from rnnkit.kernels import stable_jit, rowjit, tanh_of_sum, wide_step
 from rnnkit.cells.protocol import Cell, HState, LSTMState
 
 @rowjit
@@ -29,8 +29,9 @@ def _rnn_backward_row(dh, h, da, relu):
 def rnn_tanh_step(xw, hw, p, prev, new, cache):
     """h = tanh(xw + hw)."""
     h = new[0]
+    wide = wide_step(h)
     for b in range(h.shape[0]):
-        _rnn_row(xw[b], hw[b], h[b], False, h.shape[0] >= WIDE_ROWS)
+        _rnn_row(xw[b], hw[b], h[b], False, wide)
 
 
 @stable_jit
