@@ -81,6 +81,13 @@ def test_stream_needs_a_unidirectional_model(trained, capsys):
     assert "--no-bidirectional" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("speeds", ["0.9,x", "0.1", "1.0,,1.1", "inf"])
+def test_bad_speed_perturb_is_one_line_exit_2(tmp_path, capsys, speeds):
+    assert main(["train", "asr", "--speed-perturb", speeds, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--speed-perturb" in err and "speeds in [0.5, 2]" in err and err.count("\n") == 1, err
+
+
 @pytest.mark.slow
 def test_bad_manifest_row_in_training(tmp_path, capsys):
     m = tmp_path / "train.tsv"

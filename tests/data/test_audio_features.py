@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_close
-from rnnkit.data.audio import AudioError, read_audio
+from rnnkit.data.audio import AudioError, change_speed, read_audio
 from rnnkit.data.features import (apply_cmvn, cmvn_stats, frame_sizes, log_mel, mel_filters, spec_augment,
                                   stack_frames)
 
@@ -92,3 +92,14 @@ def test_empty_wav(tmp_path):
     sf.write(p, np.zeros((0, 1)), 8000)
     with pytest.raises(AudioError, match="empty"):
         read_audio(p, 8000)
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1, 1.25])
+def test_change_speed_moves_tempo_and_pitch_together(factor):
+    x = _tone(8000, 1.0)
+    y = change_speed(x, factor)
+    # factor times as fast: 1 / factor as many samples, and the 440 Hz tone at 440 * factor Hz
+    assert abs(y.size - x.size / factor) <= 1, f"change_speed: {y.size} samples at {factor}x, expected ~{x.size / factor}"
+    peak = np.argmax(np.abs(np.fft.rfft(y))) / y.size * 8000
+    assert abs(peak - 440 * factor) < 5, f"change_speed: tone at {peak} Hz after {factor}x, expected {440 * factor}"
+    assert change_speed(x, 1.0) is x

@@ -154,6 +154,22 @@ def test_task_reads_the_official_split(tiny_task):
     assert t.model.config.input_size == 40 * 3
 
 
+def test_speed_perturbation_adds_training_copies_only():
+    t = ASRTask(ASRTaskConfig(**TINY, speed_perturb="0.9,1.0,1.1"))
+    # the 20 training files also at 0.9x and 1.1x speed, before the 12 connected sequences are drawn; val and test
+    # as they are
+    assert t.sizes == {"train": 3 * 20 + 12, "val": 10 + 1, "test": 10 + 1}
+    train = t.data["train"]
+    plain = {n: f.shape[0] for n, f, iso in zip(train.names, train.feats, train.isolated) if iso and "@" not in n}
+    for s in (0.9, 1.1):
+        copies = {n: f.shape[0] for n, f in zip(train.names, train.feats) if n.endswith(f"@{s:g}x")}
+        assert len(copies) == 20, f"train: {len(copies)} recordings at {s}x speed, expected 20"
+        for n, frames in copies.items():  # 1/s as long, give or take a frame of rounding
+            want = plain[n.split(" @")[0]] / s
+            assert abs(frames - want) <= 2, f"train feats {n}: {frames} frames, expected ~{want:.1f}"
+    assert not any("@" in n for s in ("val", "test") for n in t.data[s].names), "val/test: speed-perturbed copies"
+
+
 @pytest.mark.slow
 def test_training_resumes_bit_exactly(tmp_path, tiny_task):
     cfg = TrainConfig(steps=8, lr=3e-3, eval_every=4, progress=False)

@@ -28,11 +28,20 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _speeds_ok(v: str) -> bool:
+    try:
+        speeds = [float(part) for part in v.split(",")]
+    except ValueError:
+        return False
+    return all(math.isfinite(s) and 0.5 <= s <= 2 for s in speeds)
+
+
 POSITIVE_INT = Rule("a positive integer", lambda v: _is_int(v) and v >= 1)
 NONNEG_INT = Rule("an integer >= 0", lambda v: _is_int(v) and v >= 0)
 POSITIVE_NUMBER = Rule("a finite number > 0", lambda v: _is_number(v) and v > 0)
 NONNEG_NUMBER = Rule("a finite number >= 0", lambda v: _is_number(v) and v >= 0)
 FINITE_OR_NONE = Rule("a finite number or None", lambda v: v is None or _is_number(v))
+SPEEDS = Rule("comma-separated speeds in [0.5, 2] (e.g. 0.9,1.0,1.1)", lambda v: isinstance(v, str) and _speeds_ok(v))
 RATE = Rule("a rate in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1)  # dropout probabilities
 
 

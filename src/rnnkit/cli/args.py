@@ -7,7 +7,7 @@ import math
 import sys
 
 from rnnkit.io.distributed import launched_rank
-from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, RATE, Rule
+from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, RATE, SPEEDS, Rule
 
 
 class Parser(argparse.ArgumentParser):
@@ -54,6 +54,7 @@ nonneg_int = _arg_type(int, NONNEG_INT, NONNEG_INT.what)
 nonneg_float = _arg_type(float, NONNEG_NUMBER, "a number >= 0")
 positive_float = _arg_type(float, POSITIVE_NUMBER, "a number > 0")
 rate = _arg_type(float, RATE, "a number in [0, 1)")
+speeds = _arg_type(str, SPEEDS, SPEEDS.what)
 
 
 def zero_one(text: str) -> bool:

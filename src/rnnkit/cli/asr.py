@@ -54,7 +54,7 @@ class ASRSpec(TaskSpec):
             print(f"skipped {n['skipped']} unreadable audio file{'s' * (n['skipped'] != 1)} (--skip-bad-audio)")
         print(f"text normalisation: {TEXT_NORMALISATION}; alphabet {task.alphabet!r} + blank")
         print(f"features: {c.n_mels} log-mel, 25 ms / 10 ms at {c.rate} Hz, CMVN, stack {c.stack}, "
-              f"SpecAugment {'on' if c.spec_augment else 'off'}")
+              f"SpecAugment {'on' if c.spec_augment else 'off'}, training speeds {c.speed_perturb}")
         enc = ("bidirectional " if c.bidirectional else "") + f"{cell_label(c)} {c.layers}x{c.hidden}"
         print(f"model: {enc} -> {len(task.alphabet) + 1} classes; {task.model.num_params():,} parameters; "
               f"batch {c.batch}, {trainer.config.steps} steps")

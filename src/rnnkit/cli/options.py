@@ -19,13 +19,13 @@ import dataclasses
 import os
 
 from rnnkit.checks.fields import help_text, meta_of
-from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, RATE
+from rnnkit.checks.rules import NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, RATE, SPEEDS
 from rnnkit.engine.dropout import CONFIG_RATES
 from rnnkit.engine.layer_types import CELL_OPTIONS
-from rnnkit.cli.args import nonneg_float, nonneg_int, positive_float, positive_int, rate, zero_one
+from rnnkit.cli.args import nonneg_float, nonneg_int, positive_float, positive_int, rate, speeds, zero_one
 
 RULE_TYPES = {POSITIVE_INT: positive_int, NONNEG_INT: nonneg_int, POSITIVE_NUMBER: positive_float,
-              NONNEG_NUMBER: nonneg_float, RATE: rate}
+              NONNEG_NUMBER: nonneg_float, RATE: rate, SPEEDS: speeds}
 
 
 def flag_fields(config_class) -> list:

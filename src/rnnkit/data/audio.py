@@ -1,13 +1,15 @@
 """Reading speech audio: any WAV/FLAC soundfile reads (PCM 16/24/32 bit, float), mixed down to
 mono, resampled to the model's rate with ``scipy.signal.resample_poly``.
 
-``read_audio(path, rate) -> (samples (N,) float64 in [-1, 1], resampled_from or None)``.
+``read_audio(path, rate) -> (samples (N,) float64 in [-1, 1], resampled_from or None)``;
+``change_speed(x, factor)``: Kaldi's speed perturbation (tempo and pitch together) for training copies.
 A missing, corrupt, empty or non-audio file raises :class:`AudioError` (a UserError) naming it.
 """
 from __future__ import annotations
 
 import math
 import os
+from fractions import Fraction
 
 import numpy as np
 
@@ -57,3 +59,15 @@ def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 
     g = math.gcd(int(from_rate), int(to_rate))
     return resample_poly(x, int(to_rate) // g, int(from_rate) // g)
+
+
+def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
+    """``x`` played ``factor`` times as fast, at the same rate (Kaldi's and ESPnet's speed perturbation:
+    tempo and pitch change together): resampled by 1 / factor, the ratio as a fraction with a
+    denominator of at most 100 (0.9 -> up 10, down 9: 10/9 as many samples)."""
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(factor).limit_denominator(100)
+    if ratio == 1:
+        return x
+    return resample_poly(x, ratio.denominator, ratio.numerator)

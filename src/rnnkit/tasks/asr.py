@@ -9,7 +9,8 @@ own recordings).  rnnkit.tasks.asr_data reads them; the text normalisation is it
 
 Features: 25 ms / 10 ms log-mel (``n_mels``, rnnkit.data.features), normalised by the training
 set's per-bin mean and std (kept in the checkpoint's metadata, ``cmvn``), SpecAugment in
-training (``spec_augment``), ``stack`` frames side by side (the recurrence runs T / stack steps).
+training (``spec_augment``), ``stack`` frames side by side (the recurrence runs T / stack steps);
+``speed_perturb`` adds training copies at other speeds (rnnkit.tasks.asr_data.with_speeds; default none).
 
 Model (rnnkit.models.asr): ``layers`` x ``hidden`` recurrent stack of ``cell`` (bidirectional unless
 ``bidirectional`` is False: streaming needs a unidirectional one) -> Linear -> blank + alphabet.
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnkit.checks.fields import check_options, option
-from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, RATE
+from rnnkit.checks.rules import NONNEG_INT, POSITIVE_INT, RATE, SPEEDS
 from rnnkit.data.batching import bucket_batches
 from rnnkit.data.features import apply_cmvn, cmvn_stats, log_mel, pad_frames, spec_augment, stack_frames
 from rnnkit.engine.layer_types import LAYERS, CellVariant, config_options
@@ -37,7 +38,8 @@ from rnnkit.errors import UserError
 from rnnkit.models.asr import ASRModel, ASRModelConfig
 from rnnkit.models.ctc_decode import greedy, prefix_beam_search
 from rnnkit.nn.ctc import ctc_nll, reduce_ctc
-from rnnkit.tasks.asr_data import (SPLITS, carve, digits_audio, features, read_manifest_audio, to_split)
+from rnnkit.tasks.asr_data import (SPLITS, carve, digits_audio, features, read_manifest_audio, to_split,
+                                   with_speeds)
 from rnnkit.tasks.textdata import next_batch
 from rnnkit.train import TrainConfig, restore
 
@@ -67,6 +69,8 @@ class ASRTaskConfig(CellVariant):
     n_mels: int = option(0, "mel bins (default: 40 digits, 80 manifest)", rule=NONNEG_INT, group="features")
     stack: int = option(3, "frames stacked per recurrent step", rule=POSITIVE_INT, group="features")
     spec_augment: bool = option(True, "SpecAugment masks in training", group="features")
+    speed_perturb: str = option("1.0", "training copies at these speeds (Kaldi's speed perturbation), comma-separated, "
+                                       "1 = the recording as it is, e.g. 0.9,1.0,1.1", rule=SPEEDS, group="features")
     cell: str = option("lstm", "recurrent cell", choices=sorted(LAYERS), group="model")
     layers: int = option(0, "recurrent layers (default: 2 digits, 4 manifest)", rule=NONNEG_INT, group="model")
     hidden: int = option(0, "hidden size per direction (default: 128 digits, 256 manifest)", rule=NONNEG_INT,
@@ -87,6 +91,11 @@ class ASRTaskConfig(CellVariant):
         """This config with every 0 ("by corpus") replaced by the corpus's default."""
         auto = AUTO[self.corpus]
         return dataclasses.replace(self, **{k: v for k, v in auto.items() if getattr(self, k) == 0})
+
+    @property
+    def speeds(self) -> tuple:
+        """``speed_perturb`` as numbers."""
+        return tuple(float(s) for s in self.speed_perturb.split(","))
 
 
 class ASRTask:
@@ -127,13 +136,14 @@ class ASRTask:
         c = self.config
         if c.manifest is None:
             n = {"train": c.connected, "val": max(c.connected // 10, 1), "test": max(c.connected // 10, 1)}
-            return digits_audio(c.fsdd, c.rate, n, c.seed, self.notes)
+            return digits_audio(c.fsdd, c.rate, n, c.seed, self.notes, c.speeds)
         audio = {"train": read_manifest_audio(c.manifest, c.rate, c.skip_bad_audio, self.notes)}
         for s, salt, path in (("val", 1, c.val_manifest), ("test", 2, c.test_manifest)):
             if path:
                 audio[s] = read_manifest_audio(path, c.rate, c.skip_bad_audio, self.notes)
             else:
                 audio["train"], audio[s] = carve(audio["train"], 0.05, c.seed, salt)
+        audio["train"] = with_speeds(audio["train"], c.speeds)
         return audio
 
     @property

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnnkit.data.audio import AudioError, read_audio
+from rnnkit.data.audio import AudioError, change_speed, read_audio
 from rnnkit.data.digits import connect, fsdd_recordings
 from rnnkit.data.features import apply_cmvn, log_mel
 from rnnkit.data.manifest import read_manifest
@@ -78,9 +78,24 @@ def read_manifest_audio(path: str, rate: int, skip_bad: bool, notes: dict) -> Au
     return a
 
 
-def digits_audio(folder: str, rate: int, connected: dict, seed: int, notes: dict) -> dict:
+def with_speeds(a: Audio, speeds: tuple) -> Audio:
+    """``a`` followed by a copy of each utterance at every speed of ``speeds`` but 1 (speed
+    perturbation, rnnkit.data.audio.change_speed; names get " @0.9x"); ``a`` itself when only 1."""
+    out = Audio(list(a.samples), list(a.texts), list(a.names), list(a.isolated))
+    for s in speeds:
+        if s == 1:
+            continue
+        out.samples += [change_speed(x, s) for x in a.samples]
+        out.texts += a.texts
+        out.names += [f"{n} @{s:g}x" for n in a.names]
+        out.isolated += a.isolated
+    return out
+
+
+def digits_audio(folder: str, rate: int, connected: dict, seed: int, notes: dict, speeds: tuple = (1.0,)) -> dict:
     """Spoken digits per split: every FSDD recording of the split (isolated, official split) plus
-    ``connected[split]`` connected sequences of that split's recordings (rnnkit.data.digits)."""
+    ``connected[split]`` connected sequences of that split's recordings (rnnkit.data.digits); the
+    training recordings also at ``speeds`` (with_speeds), before the connected ones are drawn from them."""
     by_split = {s: Audio() for s in SPLITS}
     for r in fsdd_recordings(folder):
         x, from_rate = read_audio(r.path, rate)
@@ -94,6 +109,8 @@ def digits_audio(folder: str, rate: int, connected: dict, seed: int, notes: dict
         a = by_split[s]
         if not a.samples:
             raise UserError(f"--fsdd {folder}: no {s} recordings (index 0-4 test, 5-9 val, 10-49 train)")
+        if s == "train":
+            a = by_split[s] = with_speeds(a, speeds)
         made = connect(list(a.samples), list(a.texts), connected[s], np.random.default_rng([seed, 71, k]), rate)
         for n, (x, text) in enumerate(made):
             a.samples.append(x)
