@@ -6,7 +6,7 @@ own from the same seed), the same initial weights (rnnkit's initial model copied
 name: the recurrent layers use PyTorch's parameter names), a (bi)directional ``nn.LSTM`` stack ->
 ``nn.Linear`` -> log-softmax, ``nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)``,
 Adam with the same lr and cosine schedule (``CosineAnnealingLR``, eta_min = --min-lr), global
-gradient-norm clip 5, float32, the same number of steps, 1 thread each (torch.set_num_threads(1);
+gradient-norm clip 5, float32, the same number of steps, ``--threads`` each (default 1: torch.set_num_threads(1);
 rnnkit's Trainer limits BLAS to 1 thread).  Evaluation: greedy CTC decoding of the test split,
 CER and WER with jiwer, isolated-digit accuracy and connected-digit CER.  Throughput: feature
 frames (10 ms) per second of training, evaluation excluded.
@@ -14,6 +14,13 @@ frames (10 ms) per second of training, evaluation excluded.
 Usage (from the repository root)::
 
     python benchmarks/torch_asr.py --fsdd ../shared/data/fsdd --steps 3000
+
+The manifest recipe (``--manifest``: 16 kHz, 80 log-mel, 4 x 256, batch 16, Adam 1e-3 without decay when
+``--hidden``, ``--layers``, ``--batch`` are 0 and ``--schedule constant``), e.g. on the stand-in corpus of
+``experiments/digit_manifests.py``, both on two threads::
+
+    python benchmarks/torch_asr.py --manifest M/train.tsv --val-manifest M/val.tsv --test-manifest M/test.tsv \
+        --hidden 0 --layers 0 --batch 0 --lr 1e-3 --schedule constant --steps 100 --threads 2
 """
 from __future__ import annotations
 
@@ -69,12 +76,13 @@ def run_torch(task, args):
     import torch
     from rnnkit.data.features import pad_frames, stack_frames
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rnn, head = torch_model(torch, task)
     params = list(rnn.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=args.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps, eta_min=args.min_lr)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps, eta_min=args.min_lr)
+             if args.schedule == "cosine" else torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0))
     ctc = torch.nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
     rng, carry, frames, seconds = np.random.default_rng(args.seed), None, 0, 0.0
     rnn.train()
@@ -107,8 +115,8 @@ def run_torch(task, args):
 
 
 def run_rnnkit(task, args):
-    cfg = TrainConfig(steps=args.steps, lr=args.lr, schedule="cosine", min_lr=args.min_lr, eval_every=args.steps,
-                      seed=args.seed, progress=False)
+    cfg = TrainConfig(steps=args.steps, lr=args.lr, schedule=args.schedule, min_lr=args.min_lr,
+                      eval_every=args.steps, seed=args.seed, progress=False, blas_threads=args.threads)
     t0 = time.perf_counter()
     trainer = Trainer(task, cfg, out_dir=args.out)
     res = trainer.fit()
@@ -121,6 +129,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--fsdd", default="../shared/data/fsdd")
     p.add_argument("--connected", type=int, default=2000)
+    p.add_argument("--manifest", help="TSV/JSON-lines training manifest instead of spoken digits")
+    p.add_argument("--val-manifest")
+    p.add_argument("--test-manifest")
+    p.add_argument("--batch", type=int, default=0, help="0: the task's default for the corpus")
+    p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
+    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads and rnnkit's --blas-threads")
     p.add_argument("--hidden", type=int, default=96)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--steps", type=int, default=3000)
@@ -131,7 +145,8 @@ def main():
     p.add_argument("--out", default="runs/torch_asr_rnnkit")
     args = p.parse_args()
     config = ASRTaskConfig(fsdd=os.path.abspath(args.fsdd), connected=args.connected, hidden=args.hidden,
-                           layers=args.layers, seed=args.seed)
+                           layers=args.layers, batch=args.batch, seed=args.seed, manifest=args.manifest,
+                           val_manifest=args.val_manifest, test_manifest=args.test_manifest)
     rows = []
     if args.which in ("both", "torch"):
         task = ASRTask(config)
