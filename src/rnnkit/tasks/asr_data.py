@@ -82,7 +82,7 @@ def with_speeds(a: Audio, speeds: tuple) -> Audio:
     """``a`` followed by a copy of each utterance at every speed of ``speeds`` but 1 (speed
     perturbation, rnnkit.data.audio.change_speed; names get " @0.9x"); ``a`` itself when only 1."""
     out = Audio(list(a.samples), list(a.texts), list(a.names), list(a.isolated))
-    for s in speeds:
+    for s in dict.fromkeys(speeds):  # a speed given twice: one copy
         if s == 1:
             continue
         out.samples += [change_speed(x, s) for x in a.samples]
