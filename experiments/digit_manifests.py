@@ -11,8 +11,9 @@ Usage (from the repository root)::
     rnnkit train asr --manifest OUT_DIR/train.tsv --val-manifest OUT_DIR/val.tsv \\
         --test-manifest OUT_DIR/test.tsv --time-limit 3600
 
-It writes only into a new or empty OUT_DIR and prints the hours of audio per split.  Digits are a far smaller vocabulary than spelled words: the CER this
-reaches says nothing about a real corpus's; the throughput (frames/s) and the training curve's shape do.
+It writes only into a new or empty OUT_DIR and prints the hours of audio per split.  Digits are a far smaller
+vocabulary than spelled words: the CER this reaches says nothing about a real corpus's; the throughput
+(frames/s) and the training curve's shape do.
 """
 from __future__ import annotations
 

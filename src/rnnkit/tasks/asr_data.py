@@ -80,7 +80,7 @@ def read_manifest_audio(path: str, rate: int, skip_bad: bool, notes: dict) -> Au
 
 def with_speeds(a: Audio, speeds: tuple) -> Audio:
     """``a`` followed by a copy of each utterance at every speed of ``speeds`` but 1 (speed
-    perturbation, rnnkit.data.audio.change_speed; names get " @0.9x"); ``a`` itself when only 1."""
+    perturbation, rnnkit.data.audio.change_speed; names get " @0.9x"), as a new Audio."""
     out = Audio(list(a.samples), list(a.texts), list(a.names), list(a.isolated))
     for s in dict.fromkeys(speeds):  # a speed given twice: one copy
         if s == 1:
