@@ -8,7 +8,7 @@ from rnnkit.tasks.classify import ClassifyTask, ClassifyTaskConfig
 from rnnkit.train import TrainConfig, load_task
 from rnnkit.cli.train import add_train_args, train_config_from_args
 from rnnkit.cli.args import positive_int
-from rnnkit.cli.textspec import TextSpec, encoder_label, read_input
+from rnnkit.cli.textspec import TextSpec, encoder_label, load_best, read_input
 
 
 def metrics_line(m: dict) -> str:
@@ -74,9 +74,8 @@ class ClassifySpec(TextSpec):
 
     def test_report(self, task, trainer) -> None:
         """The test split of the best checkpoint (the highest val accuracy) if there is one, else of the last step."""
-        best = trainer.best_path
-        if best and os.path.exists(best):
-            task.model.load_params(load_task(best, ClassifyTask).model.params)
+        best = load_best(task, trainer)
+        if best:
             print(f"test split of the best checkpoint ({best}, val accuracy {-100 * trainer.best_val:.2f} %):")
         r = print_report(task, "test")
         png = plot_confusion(r["confusion"], task.classes, os.path.join(trainer.out_dir, "confusion.png"),

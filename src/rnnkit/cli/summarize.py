@@ -6,7 +6,7 @@ import json
 
 from rnnkit.cli.args import nonneg_float, nonneg_int, positive_int
 from rnnkit.cli.seq2seq import throughput
-from rnnkit.cli.textspec import TextSpec, encoder_label, read_input, say_plot
+from rnnkit.cli.textspec import TextSpec, encoder_label, load_best, read_input, say_plot
 from rnnkit.engine.layer_types import cell_label
 from rnnkit.errors import UserError
 from rnnkit.tasks.rouge import ROUGE_TYPES, rouge_line
@@ -63,6 +63,10 @@ class SummarizeSpec(TextSpec):
               f"parameters; batch {c.batch}, {trainer.config.steps} steps")
 
     def test_report(self, task, trainer) -> None:
+        """The test split of the best checkpoint (the highest val ROUGE-L) if there is one, else of the last step."""
+        best = load_best(task, trainer)
+        if best:
+            print(f"test split of the best checkpoint ({best}, val ROUGE-L {-trainer.best_val:.2f}):")
         self.show_split(task, "test")
 
     def show_split(self, task, split: str) -> None:

@@ -2,12 +2,14 @@
 of the token-sequence tasks (configs of rnnkit.tasks.textdata.TextTaskConfig) and reading input lines."""
 from __future__ import annotations
 
+import os
 import sys
 
 from rnnkit.data.lines import decode_utf8, read_lines
 from rnnkit.engine.layer_types import cell_label
 from rnnkit.cli.options import add_field_flag, flag_fields
 from rnnkit.cli.train import TaskSpec, stopped_line
+from rnnkit.train import load_task
 
 
 class TextSpec(TaskSpec):
@@ -42,6 +44,16 @@ class TextSpec(TaskSpec):
 
     def show_split(self, task, split: str) -> None:
         raise NotImplementedError
+
+
+def load_best(task, trainer) -> str | None:
+    """Load ``trainer``'s best checkpoint (by the task's ``best_metric``) into ``task.model`` and return its path,
+    or None (no best checkpoint written: the model stays at the last step), for a test report after training."""
+    best = trainer.best_path
+    if not (best and os.path.exists(best)):
+        return None
+    task.model.load_params(load_task(best, type(task)).model.params)
+    return best
 
 
 def add_group_flags(p, config, group: str):
