@@ -63,10 +63,10 @@ class SummarizeSpec(TextSpec):
               f"parameters; batch {c.batch}, {trainer.config.steps} steps")
 
     def test_report(self, task, trainer) -> None:
-        """The test split of the best checkpoint (the highest val ROUGE-L) if there is one, else of the last step."""
+        """The test split of the best checkpoint (the lowest val loss) if there is one, else of the last step."""
         best = load_best(task, trainer)
         if best:
-            print(f"test split of the best checkpoint ({best}, val ROUGE-L {-trainer.best_val:.2f}):")
+            print(f"test split of the best checkpoint ({best}, val loss {trainer.best_val:.4f}):")
         self.show_split(task, "test")
 
     def show_split(self, task, split: str) -> None:
