@@ -182,12 +182,13 @@ def test_every_train_config_field_has_a_validated_flag(tmp_path, capsys):
         assert {f.name for f in dataclasses.fields(TrainConfig)} <= set(parsed), task
     for flag, bad, msg in (("--step-size", "0", "a positive integer"), ("--gamma", "nan", "a finite number > 0"),
                            ("--gamma", "0", "a finite number > 0"), ("--min-lr", "-1", "a finite number >= 0"),
-                           ("--min-lr", "inf", "a finite number >= 0"), ("--log-every", "-1", "an integer >= 0")):
+                           ("--min-lr", "inf", "a finite number >= 0"), ("--log-every", "-1", "an integer >= 0"),
+                           ("--ema", "1", "a rate in [0, 1)"), ("--ema", "-0.5", "a rate in [0, 1)")):
         rc = main(["train", "forecast", flag, bad, "--no-progress", "--out", str(tmp_path / "x")])
         err = capsys.readouterr().err
         assert rc == 2 and f"argument {flag}: expected {msg}, got '{bad}'" in err and "Traceback" not in err, err
     for field, bad in (("gamma", float("nan")), ("gamma", 0.0), ("min_lr", -1.0), ("min_lr", float("inf")),
-                       ("step_size", 0)):
+                       ("step_size", 0), ("ema", 1.0)):
         with pytest.raises(ValueError, match=rf"{field}: expected"):
             TrainConfig(**{field: bad})
     assert not (tmp_path / "x").exists()

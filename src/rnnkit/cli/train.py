@@ -53,7 +53,7 @@ from rnnkit.engine.threads import free_cores
 from rnnkit.train.plots import plot_loss
 from rnnkit.train import TrainConfig, Trainer, check_model_fits, metrics_of, read_checkpoint
 from rnnkit.train.state import saved_train_config, task_from
-from rnnkit.cli.args import nonneg_float, nonneg_int, positive_float, positive_int
+from rnnkit.cli.args import nonneg_float, nonneg_int, positive_float, positive_int, rate
 from rnnkit.cli.options import add_config_flags, given_fields
 
 NOT_PLOTTED = "loss curve: not plotted (matplotlib is not installed; pip install 'rnnkit[plot]')"
@@ -88,6 +88,9 @@ def add_train_args(p, defaults: TrainConfig | None = None, notes: dict | None = 
                    help=f"log the mean training loss every N steps, 0 = never (default {d.log_every})")
     g.add_argument("--patience", type=nonneg_int,
                    help=f"early stopping after N evaluations without a new best, 0 = off (default {d.patience})")
+    g.add_argument("--ema", type=rate,
+                   help="keep an exponential moving average of the parameters with this decay (e.g. 0.999): "
+                        f"evaluations, checkpoints and the trained model are the average; 0 = off (default {d.ema})")
     g.add_argument("--seed", type=nonneg_int, help=f"seed for initialisation and batches (default {d.seed})")
     g.add_argument("--time-limit", dest="time_limit", type=nonneg_float,
                    help="stop (and checkpoint) after this many seconds of training, 0 = off (default 0)")

@@ -125,7 +125,8 @@ def validate_checkpoint(tensors: dict, meta: dict, expected, dtype, *, path: str
     check_memory(nbytes, f"{where}: the model", available)
 
     bad = first_nonfinite({k: v for k, v in tensors.items() if isinstance(v, np.ndarray)
-                           and (k.startswith(prefix) or (load_optimizer and k.startswith(optim_prefix)))})
+                           and (k.startswith(prefix) or (load_optimizer and k.startswith(optim_prefix))
+                                or (training and k.startswith("average/")))})  # --ema's raw parameters
     if bad is not None:
         name, k, v = bad
         at = f" at index {k}" if k else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rnnkit.nn.optim import OPTIMIZERS, Schedule
-from rnnkit.checks.rules import (NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, check, check_choice,
+from rnnkit.checks.rules import (NONNEG_INT, NONNEG_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, RATE, check, check_choice,
                                  check_each)
 
 
@@ -21,6 +21,8 @@ class TrainConfig:
     the loops' batch shards and directions, the big GEMMs split by rows, and BLAS's threads for a plan
     that asks for them; BLAS itself stays on one thread otherwise); 0 = every core this rank may use.
     1 in the dataclass; the command line's default is the cores free now (``free_cores``).
+    ema: the decay of an exponential moving average of the parameters (:mod:`rnnkit.nn.average`), 0 = off;
+    with it evaluations, checkpoints and the model after training are the average.
     """
 
     steps: int = 1000
@@ -43,6 +45,7 @@ class TrainConfig:
     log_every: int = 10
     progress: bool = True
     blas_threads: int = 1
+    ema: float = 0.0
 
     def __post_init__(self):
         check_each(self, NONNEG_INT, "steps", "eval_every", "checkpoint_every", "patience", "log_every", "warmup",
@@ -50,6 +53,7 @@ class TrainConfig:
         check_choice("optimizer", self.optimizer, sorted(OPTIMIZERS))
         check_each(self, NONNEG_NUMBER, "lr", "clip", "time_limit", "weight_decay", "momentum", "min_lr")
         check("gamma", self.gamma, POSITIVE_NUMBER)
+        check("ema", self.ema, RATE)
         check("step_size", self.step_size, POSITIVE_INT)
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise ValueError("nesterov: --nesterov (Nesterov momentum) needs --momentum > 0, got momentum 0")

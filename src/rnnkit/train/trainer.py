@@ -20,7 +20,7 @@ import numpy as np
 
 from rnnkit.checks.arrays import first_nonfinite
 from rnnkit.io.distributed import Communicator
-from rnnkit.errors import CheckpointError, NonFiniteError, UserError
+from rnnkit.errors import NonFiniteError, UserError
 from rnnkit.io.checkpoint import save_checkpoint
 from rnnkit.io.lock import claim_out_dir
 from rnnkit.train.signals import StopSignals
@@ -30,8 +30,9 @@ from rnnkit.train.config import TrainConfig
 from rnnkit.train.guard import read_checkpoint
 from rnnkit.train.log import LogWindow, append_record, trim_after
 from rnnkit.train.result import TrainResult
-from rnnkit.train.data_parallel import agreed_stop, gather_carry, shard_batch, shard_carry
-from rnnkit.train.state import prefixed, saved_train_config, task_from, unprefixed
+from rnnkit.train.data_parallel import agreed_stop, shard_batch
+from rnnkit.nn.average import ParamAverage
+from rnnkit.train.state import restore_training, saved_train_config, task_from, training_state
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Trainer:
         self.model = task.model
         self.optimizer = config.make_optimizer(self.model.params, self.model.grads)
         self.schedule = config.make_schedule()
+        self.average = ParamAverage(self.model.params, config.ema) if config.ema else None  # --ema; None: off
         self.rng = np.random.default_rng(config.seed) if rng is None else rng
         self.step = 0
         self.carry = None
@@ -104,27 +106,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state(self) -> tuple[dict, dict]:
-        """(arrays, meta) of a full training checkpoint."""
-        opt_arrays, opt_meta = self.optimizer.state_dict()
-        arrays = prefixed(self.task.state_arrays(), "task")
-        arrays.update(prefixed(opt_arrays, "optim"))
-        carry = gather_carry(self.task, self.carry, self.comm)  # every rank's items (a collective)
-        if carry is not None:
-            arrays.update(prefixed(carry, "carry"))
-        train = {
-            "step": self.step, "rng": self.rng.bit_generator.state, "optim": opt_meta,
-            "config": dataclasses.asdict(self.config),
-            "best_val": self.best_val if math.isfinite(self.best_val) else None,
-            "bad_evals": self.bad_evals, "has_carry": self.carry is not None, "log_window": self.window.state(),
-        }
-        return arrays, {"kind": self.task.kind, "task": self.task.meta(), "train": train}
+        """(arrays, meta) of a full training checkpoint (:func:`rnnkit.train.state.training_state`)."""
+        return training_state(self)
+
+    @contextlib.contextmanager
+    def averaged(self):
+        """The parameter average (``--ema``) in the model's arrays inside the block (no average: as they are)."""
+        with self.average.averaged() if self.average is not None else contextlib.nullcontext():
+            yield
 
     def save(self, *paths) -> None:
         """Write the training checkpoint (:meth:`state`, computed once) to every path given.
         Every rank computes the state (the carry is gathered); rank 0 alone writes."""
-        state = self.state()
-        for path in paths if self.comm.is_root else ():
-            save_checkpoint(path, *state)
+        with self.averaged():  # the model saved is the average: evaluated, and loaded by eval, as the best
+            state = self.state()
+            for path in paths if self.comm.is_root else ():
+                save_checkpoint(path, *state)
 
     @classmethod
     def resume(cls, path, task_cls, config: TrainConfig | None = None, out_dir=None, reset_optimizer: bool = False,
@@ -148,22 +145,10 @@ class Trainer:
         return self
 
     def load_state(self, arrays: dict, meta: dict, reset_optimizer: bool = False) -> None:
-        """Restore optimizer, rng, step, carry and early-stopping state from a checkpoint's (arrays, meta).
-        ``reset_optimizer``: keep this trainer's fresh optimizer state instead of the saved one."""
-        try:
-            train = meta["train"]
-            if not reset_optimizer:
-                self.optimizer.load_state_dict(unprefixed(arrays, "optim"), train["optim"])
-            self.rng.bit_generator.state = train["rng"]
-            self.step = int(train["step"])
-            self.carry = shard_carry(self.task, unprefixed(arrays, "carry"), self.comm) if train["has_carry"] else None
-            self.best_val = math.inf if train["best_val"] is None else float(train["best_val"])
-            self.bad_evals = int(train["bad_evals"])
-            self.window.load(train.get("log_window"), time.perf_counter())
-        except (KeyError, TypeError, ValueError) as e:
-            if isinstance(e, CheckpointError):
-                raise
-            raise CheckpointError(f"checkpoint: bad training state ({type(e).__name__}: {e})") from None
+        """Restore optimizer, rng, step, carry, parameter average and early-stopping state from a checkpoint's
+        (arrays, meta) (:func:`rnnkit.train.state.restore_training`); ``reset_optimizer``: keep this trainer's
+        fresh optimizer state instead of the saved one."""
+        restore_training(self, arrays, meta, reset_optimizer)
 
     # ------------------------------------------------------------------ logging
     def _log(self, record: dict) -> None:
@@ -261,6 +246,8 @@ class Trainer:
         self._check_step(float(loss), gn)
         self.optimizer.step()
         self._check_update(float(loss))
+        if self.average is not None:
+            self.average.update()
         self.carry = carry
         self.step += 1
         self.last_loss = float(loss)
@@ -335,9 +322,13 @@ class Trainer:
                 run.bar = running.enter_context(tqdm(total=cfg.steps, initial=self.step,
                                                      disable=not (cfg.progress and root), unit="step",
                                                      dynamic_ncols=True, file=sys.stderr, leave=False))
+                if self.average is not None:  # the optimizer steps the raw parameters
+                    self.average.use(False)
                 yield run
                 if self.out_dir and run.saved_at != self.step:
                     self.save(self.last_path)  # a second signal here aborts; the earlier checkpoint stays
+                if self.average is not None:  # after training the model is the average (as saved)
+                    self.average.use(True)
             result.step, result.best_val = self.step, self.best_val
             result.seconds = time.perf_counter() - run.t_start
             result.checkpoint = self.last_path
@@ -358,6 +349,13 @@ class Trainer:
             raise UserError(f"optimizer: this run's state is {type(self.optimizer).__name__}, the config asks for "
                             f"{cfg.optimizer!r}; the optimizer cannot change when continuing a run")
         self.optimizer.weight_decay = float(cfg.weight_decay)
+        if not cfg.ema and self.average is not None:  # averaging stops: on from the raw parameters
+            self.average.use(False)
+            self.average = None
+        elif cfg.ema:
+            if self.average is None:
+                self.average = ParamAverage(self.model.params, cfg.ema)
+            self.average.decay = float(cfg.ema)
         if cfg.optimizer == "sgd":
             self.optimizer.momentum, self.optimizer.nesterov = float(cfg.momentum), bool(cfg.nesterov)
 
@@ -367,7 +365,8 @@ class Trainer:
                 self.save(self.last_path)
                 run.saved_at = self.step
             return None
-        ev = self.evaluate(self.eval_split)
+        with self.averaged():
+            ev = self.evaluate(self.eval_split)
         rec = {"step": self.step, **{f"{self.eval_split}_{k}": float(v) for k, v in ev.items()}, "elapsed_s": elapsed}
         result.evals.append(rec)
         name, sign = getattr(self.task, "best_metric", ("loss", 1))  # rnnkit.train.task: lower is better
