@@ -5,6 +5,7 @@ import pathlib
 import pytest
 
 from rnnkit.cli import main
+from rnnkit.io.checkpoint import load_checkpoint
 
 FSDD = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "fsdd"
 REC = FSDD / "recordings"
@@ -136,6 +137,9 @@ def test_manifest_run_resamples_and_carves_splits(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "resampled 40 files from 8000 Hz to 16000 Hz" in out
     assert "train/val/test 36/2/2 utterances" in out and "alphabet 'efghinorstuvwxz' + blank" in out
+    assert "evaluated as the moving average of the parameters (--ema 0.998)" in out  # the manifest recipe's
+    _, meta = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert meta["train"]["average"] == {"decay": 0.998, "n": 2, "averaged_in": True}
     assert main(["eval", str(tmp_path / "run" / "last.safetensors"), "--split", "test"]) == 0
     assert "CER " in capsys.readouterr().out
 
