@@ -56,7 +56,8 @@ class ASRSpec(TaskSpec):
         print(f"features: {c.n_mels} log-mel, 25 ms / 10 ms at {c.rate} Hz, CMVN, stack {c.stack}, "
               f"SpecAugment {'on' if c.spec_augment else 'off'}, training speeds {c.speed_perturb}")
         enc = ("bidirectional " if c.bidirectional else "") + f"{cell_label(c)} {c.layers}x{c.hidden}"
-        average = f", evaluated as the moving average of the parameters (--ema {e})" if (e := trainer.config.ema) else ""
+        ema = trainer.config.ema
+        average = f", evaluated as the moving average of the parameters (--ema {ema})" if ema else ""
         print(f"model: {enc} -> {len(task.alphabet) + 1} classes; {task.model.num_params():,} parameters; "
               f"batch {c.batch}, {trainer.config.steps} steps{average}")
 
