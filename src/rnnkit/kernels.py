@@ -250,6 +250,23 @@ overload(tanh_of_sum, inline="always")(_row("tanh", True))
 overload(tanh_of, inline="always")(_row("tanh", False))
 
 
+# ----------------------------------------------------------------------------- row copies
+@rowjit
+def copy_row(dst, src):
+    """dst[j] = src[j] for 1-D rows of one length.  Not ``dst[:] = src``: numba compiles a slice assignment's
+    shape-mismatch error (a formatted message) into every function that has one, about 1.3-2 s of a cold
+    compile each (issue 19: a cold ``rnnkit demo``)."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@rowjit
+def add_row(dst, src):
+    """dst[j] += src[j] for 1-D rows of one length (not ``dst += src``, as :func:`copy_row`)."""
+    for j in range(dst.shape[0]):
+        dst[j] += src[j]
+
+
 # ----------------------------------------------------------------------------- biases
 @jit
 def add_bias(a, b):

@@ -60,7 +60,9 @@ def gather_rows(P, ids, out):
     """out[t, b] = P[ids[t, b]]: P (V, G), ids (T, B), out (T, B, G)."""
     for t in range(ids.shape[0]):
         for b in range(ids.shape[1]):
-            out[t, b, :] = P[ids[t, b]]
+            src, dst = P[ids[t, b]], out[t, b]
+            for j in range(dst.shape[0]):
+                dst[j] = src[j]
 
 
 @jit

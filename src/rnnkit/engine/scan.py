@@ -37,10 +37,10 @@ from rnnkit.engine.barrier import wait
 from rnnkit.engine.buffers import absent, reuse_empty
 from rnnkit.engine.gemm_rows import loop_operands, step_gemm_rows
 import rnnkit.kernels as kernels
-from rnnkit.kernels import add_bias, add_present_biases, all_finite, jit, sum_rows
+from rnnkit.kernels import add_bias, add_present_biases, add_row, all_finite, copy_row, jit, sum_rows
 from rnnkit.engine.tape import ScanTape
 from rnnkit.engine.tuples import at, rows
-from rnnkit.engine.step_gemm import PACKED, packed_product, times_w, times_wt
+from rnnkit.engine.step_gemm import PACKED, packed_gemm, times_w, times_wt
 
 
 # ----------------------------------------------------------------------------- compiled loops
@@ -125,7 +125,7 @@ def compiled_loops(step, step_backward) -> Loops:
             h_in = h_all[tp % n_all, b0:b1] if n_all else prev[0]  # the GEMM's h_prev: every unit
             if x.shape[0]:  # xw_t = x_t @ W_ih.T + b_ih (+ b_hh), the biases added as before the loop
                 a = xw[t % Tx, b0:b1]
-                packed_product(x[t, b0:b1], W_ihP, a)
+                packed_gemm(x[t, b0:b1], W_ihP, a)
                 add_present_biases(a, b_x1, b_x2)
             if h_mask.shape[0]:  # recurrent dropout: hw = (h_prev * h_mask) @ W_hh.T
                 hm = h_masked[b0:b1]
@@ -141,11 +141,11 @@ def compiled_loops(step, step_backward) -> Loops:
                     if keep[t, b]:
                         for k in range(len(states)):
                             n = states[k].shape[0]
-                            states[k][tn % n, b] = states[k][tp % n, b]
+                            copy_row(states[k][tn % n, b], states[k][tp % n, b])
             if n_all:  # a unit shard: its part of h_t into every unit's h, then all shards meet
                 h_out = h_all[tn % n_all, b0:b1]
                 for b in range(h_out.shape[0]):
-                    h_out[b, u0:u0 + new[0].shape[1]] = new[0][b]
+                    copy_row(h_out[b, u0:u0 + new[0].shape[1]], new[0][b])
                 wait(bar, n_shards)
 
 
@@ -170,17 +170,17 @@ def compiled_loops(step, step_backward) -> Loops:
             dh = dn[0]
             for b in range(b1 - b0):  # out_t = h_t where valid; padded outputs were 0 and pass nothing
                 if not (keep.shape[0] and keep[t, b0 + b]):
-                    dh[b] += d_out[t, b0 + b]
+                    add_row(dh[b], d_out[t, b0 + b])
             if record[0].shape[0]:
                 for k in range(len(dn)):
                     for b in range(b1 - b0):
                         if not (keep.shape[0] and keep[t, b0 + b]):
-                            record[k][t, b0 + b] = dn[k][b]
+                            copy_row(record[k][t, b0 + b], dn[k][b])
             if keep.shape[0]:  # padded rows: the state was carried through, so is its gradient; the step gets 0
                 for b in range(b1 - b0):
                     if keep[t, b0 + b]:
                         for k in range(len(dn)):
-                            cr[k][b] = dn[k][b]
+                            copy_row(cr[k][b], dn[k][b])
                             dn[k][b] = 0
             dxw, dhw = d_xw[t, b0:b1], d_hw[t, b0:b1]
             step_backward(dn, gates[t, b0:b1], at(cache, t, b0, b1), at(states, tp, b0, b1), at(states, tn, b0, b1),
@@ -189,7 +189,8 @@ def compiled_loops(step, step_backward) -> Loops:
                 times_w(dhw, W_hh, W_hhT, dhw_, gemm_rows)
                 if h_mask.shape[0]:
                     mul_rows(dhw_, h_mask[b0:b1], dhw_)
-                dpr[0][:] += dhw_
+                for b in range(b1 - b0):
+                    add_row(dpr[0][b], dhw_[b])
             else:
                 times_w(dhw, W_hh, W_hhT, dpr[0], gemm_rows)  # hw = h_prev @ W_hh.T
                 if h_mask.shape[0]:  # hw = (h_prev * h_mask) @ W_hh.T
@@ -198,7 +199,7 @@ def compiled_loops(step, step_backward) -> Loops:
                 for b in range(b1 - b0):
                     if keep[t, b0 + b]:
                         for k in range(len(dn)):
-                            dpr[k][b] = cr[k][b]
+                            copy_row(dpr[k][b], cr[k][b])
             dn, dpr = dpr, dn
         return dn
 

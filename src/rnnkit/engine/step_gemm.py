@@ -191,10 +191,12 @@ def _panel(C, c0, ldc, A, lda, Bp, b0, K, M):
         _tile1(C, c0 + m * ldc, ldc, A, m * lda, lda, Bp, b0, K)
 
 
-@rowjit
+@jit
 def packed_gemm(A, Bp, C):
     """C = A @ B for A (M, K) and C (M, N) with unit column strides (rows of C-contiguous buffers, as the
-    loops pass), B (K, N) packed by :func:`pack`."""
+    loops pass), B (K, N) packed by :func:`pack`.  A compiled call, not inlined: the loops call it at two or
+    more places, and one copy of its tiles per signature compiles instead of one at every place (issue 19: a
+    cold ``rnnkit demo`` compiled it four times)."""
     M, K = A.shape
     N = C.shape[1]
     nb = Bp.shape[1]
@@ -210,14 +212,9 @@ def packed_gemm(A, Bp, C):
     if N > full * nb:  # the last, partial panel through a scratch tile
         scratch = np.empty((M, nb), C.dtype)
         _panel(scratch, 0, nb, A, lda, Bp, full * K * nb, K, M)
-        C[:, full * nb:] = scratch[:, : N - full * nb]
-
-
-@jit
-def packed_product(A, Bp, C):
-    """:func:`packed_gemm` as a compiled call, not inlined: the loops' input projection
-    (:mod:`rnnkit.engine.in_loop`) calls it, and one copy per dtype is compiled instead of one in every loop."""
-    packed_gemm(A, Bp, C)
+        for i in range(M):
+            for j in range(N - full * nb):
+                C[i, full * nb + j] = scratch[i, j]
 
 
 @rowjit
@@ -236,9 +233,11 @@ def _blas(a, W, WT, out, backward):
         np.dot(a, W.T, out)
 
 
-@rowjit
+@jit
 def _times(a, W, WT, out, rows, backward):
-    """The per-step GEMM of :func:`times_wt` (``backward`` False) or :func:`times_w` (True)."""
+    """The per-step GEMM of :func:`times_wt` (``backward`` False) or :func:`times_w` (True).  A compiled call,
+    not inlined: one copy per dtype and direction (numba specialises on the literal ``backward``) serves every
+    place the loops call it; inlined at each, its BLAS calls took 3-4 s of each loop's cold compile (issue 19)."""
     M = a.shape[0]
     if rows < 0:
         packed_gemm(a, WT, out)
