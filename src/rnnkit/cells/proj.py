@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnkit.cells.lstm import LSTMCell, lstm_step, lstm_step_backward
-from rnnkit.kernels import stable_jit
+from rnnkit.kernels import add_row, stable_jit
 
 
 @stable_jit
@@ -34,7 +34,9 @@ def proj_lstm_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_pre
     """dh -> dm = dh @ W_hr, dW_hr += dh.T @ m; then the LSTM backward from (dm, dc)."""
     tanh_c, m = cache
     dh = d_new[0]
-    dp[0][:] += np.dot(dh.T, m)
+    dW_hr = np.dot(dh.T, m)
+    for r in range(dW_hr.shape[0]):  # dp[0] += dW_hr, row by row (kernels.copy_row: no slice assignment)
+        add_row(dp[0][r], dW_hr[r])
     dm = np.dot(dh, p[0])
     lstm_step_backward((dm, d_new[1]), gates, (tanh_c,), prev, (m, new[1]), p, d_xw, d_hw, d_prev, dp)
 
