@@ -18,7 +18,7 @@ Loss: rnnkit.nn.ctc, mean over the batch of nll / target length (torch's "mean")
 alignments count in ``infinite`` and are zeroed.  ``evaluate`` reports that loss, greedy ``cer``
 and ``wer`` (jiwer), and for digits the isolated ``accuracy`` and ``cer_connected``.
 
-Defaults: 0 means "by corpus": spoken digits 8 kHz, 40 mels, 2 x 128, batch 32; a manifest 16 kHz,
+Defaults: 0 means "by corpus": spoken digits 8 kHz, 40 mels, 3 x 128, batch 32; a manifest 16 kHz,
 80 mels, 4 x 256, batch 16 (the recipes of docs/tasks.md); ``stack`` 3 for both.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ from rnnkit.tasks.textdata import next_batch
 from rnnkit.train import TrainConfig, restore
 
 EVAL_BATCH = 64
-AUTO = {"digits": {"rate": 8000, "n_mels": 40, "layers": 2, "hidden": 128, "batch": 32},
+AUTO = {"digits": {"rate": 8000, "n_mels": 40, "layers": 3, "hidden": 128, "batch": 32},
         "manifest": {"rate": 16000, "n_mels": 80, "layers": 4, "hidden": 256, "batch": 16}}
 
 
@@ -72,7 +72,7 @@ class ASRTaskConfig(CellVariant):
     speed_perturb: str = option("1.0", "training copies at these speeds (Kaldi's speed perturbation), comma-separated, "
                                        "1 = the recording as it is, e.g. 0.9,1.0,1.1", rule=SPEEDS, group="features")
     cell: str = option("lstm", "recurrent cell", choices=sorted(LAYERS), group="model")
-    layers: int = option(0, "recurrent layers (default: 2 digits, 4 manifest)", rule=NONNEG_INT, group="model")
+    layers: int = option(0, "recurrent layers (default: 3 digits, 4 manifest)", rule=NONNEG_INT, group="model")
     hidden: int = option(0, "hidden size per direction (default: 128 digits, 256 manifest)", rule=NONNEG_INT,
                          group="model")
     bidirectional: bool = option(True, "bidirectional layers (--stream needs --no-bidirectional)", group="model")
