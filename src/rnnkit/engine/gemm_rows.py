@@ -33,7 +33,7 @@ from rnnkit.engine.buffers import absent, reuse_empty, transposed
 from rnnkit.engine.threads import blas_threads_at_most
 from rnnkit.errors import SettingError
 from rnnkit.kernels import jit
-from rnnkit.engine.step_gemm import PACKED, SMALL_GEMM, pack, packed_shape, times_w, times_wt
+from rnnkit.engine.step_gemm import PACKED, SMALL_GEMM, pack, packed_shape, times
 
 CANDIDATES = (2, 4, 8, 16, 32, 64)
 """Row blocks tried (those smaller than M), besides the whole product (0) and the micro-kernel (PACKED)."""
@@ -47,15 +47,10 @@ MARGIN = 0.95
 
 
 @jit
-def repeat_wt(h, W, WT, out, rows, n):
+def repeat(a, W, WT, out, rows, backward, n):
+    """n products of :func:`rnnkit.engine.step_gemm.times` (the loops' per-step GEMM, the same compiled copy)."""
     for _ in range(n):
-        times_wt(h, W, WT, out, rows)
-
-
-@jit
-def repeat_w(d, W, WT, out, rows, n):
-    for _ in range(n):
-        times_w(d, W, WT, out, rows)
+        times(a, W, WT, out, rows, backward)
 
 
 def forced_rows() -> int | None:
@@ -114,12 +109,11 @@ def time_rows(M: int, H: int, G: int, dtype, backward: bool, clock=time.perf_cou
     WT, Wp = np.ascontiguousarray(W.T), packed_weights(W, backward)
     a = rng.standard_normal((M, G if backward else H)).astype(dtype)
     out = np.empty((M, H if backward else G), dtype)
-    run = repeat_w if backward else repeat_wt
     names = [0, PACKED] + [r for r in CANDIDATES if r < M and blocks]  # the two contenders back to back
     with blas_threads_at_most(1):
-        run(a, W, WT, out, 0, 1)  # compile (or load) and warm the caches
+        repeat(a, W, WT, out, 0, backward, 1)  # compile (or load) and warm the caches
         t0 = clock()
-        run(a, W, WT, out, 0, 3)
+        repeat(a, W, WT, out, 0, backward, 3)
         n = max(1, min(1000, int(BLOCK_S / max((clock() - t0) / 3, 1e-9))))
         best = dict.fromkeys(names, float("inf"))
         for _ in range(ROUNDS):
@@ -127,7 +121,7 @@ def time_rows(M: int, H: int, G: int, dtype, backward: bool, clock=time.perf_cou
                 if 2 * best[0] < best[r] < float("inf"):  # far behind after a round: not timed again
                     continue
                 t0 = clock()
-                run(a, W, Wp if r == PACKED else WT, out, r, n)
+                repeat(a, W, Wp if r == PACKED else WT, out, r, backward, n)
                 best[r] = min(best[r], (clock() - t0) / n)
     return best
 

@@ -40,7 +40,7 @@ import time
 import numpy as np
 
 from rnnkit.engine import big_gemm
-from rnnkit.engine.gemm_rows import STREAMING_ROWS, forced_rows, packed_weights, repeat_wt, step_gemm_rows
+from rnnkit.engine.gemm_rows import STREAMING_ROWS, forced_rows, packed_weights, repeat, step_gemm_rows
 from rnnkit.engine.scan import bounds, split_hh
 from rnnkit.engine.step_gemm import PACKED, packed_gemm
 from rnnkit.engine.threads import blas_threads_at_most, time_side_by_side
@@ -92,8 +92,8 @@ def time_projection(M: int, S: int, TB: int, I: int, H: int, G: int, G_loop: int
     with blas_threads_at_most(1):
         both = time_side_by_side(lambda n: [partial(_both, x, W_ihP, h, W_hhP, xw, hw, n) for x, h, xw, hw in shards],
                                  clock)
-        alone = time_side_by_side(lambda n: [partial(repeat_wt, h, W_hh, WT, hw, rows, n) for x, h, xw, hw in shards],
-                                  clock)
+        alone = time_side_by_side(
+            lambda n: [partial(repeat, h, W_hh, WT, hw, rows, False, n) for x, h, xw, hw in shards], clock)
         whole = time_side_by_side(lambda n: [partial(big, n)], clock)
     return {"loop": both, "alone": alone, "gemm": whole / R * (M * S)}
 

@@ -234,10 +234,11 @@ def _blas(a, W, WT, out, backward):
 
 
 @jit
-def _times(a, W, WT, out, rows, backward):
-    """The per-step GEMM of :func:`times_wt` (``backward`` False) or :func:`times_w` (True).  A compiled call,
-    not inlined: one copy per dtype and direction (numba specialises on the literal ``backward``) serves every
-    place the loops call it; inlined at each, its BLAS calls took 3-4 s of each loop's cold compile (issue 19)."""
+def times(a, W, WT, out, rows, backward):
+    """The per-step GEMM of :func:`times_wt` (``backward`` False) or :func:`times_w` (True), and of the timing
+    loop of :mod:`rnnkit.engine.gemm_rows`.  A compiled call, not inlined, with ``backward`` a run-time bool: one
+    copy per dtype serves every place the loops call it (inlined at each, its BLAS calls took 3-4 s of each
+    loop's cold compile; issue 19), and a constant ``backward`` would make numba compile one copy per value."""
     M = a.shape[0]
     if rows < 0:
         packed_gemm(a, WT, out)
@@ -254,10 +255,10 @@ def times_wt(h, W, WT, out, rows):
     """out = h @ W.T for the recurrent GEMM; W (G, H).  rows 0: one BLAS call; rows > 0: BLAS in blocks of
     that many rows of h, WT W's contiguous transpose (H, G) where a block needs it (:mod:`rnnkit.engine.gemm_rows`);
     rows = PACKED: the micro-kernel, WT then W.T packed (:func:`pack`)."""
-    _times(h, W, WT, out, rows, False)
+    times(h, W, WT, out, rows, rows < PACKED - 1)  # False, typed as a run-time bool (see times)
 
 
 @rowjit
 def times_w(d, W, WT, out, rows):
     """out = d @ W (the recurrent GEMM's backward), from W or WT, as :func:`times_wt` (PACKED: WT is W packed)."""
-    _times(d, W, WT, out, rows, True)
+    times(d, W, WT, out, rows, rows >= PACKED - 1)  # True, typed as a run-time bool (see times)
