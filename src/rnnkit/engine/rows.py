@@ -24,7 +24,7 @@ import numpy as np
 
 from rnnkit.checks.arrays import check_array
 from rnnkit.engine import big_gemm
-from rnnkit.kernels import jit
+from rnnkit.kernels import copy_row, jit
 
 
 class Rows(NamedTuple):
@@ -60,9 +60,7 @@ def gather_rows(P, ids, out):
     """out[t, b] = P[ids[t, b]]: P (V, G), ids (T, B), out (T, B, G)."""
     for t in range(ids.shape[0]):
         for b in range(ids.shape[1]):
-            src, dst = P[ids[t, b]], out[t, b]
-            for j in range(dst.shape[0]):
-                dst[j] = src[j]
+            copy_row(out[t, b], P[ids[t, b]])
 
 
 @jit
