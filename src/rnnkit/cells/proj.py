@@ -35,7 +35,7 @@ def proj_lstm_step_backward(d_new, gates, cache, prev, new, p, d_xw, d_hw, d_pre
     tanh_c, m = cache
     dh = d_new[0]
     dW_hr = np.dot(dh.T, m)
-    for r in range(dW_hr.shape[0]):  # dp[0] += dW_hr, row by row (no slice assignment: kernels.copy_row)
+    for r in range(dW_hr.shape[0]):  # dp[0] += dW_hr row by row: no slice assignment (kernels.copy_row says why)
         add_row(dp[0][r], dW_hr[r])
     dm = np.dot(dh, p[0])
     lstm_step_backward((dm, d_new[1]), gates, (tanh_c,), prev, (m, new[1]), p, d_xw, d_hw, d_prev, dp)

@@ -29,7 +29,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from rnnkit.kernels import jit, rowjit
+from rnnkit.kernels import copy_row, jit, rowjit
 
 PACKED = -1
 """``rows`` value that selects the micro-kernel (the loops' second operand is then the packed B)."""
@@ -213,8 +213,7 @@ def packed_gemm(A, Bp, C):
         scratch = np.empty((M, nb), C.dtype)
         _panel(scratch, 0, nb, A, lda, Bp, full * K * nb, K, M)
         for i in range(M):
-            for j in range(N - full * nb):
-                C[i, full * nb + j] = scratch[i, j]
+            copy_row(C[i, full * nb:], scratch[i, : N - full * nb])
 
 
 @rowjit
