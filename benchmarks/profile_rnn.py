@@ -4,7 +4,8 @@
 
 Times, in one process, on one thread (``layer.cores = 1``, the per-step GEMMs on one BLAS
 thread: the work of one batch shard), (1) the full ``forward`` + ``backward``, (2) the same
-GEMMs alone (per-step recurrent GEMMs forward and backward as the compiled loops call them,
+GEMMs alone (per-step recurrent GEMMs forward and backward as the compiled loops call them, on the
+operands and row blocks rnnkit.engine.gemm_rows chooses,
 plus the all-steps GEMMs: input projection, dW_ih, d_x, dW_hh), (3) the same elementwise
 work alone (the cell's compiled ``lstm_step`` / ``lstm_step_backward`` per step); the rest is
 the loops' and layers' own work and Python overhead.  Medians of alternating repeats.
@@ -27,16 +28,17 @@ from numba import njit
 
 import rnnkit
 from rnnkit.cells.lstm import lstm_step, lstm_step_backward
-from rnnkit.kernels import times_w, times_wt
+from rnnkit.engine.gemm_rows import loop_operands, step_gemm_rows
+from rnnkit.engine.step_gemm import times_w, times_wt
 from rnnkit.engine.threads import blas_threads_at_most
 
 
 @njit(nogil=True)
-def _gemm_steps(h, W_hh, W_hhT, hw, d_xw, dh):
+def _gemm_steps(h, W_hh, W_fwd, rows_fwd, hw, d_xw, W_bwd, rows_bwd, dh):
     for _ in range(d_xw.shape[0]):
-        times_wt(h, W_hh, W_hhT, hw, 0)
+        times_wt(h, W_hh, W_fwd, hw, rows_fwd)
     for t in range(d_xw.shape[0]):
-        times_w(d_xw[t], W_hh, W_hhT, dh, 0)
+        times_w(d_xw[t], W_hh, W_bwd, dh, rows_bwd)
 
 
 @njit(nogil=True)
@@ -81,11 +83,15 @@ def profile_lstm(T, B, I, H, repeats=7):
         out, _ = layer.forward(x)
         layer.backward(ones)
 
-    W_hhT = np.ascontiguousarray(W_hh.T)
+    operands = []  # the per-step GEMM as the loops run it (rnnkit.engine.gemm_rows: BLAS, row blocks or packed)
+    for backward in (False, True):
+        rows = step_gemm_rows(B, H, G, dt, backward)
+        [(_, _, rows)], W2 = loop_operands(W_hh, [(0, B, rows)], backward, {})
+        operands += [W2, rows]
 
     def gemm_steps():
         with blas_threads_at_most(1):
-            _gemm_steps(h, W_hh, W_hhT, hw, d_xw, dh)
+            _gemm_steps(h, W_hh, operands[0], operands[1], hw, d_xw, operands[2], operands[3], dh)
 
     def gemm_all_steps():
         x2, d2 = x.reshape(T * B, I), d_xw.reshape(T * B, G)
