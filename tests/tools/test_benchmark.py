@@ -7,7 +7,7 @@ import pytest
 import rnnkit
 from conftest import CELLS
 from rnnkit.bench.memory import tape_bytes, torch_saved_bytes
-from rnnkit.bench.sides import NATIVE_UNSET, Worker, alternate_sides, make_sides
+from rnnkit.bench.sides import NATIVE_UNSET, Worker, alternate_pairs, alternate_sides, make_sides, pair_ratios
 from rnnkit.bench.speed import BenchConfig, bench_charlm, bench_grid_point, bench_stream, to_markdown
 
 
@@ -55,6 +55,8 @@ def test_grid_point_compares_equal_computations(kind):
                             ("cache_ratio", "rnnkit_cache_mb", "torch_cache_mb")):
         assert 0 < r[kit] < 1e4 and 0 < r[ref] < 1e4, f"{kit}, {ref}: {r[kit]}, {r[ref]}"
         assert r[ratio] == pytest.approx(r[kit] / r[ref], rel=1e-12), f"{ratio} is not {kit} / {ref}"
+    for ratio in ("fwd_bwd_ratio", "infer_ratio"):  # one pair: its ratio, which is the ratio of the medians
+        assert r[ratio + "_pairs"] == [pytest.approx(r[ratio], rel=1e-12)], f"{ratio}_pairs"
     res = {"machine": {"cpu": "x", "cpu_count": 2, "numpy": "n", "numpy_blas": [], "torch": "t", "torch_threads": 1,
                        "OPENBLAS_CORETYPE": "(unset)", "command": "c"}, "grid": [r]}
     md = to_markdown(res)
@@ -131,6 +133,15 @@ def test_alternate_sides_times_a_b_a_b_and_returns_medians():
     assert calls == [("a", 2, 0), ("b", 2, 0), ("a", 1, 1), ("b", 1, 1)] + block * 3
 
 
+def test_alternate_pairs_returns_each_pair_and_their_ratios():
+    calls = []
+    a = _FakeSide("a", [9.0, 0.004, 1.0, 2.0, 4.0, 1.0, 2.0], calls)
+    b = _FakeSide("b", [9.0, 0.004, 1.0, 3.0, 2.0, 4.0, 5.0], calls)
+    ta, tb = alternate_pairs(a, b, "f", repeats=5, min_time=0.02, warm_time=0.1)
+    assert (ta, tb) == ([1.0, 2.0, 4.0, 1.0, 2.0], [1.0, 3.0, 2.0, 4.0, 5.0])
+    assert pair_ratios(ta, tb) == [1.0, 1.5, 0.5, 4.0, 2.5]
+
+
 def test_alternate_sides_warms_each_block_at_least_once():
     calls = []
     a = _FakeSide("a", [1.0, 0.5, 0.5], calls)
@@ -178,6 +189,9 @@ def test_report_has_peak_fractions_and_the_forced_table():
            "sgemm_peak_gflops": 200.0,
            "as_set": {"env": {"OPENBLAS_CORETYPE": "Haswell"}, "grid": [r], "kernels": kernels}}
     md = to_markdown(res)
+    assert "| **1.50** | 5.00 | 2.50 | **0.50** |" in md, "a run without per-pair spreads (older JSON) renders as before"
+    r2 = dict(r, fwd_bwd_ratio_pairs=[1.75, 1.25, 1.5], infer_ratio_pairs=[0.5, 0.4, 0.75])
+    assert "| **1.50** (1.25-1.75) | 5.00 | 2.50 | **0.50** (0.40-0.75) |" in to_markdown(dict(res, grid=[r2]))
     # fwd+bwd: 1.5 GFLOP in 10 ms = 150 GFLOP/s = 75 % of 200; rnnkit 15 ms: 50 %; inference 50 % / 100 %
     assert md.count("| **0.50** | 75 / 50 | 50 / 100 |") == 2
     assert "### AVX2 forced by this machine's environment (OPENBLAS_CORETYPE=Haswell)" in md

@@ -41,6 +41,7 @@ import dataclasses
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ from rnnkit.errors import UserError
 from rnnkit.io.outputs import write_output
 from rnnkit.bench.builders import kit_layer, torch_class, torch_module
 from rnnkit.bench.memory import tape_bytes, torch_saved_bytes
-from rnnkit.bench.sides import NATIVE_UNSET, InProcess, alternate_sides, make_sides
+from rnnkit.bench.sides import NATIVE_UNSET, InProcess, alternate_pairs, make_sides, pair_ratios
 
 SUITES = ("speed", "longlag")  # longlag: rnnkit.bench.longlag
 GRID = ((100, 32, 64, 128), (50, 64, 128, 256), (200, 16, 32, 64), (35, 20, 650, 650),
@@ -75,7 +76,7 @@ class BenchConfig:
     seed: int = 0
     sections: tuple = ("grid", "stream", "charlm")
     isolate: bool = True  # each library times in its own worker process (see Worker)
-    gap: float = 0.15  # seconds of rest before each timed block (see alternate_sides)
+    gap: float = 0.15  # seconds of rest before each timed block (see alternate_pairs)
 
 
 
@@ -128,8 +129,8 @@ def bench_grid_point(torch, kind, T, B, I, H, repeats, seed=0, sides=None, gap=0
     ts, ks = sides or (InProcess("torch"), InProcess("rnnkit"))
     for s in (ts, ks):
         s.setup("grid", kind, I, H, weights, x_np)
-    t_tr, k_tr = alternate_sides(ts, ks, "train", repeats, gap=gap)
-    t_in, k_in = alternate_sides(ts, ks, "infer", repeats, gap=gap)
+    train, infer = (alternate_pairs(ts, ks, name, repeats, gap=gap) for name in ("train", "infer"))
+    (t_tr, k_tr), (t_in, k_in) = ([statistics.median(v) for v in pairs] for pairs in (train, infer))
     x = torch.from_numpy(x_np.copy()).requires_grad_(True)
     t_mem = torch_saved_bytes(torch, lambda: tm(x)[0].sum(), exclude=list(tm.parameters()) + [x])
     layer.forward(x_np)
@@ -139,7 +140,9 @@ def bench_grid_point(torch, kind, T, B, I, H, repeats, seed=0, sides=None, gap=0
     return dict(cell=kind, T=T, B=B, I=I, H=H, max_abs_diff=err, gflop_fwd=flop_fwd / 1e9,
                 gflop_fwd_bwd=3 * flop_fwd / 1e9,
                 torch_fwd_bwd_ms=t_tr * 1e3, rnnkit_fwd_bwd_ms=k_tr * 1e3, fwd_bwd_ratio=k_tr / t_tr,
+                fwd_bwd_ratio_pairs=pair_ratios(*train),
                 torch_infer_ms=t_in * 1e3, rnnkit_infer_ms=k_in * 1e3, infer_ratio=k_in / t_in,
+                infer_ratio_pairs=pair_ratios(*infer),
                 torch_cache_mb=t_mem / 2**20, rnnkit_cache_mb=k_mem / 2**20,
                 cache_ratio=k_mem / t_mem if t_mem else float("nan"))
 
@@ -161,9 +164,10 @@ def bench_stream(torch, kind, H, repeats, steps=200, seed=0, sides=None, gap=0.0
     ts, ks = sides or (InProcess("torch"), InProcess("rnnkit"))
     for s in (ts, ks):
         s.setup("stream", kind, I, H, weights, xs)
-    t, k = alternate_sides(ts, ks, "stream", repeats, gap=gap)
+    pairs = alternate_pairs(ts, ks, "stream", repeats, gap=gap)
+    t, k = (statistics.median(v) for v in pairs)
     return dict(cell=kind, H=H, I=I, B=1, max_abs_diff=err, torch_step_us=t / steps * 1e6,
-                rnnkit_step_us=k / steps * 1e6, step_ratio=k / t)
+                rnnkit_step_us=k / steps * 1e6, step_ratio=k / t, step_ratio_pairs=pair_ratios(*pairs))
 
 
 def bench_charlm(torch, repeats, V=100, E=64, H=128, layers=2, B=32, T=100, lr=2e-3, seed=0, sides=None,
@@ -184,10 +188,12 @@ def bench_charlm(torch, repeats, V=100, E=64, H=128, layers=2, B=32, T=100, lr=2
     l_t, l_k = float(ts.call("step")), float(ks.call("step"))  # the first step: same loss
     if not abs(l_t - l_k) < 1e-3:
         raise RuntimeError(f"bench: charlm first-step losses differ (torch {l_t:.6f}, rnnkit {l_k:.6f})")
-    t, k = alternate_sides(ts, ks, "step", repeats, warmup=2, min_time=0.0, gap=gap)
+    pairs = alternate_pairs(ts, ks, "step", repeats, warmup=2, min_time=0.0, gap=gap)
+    t, k = (statistics.median(v) for v in pairs)
     return dict(V=V, E=E, H=H, layers=layers, B=B, T=T, optimizer="Adam",
                 first_loss_torch=l_t, first_loss_rnnkit=l_k,
-                torch_tokens_per_s=B * T / t, rnnkit_tokens_per_s=B * T / k, tokens_per_s_ratio=t / k)
+                torch_tokens_per_s=B * T / t, rnnkit_tokens_per_s=B * T / k, tokens_per_s_ratio=t / k,
+                tokens_per_s_ratio_pairs=pair_ratios(pairs[1], pairs[0]))  # t / k: tokens/s, rnnkit over torch
 
 
 # ----------------------------------------------------------------------------- report
@@ -221,6 +227,12 @@ def _r(x):
     return f"{x:.2f}"
 
 
+def _ratio(r: dict, key: str) -> str:
+    """The ratio in bold, then the lowest and highest ratio pair by pair where the run recorded them."""
+    pairs = r.get(key + "_pairs")
+    return f"**{_r(r[key])}**" + (f" ({_r(min(pairs))}-{_r(max(pairs))})" if pairs else "")
+
+
 def _pct(gflop: float, ms: float, peak) -> str:
     return f"{100 * gflop / (ms / 1e3) / peak:.0f}" if peak else "?"
 
@@ -240,7 +252,8 @@ def to_markdown(res: dict) -> str:
              f"at end {_load(m.get('loadavg_end'))} "
              f"(other jobs may share the {m['cpu_count']} CPUs).",
              f"Command: `{m['command']}`.  Ratios are rnnkit/PyTorch times (< 1 means rnnkit is faster), "
-             "medians of alternating runs; "
+             "medians of alternating runs (in brackets: the lowest and highest ratio pair by pair, how much one "
+             "A/B pair moves from the next here); "
              + ("each library timed in its own worker process." if res.get("config", {}).get("isolate", False)
                 else "both libraries timed in one process (--same-process)."), ""]
     peak = res.get("sgemm_peak_gflops")
@@ -264,8 +277,8 @@ def _tables(res: dict, peak) -> list:
                   "|" + "---|" * 16]
         for r in res["grid"]:
             lines.append(f"| {r['cell']} | {r['T']} | {r['B']} | {r['I']} | {r['H']} | {_r(r['torch_fwd_bwd_ms'])} | "
-                         f"{_r(r['rnnkit_fwd_bwd_ms'])} | **{_r(r['fwd_bwd_ratio'])}** | {_r(r['torch_infer_ms'])} | "
-                         f"{_r(r['rnnkit_infer_ms'])} | **{_r(r['infer_ratio'])}** | {_r(r['torch_cache_mb'])} | "
+                         f"{_r(r['rnnkit_fwd_bwd_ms'])} | {_ratio(r, 'fwd_bwd_ratio')} | {_r(r['torch_infer_ms'])} | "
+                         f"{_r(r['rnnkit_infer_ms'])} | {_ratio(r, 'infer_ratio')} | {_r(r['torch_cache_mb'])} | "
                          f"{_r(r['rnnkit_cache_mb'])} | **{_r(r['cache_ratio'])}** | "
                          f"{_pct(r['gflop_fwd_bwd'], r['torch_fwd_bwd_ms'], peak)} / "
                          f"{_pct(r['gflop_fwd_bwd'], r['rnnkit_fwd_bwd_ms'], peak)} | "
@@ -277,7 +290,7 @@ def _tables(res: dict, peak) -> list:
                   "|---|---|---|---|---|"]
         for r in res["stream"]:
             lines.append(f"| {r['cell']} | {r['H']} | {_r(r['torch_step_us'])} | {_r(r['rnnkit_step_us'])} | "
-                         f"**{_r(r['step_ratio'])}** |")
+                         f"{_ratio(r, 'step_ratio')} |")
         lines.append("")
     if res.get("charlm"):
         r = res["charlm"]
@@ -285,7 +298,7 @@ def _tables(res: dict, peak) -> list:
                   "|---|---|---|---|",
                   f"| emb {r['E']}, {r['layers']}x LSTM {r['H']}, V {r['V']}, batch {r['B']}, bptt {r['T']}, "
                   f"{r['optimizer']} | {r['torch_tokens_per_s']:.0f} | {r['rnnkit_tokens_per_s']:.0f} | "
-                  f"**{_r(r['tokens_per_s_ratio'])}** |", ""]
+                  f"{_ratio(r, 'tokens_per_s_ratio')} |", ""]
     return lines
 
 
@@ -321,6 +334,7 @@ def _run_sections(cfg: BenchConfig, torch, repeats: int, grid, cells, native: bo
     res = {}
     sides = make_sides(cfg.isolate, cfg.torch_threads, cfg.blas_threads, native)
     try:
+        sides[0].info()  # waits for the torch worker's start (its import of torch) to end before the peak is timed
         res["kernels"] = sides[1].info(peak=native)
         if native:
             res["sgemm_peak_gflops"] = res["kernels"].pop("sgemm_peak_gflops")
