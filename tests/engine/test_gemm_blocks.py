@@ -38,6 +38,36 @@ def test_the_packed_micro_kernel_equals_numpy(M, K, N, dtype):
     np.testing.assert_allclose(C, A.astype(np.float64) @ B.astype(np.float64), rtol=tol, atol=tol, err_msg="C = A @ B")
 
 
+def packed_by_definition(B, cols, dtype):
+    """pack's output from its definition: Bp[p K + k, j] = B[k, c(p NB + j)], zero past the last column."""
+    Bs = B[:, cols] if len(cols) else B
+    K, N = Bs.shape
+    P, nb = packed_shape(K, N, dtype)[0] // max(K, 1), packed_shape(K, N, dtype)[1]
+    padded = np.zeros((K, P * nb), dtype)
+    padded[:, :N] = Bs
+    return padded.reshape(K, P, nb).transpose(1, 0, 2).reshape(P * K, nb)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("G,H", [(1, 1), (32, 16), (64, 16), (70, 13), (96, 40), (100, 33), (260, 65), (128, 7)])
+@pytest.mark.parametrize("how", ["W.T", "W.T gathered", "W[::2].T", "W[::-1].T", "W"])
+def test_pack_equals_its_definition_for_every_layout(G, H, dtype, how):
+    """The forward's operand W.T (k along memory: blocks transposed in registers, the rest of K and a partial last
+    panel element by element), gathered (a unit shard's rows), strided, reversed (element by element), and the
+    backward's W (k across memory): every element where the definition puts it, bit for bit."""
+    rng = np.random.default_rng(G * 100 + H)
+    W2 = rng.standard_normal((2 * G, H)).astype(dtype)
+    W = W2[:G]
+    B = {"W.T": W.T, "W.T gathered": W.T, "W[::2].T": W2[::2].T, "W[::-1].T": W[::-1].T, "W": W}[how]
+    cols = np.empty(0, np.intp)
+    if how == "W.T gathered":
+        cols = rng.permutation(G)[: max(1, 2 * G // 3)]
+    N = len(cols) or B.shape[1]
+    Bp = np.full(packed_shape(B.shape[0], N, dtype), np.nan, dtype)
+    pack(B, Bp, cols.astype(np.intp))
+    np.testing.assert_array_equal(Bp, packed_by_definition(B, cols, dtype), err_msg=f"Bp = pack({how})")
+
+
 def test_the_micro_kernel_writes_rows_of_a_buffer_and_nothing_else():
     rng = np.random.default_rng(4)
     G, H, M = 70, 13, 11  # a partial last panel in both directions
