@@ -57,34 +57,61 @@ def packed_shape(K: int, N: int, dtype) -> tuple:
     return (-(-N // nb) * K, nb)
 
 
-@jit
 def pack(B, Bp, cols):
     """Bp[p K + k, j] = B[k, c(p NB + j)] (0 past the last column), c(n) = cols[n] (a gather of B's columns, N of
     them: the rows of W that a unit shard multiplies, :mod:`rnnkit.engine.unit_shards`) or n if cols has size 0;
     B (K, any) any strides, Bp (P K, NB).  Where k runs along memory (B = W.T, the forward's operand) and Bp is
-    C-contiguous, blocks of L x L elements (L = a vector's) are transposed in registers (:func:`_transpose`);
-    the loop below read B's columns L elements apart, 4x slower than a copy at (2600, 650) (issue 19)."""
+    C-contiguous, :func:`_pack_blocks` (blocks transposed in registers); else :func:`_pack_elements`.  Two compiled
+    functions, not one with both loops: the backward's W would compile the blocks it never runs (0.3 s of a cold
+    ``rnnkit demo``)."""
+    nb = Bp.shape[1]
+    blocks = (B.shape[0] >= nb // 2 and B.strides[0] == B.itemsize and B.strides[1] > 0
+              and Bp.strides == (nb * Bp.itemsize, Bp.itemsize))
+    (_pack_blocks if blocks else _pack_elements)(B, Bp, cols)
+
+
+@jit
+def _pack_elements(B, Bp, cols):
+    """:func:`pack` element by element, k outermost (B's rows one after another: a copy's speed where n runs along
+    memory, as in the backward's W)."""
     K = B.shape[0]
     gather = cols.shape[0] > 0  # two loops: an index read in the plain one made it 1.8x slower
     N, nb = cols.shape[0] if gather else B.shape[1], Bp.shape[1]
-    L = nb // 2
-    blocks = (K >= L and B.strides[0] == B.itemsize and B.strides[1] > 0
-              and Bp.strides[1] == Bp.itemsize and Bp.strides[0] == nb * Bp.itemsize)
-    offsets = np.empty(N if blocks else 0, np.intp)  # element offset of B's column c(n) from B's first element
-    for n in range(offsets.shape[0]):
-        offsets[n] = (cols[n] if gather else n) * (B.strides[1] // B.itemsize)
     for p in range(Bp.shape[0] // K if K else 0):
-        k_done = K - K % L if blocks and (p + 1) * nb <= N else 0  # k below it: in blocks (full panels only)
+        _pack_rows(B, Bp, cols, gather, N, nb, p, K, 0, K)
+
+
+@rowjit
+def _pack_rows(B, Bp, cols, gather, N, nb, p, K, k0, k1):
+    """Rows k0:k1 of panel p of :func:`pack`, element by element."""
+    for k in range(k0, k1):
+        for j in range(nb):
+            n = p * nb + j
+            if gather:
+                Bp[p * K + k, j] = B[k, cols[n]] if n < N else 0
+            else:
+                Bp[p * K + k, j] = B[k, n] if n < N else 0
+
+
+@jit
+def _pack_blocks(B, Bp, cols):
+    """:func:`pack` for B whose k runs along memory (unit stride, K >= L) into a C-contiguous Bp: full panels in
+    blocks of L x L elements transposed in registers (:func:`_transpose`, L = NB / 2, one vector), the last K mod L
+    rows and a partial last panel element by element.  The element loop read B's columns L elements apart, 4x
+    slower than a copy at (2600, 650) (issue 19, session 15)."""
+    K = B.shape[0]
+    gather = cols.shape[0] > 0
+    N, nb = cols.shape[0] if gather else B.shape[1], Bp.shape[1]
+    L = nb // 2
+    offsets = np.empty(N, np.intp)  # element offset of B's column c(n) from B's first element
+    for n in range(N):
+        offsets[n] = (cols[n] if gather else n) * (B.strides[1] // B.itemsize)
+    for p in range(Bp.shape[0] // K):
+        k_done = K - K % L if (p + 1) * nb <= N else 0  # k below it: in blocks (full panels only)
         for j0 in range(0, nb, L):
             for k0 in range(0, k_done, L):
                 _transpose(Bp, (p * K + k0) * nb + j0, nb, B, offsets, p * nb + j0, k0)
-        for k in range(k_done, K):
-            for j in range(nb):
-                n = p * nb + j
-                if gather:
-                    Bp[p * K + k, j] = B[k, cols[n]] if n < N else 0
-                else:
-                    Bp[p * K + k, j] = B[k, n] if n < N else 0
+        _pack_rows(B, Bp, cols, gather, N, nb, p, K, k_done, K)
 
 
 @intrinsic
