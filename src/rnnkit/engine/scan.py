@@ -218,8 +218,8 @@ def compiled_loops(step, step_backward) -> Loops:
         """
         B = x.shape[0] + 0 * len(helpers)  # + 0: the key is in the closure (helpers_key)
         finite = all_finite(x)
-        for a in prev:
-            finite = finite and all_finite(a)
+        for a in prev:  # as 2-D, the rank x has: all_finite compiles once per rank
+            finite = finite and all_finite(a.reshape(a.shape[0] * a.shape[1], a.shape[2]))
         for layer in range(len(layers)):
             W_ih, b_x1, b_x2, W_hh, b_h, p = layers[layer]
             np.dot(x, W_ih.T, xw)
