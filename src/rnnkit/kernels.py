@@ -196,14 +196,20 @@ WIDE_ROWS = 2
 def wide_step(h):
     """Whether a step whose state h is (B, H) runs its row activations in WIDE vectors: B >= :data:`WIDE_ROWS`."""
     return h.shape[0] >= WIDE_ROWS
-_LANES = {(name, n): _lanes_intrinsic(name, n) for name in ACTIVATIONS_IR for n in (WIDE, NARROW)}
+TAIL = (4, 2, 1)
+"""Vector widths of a float32 row's last n mod NARROW elements, each at most once: straight-line code.  A loop of
+scalars there (LLVM vectorised it again, with its own checks) took a third of the LSTM step's compile: 1.65-1.74 s
+-> 1.16-1.28 s without it (issue 19, session 15)."""
+_LANES = {(name, n): _lanes_intrinsic(name, n) for name in ACTIVATIONS_IR for n in (WIDE, NARROW) + TAIL}
 _SCALAR = {"tanh": tanh_, "sigmoid": sigmoid_}
 
 
 def _row(name: str, summed: bool):
     """The overload of a row function out <- act(x + w) (summed) or act(x): whole vectors of WIDE floats (if
-    ``wide``), then of NARROW, then the rest one element at a time (the same bits: the same operations)."""
+    ``wide``), then of NARROW, then the rest in vectors of 4, 2 and 1 (:data:`TAIL`; the same bits: the same
+    operations); float64 and other layouts one element at a time."""
     wide_lanes, narrow_lanes, scalar = _LANES[name, WIDE], _LANES[name, NARROW], _SCALAR[name]
+    lanes4, lanes2, lanes1 = (_LANES[name, n] for n in TAIL)
 
     def impl(x, w, out, wide):
         arrays = (x, w, out) if summed else (x, out)
@@ -222,7 +228,13 @@ def _row(name: str, summed: bool):
             m8 = n - (n - m) % NARROW
             for j in range(m, m8, NARROW):
                 narrow_lanes(out, x, w, j)
-            rest(x, w, out, m8)
+            r = n - m8  # < NARROW: its bits 4, 2, 1 (offsets computed, not set in branches, as above)
+            if r & 4:
+                lanes4(out, x, w, m8)
+            if r & 2:
+                lanes2(out, x, w, m8 + (r & 4))
+            if r & 1:
+                lanes1(out, x, w, m8 + (r & 6))
 
         return vector_row if vector else lambda x, w, out, wide: rest(x, w, out, 0)
 
