@@ -8,7 +8,7 @@
   SVML here, so ``math.tanh`` is a scalar libm call, 5-7x slower); max abs error <= 5e-7
   (tested over a dense float32 grid).  sigma(x) = tanh(x/2)/2 + 1/2 in both (halving is exact).
 * ``sigmoid_of_sum``, ``tanh_of_sum``, ``tanh_of``: out <- act(x + w) or act(x) over a row.  float32
-  rows run in vectors of :data:`WIDE` or :data:`NARROW` floats, then one element at a time, with the
+  rows run in vectors of :data:`WIDE` or :data:`NARROW` floats, then of 4, 2 and 1 (:data:`TAIL`), with the
   same operations lane by lane as ``tanh_``/``sigmoid_``: the same bits wherever an element falls.
 * ``add_bias``, ``add_biases``: a bias added to every row of a projection.
 * ``all_finite``: the NaN/inf check of small inputs.
