@@ -163,8 +163,12 @@ def make_sides(isolate: bool, torch_threads: int, blas_threads: int | None, nati
 def alternate_sides(sa, sb, name: str, repeats: int, warmup: int = 2, min_time: float = 0.02,
                     gap: float = 0.0, warm_time: float = 0.1) -> tuple[float, float]:
     """Median seconds per call of ``name`` on sides ``sa`` and ``sb``: the medians of :func:`alternate_pairs`."""
-    ta, tb = alternate_pairs(sa, sb, name, repeats, warmup, min_time, gap, warm_time)
-    return statistics.median(ta), statistics.median(tb)
+    return medians(alternate_pairs(sa, sb, name, repeats, warmup, min_time, gap, warm_time))
+
+
+def medians(pairs: tuple) -> tuple[float, float]:
+    """(median of A's blocks, median of B's) of :func:`alternate_pairs`' result."""
+    return statistics.median(pairs[0]), statistics.median(pairs[1])
 
 
 def pair_ratios(ta: list, tb: list) -> list:

@@ -41,7 +41,6 @@ import dataclasses
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -52,7 +51,7 @@ from rnnkit.errors import UserError
 from rnnkit.io.outputs import write_output
 from rnnkit.bench.builders import kit_layer, torch_class, torch_module
 from rnnkit.bench.memory import tape_bytes, torch_saved_bytes
-from rnnkit.bench.sides import NATIVE_UNSET, InProcess, alternate_pairs, make_sides, pair_ratios
+from rnnkit.bench.sides import NATIVE_UNSET, InProcess, alternate_pairs, make_sides, medians, pair_ratios
 
 SUITES = ("speed", "longlag")  # longlag: rnnkit.bench.longlag
 GRID = ((100, 32, 64, 128), (50, 64, 128, 256), (200, 16, 32, 64), (35, 20, 650, 650),
@@ -130,7 +129,7 @@ def bench_grid_point(torch, kind, T, B, I, H, repeats, seed=0, sides=None, gap=0
     for s in (ts, ks):
         s.setup("grid", kind, I, H, weights, x_np)
     train, infer = (alternate_pairs(ts, ks, name, repeats, gap=gap) for name in ("train", "infer"))
-    (t_tr, k_tr), (t_in, k_in) = ([statistics.median(v) for v in pairs] for pairs in (train, infer))
+    (t_tr, k_tr), (t_in, k_in) = medians(train), medians(infer)
     x = torch.from_numpy(x_np.copy()).requires_grad_(True)
     t_mem = torch_saved_bytes(torch, lambda: tm(x)[0].sum(), exclude=list(tm.parameters()) + [x])
     layer.forward(x_np)
@@ -165,7 +164,7 @@ def bench_stream(torch, kind, H, repeats, steps=200, seed=0, sides=None, gap=0.0
     for s in (ts, ks):
         s.setup("stream", kind, I, H, weights, xs)
     pairs = alternate_pairs(ts, ks, "stream", repeats, gap=gap)
-    t, k = (statistics.median(v) for v in pairs)
+    t, k = medians(pairs)
     return dict(cell=kind, H=H, I=I, B=1, max_abs_diff=err, torch_step_us=t / steps * 1e6,
                 rnnkit_step_us=k / steps * 1e6, step_ratio=k / t, step_ratio_pairs=pair_ratios(*pairs))
 
@@ -189,7 +188,7 @@ def bench_charlm(torch, repeats, V=100, E=64, H=128, layers=2, B=32, T=100, lr=2
     if not abs(l_t - l_k) < 1e-3:
         raise RuntimeError(f"bench: charlm first-step losses differ (torch {l_t:.6f}, rnnkit {l_k:.6f})")
     pairs = alternate_pairs(ts, ks, "step", repeats, warmup=2, min_time=0.0, gap=gap)
-    t, k = (statistics.median(v) for v in pairs)
+    t, k = medians(pairs)
     return dict(V=V, E=E, H=H, layers=layers, B=B, T=T, optimizer="Adam",
                 first_loss_torch=l_t, first_loss_rnnkit=l_k,
                 torch_tokens_per_s=B * T / t, rnnkit_tokens_per_s=B * T / k, tokens_per_s_ratio=t / k,
