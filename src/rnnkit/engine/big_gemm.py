@@ -26,10 +26,21 @@ from rnnkit.engine.threads import blas_threads, blas_threads_at_most, run_jobs, 
 from rnnkit.kernels import jit
 
 MIN_SPLIT = 1 << 25
-"""Multiply-adds (M N K) from which a product is split (32M).  Measured on the 2-core Intel Xeon, one
+"""Multiply-adds (M N K) from which a product is always split (32M).  Measured on the 2-core Intel Xeon, one
 BLAS thread against two blocks on rnnkit's threads: (640 x 128) @ (128 x 128) 151 vs 193 us (the
 hand-off alone is 28 us), (640 x 256) @ (256 x 256) 559 vs 427, (3200 x 128) @ (128 x 512) 3106 vs 1855.
-Below it a product is one BLAS call on the threads BLAS has (one while the trainer trains)."""
+Below it, from :data:`MIN_TRY_SPLIT`, the machine decides (:func:`split_pays`); below that a product is one BLAS
+call on the threads BLAS has (one while the trainer trains)."""
+MIN_TRY_SPLIT = 1 << 24
+"""Multiply-adds (16M) from which a product below :data:`MIN_SPLIT` is split where that is measured faster here
+(:func:`split_pays`).  The break-even depends on the CPU: on the 2-core Intel Xeon (above) splitting lost at
+(640 x 128) @ (128 x 128), 10M; on the 2-core AMD EPYC of issue 19 (session 16; a hand-off 50-90 us; one
+thread against split, min of 300 calls) it gained at (3200 x 256) @ (256 x 32), 26M, 577 vs 344 us, and at
+(800 x 128) @ (128 x 256), 26M, 522 vs 317, barely at 10-13M ((640 x 128) @ (128 x 128) 218 vs 186), and lost
+below 8M ((1600 x 64) @ (64 x 64) 140 vs 167).  Between 8M and 16M the measured choice flipped from one process
+to the next (dW_hh of the RNN at (200, 16, 32, 64), 13M), so those stay on one thread."""
+SPLIT_MARGIN = 0.9
+"""A product below :data:`MIN_SPLIT` is split only if that takes at most this share of one thread's time."""
 MIN_ROWS = 16
 """Output rows per block at least (BLAS's kernels work on blocks of rows)."""
 MIN_ONE_THREAD = 1 << 22
@@ -104,7 +115,13 @@ def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, cores: int 
             gemm(a, b, out)
         return out
     n = min(cores or usable_cores(), M // MIN_ROWS)
-    split = n > 1 and M * N * K >= MIN_SPLIT
+    return _dot(a, b, out, n, splits(DOT, M, K, N, out.dtype, n))
+
+
+def _dot(a, b, out, n: int, split: bool):
+    """a @ b into ``out``: the rows in ``n`` blocks side by side if ``split``, else on this thread (:func:`dot`)."""
+    M, K = a.shape
+    N = b.shape[1]
     if M * N * K >= MIN_ONE_THREAD and _micro(a, b, out):  # a thin product: rnnkit's micro-kernel, b packed once
         Bp = np.empty(packed_shape(K, N, a.dtype), a.dtype)
         pack(b, Bp, np.empty(0, np.intp))  # every column
@@ -141,7 +158,14 @@ def dot_t(a: np.ndarray, b: np.ndarray, blas: int = 1, cores: int | None = None)
             gemm(a.T, b, out)
         return out.T
     n = min(cores or usable_cores(), R // MIN_ROWS)
-    if n <= 1 or R * M * N < MIN_SPLIT:
+    return _dot_t(a, b, n, splits(DOT_T, R, M, N, np.result_type(a, b), n))
+
+
+def _dot_t(a, b, n: int, split: bool):
+    """(a^T b)^T: summed over ``n`` blocks of R side by side if ``split``, else on this thread (:func:`dot_t`)."""
+    R, M = a.shape
+    N = b.shape[1]
+    if not split:
         return _one_thread(a.T, b, None, R * M * N).T
     bounds = [R * k // n for k in range(n + 1)]
     sums = [np.empty((M, N), dtype=np.result_type(a, b)) for _ in range(n)]
@@ -186,7 +210,14 @@ def add_t(out: np.ndarray, a: np.ndarray, b: np.ndarray, blas: int = 1, cores: i
     if (how or add_t_way(R, M, N, a.dtype.name, n)) == SUM:
         out += dot_t(a, b, 1, cores)
         return out
-    if n <= 1 or R * M * N < MIN_SPLIT:
+    return _into(out, a, b, n, splits(INTO, R, M, N, out.dtype, n))
+
+
+def _into(out, a, b, n: int, split: bool):
+    """out += b^T a by BLAS (beta = 1): out's rows in ``n`` blocks side by side if ``split`` (:func:`add_t`)."""
+    R, M = a.shape
+    N = b.shape[1]
+    if not split:
         with blas_threads_at_most(1 if R * M * N >= MIN_ONE_THREAD else None):
             gemm_into(b.T, a, out, 1.0)
         return out
@@ -213,3 +244,40 @@ def add_t_way(R: int, M: int, N: int, dtype: str, cores: int, clock=time.perf_co
             if rep:  # the first: warm-up
                 best[way] = min(best[way], clock() - t0)
     return INTO if best[INTO] <= INTO_MARGIN * best[SUM] else SUM
+
+
+DOT, DOT_T = "dot", "dot_t"
+"""With :data:`INTO`: the three split products, by what :func:`split_pays` times."""
+
+
+def splits(op: str, R: int, M: int, N: int, dtype, n: int) -> bool:
+    """Whether product ``op`` (:data:`DOT`: a (R, M) @ b (M, N); :data:`DOT_T`: (a^T b)^T for a (R, M), b (R, N);
+    :data:`INTO`: out (N, M) += b^T a, the same a and b) runs in ``n`` blocks side by side: from :data:`MIN_SPLIT`
+    multiply-adds always, below :data:`MIN_TRY_SPLIT` never, between them where :func:`split_pays` here."""
+    if n <= 1:
+        return False
+    madds = R * M * N
+    if madds >= MIN_SPLIT:
+        return True
+    return madds >= MIN_TRY_SPLIT and split_pays(op, R, M, N, np.dtype(dtype).name, n)
+
+
+@functools.lru_cache(maxsize=None)
+def split_pays(op: str, R: int, M: int, N: int, dtype: str, n: int, clock=time.perf_counter) -> bool:
+    """Whether ``op`` (see :func:`splits`) at this shape takes at most :data:`SPLIT_MARGIN` of one thread's time in
+    ``n`` blocks side by side: both timed once per process on scratch operands (the faster of four runs each,
+    alternating, after one each to warm up; up to about 5 ms at 32M multiply-adds).  Either way the numbers are
+    the same (each output element one BLAS dot product; :func:`dot_t`'s partial sums: float64 to 1e-13)."""
+    a = np.full((R, M), 0.5, dtype)  # values: any
+    b = np.full((M, N) if op == DOT else (R, N), 0.25, dtype)
+    out = np.zeros((R, N) if op == DOT else (N, M), dtype)
+    run = {DOT: lambda split: _dot(a, b, out, n, split), DOT_T: lambda split: _dot_t(a, b, n, split),
+           INTO: lambda split: _into(out, a, b, n, split)}[op]
+    best = {False: float("inf"), True: float("inf")}
+    for rep in range(5):
+        for split in best:
+            t0 = clock()
+            run(split)
+            if rep:  # the first: warm-up
+                best[split] = min(best[split], clock() - t0)
+    return best[True] <= SPLIT_MARGIN * best[False]
