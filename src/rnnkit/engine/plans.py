@@ -12,8 +12,9 @@ The candidates (:func:`candidates`), on ``cores`` cores with D directions and ba
 The first time a layer runs a new :class:`PlanKey` (cell, T rounded up to a power of two, B, I, H,
 layers, directions, dtype, cores), :meth:`Planner.plan` times every distinct candidate on a copy
 of the layer (same weights, its own gradients and buffers): forward + backward over at most
-``MEASURE_STEPS`` steps, round-robin, for at most ``BUDGET_S`` seconds after a warm-up call each,
-and keeps the fastest (the smallest time of its rounds).  The choice is kept in memory and in
+``MEASURE_STEPS`` steps, round-robin, for at most ``BUDGET_S`` seconds after a warm-up call each (those on BLAS's
+threads after the others: :func:`timing_phases`), and keeps the fastest (the smallest time of its rounds) where it
+gains :data:`MARGIN` over ``heuristic``.  The choice is kept in memory and in
 ``$XDG_CACHE_HOME/rnnkit/plans.json`` (``~/.cache`` by default; written atomically), under a
 machine key of the CPU model and the BLAS kernel, so the next process reuses it.  A plan measured
 while the 1-minute load average exceeds the cores is used by this process only, not cached: other
@@ -58,6 +59,9 @@ BUDGET_S = 0.5
 """Seconds of timed rounds per new key after one warm-up call per candidate (the rounds stop when it is
 spent; every candidate is timed at least once).  On a quiet 2-core machine a whole planning, warm-ups
 included, stays under about 1 s at the largest grid point (64, 128, 256, 512)."""
+MARGIN = 0.9
+"""Another strategy replaces ``heuristic`` only if it took at most this share of its time: a few timed calls of a
+copy of the layer are noisy, and a wrong switch costs more than a missed gain of a few per cent."""
 MAX_ROUNDS = 9
 MIN_BLOCK_S = 2e-3
 """A timed block repeats the call until it lasts about this long (tiny layers: the clock's resolution)."""
@@ -168,16 +172,29 @@ def time_candidates(layer, key: PlanKey, plans: dict, budget_s: float = BUDGET_S
             probe.backward(d_out)
         return (clock() - t0) / n
 
-    # warm-up: compile or load the loops, allocate the buffers; the estimate sets each block's length
-    reps = {name: min(100, max(1, int(MIN_BLOCK_S / max(block(name, 1), 1e-9)))) for name in names}
+    # BLAS's own threads spin on the cores for a while after a call: a plan timed after one that used them
+    # runs on a busy machine (measured, LSTM (100, 32, 64, 128) on 2 cores, session 16: batch shards timed right
+    # after blas_threads read 14.1 ms against one_thread's 11.8; alone 8-9).  So plans on one BLAS thread are
+    # timed first, round-robin, and those on BLAS's threads after them, each phase with half the budget.
+    phases = timing_phases(plans, names)
     best = dict.fromkeys(names, float("inf"))
-    start = clock()
-    for _ in range(MAX_ROUNDS):
-        for name in names:
-            best[name] = min(best[name], block(name, reps[name]))
-        if clock() - start > budget_s:
-            break
+    for phase in phases:
+        # warm-up: compile or load the loops, allocate the buffers; the estimate sets each block's length
+        reps = {name: min(100, max(1, int(MIN_BLOCK_S / max(block(name, 1), 1e-9)))) for name in phase}
+        start = clock()
+        for _ in range(MAX_ROUNDS if phase else 0):
+            for name in phase:
+                best[name] = min(best[name], block(name, reps[name]))
+            if clock() - start > budget_s / len(phases):
+                break
     return {name: best[distinct[p]] for name, p in plans.items()}
+
+
+def timing_phases(plans: dict, names: list) -> list:
+    """[the strategies among ``names`` whose plan keeps BLAS on one thread, those that give BLAS more]: the order
+    :func:`time_candidates` times them in (BLAS's threads spin after a call and would slow whatever came next)."""
+    quiet = [n for n in names if (plans[n].blas_threads or 1) <= 1]
+    return [quiet, [n for n in names if n not in quiet]]
 
 
 class Planner:
@@ -233,6 +250,8 @@ class Planner:
                      f"cached in {self.path}; RNNKIT_PLAN=heuristic skips it)")
         times = self.timer(layer, key, plans)
         name = min(times, key=lambda n: (times[n], STRATEGIES.index(n)))
+        if "heuristic" in times and times[name] > MARGIN * times["heuristic"]:
+            name = "heuristic"
         self._chosen[key.text()] = name
         load, cores = self.load(), available_cores()
         if load <= cores:
