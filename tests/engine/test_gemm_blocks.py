@@ -125,7 +125,7 @@ def test_rnnkit_gemm_rows_forces_the_block(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("cores,split", [(1, False), (2, False), (2, True), (3, True)])
 def test_a_thin_big_gemm_runs_on_the_micro_kernel_and_equals_numpy(monkeypatch, cores, split, dtype):
-    monkeypatch.setattr(big_gemm, "MIN_ONE_THREAD", 0)
+    monkeypatch.setattr(big_gemm, "MIN_MEASURED", 0)
     monkeypatch.setenv("RNNKIT_GEMM_ROWS", "packed")  # where it pays is measured; forced here
     if split:
         monkeypatch.setattr(big_gemm, "MIN_SPLIT", 0)

@@ -57,6 +57,7 @@ def test_views_blas_cannot_take_are_refused():
 @pytest.mark.parametrize("cores,split", [(1, False), (2, False), (2, True), (3, True)])
 def test_add_t_adds_the_weight_gradient_whatever_the_way_and_split(monkeypatch, how, cores, split):
     monkeypatch.setattr(big_gemm, "MIN_ONE_THREAD", 0)
+    monkeypatch.setattr(big_gemm, "MIN_MEASURED", 0)
     if split:
         monkeypatch.setattr(big_gemm, "MIN_SPLIT", 0)
     rng = np.random.default_rng(cores)
@@ -71,7 +72,7 @@ def test_add_t_adds_the_weight_gradient_whatever_the_way_and_split(monkeypatch, 
 
 
 def test_add_t_way_is_measured_and_small_products_go_straight_in():
-    assert big_gemm.add_t_way(8, 4, 4, "float64", 2) == big_gemm.INTO, "below MIN_ONE_THREAD: no temporary"
+    assert big_gemm.add_t_way(8, 4, 4, "float64", 2) == big_gemm.INTO, "below MIN_MEASURED: no temporary"
     ticks = iter(range(100))
     way = big_gemm.add_t_way.__wrapped__(64, 256, 256, "float32", 2, clock=lambda: next(ticks))
     assert way == big_gemm.SUM, "equal times: SUM (INTO must gain a margin)"

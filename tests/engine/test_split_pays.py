@@ -57,3 +57,27 @@ def test_the_same_numbers_split_or_not(n):
         big_gemm._into(g, a, b, n, split)
         np.testing.assert_allclose(g, g0 + b.T @ a, rtol=1e-13, atol=1e-12, err_msg=f"grad += b^T a (split={split})")
 
+
+
+@pytest.mark.parametrize("op", ["dot", "dot_t", "add_t"])
+def test_a_product_from_min_one_thread_holds_blas_to_one_thread(monkeypatch, op):
+    """From 256K multiply-adds OpenBLAS threads a GEMM; while the loops hold BLAS to one thread its other threads fall
+    asleep, and a threaded call then waits for them (3-4 ms for a 2.1M product, session 16).  Such a product that is
+    not split runs with BLAS held to one thread; a smaller one leaves BLAS alone."""
+    held = []
+    real = big_gemm.blas_threads_at_most
+    monkeypatch.setattr(big_gemm, "blas_threads_at_most", lambda n: held.append(n) or real(n))
+    rng = np.random.default_rng(0)
+    for R, expect in ((1024, 1), (64, None)):  # 1024 * 32 * 64 = 2.1M multiply-adds; 64 * 32 * 64 = 131K
+        a, b = rng.standard_normal((R, 32)), rng.standard_normal((R, 64))
+        held.clear()
+        if op == "dot":
+            big_gemm.dot(a, rng.standard_normal((32, 64)), cores=1)
+        elif op == "dot_t":
+            big_gemm.dot_t(a, b, cores=1)
+        else:
+            big_gemm.add_t(np.zeros((64, 32)), a, b, cores=1)
+        if expect:
+            assert held == [1], (op, R, held)
+        else:  # BLAS left as it is
+            assert held in ([], [None]), (op, R, held)

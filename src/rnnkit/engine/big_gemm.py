@@ -10,7 +10,9 @@ run on next (measured, 2-core Intel Xeon, issue 19: two LSTM shards (100, 16, 64
 took 2.2x one shard's time after threaded BLAS calls, 1.05x without; the char-LM training step was
 1.08-1.14x faster with every BLAS call on one thread).  Each block is an ordinary BLAS call, so every
 element is computed as by one ``np.dot`` of its rows: the same value whatever the split (float64
-to 1e-13, tested).
+to 1e-13, tested).  Which products are split (:func:`splits`): from :data:`MIN_SPLIT` multiply-adds always; from
+:data:`MIN_TRY_SPLIT` where this machine runs them faster so (:func:`split_pays`, timed once per process and shape:
+a thread hand-off costs 28 us on one 2-core machine and 50-90 us on another).
 """
 from __future__ import annotations
 
@@ -43,13 +45,19 @@ SPLIT_MARGIN = 0.9
 """A product below :data:`MIN_SPLIT` is split only if that takes at most this share of one thread's time."""
 MIN_ROWS = 16
 """Output rows per block at least (BLAS's kernels work on blocks of rows)."""
-MIN_ONE_THREAD = 1 << 22
-"""Multiply-adds (4M) from which a product that is not split runs with BLAS on one thread.  BLAS's own
-threads would be faster for that product, but they spin after it on the cores the loops' shards run on
+MIN_ONE_THREAD = 1 << 18
+"""Multiply-adds (256K) from which a product that is not split runs with BLAS held to one thread: OpenBLAS threads
+a GEMM from 4 x 65536 multiply-adds (its GEMM_MULTITHREAD_THRESHOLD x SMP_THRESHOLD_MIN), and BLAS's threads then
+get in the loops' way in both directions.  After a threaded call they spin on the cores the loops' shards run on
 next (measured, 2-core Intel Xeon, issue 19: LSTM (200, 16, 32, 64) inference, its (3200 x 32) @ (32 x 256)
-projection on BLAS's two threads, then two 8-row shards: the main thread's shard took 1.93 ms, the
-other's 0.95).  Smaller products run on one BLAS thread anyway (OpenBLAS does not thread them), and
-setting the thread count costs a few microseconds."""
+projection on BLAS's two threads, then two 8-row shards: the main thread's shard took 1.93 ms, the other's 0.95);
+and while the loops run, BLAS is held to one thread, so its idle threads fall asleep and the next threaded call
+waits for them to wake (measured, 2-core AMD EPYC, session 16: RNN (64, 16, 32, 64) fwd+BPTT, the (1024 x 64) @
+(64 x 32) d_x and the dW_ih product, 2.1M multiply-adds each, 3-4 ms a call instead of 40-100 us; was 4M here).
+Setting the thread count costs a few microseconds."""
+MIN_MEASURED = 1 << 22
+"""Multiply-adds (4M) from which a thin product may run on the micro-kernel (:func:`dot`) and :func:`add_t` times its
+two ways (:func:`add_t_way`); smaller ones: one BLAS call, straight into the output."""
 
 
 MICRO_MAX_K = 64
@@ -104,7 +112,7 @@ def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, cores: int 
     ``blas`` > 1: one BLAS call on that many BLAS threads instead, for a layer whose thread plan gives
     the cores to BLAS (its per-step GEMMs run on BLAS's threads, which then spin: rnnkit's threads would
     meet them).  Any strides (NumPy's ``np.dot`` rules).  A thin product (K <= :data:`MICRO_MAX_K`, from
-    :data:`MIN_ONE_THREAD` multiply-adds) runs on rnnkit's micro-kernel instead of BLAS; one that is not split,
+    :data:`MIN_MEASURED` multiply-adds) runs on rnnkit's micro-kernel instead of BLAS; one that is not split,
     on one BLAS thread from :data:`MIN_ONE_THREAD`."""
     M, K = a.shape
     N = b.shape[1]
@@ -122,7 +130,7 @@ def _dot(a, b, out, n: int, split: bool):
     """a @ b into ``out``: the rows in ``n`` blocks side by side if ``split``, else on this thread (:func:`dot`)."""
     M, K = a.shape
     N = b.shape[1]
-    if M * N * K >= MIN_ONE_THREAD and _micro(a, b, out):  # a thin product: rnnkit's micro-kernel, b packed once
+    if M * N * K >= MIN_MEASURED and _micro(a, b, out):  # a thin product: rnnkit's micro-kernel, b packed once
         Bp = np.empty(packed_shape(K, N, a.dtype), a.dtype)
         pack(b, Bp, np.empty(0, np.intp))  # every column
 
@@ -230,10 +238,10 @@ def _into(out, a, b, n: int, split: bool):
 @functools.lru_cache(maxsize=None)
 def add_t_way(R: int, M: int, N: int, dtype: str, cores: int, clock=time.perf_counter) -> str:
     """:data:`INTO` or :data:`SUM` for :func:`add_t` at this shape on ``cores`` cores: below
-    :data:`MIN_ONE_THREAD` multiply-adds INTO (one small BLAS call, no temporary); above, both timed once per process
+    :data:`MIN_MEASURED` multiply-adds INTO (one small BLAS call, no temporary); above, both timed once per process
     on scratch operands of the shape (the faster of two runs each, after one to warm up: about 3 x 2 products;
     0.4 s at (8192, 512, 2048) on 2 cores); INTO only if it takes at most :data:`INTO_MARGIN` of SUM's time."""
-    if R * M * N < MIN_ONE_THREAD:
+    if R * M * N < MIN_MEASURED:
         return INTO
     a, b, out = np.full((R, M), 0.5, dtype), np.full((R, N), 0.25, dtype), np.zeros((N, M), dtype)  # values: any
     best = {INTO: float("inf"), SUM: float("inf")}
