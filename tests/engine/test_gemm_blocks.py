@@ -107,7 +107,8 @@ def test_the_measured_block_is_a_candidate_and_the_choice_needs_a_gain(monkeypat
     assert all(t > 0 for t in times.values())
     assert gemm_rows.choose({0: 1.0, 4: 0.97, 8: 0.99}) == 0, "a block within the noise margin buys nothing"
     assert gemm_rows.choose({0: 1.0, 4: 0.5, 8: 0.7}) == 4
-    assert gemm_rows.step_gemm_rows(2, 16, 64, np.float32, False) == 0, "too few rows to block"
+    assert gemm_rows.step_gemm_rows(1, 16, 64, np.float32, False) == 0, "one row: one BLAS call (a GEMV)"
+    assert gemm_rows.step_gemm_rows(2, 16, 64, np.float32, False) == 0, "two rows of a small product: one call"
     small = gemm_rows.time_rows(8, 16, 64, np.float32, backward=True, blocks=False)
     assert set(small) == {0, gemm_rows.PACKED}, "a small product: the whole one or the micro-kernel"
 
@@ -224,3 +225,15 @@ def test_shards_of_few_rows_pay_only_on_the_micro_kernel():
     assert threads.plan(20, 650, 2600, 1, 4, 2, lambda rows: True).shards == ((0, 10), (10, 20))
     assert threads.plan(20, 650, 2600, 1, 4, 2, lambda rows: False).shards == ((0, 20),)
     assert threads.plan(12, 650, 2600, 1, 4, 2, lambda rows: True).shards == ((0, 12),), "6-row shards: below a tile"
+
+
+def test_two_rows_are_measured_not_left_to_one_sgemm_call(monkeypatch):
+    """One OpenBLAS sgemm call of two rows packs all of W at every step ((2 x 512) @ (512 x 2048): 376 us against
+    the micro-kernel's 49, session 16): two rows are timed like more; one row stays one call (a GEMV)."""
+    monkeypatch.delenv("RNNKIT_GEMM_ROWS", raising=False)
+    asked = []
+    monkeypatch.setattr(gemm_rows, "timings", lambda *args: asked.append(args[0]) or {0: 1.0, gemm_rows.PACKED: 0.2})
+    assert gemm_rows.step_gemm_rows(2, 512, 2048, np.float32, False) == gemm_rows.PACKED
+    assert gemm_rows.step_gemm_rows(1, 512, 2048, np.float32, False) == 0
+    assert gemm_rows.step_gemm_rows(2, 64, 256, np.float32, False) == 0, "below MIN_TWO_ROW_MACS: one call"
+    assert asked == [2], asked

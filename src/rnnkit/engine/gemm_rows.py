@@ -38,8 +38,14 @@ from rnnkit.engine.step_gemm import PACKED, SMALL_GEMM, pack, packed_shape, time
 CANDIDATES = (2, 4, 8, 16, 32, 64)
 """Row blocks tried (those smaller than M), besides the whole product (0) and the micro-kernel (PACKED)."""
 STREAMING_ROWS = min(CANDIDATES)
-"""Products of at most this many rows (streaming) stay one BLAS call, unmeasured: a tile's accumulators would
-wait on each other."""
+"""Rows of a streaming product.  One row stays one BLAS call, unmeasured (OpenBLAS runs it as a GEMV, at the
+memory's speed: (1 x 512) @ (512 x 2048) 49 us against the micro-kernel's 45); two rows are measured like more (one
+sgemm call packs all of W at every step: (2 x 512) @ (512 x 2048) 376 us against the micro-kernel's 49, (2 x 1024) @
+(1024 x 4096) 3,440 against 522; 2-core AMD EPYC, one thread, session 16).  The in-loop projection and unit shards
+leave shards of up to this many rows alone (:mod:`rnnkit.engine.in_loop`, :mod:`rnnkit.engine.unit_shards`)."""
+MIN_TWO_ROW_MACS = 1 << 18
+"""Multiply-adds from which a product of two rows is measured; below, one BLAS call (LSTM (50, 2, 64, 64)
+fwd+BPTT, (2 x 64) @ (64 x 256) a step, ran 1.05x slower on the micro-kernel chosen by its timing alone)."""
 ROUNDS = 5
 BLOCK_S = 1e-3
 MARGIN = 0.95
@@ -145,10 +151,11 @@ def timings(M: int, H: int, G: int, dtype, backward: bool) -> dict:
 
 def step_gemm_rows(M: int, H: int, G: int, dtype, backward: bool) -> int:
     """How the per-step GEMM for M rows, hidden H, G gate columns runs (0: one BLAS call, n: blocks of n rows,
-    PACKED: the micro-kernel): ``RNNKIT_GEMM_ROWS`` if set, else measured once per process (:func:`time_rows`)."""
+    PACKED: the micro-kernel): ``RNNKIT_GEMM_ROWS`` if set, else one BLAS call for one row (and two rows under
+    :data:`MIN_TWO_ROW_MACS`), else measured once per process (:func:`time_rows`)."""
     forced = forced_rows()
     if forced is not None:
         return forced
-    if M <= STREAMING_ROWS:
+    if M < STREAMING_ROWS or (M == STREAMING_ROWS and M * H * G < MIN_TWO_ROW_MACS):  # a GEMV; two rows, small
         return 0
     return choose(timings(M, H, G, dtype, backward))
