@@ -224,7 +224,12 @@ def test_shards_of_few_rows_pay_only_on_the_micro_kernel():
     assert threads.plan(20, 650, 2600, 1, 4, 2).shards == ((0, 20),)  # BLAS's per-step GEMM: one recurrence
     assert threads.plan(20, 650, 2600, 1, 4, 2, lambda rows: True).shards == ((0, 10), (10, 20))
     assert threads.plan(20, 650, 2600, 1, 4, 2, lambda rows: False).shards == ((0, 20),)
-    assert threads.plan(12, 650, 2600, 1, 4, 2, lambda rows: True).shards == ((0, 12),), "6-row shards: below a tile"
+    assert threads.plan(12, 300, 1200, 1, 4, 2, lambda rows: True).shards == ((0, 12),), "6-row shards: below a tile"
+    # W_hh of 2 MB or more: shards from 2 rows on the micro-kernel (packed once; one BLAS call repacks it every step)
+    assert threads.plan(12, 650, 2600, 1, 4, 2, lambda rows: True).shards == ((0, 6), (6, 12))
+    assert threads.plan(4, 512, 2048, 1, 4, 2, lambda rows: True).shards == ((0, 2), (2, 4))
+    assert threads.plan(4, 512, 2048, 1, 4, 2, lambda rows: False).shards == ((0, 4),), "on BLAS: one recurrence"
+    assert threads.plan(2, 512, 2048, 1, 4, 2, lambda rows: True).shards == ((0, 2),), "one-row shards: GEMVs"
 
 
 def test_two_rows_are_measured_not_left_to_one_sgemm_call(monkeypatch):

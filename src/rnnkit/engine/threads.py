@@ -48,6 +48,14 @@ MIN_SHARD_ROWS = 32
 SMALL_W_HH = 1 << 20
 """Bytes of W_hh up to which shards of at least ``MIN_SMALL_ROWS`` rows pay."""
 MIN_SMALL_ROWS = 4
+BIG_W_HH = 1 << 21
+"""Bytes of W_hh (2 MB) from which shards of :data:`MIN_BIG_W_ROWS` rows pay when their per-step GEMM runs on the
+micro-kernel (W_hh packed once, where one BLAS call repacks it at every step).  Measured, 2-core AMD EPYC, session
+16, LSTM, fwd+BPTT / inference, one recurrence (BLAS on both cores) -> two shards: (35, 12, 650, 650) 70 -> 50 /
+30 -> 17 ms (6-row shards), (35, 4, 650, 650) 27 -> 21.5 / 11.8 -> 8.5, (50, 4, 512, 512) 22.1 -> 17.7 / 9.5 ->
+6.6, (50, 6, 512, 512) 32.6 -> 27.0 / 13.9 -> 9.8; with W_hh 1 MB ((50, 2, 256, 256): one-row shards) no gain, and
+one-row shards (a GEMV each, all of W_hh per row) lost at (50, 2, 512, 512): 12.6 -> 16.7 / 4.7 -> 5.2."""
+MIN_BIG_W_ROWS = 2
 MIN_PACKED_ROWS = 8
 """Rows per shard (one full tile) from which shards pay when their per-step GEMM runs on rnnkit's micro-kernel
 (``shard_gemm_packed``): measured, LSTM (35, 20, 650, 650) fwd+BPTT 80 ms in two 10-row shards against 95-102
@@ -157,7 +165,7 @@ def plan(B: int, H: int, G: int, D: int, itemsize: int, cores: int, shard_gemm_p
     """The thread plan for a layer direction count D with batch B, hidden H, G gate columns, on
     ``cores`` cores (one core: no threads, one BLAS thread).  ``shard_gemm_packed(rows)``: whether a shard
     of that many rows runs its per-step GEMM on the micro-kernel (:mod:`rnnkit.engine.gemm_rows`); such
-    shards pay from :data:`MIN_PACKED_ROWS` rows."""
+    shards pay from :data:`MIN_PACKED_ROWS` rows, or from :data:`MIN_BIG_W_ROWS` with W_hh of :data:`BIG_W_HH` bytes."""
     if cores <= 1:
         return ThreadPlan(((0, B),), False, 1)
     per_dir = max(1, cores // D) if cores >= D else 1
@@ -165,7 +173,8 @@ def plan(B: int, H: int, G: int, D: int, itemsize: int, cores: int, shard_gemm_p
     for k in range(per_dir, 1, -1):
         rows = B // k
         if (rows >= MIN_SHARD_ROWS or (rows >= MIN_SMALL_ROWS and G * H * itemsize <= SMALL_W_HH)
-                or (rows >= MIN_PACKED_ROWS and shard_gemm_packed is not None and shard_gemm_packed(rows))):
+                or (rows >= (MIN_BIG_W_ROWS if G * H * itemsize >= BIG_W_HH else MIN_PACKED_ROWS)
+                    and shard_gemm_packed is not None and shard_gemm_packed(rows))):
             n = k
             break
     bounds = [B * k // n for k in range(n + 1)]
