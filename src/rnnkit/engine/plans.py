@@ -175,7 +175,7 @@ def time_candidates(layer, key: PlanKey, plans: dict, budget_s: float = BUDGET_S
     # BLAS's own threads spin on the cores for a while after a call: a plan timed after one that used them
     # runs on a busy machine (measured, LSTM (100, 32, 64, 128) on 2 cores, session 16: batch shards timed right
     # after blas_threads read 14.1 ms against one_thread's 11.8; alone 8-9).  So plans on one BLAS thread are
-    # timed first, round-robin, and those on BLAS's threads after them, each phase with half the budget.
+    # timed first, round-robin, and those on BLAS's threads after them, the budget shared between the phases.
     phases = timing_phases(plans, names)
     best = dict.fromkeys(names, float("inf"))
     for phase in phases:
@@ -185,7 +185,7 @@ def time_candidates(layer, key: PlanKey, plans: dict, budget_s: float = BUDGET_S
         for _ in range(MAX_ROUNDS if phase else 0):
             for name in phase:
                 best[name] = min(best[name], block(name, reps[name]))
-            if clock() - start > budget_s / len(phases):
+            if clock() - start > budget_s / sum(map(bool, phases)):
                 break
     return {name: best[distinct[p]] for name, p in plans.items()}
 
