@@ -244,14 +244,22 @@ def add_t_way(R: int, M: int, N: int, dtype: str, cores: int, clock=time.perf_co
     if R * M * N < MIN_MEASURED:
         return INTO
     a, b, out = np.full((R, M), 0.5, dtype), np.full((R, N), 0.25, dtype), np.zeros((N, M), dtype)  # values: any
-    best = {INTO: float("inf"), SUM: float("inf")}
-    for rep in range(3):
-        for way in best:
-            t0 = clock()
-            add_t(out, a, b, cores=cores, how=way)
-            if rep:  # the first: warm-up
-                best[way] = min(best[way], clock() - t0)
+    best = fastest({way: functools.partial(add_t, out, a, b, cores=cores, how=way) for way in (INTO, SUM)}, 3, clock)
     return INTO if best[INTO] <= INTO_MARGIN * best[SUM] else SUM
+
+
+def fastest(runs: dict, reps: int, clock) -> dict:
+    """{key: the smallest seconds of one call of ``runs[key]``}: ``reps`` rounds, the calls alternating within a round,
+    the first round a warm-up (its calls read the clock once, untimed): how :func:`add_t_way` and :func:`split_pays`
+    time their ways."""
+    best = dict.fromkeys(runs, float("inf"))
+    for rep in range(reps):
+        for key, run in runs.items():
+            t0 = clock()
+            run()
+            if rep:
+                best[key] = min(best[key], clock() - t0)
+    return best
 
 
 DOT, DOT_T = "dot", "dot_t"
@@ -281,11 +289,5 @@ def split_pays(op: str, R: int, M: int, N: int, dtype: str, n: int, clock=time.p
     out = np.zeros((R, N) if op == DOT else (N, M), dtype)
     run = {DOT: lambda split: _dot(a, b, out, n, split), DOT_T: lambda split: _dot_t(a, b, n, split),
            INTO: lambda split: _into(out, a, b, n, split)}[op]
-    best = {False: float("inf"), True: float("inf")}
-    for rep in range(5):
-        for split in best:
-            t0 = clock()
-            run(split)
-            if rep:  # the first: warm-up
-                best[split] = min(best[split], clock() - t0)
+    best = fastest({split: functools.partial(run, split) for split in (False, True)}, 5, clock)
     return best[True] <= SPLIT_MARGIN * best[False]
